@@ -1,0 +1,1 @@
+"""Host side of coderun: Docker orchestration of sessions, images and the CLI."""

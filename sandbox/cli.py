@@ -1,0 +1,196 @@
+"""The ``coderun`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+import docker
+import docker.errors
+
+from sandbox import images, paths
+from snitch.model import Mode
+
+
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise click.ClickException(
+            "cannot reach a Docker engine. Start one (e.g. `sudo dockerd &`, or "
+            "`sudo apt-get install docker.io` first), or run `scripts/setup-docker.sh` "
+            f"as root. ({exc})"
+        ) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="coderun")
+def main() -> None:
+    """Run untrusted code in a sandbox whose every new connection waits for a decision."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--image",
+    default="bash",
+    show_default=True,
+    help="Sandbox runtime: bash, python, or a local image name.",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A policy file (TOML) whose rules apply to this run only.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    default="enforce",
+    show_default=True,
+    help="enforce: rules decide; audit: allow and log all; ask: hold.",
+)
+@click.option("--egress-network", help="Docker network the gateway uses to reach the outside.")
+@click.option("--dns-upstream", help="Resolver the gateway forwards allowed lookups to.")
+@click.option("--profile", help="Rule profile that applies to this run (besides global rules).")
+@click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
+@click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER[:ro] bind mount.")
+@click.option("-w", "--workdir", help="Working directory inside the sandbox.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    image: str,
+    policy_file: Path | None,
+    mode: str,
+    egress_network: str | None,
+    dns_upstream: str | None,
+    profile: str | None,
+    env: tuple[str, ...],
+    volumes: tuple[str, ...],
+    workdir: str | None,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
+    from sandbox.runner import run_session
+    from sandbox.session import SessionConfig
+
+    if policy_file is not None:
+        from snitch.policyfile import PolicyError, load_policy
+
+        try:
+            load_policy(policy_file)
+        except PolicyError as exc:
+            raise click.ClickException(str(exc)) from exc
+    envs: dict[str, str] = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            value = os.environ.get(key, "")
+        envs[key] = value
+    args = list(command)
+    script: Path | None = None
+    first = Path(args[0])
+    if ("/" in args[0] or first.suffix in (".sh", ".py")) and first.is_file():
+        script, args = first, args[1:]
+    client = docker_client()
+    tags = images.build(client)
+    config = SessionConfig(
+        command=args,
+        image=images.resolve_runtime(client, image, tags),
+        gateway_image=tags["gateway"],
+        image_name=image,
+        mode=Mode(mode),
+        policy_file=policy_file,
+        egress_network=egress_network,
+        dns_upstream=dns_upstream,
+        env=envs,
+        volumes=list(volumes),
+        workdir=workdir,
+        script=script,
+        profile=profile,
+    )
+    sys.exit(run_session(client, config))
+
+
+@main.group("images")
+def images_group() -> None:
+    """Build and list coderun's images."""
+
+
+@images_group.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when the inputs did not change.")
+def images_build(force: bool) -> None:
+    """Build the gateway, demo-internet and sandbox images (only what changed)."""
+    tags = images.build(docker_client(), force=force)
+    for name, tag in tags.items():
+        click.echo(f"{name:16} {tag}")
+
+
+@main.command("gc")
+@click.option("--all", "everything", is_flag=True, help="Also remove sessions that are running.")
+def gc_command(everything: bool) -> None:
+    """Remove containers and networks left by interrupted runs."""
+    from sandbox.cleanup import gc
+
+    removed = gc(docker_client(), everything=everything)
+    for item in removed:
+        click.echo(f"removed {item}")
+    if not removed:
+        click.echo("nothing to remove")
+
+
+@main.command("sessions")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def sessions_command(as_json: bool) -> None:
+    """List recorded sessions."""
+    from sandbox.records import list_sessions
+
+    for rec in list_sessions(paths.sessions_dir()):
+        if as_json:
+            click.echo(json.dumps(rec, sort_keys=True))
+        else:
+            click.echo(
+                f"{rec['id']}  exit={rec.get('exit')}  {rec.get('mode')}  "
+                f"{' '.join(rec.get('command') or [])}"
+            )
+
+
+@main.command("log")
+@click.argument("session", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def log_command(session: str | None, as_json: bool) -> None:
+    """Show a session's traffic log (the latest session by default)."""
+    from sandbox.records import find_session, format_entry
+    from snitch.flowlog import read_log
+
+    folder = find_session(paths.sessions_dir(), session)
+    if folder is None:
+        raise click.ClickException("no such session")
+    for entry in read_log(folder / "flows.jsonl"):
+        click.echo(json.dumps(entry.to_dict(), sort_keys=True) if as_json else format_entry(entry))
+
+
+@main.command("demo")
+def demo_command() -> None:
+    """Run an example untrusted script against a local demo internet."""
+    from sandbox.demo import run_demo
+
+    sys.exit(run_demo(docker_client()))
+
+
+def _register_optional() -> None:
+    try:
+        from sandbox.rules_cli import rules
+    except ImportError:
+        return
+    main.add_command(rules)
+
+
+_register_optional()
+
+
+if __name__ == "__main__":
+    main()

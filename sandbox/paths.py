@@ -1,0 +1,26 @@
+"""Where coderun keeps its data on the host (rules, sessions, CA, API tokens)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+
+def data_dir() -> Path:
+    """``$CODERUN_HOME`` if set, else the XDG data dir (``~/.local/share/coderun``)."""
+    env = os.environ.get("CODERUN_HOME")
+    path = Path(env) if env else Path(platformdirs.user_data_dir("coderun", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def rules_db() -> Path:
+    return data_dir() / "rules.db"
+
+
+def sessions_dir() -> Path:
+    path = data_dir() / "sessions"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

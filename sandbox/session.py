@@ -1,0 +1,314 @@
+"""One coderun session: networks, gateway, namespace holder and sandbox, and their end.
+
+Topology (see docs/architecture.md): the sandbox shares the network namespace of a
+trusted *holder* container, which re-addresses it as a /32 whose only route is the
+gateway container, so every packet the sandbox sends (even to the host's bridge
+address) crosses the gateway. The gateway reaches the outside through an egress
+network. Everything is labelled with the session id and the owning process, so an
+interrupted run's leftovers are found by ``coderun gc`` or the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.models.networks import Network
+
+import snitch
+from sandbox import paths
+from snitch.model import Mode
+
+LABEL = "coderun.session"
+OWNER_PID = "coderun.owner-pid"
+OWNER_HOST = "coderun.owner-host"
+ROLE = "coderun.role"
+READY_TIMEOUT = 30.0
+
+HOLDER_SCRIPT = r"""
+set -e
+set -- $(ip -4 -o addr show dev eth0)
+SANDBOX_IP=${4%/*}
+ip addr flush dev eth0
+ip addr add "$SANDBOX_IP/32" dev eth0
+ip route add "$GATEWAY_IP" dev eth0
+ip route add default via "$GATEWAY_IP" dev eth0 onlink
+# Docker's embedded resolver listens inside this namespace: make it unreachable.
+iptables -A OUTPUT -d 127.0.0.11 -j DROP
+echo CODERUN_READY
+exec sleep infinity
+"""
+
+
+class SessionError(RuntimeError):
+    pass
+
+
+@dataclass
+class SessionConfig:
+    command: list[str]
+    image: str  # resolved image reference for the sandbox
+    gateway_image: str
+    image_name: str = "bash"  # as the user named it (for rule scopes and the record)
+    mode: Mode = Mode.ENFORCE
+    policy_file: Path | None = None
+    egress_network: str | None = None
+    dns_upstream: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)  # HOST:CONTAINER[:ro]
+    workdir: str | None = None
+    script: Path | None = None
+    profile: str | None = None
+    tty: bool = False
+    memory: str = "2g"
+    pids: int = 1024
+
+
+def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cond()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise SessionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Session:
+    def __init__(self, client: docker.DockerClient, config: SessionConfig) -> None:
+        self.client = client
+        self.config = config
+        self.id = uuid.uuid4().hex[:12]
+        self.dir = paths.sessions_dir() / self.id
+        self.dir.mkdir(parents=True)
+        self.labels = {
+            LABEL: self.id,
+            OWNER_PID: str(os.getpid()),
+            OWNER_HOST: socket.gethostname(),
+        }
+        self.networks: list[Network] = []
+        self.containers: list[Container] = []
+        self.gateway: Container | None = None
+        self.holder: Container | None = None
+        self.sandbox: Container | None = None
+        self.gateway_ip = ""
+        self.sandbox_ip = ""
+        self.record: dict[str, Any] = {
+            "id": self.id,
+            "command": config.command,
+            "image": config.image_name,
+            "mode": str(config.mode),
+            "start": time.time(),
+            "end": None,
+            "exit": None,
+        }
+        self.save_record()
+
+    # -- record -----------------------------------------------------------------------------
+    def save_record(self) -> None:
+        tmp = self.dir / "session.tmp"
+        tmp.write_text(json.dumps(self.record, indent=1))
+        tmp.replace(self.dir / "session.json")
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "flows.jsonl"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _labels(self, role: str) -> dict[str, str]:
+        return {**self.labels, ROLE: role}
+
+    def start(self) -> None:
+        """Bring up networks, gateway and holder; create (not start) the sandbox."""
+        c = self.client
+        name = f"coderun-{self.id}"
+        if self.config.egress_network:
+            try:
+                egress = c.networks.get(self.config.egress_network)
+            except docker.errors.NotFound as exc:
+                raise SessionError(f"no Docker network {self.config.egress_network!r}") from exc
+        else:
+            egress = c.networks.create(
+                f"{name}-egress", driver="bridge", labels=self._labels("egress")
+            )
+            self.networks.append(egress)
+        inner = c.networks.create(
+            f"{name}-net",
+            driver="bridge",
+            labels=self._labels("sandbox-net"),
+            options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
+        )
+        self.networks.append(inner)
+        self._start_gateway(name, egress, inner)
+        self._start_holder(name, inner)
+        self._create_sandbox(name)
+
+    def _start_gateway(self, name: str, egress: Network, inner: Network) -> None:
+        data = paths.data_dir()
+        egress.reload()
+        ipam = (egress.attrs.get("IPAM", {}).get("Config") or [{}])[0]
+        if not ipam.get("Subnet"):
+            raise SessionError(f"egress network {egress.name} has no IPv4 subnet")
+        env = {
+            "CODERUN_EGRESS_SUBNET": ipam["Subnet"],
+            "CODERUN_EGRESS_GATEWAY": ipam.get("Gateway", ""),
+            "CODERUN_SESSION": self.id,
+            "CODERUN_MODE": str(self.config.mode),
+            "CODERUN_DATA": "/data",
+            "CODERUN_IMAGE": self.config.image_name,
+            "HOST_UID": str(os.getuid()),
+            "HOST_GID": str(os.getgid()),
+        }
+        if self.config.dns_upstream:
+            env["CODERUN_DNS_UPSTREAM"] = self.config.dns_upstream
+        if self.config.profile:
+            env["CODERUN_PROFILE"] = self.config.profile
+        if self.config.policy_file is not None:
+            (self.dir / "policy.toml").write_bytes(self.config.policy_file.read_bytes())
+            env["CODERUN_POLICY"] = f"/data/sessions/{self.id}/policy.toml"
+        snitch_dir = Path(snitch.__file__).resolve().parent
+        self.gateway = self.client.containers.run(
+            self.config.gateway_image,
+            name=f"{name}-gw",
+            detach=True,
+            network=egress.name,
+            labels=self._labels("gateway"),
+            environment=env,
+            cap_add=["NET_ADMIN"],
+            init=True,
+            sysctls={
+                "net.ipv4.ip_forward": "1",
+                "net.ipv4.conf.all.send_redirects": "0",
+                "net.ipv4.conf.default.send_redirects": "0",
+                "net.ipv6.conf.all.disable_ipv6": "1",
+                "net.ipv6.conf.default.disable_ipv6": "1",
+            },
+            volumes={
+                str(snitch_dir): {"bind": "/opt/coderun/snitch", "mode": "ro"},
+                str(data): {"bind": "/data", "mode": "rw"},
+            },
+        )
+        self.containers.append(self.gateway)
+        inner.connect(self.gateway)
+        self.gateway.reload()
+        self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
+        state_file = self.dir / "gateway.json"
+
+        def ready() -> bool:
+            if state_file.exists():
+                return json.loads(state_file.read_text()).get("state") == "ready"
+            self.gateway.reload()  # type: ignore[union-attr]
+            if self.gateway.status == "exited":  # type: ignore[union-attr]
+                logs = self.gateway.logs(tail=20).decode(errors="replace")  # type: ignore[union-attr]
+                raise SessionError(f"the gateway failed to start:\n{logs}")
+            return False
+
+        _wait(ready, "the gateway")
+
+    def _start_holder(self, name: str, inner: Network) -> None:
+        self.holder = self.client.containers.create(
+            self.config.gateway_image,
+            name=f"{name}-ns",
+            entrypoint=["sh", "-c", HOLDER_SCRIPT],
+            network=inner.name,
+            labels=self._labels("holder"),
+            cap_add=["NET_ADMIN"],
+            environment={"GATEWAY_IP": self.gateway_ip},
+            sysctls={
+                "net.ipv6.conf.all.disable_ipv6": "1",
+                "net.ipv6.conf.default.disable_ipv6": "1",
+                # A held SYN must survive a person's decision: retry for ~2 minutes.
+                "net.ipv4.tcp_syn_retries": "7",
+            },
+        )
+        self.containers.append(self.holder)
+        # The holder keeps the address Docker gave it, re-set as a /32.
+        self.holder.start()
+        self.holder.reload()
+        self.sandbox_ip = self.holder.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
+        holder = self.holder
+
+        def ready() -> bool:
+            holder.reload()
+            if holder.status == "exited":
+                raise SessionError(
+                    "namespace holder failed:\n" + holder.logs().decode(errors="replace")
+                )
+            return b"CODERUN_READY" in holder.logs()
+
+        _wait(ready, "the sandbox network")
+
+    def _create_sandbox(self, name: str) -> None:
+        cfg = self.config
+        resolv = self.dir / "resolv.conf"
+        resolv.write_text(f"nameserver {self.gateway_ip}\noptions timeout:2 attempts:2\n")
+        volumes: dict[str, dict[str, str]] = {
+            str(resolv): {"bind": "/etc/resolv.conf", "mode": "ro"},
+        }
+        command = list(cfg.command)
+        if cfg.script is not None:
+            target = f"/coderun/{cfg.script.name}"
+            volumes[str(cfg.script.resolve())] = {"bind": target, "mode": "ro"}
+            interpreter = ["python3"] if cfg.script.suffix == ".py" else ["bash"]
+            command = [*interpreter, target, *command]
+        for spec in cfg.volumes:
+            parts = spec.split(":")
+            if len(parts) < 2:
+                raise SessionError(f"--volume {spec!r}: expected HOST:CONTAINER[:ro]")
+            mode = parts[2] if len(parts) > 2 else "rw"
+            volumes[str(Path(parts[0]).resolve())] = {"bind": parts[1], "mode": mode}
+        self.sandbox = self.client.containers.create(
+            cfg.image,
+            command=command,
+            name=f"{name}-sandbox",
+            network_mode=f"container:{self.holder.id}",  # type: ignore[union-attr]
+            labels=self._labels("sandbox"),
+            environment=cfg.env,
+            volumes=volumes,
+            working_dir=cfg.workdir,
+            tty=cfg.tty,
+            stdin_open=False,
+            cap_drop=["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE"],
+            security_opt=["no-new-privileges"],
+            pids_limit=cfg.pids,
+            mem_limit=cfg.memory,
+        )
+        self.containers.append(self.sandbox)
+
+    def gateway_alive(self) -> bool:
+        if self.gateway is None:
+            return False
+        try:
+            self.gateway.reload()
+        except docker.errors.NotFound:
+            return False
+        return bool(self.gateway.status == "running")
+
+    def finish(self, exit_code: int | None, error: str | None = None) -> None:
+        self.record["end"] = time.time()
+        self.record["exit"] = exit_code
+        if error:
+            self.record["error"] = error
+        self.save_record()
+
+    def close(self) -> None:
+        """Remove every container and network of this session (idempotent)."""
+        from sandbox.cleanup import remove_session
+
+        if self.gateway is not None and self.gateway_alive():
+            with contextlib.suppress(docker.errors.APIError):  # let the gateway flush its log
+                self.gateway.stop(timeout=3)
+        remove_session(self.client, self.id)
+        self.containers.clear()
+        self.networks.clear()

@@ -1,0 +1,138 @@
+"""The gateway appliance's entry point (``python3 -m snitch.gateway`` in its container).
+
+The host starts the container with its settings in the environment:
+
+``CODERUN_SESSION``   session id; its files live in ``$CODERUN_DATA/sessions/<id>/``
+``CODERUN_MODE``      enforce | audit | ask
+``CODERUN_DATA``      the host's data dir, mounted (rules.db, sessions/)
+``CODERUN_EGRESS_SUBNET`` / ``CODERUN_EGRESS_GATEWAY`` the egress network (its default route)
+``CODERUN_DNS_UPSTREAM`` resolver to forward allowed lookups to (default: resolv.conf's)
+``CODERUN_POLICY``    optional policy file (path inside the container) for this run
+``CODERUN_PROFILE`` / ``CODERUN_IMAGE`` rule scopes that apply to this run
+``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from snitch import netfilter
+from snitch.dns import DnsForwarder
+from snitch.events import EventBus
+from snitch.flowgate import FlowGate
+from snitch.flowlog import LogWriter
+from snitch.model import EntryKind, LogEntry, Mode, Rule
+from snitch.names import NameTable
+from snitch.queue import PacketQueue
+from snitch.rulebook import RuleBook
+
+log = logging.getLogger("snitch.gateway")
+
+
+def resolv_conf_upstream() -> str:
+    for line in Path("/etc/resolv.conf").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            return parts[1]
+    raise RuntimeError("no upstream resolver: set CODERUN_DNS_UPSTREAM")
+
+
+class Gateway:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.session = env["CODERUN_SESSION"]
+        self.mode = Mode(env.get("CODERUN_MODE", "enforce"))
+        self.data = Path(env.get("CODERUN_DATA", "/data"))
+        self.session_dir = self.data / "sessions" / self.session
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        self.upstream = env.get("CODERUN_DNS_UPSTREAM") or resolv_conf_upstream()
+        self.egress_subnet = env["CODERUN_EGRESS_SUBNET"]
+        self.egress_gateway = env.get("CODERUN_EGRESS_GATEWAY") or None
+        self.uid = int(env["HOST_UID"]) if "HOST_UID" in env else None
+        self.gid = int(env["HOST_GID"]) if "HOST_GID" in env else None
+        extra: list[Rule] = []
+        if env.get("CODERUN_POLICY"):
+            from snitch.policyfile import load_policy
+
+            extra = load_policy(Path(env["CODERUN_POLICY"]))
+        self.bus = EventBus()
+        self.names = NameTable()
+        self.rules = RuleBook(
+            self.data / "rules.db",
+            extra,
+            self.mode,
+            self.session,
+            env.get("CODERUN_PROFILE") or None,
+            env.get("CODERUN_IMAGE") or None,
+        )
+        self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid)
+        self.bus.subscribe(self.writer.on_event)
+        self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
+        self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
+        self.queue: PacketQueue | None = None
+
+    def write_state(self, **state: object) -> None:
+        path = self.session_dir / "gateway.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"time": time.time(), **state}))
+        if self.uid is not None and self.gid is not None:
+            os.chown(tmp, self.uid, self.gid)
+        tmp.replace(path)
+
+    async def run(self) -> None:
+        ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
+        netfilter.apply(ifs)
+        self.queue = PacketQueue(self.gate.on_packet)
+        self.queue.start()
+        await self.dns.start(ifs.sandbox_ip)
+        self.writer.start()
+        self.rules.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.bus.log(
+            LogEntry(
+                EntryKind.EVENT,
+                session=self.session,
+                message=f"gateway ready: mode={self.mode} upstream={self.upstream}",
+            )
+        )
+        self.write_state(
+            state="ready", sandbox_ip=ifs.sandbox_ip, mode=str(self.mode), pid=os.getpid()
+        )
+        log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
+        await stop.wait()
+        self.close()
+
+    def close(self) -> None:
+        if self.queue is not None:
+            self.queue.close()
+        self.dns.close()
+        self.rules.close()
+        self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
+        self.writer.close()
+        self.write_state(state="stopped")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    try:
+        gateway = Gateway(dict(os.environ))
+        asyncio.run(gateway.run())
+    except Exception as exc:
+        log.exception("gateway failed")
+        print(f"coderun gateway: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The one data model shared by the gateway, the CLI and the dashboard.
+
+Everything that crosses a boundary (gateway -> log file, gateway -> API -> dashboard,
+CLI -> store) is one of these dataclasses, serialised with ``to_dict`` / ``from_dict``
+into plain JSON-able dicts. Keep them free of behaviour beyond (de)serialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Proto(enum.StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+    ICMP = "icmp"
+    DNS = "dns"  # a DNS query to the gateway's resolver, decided like a flow
+    ANY = "any"
+
+    @classmethod
+    def from_number(cls, number: int) -> Proto | None:
+        return _PROTO_NUMBERS.get(number)
+
+
+_PROTO_NUMBERS = {6: Proto.TCP, 17: Proto.UDP, 1: Proto.ICMP, 58: Proto.ICMP}
+
+
+class Action(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class Mode(enum.StrEnum):
+    ENFORCE = "enforce"  # rules decide; unmatched flows are denied
+    AUDIT = "audit"  # everything is allowed and logged
+    ASK = "ask"  # unmatched flows are held until a person decides
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """The 5-tuple of a connection as the sandbox sent it."""
+
+    proto: Proto
+    src: str
+    sport: int
+    dst: str
+    dport: int
+
+    def __str__(self) -> str:
+        return f"{self.proto}:{self.src}:{self.sport}->{self.dst}:{self.dport}"
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a rule is matched against: a connection or a DNS lookup."""
+
+    proto: Proto
+    dst: str | None = None  # IP address, None for a DNS lookup
+    port: int = 0
+    names: tuple[
+        str, ...
+    ] = ()  # names known for dst (DNS answers, SNI, Host), or the looked-up name
+    profile: str | None = None
+    image: str | None = None
+    session: str | None = None
+    flow: str | None = None  # str(FlowKey) of the connection; only once-rules look at it
+    path: str | None = None  # HTTP(S) URL path, set only for requests seen through interception
+
+
+@dataclass(slots=True)
+class Rule:
+    """An allow/deny rule.
+
+    Matches on ``host`` (exact name, or ``*.domain`` for every subdomain of domain but
+    not the apex), ``cidr`` (an address or a network), ``port_lo``..``port_hi`` (0..0 for
+    any port) and ``proto``. At least one of host/cidr may be set; neither means any
+    destination. ``scope`` is ``global``, ``profile:NAME`` or ``image:NAME``.
+    Lifetime: ``once`` (one connection, ``once_key`` holds its 5-tuple), ``session``
+    (``session`` holds the session id), ``expires_at`` (an absolute time), or always.
+    """
+
+    action: Action
+    host: str | None = None
+    cidr: str | None = None
+    port_lo: int = 0
+    port_hi: int = 0
+    proto: Proto = Proto.ANY
+    scope: str = "global"
+    priority: int = 0
+    path_prefix: str | None = None  # HTTP(S) URL path prefix, only with TLS interception
+    once_key: str | None = None
+    session: str | None = None
+    expires_at: float | None = None
+    enabled: bool = True
+    source: str = "cli"  # prompt, cli, import, blocklist, policy
+    note: str = ""
+    created: float = field(default_factory=time.time)
+    hits: int = 0
+    last_hit: float | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["action"] = str(self.action)
+        d["proto"] = str(self.proto)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rule:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["action"] = Action(kw["action"])
+        kw["proto"] = Proto(kw.get("proto", "any"))
+        return cls(**kw)
+
+    def describe(self) -> str:
+        """A short human form, e.g. ``allow *.example.test:443/tcp``."""
+        target = self.host or self.cidr or "*"
+        if self.port_lo:
+            port = (
+                str(self.port_lo)
+                if self.port_lo == self.port_hi
+                else f"{self.port_lo}-{self.port_hi}"
+            )
+            target += f":{port}"
+        if self.path_prefix:
+            target += self.path_prefix
+        return f"{self.action} {target}/{self.proto}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A verdict with the rule that made it (``rule_id`` None for a default)."""
+
+    action: Action
+    rule_id: int | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": str(self.action), "rule_id": self.rule_id, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Decision:
+        return cls(Action(d["action"]), d.get("rule_id"), d.get("reason", ""))
+
+
+class EntryKind(enum.StrEnum):
+    FLOW = "flow"
+    DNS = "dns"
+    HTTP = "http"
+    EVENT = "event"  # gateway lifecycle and dropped garbage
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One line of a session's traffic log.
+
+    ``kind`` says which optional fields are set: flows carry the 5-tuple, DNS entries
+    ``qname``/``qtype``/``answers``, HTTP entries ``method``/``url``/``status``/sizes.
+    """
+
+    kind: EntryKind
+    session: str = ""
+    time: float = field(default_factory=time.time)
+    proto: str = ""
+    src: str = ""
+    sport: int = 0
+    dst: str = ""
+    dport: int = 0
+    names: list[str] = field(default_factory=list)
+    verdict: str = ""  # allow / deny / pending / expired
+    rule_id: int | None = None
+    rule: str = ""  # the rule's description at decision time
+    reason: str = ""
+    qname: str = ""
+    qtype: str = ""
+    answers: list[str] = field(default_factory=list)
+    sni: str = ""
+    method: str = ""
+    url: str = ""
+    status: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    duration_ms: float = 0.0
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact dict: only fields that differ from their defaults, plus kind and time."""
+        out: dict[str, Any] = {"kind": str(self.kind), "time": self.time}
+        for f in dataclasses.fields(self):
+            if f.name in out:
+                continue
+            value = getattr(self, f.name)
+            default = (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            )
+            if value != default:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogEntry:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["kind"] = EntryKind(kw["kind"])
+        return cls(**kw)

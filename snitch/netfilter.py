@@ -1,0 +1,118 @@
+"""The gateway's netfilter rules: queue every NEW sandbox flow, refuse what is marked.
+
+Layout (inside the gateway's own network namespace):
+
+- mangle PREROUTING: every NEW packet from the sandbox interface goes to NFQUEUE
+  (no ``--queue-bypass``: without a listener the kernel drops it, so we fail closed),
+  except DNS to the gateway's own resolver.
+- filter FORWARD (policy DROP): established traffic passes; a packet the queue marked
+  ``DENY_MARK`` is refused with a TCP RST (other protocols are dropped); only
+  sandbox -> egress is forwarded. Nothing new is forwarded into the sandbox.
+- filter INPUT: the sandbox may reach the gateway's DNS port and nothing else.
+- nat POSTROUTING: MASQUERADE out of the egress interface.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+
+DENY_MARK = 0x1
+QUEUE_NUM = 0
+
+
+@dataclass(frozen=True)
+class Interfaces:
+    sandbox: str  # interface name on the sandbox network
+    sandbox_ip: str  # the gateway's address there (the sandbox's router and resolver)
+    sandbox_prefix: int
+    egress: str  # interface of the default route
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+def _ip_json(*args: str) -> list[dict[str, object]]:
+    out = subprocess.run(["ip", "-j", *args], check=True, capture_output=True, text=True).stdout
+    data = json.loads(out or "[]")
+    assert isinstance(data, list)
+    return data
+
+
+def discover(egress_subnet: str, egress_gateway: str | None, timeout: float = 30.0) -> Interfaces:
+    """Wait until the sandbox network is attached and name both interfaces.
+
+    The egress interface is the one in ``egress_subnet``; the other one is the sandbox's.
+    Docker may move the default route to the network connected last, so it is put back
+    on the egress network's gateway.
+    """
+    egress_net = ipaddress.ip_network(egress_subnet, strict=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        egress, sandbox = "", None
+        for link in _ip_json("-4", "addr", "show"):
+            name = str(link.get("ifname"))
+            for addr in link.get("addr_info", []):  # type: ignore[union-attr]
+                if name == "lo":
+                    continue
+                if ipaddress.ip_address(str(addr["local"])) in egress_net:
+                    egress = name
+                else:
+                    sandbox = (name, str(addr["local"]), int(addr["prefixlen"]))
+        if egress and sandbox:
+            if egress_gateway:
+                subprocess.run(
+                    ["ip", "route", "replace", "default", "via", egress_gateway, "dev", egress],
+                    check=True,
+                )
+            return Interfaces(sandbox[0], sandbox[1], sandbox[2], egress)
+        if time.monotonic() > deadline:
+            raise SetupError("the sandbox network never appeared on the gateway")
+        time.sleep(0.05)
+
+
+def ruleset(ifs: Interfaces, dns_port: int = 53) -> str:
+    """The iptables-restore input (applied with --noflush: Docker's DNS rules stay)."""
+    sbx, egr, gw = ifs.sandbox, ifs.egress, ifs.sandbox_ip
+    mark = f"0x{DENY_MARK:x}/0x{DENY_MARK:x}"
+    return "\n".join(
+        [
+            "*mangle",
+            ":CODERUN_QUEUE - [0:0]",
+            f"-A PREROUTING -i {sbx} -j CODERUN_QUEUE",
+            f"-A CODERUN_QUEUE -d {gw} -p udp --dport {dns_port} -j RETURN",
+            f"-A CODERUN_QUEUE -d {gw} -p tcp --dport {dns_port} -j RETURN",
+            f"-A CODERUN_QUEUE -m conntrack --ctstate NEW -j NFQUEUE --queue-num {QUEUE_NUM}",
+            "COMMIT",
+            "*filter",
+            ":FORWARD DROP [0:0]",
+            f"-A INPUT -i {sbx} -d {gw} -p udp --dport {dns_port} -j ACCEPT",
+            f"-A INPUT -i {sbx} -d {gw} -p tcp --dport {dns_port} -j ACCEPT",
+            f"-A INPUT -i {sbx} -p tcp -j REJECT --reject-with tcp-reset",
+            f"-A INPUT -i {sbx} -j DROP",
+            "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            f"-A FORWARD -i {sbx} -m mark --mark {mark} -p tcp -j REJECT --reject-with tcp-reset",
+            f"-A FORWARD -i {sbx} -m mark --mark {mark} -j DROP",
+            f"-A FORWARD -i {sbx} -o {egr} -j ACCEPT",
+            "COMMIT",
+            "*nat",
+            f"-A POSTROUTING -o {egr} -j MASQUERADE",
+            "COMMIT",
+            "",
+        ]
+    )
+
+
+def apply(ifs: Interfaces) -> None:
+    rules = ruleset(ifs)
+    proc = subprocess.run(
+        ["iptables-restore", "--noflush"], input=rules, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise SetupError(f"iptables-restore failed: {proc.stderr.strip()}")
+    # IPv6 is disabled in the sandbox; refuse to forward any of it all the same.
+    subprocess.run(["ip6tables", "-P", "FORWARD", "DROP"], capture_output=True)

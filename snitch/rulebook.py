@@ -1,0 +1,113 @@
+"""The rules in force for one session: the store's rules plus the run's policy file.
+
+Reloads when the store's generation changes (the CLI or a dashboard edited rules),
+counts rule hits in memory and writes them back in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from snitch.model import Action, Decision, Mode, Query, Rule
+from snitch.policy import Policy
+from snitch.store import RuleStore, StoreError
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.25
+
+
+class RuleBook:
+    def __init__(
+        self,
+        store_path: Path | None,
+        extra: list[Rule],
+        mode: Mode,
+        session: str = "",
+        profile: str | None = None,
+        image: str | None = None,
+    ) -> None:
+        self.mode = mode
+        self.session = session
+        self.profile = profile
+        self.image = image
+        self._extra = extra
+        self._store = RuleStore(store_path) if store_path is not None else None
+        self._generation: object = None
+        self._rules: dict[int, Rule] = {}
+        self._hits: dict[int, tuple[int, float]] = {}
+        self._policy = Policy([])
+        self._task: asyncio.Task[None] | None = None
+        self.reload()
+
+    def reload(self) -> None:
+        rules: list[Rule] = []
+        if self._store is not None:
+            self._generation = self._store.generation()
+            rules.extend(self._store.list(include_disabled=False))
+        # Policy-file rules have no store id; give them negative ids so logs can name them.
+        for n, rule in enumerate(self._extra, start=1):
+            rule.id = -n
+            rules.append(rule)
+        self._rules = {r.id: r for r in rules if r.id is not None}
+        blocklist = self._store.blocklist_domains() if self._store is not None else None
+        self._policy = Policy(rules, blocklist=blocklist)
+
+    def query(self, query: Query) -> Query:
+        """The query with this session's context (profile, image, session id) filled in."""
+        return Query(
+            query.proto, query.dst, query.port, query.names, self.profile, self.image, self.session
+        )
+
+    def decide(self, query: Query) -> Decision | None:
+        """The matching rule's decision (hit counted), or None when no rule matches."""
+        decision = self._policy.decide(self.query(query))
+        if decision is not None and decision.rule_id is not None and decision.rule_id > 0:
+            count, _ = self._hits.get(decision.rule_id, (0, 0.0))
+            self._hits[decision.rule_id] = (count + 1, time.time())
+        return decision
+
+    def verdict(self, query: Query) -> Decision:
+        """The final verdict in enforce or audit mode (ask mode holds instead)."""
+        decision = self.decide(query)
+        if self.mode is Mode.AUDIT:
+            would = decision.action if decision is not None else Action.DENY
+            rule_id = decision.rule_id if decision is not None else None
+            return Decision(Action.ALLOW, rule_id, f"audit (enforce would {would})")
+        if decision is None:
+            return Decision(Action.DENY, None, "no rule matched")
+        return decision
+
+    def describe(self, rule_id: int | None) -> str:
+        if rule_id is None:
+            return ""
+        rule = self._rules.get(rule_id)
+        return rule.describe() if rule is not None else f"rule {rule_id}"
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            with contextlib.suppress(StoreError):
+                self.flush_hits()
+                if self._store is not None and self._store.generation() != self._generation:
+                    self.reload()
+
+    def flush_hits(self) -> None:
+        if self._store is not None and self._hits:
+            hits, self._hits = self._hits, {}
+            try:
+                self._store.record_hits(hits)
+            except StoreError:
+                log.warning("could not record %d rule hits", len(hits))
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        with contextlib.suppress(StoreError):
+            self.flush_hits()

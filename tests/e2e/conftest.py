@@ -1,0 +1,131 @@
+"""Fixtures for end-to-end tests on a real Docker engine, real NFQUEUE, real images.
+
+Every test here runs ``coderun`` for real against the demo internet, a container the
+test session starts on a network of its own (the gateway's egress network): no packet
+goes anywhere else. Without a Docker engine these tests are skipped, unless
+``CODERUN_REQUIRE_DOCKER=1`` (set by .ci/run), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from sandbox import images
+from sandbox.internet import DemoInternet, start_internet
+from snitch.flowlog import read_log
+from snitch.model import EntryKind, LogEntry
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="session")
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+        return c
+    except docker.errors.DockerException as exc:
+        if os.environ.get("CODERUN_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"no Docker engine: {exc}")
+        pytest.skip(f"no Docker engine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def tags(client: docker.DockerClient) -> dict[str, str]:
+    return images.build(client)
+
+
+@pytest.fixture(scope="session")
+def internet(client: docker.DockerClient, tags: dict[str, str]) -> Iterator[DemoInternet]:
+    net = start_internet(client, tags["internet"])
+    yield net
+    net.stop()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("CODERUN_HOME", str(home))
+    return home
+
+
+@dataclass
+class Result:
+    status: int
+    stdout: str
+    stderr: str
+    seconds: float
+    log: list[LogEntry]
+
+    def flows(self, **match: object) -> list[LogEntry]:
+        return [
+            e
+            for e in self.log
+            if e.kind is EntryKind.FLOW and all(getattr(e, k) == v for k, v in match.items())
+        ]
+
+    def dns(self, **match: object) -> list[LogEntry]:
+        return [
+            e
+            for e in self.log
+            if e.kind is EntryKind.DNS and all(getattr(e, k) == v for k, v in match.items())
+        ]
+
+
+def coderun_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sandbox.cli", *args]
+
+
+def latest_log(home: Path) -> list[LogEntry]:
+    sessions = sorted((home / "sessions").iterdir(), key=lambda p: p.stat().st_mtime)
+    return list(read_log(sessions[-1] / "flows.jsonl")) if sessions else []
+
+
+@pytest.fixture()
+def run_coderun(home: Path, internet: DemoInternet, tags: dict[str, str]) -> Callable[..., Result]:
+    """Run ``coderun run`` as a subprocess against the demo internet."""
+
+    def run(*args: str, timeout: float = 120, **kw: object) -> Result:
+        cmd = coderun_cmd(
+            "run", "--egress-network", internet.network_name, "--dns-upstream", internet.ip, *args
+        )
+        start = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+        seconds = time.monotonic() - start
+        return Result(proc.returncode, proc.stdout, proc.stderr, seconds, latest_log(home))
+
+    return run
+
+
+def leftovers(client: docker.DockerClient) -> list[str]:
+    """coderun containers and networks that exist now, except the demo internet's."""
+    found = []
+    for c in client.containers.list(all=True, filters={"label": "coderun.session"}):
+        if not c.labels["coderun.session"].startswith("internet-"):
+            found.append(f"container {c.name}")
+    for n in client.networks.list(filters={"label": "coderun.session"}):
+        if not (n.attrs.get("Labels") or {})["coderun.session"].startswith("internet-"):
+            found.append(f"network {n.name}")
+    return found
+
+
+def wait_for(cond: Callable[[], object], what: str, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,1 @@
+"""The Textual dashboard; it reaches a gateway only through the API client."""
