@@ -34,26 +34,22 @@ def main() -> None:
     """Run untrusted code in a sandbox whose every new connection waits for a decision."""
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option(
-    "--image",
-    default="bash",
-    show_default=True,
-    help="Sandbox runtime: bash, python, or a local image name.",
-)
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A policy file (TOML) whose rules apply to this run only.",
-)
-@click.option(
-    "--mode",
-    type=click.Choice([m.value for m in Mode]),
-    default="enforce",
-    show_default=True,
-    help="enforce: rules decide; audit: allow and log all; ask: hold.",
-)
+@main.command(context_settings={"allow_interspersed_args": False})
+@click.option("--image", default="bash", show_default=True,
+              help="Sandbox runtime: bash, python, or a local image name.")
+@click.option("--policy", "policy_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A policy file (TOML) whose rules apply to this run only.")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default=None,
+              help="ask: hold what no rule decides (default with a terminal); enforce: rules "
+              "decide, the rest is denied (default without one); audit: allow and log all.")
+@click.option("--ask-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds a held flow waits for a decision.")
+@click.option("--ask-default", type=click.Choice(["deny", "allow"]), default="deny",
+              show_default=True, help="What happens to a held flow nobody decides.")
+@click.option("--prompt", type=click.Choice(["dashboard", "line", "none"]), default=None,
+              help="How ask mode asks: the dashboard (default with a terminal), a line "
+              "prompt, or not at all (wait for `coderun dashboard` or the deadline).")
 @click.option("--egress-network", help="Docker network the gateway uses to reach the outside.")
 @click.option("--dns-upstream", help="Resolver the gateway forwards allowed lookups to.")
 @click.option("--profile", help="Rule profile that applies to this run (besides global rules).")
@@ -62,17 +58,11 @@ def main() -> None:
 @click.option("-w", "--workdir", help="Working directory inside the sandbox.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
-    image: str,
-    policy_file: Path | None,
-    mode: str,
-    egress_network: str | None,
-    dns_upstream: str | None,
-    profile: str | None,
-    env: tuple[str, ...],
-    volumes: tuple[str, ...],
-    workdir: str | None,
-    command: tuple[str, ...],
-) -> None:
+    image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
+    ask_default: str, prompt: str | None, egress_network: str | None,
+    dns_upstream: str | None, profile: str | None, env: tuple[str, ...],
+    volumes: tuple[str, ...], workdir: str | None, command: tuple[str, ...],
+) -> None:  # fmt: skip
     """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
     from sandbox.runner import run_session
     from sandbox.session import SessionConfig
@@ -87,31 +77,28 @@ def run(
     envs: dict[str, str] = {}
     for item in env:
         key, sep, value = item.partition("=")
-        if not sep:
-            value = os.environ.get(key, "")
-        envs[key] = value
+        envs[key] = value if sep else os.environ.get(key, "")
     args = list(command)
     script: Path | None = None
     first = Path(args[0])
     if ("/" in args[0] or first.suffix in (".sh", ".py")) and first.is_file():
         script, args = first, args[1:]
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    mode = mode or ("ask" if terminal else "enforce")
+    prompt = prompt or ("dashboard" if terminal else "none")
     client = docker_client()
     tags = images.build(client)
     config = SessionConfig(
-        command=args,
-        image=images.resolve_runtime(client, image, tags),
-        gateway_image=tags["gateway"],
-        image_name=image,
-        mode=Mode(mode),
-        policy_file=policy_file,
-        egress_network=egress_network,
-        dns_upstream=dns_upstream,
-        env=envs,
-        volumes=list(volumes),
-        workdir=workdir,
-        script=script,
-        profile=profile,
-    )
+        command=args, image=images.resolve_runtime(client, image, tags),
+        gateway_image=tags["gateway"], image_name=image, mode=Mode(mode),
+        policy_file=policy_file, egress_network=egress_network, dns_upstream=dns_upstream,
+        env=envs, volumes=list(volumes), workdir=workdir, script=script, profile=profile,
+        ask_timeout=ask_timeout, ask_default=ask_default,
+    )  # fmt: skip
+    if mode == "ask" and prompt != "none":
+        from sandbox.interactive import run_interactive
+
+        sys.exit(run_interactive(client, config, prompt))
     sys.exit(run_session(client, config))
 
 

@@ -24,3 +24,16 @@ def sessions_dir() -> Path:
     path = data_dir() / "sessions"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def api_token() -> str:
+    """The control API's token (made on first use, readable by this user only)."""
+    import secrets
+
+    path = data_dir() / "api-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    os.chmod(path, 0o600)
+    return path.read_text().strip()

@@ -72,6 +72,8 @@ class SessionConfig:
     tty: bool = False
     memory: str = "2g"
     pids: int = 1024
+    ask_timeout: float = 60.0
+    ask_default: str = "deny"
 
 
 def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float = 0.02) -> Any:
@@ -125,6 +127,10 @@ class Session:
     def log_path(self) -> Path:
         return self.dir / "flows.jsonl"
 
+    @property
+    def api_socket(self) -> Path:
+        return self.dir / "api.sock"
+
     # -- lifecycle --------------------------------------------------------------------------
     def _labels(self, role: str) -> dict[str, str]:
         return {**self.labels, ROLE: role}
@@ -160,7 +166,11 @@ class Session:
         ipam = (egress.attrs.get("IPAM", {}).get("Config") or [{}])[0]
         if not ipam.get("Subnet"):
             raise SessionError(f"egress network {egress.name} has no IPv4 subnet")
+        paths.api_token()  # the gateway reads it from the data dir
         env = {
+            "CODERUN_COMMAND": json.dumps(self.config.command),
+            "CODERUN_ASK_TIMEOUT": str(self.config.ask_timeout),
+            "CODERUN_ASK_DEFAULT": self.config.ask_default,
             "CODERUN_EGRESS_SUBNET": ipam["Subnet"],
             "CODERUN_EGRESS_GATEWAY": ipam.get("Gateway", ""),
             "CODERUN_SESSION": self.id,

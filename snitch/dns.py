@@ -11,10 +11,11 @@ import asyncio
 import logging
 from typing import Any
 
-from dnslib import QTYPE, RCODE, DNSRecord  # type: ignore[import-untyped]
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord  # type: ignore[import-untyped]
 
 from snitch.events import EventBus
-from snitch.model import Action, Decision, EntryKind, LogEntry, Proto, Query
+from snitch.fakeip import SYNTHETIC_TTL, FakeIPs
+from snitch.model import Action, Decision, EntryKind, LogEntry, Mode, Proto, Query
 from snitch.names import NameTable
 from snitch.rulebook import RuleBook
 
@@ -47,6 +48,7 @@ class DnsForwarder:
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.fake: FakeIPs | None = None  # ask mode: synthetic answers for undecided names
 
     async def start(self, host: str, port: int = 53) -> None:
         loop = asyncio.get_running_loop()
@@ -87,7 +89,17 @@ class DnsForwarder:
             return None
         decision = self.decide(qname)
         answers: list[str] = []
-        if decision.action is Action.ALLOW:
+        verdict = str(decision.action) if decision is not None else "ask"
+        if decision is None:
+            # Ask mode, nobody decided yet: a synthetic answer, and nothing leaves.
+            reply = request.reply()
+            if qtype == "A" and self.fake is not None:
+                fake = self.fake.assign(qname)
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(fake), ttl=SYNTHETIC_TTL))
+                answers = [fake]
+            out = bytes(reply.pack())
+            decision = Decision(Action.ALLOW, None, "ask: synthetic answer until decided")
+        elif decision.action is Action.ALLOW:
             try:
                 reply_bytes = await self.forward(data, tcp)
                 reply = DNSRecord.parse(reply_bytes)
@@ -112,7 +124,7 @@ class DnsForwarder:
                 qtype=str(qtype),
                 answers=answers,
                 names=[qname],
-                verdict=str(decision.action),
+                verdict=verdict,
                 rule_id=decision.rule_id,
                 rule=self.rules.describe(decision.rule_id),
                 reason=decision.reason,
@@ -120,8 +132,17 @@ class DnsForwarder:
         )
         return out
 
-    def decide(self, qname: str) -> Decision:
-        return self.rules.verdict(Query(Proto.DNS, None, 53, (qname,)))
+    def decide(self, qname: str) -> Decision | None:
+        """The lookup's verdict; None in ask mode when no rule decides it."""
+        query = Query(Proto.DNS, None, 53, (qname,))
+        if self.rules.mode is Mode.ASK:
+            return self.rules.decide(query)
+        return self.rules.verdict(query)
+
+    async def lookup(self, name: str) -> list[str]:
+        """Resolve ``name`` (A) upstream for the gateway itself, learning the answer."""
+        reply = DNSRecord.parse(await self.forward(bytes(DNSRecord.question(name, "A").pack()), False))
+        return [a for a in self.snoop(name, reply) if not a.startswith("CNAME")]
 
     def snoop(self, qname: str, reply: Any) -> list[str]:
         answers: list[str] = []

@@ -1,16 +1,22 @@
-"""The verdict on every NEW flow the queue hands us (enforce and audit modes)."""
+"""The verdict on every NEW flow the queue hands us, in every mode."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from snitch.events import EventBus
-from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Query
+from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Query
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
 from snitch.packet import BadPacket, parse_flow
 from snitch.queue import QueuedPacket
 from snitch.rulebook import RuleBook
+
+if TYPE_CHECKING:
+    from snitch.asker import Asker
+    from snitch.fakeip import FakeIPs
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +28,9 @@ class FlowGate:
         self.bus = bus
         self.session = session
         self.garbage = 0
+        self.asker: Asker | None = None  # set in ask mode
+        self.fake: FakeIPs | None = None  # set in ask mode: synthetic answers to route
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def on_packet(self, pkt: QueuedPacket) -> None:
         """Called by the queue for each NEW packet; never raises (fail closed: drop)."""
@@ -36,16 +45,57 @@ class FlowGate:
             self._dropped(f"internal error: {exc!r}")
             return
         try:
-            decision = self.decide(key)
+            self.judge(pkt, key)
         except Exception as exc:  # pragma: no cover
             log.exception("deciding %s", key)
-            decision = Decision(Action.DENY, None, f"internal error: {exc!r}")
+            self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
+
+    def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
+        names = self.names.names_for(key.dst)
+        query = Query(key.proto, key.dst, key.dport, names)
+        if self.rules.mode is not Mode.ASK or self.asker is None:
+            self.finish(pkt, key, self.rules.verdict(query))
+            return
+        once = self.asker.once_verdict(key)
+        if once is not None:
+            self.finish(pkt, key, Decision(once, None, f"ask: {once} once"))
+            return
+        decision = self.rules.decide(query)
+        if decision is None:
+            self.asker.hold(pkt, key, names)
+        else:
+            self.finish(pkt, key, decision)
+
+    def finish(self, pkt: QueuedPacket, key: FlowKey, decision: Decision, verdict: str = "") -> None:
+        """Give the verdict and log the flow (once, at its final verdict)."""
+        if (
+            decision.action is Action.ALLOW
+            and self.fake is not None
+            and self.fake.is_fake(key.dst)
+        ):
+            self._spawn(self._route_then_accept(pkt, key, decision))
+            return
+        self.apply(pkt, decision)
+        self.log_flow(key, decision, verdict)
+
+    async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
+        """An allowed flow to a synthetic address: resolve the name for real, DNAT, accept."""
+        assert self.fake is not None
+        try:
+            real = await self.fake.route(key.dst)
+            names = self.names.names_for(key.dst)
+            verdict = self.rules.decide(Query(key.proto, real, key.dport, names))
+            if verdict is not None and verdict.action is Action.DENY:
+                decision = verdict  # an address rule denies where the name led
+        except Exception as exc:
+            decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
         self.apply(pkt, decision)
         self.log_flow(key, decision)
 
-    def decide(self, key: FlowKey) -> Decision:
-        names = self.names.names_for(key.dst)
-        return self.rules.verdict(Query(key.proto, key.dst, key.dport, names))
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     def apply(pkt: QueuedPacket, decision: Decision) -> None:
@@ -56,6 +106,7 @@ class FlowGate:
             pkt.accept()
 
     def log_flow(self, key: FlowKey, decision: Decision, verdict: str = "") -> None:
+        real = self.fake.real_address(key.dst) if self.fake is not None else None
         self.bus.log(
             LogEntry(
                 EntryKind.FLOW,
@@ -63,20 +114,18 @@ class FlowGate:
                 proto=str(key.proto),
                 src=key.src,
                 sport=key.sport,
-                dst=key.dst,
+                dst=real or key.dst,
                 dport=key.dport,
                 names=list(self.names.names_for(key.dst)),
                 verdict=verdict or str(decision.action),
                 rule_id=decision.rule_id,
                 rule=self.rules.describe(decision.rule_id),
-                reason=decision.reason,
+                reason=decision.reason + (f" (via synthetic {key.dst})" if real else ""),
             )
         )
 
     def _dropped(self, why: str) -> None:
         self.garbage += 1
         self.bus.log(
-            LogEntry(
-                EntryKind.EVENT, session=self.session, verdict="deny", message=f"dropped: {why}"
-            )
+            LogEntry(EntryKind.EVENT, session=self.session, verdict="deny", message=f"dropped: {why}")
         )

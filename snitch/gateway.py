@@ -9,7 +9,12 @@ The host starts the container with its settings in the environment:
 ``CODERUN_DNS_UPSTREAM`` resolver to forward allowed lookups to (default: resolv.conf's)
 ``CODERUN_POLICY``    optional policy file (path inside the container) for this run
 ``CODERUN_PROFILE`` / ``CODERUN_IMAGE`` rule scopes that apply to this run
+``CODERUN_ASK_TIMEOUT`` / ``CODERUN_ASK_DEFAULT`` ask mode: seconds a flow is held, and
+                      the action when nobody decides (default 60, deny)
+``CODERUN_COMMAND``   the sandboxed command (JSON list), for the dashboards
 ``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes
+
+The control API listens on ``sessions/<id>/api.sock`` (token: ``$CODERUN_DATA/api-token``).
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ import time
 from pathlib import Path
 
 from snitch import netfilter
+from snitch.api import ControlApi
+from snitch.asker import DEFAULT_TIMEOUT, Asker
 from snitch.dns import DnsForwarder
 from snitch.events import EventBus
 from snitch.flowgate import FlowGate
 from snitch.flowlog import LogWriter
-from snitch.model import EntryKind, LogEntry, Mode, Rule
+from snitch.fakeip import FakeIPs
+from snitch.model import Action, EntryKind, LogEntry, Mode, Rule
 from snitch.names import NameTable
 from snitch.queue import PacketQueue
 from snitch.rulebook import RuleBook
@@ -75,7 +83,32 @@ class Gateway:
         self.bus.subscribe(self.writer.on_event)
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
+        self.asker: Asker | None = None
+        if self.mode is Mode.ASK:
+            self.asker = Asker(
+                self.rules, self.bus, self.session, self.gate.finish,
+                timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
+                default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
+            )
+            self.gate.asker = self.asker
+            self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup)
+        self.command = json.loads(env.get("CODERUN_COMMAND") or "[]")
+        self.image = env.get("CODERUN_IMAGE", "")
+        self.started = time.time()
+        self.sandbox_ip = ""
+        self.api = ControlApi(
+            self.session_dir / "api.sock", (self.data / "api-token").read_text().strip(),
+            self.bus, self.rules, self.asker, self.info, self.uid, self.gid,
+        )
         self.queue: PacketQueue | None = None
+
+    def info(self) -> dict[str, object]:
+        return {
+            "session": self.session, "mode": str(self.mode), "command": self.command,
+            "image": self.image, "started": self.started, "gateway_ip": self.sandbox_ip,
+            "ask_timeout": self.asker.timeout if self.asker else None,
+            "ask_default": str(self.asker.default) if self.asker else None,
+        }
 
     def write_state(self, **state: object) -> None:
         path = self.session_dir / "gateway.json"
@@ -90,9 +123,13 @@ class Gateway:
         netfilter.apply(ifs)
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
+        self.sandbox_ip = ifs.sandbox_ip
         await self.dns.start(ifs.sandbox_ip)
+        await self.api.start()
         self.writer.start()
         self.rules.start()
+        if self.asker is not None:
+            self.asker.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,6 +149,9 @@ class Gateway:
         self.close()
 
     def close(self) -> None:
+        if self.asker is not None:
+            self.asker.close()
+        self.api.close()
         if self.queue is not None:
             self.queue.close()
         self.dns.close()

@@ -208,3 +208,94 @@ class LogEntry:
         kw = {k: v for k, v in d.items() if k in names}
         kw["kind"] = EntryKind(kw["kind"])
         return cls(**kw)
+
+
+class Target(enum.StrEnum):
+    """What a decision's rule matches: the name, its parent domain, the address, its /24."""
+
+    HOST = "host"
+    DOMAIN = "domain"  # *.parent-domain (e.g. *.example.test for api.example.test)
+    IP = "ip"
+    CIDR = "cidr"
+
+
+@dataclass(slots=True)
+class Pending:
+    """A flow or lookup held at the gateway until a person (or its deadline) decides.
+
+    Retransmitted SYNs of the same 5-tuple are coalesced into one item (``attempts``).
+    """
+
+    id: str
+    session: str
+    kind: str  # "flow" or "dns"
+    proto: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    names: list[str] = field(default_factory=list)
+    sni: str = ""
+    created: float = field(default_factory=time.time)
+    deadline: float = 0.0
+    attempts: int = 1
+
+    @property
+    def label(self) -> str:
+        """The best name for the destination: a name when one is known, else the address."""
+        return self.sni or (self.names[0] if self.names else self.dst)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Pending:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(slots=True)
+class DecisionRequest:
+    """A person's answer to a pending item (or, with ``pattern``, to every pending item
+    whose name matches it, e.g. ``*.example.test``).
+
+    ``lifetime``: ``once`` (this connection only), ``session``, ``always`` or a duration
+    such as ``5m``. ``port``: ``this`` or ``any``. ``cidr_prefix`` with Target.CIDR.
+    """
+
+    action: Action
+    pending_id: str = ""
+    pattern: str = ""
+    target: Target = Target.HOST
+    port: str = "this"
+    lifetime: str = "once"
+    cidr_prefix: int = 24
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["action"] = str(self.action)
+        d["target"] = str(self.target)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecisionRequest:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["action"] = Action(kw["action"])
+        kw["target"] = Target(kw.get("target", "host"))
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One item of the API's event stream.
+
+    Topics: ``pending`` (data: Pending), ``decided`` (data: {id, action, by, rule}),
+    ``expired`` (data: {id, action}), ``log`` (data: LogEntry), ``rules`` (data: {}),
+    ``session`` (data: session info, sent first on every stream).
+    """
+
+    topic: str
+    data: dict[str, Any]
+    seq: int = 0

@@ -9,6 +9,7 @@ Layout (inside the gateway's own network namespace):
   ``DENY_MARK`` is refused with a TCP RST (other protocols are dropped); only
   sandbox -> egress is forwarded. Nothing new is forwarded into the sandbox.
 - filter INPUT: the sandbox may reach the gateway's DNS port and nothing else.
+- nat PREROUTING: CODERUN_FAKE holds the DNAT of allowed synthetic addresses (ask mode).
 - nat POSTROUTING: MASQUERADE out of the egress interface.
 """
 
@@ -100,6 +101,8 @@ def ruleset(ifs: Interfaces, dns_port: int = 53) -> str:
             f"-A FORWARD -i {sbx} -o {egr} -j ACCEPT",
             "COMMIT",
             "*nat",
+            ":CODERUN_FAKE - [0:0]",
+            f"-A PREROUTING -i {sbx} -j CODERUN_FAKE",
             f"-A POSTROUTING -o {egr} -j MASQUERADE",
             "COMMIT",
             "",

@@ -35,6 +35,7 @@ class RuleBook:
         self.profile = profile
         self.image = image
         self._extra = extra
+        self._transient: list[Rule] = []  # short-lived rules made by batch "once" decisions
         self._store = RuleStore(store_path) if store_path is not None else None
         self._generation: object = None
         self._rules: dict[int, Rule] = {}
@@ -49,7 +50,7 @@ class RuleBook:
             self._generation = self._store.generation()
             rules.extend(self._store.list(include_disabled=False))
         # Policy-file rules have no store id; give them negative ids so logs can name them.
-        for n, rule in enumerate(self._extra, start=1):
+        for n, rule in enumerate([*self._extra, *self._transient], start=1):
             rule.id = -n
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
@@ -80,6 +81,46 @@ class RuleBook:
         if decision is None:
             return Decision(Action.DENY, None, "no rule matched")
         return decision
+
+    def add_rule(self, rule: Rule) -> Rule:
+        """Store a rule (a decision made lasting) and put it in force at once."""
+        if self._store is None:
+            self._extra.append(rule)
+        else:
+            rule.id = self._store.add(rule)
+        self.reload()
+        return rule
+
+    def add_transient(self, rule: Rule) -> None:
+        """A rule only this gateway knows, for a moment (a batch decision's "once")."""
+        now = time.time()
+        self._transient = [r for r in self._transient if (r.expires_at or 0) > now]
+        self._transient.append(rule)
+        self.reload()
+
+    def remove_rule(self, rule_id: int) -> bool:
+        ok = self._store.remove(rule_id) if self._store is not None else False
+        self.reload()
+        return ok
+
+    def set_enabled(self, rule_id: int, enabled: bool) -> bool:
+        ok = self._store.set_enabled(rule_id, enabled) if self._store is not None else False
+        self.reload()
+        return ok
+
+    def update_rule(self, rule: Rule) -> bool:
+        ok = self._store.update(rule) if self._store is not None else False
+        self.reload()
+        return ok
+
+    def all_rules(self) -> list[Rule]:
+        """Every rule in force or disabled, the store's and this run's."""
+        stored = self._store.list(include_disabled=True) if self._store is not None else []
+        return [*stored, *self._extra]
+
+    def explain(self, query: Query) -> dict[str, object]:
+        result: dict[str, object] = self._policy.explain(self.query(query)).to_dict()
+        return result
 
     def describe(self, rule_id: int | None) -> str:
         if rule_id is None:

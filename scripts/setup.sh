@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Prepare this machine for coderun: Docker engine, debootstrap, a Python venv with
+# coderun installed. Idempotent; sourced by scripts/demo and scripts/test.
+# Installing packages and starting dockerd need root; as another user it says what to do.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CODERUN_VENV:-$ROOT/.venv}"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+command -v iptables-restore >/dev/null 2>&1 || need_pkgs+=(iptables)
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing: ${need_pkgs[*]}. Run: sudo apt-get install -y ${need_pkgs[*]}"; exit 1
+  fi
+  say "installing ${need_pkgs[*]} ..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "no Docker engine answers. Start one: sudo dockerd &  (or: sudo service docker start)"; exit 1
+  fi
+  say "starting dockerd (log: /var/log/coderun-dockerd.log) ..."
+  nohup dockerd >/var/log/coderun-dockerd.log 2>&1 &
+  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { say "dockerd did not start:"; tail -20 /var/log/coderun-dockerd.log >&2; exit 1; }
+fi
+
+stamp="$VENV/.coderun-installed"
+want="$ROOT $(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "creating $VENV and installing coderun with its test tools ..."
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$VENV/bin/pip" install -q -e "$ROOT[dev]"
+  echo "$want" > "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
