@@ -160,6 +160,27 @@ def log_command(session: str | None, as_json: bool) -> None:
         click.echo(json.dumps(entry.to_dict(), sort_keys=True) if as_json else format_entry(entry))
 
 
+@main.command("dashboard")
+def dashboard_command() -> None:
+    """Attach the dashboard to every running session."""
+    from snitch.client import running_sessions
+    from tui.app import DashboardApp
+
+    paths.api_token()
+    clients = running_sessions(paths.data_dir())
+    live = [c for c in clients if _gateway_ready(c.socket_path.parent)]
+    if not live:
+        raise click.ClickException("no running session (start one with `coderun run`)")
+    DashboardApp(live, title="coderun dashboard").run()
+
+
+def _gateway_ready(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "gateway.json").read_text()).get("state") == "ready"
+    except (OSError, ValueError):
+        return False
+
+
 @main.command("demo")
 def demo_command() -> None:
     """Run an example untrusted script against a local demo internet."""

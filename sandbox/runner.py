@@ -1,13 +1,17 @@
-"""Run one session to its end: stream output, watch the gateway, always clean up."""
+"""Run one session to its end: stream output, watch the gateway, always clean up.
+
+A *front* (the dashboard, the line prompt) may take over the main thread while the
+command runs: it gets the command's output and is told when the command ends. Without
+one, output goes to this process's stdout/stderr.
+"""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import requests
@@ -16,6 +20,7 @@ from sandbox.cleanup import gc
 from sandbox.session import Session, SessionConfig, SessionError
 
 GATEWAY_DIED = 125  # like docker run: the failure is coderun's, not the command's
+USER_QUIT = 130
 
 
 class Interrupted(BaseException):
@@ -30,30 +35,90 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-def _pump(stream: Any, out: Any, err: Any) -> None:
+class Front(Protocol):
+    """Something that shows a running session and lets a person act on it."""
+
+    def output(self, stream: str, data: bytes) -> None:
+        """A chunk of the command's stdout or stderr (called from another thread)."""
+
+    def finished(self, status: int, error: str | None) -> None:
+        """The command ended (called from another thread)."""
+
+    def run(self, session: Session) -> None:
+        """Take the main thread until the person is done (returns when they quit)."""
+
+
+class PlainOutput:
+    """No front end: output goes to our stdout/stderr; run() just waits for the end."""
+
+    def __init__(self, out: Any = None, err: Any = None) -> None:
+        self.out = out or sys.stdout.buffer
+        self.err = err or sys.stderr.buffer
+        self.done = threading.Event()
+
+    def output(self, stream: str, data: bytes) -> None:
+        target = self.out if stream == "stdout" else self.err
+        target.write(data)
+        target.flush()
+
+    def finished(self, status: int, error: str | None) -> None:
+        self.done.set()
+
+    def run(self, session: Session) -> None:
+        while not self.done.wait(0.5):
+            pass
+
+
+def _pump(stream: Any, front: Front) -> None:
     try:
         for chunk in stream:
             stdout, stderr = chunk if isinstance(chunk, tuple) else (chunk, None)
             if stdout:
-                out.write(stdout)
-                out.flush()
+                front.output("stdout", stdout)
             if stderr:
-                err.write(stderr)
-                err.flush()
+                front.output("stderr", stderr)
     except (requests.RequestException, docker.errors.APIError, ValueError):
         pass
+
+
+class _Watch:
+    """Waits for the command's end in a thread; kills it if the gateway dies."""
+
+    def __init__(self, session: Session, front: Front, pump: threading.Thread) -> None:
+        self.session = session
+        self.front = front
+        self.pump = pump
+        self.status: int | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        sandbox = self.session.sandbox
+        assert sandbox is not None
+        status: int | None = None
+        try:
+            while status is None:
+                try:
+                    status = int(sandbox.wait(timeout=0.5)["StatusCode"])
+                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                    if not self.session.gateway_alive():
+                        self.error = "the gateway stopped: the sandbox was cut off and stopped"
+                        sandbox.kill()
+                        status = GATEWAY_DIED
+        except docker.errors.DockerException as exc:  # removed under us (cleanup)
+            self.error, status = str(exc), status if status is not None else GATEWAY_DIED
+        self.pump.join(timeout=2)
+        self.status = status
+        self.front.finished(status, self.error)
 
 
 def run_session(
     client: docker.DockerClient,
     config: SessionConfig,
-    on_started: Callable[[Session], None] | None = None,
-    out: Any = None,
-    err: Any = None,
+    front: Front | None = None,
 ) -> int:
     """Run the command in a new session; returns its exit status (or 125/128+N)."""
-    out = out or sys.stdout.buffer
-    err = err or sys.stderr.buffer
+    front = front or PlainOutput()
     gc(client)  # leftovers of runs that were killed before they could clean up
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     session: Session | None = None
@@ -64,28 +129,23 @@ def run_session(
         session.start()
         assert session.sandbox is not None
         # Attach before start, so not a byte of a short-lived command's output is lost.
-        stream = session.sandbox.attach(
-            stdout=True, stderr=True, stream=True, logs=True, demux=True
-        )
+        stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,
+                                        demux=True)  # fmt: skip
         session.sandbox.start()
-        pump = threading.Thread(target=_pump, args=(stream, out, err), daemon=True)
+        pump = threading.Thread(target=_pump, args=(stream, front), daemon=True)
         pump.start()
-        if on_started is not None:
-            on_started(session)
-        while status is None:
-            try:
-                status = int(session.sandbox.wait(timeout=0.5)["StatusCode"])
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                if not session.gateway_alive():
-                    error = "the gateway stopped: the sandbox was cut off and stopped"
-                    session.sandbox.kill()
-                    status = GATEWAY_DIED
-        pump.join(timeout=2)
+        watch = _Watch(session, front, pump)
+        watch.thread.start()
+        front.run(session)
+        if watch.status is None:  # the person quit before the command ended
+            status, error = USER_QUIT, "stopped from the dashboard"
+        else:
+            status, error = watch.status, watch.error
         if error:
             print(f"coderun: {error}", file=sys.stderr)
         return status
     except KeyboardInterrupt:
-        status, error = 130, "interrupted (SIGINT)"
+        status, error = USER_QUIT, "interrupted (SIGINT)"
         return status
     except Interrupted as exc:
         status, error = exc.status, f"interrupted (signal {exc.status - 128})"
