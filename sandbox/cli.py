@@ -50,6 +50,13 @@ def main() -> None:
 @click.option("--prompt", type=click.Choice(["dashboard", "line", "none"]), default=None,
               help="How ask mode asks: the dashboard (default with a terminal), a line "
               "prompt, or not at all (wait for `coderun dashboard` or the deadline).")
+@click.option("--intercept-tls", is_flag=True,
+              help="Terminate TLS with this install's CA (trusted in the sandbox) to log "
+              "full URLs.")
+@click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An extra CA the gateway trusts for upstream servers when intercepting.")
+@click.option("--web-ports", default="80,443", show_default=True,
+              help="TCP ports relayed through mitmproxy for HTTP and TLS logs ('' for none).")
 @click.option("--egress-network", help="Docker network the gateway uses to reach the outside.")
 @click.option("--dns-upstream", help="Resolver the gateway forwards allowed lookups to.")
 @click.option("--profile", help="Rule profile that applies to this run (besides global rules).")
@@ -59,7 +66,8 @@ def main() -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
-    ask_default: str, prompt: str | None, egress_network: str | None,
+    ask_default: str, prompt: str | None, intercept_tls: bool, upstream_ca: Path | None,
+    web_ports: str, egress_network: str | None,
     dns_upstream: str | None, profile: str | None, env: tuple[str, ...],
     volumes: tuple[str, ...], workdir: str | None, command: tuple[str, ...],
 ) -> None:  # fmt: skip
@@ -93,7 +101,8 @@ def run(
         gateway_image=tags["gateway"], image_name=image, mode=Mode(mode),
         policy_file=policy_file, egress_network=egress_network, dns_upstream=dns_upstream,
         env=envs, volumes=list(volumes), workdir=workdir, script=script, profile=profile,
-        ask_timeout=ask_timeout, ask_default=ask_default,
+        ask_timeout=ask_timeout, ask_default=ask_default, intercept_tls=intercept_tls,
+        upstream_ca=upstream_ca, web_ports=web_ports,
     )  # fmt: skip
     if mode == "ask" and prompt != "none":
         from sandbox.interactive import run_interactive

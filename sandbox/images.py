@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ DEBOOTSTRAP_PACKAGES = (
     "python3-netfilterqueue,python3-dnslib"
 )
 LABEL = "coderun.image"
+GATEWAY_PYTHON = "3.13"  # Debian trixie's, in the gateway image
 
 Progress = Callable[[str], None]
 
@@ -44,8 +46,10 @@ def _stderr(line: str) -> None:
 
 
 def _hash_dir(path: Path, seed: str) -> str:
+    """A hash of an image's inputs (wheels/ is derived from requirements.txt: skipped)."""
     h = hashlib.sha256(seed.encode())
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    skip = {"__pycache__", "wheels"}
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not skip & set(p.parts)):
         h.update(str(file.relative_to(path)).encode())
         h.update(file.read_bytes())
     return h.hexdigest()[:12]
@@ -108,6 +112,36 @@ def build_base(client: docker.DockerClient, tag: str, progress: Progress = _stde
         progress(f"base image {tag} ready")
 
 
+def prepare_wheels(name: str, progress: Progress = _stderr) -> dict[str, str]:
+    """Fill images/NAME/wheels/ for requirements.txt (host-side download, cached);
+    returns the build args. Where the host cannot download either, the image's own pip
+    tries PyPI (PIP_ARGS="")."""
+    folder = IMAGES_DIR / name
+    req = folder / "requirements.txt"
+    wheels = folder / "wheels"
+    if not req.exists():
+        return {}
+    wheels.mkdir(exist_ok=True)
+    stamp = wheels / ".requirements"
+    if stamp.exists() and stamp.read_text() == req.read_text():
+        return {}
+    progress(f"downloading Python wheels for the {name} image (host side) ...")
+    for old in wheels.glob("*.whl"):
+        old.unlink()
+    arch = platform.machine()
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+           "--python-version", GATEWAY_PYTHON, "--implementation", "cp",
+           "--platform", f"manylinux_2_28_{arch}", "--platform", f"manylinux_2_17_{arch}",
+           "--platform", f"manylinux2014_{arch}", "--platform", "any",
+           "-d", str(wheels), "-r", str(req)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        progress(f"  host download failed, the image will use PyPI: {proc.stderr.strip()[-300:]}")
+        return {"PIP_ARGS": ""}
+    stamp.write_text(req.read_text())
+    return {}
+
+
 def image_tag(name: str, base_id: str) -> str:
     return f"coderun-{name}:{_hash_dir(IMAGES_DIR / name, base_id)}"
 
@@ -129,10 +163,11 @@ def build(
         if not force and _exists(client, tag):
             continue
         progress(f"building {tag} ...")
+        args = {"BASE": base, **prepare_wheels(name, progress)}
         stream = client.api.build(
             path=str(IMAGES_DIR / name),
             tag=tag,
-            buildargs={"BASE": base},
+            buildargs=args,
             rm=True,
             forcerm=True,
             decode=True,

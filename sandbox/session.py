@@ -74,6 +74,9 @@ class SessionConfig:
     pids: int = 1024
     ask_timeout: float = 60.0
     ask_default: str = "deny"
+    intercept_tls: bool = False
+    upstream_ca: Path | None = None  # a CA the gateway trusts upstream (when intercepting)
+    web_ports: str = "80,443"
 
 
 def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float = 0.02) -> Any:
@@ -180,6 +183,12 @@ class Session:
             "HOST_UID": str(os.getuid()),
             "HOST_GID": str(os.getgid()),
         }
+        env["CODERUN_WEB_PORTS"] = self.config.web_ports
+        if self.config.intercept_tls:
+            env["CODERUN_INTERCEPT_TLS"] = "1"
+        if self.config.upstream_ca is not None:
+            (self.dir / "upstream-ca.pem").write_bytes(self.config.upstream_ca.read_bytes())
+            env["CODERUN_UPSTREAM_CA"] = f"/data/sessions/{self.id}/upstream-ca.pem"
         if self.config.dns_upstream:
             env["CODERUN_DNS_UPSTREAM"] = self.config.dns_upstream
         if self.config.profile:
@@ -266,6 +275,15 @@ class Session:
         volumes: dict[str, dict[str, str]] = {
             str(resolv): {"bind": "/etc/resolv.conf", "mode": "ro"},
         }
+        env = dict(cfg.env)
+        if cfg.intercept_tls:
+            bundle = self._ca_bundle()
+            volumes[str(bundle)] = {"bind": "/etc/ssl/certs/ca-certificates.crt", "mode": "ro"}
+            volumes[str(self._ca_cert())] = {"bind": "/coderun/ca.pem", "mode": "ro"}
+            for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
+                        "GIT_SSL_CAINFO"):  # fmt: skip
+                env.setdefault(var, "/etc/ssl/certs/ca-certificates.crt")
+            env.setdefault("NODE_EXTRA_CA_CERTS", "/coderun/ca.pem")
         command = list(cfg.command)
         if cfg.script is not None:
             target = f"/coderun/{cfg.script.name}"
@@ -284,7 +302,7 @@ class Session:
             name=f"{name}-sandbox",
             network_mode=f"container:{self.holder.id}",  # type: ignore[union-attr]
             labels=self._labels("sandbox"),
-            environment=cfg.env,
+            environment=env,
             volumes=volumes,
             working_dir=cfg.workdir,
             tty=cfg.tty,
@@ -295,6 +313,29 @@ class Session:
             mem_limit=cfg.memory,
         )
         self.containers.append(self.sandbox)
+
+    def _ca_cert(self) -> Path:
+        return paths.data_dir() / "ca" / "mitmproxy-ca-cert.pem"
+
+    def _ca_bundle(self) -> Path:
+        """The sandbox image's own CA bundle plus the install's interception CA."""
+        import io
+        import tarfile
+
+        probe = self.client.containers.create(self.config.image, command=["true"],
+                                              labels=self._labels("probe"))  # fmt: skip
+        try:
+            chunks, _ = probe.get_archive("/etc/ssl/certs/ca-certificates.crt")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+                extracted = tar.extractfile(tar.getmembers()[0])
+                system = extracted.read() if extracted is not None else b""
+        except docker.errors.NotFound:
+            system = b""
+        finally:
+            probe.remove(force=True)
+        bundle = self.dir / "ca-bundle.pem"
+        bundle.write_bytes(system + b"\n" + self._ca_cert().read_bytes())
+        return bundle
 
     def gateway_alive(self) -> bool:
         if self.gateway is None:

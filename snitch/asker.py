@@ -51,7 +51,7 @@ class Held:
 
 # Called with the held packet, its key and the final decision, to give the verdict and
 # log the flow (FlowGate.finish).
-Finisher = Callable[[QueuedPacket, FlowKey, Decision, str], None]
+Finisher = Callable[[QueuedPacket, FlowKey, Decision, str, tuple[str, ...]], None]
 
 
 def parent_domain(name: str) -> str:
@@ -105,9 +105,17 @@ class Asker:
             return
         now = self.clock()
         item = Pending(
-            id=f"{self.session[:6]}-{next(self._ids)}", session=self.session, kind="flow",
-            proto=str(key.proto), src=key.src, sport=key.sport, dst=key.dst, dport=key.dport,
-            names=list(names), created=now, deadline=now + self.timeout,
+            id=f"{self.session[:6]}-{next(self._ids)}",
+            session=self.session,
+            kind="flow",
+            proto=str(key.proto),
+            src=key.src,
+            sport=key.sport,
+            dst=key.dst,
+            dport=key.dport,
+            names=list(names),
+            created=now,
+            deadline=now + self.timeout,
         )
         packet.retain()
         self.held[item.id] = Held(item, key, packet)
@@ -184,8 +192,9 @@ class Asker:
         decided = []
         for held in list(self.held.values()):
             item = held.item
-            decision = self.rules.decide(Query(held.key.proto, item.dst, item.dport,
-                                               tuple(item.names)))
+            decision = self.rules.decide(
+                Query(held.key.proto, item.dst, item.dport, tuple(item.names))
+            )
             if decision is not None:
                 self._release(held, decision, by)
                 decided.append(item.id)
@@ -194,9 +203,17 @@ class Asker:
     def _release(self, held: Held, decision: Decision, by: str, topic: str = "decided") -> None:
         self.held.pop(held.item.id, None)
         self._by_key.pop(held.key, None)
-        self.finish(held.packet, held.key, decision, "")
-        self.bus.publish(topic, {"id": held.item.id, "action": str(decision.action), "by": by,
-                                 "rule_id": decision.rule_id, "reason": decision.reason})
+        self.finish(held.packet, held.key, decision, "", tuple(held.item.names))
+        self.bus.publish(
+            topic,
+            {
+                "id": held.item.id,
+                "action": str(decision.action),
+                "by": by,
+                "rule_id": decision.rule_id,
+                "reason": decision.reason,
+            },
+        )
 
     # -- deadlines --------------------------------------------------------------------------
     def expire(self) -> list[str]:

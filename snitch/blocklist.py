@@ -19,6 +19,7 @@ messy.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+_NUMERIC = re.compile(r"[0-9./]+")
 _BOILERPLATE = frozenset({"localhost.localdomain", "local.localdomain"})
 _DOMAIN = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)+")
 
@@ -47,8 +49,8 @@ def normalize_domain(text: str) -> str | None:
     d = text.strip().lower().rstrip(".")
     if d.startswith("*."):
         d = d[2:]
-    if len(d) > 253 or not _DOMAIN.fullmatch(d):
-        return None
+    if len(d) > 253 or not _DOMAIN.fullmatch(d) or d[d.rfind(".") + 1 :].isdigit():
+        return None  # (a numeric last label is a broken address, not a name)
     return d
 
 
@@ -63,7 +65,7 @@ def normalize_network(text: str) -> str | None:
 def normalize_entry(text: str) -> str | None:
     """A blocklist entry (domain or network) in its stored form, or None if invalid."""
     t = text.strip()
-    if t and (t[0].isdigit() or ":" in t):
+    if ":" in t or _NUMERIC.fullmatch(t):
         net = normalize_network(t)
         if net is not None:
             return net
@@ -74,8 +76,9 @@ def is_network(entry: str) -> bool:
     return "/" in entry
 
 
+@functools.lru_cache(maxsize=256)  # hosts files repeat one or two addresses
 def _is_address(token: str) -> bool:
-    if not token or not (token[0].isdigit() or ":" in token):
+    if not (":" in token or _NUMERIC.fullmatch(token)):
         return False
     try:
         ipaddress.ip_address(token)
@@ -143,8 +146,9 @@ class Blocklist:
 
     __slots__ = ("_domains", "_nets")
 
-    def __init__(self, entries: Iterable[str] = ()) -> None:
-        nets: list[str] = []
+    def __init__(self, entries: Iterable[str] = (), *, networks: Iterable[str] | None = None):
+        """``entries`` in stored form; with ``networks`` given, ``entries`` are all domains."""
+        nets: list[str] = [] if networks is None else list(networks)
 
         def domains() -> Iterable[str]:
             for e in entries:
@@ -153,7 +157,7 @@ class Blocklist:
                 else:
                     yield e
 
-        self._domains: frozenset[str] = frozenset(domains())
+        self._domains: frozenset[str] = frozenset(entries if networks is not None else domains())
         # version -> [(prefixlen, shift, {network_int >> shift: "net/len"})], longest first
         self._nets: dict[int, list[tuple[int, int, dict[int, str]]]] = {}
         buckets: dict[tuple[int, int], dict[int, str]] = {}

@@ -141,7 +141,9 @@ class DnsForwarder:
 
     async def lookup(self, name: str) -> list[str]:
         """Resolve ``name`` (A) upstream for the gateway itself, learning the answer."""
-        reply = DNSRecord.parse(await self.forward(bytes(DNSRecord.question(name, "A").pack()), False))
+        reply = DNSRecord.parse(
+            await self.forward(bytes(DNSRecord.question(name, "A").pack()), False)
+        )
         return [a for a in self.snoop(name, reply) if not a.startswith("CNAME")]
 
     def snoop(self, qname: str, reply: Any) -> list[str]:

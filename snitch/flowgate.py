@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from snitch.events import EventBus
-from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Query
+from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
 from snitch.packet import BadPacket, parse_flow
@@ -30,6 +31,9 @@ class FlowGate:
         self.garbage = 0
         self.asker: Asker | None = None  # set in ask mode
         self.fake: FakeIPs | None = None  # set in ask mode: synthetic answers to route
+        # With mitmproxy: TLS ports whose bare-address flows wait for their SNI.
+        self.tls_ports: frozenset[int] = frozenset()
+        self.deferred: dict[FlowKey, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_packet(self, pkt: QueuedPacket) -> None:
@@ -53,6 +57,13 @@ class FlowGate:
     def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
         names = self.names.names_for(key.dst)
         query = Query(key.proto, key.dst, key.dport, names)
+        if not names and key.dport in self.tls_ports and key.proto is Proto.TCP:
+            if self.rules.decide(query) is None and self.rules.mode is not Mode.AUDIT:
+                # A bare address on a TLS port: let the handshake reach mitmproxy, which
+                # decides (or holds) the flow by the name in its ClientHello.
+                self._defer(key)
+                pkt.accept()
+                return
         if self.rules.mode is not Mode.ASK or self.asker is None:
             self.finish(pkt, key, self.rules.verdict(query))
             return
@@ -66,17 +77,23 @@ class FlowGate:
         else:
             self.finish(pkt, key, decision)
 
-    def finish(self, pkt: QueuedPacket, key: FlowKey, decision: Decision, verdict: str = "") -> None:
+    def _defer(self, key: FlowKey) -> None:
+        now = time.monotonic()
+        if len(self.deferred) > 1000:
+            for old in [k for k, t in self.deferred.items() if t < now - 120]:
+                del self.deferred[old]
+        self.deferred[key] = now
+
+    def finish(
+        self, pkt: QueuedPacket, key: FlowKey, decision: Decision, verdict: str = "",
+        names: tuple[str, ...] | None = None,
+    ) -> None:  # fmt: skip
         """Give the verdict and log the flow (once, at its final verdict)."""
-        if (
-            decision.action is Action.ALLOW
-            and self.fake is not None
-            and self.fake.is_fake(key.dst)
-        ):
+        if decision.action is Action.ALLOW and self.fake is not None and self.fake.is_fake(key.dst):
             self._spawn(self._route_then_accept(pkt, key, decision))
             return
         self.apply(pkt, decision)
-        self.log_flow(key, decision, verdict)
+        self.log_flow(key, decision, verdict, names)
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
         """An allowed flow to a synthetic address: resolve the name for real, DNAT, accept."""
@@ -105,8 +122,13 @@ class FlowGate:
             pkt.set_mark(DENY_MARK)  # refused (RST) or dropped by the FORWARD chain
             pkt.accept()
 
-    def log_flow(self, key: FlowKey, decision: Decision, verdict: str = "") -> None:
+    def log_flow(
+        self, key: FlowKey, decision: Decision, verdict: str = "",
+        names: tuple[str, ...] | None = None,
+    ) -> None:  # fmt: skip
         real = self.fake.real_address(key.dst) if self.fake is not None else None
+        if names is None:
+            names = self.names.names_for(key.dst)
         self.bus.log(
             LogEntry(
                 EntryKind.FLOW,
@@ -116,7 +138,7 @@ class FlowGate:
                 sport=key.sport,
                 dst=real or key.dst,
                 dport=key.dport,
-                names=list(self.names.names_for(key.dst)),
+                names=list(names),
                 verdict=verdict or str(decision.action),
                 rule_id=decision.rule_id,
                 rule=self.rules.describe(decision.rule_id),
@@ -127,5 +149,7 @@ class FlowGate:
     def _dropped(self, why: str) -> None:
         self.garbage += 1
         self.bus.log(
-            LogEntry(EntryKind.EVENT, session=self.session, verdict="deny", message=f"dropped: {why}")
+            LogEntry(
+                EntryKind.EVENT, session=self.session, verdict="deny", message=f"dropped: {why}"
+            )
         )

@@ -12,6 +12,10 @@ The host starts the container with its settings in the environment:
 ``CODERUN_ASK_TIMEOUT`` / ``CODERUN_ASK_DEFAULT`` ask mode: seconds a flow is held, and
                       the action when nobody decides (default 60, deny)
 ``CODERUN_COMMAND``   the sandboxed command (JSON list), for the dashboards
+``CODERUN_WEB_PORTS`` TCP ports relayed through mitmproxy for HTTP/TLS logs ("" = none;
+                      default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
+``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
+``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
 ``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes
 
 The control API listens on ``sessions/<id>/api.sock`` (token: ``$CODERUN_DATA/api-token``).
@@ -27,6 +31,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from snitch import netfilter
 from snitch.api import ControlApi
@@ -36,6 +41,9 @@ from snitch.events import EventBus
 from snitch.flowgate import FlowGate
 from snitch.flowlog import LogWriter
 from snitch.fakeip import FakeIPs
+
+if TYPE_CHECKING:
+    from snitch.mitm import Mitm
 from snitch.model import Action, EntryKind, LogEntry, Mode, Rule
 from snitch.names import NameTable
 from snitch.queue import PacketQueue
@@ -86,7 +94,10 @@ class Gateway:
         self.asker: Asker | None = None
         if self.mode is Mode.ASK:
             self.asker = Asker(
-                self.rules, self.bus, self.session, self.gate.finish,
+                self.rules,
+                self.bus,
+                self.session,
+                self.gate.finish,
                 timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
                 default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
             )
@@ -97,15 +108,33 @@ class Gateway:
         self.started = time.time()
         self.sandbox_ip = ""
         self.api = ControlApi(
-            self.session_dir / "api.sock", (self.data / "api-token").read_text().strip(),
-            self.bus, self.rules, self.asker, self.info, self.uid, self.gid,
+            self.session_dir / "api.sock",
+            (self.data / "api-token").read_text().strip(),
+            self.bus,
+            self.rules,
+            self.asker,
+            self.info,
+            self.uid,
+            self.gid,
         )
         self.queue: PacketQueue | None = None
+        ports = env.get("CODERUN_WEB_PORTS", "80,443")
+        self.web_ports = tuple(int(p) for p in ports.split(",") if p.strip())
+        self.gate.tls_ports = frozenset(
+            int(p) for p in env.get("CODERUN_TLS_PORTS", "443").split(",") if p.strip()
+        ) if self.web_ports else frozenset()  # fmt: skip
+        self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
+        self.upstream_ca = env.get("CODERUN_UPSTREAM_CA") or None
+        self.mitm: Mitm | None = None
 
     def info(self) -> dict[str, object]:
         return {
-            "session": self.session, "mode": str(self.mode), "command": self.command,
-            "image": self.image, "started": self.started, "gateway_ip": self.sandbox_ip,
+            "session": self.session,
+            "mode": str(self.mode),
+            "command": self.command,
+            "image": self.image,
+            "started": self.started,
+            "gateway_ip": self.sandbox_ip,
             "ask_timeout": self.asker.timeout if self.asker else None,
             "ask_default": str(self.asker.default) if self.asker else None,
         }
@@ -120,7 +149,18 @@ class Gateway:
 
     async def run(self) -> None:
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
-        netfilter.apply(ifs)
+        if self.web_ports:
+            from snitch.mitm import PROXY_PORT, Mitm
+
+            self.mitm = Mitm(self.gate, ifs.sandbox_ip, self.data / "ca", self.intercept,
+                             self.upstream_ca)  # fmt: skip
+            await self.mitm.start()
+            if self.uid is not None and self.gid is not None:  # the host mounts the CA
+                for path in [self.mitm.confdir, *self.mitm.confdir.iterdir()]:
+                    os.chown(path, self.uid, self.gid)
+            netfilter.apply(ifs, self.web_ports, PROXY_PORT)
+        else:
+            netfilter.apply(ifs)
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
         self.sandbox_ip = ifs.sandbox_ip
@@ -146,6 +186,11 @@ class Gateway:
         )
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
         await stop.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self.mitm is not None:
+            await self.mitm.stop()
         self.close()
 
     def close(self) -> None:

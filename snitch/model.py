@@ -152,6 +152,7 @@ class EntryKind(enum.StrEnum):
     FLOW = "flow"
     DNS = "dns"
     HTTP = "http"
+    TLS = "tls"  # a TLS connection relayed without interception: SNI and byte counts
     EVENT = "event"  # gateway lifecycle and dropped garbage
 
 

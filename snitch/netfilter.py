@@ -76,10 +76,26 @@ def discover(egress_subnet: str, egress_gateway: str | None, timeout: float = 30
         time.sleep(0.05)
 
 
-def ruleset(ifs: Interfaces, dns_port: int = 53) -> str:
-    """The iptables-restore input (applied with --noflush: Docker's DNS rules stay)."""
+def ruleset(
+    ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, dns_port: int = 53
+) -> str:
+    """The iptables-restore input (applied with --noflush: Docker's DNS rules stay).
+
+    With ``web_ports`` and ``proxy_port``, allowed TCP to those ports is redirected to
+    the transparent proxy (mitmproxy) listening on the gateway.
+    """
     sbx, egr, gw = ifs.sandbox, ifs.egress, ifs.sandbox_ip
     mark = f"0x{DENY_MARK:x}/0x{DENY_MARK:x}"
+    proxy_in: list[str] = []
+    redirect: list[str] = []
+    if web_ports and proxy_port:
+        ports = ",".join(str(p) for p in web_ports)
+        # Only connections the nat table redirected may reach the proxy port.
+        proxy_in = [f"-A INPUT -i {sbx} -p tcp --dport {proxy_port} -m conntrack --ctstate DNAT "
+                    "-j ACCEPT"]  # fmt: skip
+        redirect = [f"-A PREROUTING -i {sbx} -m mark --mark {mark} -j RETURN",
+                    f"-A PREROUTING -i {sbx} -p tcp -m multiport --dports {ports} "
+                    f"-j REDIRECT --to-ports {proxy_port}"]  # fmt: skip
     return "\n".join(
         [
             "*mangle",
@@ -93,6 +109,9 @@ def ruleset(ifs: Interfaces, dns_port: int = 53) -> str:
             ":FORWARD DROP [0:0]",
             f"-A INPUT -i {sbx} -d {gw} -p udp --dport {dns_port} -j ACCEPT",
             f"-A INPUT -i {sbx} -d {gw} -p tcp --dport {dns_port} -j ACCEPT",
+            f"-A INPUT -i {sbx} -m mark --mark {mark} -p tcp -j REJECT --reject-with tcp-reset",
+            f"-A INPUT -i {sbx} -m mark --mark {mark} -j DROP",
+            *proxy_in,
             f"-A INPUT -i {sbx} -p tcp -j REJECT --reject-with tcp-reset",
             f"-A INPUT -i {sbx} -j DROP",
             "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
@@ -102,6 +121,7 @@ def ruleset(ifs: Interfaces, dns_port: int = 53) -> str:
             "COMMIT",
             "*nat",
             ":CODERUN_FAKE - [0:0]",
+            *redirect,
             f"-A PREROUTING -i {sbx} -j CODERUN_FAKE",
             f"-A POSTROUTING -o {egr} -j MASQUERADE",
             "COMMIT",
@@ -110,8 +130,8 @@ def ruleset(ifs: Interfaces, dns_port: int = 53) -> str:
     )
 
 
-def apply(ifs: Interfaces) -> None:
-    rules = ruleset(ifs)
+def apply(ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0) -> None:
+    rules = ruleset(ifs, web_ports, proxy_port)
     proc = subprocess.run(
         ["iptables-restore", "--noflush"], input=rules, capture_output=True, text=True
     )

@@ -44,7 +44,8 @@ def normalize_host(host: str) -> str:
     h = normalize_name(host)
     body = h[2:] if h.startswith("*.") else h
     labels = body.split(".")
-    if not body or len(body) > 253 or not set(body) <= _HOST_CHARS or "" in labels:
+    bad = not body or len(body) > 253 or not set(body) <= _HOST_CHARS or "" in labels
+    if bad or labels[-1].isdigit():  # (a numeric last label is a broken address)
         raise ValueError(f"bad host {host!r} (want a name or *.domain)")
     if any(lbl.startswith("-") or lbl.endswith("-") for lbl in labels):
         raise ValueError(f"bad host {host!r} (a label starts or ends with '-')")
@@ -153,9 +154,7 @@ class _Entry:
 
     __slots__ = ("rule", "rank", "decision", "host", "wild", "scope")
 
-    def __init__(
-        self, rule: Rule, order: int, net: IPNetwork | None = None, reason: str | None = None
-    ) -> None:
+    def __init__(self, rule: Rule, order: int, net: IPNetwork | None = None) -> None:
         self.rule = rule
         self.host: str | None = None  # without the "*." of a wildcard
         self.wild = False
@@ -165,8 +164,8 @@ class _Entry:
             self.host = h[2:] if self.wild else h
         kind, _, name = rule.scope.partition(":")
         self.scope: tuple[str, str] | None = None if rule.scope == "global" else (kind, name)
-        self.rank = (*precedence_key(rule, net), -order)
-        self.decision = Decision(rule.action, rule.id, reason or rule.describe())
+        self.rank: tuple[int, ...] = (*precedence_key(rule, net), -order)
+        self.decision = Decision(rule.action, rule.id, rule.describe())
 
 
 def precedence_key(rule: Rule, net: IPNetwork | None = None) -> tuple[int, ...]:
@@ -245,9 +244,6 @@ class Policy:
         for (version, plen), bucket in sorted(buckets.items(), key=lambda kv: -kv[0][1]):
             bits = 32 if version == 4 else 128
             self._nets.setdefault(version, []).append((bits - plen, bucket))
-
-    def __len__(self) -> int:
-        return len(self.rules)
 
     def _candidates(self, q: Query, names: tuple[str, ...]) -> Iterator[tuple[_Entry, str]]:
         """(entry, what it matched on) for every rule whose destination part matches."""
@@ -345,14 +341,17 @@ class Policy:
 
 
 def _blocklist_entry(target: str, is_net: bool) -> _Entry:
-    """A blocklist hit as a virtual deny rule: a wildcard that also covers the apex."""
+    """A blocklist hit as a virtual deny rule (any port/proto, priority 0) that loses full
+    ties: a network ranks as a CIDR rule, a domain as a wildcard that also covers the apex."""
+    e = _Entry.__new__(_Entry)  # built directly: this runs for every blocklisted lookup
+    e.scope, e.decision = None, Decision(Action.DENY, None, f"blocklist {target}")
     if is_net:
-        rule = Rule(Action.DENY, cidr=target, source="blocklist", note="blocklist", created=0)
-        return _Entry(rule, _LAST, ipaddress.ip_network(target), f"blocklist {target}")
-    note = "blocklist entry (the domain and all its subdomains)"
-    rule = Rule(Action.DENY, host=f"*.{target}", source="blocklist", note=note, created=0)
-    e = _Entry(rule, _LAST, None, f"blocklist {target}")  # ranked as a wildcard ...
-    rule.host = target  # ... but shown as the listed domain itself
+        e.host, e.wild, e.rule = None, False, Rule(Action.DENY, cidr=target, created=0)
+        e.rank = (0, DEST_CIDR, int(target.rsplit("/", 1)[1]), -65536, 0, 0, 1, -_LAST)
+    else:
+        e.host, e.wild, e.rule = target, True, Rule(Action.DENY, host=target, created=0)
+        e.rank = (0, DEST_WILDCARD, target.count(".") + 1, -65536, 0, 0, 1, -_LAST)
+    e.rule.source, e.rule.note = "blocklist", "blocklist: the entry and all it covers"
     return e
 
 

@@ -7,12 +7,14 @@ counts rule hits in memory and writes them back in batches.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 import time
 from pathlib import Path
 
 from snitch.model import Action, Decision, Mode, Query, Rule
+from snitch.blocklist import Blocklist
 from snitch.policy import Policy
 from snitch.store import RuleStore, StoreError
 
@@ -35,7 +37,9 @@ class RuleBook:
         self.profile = profile
         self.image = image
         self._extra = extra
-        self._transient: list[Rule] = []  # short-lived rules made by batch "once" decisions
+        self._transient: list[Rule] = []
+        self._blocklist: Blocklist | None = None
+        self._blocklist_generation = -1  # short-lived rules made by batch "once" decisions
         self._store = RuleStore(store_path) if store_path is not None else None
         self._generation: object = None
         self._rules: dict[int, Rule] = {}
@@ -54,13 +58,18 @@ class RuleBook:
             rule.id = -n
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
-        blocklist = self._store.blocklist_domains() if self._store is not None else None
-        self._policy = Policy(rules, blocklist=blocklist)
+        if self._store is not None:
+            # Loading a big blocklist takes a second: only when the blocklist changed.
+            generation = self._store.blocklist_generation()
+            if generation != self._blocklist_generation:
+                self._blocklist = self._store.blocklist_load()
+                self._blocklist_generation = generation
+        self._policy = Policy(rules, blocklist=self._blocklist)
 
     def query(self, query: Query) -> Query:
         """The query with this session's context (profile, image, session id) filled in."""
-        return Query(
-            query.proto, query.dst, query.port, query.names, self.profile, self.image, self.session
+        return dataclasses.replace(
+            query, profile=self.profile, image=self.image, session=self.session
         )
 
     def decide(self, query: Query) -> Decision | None:

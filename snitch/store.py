@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ipaddress
+import operator
 import os
 import sqlite3
 import threading
@@ -293,15 +294,14 @@ class RuleStore:
     @staticmethod
     def _blocklist_insert(conn: sqlite3.Connection, entries: Iterable[str], source: str) -> int:
         before = conn.total_changes
-
-        def rows() -> Iterator[tuple[str, str]]:
-            for e in entries:
-                n = normalize_entry(e)
-                if n is None:
-                    raise ValueError(f"bad blocklist entry {e!r}")
-                yield (n, source)
-
-        conn.executemany("INSERT OR IGNORE INTO blocklist VALUES (?, ?)", rows())
+        rows = []
+        for e in entries:
+            n = normalize_entry(e)
+            if n is None:
+                raise ValueError(f"bad blocklist entry {e!r}")
+            rows.append((n, source))
+        rows.sort()  # in key order the B-tree fills sequentially: 1M rows in seconds, not 20
+        conn.executemany("INSERT OR IGNORE INTO blocklist VALUES (?, ?)", rows)
         return conn.total_changes - before
 
     def blocklist_add(self, entries: Iterable[str], source: str = "") -> int:
@@ -327,7 +327,12 @@ class RuleStore:
         """The whole blocklist as a compact in-memory set, for the gateway."""
         with self._lock:
             try:
-                return Blocklist(r[0] for r in self._conn.execute("SELECT entry FROM blocklist"))
+                first = operator.itemgetter(0)  # map/itemgetter: no Python frame per row
+                sql = "SELECT entry FROM blocklist WHERE entry {} '%/%'"
+                nets = map(first, self._conn.execute(sql.format("LIKE")))
+                return Blocklist(
+                    map(first, self._conn.execute(sql.format("NOT LIKE"))), networks=nets
+                )
             except sqlite3.Error as e:
                 raise self._error(e) from e
 

@@ -11,6 +11,7 @@ Steps: ``http:URL[,CAFILE]``, ``connect:HOST:PORT``, ``udp:HOST:PORT``, ``icmp:H
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import struct
@@ -29,7 +30,8 @@ def emit(step: str, ok: bool, detail: str, start: float) -> None:
 
 def http(url: str, cafile: str | None) -> str:
     ctx = ssl.create_default_context(cafile=cafile) if cafile else None
-    with urllib.request.urlopen(url, timeout=5, context=ctx) as resp:
+    timeout = float(os.environ.get("PROBE_TIMEOUT", "5"))
+    with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:
         return f"{resp.status} {resp.read().decode().strip()}"
 
 

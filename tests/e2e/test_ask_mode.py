@@ -47,6 +47,7 @@ class LiveRun:
 
     def finish(self, timeout: float = 60) -> tuple[int, list[dict[str, object]], str]:
         out, err = self.proc.communicate(timeout=timeout)
+        self.stdout = out
         results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         return self.proc.returncode, results, err
 

@@ -1,0 +1,264 @@
+"""mitmproxy inside the gateway: HTTP logs, TLS SNI, and decisions at the ClientHello.
+
+TCP to the web ports is redirected to a transparent mitmproxy *after* the flow's
+verdict. This addon, in the gateway's own event loop, then:
+
+- logs every HTTP request (method, URL, status, sizes, duration) as an ``http`` entry;
+- without ``--intercept-tls`` relays TLS untouched as raw TCP, logging its SNI and byte
+  counts as a ``tls`` entry; with it, mitmproxy terminates TLS with the install's CA and
+  full URLs are logged;
+- decides a *deferred* flow (a bare address on a TLS port, no name known) by the
+  ClientHello's SNI, holding it in ask mode; and refuses any TLS connection whose SNI a
+  deny rule names, whatever address it went to;
+- connects to the real address behind a synthetic (ask mode) one.
+
+mitmproxy is imported lazily: it exists only in the gateway image (Python >= 3.12).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
+
+if TYPE_CHECKING:
+    from snitch.flowgate import FlowGate
+
+log = logging.getLogger(__name__)
+PROXY_PORT = 8080
+
+
+class FutureVerdict:
+    """Stands in for a queued packet when a *connection* is held (at its ClientHello):
+    the verdict resolves a future instead of reaching the kernel."""
+
+    def __init__(self, future: asyncio.Future[bool]) -> None:
+        self.future = future
+        self.denied = False
+
+    def get_payload(self) -> bytes:
+        return b""
+
+    def retain(self) -> None:
+        pass
+
+    def set_mark(self, mark: int) -> None:
+        self.denied = True
+
+    def accept(self) -> None:
+        if not self.future.done():
+            self.future.set_result(not self.denied)
+
+    def drop(self) -> None:
+        if not self.future.done():
+            self.future.set_result(False)
+
+
+class SnitchAddon:
+    def __init__(self, gate: FlowGate, intercept: bool) -> None:
+        self.gate = gate
+        self.intercept = intercept
+        self.sni: dict[str, str] = {}  # client connection id -> SNI
+        self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
+
+    # -- decisions at the first bytes -------------------------------------------------------
+    async def next_layer(self, nextlayer: Any) -> None:
+        from mitmproxy.net.tls import starts_like_tls_record
+        from mitmproxy.proxy import layers
+        from mitmproxy.proxy.layers.tls import parse_client_hello
+
+        ctx = nextlayer.context
+        if nextlayer.layer is not None or ctx.client.transport_protocol != "tcp":
+            return
+        if len(ctx.layers) > 1:
+            return  # an inner decision (inside TLS): mitmproxy's own rules
+        data = nextlayer.data_client()
+        if not starts_like_tls_record(data):
+            if not data:
+                return  # wait for the client's first bytes
+            if self._deferred(ctx):  # not TLS after all: decide by the address
+                if not await self.decide(ctx, ""):
+                    nextlayer.layer = Refuse(ctx)
+            return  # HTTP and anything else: mitmproxy's defaults
+        try:
+            hello = parse_client_hello(data)
+        except ValueError:
+            hello = None
+            if self._deferred(ctx) and not await self.decide(ctx, ""):
+                nextlayer.layer = Refuse(ctx)
+            return
+        if hello is None:
+            return  # the ClientHello is not complete yet: asked again with more data
+        sni = (hello.sni or "").lower()
+        self.sni[ctx.client.id] = sni
+        if not await self.decide(ctx, sni):
+            nextlayer.layer = Refuse(ctx)
+        elif not self.intercept:
+            nextlayer.layer = layers.TCPLayer(ctx)  # relayed as is; counted by tcp hooks
+
+    def _key(self, ctx: Any) -> FlowKey:
+        src, sport = ctx.client.peername[:2]
+        dst, dport = ctx.server.address[:2]
+        return FlowKey(Proto.TCP, src, int(sport), dst, int(dport))
+
+    def _deferred(self, ctx: Any) -> bool:
+        return self._key(ctx) in self.gate.deferred
+
+    async def decide(self, ctx: Any, sni: str) -> bool:
+        """True to let the connection go on."""
+        gate = self.gate
+        key = self._key(ctx)
+        names = (sni,) if sni else gate.names.names_for(key.dst)
+        query = Query(Proto.TCP, key.dst, key.dport, names)
+        if gate.deferred.pop(key, None) is None:
+            # Already allowed at its SYN: only a deny rule naming the SNI stops it now.
+            if sni:
+                decision = gate.rules.decide(query)
+                if decision is not None and decision.action is Action.DENY:
+                    gate.log_flow(key, decision, names=names)
+                    return False
+            return True
+        if gate.rules.mode is Mode.ASK and gate.asker is not None:
+            decision = gate.rules.decide(query)
+            if decision is None:
+                future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+                gate.asker.hold(FutureVerdict(future), key, names)  # type: ignore[arg-type]
+                return await future
+        else:
+            decision = gate.rules.verdict(query)
+        gate.log_flow(key, decision, names=names)
+        return decision.action is Action.ALLOW
+
+    # -- where to connect -------------------------------------------------------------------
+    def server_connect(self, data: Any) -> None:
+        fake = self.gate.fake
+        if fake is None or data.server.address is None:
+            return
+        host, port = data.server.address[:2]
+        if fake.is_fake(host):
+            real = fake.real_address(host)
+            if real is not None:
+                data.server.address = (real, port)
+
+    # -- logging ----------------------------------------------------------------------------
+    def tcp_message(self, flow: Any) -> None:
+        counts = self.counts.setdefault(flow.id, [0, 0])
+        message = flow.messages[-1]
+        counts[0 if message.from_client else 1] += len(message.content)
+        flow.messages.clear()  # counted; do not keep a copy of the stream in memory
+
+    def tcp_end(self, flow: Any) -> None:
+        self._log_tls(flow, "")
+
+    def tcp_error(self, flow: Any) -> None:
+        self._log_tls(flow, str(flow.error) if flow.error else "error")
+
+    def _log_tls(self, flow: Any, error: str) -> None:
+        out, into = self.counts.pop(flow.id, [0, 0])
+        sni = self.sni.pop(flow.client_conn.id, "")
+        dst, dport = flow.server_conn.address[:2] if flow.server_conn.address else ("", 0)
+        started = flow.client_conn.timestamp_start or time.time()
+        self.gate.bus.log(
+            LogEntry(
+                EntryKind.TLS, session=self.gate.session, proto="tcp",
+                src=flow.client_conn.peername[0], sport=flow.client_conn.peername[1],
+                dst=dst, dport=dport, names=[sni] if sni else [], sni=sni,
+                url=f"tls://{sni or dst}:{dport}", bytes_out=out, bytes_in=into,
+                duration_ms=(time.time() - started) * 1000, message=error,
+            )
+        )  # fmt: skip
+
+    def response(self, flow: Any) -> None:
+        self._log_http(flow, "")
+
+    def error(self, flow: Any) -> None:
+        self._log_http(flow, str(flow.error) if flow.error else "error")
+
+    def _log_http(self, flow: Any, error: str) -> None:
+        req, resp = flow.request, flow.response
+        end = resp.timestamp_end if resp is not None and resp.timestamp_end else time.time()
+        sni = flow.client_conn.sni or ""
+        self.gate.bus.log(
+            LogEntry(
+                EntryKind.HTTP, session=self.gate.session, proto="tcp",
+                src=flow.client_conn.peername[0], sport=flow.client_conn.peername[1],
+                dst=flow.server_conn.address[0] if flow.server_conn.address else "",
+                dport=req.port, names=[req.pretty_host], sni=sni, method=req.method,
+                url=req.pretty_url, status=resp.status_code if resp is not None else 0,
+                bytes_out=len(req.raw_content or b""),
+                bytes_in=len(resp.raw_content or b"") if resp is not None else 0,
+                duration_ms=(end - req.timestamp_start) * 1000, message=error,
+            )
+        )  # fmt: skip
+
+
+def _refuse_layer() -> type:
+    from mitmproxy.proxy import commands, events, layer
+
+    class _Refuse(layer.Layer):
+        """Closes the client's connection at once: the flow was denied."""
+
+        def _handle_event(self, event: Any) -> Generator[Any, Any, None]:
+            if isinstance(event, events.Start):
+                yield commands.CloseConnection(self.context.client)
+
+    return _Refuse
+
+
+def Refuse(ctx: Any) -> Any:  # noqa: N802 - reads like the layer class it makes
+    return _refuse_layer()(ctx)
+
+
+class Mitm:
+    """Runs mitmproxy's master in the current event loop."""
+
+    def __init__(self, gate: FlowGate, listen_host: str, confdir: Path, intercept: bool,
+                 upstream_ca: str | None = None) -> None:  # fmt: skip
+        self.gate = gate
+        self.listen_host = listen_host
+        self.confdir = confdir
+        self.intercept = intercept
+        self.upstream_ca = upstream_ca
+        self.master: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from mitmproxy import options
+        from mitmproxy.addons import default_addons
+        from mitmproxy.master import Master
+
+        logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+        self.confdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.confdir, 0o700)
+        opts = options.Options()
+        self.master = Master(opts, event_loop=asyncio.get_running_loop())
+        # Ours first: its next_layer decision must come before mitmproxy's default one.
+        self.master.addons.add(SnitchAddon(self.gate, self.intercept))
+        self.master.addons.add(*default_addons())
+        # Options that addons define exist only once the addons are added.
+        opts.update(
+            mode=["transparent"], listen_host=self.listen_host, listen_port=PROXY_PORT,
+            confdir=str(self.confdir), connection_strategy="lazy",
+            stream_large_bodies="1m",
+        )  # fmt: skip
+        if self.upstream_ca:
+            opts.update(ssl_verify_upstream_trusted_ca=self.upstream_ca)
+        self._task = asyncio.get_running_loop().create_task(self.master.run())
+
+    def ca_cert(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    async def stop(self) -> None:
+        if self.master is not None:
+            self.master.shutdown()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 3)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
