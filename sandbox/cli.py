@@ -138,37 +138,6 @@ def gc_command(everything: bool) -> None:
         click.echo("nothing to remove")
 
 
-@main.command("sessions")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
-def sessions_command(as_json: bool) -> None:
-    """List recorded sessions."""
-    from sandbox.records import list_sessions
-
-    for rec in list_sessions(paths.sessions_dir()):
-        if as_json:
-            click.echo(json.dumps(rec, sort_keys=True))
-        else:
-            click.echo(
-                f"{rec['id']}  exit={rec.get('exit')}  {rec.get('mode')}  "
-                f"{' '.join(rec.get('command') or [])}"
-            )
-
-
-@main.command("log")
-@click.argument("session", required=False)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
-def log_command(session: str | None, as_json: bool) -> None:
-    """Show a session's traffic log (the latest session by default)."""
-    from sandbox.records import find_session, format_entry
-    from snitch.flowlog import read_log
-
-    folder = find_session(paths.sessions_dir(), session)
-    if folder is None:
-        raise click.ClickException("no such session")
-    for entry in read_log(folder / "flows.jsonl"):
-        click.echo(json.dumps(entry.to_dict(), sort_keys=True) if as_json else format_entry(entry))
-
-
 @main.command("dashboard")
 def dashboard_command() -> None:
     """Attach the dashboard to every running session."""
@@ -185,7 +154,7 @@ def dashboard_command() -> None:
 
 def _gateway_ready(folder: Path) -> bool:
     try:
-        return json.loads((folder / "gateway.json").read_text()).get("state") == "ready"
+        return bool(json.loads((folder / "gateway.json").read_text()).get("state") == "ready")
     except (OSError, ValueError):
         return False
 
@@ -198,16 +167,16 @@ def demo_command() -> None:
     sys.exit(run_demo(docker_client()))
 
 
-def _register_optional() -> None:
-    try:
-        from sandbox.rules_cli import rules
-    except ImportError:
-        return
-    main.add_command(rules)
+def _register_commands() -> None:
+    from sandbox.review_cli import export_command, from_session, log, sessions
+    from sandbox.rules_cli import rules
+
+    rules.add_command(from_session)
+    for command in (rules, sessions, log, export_command):
+        main.add_command(command)
 
 
-_register_optional()
-
+_register_commands()
 
 if __name__ == "__main__":
     main()

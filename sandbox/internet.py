@@ -39,7 +39,7 @@ class DemoInternet:
     def stop(self) -> None:
         from sandbox.cleanup import remove_session
 
-        remove_session(self.container.client, self.container.labels[LABEL])  # type: ignore[union-attr]
+        remove_session(self.container.client, self.container.labels[LABEL])
 
 
 def start_internet(client: docker.DockerClient, image: str, timeout: float = 30.0) -> DemoInternet:

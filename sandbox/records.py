@@ -1,30 +1,61 @@
-"""Reading session records and logs from the data dir."""
+"""Reading session records and logs from the data dir, and printing them for people.
+
+A session folder is ``sessions/<id>/`` with ``session.json`` (id, command, image, mode,
+start, end, exit), ``flows.jsonl`` (the traffic log) and ``gateway.json`` (its state).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from snitch.flowlog import read_log
+from snitch.logquery import HostSummary, read_json, session_ended, session_running
 from snitch.model import EntryKind, LogEntry
+
+LOG_NAME = "flows.jsonl"
+
+
+def count_entries(path: Path) -> dict[str, int]:
+    """Flows allowed / denied / asked (held for a person), lookups, HTTP requests, events."""
+    counts = {"allow": 0, "deny": 0, "ask": 0, "dns": 0, "dns_deny": 0, "http": 0, "events": 0}
+    for e in read_log(path):
+        if e.kind is EntryKind.FLOW:
+            if e.verdict in ("allow", "deny"):
+                counts[e.verdict] += 1
+            if e.verdict == "ask" or e.reason.startswith("ask:"):
+                counts["ask"] += 1
+        elif e.kind is EntryKind.DNS:
+            counts["dns"] += 1
+            counts["dns_deny"] += e.verdict == "deny"
+        elif e.kind is EntryKind.HTTP:
+            counts["http"] += 1
+        else:
+            counts["events"] += 1
+    return counts
+
+
+def session_record(folder: Path) -> dict[str, Any] | None:
+    """A session's record with ``running`` and ``counts`` added; None if it has none."""
+    rec = read_json(folder / "session.json")
+    if not rec:
+        return None
+    rec.setdefault("id", folder.name)
+    rec["running"] = session_running(folder)
+    rec["counts"] = count_entries(folder / LOG_NAME)
+    return rec
 
 
 def list_sessions(root: Path) -> list[dict[str, Any]]:
     """Every session record, oldest first, with verdict counts from its log."""
     records = []
     for folder in root.iterdir() if root.exists() else []:
-        try:
-            rec = json.loads((folder / "session.json").read_text())
-        except (OSError, ValueError):
-            continue
-        counts = {"allow": 0, "deny": 0, "ask": 0}
-        for entry in read_log(folder / "flows.jsonl"):
-            if entry.kind in (EntryKind.FLOW, EntryKind.DNS) and entry.verdict in counts:
-                counts[entry.verdict] += 1
-        rec["counts"] = counts
-        records.append(rec)
+        rec = session_record(folder) if folder.is_dir() else None
+        if rec is not None:
+            records.append(rec)
     return sorted(records, key=lambda r: r.get("start") or 0)
 
 
@@ -33,8 +64,72 @@ def find_session(root: Path, session: str | None) -> Path | None:
     if session is None:
         recs = list_sessions(root)
         return root / recs[-1]["id"] if recs else None
-    matches = [p for p in root.iterdir() if p.name.startswith(session)] if root.exists() else []
+    if not root.exists() or "/" in session or session in ("", ".", ".."):
+        return None
+    if (root / session).is_dir():
+        return root / session
+    matches = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(session)]
     return matches[0] if len(matches) == 1 else None
+
+
+def all_logs(root: Path) -> Iterator[LogEntry]:
+    """The entries of every session's log, session by session."""
+    for folder in sorted(root.iterdir()) if root.exists() else []:
+        if folder.is_dir():
+            yield from read_log(folder / LOG_NAME)
+
+
+def follow(
+    folder: Path, *, poll: float = 0.5, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[LogEntry]:
+    """A session's log entries as they are written, until its record has an ``end``
+    (whatever is written up to then is read; a torn last line waits for its end)."""
+    path = folder / LOG_NAME
+    pos, tail = 0, ""
+    while True:
+        ended = session_ended(folder)  # checked before reading: nothing written is missed
+        try:
+            with open(path, encoding="utf-8") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos = f.tell()
+        except FileNotFoundError:
+            chunk = ""
+        text = tail + chunk
+        cut = text.rfind("\n") + 1
+        lines, tail = text[:cut], text[cut:]
+        if ended:
+            lines, tail = text, ""
+        for line in lines.splitlines():
+            try:
+                yield LogEntry.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                continue
+        if ended:
+            return
+        sleep(poll)
+
+
+def _clock(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def format_session(rec: dict[str, Any]) -> str:
+    c = rec.get("counts") or {}
+    end = "running" if rec.get("running") else _clock(rec.get("end"))
+    exit_code = rec.get("exit")
+    return (
+        f"{str(rec.get('id', ''))[:12]:12}  {_clock(rec.get('start')):19}  {end:19}  "
+        f"{'-' if exit_code is None else exit_code!s:>4}  {str(rec.get('image') or '-'):10}  "
+        f"{c.get('allow', 0):>5}  {c.get('deny', 0):>5}  {c.get('ask', 0):>4}  "
+        f"{' '.join(rec.get('command') or [])}"
+    )
+
+
+SESSION_HEADER = (
+    f"{'ID':12}  {'START':19}  {'END':19}  {'EXIT':>4}  {'IMAGE':10}  "
+    f"{'ALLOW':>5}  {'DENY':>5}  {'ASK':>4}  COMMAND"
+)
 
 
 def format_entry(e: LogEntry) -> str:
@@ -47,7 +142,24 @@ def format_entry(e: LogEntry) -> str:
         what = f"dns  {e.qname} {e.qtype} -> {' '.join(e.answers) or '-'}"
     elif e.kind is EntryKind.HTTP:
         what = f"http {e.method} {e.url} {e.status} out={e.bytes_out} in={e.bytes_in}"
+        if e.message:
+            what += f" ({e.message})"
+    elif e.kind is EntryKind.TLS:
+        what = f"tls  {e.dst}:{e.dport} sni={e.sni or '-'} out={e.bytes_out} in={e.bytes_in}"
     else:
         return f"{stamp} ---- {e.message}"
     rule = f"  [{e.rule}]" if e.rule else (f"  ({e.reason})" if e.reason else "")
     return f"{stamp} {e.verdict:6} {what}{rule}"
+
+
+SUMMARY_HEADER = (
+    f"{'HOST':40}  {'HITS':>5}  {'ALLOW':>5}  {'DENY':>5}  {'OTHER':>5}  "
+    f"{'OUT':>9}  {'IN':>9}  PORTS"
+)
+
+
+def format_summary(s: HostSummary) -> str:
+    return (
+        f"{s.host[:40]:40}  {s.hits:>5}  {s.allow:>5}  {s.deny:>5}  {s.other:>5}  "
+        f"{s.bytes_out:>9}  {s.bytes_in:>9}  {' '.join(sorted(s.ports))}"
+    )

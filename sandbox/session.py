@@ -226,7 +226,7 @@ class Session:
 
         def ready() -> bool:
             if state_file.exists():
-                return json.loads(state_file.read_text()).get("state") == "ready"
+                return bool(json.loads(state_file.read_text()).get("state") == "ready")
             self.gateway.reload()  # type: ignore[union-attr]
             if self.gateway.status == "exited":  # type: ignore[union-attr]
                 logs = self.gateway.logs(tail=20).decode(errors="replace")  # type: ignore[union-attr]

@@ -154,7 +154,8 @@ class ControlApi:
         body = json.dumps(payload).encode()
         writer.write(
             f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
         )
         await writer.drain()
 
@@ -162,14 +163,18 @@ class ControlApi:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(EVENT_QUEUE)
         self._streams.add(queue)
         try:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                         b"Connection: close\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                b"Connection: close\r\n\r\n"
+            )
             first = {"topic": "session", "data": self.info(), "seq": 0}
             writer.write(json.dumps(first).encode() + b"\n")
             if self.asker is not None:
                 for item in self.asker.pending():
-                    writer.write(json.dumps({"topic": "pending", "data": item.to_dict(),
-                                             "seq": 0}).encode() + b"\n")
+                    writer.write(
+                        json.dumps({"topic": "pending", "data": item.to_dict(), "seq": 0}).encode()
+                        + b"\n"
+                    )
             await writer.drain()
             while True:
                 event = await queue.get()
@@ -183,8 +188,11 @@ class ControlApi:
     # -- routes -----------------------------------------------------------------------------
     def _route(self, method: str, path: str) -> Handler | None:
         if path.startswith("/rules/") and path[7:].lstrip("-").isdigit():
-            return {"DELETE": self._rule_delete, "PATCH": self._rule_patch,
-                    "PUT": self._rule_put}.get(method)
+            return {
+                "DELETE": self._rule_delete,
+                "PATCH": self._rule_patch,
+                "PUT": self._rule_put,
+            }.get(method)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", "/info"): self._info,
             ("GET", "/pending"): self._pending,
@@ -229,7 +237,9 @@ class ControlApi:
     async def _rule_patch(self, r: Request) -> tuple[int, Any]:
         ok = self.rules.set_enabled(int(r.path[7:]), bool(r.body["enabled"]))
         self._rules_changed()
-        return (200, {"enabled": bool(r.body["enabled"])}) if ok else (404, {"error": "no such rule"})
+        return (
+            (200, {"enabled": bool(r.body["enabled"])}) if ok else (404, {"error": "no such rule"})
+        )
 
     async def _rule_put(self, r: Request) -> tuple[int, Any]:
         rule = Rule.from_dict(r.body)

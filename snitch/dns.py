@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord  # type: ignore[import-untyped]
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from snitch.events import EventBus
 from snitch.fakeip import SYNTHETIC_TTL, FakeIPs

@@ -76,9 +76,9 @@ class FakeIPs:
 
 def _dnat(fake: str, real: str) -> None:
     proc = subprocess.run(
-        ["iptables", "-t", "nat", "-A", CHAIN, "-d", fake, "-j", "DNAT",
-         "--to-destination", real],
-        capture_output=True, text=True,
+        ["iptables", "-t", "nat", "-A", CHAIN, "-d", fake, "-j", "DNAT", "--to-destination", real],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"DNAT {fake} -> {real} failed: {proc.stderr.strip()}")

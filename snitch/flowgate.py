@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from snitch.events import EventBus
 from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
@@ -57,13 +58,18 @@ class FlowGate:
     def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
         names = self.names.names_for(key.dst)
         query = Query(key.proto, key.dst, key.dport, names)
-        if not names and key.dport in self.tls_ports and key.proto is Proto.TCP:
-            if self.rules.decide(query) is None and self.rules.mode is not Mode.AUDIT:
-                # A bare address on a TLS port: let the handshake reach mitmproxy, which
-                # decides (or holds) the flow by the name in its ClientHello.
-                self._defer(key)
-                pkt.accept()
-                return
+        if (
+            not names
+            and key.dport in self.tls_ports
+            and key.proto is Proto.TCP
+            and self.rules.mode is not Mode.AUDIT
+            and self.rules.decide(query) is None
+        ):
+            # A bare address on a TLS port: let the handshake reach mitmproxy, which
+            # decides (or holds) the flow by the name in its ClientHello.
+            self._defer(key)
+            pkt.accept()
+            return
         if self.rules.mode is not Mode.ASK or self.asker is None:
             self.finish(pkt, key, self.rules.verdict(query))
             return
@@ -109,8 +115,8 @@ class FlowGate:
         self.apply(pkt, decision)
         self.log_flow(key, decision)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

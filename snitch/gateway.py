@@ -38,9 +38,9 @@ from snitch.api import ControlApi
 from snitch.asker import DEFAULT_TIMEOUT, Asker
 from snitch.dns import DnsForwarder
 from snitch.events import EventBus
+from snitch.fakeip import FakeIPs
 from snitch.flowgate import FlowGate
 from snitch.flowlog import LogWriter
-from snitch.fakeip import FakeIPs
 
 if TYPE_CHECKING:
     from snitch.mitm import Mitm

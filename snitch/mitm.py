@@ -25,7 +25,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
+from snitch.model import Action, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
 
 if TYPE_CHECKING:
     from snitch.flowgate import FlowGate
@@ -82,9 +82,9 @@ class SnitchAddon:
         if not starts_like_tls_record(data):
             if not data:
                 return  # wait for the client's first bytes
-            if self._deferred(ctx):  # not TLS after all: decide by the address
-                if not await self.decide(ctx, ""):
-                    nextlayer.layer = Refuse(ctx)
+            # Not TLS after all: a deferred flow is decided by its address.
+            if self._deferred(ctx) and not await self.decide(ctx, ""):
+                nextlayer.layer = Refuse(ctx)
             return  # HTTP and anything else: mitmproxy's defaults
         try:
             hello = parse_client_hello(data)
@@ -128,7 +128,7 @@ class SnitchAddon:
             decision = gate.rules.decide(query)
             if decision is None:
                 future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                gate.asker.hold(FutureVerdict(future), key, names)  # type: ignore[arg-type]
+                gate.asker.hold(FutureVerdict(future), key, names)
                 return await future
         else:
             decision = gate.rules.verdict(query)
@@ -201,7 +201,7 @@ class SnitchAddon:
 def _refuse_layer() -> type:
     from mitmproxy.proxy import commands, events, layer
 
-    class _Refuse(layer.Layer):
+    class _Refuse(layer.Layer):  # type: ignore[misc]
         """Closes the client's connection at once: the flow was denied."""
 
         def _handle_event(self, event: Any) -> Generator[Any, Any, None]:

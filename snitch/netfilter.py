@@ -20,6 +20,7 @@ import json
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 DENY_MARK = 0x1
 QUEUE_NUM = 0
@@ -57,7 +58,8 @@ def discover(egress_subnet: str, egress_gateway: str | None, timeout: float = 30
         egress, sandbox = "", None
         for link in _ip_json("-4", "addr", "show"):
             name = str(link.get("ifname"))
-            for addr in link.get("addr_info", []):  # type: ignore[union-attr]
+            infos: list[dict[str, Any]] = link.get("addr_info", [])  # type: ignore[assignment]
+            for addr in infos:
                 if name == "lo":
                     continue
                 if ipaddress.ip_address(str(addr["local"])) in egress_net:

@@ -7,14 +7,14 @@ counts rule hits in memory and writes them back in batches.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import time
 from pathlib import Path
 
-from snitch.model import Action, Decision, Mode, Query, Rule
 from snitch.blocklist import Blocklist
+from snitch.model import Action, Decision, Mode, Query, Rule
 from snitch.policy import Policy
 from snitch.store import RuleStore, StoreError
 

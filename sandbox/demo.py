@@ -1,0 +1,72 @@
+"""``coderun demo``: an untrusted install script against a local demo internet.
+
+With a terminal, the script runs in ask mode under the dashboard, so you decide each
+connection yourself; without one, it runs in enforce mode with examples/demo-policy.toml
+and the traffic log is printed. The demo keeps its own data dir
+(``$CODERUN_HOME/demo``), so "always" decisions carry over to the next demo run and
+nothing is added to your real rules. The demo internet is a container on a network of
+its own; nothing leaves this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import docker
+
+from sandbox import images, paths
+from sandbox.internet import start_internet
+from sandbox.records import find_session, format_entry
+from sandbox.runner import run_session
+from sandbox.session import SessionConfig
+from snitch.flowlog import read_log
+from snitch.model import Mode
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
+    if terminal is None:
+        terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    home = paths.data_dir() / "demo"
+    os.environ["CODERUN_HOME"] = str(home)
+    tags = images.build(client)
+    print("starting the demo internet (api/evil/tracker/exfil.example.test) ...", file=sys.stderr)
+    internet = start_internet(client, tags["internet"])
+    try:
+        ca = paths.data_dir() / "demo-internet-ca.pem"
+        ca.write_bytes(internet.ca_pem())
+        config = SessionConfig(
+            command=[], script=EXAMPLES / "install.sh", image=tags["sandbox-bash"],
+            gateway_image=tags["gateway"], image_name="bash",
+            mode=Mode.ASK if terminal else Mode.ENFORCE,
+            policy_file=None if terminal else EXAMPLES / "demo-policy.toml",
+            egress_network=internet.network_name, dns_upstream=internet.ip,
+            intercept_tls=True, upstream_ca=ca,
+        )  # fmt: skip
+        if terminal:
+            from sandbox.interactive import run_interactive
+
+            status = run_interactive(client, config, "dashboard")
+        else:
+            status = run_session(client, config)
+        print_summary()
+        return status
+    finally:
+        internet.stop()
+
+
+def print_summary() -> None:
+    folder = find_session(paths.sessions_dir(), None)
+    if folder is None:
+        return
+    print(f"\n--- what the script did (coderun log {folder.name}) ---")
+    for entry in read_log(folder / "flows.jsonl"):
+        if entry.kind != "event":
+            print(format_entry(entry))
+    print(
+        f"\nRules and logs of the demo live in {paths.data_dir()}; "
+        "run the demo again and your 'always' decisions apply."
+    )
