@@ -1,0 +1,56 @@
+"""Shared fixtures of the dashboard tests: a fixed time zone and helpers to wait on the app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.tui.fakes import NOW, FakeGateway
+from tui.app import DashboardApp
+
+
+@pytest.fixture(autouse=True, scope="session")
+def utc() -> Iterator[None]:
+    """Log times are shown in local time: pin it so snapshots do not depend on the host."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+def make_app(
+    *fakes: FakeGateway,
+    output: AsyncIterator[tuple[str, str]] | None = None,
+    gone_after: int = 4,
+) -> DashboardApp:
+    """An app on a fixed clock that retries fast, without animations."""
+    app = DashboardApp(
+        fakes, output=output, clock=lambda: NOW, retry_delays=(0.02,), gone_after=gone_after
+    )
+    app.animation_level = "none"
+    return app
+
+
+async def wait_for(pilot: Pilot[None], check: Callable[[], object], timeout: float = 3.0) -> None:
+    """Let the app run until ``check()`` is true."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not check():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.01)
+
+
+async def chunks(*items: tuple[str, str]) -> AsyncIterator[tuple[str, str]]:
+    for item in items:
+        yield item

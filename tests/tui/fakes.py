@@ -1,0 +1,241 @@
+"""An in-memory gateway implementing tui.client.GatewayLike, and sample data."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from snitch.client import ApiError
+from snitch.model import (
+    Action,
+    DecisionRequest,
+    EntryKind,
+    Event,
+    LogEntry,
+    Pending,
+    Proto,
+    Rule,
+)
+
+NOW = 1_700_000_000.0  # the fixed clock of the tests
+
+
+class FakeGateway:
+    """Records what the dashboard asks; a test pushes events with ``push`` and friends.
+
+    ``fail_connects``: that many ``events()`` calls raise OSError before one succeeds
+    (``down`` makes every call fail). ``conflicts``: ids whose decision raises ApiError(409).
+    ``auto_decide``: answer a decision with ``decided`` events, like a real gateway.
+    """
+
+    def __init__(
+        self,
+        session: str = "s1",
+        pending: list[Pending] | None = None,
+        rules: list[Rule] | None = None,
+        log: list[LogEntry] | None = None,
+    ) -> None:
+        self.session = session
+        self.items: dict[str, Pending] = {p.id: p for p in pending or []}
+        self.rule_list: list[Rule] = list(rules or [])
+        self.entries: list[LogEntry] = list(log or [])
+        self.decisions: list[DecisionRequest] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.conflicts: set[str] = set()
+        self.fail_connects = 0
+        self.down = False
+        self.auto_decide = False
+        self.connects = 0
+        self.explanation: dict[str, Any] = {"decision": None, "reason": "", "matches": []}
+        self.replay: list[Event] = []  # sent after the queue on every (re)connect
+        self._queues: list[asyncio.Queue[Event | None]] = []
+        self._next_rule = max([r.id or 0 for r in self.rule_list], default=0) + 1
+
+    # -- test controls ----------------------------------------------------------------------
+    @property
+    def subscribed(self) -> bool:
+        return bool(self._queues)
+
+    def push(self, topic: str, data: dict[str, Any]) -> None:
+        for queue in self._queues:
+            queue.put_nowait(Event(topic, data))
+
+    def add_pending(self, item: Pending) -> None:
+        self.items[item.id] = item
+        self.push("pending", item.to_dict())
+
+    def resolve(self, pending_id: str, action: str = "allow", topic: str = "decided") -> None:
+        self.items.pop(pending_id, None)
+        self.push(topic, {"id": pending_id, "action": action, "by": "test", "rule": None})
+
+    def add_log(self, entry: LogEntry) -> None:
+        self.entries.append(entry)
+        self.push("log", entry.to_dict())
+
+    def end_streams(self) -> None:
+        for queue in self._queues:
+            queue.put_nowait(None)
+
+    def _check(self, what: str, arg: Any = None) -> None:
+        self.calls.append((what, arg))
+        if self.down:
+            raise ApiError(503, f"gateway of session {self.session} not reachable")
+
+    # -- GatewayLike ------------------------------------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        self._check("info")
+        return {"session": self.session}
+
+    async def pending(self) -> list[Pending]:
+        self._check("pending")
+        return list(self.items.values())
+
+    async def rules(self) -> list[Rule]:
+        self._check("rules")
+        return [dataclasses.replace(r) for r in self.rule_list]
+
+    async def log(self, limit: int = 500) -> list[LogEntry]:
+        self._check("log", limit)
+        return self.entries[-limit:]
+
+    async def explain(self, host: str, port: int = 0, proto: str = "tcp") -> dict[str, Any]:
+        self._check("explain", (host, port, proto))
+        return self.explanation
+
+    async def decide(self, request: DecisionRequest) -> dict[str, Any]:
+        self._check("decide", request)
+        self.decisions.append(request)
+        if request.pending_id in self.conflicts:
+            self.items.pop(request.pending_id, None)
+            raise ApiError(409, "already decided")
+        if request.pattern:
+            pat = request.pattern.removeprefix("*")
+            ids = [i for i, p in self.items.items() if p.label.endswith(pat)]
+        else:
+            ids = [request.pending_id] if request.pending_id in self.items else []
+        made = None
+        if request.lifetime != "once":  # a lasting rule, and no "rules" event (like the gateway)
+            host = request.pattern or (self.items[ids[0]].label if ids else "")
+            made = Rule(request.action, host=host, source="prompt", id=self._next_rule)
+            self._next_rule += 1
+            self.rule_list.append(made)
+        if self.auto_decide:
+            for pending_id in ids:
+                self.resolve(pending_id, str(request.action))
+        return {"decided": ids, "rule": made.to_dict() if made else None}
+
+    async def add_rule(self, rule: Rule) -> Rule:
+        self._check("add_rule", rule)
+        rule = dataclasses.replace(rule, id=self._next_rule)
+        self._next_rule += 1
+        self.rule_list.append(rule)
+        self.push("rules", {})
+        return rule
+
+    async def remove_rule(self, rule_id: int) -> None:
+        self._check("remove_rule", rule_id)
+        self.rule_list = [r for r in self.rule_list if r.id != rule_id]
+        self.push("rules", {})
+
+    async def set_rule_enabled(self, rule_id: int, enabled: bool) -> None:
+        self._check("set_rule_enabled", (rule_id, enabled))
+        self._edit(rule_id, lambda r: dataclasses.replace(r, enabled=enabled))
+
+    async def update_rule(self, rule: Rule) -> Rule:
+        self._check("update_rule", rule)
+        assert rule.id is not None
+        self._edit(rule.id, lambda _: rule)
+        return rule
+
+    def _edit(self, rule_id: int, change: Callable[[Rule], Rule]) -> None:
+        self.rule_list = [change(r) if r.id == rule_id else r for r in self.rule_list]
+        self.push("rules", {})
+
+    async def events(self) -> AsyncIterator[Event]:
+        self.calls.append(("events", None))
+        if self.down or self.fail_connects > 0:
+            self.fail_connects = max(0, self.fail_connects - 1)
+            raise OSError(f"connection refused ({self.session})")
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queues.append(queue)
+        self.connects += 1
+        try:
+            yield Event("session", {"id": self.session})
+            for item in list(self.items.values()):  # like the real API: the queue first
+                yield Event("pending", item.to_dict())
+            for old in self.replay:
+                yield old
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._queues.remove(queue)
+
+
+# -- sample data ------------------------------------------------------------------------------
+def pending(
+    pid: str,
+    name: str = "",
+    dst: str = "93.184.216.34",
+    port: int = 443,
+    *,
+    proto: str = "tcp",
+    kind: str = "flow",
+    left: float = 30.0,
+    attempts: int = 1,
+    session: str = "s1",
+) -> Pending:
+    """A pending item whose deadline is ``left`` seconds after NOW."""
+    return Pending(
+        id=pid, session=session, kind=kind, proto=proto, src="172.30.0.2", sport=40000 + port,
+        dst=dst, dport=port, names=[name] if name else [], sni=name if port == 443 else "",
+        created=NOW - 2, deadline=NOW + left, attempts=attempts,
+    )  # fmt: skip
+
+
+def sample_pending(session: str = "s1") -> list[Pending]:
+    evil = "c2VjcmV0.evil.example.test"
+    return [
+        pending("p1", "api.example.test", left=42, session=session),
+        pending("p2", "evil.example.test", "203.0.113.9", 80, left=17, attempts=3, session=session),
+        pending("p3", "", "10.20.30.40", 8080, left=4, session=session),
+        pending("p4", evil, "10.99.0.53", 53, proto="dns", kind="dns", left=25, session=session),
+    ]
+
+
+def rule(action: Action, rid: int, source: str = "policy", **kw: Any) -> Rule:
+    return Rule(action, id=rid, source=source, created=NOW, **kw)
+
+
+def sample_rules() -> list[Rule]:
+    tls: dict[str, Any] = {"port_lo": 443, "port_hi": 443, "proto": Proto.TCP}
+    return [
+        rule(Action.ALLOW, 1, host="*.pypi.org", note="package index", hits=12, **tls),
+        rule(Action.DENY, 2, cidr="169.254.169.254", note="cloud metadata"),
+        rule(Action.ALLOW, 3, "prompt", host="api.example.test", expires_at=NOW + 300, **tls),
+        rule(Action.DENY, 4, "prompt", host="*.evil.example.test", session="s1", enabled=False),
+    ]
+
+
+def flow(
+    session: str, ago: float, dst: str, port: int, names: list[str], verdict: str,
+    rule_id: int | None = None, rule: str = "",
+) -> LogEntry:  # fmt: skip
+    return LogEntry(
+        EntryKind.FLOW, session, NOW - ago, "tcp", "172.30.0.2", 40000 + port, dst, port,
+        names, verdict, rule_id, rule,
+    )  # fmt: skip
+
+
+def sample_log(session: str = "s1") -> list[LogEntry]:
+    dns = LogEntry(EntryKind.DNS, session, NOW - 20, "udp", verdict="allow",
+                   qname="files.pythonhosted.org", qtype="A", answers=["151.101.1.63"])  # fmt: skip
+    return [
+        flow(
+            session, 30, "151.101.0.223", 443, ["pypi.org"], "allow", 1, "allow *.pypi.org:443/tcp"
+        ),  # fmt: skip
+        dns,
+        flow(session, 10, "169.254.169.254", 80, [], "deny", 2, "deny 169.254.169.254/any"),
+        flow(session, 5, "93.184.216.34", 443, ["api.example.test"], "pending"),
+    ]

@@ -1,0 +1,367 @@
+"""The dashboard: pending decisions, live connections, the log and the rules of sessions.
+
+It reaches gateways only through :class:`tui.client.GatewayLike` objects, one per session,
+each followed by a worker (see :mod:`tui.sessions`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.timer import Timer
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.worker import Worker
+
+from snitch.model import DecisionRequest, EntryKind, Event, LogEntry, Pending, Rule, Target
+from tui.client import CONFLICT, ApiError, GatewayLike
+from tui.format import host_name, parent_pattern, pattern_matches
+from tui.screens.decide import BatchDialog, DecisionDialog
+from tui.screens.rules import ConfirmDialog, ExplainDialog, RuleForm
+from tui.sessions import (
+    DEFAULT_DELAYS,
+    DEFAULT_GONE_AFTER,
+    LINK_ERRORS,
+    LinkState,
+    SessionLink,
+    follow,
+    status_line,
+)
+from tui.widgets.output import OutputPane
+from tui.widgets.pending import PendingView
+from tui.widgets.rules import RulesView
+from tui.widgets.traffic import ConnectionsView, LogView
+
+TABS = {tab: f"{tab}-table" for tab in ("pending", "connections", "log", "rules")}
+"""Each tab and the table that gets the focus when it is shown."""
+
+
+def log_key(entry: LogEntry) -> tuple[object, ...]:
+    """What tells a log entry from another one (to skip one seen in a snapshot and live)."""
+    return (entry.time, entry.kind, entry.src, entry.sport, entry.dst, entry.dport, entry.qname)
+
+
+class DashboardApp(App[None]):
+    """``output`` yields ``(stream, text)`` chunks of the sandboxed command, then
+    ``("exit", code)``; the dashboard stays open until the user quits.
+
+    ``clock`` is the time source of the countdowns (tests inject a fixed one).
+    """
+
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("1", "show_tab('pending')", "Pending", show=False),
+        Binding("2", "show_tab('connections')", "Connections", show=False),
+        Binding("3", "show_tab('log')", "Log", show=False),
+        Binding("4", "show_tab('rules')", "Rules", show=False),
+        Binding("o", "toggle_output", "Output"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+
+    def __init__(
+        self,
+        clients: Sequence[GatewayLike],
+        output: AsyncIterator[tuple[str, str]] | None = None,
+        title: str = "coderun",
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_delays: Sequence[float] = DEFAULT_DELAYS,
+        gone_after: int = DEFAULT_GONE_AFTER,
+        log_limit: int = 500,
+    ) -> None:
+        super().__init__()
+        self.title = title
+        self.links = [SessionLink(i, client) for i, client in enumerate(clients)]
+        self.output = output
+        self.clock = clock
+        self.retry_delays = tuple(retry_delays)
+        self.gone_after = gone_after
+        self.log_limit = log_limit
+        self._jobs: list[Worker[Any]] = []
+        self._ticker: Timer | None = None
+        self._last_log: dict[int, float] = {}  # per link: the newest log entry's time
+        self._loaded: dict[int, set[tuple[object, ...]]] = {}  # per link: the last snapshot
+        # kept here, not queried: app.query_one looks at the active screen (maybe a dialog)
+        multi = len(self.links) > 1
+        self.tabs = TabbedContent(initial="pending", id="tabs")
+        self.pending_view = PendingView(clock, multi, id="pending-view")
+        self.connections_view = ConnectionsView(multi, id="connections-view")
+        self.log_view = LogView(multi, id="log-view")
+        self.rules_view = RulesView(clock, id="rules-view")
+        self.output_pane = OutputPane(id="output") if output is not None else None
+
+    # -- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with self.tabs:
+            with TabPane("1 Pending", id="pending"):
+                yield self.pending_view
+            with TabPane("2 Connections", id="connections"):
+                yield self.connections_view
+            with TabPane("3 Log", id="log"):
+                yield self.log_view
+            with TabPane("4 Rules", id="rules"):
+                yield self.rules_view
+        if self.output_pane is not None:
+            yield self.output_pane
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self._update_status()
+        for link in self.links:
+            job = follow(
+                link, self._connected, self._on_event, self._state_changed,
+                delays=self.retry_delays, gone_after=self.gone_after,
+            )  # fmt: skip
+            self._track(self.run_worker(job, name=f"events {link.name}", group="events"))
+        if self.output is not None and self.output_pane is not None:
+            job = self._pump_output(self.output, self.output_pane)
+            self._track(self.run_worker(job, name="output"))
+        self._ticker = self.set_interval(1.0, self._tick)
+        self.pending_view.table.focus()
+
+    def _track(self, worker: Worker[Any]) -> None:
+        self._jobs = [w for w in self._jobs if not w.is_finished]
+        self._jobs.append(worker)
+
+    def _tick(self) -> None:
+        self.pending_view.tick()
+        self.rules_view.tick()
+
+    def _update_status(self) -> None:
+        self.sub_title = status_line(self.links) if self.links else "no running session"
+        count = len(self.pending_view.rows)
+        label = f"1 Pending ({count})" if count else "1 Pending"
+        self.tabs.get_tab("pending").label = label
+
+    # -- navigation -------------------------------------------------------------------------
+    def action_show_tab(self, tab: str) -> None:
+        self.tabs.active = tab
+        self.tabs.query_one(f"#{TABS[tab]}").focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id in TABS:
+            self.tabs.query_one(f"#{TABS[event.pane.id]}").focus()
+
+    def action_toggle_output(self) -> None:
+        if self.output_pane is not None:
+            self.output_pane.display = not self.output_pane.display
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("show_tab", "toggle_output") and len(self.screen_stack) > 1:
+            return False  # a dialog is open: its keys only
+        if action == "toggle_output":
+            return self.output is not None
+        return True
+
+    def action_reload(self) -> None:
+        for link in self.links:
+            self._track(self.run_worker(self._refresh(link), group="refresh"))
+
+    # -- gateway links ----------------------------------------------------------------------
+    async def _connected(self, link: SessionLink) -> None:
+        """Load the session's queue, rules and recent log (after every (re)connect)."""
+        client = link.client
+        pending = await client.pending()
+        rules = await client.rules()
+        log = await client.log(self.log_limit)
+        self.pending_view.replace(link.index, link.name, pending)
+        self.rules_view.set_rules(link.index, rules)
+        seen = self._last_log.get(link.index, 0.0)
+        fresh = [entry for entry in log if entry.time > seen]  # not shown before a reconnect
+        self._loaded[link.index] = {log_key(entry) for entry in fresh}
+        for entry in fresh:
+            self._add_log(link, entry)
+        self._update_status()
+
+    async def _on_event(self, link: SessionLink, event: Event) -> None:
+        try:
+            await self._apply(link, event)
+        except (KeyError, TypeError, ValueError) as exc:  # one odd event: skip it, not the link
+            self.log.warning(f"{link.name}: skipped event {event.topic}: {exc!r}")
+        self._update_status()
+
+    async def _apply(self, link: SessionLink, event: Event) -> None:
+        data = event.data
+        if event.topic == "pending":
+            self.pending_view.upsert(link.index, link.name, Pending.from_dict(data))
+        elif event.topic in ("decided", "expired"):
+            self.pending_view.drop(link.index, str(data.get("id", "")))
+        elif event.topic == "log":
+            entry = LogEntry.from_dict(data)
+            if log_key(entry) not in self._loaded.get(link.index, ()):
+                self._add_log(link, entry)  # else it came with the snapshot too
+        elif event.topic == "rules":
+            self.rules_view.set_rules(link.index, await link.client.rules())
+        elif event.topic == "session":
+            link.info = dict(data)
+
+    def _add_log(self, link: SessionLink, entry: LogEntry) -> None:
+        self._last_log[link.index] = max(entry.time, self._last_log.get(link.index, 0.0))
+        entry.session = entry.session or link.name
+        self.log_view.add(entry)
+        if entry.kind is EntryKind.FLOW:
+            self.connections_view.add(entry)
+
+    def _state_changed(self, link: SessionLink) -> None:
+        if link.state is LinkState.GONE:
+            self.pending_view.replace(link.index, link.name, [])
+            self.rules_view.drop(link.index)
+            self.notify(f"session {link.short} is gone ({link.error})", severity="warning")
+        self._update_status()
+
+    async def _refresh(self, link: SessionLink) -> None:
+        try:
+            items = await link.client.pending()
+        except LINK_ERRORS:
+            return  # the event worker notices and reconnects
+        self.pending_view.replace(link.index, link.name, items)
+        self._update_status()
+
+    # -- decisions --------------------------------------------------------------------------
+    def on_pending_view_quick(self, message: PendingView.Quick) -> None:
+        row = self.pending_view.rows.get(message.key)
+        if row is None:
+            return
+        item = row.item
+        request = DecisionRequest(message.action, pending_id=item.id)
+        if host_name(item) is None:
+            request.target = Target.IP
+        if message.always:
+            request.lifetime = "always"
+            request.port = "any" if item.kind == "dns" else "this"
+        self.send_decision(row.link, request, [row.key])
+
+    def on_pending_view_open(self, message: PendingView.Open) -> None:
+        row = self.pending_view.rows.get(message.key)
+        if row is None:
+            return
+
+        def done(request: DecisionRequest | None) -> None:
+            if request is not None:
+                self.send_decision(row.link, request, [row.key])
+
+        self.push_screen(DecisionDialog(row, self.clock), done)
+
+    def on_pending_view_batch(self, message: PendingView.Batch) -> None:
+        rows = self.pending_view.rows
+        if not rows:
+            self.notify("Nothing is waiting for a decision.")
+            return
+        row = rows.get(message.key) if message.key else None
+        name = host_name(row.item) if row else None
+        prefill = parent_pattern(name) if name else row.item.label if row else ""
+
+        def matcher(pattern: str) -> list[str]:
+            return [r.item.label for r in rows.values() if pattern_matches(pattern, r.item)]
+
+        def done(request: DecisionRequest | None) -> None:
+            if request is None:
+                return
+            hits = [r for r in rows.values() if pattern_matches(request.pattern, r.item)]
+            if not hits:
+                self.notify(f"no pending item matches {request.pattern}", severity="warning")
+            for link in sorted({r.link for r in hits}):
+                keys = [r.key for r in hits if r.link == link]
+                self.send_decision(link, request, keys)
+
+        self.push_screen(BatchDialog(prefill, matcher), done)
+
+    def send_decision(self, link_index: int, request: DecisionRequest, keys: list[str]) -> None:
+        """Send a decision; rows show it as on its way until the ``decided`` event."""
+        self.pending_view.set_busy(keys, f"{request.action}…")
+        link = self.links[link_index]
+        self._track(self.run_worker(self._decide(link, request, keys), group="decide"))
+
+    async def _decide(self, link: SessionLink, request: DecisionRequest, keys: list[str]) -> None:
+        try:
+            result = await link.client.decide(request)
+        except ApiError as exc:
+            self.pending_view.set_busy(keys, "")
+            if exc.status == CONFLICT:  # another dashboard decided first
+                await self._refresh(link)
+            else:
+                self.notify(f"{link.short}: {exc.message}", title="Not decided", severity="error")
+            return
+        except OSError as exc:
+            self.pending_view.set_busy(keys, "")
+            self.notify(f"{link.short}: {exc}", title="Not decided", severity="error")
+            return
+        if result.get("rule"):  # a lasting rule was made: show it
+            with contextlib.suppress(*LINK_ERRORS):
+                self.rules_view.set_rules(link.index, await link.client.rules())
+
+    # -- rules ------------------------------------------------------------------------------
+    def _rules_link(self, index: int | None = None) -> SessionLink | None:
+        if index is not None:
+            return self.links[index]
+        live = [link for link in self.links if link.state is LinkState.LIVE]
+        candidates = live or self.links
+        return candidates[0] if candidates else None
+
+    def on_rules_view_act(self, message: RulesView.Act) -> None:
+        row = self.rules_view.get(message.key)
+        link = self._rules_link(row.link if row else None)
+        if link is None:
+            self.notify("no session to ask", severity="warning")
+            return
+        client = link.client
+        if message.what == "explain":
+            initial = ""
+            if row and row.rule.host and not row.rule.host.startswith("*"):
+                port = f":{row.rule.port_lo}" if row.rule.port_lo else ""
+                initial = row.rule.host + port
+            proto = str(row.rule.proto) if row else "tcp"
+            self.push_screen(ExplainDialog(client.explain, initial, proto))
+        elif message.what == "new":
+            self.push_screen(RuleForm(None, link.name, self.clock), self._saver(link, None))
+        elif row is None or row.rule.id is None:
+            return
+        elif message.what == "toggle":
+            rid, enabled = row.rule.id, not row.rule.enabled
+            self._rule_call(link, lambda: client.set_rule_enabled(rid, enabled))
+        elif message.what == "edit":
+            form = RuleForm(row.rule, link.name, self.clock)
+            self.push_screen(form, self._saver(link, row.rule))
+        elif message.what == "delete":
+            rid = row.rule.id
+
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self._rule_call(link, lambda: client.remove_rule(rid))
+
+            question = f"Delete rule {rid}: {row.rule.describe()}?"
+            self.push_screen(ConfirmDialog(question), confirmed)
+
+    def _saver(self, link: SessionLink, old: Rule | None) -> Callable[[Rule | None], None]:
+        def save(rule: Rule | None) -> None:
+            if rule is not None:
+                client = link.client
+                call = client.update_rule if old is not None else client.add_rule
+                self._rule_call(link, lambda: call(rule))
+
+        return save
+
+    def _rule_call(self, link: SessionLink, call: Callable[[], Awaitable[object]]) -> None:
+        self._track(self.run_worker(self._change_rules(link, call), group="rules"))
+
+    async def _change_rules(self, link: SessionLink, call: Callable[[], Awaitable[object]]) -> None:
+        """Make a rule change, then show the session's rules as they now are."""
+        try:
+            await call()
+            self.rules_view.set_rules(link.index, await link.client.rules())
+        except (ApiError, OSError) as exc:
+            self.notify(f"{link.short}: {exc}", title="Rules", severity="error")
+
+    # -- the sandboxed command's output -----------------------------------------------------
+    async def _pump_output(self, output: AsyncIterator[tuple[str, str]], pane: OutputPane) -> None:
+        try:
+            async for stream, text in output:
+                pane.add_chunk(stream, text)
+        except Exception as exc:  # the runner's stream broke; the dashboard stays up
+            pane.add_chunk("stderr", f"\n[output stream failed: {exc}]\n")

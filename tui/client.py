@@ -1,0 +1,60 @@
+"""What the dashboard needs from a gateway: the interface of ``snitch.client.GatewayClient``.
+
+The UI depends only on :class:`GatewayLike`, so tests (and the screenshot script) can hand
+it an in-memory gateway. Errors are reported as ``snitch.client.ApiError`` (the HTTP status
+and message) or ``OSError`` when the socket cannot be reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from snitch.client import ApiError, GatewayClient
+from snitch.model import DecisionRequest, Event, LogEntry, Pending, Rule
+
+__all__ = ["ApiError", "GatewayLike", "CONFLICT"]
+
+CONFLICT = 409
+"""ApiError status of a decision on an item that another dashboard decided first."""
+
+
+class GatewayLike(Protocol):
+    """One session's gateway control API."""
+
+    session: str
+    """The session id, shown as the label of the session's items."""
+
+    async def info(self) -> dict[str, Any]: ...
+
+    async def pending(self) -> list[Pending]: ...
+
+    async def rules(self) -> list[Rule]: ...
+
+    async def log(self, limit: int = 500) -> list[LogEntry]: ...
+
+    async def explain(self, host: str, port: int = 0, proto: str = "tcp") -> dict[str, Any]:
+        """``{"decision": {action, rule_id, reason} | None, "reason": str,
+        "matches": [{"rule": {...}, "describe": str, "why": str}, ...]}``."""
+        ...
+
+    async def decide(self, request: DecisionRequest) -> dict[str, Any]:
+        """``{"decided": [ids], "rule": dict | None}``; ApiError(409) if already decided."""
+        ...
+
+    async def add_rule(self, rule: Rule) -> Rule: ...
+
+    async def remove_rule(self, rule_id: int) -> None: ...
+
+    async def set_rule_enabled(self, rule_id: int, enabled: bool) -> None: ...
+
+    async def update_rule(self, rule: Rule) -> Rule: ...
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event from now on; the first one is a ``session`` event."""
+        ...
+
+
+def _conforms(client: GatewayClient) -> GatewayLike:
+    """Never called: mypy checks here that the real client has the interface."""
+    return client

@@ -1,0 +1,212 @@
+"""Pure helpers: text for cells, names, patterns, and parsing of the rule form's fields."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+import time
+
+from rich.text import Text
+
+from snitch.model import EntryKind, LogEntry, Pending, Rule
+
+LIFETIMES = ("once", "30s", "5m", "1h", "session", "always")
+PROTOS = ("tcp", "udp", "icmp", "dns", "any")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(?:\d+[smhdw])+")
+
+
+def short_session(session: str, width: int = 12) -> str:
+    return session if len(session) <= width else session[: width - 1] + "…"
+
+
+def countdown(seconds: float) -> Text:
+    """``42s`` / ``1m05s``, yellow under 15 s and red under 5 s."""
+    left = max(0, int(seconds + 0.999))
+    text = f"{left}s" if left < 60 else f"{left // 60}m{left % 60:02d}s"
+    style = "bold red" if left < 5 else "yellow" if left < 15 else "green"
+    return Text(text, style=style, justify="right")
+
+
+def clock_time(stamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(stamp))
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def host_name(item: Pending) -> str | None:
+    """The item's name (SNI, a DNS name, the looked-up name), or None for a bare address."""
+    label = item.label
+    return None if is_ip(label) else label
+
+
+def parent_pattern(name: str) -> str:
+    """``api.example.test`` -> ``*.example.test``; a two-label name covers its own subdomains."""
+    labels = name.rstrip(".").split(".")
+    if len(labels) >= 3:
+        return "*." + ".".join(labels[1:])
+    return "*." + name.rstrip(".")
+
+
+def cidr_of(address: str, prefix: int) -> str:
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def item_names(item: Pending) -> list[str]:
+    """Every name a batch pattern may match on, lower-cased."""
+    found = [item.sni, *item.names, item.dst]
+    return [n.lower().rstrip(".") for n in found if n]
+
+
+def pattern_matches(pattern: str, item: Pending) -> bool:
+    """Whether a batch pattern such as ``*.example.test`` covers the item (glob syntax)."""
+    pat = pattern.strip().lower()
+    return bool(pat) and any(fnmatch.fnmatchcase(n, pat) for n in item_names(item))
+
+
+def port_proto(port: int, proto: str) -> str:
+    return f"{port}/{proto}" if port else proto
+
+
+def entry_target(entry: LogEntry) -> str:
+    """The destination of a log line as a person reads it."""
+    if entry.kind is EntryKind.DNS:
+        return entry.qname or entry.dst
+    if entry.kind is EntryKind.HTTP:
+        return entry.url or entry.sni or entry.dst
+    if entry.kind is EntryKind.TLS:
+        return entry.sni or entry.dst
+    if entry.kind is EntryKind.EVENT:
+        return entry.message
+    name = entry.sni or (entry.names[0] if entry.names else "")
+    return f"{name} ({entry.dst})" if name and entry.dst else name or entry.dst
+
+
+def entry_port(entry: LogEntry) -> str:
+    if entry.kind is EntryKind.DNS:
+        return f"dns {entry.qtype}".strip()
+    if entry.kind is EntryKind.EVENT:
+        return ""
+    return port_proto(entry.dport, entry.proto)
+
+
+def describe_entry(entry: LogEntry) -> str:
+    """One line with everything a log entry says, for the line under a traffic table."""
+    if entry.kind is EntryKind.EVENT:
+        return f"{entry.message} · session {entry.session}"
+    if entry.kind is EntryKind.DNS:
+        answers = ", ".join(entry.answers) or "no answer"
+        what = f"lookup of {entry.qname} {entry.qtype} → {answers}"
+    elif entry.kind is EntryKind.HTTP:
+        what = f"{entry.method} {entry.url} → {entry.status or '-'}"
+        what += f" · {entry.bytes_out} B out, {entry.bytes_in} B in"
+    elif entry.kind is EntryKind.TLS:
+        what = f"TLS {entry.sni or '(no SNI)'} → {entry.dst}:{entry.dport}"
+        what += f" · {entry.bytes_out} B out, {entry.bytes_in} B in"
+    else:
+        name = entry.sni or ", ".join(entry.names)
+        where = f"{entry.dst}:{entry.dport}/{entry.proto}" if entry.dport else entry.dst
+        what = f"{name} → {where}" if name else where
+        what += f" from {entry.src}:{entry.sport}" if entry.src else ""
+    why = f" by rule {entry.rule_id}: {entry.rule}" if entry.rule_id is not None else ""
+    why = why or (f" ({entry.reason})" if entry.reason else "")
+    verdict = f" · {entry.verdict}{why}" if entry.verdict else ""
+    return f"{what}{verdict} · session {entry.session}"
+
+
+def verdict_text(verdict: str) -> Text:
+    style = {"allow": "green", "deny": "bold red", "pending": "yellow", "expired": "magenta"}
+    return Text(verdict, style=style.get(verdict, ""))
+
+
+def entry_haystack(entry: LogEntry) -> str:
+    """The text the log filter searches: names, addresses, verdict, rule and message."""
+    parts = [
+        str(entry.kind), entry.session, entry.proto, entry.dst, str(entry.dport), *entry.names,
+        entry.sni, entry.qname, entry.qtype, *entry.answers, entry.url, entry.method,
+        entry.verdict, entry.rule, entry.reason, entry.message, entry.src,
+    ]  # fmt: skip
+    return " ".join(p for p in parts if p).lower()
+
+
+def filter_matches(query: str, entry: LogEntry) -> bool:
+    """Every word of ``query`` occurs in the entry's text (case-insensitive)."""
+    hay = entry_haystack(entry)
+    return all(word in hay for word in query.lower().split())
+
+
+def rule_target(rule: Rule) -> str:
+    return rule.describe().split(" ", 1)[1]
+
+
+def rule_lifetime(rule: Rule, now: float) -> str:
+    if rule.once_key is not None:
+        return "once"
+    if rule.expires_at is not None:
+        left = rule.expires_at - now
+        return "expired" if left <= 0 else f"{format_duration(left)} left"
+    if rule.session is not None:
+        return "session"
+    return "always"
+
+
+def format_duration(seconds: float) -> str:
+    rest = max(0, int(seconds))
+    parts = []
+    for unit, size in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts[:2]) or "0s"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``5m``, ``1h30m``; ValueError otherwise."""
+    s = text.strip().lower()
+    if s.isdigit() and int(s) > 0:
+        return float(s)
+    if not _DURATION.fullmatch(s):
+        raise ValueError(f"bad duration {text!r} (use e.g. 30s, 5m, 1h)")
+    total = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", s))
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return float(total)
+
+
+def parse_port(text: str) -> tuple[int, int]:
+    """``443`` / ``8000-8100`` / ``any`` -> (lo, hi), (0, 0) for any port."""
+    s = text.strip().lower()
+    if s in ("", "any", "*", "0"):
+        return (0, 0)
+    a, sep, b = s.partition("-")
+    try:
+        lo, hi = (int(a), int(b)) if sep else (int(a), int(a))
+    except ValueError:
+        raise ValueError(f"bad port {text!r} (want 443, 8000-8100 or any)") from None
+    if not 1 <= lo <= hi <= 65535:
+        raise ValueError(f"bad port {text!r} (1..65535, low before high)")
+    return (lo, hi)
+
+
+def split_target(text: str) -> tuple[str | None, str | None]:
+    """A rule form's destination: (host, None), (None, cidr) or (None, None) for any."""
+    s = text.strip().lower()
+    if s in ("", "*", "any"):
+        return (None, None)
+    try:
+        net = ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        pass
+    else:
+        return (None, str(net.network_address) if "/" not in s else str(net))
+    body = s[2:] if s.startswith("*.") else s
+    if not body or not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?", body):
+        raise ValueError(f"bad host {text!r} (want a name, *.domain, an address or a CIDR)")
+    return (s.rstrip("."), None)

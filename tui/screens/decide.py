@@ -1,0 +1,213 @@
+"""Dialogs that answer pending items: one item with a scope, or a batch by pattern."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import Button, Input, Label, RadioButton, Static
+
+from snitch.model import Action, DecisionRequest, Target
+from tui.format import LIFETIMES, cidr_of, countdown, host_name, is_ip, parent_pattern
+from tui.widgets.choice import ChoiceSet
+from tui.widgets.pending import PendingRow, describe
+
+LIFETIME_LABELS = {"session": "this session"}
+
+
+def lifetime_choice(selected: str = "once", id: str = "lifetime") -> ChoiceSet:
+    options = [(life, LIFETIME_LABELS.get(life, life)) for life in LIFETIMES]
+    return ChoiceSet(options, selected=selected, horizontal=True, id=id)
+
+
+def field_row(label: str, *widgets: Static | ChoiceSet | Input) -> Horizontal:
+    return Horizontal(Label(label, classes="field-label"), *widgets, classes="field-row")
+
+
+def action_buttons() -> Horizontal:
+    return Horizontal(
+        Button(Text("Allow [a]"), variant="success", id="allow", compact=True),
+        Button(Text("Deny [d]"), variant="error", id="deny", compact=True),
+        Button(Text("Cancel [esc]"), id="cancel", compact=True),
+        classes="buttons",
+    )
+
+
+class DecisionDialog(ModalScreen[DecisionRequest | None]):
+    """Allow or deny one item, choosing the rule's target, port and lifetime."""
+
+    BINDINGS = [
+        Binding("a", "decide('allow')", "Allow"),
+        Binding("d", "decide('deny')", "Deny"),
+        Binding("escape", "dismiss(None)", "Cancel"),
+    ]
+
+    def __init__(self, row: PendingRow, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.row = row
+        self.clock = clock
+        item = row.item
+        self.name_ = host_name(item)
+        self.has_ip = item.kind != "dns" and is_ip(item.dst)
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        item = self.row.item
+        name = self.name_ or ""
+        no_name = [] if self.name_ else ["host", "domain"]
+        no_ip = [] if self.has_ip else ["ip", "cidr"]
+        targets = [
+            ("host", f"this host {name}" if name else "this host"),
+            ("domain", parent_pattern(name) if name else "*.parent-domain"),
+            ("ip", f"this IP {item.dst}" if self.has_ip else "this IP"),
+            ("cidr", self._cidr_label(24)),
+        ]
+        dns = item.kind == "dns"
+        ports = [("this", "any lookup" if dns else f"this port {item.dport}"), ("any", "any port")]
+        with Vertical(id="dialog", classes="dialog") as box:
+            box.border_title = "Decide"
+            yield Static(Text(describe(self.row), style="bold"), id="dialog-summary")
+            yield Static("", id="dialog-countdown")
+            yield field_row(
+                "Target",
+                ChoiceSet(
+                    targets,
+                    selected="host" if self.name_ else "ip",
+                    disabled_values=no_name + no_ip,
+                    id="target",
+                ),
+            )
+            yield field_row(
+                "Prefix",
+                Input("24", type="integer", max_length=3, compact=True, id="prefix"),
+                Static("(for CIDR)", classes="hint"),
+            )
+            yield field_row(
+                "Port",
+                ChoiceSet(
+                    ports,
+                    selected="any" if dns else "this",
+                    disabled_values=["this"] if dns else [],
+                    horizontal=True,
+                    id="port",
+                ),
+            )
+            yield field_row("For", lifetime_choice())
+            yield action_buttons()
+
+    def on_mount(self) -> None:
+        self._tick()
+        self._timer = self.set_interval(1.0, self._tick)
+        self.query_one("#target", ChoiceSet).focus()
+
+    def _tick(self) -> None:
+        deadline = self.row.item.deadline
+        line = self.query_one("#dialog-countdown", Static)
+        if deadline:
+            line.update(Text.assemble("time left: ", countdown(deadline - self.clock())))
+
+    def _cidr_label(self, prefix: int) -> str:
+        if not self.has_ip:
+            return "a CIDR"
+        return f"CIDR {cidr_of(self.row.item.dst, prefix)}"
+
+    def _prefix(self) -> int:
+        text = self.query_one("#prefix", Input).value
+        limit = 32 if "." in self.row.item.dst else 128
+        try:
+            return min(max(int(text), 1), limit)
+        except ValueError:
+            return 24
+
+    @on(Input.Changed, "#prefix")
+    def _prefix_changed(self) -> None:
+        button = self.query_one("#target", ChoiceSet).query(RadioButton)[3]
+        button.label = self._cidr_label(self._prefix())
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        elif event.button.id in ("allow", "deny"):
+            self.action_decide(event.button.id)
+
+    def action_decide(self, action: str) -> None:
+        self.dismiss(self.request(Action(action)))
+
+    def request(self, action: Action) -> DecisionRequest:
+        """The request the dialog's current choices make."""
+        return DecisionRequest(
+            action=action,
+            pending_id=self.row.item.id,
+            target=Target(self.query_one("#target", ChoiceSet).value),
+            port=self.query_one("#port", ChoiceSet).value,
+            lifetime=self.query_one("#lifetime", ChoiceSet).value,
+            cidr_prefix=self._prefix(),
+        )
+
+
+class BatchDialog(ModalScreen[DecisionRequest | None]):
+    """Allow or deny every pending item whose name matches a pattern.
+
+    Enter in the pattern moves on, so ``a``/``d`` can decide. ``matcher`` lists the
+    items a pattern covers (across sessions), for the preview.
+    """
+
+    BINDINGS = [
+        Binding("a", "decide('allow')", "Allow"),
+        Binding("d", "decide('deny')", "Deny"),
+        Binding("escape", "dismiss(None)", "Cancel"),
+    ]
+
+    def __init__(self, pattern: str, matcher: Callable[[str], Sequence[str]]) -> None:
+        super().__init__()
+        self.pattern = pattern
+        self.matcher = matcher
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="batch", classes="dialog") as box:
+            box.border_title = "Decide every pending item matching a pattern"
+            yield field_row("Pattern", Input(self.pattern, compact=True, id="pattern"))
+            yield Static("", id="batch-preview")
+            yield field_row("For", lifetime_choice())
+            yield Static("enter: done typing, then a / d", classes="hint")
+            yield action_buttons()
+
+    def on_mount(self) -> None:
+        self._preview(self.pattern)
+        self.query_one("#pattern", Input).focus()
+
+    @on(Input.Changed, "#pattern")
+    def _changed(self, event: Input.Changed) -> None:
+        self._preview(event.value)
+
+    def _preview(self, pattern: str) -> None:
+        labels = self.matcher(pattern.strip())
+        shown = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+        text = f"{len(labels)} pending: {shown}" if labels else "no pending item matches"
+        self.query_one("#batch-preview", Static).update(text)
+
+    @on(Input.Submitted, "#pattern")
+    def _submitted(self) -> None:
+        self.query_one("#lifetime", ChoiceSet).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        elif event.button.id in ("allow", "deny"):
+            self.action_decide(event.button.id)
+
+    def action_decide(self, action: str) -> None:
+        pattern = self.query_one("#pattern", Input).value.strip()
+        if not pattern:
+            self.notify("Type a pattern such as *.example.test", severity="warning")
+            return
+        lifetime = self.query_one("#lifetime", ChoiceSet).value
+        self.dismiss(DecisionRequest(Action(action), pattern=pattern, lifetime=lifetime))

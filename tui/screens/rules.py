@@ -1,0 +1,267 @@
+"""Dialogs of the rules view: confirm a delete, edit a rule, explain a host:port."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+from textual.worker import Worker
+
+from snitch.model import Action, Proto, Rule
+from tui.client import ApiError
+from tui.format import PROTOS, format_duration, parse_duration, parse_port, split_target
+from tui.screens.decide import field_row
+from tui.widgets.choice import ChoiceSet
+
+Explain = Callable[[str, int, str], Awaitable[dict[str, Any]]]
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y,enter", "dismiss(True)", "Yes"),
+        Binding("n,escape", "dismiss(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm", classes="dialog") as box:
+            box.border_title = "Confirm"
+            yield Static(self.question)
+            with Horizontal(classes="buttons"):
+                yield Button(Text("Yes [y]"), variant="error", id="yes", compact=True)
+                yield Button(Text("No [n]"), id="no", compact=True)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+def lifetime_text(rule: Rule, now: float) -> str:
+    if rule.once_key is not None:
+        return "once"
+    if rule.expires_at is not None:
+        return format_duration(max(1.0, rule.expires_at - now))
+    return "session" if rule.session is not None else "always"
+
+
+class RuleForm(ModalScreen[Rule | None]):
+    """A new rule (``rule`` None) or an edited copy; ``session`` is what "session" binds to."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "dismiss(None)", "Cancel"),
+    ]
+
+    def __init__(self, rule: Rule | None, session: str, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.rule = rule
+        self.session = session
+        self.clock = clock
+        self.life0 = lifetime_text(rule, clock()) if rule else "always"
+
+    def compose(self) -> ComposeResult:
+        r = self.rule or Rule(Action.ALLOW)
+        target = r.host or r.cidr or ""
+        port = "any" if not r.port_lo else str(r.port_lo)
+        if r.port_hi != r.port_lo:
+            port += f"-{r.port_hi}"
+        title = f"Edit rule {r.id}" if self.rule else "New rule"
+        with Vertical(id="rule-form", classes="dialog") as box:
+            box.border_title = title
+            yield field_row(
+                "Action",
+                ChoiceSet(
+                    [("allow", "allow"), ("deny", "deny")],
+                    selected=str(r.action),
+                    horizontal=True,
+                    id="action",
+                ),
+            )
+            hint = "name, *.domain, IP or CIDR; empty: any"
+            yield field_row("Target", Input(target, placeholder=hint, compact=True, id="target"))
+            yield field_row("Port", Input(port, placeholder="443, 8000-8100, any", compact=True))
+            yield field_row(
+                "Proto",
+                ChoiceSet(
+                    [(p, p) for p in PROTOS], selected=str(r.proto), horizontal=True, id="proto"
+                ),
+            )
+            yield field_row(
+                "Lifetime",
+                Input(self.life0, placeholder="always, session, 30s, 5m, 1h", compact=True),
+            )
+            yield field_row("Note", Input(r.note, compact=True, id="note"))
+            yield Static("", id="form-error")
+            with Horizontal(classes="buttons"):
+                yield Button(Text("Save [^s]"), variant="primary", id="save", compact=True)
+                yield Button(Text("Cancel [esc]"), id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#action", ChoiceSet).focus()
+
+    def _inputs(self) -> list[Input]:
+        return list(self.query(Input))
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_save()
+
+    def action_save(self) -> None:
+        try:
+            rule = self.build()
+        except ValueError as exc:
+            self.query_one("#form-error", Static).update(Text(str(exc), style="bold red"))
+            return
+        self.dismiss(rule)
+
+    def build(self) -> Rule:
+        """The rule the form describes; ValueError with a message for a bad field."""
+        target, port, life, note = (i.value for i in self._inputs())
+        host, cidr = split_target(target)
+        lo, hi = parse_port(port)
+        proto = Proto(self.query_one("#proto", ChoiceSet).value)
+        if lo and proto in (Proto.DNS, Proto.ICMP):
+            raise ValueError(f"a port makes no sense with {proto}")
+        base = self.rule or Rule(Action.ALLOW, source="dashboard")
+        fields: dict[str, Any] = {}
+        life = life.strip().lower() or "always"
+        if life != self.life0 or self.rule is None:
+            if life == "once":
+                raise ValueError("a once rule is made by deciding a pending item")
+            fields = {"once_key": None, "session": None, "expires_at": None}
+            if life == "session":
+                fields["session"] = self.session
+            elif life != "always":
+                fields["expires_at"] = self.clock() + parse_duration(life)
+        return dataclasses.replace(
+            base,
+            action=Action(self.query_one("#action", ChoiceSet).value),
+            host=host,
+            cidr=cidr,
+            port_lo=lo,
+            port_hi=hi,
+            proto=proto,
+            note=note.strip(),
+            **fields,
+        )
+
+
+def split_endpoint(text: str) -> tuple[str, int]:
+    """``host``, ``host:443``, ``10.0.0.1:80`` or ``[::1]:443`` -> (host, port or 0)."""
+    s = text.strip()
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        port = rest.lstrip(":")
+    elif s.count(":") == 1:
+        host, _, port = s.partition(":")
+    else:
+        host, port = s, ""
+    if not host:
+        raise ValueError("type a host, e.g. api.example.test:443")
+    lo, _ = parse_port(port) if port else (0, 0)
+    return host, lo
+
+
+def render_explanation(result: dict[str, Any]) -> Group:
+    """The deciding rule first (starred), then every other rule that matched."""
+    decision = result.get("decision")
+    lines: list[Text] = []
+    if decision:
+        action = str(decision.get("action", ""))
+        style = "bold green" if action == "allow" else "bold red"
+        lines.append(Text.assemble((action, style), " — ", str(decision.get("reason", ""))))
+    else:
+        lines.append(Text("no rule matches; the mode's default applies", style="bold yellow"))
+    if result.get("reason"):
+        lines.append(Text(f"why: {result['reason']}", style="italic"))
+    matches = result.get("matches") or []
+    if matches:
+        lines.append(Text("matching rules, best first:", style="bold"))
+    for i, match in enumerate(matches):
+        rule = match.get("rule") or {}
+        rid = "-" if rule.get("id") is None else str(rule["id"])
+        mark = ("★ ", "bold yellow") if i == 0 else ("  ", "")
+        lines.append(
+            Text.assemble(
+                mark,
+                (f"{rid:>4}  ", "bold"),
+                f"{match.get('describe', '')}  ",
+                (str(match.get("why", "")), "dim"),
+            )  # fmt: skip
+        )
+    return Group(*lines)
+
+
+class ExplainDialog(ModalScreen[None]):
+    """Which rule decides a host:port, and every other rule that matched."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
+
+    def __init__(self, explain: Explain, initial: str = "", proto: str = "tcp") -> None:
+        super().__init__()
+        self.explain = explain
+        self.initial = initial
+        self.proto = proto if proto in PROTOS else "tcp"
+        self._job: Worker[None] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="explain", classes="dialog") as box:
+            box.border_title = "Explain: which rule decides a connection"
+            yield field_row(
+                "Host:port",
+                Input(self.initial, placeholder="api.example.test:443", compact=True, id="host"),
+            )
+            protos = [(p, p) for p in PROTOS]
+            yield field_row(
+                "Proto", ChoiceSet(protos, selected=self.proto, horizontal=True, id="proto")
+            )
+            with VerticalScroll(id="explain-result"):
+                yield Static("enter: explain · esc: close", id="explain-text", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#host", Input).focus()
+        if self.initial:
+            self._job = self.run_explain()
+
+    @on(Input.Submitted, "#host")
+    def _submitted(self) -> None:
+        self._job = self.run_explain()
+
+    @on(ChoiceSet.Changed, "#proto")
+    def _proto(self) -> None:
+        if self.query_one("#host", Input).value.strip():
+            self._job = self.run_explain()
+
+    @work(exclusive=True, group="explain")
+    async def run_explain(self) -> None:
+        out = self.query_one("#explain-text", Static)
+        out.remove_class("hint")
+        try:
+            host, port = split_endpoint(self.query_one("#host", Input).value)
+            result = await self.explain(host, port, self.query_one("#proto", ChoiceSet).value)
+        except ValueError as exc:
+            out.update(Text(str(exc), style="red"))
+            return
+        except (ApiError, OSError) as exc:
+            out.update(Text(f"the gateway did not answer: {exc}", style="red"))
+            return
+        out.update(render_explanation(result))

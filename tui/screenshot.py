@@ -1,0 +1,167 @@
+"""Make the documentation's screenshot of the dashboard from built-in demo data.
+
+    python -m tui.screenshot docs/dashboard.svg [--size 100x30]
+
+Runs the app headless against an in-memory gateway (no Docker, no sockets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import Footer
+
+from snitch.model import (
+    Action,
+    DecisionRequest,
+    EntryKind,
+    Event,
+    LogEntry,
+    Pending,
+    Proto,
+    Rule,
+)
+from tui.app import DashboardApp
+
+NOW = 1_735_689_600.0  # a fixed clock: the countdowns in the picture do not depend on when
+SESSION = "7f3a9c2e"
+SANDBOX = "172.30.0.2"
+SECRET = "c2VjcmV0.evil.example.test"  # base64 of "secret": data leaving by DNS
+
+
+def demo_pending() -> list[Pending]:
+    def item(
+        pid: str, dst: str, port: int, left: float, *, names: tuple[str, ...] = (),
+        sni: str = "", kind: str = "flow", proto: str = "tcp", attempts: int = 1,
+    ) -> Pending:  # fmt: skip
+        return Pending(
+            pid, SESSION, kind, proto, SANDBOX, 40000 + port, dst, port, list(names), sni,
+            created=NOW - 3, deadline=NOW + left, attempts=attempts,
+        )  # fmt: skip
+
+    return [
+        item("q1", "93.184.216.34", 443, 38, names=("api.example.test",), sni="api.example.test"),
+        item("q2", "203.0.113.66", 80, 21, names=("evil.example.test",), attempts=3),
+        item("q3", "10.13.37.5", 4444, 9, attempts=2),
+        item("q4", "10.99.0.1", 53, 4, names=(SECRET,), kind="dns", proto="udp"),
+    ]
+
+
+def demo_rules() -> list[Rule]:
+    def tls(host: str, rid: int, hits: int, note: str = "") -> Rule:
+        return Rule(
+            Action.ALLOW,
+            host,
+            None,
+            443,
+            443,
+            Proto.TCP,
+            source="policy",
+            note=note,
+            hits=hits,
+            id=rid,
+        )
+
+    return [
+        tls("*.pypi.org", 1, 14, "package index"),
+        tls("files.pythonhosted.org", 2, 9),
+        Rule(Action.DENY, cidr="169.254.169.254", source="policy", note="cloud metadata", id=3),
+    ]
+
+
+def demo_log() -> list[LogEntry]:
+    def flow(ago: float, dst: str, names: list[str], verdict: str, rule: int) -> LogEntry:
+        port = 80 if verdict == "deny" else 443
+        text = demo_rules()[rule - 1].describe()
+        return LogEntry(
+            EntryKind.FLOW, SESSION, NOW - ago, "tcp", SANDBOX, 40000 + port, dst, port,
+            names, verdict, rule, text,
+        )  # fmt: skip
+
+    return [
+        flow(9, "151.101.0.223", ["pypi.org"], "allow", 1),
+        flow(7, "151.101.1.63", ["files.pythonhosted.org"], "allow", 2),
+        flow(5, "169.254.169.254", [], "deny", 3),
+    ]
+
+
+class DemoGateway:
+    """A gateway that only answers reads; enough for a picture."""
+
+    def __init__(self) -> None:
+        self.session = SESSION
+
+    async def info(self) -> dict[str, Any]:
+        return {"session": SESSION, "image": "python:3.12-slim", "mode": "ask"}
+
+    async def pending(self) -> list[Pending]:
+        return demo_pending()
+
+    async def rules(self) -> list[Rule]:
+        return demo_rules()
+
+    async def log(self, limit: int = 500) -> list[LogEntry]:
+        return demo_log()[-limit:]
+
+    async def explain(self, host: str, port: int = 0, proto: str = "tcp") -> dict[str, Any]:
+        return {"decision": None, "reason": "", "matches": []}
+
+    async def decide(self, request: DecisionRequest) -> dict[str, Any]:
+        return {"decided": [request.pending_id], "rule": None}
+
+    async def add_rule(self, rule: Rule) -> Rule:
+        return rule
+
+    async def remove_rule(self, rule_id: int) -> None:
+        return None
+
+    async def set_rule_enabled(self, rule_id: int, enabled: bool) -> None:
+        return None
+
+    async def update_rule(self, rule: Rule) -> Rule:
+        return rule
+
+    async def events(self) -> AsyncIterator[Event]:
+        yield Event("session", await self.info())
+        await asyncio.Event().wait()  # nothing more happens
+
+
+async def demo_output() -> AsyncIterator[tuple[str, str]]:
+    yield "stdout", "Collecting requests\n  Downloading requests-2.32.3-py3-none-any.whl (64 kB)\n"
+    yield "stdout", "Successfully installed requests-2.32.3\n"
+    yield "stdout", "fetching https://api.example.test/v1/items ...\n"
+    yield "stderr", "warning: 10.13.37.5:4444 not answering, retrying\n"
+    await asyncio.Event().wait()  # still running
+
+
+async def capture(path: Path, size: tuple[int, int] = (100, 30)) -> None:
+    """Save an SVG of the pending queue with the demo data."""
+    app = DashboardApp([DemoGateway()], output=demo_output(), clock=lambda: NOW)
+    async with app.run_test(size=size) as pilot:
+        for _ in range(300):
+            pane, footer = app.output_pane, app.query_one(Footer)
+            loaded = len(app.pending_view.rows) == 4 and footer.children
+            if loaded and pane is not None and len(pane.lines) >= 5:
+                break
+            await pilot.pause(0.01)
+        await pilot.pause(0.1)
+        app.save_screenshot(filename=path.name, path=str(path.parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", type=Path, help="the SVG file to write")
+    parser.add_argument("--size", default="100x30", help="terminal COLUMNSxROWS")
+    args = parser.parse_args()
+    cols, rows = (int(n) for n in args.size.lower().split("x"))
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(capture(args.path, (cols, rows)))
+    print(args.path)
+
+
+if __name__ == "__main__":
+    main()
