@@ -102,6 +102,7 @@ class Asker:
             held = self.held[existing]
             held.item.attempts += 1
             packet.drop()
+            self.bus.publish("pending", held.item.to_dict())  # the same id: an update
             return
         now = self.clock()
         item = Pending(

@@ -41,7 +41,7 @@ def make_app(
     return app
 
 
-async def wait_for(pilot: Pilot[None], check: Callable[[], object], timeout: float = 3.0) -> None:
+async def wait_for(pilot: Pilot[None], check: Callable[[], object], timeout: float = 10.0) -> None:
     """Let the app run until ``check()`` is true."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
