@@ -10,9 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import docker
 import docker.errors
+from docker.models.containers import Container
+from docker.models.networks import Network
 
 from sandbox.session import LABEL, OWNER_HOST, OWNER_PID
 
@@ -41,22 +46,43 @@ def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
     removed: list[str] = []
     selector = {"label": f"{LABEL}={session_id}"}
     containers = client.containers.list(all=True, filters=selector)
-    # The sandbox joins the holder's namespace: remove it before the holder.
-    order = {"sandbox": 0, "holder": 1, "gateway": 2}
-    containers.sort(key=lambda c: order.get(c.labels.get("coderun.role", ""), 3))
-    for container in containers:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-            removed.append(f"container {container.name}")
-    for network in client.networks.list(filters=selector):
-        with contextlib.suppress(docker.errors.NotFound):
-            network.reload()
-            for cid in list(network.attrs.get("Containers") or {}):
-                with contextlib.suppress(docker.errors.APIError):
-                    network.disconnect(cid, force=True)
-            network.remove()
-            removed.append(f"network {network.name}")
+    first = [c for c in containers if c.labels.get("coderun.role") == "sandbox"]
+    rest = [c for c in containers if c not in first]
+    for batch in (first, rest):  # the sandbox joins the holder's namespace: it goes first
+        removed.extend(_parallel(_remove_container, batch))
+    removed.extend(_parallel(_remove_network, client.networks.list(filters=selector)))
     return removed
+
+
+def _remove_container(container: Container) -> str | None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return None
+    return f"container {container.name}"
+
+
+def _remove_network(network: Network) -> str | None:
+    try:
+        network.reload()
+        for cid in list(network.attrs.get("Containers") or {}):
+            with contextlib.suppress(docker.errors.APIError):
+                network.disconnect(cid, force=True)
+        network.remove()
+    except docker.errors.NotFound:
+        return None
+    return f"network {network.name}"
+
+
+T = TypeVar("T")
+
+
+def _parallel(fn: Callable[[T], str | None], items: list[T]) -> list[str]:
+    """Docker removals are slow one by one and independent: do them side by side."""
+    if len(items) <= 1:
+        return [r for r in map(fn, items) if r]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return [r for r in pool.map(fn, items) if r]
 
 
 def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:

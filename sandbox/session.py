@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,16 @@ class Session:
             options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
         )
         self.networks.append(inner)
-        self._start_gateway(name, egress, inner)
-        self._start_holder(name, inner)
+        # The three start side by side; then we wait for the gateway and the holder.
+        gateway_ready = self._start_gateway(name, egress, inner)
+        holder_ready = self._start_holder(name, inner)
+        _wait(gateway_ready, "the gateway")
+        _wait(holder_ready, "the sandbox network")
         self._create_sandbox(name)
 
-    def _start_gateway(self, name: str, egress: Network, inner: Network) -> None:
+    def _start_gateway(
+        self, name: str, egress: Network, inner: Network
+    ) -> Callable[[], bool]:
         data = paths.data_dir()
         egress.reload()
         ipam = (egress.attrs.get("IPAM", {}).get("Config") or [{}])[0]
@@ -226,16 +232,19 @@ class Session:
 
         def ready() -> bool:
             if state_file.exists():
-                return bool(json.loads(state_file.read_text()).get("state") == "ready")
+                state = json.loads(state_file.read_text())
+                # Intercepting needs the CA, made when mitmproxy starts (after "ready").
+                mitm = state.get("mitm") or not self.config.intercept_tls
+                return bool(state.get("state") == "ready" and mitm)
             self.gateway.reload()  # type: ignore[union-attr]
             if self.gateway.status == "exited":  # type: ignore[union-attr]
                 logs = self.gateway.logs(tail=20).decode(errors="replace")  # type: ignore[union-attr]
                 raise SessionError(f"the gateway failed to start:\n{logs}")
             return False
 
-        _wait(ready, "the gateway")
+        return ready
 
-    def _start_holder(self, name: str, inner: Network) -> None:
+    def _start_holder(self, name: str, inner: Network) -> Callable[[], bool]:
         self.holder = self.client.containers.create(
             self.config.gateway_image,
             name=f"{name}-ns",
@@ -266,7 +275,7 @@ class Session:
                 )
             return b"CODERUN_READY" in holder.logs()
 
-        _wait(ready, "the sandbox network")
+        return ready
 
     def _create_sandbox(self, name: str) -> None:
         cfg = self.config

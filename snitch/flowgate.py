@@ -35,6 +35,20 @@ class FlowGate:
         # With mitmproxy: TLS ports whose bare-address flows wait for their SNI.
         self.tls_ports: frozenset[int] = frozenset()
         self.deferred: dict[FlowKey, float] = {}
+        # TCP ports redirected to mitmproxy; allowed packets to them wait in _parked
+        # until it listens (the gateway is ready before mitmproxy has loaded).
+        self.web_ports: frozenset[int] = frozenset()
+        self._parked: list[QueuedPacket] | None = None
+
+    def park_web_flows(self, ports: frozenset[int]) -> None:
+        self.web_ports = ports
+        self._parked = []
+
+    def web_ready(self) -> None:
+        """mitmproxy listens: let the parked packets go."""
+        parked, self._parked = self._parked or [], None
+        for pkt in parked:
+            pkt.accept()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_packet(self, pkt: QueuedPacket) -> None:
@@ -68,7 +82,7 @@ class FlowGate:
             # A bare address on a TLS port: let the handshake reach mitmproxy, which
             # decides (or holds) the flow by the name in its ClientHello.
             self._defer(key)
-            pkt.accept()
+            self.apply(pkt, Decision(Action.ALLOW), key)
             return
         if self.rules.mode is not Mode.ASK or self.asker is None:
             self.finish(pkt, key, self.rules.verdict(query))
@@ -98,7 +112,7 @@ class FlowGate:
         if decision.action is Action.ALLOW and self.fake is not None and self.fake.is_fake(key.dst):
             self._spawn(self._route_then_accept(pkt, key, decision))
             return
-        self.apply(pkt, decision)
+        self.apply(pkt, decision, key)
         self.log_flow(key, decision, verdict, names)
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
@@ -112,7 +126,7 @@ class FlowGate:
                 decision = verdict  # an address rule denies where the name led
         except Exception as exc:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
-        self.apply(pkt, decision)
+        self.apply(pkt, decision, key)
         self.log_flow(key, decision)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -120,9 +134,11 @@ class FlowGate:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    def apply(pkt: QueuedPacket, decision: Decision) -> None:
+    def apply(self, pkt: QueuedPacket, decision: Decision, key: FlowKey | None = None) -> None:
         if decision.action is Action.ALLOW:
+            if key is not None and self._parked is not None and key.dport in self.web_ports:
+                self._parked.append(pkt)  # mitmproxy is still starting: accept when it is up
+                return
             pkt.accept()
         else:
             pkt.set_mark(DENY_MARK)  # refused (RST) or dropped by the FORWARD chain

@@ -24,6 +24,7 @@ The control API listens on ``sessions/<id>/api.sock`` (token: ``$CODERUN_DATA/ap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -150,14 +151,9 @@ class Gateway:
     async def run(self) -> None:
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
         if self.web_ports:
-            from snitch.mitm import PROXY_PORT, Mitm
+            from snitch.mitm import PROXY_PORT
 
-            self.mitm = Mitm(self.gate, ifs.sandbox_ip, self.data / "ca", self.intercept,
-                             self.upstream_ca)  # fmt: skip
-            await self.mitm.start()
-            if self.uid is not None and self.gid is not None:  # the host mounts the CA
-                for path in [self.mitm.confdir, *self.mitm.confdir.iterdir()]:
-                    os.chown(path, self.uid, self.gid)
+            self.gate.park_web_flows(frozenset(self.web_ports))
             netfilter.apply(ifs, self.web_ports, PROXY_PORT)
         else:
             netfilter.apply(ifs)
@@ -185,13 +181,36 @@ class Gateway:
             state="ready", sandbox_ip=ifs.sandbox_ip, mode=str(self.mode), pid=os.getpid()
         )
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
+        if self.web_ports:
+            await self.start_mitm(ifs.sandbox_ip)
         await stop.wait()
         await self.stop()
 
+    async def start_mitm(self, listen_host: str) -> None:
+        """mitmproxy takes a second to load: it starts after the gateway is ready, and
+        allowed web flows wait for it (parked in the queue) meanwhile."""
+        from snitch.mitm import Mitm
+
+        self.mitm = Mitm(self.gate, listen_host, self.data / "ca", self.intercept,
+                         self.upstream_ca)  # fmt: skip
+        await self.mitm.start()
+        if self.uid is not None and self.gid is not None:  # the host mounts the CA
+            for path in [self.mitm.confdir, *self.mitm.confdir.iterdir()]:
+                os.chown(path, self.uid, self.gid)
+        await self.mitm.listening()
+        self.gate.web_ready()
+        self.write_state(state="ready", sandbox_ip=listen_host, mode=str(self.mode),
+                         pid=os.getpid(), mitm=True)
+
     async def stop(self) -> None:
-        if self.mitm is not None:
-            await self.mitm.stop()
+        """Flush and close everything first; mitmproxy gets a moment, then we are gone
+        (nothing of its state is worth waiting for when the session ends)."""
         self.close()
+        if self.mitm is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.mitm.stop(), 0.5)
+        logging.shutdown()
+        os._exit(0)
 
     def close(self) -> None:
         if self.asker is not None:

@@ -66,6 +66,11 @@ class SnitchAddon:
         self.intercept = intercept
         self.sni: dict[str, str] = {}  # client connection id -> SNI
         self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
+        self.ready = asyncio.Event()
+
+    def running(self) -> None:
+        """mitmproxy's servers are up."""
+        self.ready.set()
 
     # -- decisions at the first bytes -------------------------------------------------------
     async def next_layer(self, nextlayer: Any) -> None:
@@ -226,6 +231,7 @@ class Mitm:
         self.intercept = intercept
         self.upstream_ca = upstream_ca
         self.master: Any = None
+        self.addon = SnitchAddon(gate, intercept)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -239,7 +245,7 @@ class Mitm:
         opts = options.Options()
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
         # Ours first: its next_layer decision must come before mitmproxy's default one.
-        self.master.addons.add(SnitchAddon(self.gate, self.intercept))
+        self.master.addons.add(self.addon)
         self.master.addons.add(*default_addons())
         # Options that addons define exist only once the addons are added.
         opts.update(
@@ -250,6 +256,9 @@ class Mitm:
         if self.upstream_ca:
             opts.update(ssl_verify_upstream_trusted_ca=self.upstream_ca)
         self._task = asyncio.get_running_loop().create_task(self.master.run())
+
+    async def listening(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self.addon.ready.wait(), timeout)
 
     def ca_cert(self) -> Path:
         return self.confdir / "mitmproxy-ca-cert.pem"

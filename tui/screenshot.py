@@ -44,7 +44,7 @@ def demo_pending() -> list[Pending]:
         )  # fmt: skip
 
     return [
-        item("q1", "93.184.216.34", 443, 38, names=("api.example.test",), sni="api.example.test"),
+        item("q1", "198.18.0.1", 443, 38, names=("api.example.test",), sni="api.example.test"),
         item("q2", "203.0.113.66", 80, 21, names=("evil.example.test",), attempts=3),
         item("q3", "10.13.37.5", 4444, 9, attempts=2),
         item("q4", "10.99.0.1", 53, 4, names=(SECRET,), kind="dns", proto="udp"),

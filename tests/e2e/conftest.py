@@ -109,13 +109,25 @@ def run_coderun(home: Path, internet: DemoInternet, tags: dict[str, str]) -> Cal
 
 
 def leftovers(client: docker.DockerClient) -> list[str]:
-    """coderun containers and networks that exist now, except the demo internet's."""
+    """coderun containers and networks that exist now, except the demo internet's.
+
+    With CODERUN_HOME set (the ``home`` fixture), only this test's sessions count, so
+    runs of other test processes on the same engine do not show up here.
+    """
+    home = os.environ.get("CODERUN_HOME")
+    ours: set[str] | None = None
+    if home and (Path(home) / "sessions").exists():
+        ours = {p.name for p in (Path(home) / "sessions").iterdir()}
+
+    def counts(session: str) -> bool:
+        return not session.startswith("internet-") and (ours is None or session in ours)
+
     found = []
     for c in client.containers.list(all=True, filters={"label": "coderun.session"}):
-        if not c.labels["coderun.session"].startswith("internet-"):
+        if counts(c.labels["coderun.session"]):
             found.append(f"container {c.name}")
     for n in client.networks.list(filters={"label": "coderun.session"}):
-        if not (n.attrs.get("Labels") or {})["coderun.session"].startswith("internet-"):
+        if counts((n.attrs.get("Labels") or {})["coderun.session"]):
             found.append(f"network {n.name}")
     return found
 

@@ -177,7 +177,7 @@ class FakeGateway:
 def pending(
     pid: str,
     name: str = "",
-    dst: str = "93.184.216.34",
+    dst: str = "198.18.0.1",
     port: int = 443,
     *,
     proto: str = "tcp",
@@ -237,5 +237,5 @@ def sample_log(session: str = "s1") -> list[LogEntry]:
         ),  # fmt: skip
         dns,
         flow(session, 10, "169.254.169.254", 80, [], "deny", 2, "deny 169.254.169.254/any"),
-        flow(session, 5, "93.184.216.34", 443, ["api.example.test"], "pending"),
+        flow(session, 5, "198.18.0.1", 443, ["api.example.test"], "pending"),
     ]
