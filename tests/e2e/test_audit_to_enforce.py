@@ -12,7 +12,7 @@ from snitch.store import RuleStore
 from tests.e2e.conftest import Result, coderun_cmd
 
 PROBE = Path(__file__).with_name("probe.py")
-STEPS = ["http:http://api.example.test/a", f"udp:api.example.test:7"]
+STEPS = ["http:http://api.example.test/a", "udp:api.example.test:7"]
 
 
 def probe(run_coderun: Callable[..., Result], *args: str, steps: list[str]) -> Result:
