@@ -112,6 +112,22 @@ class _Watch:
         self.front.finished(status, self.error)
 
 
+def prune_logs() -> None:
+    """Log retention, off the critical path: ``CODERUN_LOG_KEEP_DAYS`` (default 30) and
+    ``CODERUN_LOG_MAX_MB`` (default 1024); running sessions are never pruned."""
+    import os
+
+    from sandbox import paths
+    from snitch.logquery import prune
+
+    try:
+        days = float(os.environ.get("CODERUN_LOG_KEEP_DAYS") or 30)
+        max_mb = float(os.environ.get("CODERUN_LOG_MAX_MB") or 1024)
+        prune(paths.sessions_dir(), days, int(max_mb * 1024 * 1024))
+    except (OSError, ValueError):
+        pass  # retention must never stop a run
+
+
 def run_session(
     client: docker.DockerClient,
     config: SessionConfig,
@@ -120,6 +136,7 @@ def run_session(
     """Run the command in a new session; returns its exit status (or 125/128+N)."""
     front = front or PlainOutput()
     gc(client)  # leftovers of runs that were killed before they could clean up
+    threading.Thread(target=prune_logs, daemon=True).start()
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     session: Session | None = None
     status: int | None = None

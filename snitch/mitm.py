@@ -151,6 +151,23 @@ class SnitchAddon:
             if real is not None:
                 data.server.address = (real, port)
 
+    # -- URL path rules (plain HTTP, or HTTPS with interception) ----------------------------
+    def requestheaders(self, flow: Any) -> None:
+        """A rule with a path prefix refines an allowed host: it may refuse one URL."""
+        req = flow.request
+        key_dst = flow.server_conn.address[0] if flow.server_conn.address else ""
+        query = Query(Proto.TCP, key_dst, req.port, (req.pretty_host,), path=req.path)
+        decision = self.gate.rules.decide(query)
+        if decision is None or decision.action is Action.ALLOW:
+            return
+        rule = self.gate.rules.rule(decision.rule_id)
+        if rule is None or not rule.path_prefix:
+            return  # the connection itself was allowed; only path rules act here
+        from mitmproxy import http
+
+        text = f"blocked by coderun rule: {rule.describe()}\n"
+        flow.response = http.Response.make(403, text.encode(), {"Content-Type": "text/plain"})
+
     # -- logging ----------------------------------------------------------------------------
     def tcp_message(self, flow: Any) -> None:
         counts = self.counts.setdefault(flow.id, [0, 0])

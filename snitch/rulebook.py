@@ -131,6 +131,9 @@ class RuleBook:
         result: dict[str, object] = self._policy.explain(self.query(query)).to_dict()
         return result
 
+    def rule(self, rule_id: int | None) -> Rule | None:
+        return self._rules.get(rule_id) if rule_id is not None else None
+
     def describe(self, rule_id: int | None) -> str:
         if rule_id is None:
             return ""

