@@ -255,7 +255,8 @@ def test_a_path_rule_refuses_one_url_of_an_allowed_host(
         + '\n[[rule]]\naction = "deny"\nhost = "api.example.test"\npath = "/upload"\n'
     )
     result = run_coderun("--policy", policy(tmp_path, rules), "--", "sh", "-c",
-                         "curl -sS -o /dev/null -w 'ok=%{http_code}\\n' http://api.example.test/ok; "
+                         "curl -sS -o /dev/null -w 'ok=%{http_code}\\n' "
+                         "http://api.example.test/ok; "
                          "curl -sS -o /dev/null -w 'up=%{http_code}\\n' -X POST --data x "
                          "http://api.example.test/upload/file")  # fmt: skip
     assert "ok=200" in result.stdout and "up=403" in result.stdout, result.stdout
