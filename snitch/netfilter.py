@@ -2,7 +2,8 @@
 
 Layout (inside the gateway's own network namespace):
 
-- mangle PREROUTING: every NEW packet from the sandbox interface goes to NFQUEUE
+- mangle PREROUTING: every NEW packet (and every TCP SYN) from the sandbox interface
+  goes to NFQUEUE
   (no ``--queue-bypass``: without a listener the kernel drops it, so we fail closed),
   except DNS to the gateway's own resolver.
 - filter FORWARD (policy DROP): established traffic passes; a packet the queue marked
@@ -106,6 +107,10 @@ def ruleset(
             f"-A CODERUN_QUEUE -d {gw} -p udp --dport {dns_port} -j RETURN",
             f"-A CODERUN_QUEUE -d {gw} -p tcp --dport {dns_port} -j RETURN",
             f"-A CODERUN_QUEUE -m conntrack --ctstate NEW -j NFQUEUE --queue-num {QUEUE_NUM}",
+            # A SYN that conntrack files under an old entry (a reused 5-tuple whose
+            # entry lingers in CLOSE/TIME_WAIT) opens a new connection all the same.
+            "-A CODERUN_QUEUE -p tcp --tcp-flags SYN,ACK,FIN,RST SYN "
+            f"-j NFQUEUE --queue-num {QUEUE_NUM}",
             "COMMIT",
             "*filter",
             ":FORWARD DROP [0:0]",
