@@ -190,17 +190,15 @@ class LogEntry:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """A compact dict: only fields that differ from their defaults, plus kind and time."""
+        """A compact dict: only fields that differ from their defaults, plus kind and time.
+
+        On the packet path: the defaults are computed once, not per call.
+        """
         out: dict[str, Any] = {"kind": str(self.kind), "time": self.time}
-        for f in dataclasses.fields(self):
-            if f.name in out:
-                continue
-            value = getattr(self, f.name)
-            default = (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            )
+        for name, default in _LOG_DEFAULTS:
+            value = getattr(self, name)
             if value != default:
-                out[f.name] = value
+                out[name] = value
         return out
 
     @classmethod
@@ -209,6 +207,13 @@ class LogEntry:
         kw = {k: v for k, v in d.items() if k in names}
         kw["kind"] = EntryKind(kw["kind"])
         return cls(**kw)
+
+
+_LOG_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+    for f in dataclasses.fields(LogEntry)
+    if f.name not in ("kind", "time")
+)
 
 
 class Target(enum.StrEnum):

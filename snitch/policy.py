@@ -14,6 +14,7 @@ the earlier rule (lower id, or earlier in the list).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -198,6 +199,16 @@ def proto_port_matches(rule: Rule, q: Query) -> bool:
     return rule.port_lo == 0 or rule.port_lo <= q.port <= rule.port_hi
 
 
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> tuple[int, int] | None:
+    """(version, integer) of an address, cached: the same few addresses recur per flow."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return addr.version, int(addr)
+
+
 class Policy:
     """An immutable, indexed rule set. Build a new one when the rules change.
 
@@ -259,12 +270,11 @@ class Policy:
         for e in self._any:
             yield e, ""
         if q.dst is not None and self._nets:
-            try:
-                addr = ipaddress.ip_address(q.dst)
-            except ValueError:
+            parsed = _address(q.dst)
+            if parsed is None:
                 return  # not an address: no address rule can match
-            value = int(addr)
-            for shift, bucket in self._nets.get(addr.version, ()):
+            version, value = parsed
+            for shift, bucket in self._nets.get(version, ()):
                 for e in bucket.get(value >> shift, ()):
                     host = e.host
                     if host is None or any(
