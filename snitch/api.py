@@ -23,6 +23,7 @@ from snitch.asker import Asker, DecideError
 from snitch.events import EventBus
 from snitch.model import DecisionRequest, Proto, Query, Rule
 from snitch.rulebook import RuleBook
+from snitch.store import StoreError
 
 MAX_BODY = 1 << 20
 EVENT_QUEUE = 10_000
@@ -145,6 +146,8 @@ class ControlApi:
             status, payload = await handler(request)
         except DecideError as exc:
             status, payload = exc.status, {"error": str(exc)}
+        except StoreError as exc:  # locked or broken store: say so, lose nothing
+            status, payload = 503, {"error": f"rule store unavailable: {exc}"}
         except (KeyError, ValueError, TypeError) as exc:
             status, payload = 400, {"error": f"bad request: {exc}"}
         await self._send(writer, status, payload)

@@ -77,16 +77,21 @@ class DnsForwarder:
             request = DNSRecord.parse(data)
             qname = str(request.q.qname).rstrip(".").lower()
             qtype = QTYPE.get(request.q.qtype, str(request.q.qtype))
-        except Exception as exc:
+            return await self._answer(request, data, qname, str(qtype), client, tcp)
+        except Exception as exc:  # garbage (or a name dnslib reads but cannot write back)
             self.bus.log(
                 LogEntry(
                     EntryKind.EVENT,
                     session=self.session,
                     src=client,
-                    message=f"dropped bad DNS query: {exc}",
+                    message=f"dropped bad DNS query: {exc!r}"[:300],
                 )
             )
             return None
+
+    async def _answer(
+        self, request: Any, data: bytes, qname: str, qtype: str, client: str, tcp: bool
+    ) -> bytes:
         decision = self.decide(qname)
         answers: list[str] = []
         verdict = str(decision.action) if decision is not None else "ask"

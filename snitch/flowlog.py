@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from snitch.model import LogEntry
 
@@ -20,10 +20,14 @@ FLUSH_SECONDS = 0.1
 
 
 class LogWriter:
+    """Appends log lines with ``os.write`` and keeps exactly the bytes the file did not
+    take (a disk that fills up mid-batch loses nothing and duplicates nothing)."""
+
     def __init__(self, path: Path, uid: int | None = None, gid: int | None = None) -> None:
         self.path = path
         self._buffer: list[str] = []
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._pending = b""  # encoded but not yet written
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if uid is not None and gid is not None:
             with contextlib.suppress(OSError):
                 os.chown(path, uid, gid)
@@ -35,16 +39,18 @@ class LogWriter:
             self._buffer.append(json.dumps(payload, separators=(",", ":")))
 
     def flush(self) -> None:
-        if not self._buffer:
-            return
-        lines, self._buffer = self._buffer, []
+        if self._buffer:
+            lines, self._buffer = self._buffer, []
+            self._pending += ("\n".join(lines) + "\n").encode()
+        data = self._pending
         try:
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
-            self.written += len(lines)
+            while data:
+                n = os.write(self._fd, data)
+                self.written += data.count(b"\n", 0, n)
+                data = data[n:]
         except OSError:
-            # Disk full or gone: keep the lines and try again at the next tick.
-            self._buffer[:0] = lines
+            pass  # disk full or gone: the rest waits for the next tick
+        self._pending = data
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -58,7 +64,7 @@ class LogWriter:
         if self._task is not None:
             self._task.cancel()
         self.flush()
-        self._file.close()
+        os.close(self._fd)
 
 
 def read_log(path: Path) -> Iterator[LogEntry]:

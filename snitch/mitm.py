@@ -253,7 +253,7 @@ class Mitm:
 
     async def start(self) -> None:
         from mitmproxy import options
-        from mitmproxy.addons import default_addons
+        from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
         from mitmproxy.master import Master
 
         logging.getLogger("mitmproxy").setLevel(logging.WARNING)
@@ -263,7 +263,10 @@ class Mitm:
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
         # Ours first: its next_layer decision must come before mitmproxy's default one.
         self.master.addons.add(self.addon)
-        self.master.addons.add(*default_addons())
+        # Only the addons a logging transparent proxy needs: every hook walks them all.
+        self.master.addons.add(
+            core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()
+        )
         # Options that addons define exist only once the addons are added.
         opts.update(
             mode=["transparent"], listen_host=self.listen_host, listen_port=PROXY_PORT,
