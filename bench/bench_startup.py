@@ -1,0 +1,278 @@
+"""Startup benchmark (issue #8): ``coderun run -- true`` against ``docker run --rm IMAGE true``.
+
+    python bench/bench_startup.py            # hyperfine, 8 runs each; updates docs/benchmarks.md
+    python bench/bench_startup.py --smoke    # 1 run each, prints only (used by a test)
+
+Both commands are timed by hyperfine in the same run. ``coderun run`` gets ``--mode
+enforce`` and, as its egress network, a bridge network this benchmark creates (its DNS
+upstream is a container of ours that never gets asked). Then the Session API is driven
+in-process with timers around each phase, to show where coderun's time goes. Target:
+coderun ≤ 2× docker run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from netbench.common import fmt, machine, median, met, preamble, table, update_section  # noqa: E402
+from netbench.topology import Lab, docker_client, host_pid, tags_for  # noqa: E402
+
+SECTION = "Startup: coderun run -- true"
+
+
+def hyperfine(
+    commands: dict[str, str], runs: int, env: dict[str, str], warmup: int = 1
+) -> dict[str, Any]:
+    exe = shutil.which("hyperfine")
+    if exe is None:
+        raise SystemExit("hyperfine is not installed")
+    with tempfile.TemporaryDirectory(prefix="coderun-bench-hf-") as tmp:
+        out, output = Path(tmp) / "hf.json", Path(tmp) / "output.txt"
+        # A failed run is counted and shown, not fatal (-i); its output is kept.
+        cmd = [exe, "--runs", str(runs), "--warmup", str(warmup), "--export-json", str(out),
+               "--style", "basic", "-i", "--output", str(output)]  # fmt: skip
+        for name, command in commands.items():
+            cmd += ["-n", name, command]
+        subprocess.run(cmd, check=True, env=env, stdout=sys.stderr)
+        data = json.loads(out.read_text())
+        results = {r["command"]: r for r in data["results"]}
+        for r in results.values():
+            r["failures"] = sum(1 for code in r.get("exit_codes") or [] if code)
+            if r["failures"] and output.exists():
+                r["output_tail"] = output.read_text(errors="replace")[-2000:]
+                print(f"{r['command']}: {r['failures']} failed runs; output:\n"
+                      f"{r['output_tail']}", file=sys.stderr)  # fmt: skip
+    return results
+
+
+def _process_start(pid: int) -> float:
+    """Wall-clock time a process started (its start tick since boot, from /proc)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _started_at(container: Any) -> float:
+    """The container's State.StartedAt as a Unix time (Docker gives nanoseconds)."""
+    container.reload()
+    text = container.attrs["State"]["StartedAt"]  # 2026-11-28T02:30:01.123456789Z
+    head, _, frac = text.rstrip("Z").partition(".")
+    stamp = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC).timestamp()
+    return stamp + float(f"0.{frac or 0}")
+
+
+def phases(lab: Lab, runs: int, web_ports: str = "80,443") -> dict[str, float]:
+    """Median seconds of a session running ``true``, step by step (Session API).
+
+    ``Session.start()`` is timed whole; inside it the moments the gateway's container
+    and Python process started, the gateway reported ready (``gateway.json``) and the
+    holder started are read from Docker and /proc, as offsets from its start, so this
+    holds whatever order the session starts its pieces in.
+    """
+    from sandbox import images
+    from sandbox.cleanup import gc
+    from sandbox.session import Session, SessionConfig
+    from snitch.model import Mode
+
+    samples: dict[str, list[float]] = {}
+
+    def add(name: str, seconds: float) -> None:
+        samples.setdefault(name, []).append(seconds)
+
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            add(name, time.perf_counter() - t0)
+
+    c = lab.client
+    for _ in range(runs):
+        with timed("total (in-process, no CLI start)"):
+            with timed("image check (`images.build`: hash the images' inputs)"):
+                images.build(c)
+            with timed("gc (leftovers of killed runs)"):
+                gc(c)
+            config = SessionConfig(
+                command=["true"], image=lab.tags["sandbox-bash"],
+                gateway_image=lab.tags["gateway"], mode=Mode.ENFORCE,
+                egress_network=lab.network.name, dns_upstream=lab.server_ip,
+                web_ports=web_ports,
+            )  # fmt: skip
+            session = Session(c, config)
+            try:
+                t0 = time.time()
+                with timed("Session.start(): networks, gateway, holder, sandbox created"):
+                    session.start()
+                assert session.gateway is not None and session.holder is not None
+                state = json.loads((session.dir / "gateway.json").read_text())
+                python = _process_start(host_pid(session.gateway, "snitch.gateway"))
+                add("… at +: gateway container started", _started_at(session.gateway) - t0)
+                add("… at +: gateway Python started", python - t0)
+                add("… at +: gateway ready (gateway.json)", state["time"] - t0)
+                add("… at +: holder container started", _started_at(session.holder) - t0)
+                sandbox = session.sandbox
+                assert sandbox is not None
+                with timed("attach, start and wait for `true`"):
+                    sandbox.attach(stdout=True, stderr=True, stream=True, logs=True)
+                    sandbox.start()
+                    sandbox.wait()
+            finally:
+                session.finish(0)
+                with timed("close: stop the gateway, remove all"):
+                    session.close()
+    return {k: median(v) for k, v in samples.items()}
+
+
+IMPORTS = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import snitch.gateway
+t1 = time.perf_counter()
+from mitmproxy import options
+from mitmproxy.addons import default_addons
+from mitmproxy.master import Master
+t2 = time.perf_counter()
+print(json.dumps({"snitch": t1 - t0, "mitmproxy": t2 - t1}))
+"""
+PYC_SCRIPT = (
+    'python3 -c "$IMPORTS"; python3 -m compileall -q /usr/local/lib/python3*/dist-packages '
+    '/usr/lib/python3/dist-packages >/dev/null 2>&1; python3 -c "$IMPORTS"; python3 -c "$IMPORTS"'
+)
+
+
+def import_costs(lab: Lab) -> dict[str, float]:
+    """Seconds of the gateway's imports in its image as built, then with .pyc files.
+
+    The gateway runs with PYTHONDONTWRITEBYTECODE: if the image carries no .pyc files
+    (``pip --no-compile``), every gateway start compiles mitmproxy from source. A
+    throwaway container measures the imports as built, then after a ``compileall``.
+    """
+    import snitch
+
+    snitch_dir = str(Path(snitch.__file__).resolve().parent)
+    raw = lab.client.containers.run(
+        lab.tags["gateway"], entrypoint=["sh", "-c", PYC_SCRIPT], remove=True,
+        environment={"IMPORTS": IMPORTS}, labels=lab.labels, network_mode="none",
+        volumes={snitch_dir: {"bind": "/opt/coderun/snitch", "mode": "ro"}},
+    )  # fmt: skip
+    runs = [json.loads(line) for line in raw.decode().splitlines() if line.startswith("{")]
+    return {
+        "snitch": runs[0]["snitch"],
+        "mitmproxy as built": runs[0]["mitmproxy"],
+        "mitmproxy with .pyc": median(r["mitmproxy"] for r in runs[1:]),
+    }
+
+
+def cli_import(runs: int) -> float:
+    """Median seconds of ``python -m sandbox.cli --version`` (interpreter + imports)."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sandbox.cli", "--version"], check=True,
+                       capture_output=True)  # fmt: skip
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="1 run each; print, do not write docs")
+    ap.add_argument("--runs", type=int, help="hyperfine runs per command (default 8)")
+    ap.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    ap.add_argument("--json", type=Path, help="also write the raw results here")
+    args = ap.parse_args(argv)
+    runs = args.runs or (1 if args.smoke else 8)
+    client = docker_client()
+    tags = tags_for(client)
+    with Lab(client, tags) as lab:
+        image = tags["sandbox-bash"]
+        coderun = [sys.executable, "-m", "sandbox.cli", "run", "--mode", "enforce",
+                   "--egress-network", lab.network.name, "--dns-upstream", lab.server_ip,
+                   "--", "true"]  # fmt: skip
+        commands = {
+            "docker run --rm IMAGE true": f"docker run --rm {shlex.quote(image)} true",
+            "coderun run -- true": shlex.join(coderun),
+        }
+        env = {**os.environ, "CODERUN_HOME": str(lab.home)}
+        results = hyperfine(commands, runs, env, warmup=0 if args.smoke else 1)
+        steps = phases(lab, max(1, runs // 2))
+        # The smoke run only checks that numbers come out: one session, no extras.
+        plain = {} if args.smoke else phases(lab, max(1, runs // 2), web_ports="")
+        imports = import_costs(lab) if not args.smoke else {}
+        cli = cli_import(1 if args.smoke else 3)
+    docker_s = results["docker run --rm IMAGE true"]["median"]
+    coderun_s = results["coderun run -- true"]["median"]
+    r = coderun_s / docker_s
+    d, c = results["docker run --rm IMAGE true"], results["coderun run -- true"]
+    rows = [
+        ("`coderun run --mode enforce -- true` vs `docker run --rm IMAGE true` (median)",
+         fmt(docker_s, "s", 2), fmt(coderun_s, "s", 2), f"{r:.2f}×", "≤ 2×", met(r <= 2)),
+        ("failed runs (exit status ≠ 0)", str(d["failures"]), str(c["failures"]), "–", "0",
+         met(c["failures"] == 0)),
+        ("same, mean ± σ (min … max)",
+         f"{d['mean']:.2f} ± {d['stddev'] or 0:.2f} s ({d['min']:.2f} … {d['max']:.2f})",
+         f"{c['mean']:.2f} ± {c['stddev'] or 0:.2f} s ({c['min']:.2f} … {c['max']:.2f})",
+         "–", "–", "–"),
+    ]  # fmt: skip
+    header = ("figure", "direct/baseline", "coderun", "ratio", "target", "met?")
+    step_header = ("phase of a session running `true` (median)", "default web ports",
+                   'web_ports=""')  # fmt: skip
+    step_rows = [(k, fmt(v * 1000, "ms", 0), fmt(plain.get(k, float("nan")) * 1000, "ms", 0))
+                 for k, v in steps.items()]  # fmt: skip
+    step_rows.append(("`python -m sandbox.cli --version` (interpreter + CLI imports, host)",
+                      fmt(cli * 1000, "ms", 0), "–"))  # fmt: skip
+    step_rows += [] if not imports else [
+        ("in the gateway image: `import snitch.gateway`", fmt(imports["snitch"] * 1000, "ms", 0),
+         "–"),
+        ("in the gateway image: mitmproxy's imports, the image as built",
+         fmt(imports["mitmproxy as built"] * 1000, "ms", 0), "–"),
+        ("in the gateway image: mitmproxy's imports after a `compileall` of site-packages",
+         fmt(imports["mitmproxy with .pyc"] * 1000, "ms", 0), "–"),
+    ]  # fmt: skip
+    print(table(header, rows))
+    print()
+    print(table(step_header, step_rows))
+    if args.json:
+        raw = {"hyperfine": results, "phases": steps, "phases_no_web": plain, "cli": cli,
+               "imports": imports}  # fmt: skip
+        args.json.write_text(json.dumps(raw, indent=1, default=str))
+    if not args.smoke and not args.no_docs:
+        info = machine()
+        body = "\n".join([
+            preamble(info, [f"- hyperfine: {runs} runs per command after 1 warm-up; image "
+                            f"`{image}`; the egress network is one the benchmark created"]),
+            "",
+            table(header, rows),
+            "",
+            "Where a session's time goes: the Session API driven in-process with a timer "
+            f"around each step (median of {max(1, runs // 2)} runs each, with the default web "
+            "ports, i.e. mitmproxy, and without); `coderun run` adds the interpreter start "
+            "and the CLI's own work. Rows *… at +* are moments inside `Session.start()`, "
+            "counted from its beginning (container starts from Docker, the gateway's Python "
+            "start from /proc, its readiness from `gateway.json`).",
+            "",
+            table(step_header, step_rows),
+        ])  # fmt: skip
+        update_section(SECTION, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The baseline: a bare accept-everything NFQUEUE handler in the gateway's place.
+
+Runs inside a container of the coderun-gateway image (as its entrypoint, see
+``topology.gateway_variant_image``) started by an ordinary coderun Session, so the network
+topology, the sysctls and the iptables rules (``snitch.netfilter.apply``, the same NEW ->
+NFQUEUE rule) are the real gateway's. Only the handler differs: every packet is
+accepted, nothing is parsed, decided or logged. It binds the queue with the real
+gateway's settings (``snitch.queue``) and reads it the same way (asyncio,
+``run(block=False)`` from ``loop.add_reader``).
+
+It reports like the gateway (``gateway.json`` with ``state: ready`` and its pid, which
+the Session waits for) and writes its verdict count to ``bare.json`` every 0.2 s, with
+timers like timed_gateway.py's: ``read`` (one ``run(block=False)``) and
+``verdict_syscall`` (``pkt.accept()``), as ``[calls, total ns]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from netfilterqueue import COPY_PACKET, NetfilterQueue
+
+from snitch import netfilter
+from snitch.queue import COPY_RANGE, MAX_QUEUED
+
+
+def _write(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"time": time.time(), **data}))
+    tmp.replace(path)
+
+
+async def main() -> None:
+    folder = Path(os.environ.get("CODERUN_DATA", "/data")) / "sessions"
+    folder = folder / os.environ["CODERUN_SESSION"]
+    ifs = netfilter.discover(
+        os.environ["CODERUN_EGRESS_SUBNET"], os.environ.get("CODERUN_EGRESS_GATEWAY") or None
+    )
+    netfilter.apply(ifs)
+    verdicts = 0
+    timing = {"read": [0, 0], "verdict_syscall": [0, 0]}  # label: [calls, ns]
+    now = time.perf_counter_ns
+
+    def handler(pkt: object) -> None:
+        nonlocal verdicts
+        verdicts += 1
+        t0 = now()
+        pkt.accept()  # type: ignore[attr-defined]
+        s = timing["verdict_syscall"]
+        s[0] += 1
+        s[1] += now() - t0
+
+    def read() -> None:
+        t0 = now()
+        nfq.run(block=False)
+        s = timing["read"]
+        s[0] += 1
+        s[1] += now() - t0
+
+    nfq = NetfilterQueue()
+    nfq.bind(netfilter.QUEUE_NUM, handler, max_len=MAX_QUEUED, mode=COPY_PACKET,
+             range=COPY_RANGE)  # fmt: skip
+    loop = asyncio.get_running_loop()
+    loop.add_reader(nfq.get_fd(), read)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _write(folder / "gateway.json", {"state": "ready", "pid": os.getpid(), "bare": True})
+    while not stop.is_set():
+        _write(folder / "bare.json", {"verdicts": verdicts, "timing": timing})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    loop.remove_reader(nfq.get_fd())
+    nfq.unbind()
+    _write(folder / "bare.json", {"verdicts": verdicts, "timing": timing, "stopped": True})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

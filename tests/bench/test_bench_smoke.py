@@ -1,0 +1,122 @@
+"""The network benchmarks in --smoke mode: they run end to end and produce numbers.
+
+No timing is asserted (CI machines are noisy); only that every figure comes out as a
+finite number and that nothing is left behind. The three benchmarks run at once, each
+with its own containers, to keep this under a minute. Skipped without a Docker engine
+unless ``CODERUN_REQUIRE_DOCKER=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.e2e.conftest import client, tags  # noqa: F401 - the fixtures, reused
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHES = {
+    "gateway": ["bench/bench_gateway.py", "--smoke"],
+    "startup": ["bench/bench_startup.py", "--smoke"],
+    "memory": ["bench/bench_memory.py", "--smoke"],
+}
+
+
+@pytest.fixture(scope="module")
+def results(
+    client: docker.DockerClient,  # noqa: F811
+    tags: dict[str, str],  # noqa: F811 - builds the images first
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    if shutil.which("hyperfine") is None:
+        BENCHES.pop("startup")
+    tmp = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "CODERUN_HOME": str(tmp / "home")}
+    procs = {}
+    for name, args in BENCHES.items():
+        out = tmp / f"{name}.json"
+        cmd = [sys.executable, str(ROOT / args[0]), *args[1:], "--json", str(out)]
+        procs[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True), out)  # fmt: skip
+    found: dict[str, Any] = {"pids": [p.pid for p, _ in procs.values()]}
+    for name, (proc, out) in procs.items():
+        try:
+            log, _ = proc.communicate(timeout=240)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, f"{name} failed:\n{log[-4000:]}"
+        found[name] = json.loads(out.read_text())
+    return found
+
+
+def number(value: object) -> float:
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), value
+    assert math.isfinite(value), value
+    return float(value)
+
+
+def test_gateway_figures_are_numbers(results: dict[str, Any]) -> None:
+    out = results["gateway"]
+    for path in ("direct", "bare", "gateway"):
+        m = out["connect"][path]["median"]
+        assert number(m["p50_us"]) > 0 and number(m["p99_us"]) >= m["p50_us"]
+        assert number(out["flows"][path]["median"]["flows_per_s"]) > 0
+    gw = out["flows"]["gateway"]["median"]
+    for key in ("verdicts", "gw_cpu_us_per_verdict", "gw_rss_max_mb"):
+        number(gw[key])
+    for path in ("direct", "gateway"):
+        assert number(out["bulk"][path]["median"]["mb_per_s"]) > 0
+    for mode in ("new", "keep"):
+        for path in ("direct", "gateway", "gateway+mitmproxy"):
+            assert number(out["http"][mode][path]["median"]["req_per_s"]) > 0
+    assert number(out["rss_idle_mb"]["gateway"]) > 0
+
+
+def test_startup_figures_are_numbers(results: dict[str, Any]) -> None:
+    if "startup" not in results:
+        pytest.skip("hyperfine is not installed")
+    out = results["startup"]
+    for command in ("docker run --rm IMAGE true", "coderun run -- true"):
+        assert number(out["hyperfine"][command]["median"]) > 0
+    assert number(out["phases"]["… at +: gateway ready (gateway.json)"]) > 0
+
+
+def test_memory_figures_are_numbers(results: dict[str, Any]) -> None:
+    out = results["memory"]
+    for name in ("flows", "http"):
+        assert number(out["idle"][name]) > 0
+        assert number(out["under_load"][name]) > 0
+        soak = out["soak"][name]
+        for key in ("start", "end", "max", "growth", "slope_mb_per_min"):
+            number(soak[key])
+        assert soak["count"] > 0
+
+
+def test_benchmarks_leave_nothing_behind(
+    results: dict[str, Any],
+    client: docker.DockerClient,  # noqa: F811
+) -> None:
+    pids = {str(p) for p in results["pids"]}
+    left = [
+        c.name
+        for c in client.containers.list(all=True)
+        if c.labels.get("coderun.owner-pid") in pids
+        or c.labels.get("coderun.bench.owner-pid") in pids
+    ]
+    left += [
+        n.name
+        for n in client.networks.list()
+        if (n.attrs.get("Labels") or {}).get("coderun.owner-pid") in pids
+        or (n.attrs.get("Labels") or {}).get("coderun.bench.owner-pid") in pids
+    ]
+    assert left == []
