@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ OWNER_HOST = "coderun.owner-host"
 ROLE = "coderun.role"
 READY_TIMEOUT = 30.0
 
+# Run in the holder (by exec, once the gateway's address is known).
 HOLDER_SCRIPT = r"""
 set -e
 set -- $(ip -4 -o addr show dev eth0)
@@ -46,8 +48,6 @@ ip route add "$GATEWAY_IP" dev eth0
 ip route add default via "$GATEWAY_IP" dev eth0 onlink
 # Docker's embedded resolver listens inside this namespace: make it unreachable.
 iptables -A OUTPUT -d 127.0.0.11 -j DROP
-echo CODERUN_READY
-exec sleep infinity
 """
 
 
@@ -160,11 +160,14 @@ class Session:
             options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
         )
         self.networks.append(inner)
-        # The three start side by side; then we wait for the gateway and the holder.
-        gateway_ready = self._start_gateway(name, egress, inner)
-        holder_ready = self._start_holder(name, inner)
+        # Gateway and holder start side by side (Docker's API calls are slow one by one);
+        # the holder's network is set up once the gateway's address is known.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            holder_started = pool.submit(self._start_holder, name, inner)
+            gateway_ready = self._start_gateway(name, egress, inner)
+            holder_started.result()
+        self._setup_holder()
         _wait(gateway_ready, "the gateway")
-        _wait(holder_ready, "the sandbox network")
         self._create_sandbox(name)
 
     def _start_gateway(
@@ -244,15 +247,14 @@ class Session:
 
         return ready
 
-    def _start_holder(self, name: str, inner: Network) -> Callable[[], bool]:
-        self.holder = self.client.containers.create(
+    def _start_holder(self, name: str, inner: Network) -> None:
+        holder = self.client.containers.create(
             self.config.gateway_image,
             name=f"{name}-ns",
-            entrypoint=["sh", "-c", HOLDER_SCRIPT],
+            entrypoint=["sleep", "infinity"],
             network=inner.name,
             labels=self._labels("holder"),
             cap_add=["NET_ADMIN"],
-            environment={"GATEWAY_IP": self.gateway_ip},
             sysctls={
                 "net.ipv6.conf.all.disable_ipv6": "1",
                 "net.ipv6.conf.default.disable_ipv6": "1",
@@ -260,22 +262,19 @@ class Session:
                 "net.ipv4.tcp_syn_retries": "7",
             },
         )
-        self.containers.append(self.holder)
-        # The holder keeps the address Docker gave it, re-set as a /32.
-        self.holder.start()
-        self.holder.reload()
-        self.sandbox_ip = self.holder.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
-        holder = self.holder
+        self.containers.append(holder)
+        holder.start()
+        holder.reload()
+        self.sandbox_ip = holder.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
+        self.holder = holder
 
-        def ready() -> bool:
-            holder.reload()
-            if holder.status == "exited":
-                raise SessionError(
-                    "namespace holder failed:\n" + holder.logs().decode(errors="replace")
-                )
-            return b"CODERUN_READY" in holder.logs()
-
-        return ready
+    def _setup_holder(self) -> None:
+        """Re-address the holder's namespace: a /32 whose only route is the gateway."""
+        assert self.holder is not None
+        code, out = self.holder.exec_run(["sh", "-c", HOLDER_SCRIPT],
+                                         environment={"GATEWAY_IP": self.gateway_ip})  # fmt: skip
+        if code != 0:
+            raise SessionError(f"setting up the sandbox network failed: {out.decode().strip()}")
 
     def _create_sandbox(self, name: str) -> None:
         cfg = self.config

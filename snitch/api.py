@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import itertools
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from snitch.model import DecisionRequest, Proto, Query, Rule
 from snitch.rulebook import RuleBook
 from snitch.store import StoreError
 
+log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 EVENT_QUEUE = 10_000
 LOG_MEMORY = 2_000
@@ -150,6 +152,9 @@ class ControlApi:
             status, payload = 503, {"error": f"rule store unavailable: {exc}"}
         except (KeyError, ValueError, TypeError) as exc:
             status, payload = 400, {"error": f"bad request: {exc}"}
+        except Exception as exc:  # a bug: answer, log it, keep serving
+            log.exception("API %s %s", method, path)
+            status, payload = 500, {"error": f"internal error: {exc!r}"}
         await self._send(writer, status, payload)
 
     @staticmethod

@@ -39,6 +39,7 @@ class FlowGate:
         # until it listens (the gateway is ready before mitmproxy has loaded).
         self.web_ports: frozenset[int] = frozenset()
         self._parked: list[QueuedPacket] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def park_web_flows(self, ports: frozenset[int]) -> None:
         self.web_ports = ports
@@ -49,7 +50,6 @@ class FlowGate:
         parked, self._parked = self._parked or [], None
         for pkt in parked:
             pkt.accept()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def on_packet(self, pkt: QueuedPacket) -> None:
         """Called by the queue for each NEW packet; never raises (fail closed: drop)."""

@@ -181,9 +181,12 @@ class Gateway:
             state="ready", sandbox_ip=ifs.sandbox_ip, mode=str(self.mode), pid=os.getpid()
         )
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
-        if self.web_ports:
-            await self.start_mitm(ifs.sandbox_ip)
+        mitm_task = None
+        if self.web_ports:  # loads in the background; a SIGTERM meanwhile is served at once
+            mitm_task = loop.create_task(self.start_mitm(ifs.sandbox_ip))
         await stop.wait()
+        if mitm_task is not None and not mitm_task.done():
+            mitm_task.cancel()
         await self.stop()
 
     async def start_mitm(self, listen_host: str) -> None:

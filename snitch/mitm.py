@@ -237,6 +237,15 @@ def Refuse(ctx: Any) -> Any:  # noqa: N802 - reads like the layer class it makes
     return _refuse_layer()(ctx)
 
 
+def _import_mitmproxy() -> None:
+    import mitmproxy.addons.core  # noqa: F401
+    import mitmproxy.addons.next_layer  # noqa: F401
+    import mitmproxy.addons.proxyserver  # noqa: F401
+    import mitmproxy.addons.tlsconfig  # noqa: F401
+    import mitmproxy.master  # noqa: F401
+    import mitmproxy.options  # noqa: F401
+
+
 class Mitm:
     """Runs mitmproxy's master in the current event loop."""
 
@@ -252,6 +261,9 @@ class Mitm:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # Importing mitmproxy takes most of a second: in a thread, so the event loop
+        # (verdicts, DNS, the API, signals) goes on meanwhile.
+        await asyncio.to_thread(_import_mitmproxy)
         from mitmproxy import options
         from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
         from mitmproxy.master import Master

@@ -1,0 +1,94 @@
+"""FlowGate and Asker on the packet path, with real IPv4 bytes and a real rule store."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from snitch.asker import Asker
+from snitch.events import EventBus
+from snitch.flowgate import FlowGate
+from snitch.model import Action, DecisionRequest, Mode, Rule
+from snitch.names import NameTable
+from snitch.netfilter import DENY_MARK
+from snitch.rulebook import RuleBook
+
+
+def syn(dst: str, dport: int, sport: int = 40000) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0,
+                     socket.inet_aton("10.0.0.2"), socket.inet_aton(dst))  # fmt: skip
+    return ip + struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 0x50, 0x02, 0, 0, 0)
+
+
+class Packet:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.mark = 0
+        self.verdict = ""
+
+    def get_payload(self) -> bytes:
+        return self.data
+
+    def retain(self) -> None:
+        pass
+
+    def set_mark(self, mark: int) -> None:
+        self.mark = mark
+
+    def accept(self) -> None:
+        self.verdict = "refused" if self.mark & DENY_MARK else "accepted"
+
+    def drop(self) -> None:
+        self.verdict = "dropped"
+
+
+def gate(tmp_path: Path, mode: Mode, rules: list[Rule]) -> tuple[FlowGate, list[dict[str, Any]]]:
+    bus = EventBus()
+    logged: list[dict[str, Any]] = []
+    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
+    book = RuleBook(tmp_path / "rules.db", rules, mode, "s1")
+    g = FlowGate(book, NameTable(), bus, "s1")
+    if mode is Mode.ASK:
+        g.asker = Asker(book, bus, "s1", g.finish)
+    return g, logged
+
+
+def test_enforce_accepts_allowed_refuses_the_rest_and_logs_each_once(tmp_path: Path) -> None:
+    g, logged = gate(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
+    g.names.add("10.9.0.5", "api.example.test", 60)
+    ok, no = Packet(syn("10.9.0.5", 443)), Packet(syn("10.8.0.5", 443))
+    g.on_packet(ok)
+    g.on_packet(no)
+    assert (ok.verdict, no.verdict) == ("accepted", "refused")
+    assert [(e["dst"], e["verdict"], e.get("names")) for e in logged] == [
+        ("10.9.0.5", "allow", ["api.example.test"]), ("10.8.0.5", "deny", None)
+    ]
+
+
+def test_garbage_is_dropped_and_logged(tmp_path: Path) -> None:
+    g, logged = gate(tmp_path, Mode.ENFORCE, [])
+    for data in (b"", b"\x45" * 19, b"\x60" + b"\x00" * 39, syn("10.0.0.9", 1)[:22]):
+        pkt = Packet(data)
+        g.on_packet(pkt)
+        assert pkt.verdict == "dropped"
+    assert len(logged) == 4 and all("dropped" in e["message"] for e in logged)
+
+
+def test_ask_holds_coalesces_retransmits_and_a_once_decision_covers_one_flow(
+    tmp_path: Path,
+) -> None:
+    g, logged = gate(tmp_path, Mode.ASK, [])
+    assert g.asker is not None
+    first, again = Packet(syn("10.9.0.5", 443)), Packet(syn("10.9.0.5", 443))
+    g.on_packet(first)
+    g.on_packet(again)  # a retransmitted SYN: dropped, counted
+    assert (first.verdict, again.verdict) == ("", "dropped")
+    [item] = g.asker.pending()
+    assert item.attempts == 2 and not logged
+    g.asker.decide(DecisionRequest(Action.ALLOW, pending_id=item.id, lifetime="once"))
+    assert first.verdict == "accepted" and len(logged) == 1
+    later = Packet(syn("10.9.0.5", 443, sport=40001))  # another connection: asked again
+    g.on_packet(later)
+    assert later.verdict == "" and len(g.asker.pending()) == 1
