@@ -236,8 +236,9 @@ class Session:
         def ready() -> bool:
             if state_file.exists():
                 state = json.loads(state_file.read_text())
-                # Intercepting needs the CA, made when mitmproxy starts (after "ready").
-                mitm = state.get("mitm") or not self.config.intercept_tls
+                # With web ports, wait for mitmproxy too (it loads after "ready"): the
+                # sandbox's first request must already be logged and path rules apply.
+                mitm = state.get("mitm") or not self.config.web_ports.strip(" ,")
                 return bool(state.get("state") == "ready" and mitm)
             self.gateway.reload()  # type: ignore[union-attr]
             if self.gateway.status == "exited":  # type: ignore[union-attr]
