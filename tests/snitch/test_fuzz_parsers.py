@@ -1,0 +1,643 @@
+"""Issue 7: bad input never crashes the gateway's parsers, and nothing is lost.
+
+- ``parse_flow`` raises nothing but ``BadPacket``; ``FlowGate.on_packet`` never raises,
+  gives every packet exactly one verdict, and logs garbage as dropped;
+- ``DnsForwarder.resolve`` never raises: garbage is logged as a dropped query (and
+  gets no answer), anything else gets one DNS answer and one log line;
+- policy files fail only with ``PolicyError``;
+- the log writer keeps every line through a full disk (ENOSPC) and writes each once;
+- a locked store loses no rule and says so.
+
+CI runs a few thousand examples per property; ``bench/bench_fuzz.py`` runs 100,000+.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import sqlite3
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dnslib import QTYPE, RR, A, DNSRecord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snitch.asker import Asker
+from snitch.dns import DnsForwarder
+from snitch.events import EventBus
+from snitch.fakeip import FakeIPs
+from snitch.flowgate import FlowGate
+from snitch.flowlog import LogWriter, read_log
+from snitch.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
+from snitch.names import NameTable
+from snitch.netfilter import DENY_MARK
+from snitch.packet import BadPacket, parse_flow, tcp_flags, tcp_payload
+from snitch.policyfile import PolicyError, load_policy
+from snitch.rulebook import RuleBook
+from snitch.store import RuleStore, StoreError
+
+EXAMPLES = int(os.environ.get("CODERUN_FUZZ_EXAMPLES", "1000"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+# -- corpora: real packets and messages to mutate -------------------------------------------------
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4(
+    proto: int,
+    payload: bytes,
+    src: str = "172.30.0.3",
+    dst: str = "192.0.2.10",
+    frag: int = 0,
+    options: bytes = b"",
+) -> bytes:
+    ihl = 5 + len(options) // 4
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x40 | ihl,
+        0,
+        ihl * 4 + len(payload),
+        1,
+        frag,
+        64,
+        proto,
+        0,
+        bytes(map(int, src.split("."))),
+        bytes(map(int, dst.split("."))),
+    )
+    header += options
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + payload
+
+
+def real_packets() -> list[bytes]:
+    """A TCP SYN, a TCP segment with options and data, UDP, ICMP echo, fragments, options."""
+    syn = struct.pack("!HHIIBBHHH", 43210, 443, 1, 0, 5 << 4, 0x02, 64240, 0, 0)
+    data = struct.pack("!HHIIBBHHH", 43211, 80, 7, 9, 8 << 4, 0x18, 501, 0, 0)
+    data += b"\x01\x01\x08\x0a" + b"\0" * 8 + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    udp = struct.pack("!HHHH", 5353, 53, 8 + 29, 0) + bytes(DNSRecord.question("x.test").pack())
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 77, 1) + b"coderun" * 4
+    return [
+        ipv4(6, syn),
+        ipv4(6, data),
+        ipv4(17, udp),
+        ipv4(1, icmp),
+        ipv4(17, udp[:8], frag=0x2000),  # first fragment (more fragments)
+        ipv4(17, b"tail of a datagram", frag=185),  # a later fragment: no ports
+        ipv4(6, syn, options=b"\x83\x07\x04" + bytes(4) + b"\x00"),  # loose source route
+        ipv4(136, b"\x30\x39\x00\x07\x00\x08\x00\x00"),  # UDP-Lite: not a known protocol
+    ]
+
+
+def real_queries() -> list[bytes]:
+    out = []
+    for name, qtype in (
+        ("api.example.test", "A"),
+        ("x.example.test", "AAAA"),
+        ("a.b.c.d.example.test", "TXT"),
+        ("example.test", "MX"),
+    ):
+        out.append(bytes(DNSRecord.question(name, qtype).pack()))
+    two = DNSRecord.question("api.example.test")
+    two.add_question(*DNSRecord.question("second.example.test").questions)
+    out.append(bytes(two.pack()))
+    compressed = bytes(DNSRecord.question("api.example.test").pack())
+    out.append(compressed[:-4] + b"\xc0\x0c" + compressed[-4:])  # a pointer to itself
+    return out
+
+
+PACKETS = real_packets()
+QUERIES = real_queries()
+
+
+@st.composite
+def mutated(draw: st.DrawFn, corpus: list[bytes]) -> bytes:
+    """A real input with a few bytes flipped, cut, or extended."""
+    data = bytearray(draw(st.sampled_from(corpus)))
+    for _ in range(draw(st.integers(0, 8))):
+        op = draw(st.integers(0, 3))
+        if op == 0 and data:
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+        elif op == 1 and data:
+            del data[draw(st.integers(0, len(data) - 1)) :]
+        elif op == 2:
+            data += draw(st.binary(max_size=64))
+        elif data:
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] ^= 1 << draw(st.integers(0, 7))
+    return bytes(data)
+
+
+@st.composite
+def header_like(draw: st.DrawFn) -> bytes:
+    """An IPv4-looking header with every field drawn (version, IHL, protocol, fragments)."""
+    version_ihl = draw(st.sampled_from([0x45, 0x46, 0x4F, 0x44, 0x40, 0x65, 0x05]))
+    proto = draw(st.sampled_from([1, 6, 17, 58, 132, 136, 0, 255]))
+    frag = draw(st.integers(0, 0xFFFF))
+    body = draw(st.binary(max_size=80))
+    head = struct.pack(
+        "!BBHHHBBH4s4s",
+        version_ihl,
+        0,
+        draw(st.integers(0, 0xFFFF)),
+        0,
+        frag,
+        64,
+        proto,
+        0,
+        draw(st.binary(min_size=4, max_size=4)),
+        draw(st.binary(min_size=4, max_size=4)),
+    )
+    return head + body
+
+
+PACKET_INPUTS = st.one_of(st.binary(max_size=120), header_like(), mutated(PACKETS))
+LABELS = [
+    b"api",
+    b"example",
+    b"test",
+    b"denied",
+    b"x",
+    b"",
+    b"a" * 63,
+    b"\xc3\xa9",
+    b"a.b",
+    b"\x00",
+]
+
+
+@st.composite
+def dns_structured(draw: st.DrawFn) -> bytes:
+    """A DNS message built field by field: header flags and counts, questions, leftovers
+    (names may run past 255 bytes, which dnslib parses but cannot write back)."""
+    questions = b""
+    count = draw(st.integers(0, 3))
+    for _ in range(draw(st.integers(0, 3)) if count else 0):
+        labels = draw(
+            st.lists(
+                st.one_of(st.sampled_from(LABELS), st.binary(min_size=1, max_size=63)), max_size=6
+            )
+        )
+        name = b"".join(bytes([len(label)]) + label for label in labels if label) + b"\0"
+        questions += name + struct.pack(
+            "!HH",
+            draw(st.sampled_from([1, 5, 16, 28, 255, 0, 65535])),
+            draw(st.sampled_from([1, 3, 255, 0])),
+        )
+    header = struct.pack(
+        "!HHHHHH",
+        draw(st.integers(0, 0xFFFF)),
+        draw(st.integers(0, 0xFFFF)),
+        count,
+        *draw(st.tuples(*[st.integers(0, 2)] * 3)),
+    )
+    return header + questions + draw(st.binary(max_size=40))
+
+
+QUERY_INPUTS = st.one_of(st.binary(max_size=300), mutated(QUERIES), dns_structured())
+
+
+# -- parse_flow and the verdict path --------------------------------------------------------------
+
+
+@FUZZ
+@given(PACKET_INPUTS)
+def test_parse_flow_raises_only_bad_packet(data: bytes) -> None:
+    try:
+        key = parse_flow(data)
+    except BadPacket:
+        return
+    assert isinstance(key, FlowKey)
+    assert key.proto in (Proto.TCP, Proto.UDP, Proto.ICMP)
+    assert 0 <= key.sport <= 0xFFFF and 0 <= key.dport <= 0xFFFF
+    if key.proto is Proto.TCP:  # the helpers that read TCP fields never raise either
+        assert 0 <= tcp_flags(data) <= 255
+        assert isinstance(tcp_payload(data), bytes)
+
+
+def test_real_packets_parse() -> None:
+    """Control: the corpus is real (so mutations start from something that parses)."""
+    keys = [parse_flow(p) for p in PACKETS[:7]]
+    assert [k.proto for k in keys[:4]] == [Proto.TCP, Proto.TCP, Proto.UDP, Proto.ICMP]
+    assert keys[0].dport == 443 and keys[2].dport == 53 and keys[3].dport == 8
+    assert keys[5].sport == keys[5].dport == 0  # a later fragment
+    with pytest.raises(BadPacket):
+        parse_flow(PACKETS[7])
+
+
+class FakePacket:
+    """A queued packet: records its verdict (exactly one is allowed)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.verdicts: list[str] = []
+        self.mark = 0
+
+    def get_payload(self) -> bytes:
+        return self.payload
+
+    def accept(self) -> None:
+        self.verdicts.append("accept")
+
+    def drop(self) -> None:
+        self.verdicts.append("drop")
+
+    def set_mark(self, mark: int) -> None:
+        self.mark = mark
+
+    def retain(self) -> None:
+        self.verdicts.append("retain")
+
+
+class Collector:
+    def __init__(self, bus: EventBus) -> None:
+        self.logs: list[dict[str, Any]] = []
+        bus.subscribe(lambda topic, payload: self.logs.append(payload) if topic == "log" else None)
+
+
+def make_gate(mode: Mode = Mode.ENFORCE) -> tuple[FlowGate, Collector]:
+    bus = EventBus()
+    rules = RuleBook(
+        None,
+        [Rule(Action.ALLOW, cidr="192.0.2.10", port_lo=443, port_hi=443, proto=Proto.TCP)],
+        mode,
+        "fuzz",
+    )
+    return FlowGate(rules, NameTable(), bus, "fuzz"), Collector(bus)
+
+
+GATE = make_gate()
+
+
+@FUZZ
+@given(PACKET_INPUTS)
+def test_flow_gate_gives_one_verdict_and_logs_garbage(data: bytes) -> None:
+    gate, seen = GATE
+    seen.logs.clear()
+    gate.garbage = 0
+    pkt = FakePacket(data)
+    gate.on_packet(pkt)  # must not raise
+    assert len(pkt.verdicts) == 1, pkt.verdicts
+    assert len(seen.logs) == 1, seen.logs
+    entry = seen.logs[0]
+    try:
+        key = parse_flow(data)
+    except BadPacket:
+        assert pkt.verdicts == ["drop"]
+        assert entry["kind"] == "event" and entry["message"].startswith("dropped: ")
+        assert gate.garbage == 1
+        return
+    assert entry["kind"] == "flow" and entry["dst"] == key.dst
+    allowed = key == FlowKey(Proto.TCP, key.src, key.sport, "192.0.2.10", 443)
+    assert pkt.verdicts == ["accept"]  # a denied packet is accepted *marked*, then refused
+    assert (pkt.mark == DENY_MARK) is not allowed
+    assert entry["verdict"] == ("allow" if allowed else "deny")
+
+
+# -- DNS ------------------------------------------------------------------------------------------
+
+
+class Upstream:
+    """Stands in for the real resolver: answers, returns garbage, or fails."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.forwarded: list[bytes] = []
+
+    async def __call__(self, data: bytes, tcp: bool) -> bytes:
+        self.forwarded.append(data)
+        if self.behaviour == "fail":
+            raise TimeoutError("upstream timed out")
+        if self.behaviour == "garbage":
+            return b"\x12\x34" + data[2:5]
+        request = DNSRecord.parse(data)
+        reply = request.reply()
+        reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("192.0.2.10"), ttl=30))
+        return bytes(reply.pack())
+
+
+def make_forwarder(mode: Mode, behaviour: str) -> tuple[DnsForwarder, Collector, Upstream]:
+    bus = EventBus()
+    rules = RuleBook(
+        None,
+        [
+            Rule(Action.ALLOW, host="api.example.test"),
+            Rule(Action.DENY, host="*.denied.test", proto=Proto.DNS),
+        ],
+        mode,
+        "fuzz",
+    )
+    names = NameTable()
+    forwarder = DnsForwarder(rules, names, bus, "127.0.0.1", "fuzz")
+    upstream = Upstream(behaviour)
+    forwarder.forward = upstream  # type: ignore[method-assign]
+    if mode is Mode.ASK:
+        forwarder.fake = FakeIPs(names, forwarder.lookup)
+    return forwarder, Collector(bus), upstream
+
+
+FORWARDERS: dict[tuple[Mode, str], tuple[DnsForwarder, Collector, Upstream]] = {}
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@FUZZ
+@given(
+    data=QUERY_INPUTS,
+    mode=st.sampled_from(list(Mode)),
+    behaviour=st.sampled_from(["answer", "garbage", "fail"]),
+)
+def test_dns_resolve_never_raises_and_logs_once(
+    loop: asyncio.AbstractEventLoop, data: bytes, mode: Mode, behaviour: str
+) -> None:
+    forwarder, seen, _ = FORWARDERS.get((mode, behaviour)) or FORWARDERS.setdefault(
+        (mode, behaviour), make_forwarder(mode, behaviour)
+    )
+    seen.logs.clear()
+    out = loop.run_until_complete(forwarder.resolve(data, "172.30.0.3"))
+    assert len(seen.logs) == 1, seen.logs
+    entry = seen.logs[0]
+    if out is None:
+        assert entry["kind"] == "event" and entry["message"].startswith("dropped bad DNS query")
+        return
+    assert entry["kind"] == "dns"
+    reply = DNSRecord.parse(out)  # whatever came in, a well-formed answer goes out
+    assert reply.header.id == int.from_bytes(data[:2], "big")
+    assert reply.header.qr == 1
+
+
+def test_dns_name_longer_than_255_bytes_is_dropped_and_logged() -> None:
+    forwarder, seen, _ = make_forwarder(Mode.ENFORCE, "answer")
+    name = b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\0"  # 321 bytes
+    query = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + name + b"\0\1\0\1"
+    out = asyncio.run(forwarder.resolve(query, "172.30.0.3"))  # must not raise
+    assert out is None or DNSRecord.parse(out).header.rcode != 0
+    assert len(seen.logs) == 1
+
+
+def test_dns_control_answers_and_denies() -> None:
+    """Control for the property above: allowed names are forwarded, others are not."""
+    forwarder, seen, upstream = make_forwarder(Mode.ENFORCE, "answer")
+    ok = asyncio.run(forwarder.resolve(QUERIES[0], "172.30.0.3"))
+    no = asyncio.run(forwarder.resolve(bytes(DNSRecord.question("x.test").pack()), "172.30.0.3"))
+    assert ok is not None and DNSRecord.parse(ok).rr and upstream.forwarded == [QUERIES[0]]
+    assert no is not None and DNSRecord.parse(no).header.rcode == 3  # NXDOMAIN, not forwarded
+    assert [e["verdict"] for e in seen.logs] == ["allow", "deny"]
+    assert asyncio.run(forwarder.resolve(b"\x00garbage", "172.30.0.3")) is None
+    assert seen.logs[-1]["message"].startswith("dropped bad DNS query")
+
+
+# -- policy files ---------------------------------------------------------------------------------
+
+POLICY_LINES = [
+    "[[rule]]",
+    'action = "allow"',
+    'action = "deny"',
+    'action = "maybe"',
+    'host = "x.test"',
+    'host = "*.x.test"',
+    'host = "*"',
+    'host = ""',
+    'cidr = "10.0.0.0/8"',
+    'cidr = "10.0.0.300"',
+    "port = 443",
+    'port = "80-90"',
+    "port = 70000",
+    'port = "9-1"',
+    'proto = "tcp"',
+    'proto = "smtp"',
+    'lifetime = "1h"',
+    'lifetime = "forever"',
+    'scope = "profile:ci"',
+    'scope = "nowhere"',
+    "priority = 3",
+    'priority = "high"',
+    'blocklist = ["a.test"]',
+    "blocklist = [1]",
+    "[other]",
+    "x = 1",
+    "[[rule",
+    '"""',
+    "= 1",
+    "enabled = false",
+]
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("policy") / "p.toml"
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.lists(st.sampled_from(POLICY_LINES), max_size=12).map("\n".join),
+        st.text(max_size=200),
+        st.binary(max_size=200),
+    )
+)
+def test_policy_file_fails_only_with_policy_error(policy_path: Path, text: str | bytes) -> None:
+    path = policy_path
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+    try:
+        rules = load_policy(path)
+    except PolicyError as exc:
+        assert str(exc).startswith(f"{path}:")  # FILE:LINE:COL: message
+        return
+    assert all(isinstance(r, Rule) for r in rules)
+
+
+# -- the log on a full disk -----------------------------------------------------------------------
+
+
+class FlakyDisk:
+    """Stands in for ``os`` in snitch.flowlog: ``write`` takes at most the room left on
+    a disk that fills up (a write may be cut anywhere), then ENOSPC until it is freed."""
+
+    def __init__(self, rooms: list[int]) -> None:
+        self.rooms = list(rooms)  # bytes each write may take (0: the disk is full)
+        self.full = True
+
+    def write(self, fd: int, data: bytes) -> int:
+        room = self.rooms.pop(0) if self.full and self.rooms else len(data)
+        if room == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data[:room])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(st.integers(1, 20), min_size=1, max_size=15),
+    rooms=st.lists(st.sampled_from([0, 0, 1, 7, 50, 200, 5000]), max_size=30),
+)
+def test_log_writer_loses_no_line_on_a_full_disk(
+    tmp_path_factory: Any, batches: list[int], rooms: list[int]
+) -> None:
+    from snitch import flowlog
+
+    path = tmp_path_factory.mktemp("log") / "flows.jsonl"
+    writer = LogWriter(path)
+    disk = FlakyDisk(rooms)
+    real_os = vars(flowlog)["os"]
+    setattr(flowlog, "os", disk)  # noqa: B010 - the module's view of os only
+    try:
+        n = 0
+        for size in batches:
+            for _ in range(size):
+                writer.on_event("log", {"kind": "event", "time": 0, "message": f"line {n}"})
+                n += 1
+            writer.flush()  # may hit a full disk: what was not written waits
+        disk.full = False  # space is back
+        writer.close()
+    finally:
+        setattr(flowlog, "os", real_os)  # noqa: B010
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["message"] for line in lines] == [f"line {i}" for i in range(n)]
+    assert writer.written == n
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of our own (root only), unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "coderun-fuzz", str(mount)],
+        capture_output=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` up, then free ``leave`` bytes; returns the filler to delete later."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"x" * 4096)
+        os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
+    finally:
+        os.close(fd)
+    return filler
+
+
+def log_through_a_full_disk(disk: Path, leave: int) -> list[str]:
+    writer = LogWriter(disk / "flows.jsonl")
+    try:
+        filler = fill(disk, leave)
+        for i in range(50):
+            writer.on_event(
+                "log", {"kind": "event", "time": 0, "message": f"line {i} " + "y" * 100}
+            )
+        writer.flush()  # ENOSPC: the disk is full (or fills up during the write)
+        assert writer.written < 50
+        filler.unlink()  # space is back
+    finally:
+        writer.close()
+    return [e.message.split()[1] for e in read_log(disk / "flows.jsonl")]
+
+
+def test_log_on_a_full_disk_keeps_every_line(small_disk: Path) -> None:
+    assert log_through_a_full_disk(small_disk, 0) == [str(i) for i in range(50)]
+
+
+def test_log_on_a_nearly_full_disk_writes_each_line_once(small_disk: Path) -> None:
+    """A write that half succeeds: the rest, and only the rest, is written later."""
+    assert log_through_a_full_disk(small_disk, 5000) == [str(i) for i in range(50)]
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Another writer holds the store (as a long ``coderun rules import`` would)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def test_locked_store_loses_no_rule(tmp_path: Path) -> None:
+    path = tmp_path / "rules.db"
+    book = RuleBook(None, [], Mode.ASK, "fuzz")
+    book._store = RuleStore(path, timeout=0.2)
+    with exclusive_lock(path), pytest.raises(StoreError, match="locked"):
+        book.add_rule(Rule(Action.ALLOW, host="during.example.test"))
+    rule = book.add_rule(Rule(Action.ALLOW, host="after.example.test"))
+    assert rule.id is not None
+    assert [r.host for r in RuleStore(path).list()] == ["after.example.test"]
+
+
+def test_decision_on_a_locked_store_gets_a_clear_error(tmp_path: Path) -> None:
+    from snitch.api import ControlApi
+    from snitch.client import ApiError, GatewayClient
+
+    path = tmp_path / "rules.db"
+    bus = EventBus()
+    book = RuleBook(None, [], Mode.ASK, "fuzz")
+    book._store = RuleStore(path, timeout=0.2)
+    finished: list[FlowKey] = []
+    asker = Asker(book, bus, "fuzz", lambda _p, key, _d, _v, _n: finished.append(key))
+    sock = Path(tempfile.mkdtemp(dir="/tmp")) / "api.sock"  # unix socket paths are short
+
+    async def scenario() -> tuple[int, str]:
+        api = ControlApi(sock, "t", bus, book, asker, lambda: {})
+        await api.start()
+        try:
+            key = FlowKey(Proto.TCP, "172.30.0.3", 40000, "192.0.2.10", 443)
+            asker.hold(FakePacket(b""), key, ("held.example.test",))
+            request = DecisionRequest(
+                Action.ALLOW, pending_id=asker.pending()[0].id, lifetime="always"
+            )
+            try:
+                await GatewayClient(sock, "t").decide(request)
+            except ApiError as exc:
+                return exc.status, exc.message
+            return 200, ""
+        finally:
+            api.close()
+
+    with exclusive_lock(path):
+        status, message = asyncio.run(scenario())
+    assert len(asker.pending()) == 1 and not finished  # nothing decided, nothing lost
+    assert status in (500, 503) and "locked" in message, (status, message)
