@@ -45,7 +45,7 @@ def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
     """Remove the session's containers (sandbox first) and then its networks."""
     removed: list[str] = []
     selector = {"label": f"{LABEL}={session_id}"}
-    containers = client.containers.list(all=True, filters=selector)
+    containers = client.containers.list(all=True, filters=selector, ignore_removed=True)
     first = [c for c in containers if c.labels.get("coderun.role") == "sandbox"]
     rest = [c for c in containers if c not in first]
     for batch in (first, rest):  # the sandbox joins the holder's namespace: it goes first
@@ -88,7 +88,8 @@ def _parallel(fn: Callable[[T], str | None], items: list[T]) -> list[str]:
 def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
     """Remove orphaned sessions' objects (every coderun session's with ``everything``)."""
     sessions: set[str] = set()
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    everyone = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
+    for container in everyone:
         if everything or _orphaned(container.labels):
             sessions.add(container.labels[LABEL])
     for network in client.networks.list(filters={"label": LABEL}):

@@ -7,6 +7,7 @@ one, output goes to this process's stdout/stderr.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -135,7 +136,10 @@ def run_session(
 ) -> int:
     """Run the command in a new session; returns its exit status (or 125/128+N)."""
     front = front or PlainOutput()
-    gc(client)  # leftovers of runs that were killed before they could clean up
+    # Leftovers of runs that were killed before they could clean up; another run cleaning
+    # up at the same time may remove some under us (they are going anyway).
+    with contextlib.suppress(docker.errors.DockerException):
+        gc(client)
     threading.Thread(target=prune_logs, daemon=True).start()
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     session: Session | None = None

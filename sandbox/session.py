@@ -48,6 +48,8 @@ ip route add "$GATEWAY_IP" dev eth0
 ip route add default via "$GATEWAY_IP" dev eth0 onlink
 # Docker's embedded resolver listens inside this namespace: make it unreachable.
 iptables -A OUTPUT -d 127.0.0.11 -j DROP
+# Broadcast and multicast would reach the bridge (and the host) without a route.
+iptables -A OUTPUT -o eth0 -m addrtype ! --dst-type UNICAST -j DROP
 """
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import QTYPE, RCODE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
 from snitch.events import EventBus
 from snitch.fakeip import SYNTHETIC_TTL, FakeIPs
@@ -75,6 +75,14 @@ class DnsForwarder:
         """The reply for one query message, or None for garbage (which is logged)."""
         try:
             request = DNSRecord.parse(data)
+            try:
+                data = self.judged_query(request)  # what goes upstream is what we judge
+            except ValueError as exc:  # well-formed, but not a plain query: FORMERR
+                self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, src=client,
+                                      message=f"refused DNS query: {exc}"))  # fmt: skip
+                reply = request.reply()
+                reply.header.rcode = RCODE.FORMERR
+                return bytes(reply.pack())
             qname = str(request.q.qname).rstrip(".").lower()
             qtype = QTYPE.get(request.q.qtype, str(request.q.qtype))
             return await self._answer(request, data, qname, str(qtype), client, tcp)
@@ -136,6 +144,24 @@ class DnsForwarder:
             )
         )
         return out
+
+    @staticmethod
+    def judged_query(request: Any) -> bytes:
+        """The query rebuilt from its one question: nothing else rides along upstream.
+
+        Refuses more than one question, answer or authority records, additional records
+        other than EDNS's OPT, and labels that hold a dot (``str()`` would read them as
+        another name than the one on the wire).
+        """
+        if len(request.questions) != 1 or request.rr or request.auth:
+            raise ValueError("not a query with exactly one question")
+        if any(rr.rtype != QTYPE.OPT for rr in request.ar):
+            raise ValueError("unexpected additional records")
+        if any(b"." in label for label in request.q.qname.label):
+            raise ValueError("a label holds a dot")
+        header = DNSHeader(id=request.header.id, rd=request.header.rd)
+        clean = DNSRecord(header, q=DNSQuestion(request.q.qname, request.q.qtype))
+        return bytes(clean.pack())
 
     def decide(self, qname: str) -> Decision | None:
         """The lookup's verdict; None in ask mode when no rule decides it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from snitch.events import EventBus
@@ -38,6 +38,10 @@ class FlowGate:
         # TCP ports redirected to mitmproxy; allowed packets to them wait in _parked
         # until it listens (the gateway is ready before mitmproxy has loaded).
         self.web_ports: frozenset[int] = frozenset()
+        self.own_addresses: frozenset[str] = frozenset()  # the gateway's: never deferred
+        # Resolves an allowed name for real (the DNS forwarder's lookup), for mitmproxy
+        # to check that a ClientHello's name does lead to the address it went to.
+        self.resolve: Callable[[str], Awaitable[list[str]]] | None = None
         self._parked: list[QueuedPacket] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -74,6 +78,7 @@ class FlowGate:
         query = Query(key.proto, key.dst, key.dport, names)
         if (
             not names
+            and key.dst not in self.own_addresses
             and key.dport in self.tls_ports
             and key.proto is Proto.TCP
             and self.rules.mode is not Mode.AUDIT

@@ -92,6 +92,7 @@ class Gateway:
         self.bus.subscribe(self.writer.on_event)
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
+        self.gate.resolve = self.dns.lookup
         self.asker: Asker | None = None
         if self.mode is Mode.ASK:
             self.asker = Asker(
@@ -150,6 +151,7 @@ class Gateway:
 
     async def run(self) -> None:
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
+        self.gate.own_addresses = frozenset(netfilter.own_addresses())
         if self.web_ports:
             from snitch.mitm import PROXY_PORT
 

@@ -129,6 +129,11 @@ class SnitchAddon:
                     gate.log_flow(key, decision, names=names)
                     return False
             return True
+        if sni and not await self._name_leads_here(sni, key.dst, query):
+            # The ClientHello names an allowed host, but this address is not one of its:
+            # the name cannot vouch for the address, which is judged on its own.
+            names = ()
+            query = Query(Proto.TCP, key.dst, key.dport, names)
         if gate.rules.mode is Mode.ASK and gate.asker is not None:
             decision = gate.rules.decide(query)
             if decision is None:
@@ -139,6 +144,20 @@ class SnitchAddon:
             decision = gate.rules.verdict(query)
         gate.log_flow(key, decision, names=names)
         return decision.action is Action.ALLOW
+
+    async def _name_leads_here(self, sni: str, dst: str, query: Query) -> bool:
+        """False when a rule allows ``sni`` but ``dst`` is none of its addresses."""
+        decision = self.gate.rules.decide(query)
+        if decision is None or decision.action is not Action.ALLOW:
+            return True  # nothing allowed by the name: nothing to check
+        if sni in self.gate.names.names_for(dst):
+            return True
+        if self.gate.resolve is None:
+            return False
+        try:  # the name is allowed, so it may be looked up
+            return dst in await self.gate.resolve(sni)
+        except Exception:
+            return False
 
     # -- where to connect -------------------------------------------------------------------
     def server_connect(self, data: Any) -> None:

@@ -79,6 +79,15 @@ def discover(egress_subnet: str, egress_gateway: str | None, timeout: float = 30
         time.sleep(0.05)
 
 
+def own_addresses() -> list[str]:
+    """Every IPv4 address of this (the gateway's) namespace."""
+    found: list[str] = []
+    for link in _ip_json("-4", "addr", "show"):
+        infos: list[dict[str, Any]] = link.get("addr_info", [])  # type: ignore[assignment]
+        found.extend(str(a["local"]) for a in infos)
+    return found
+
+
 def ruleset(
     ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, dns_port: int = 53
 ) -> str:
@@ -97,6 +106,7 @@ def ruleset(
         proxy_in = [f"-A INPUT -i {sbx} -p tcp --dport {proxy_port} -m conntrack --ctstate DNAT "
                     "-j ACCEPT"]  # fmt: skip
         redirect = [f"-A PREROUTING -i {sbx} -m mark --mark {mark} -j RETURN",
+                    f"-A PREROUTING -i {sbx} -d {gw} -j RETURN",
                     f"-A PREROUTING -i {sbx} -p tcp -m multiport --dports {ports} "
                     f"-j REDIRECT --to-ports {proxy_port}"]  # fmt: skip
     return "\n".join(
@@ -121,10 +131,12 @@ def ruleset(
             *proxy_in,
             f"-A INPUT -i {sbx} -p tcp -j REJECT --reject-with tcp-reset",
             f"-A INPUT -i {sbx} -j DROP",
+            # Never forward what conntrack cannot follow (it was never queued, nor NATed).
+            "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED -j DROP",
             "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
             f"-A FORWARD -i {sbx} -m mark --mark {mark} -p tcp -j REJECT --reject-with tcp-reset",
             f"-A FORWARD -i {sbx} -m mark --mark {mark} -j DROP",
-            f"-A FORWARD -i {sbx} -o {egr} -j ACCEPT",
+            f"-A FORWARD -i {sbx} -o {egr} -m conntrack --ctstate NEW -j ACCEPT",
             "COMMIT",
             "*nat",
             ":CODERUN_FAKE - [0:0]",

@@ -566,13 +566,6 @@ def test_slow_verdict_logs_a_flow_once(
     assert len(flows) == 1, [(e.sport, e.verdict, e.time) for e in flows]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: sandbox/cleanup.py gc lists containers with an "
-    "inspect each (docker-py list without ignore_removed/sparse): one removed "
-    "meanwhile by another run's clean-up raises NotFound, and run_session calls "
-    "gc outside its try: concurrent runs crash at start (exit 1, a traceback)",
-)
 def test_gc_survives_a_container_removed_while_it_lists(
     client: docker.DockerClient, tags: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

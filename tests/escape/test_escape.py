@@ -680,11 +680,6 @@ def test_dns_tunnelling_through_unapproved_names(arena: Arena) -> None:
     assert arena.with_pattern("tun") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: snitch/dns.py DnsForwarder.resolve judges only "
-    "the first question but forwards the client's raw message upstream",
-)
 def test_dns_extra_sections_are_not_forwarded(arena: Arena) -> None:
     a = arena.a
     assert a.r("smuggle_second_question")["ok"] and a.r("smuggle_additional")["ok"]
@@ -692,12 +687,6 @@ def test_dns_extra_sections_are_not_forwarded(arena: Arena) -> None:
     assert smuggled == [], f"{len(smuggled)} packets carried an unapproved name upstream"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: snitch/dns.py judges str(qname), where a label "
-    "may hold a '.', but forwards the wire name: api\\.example.test passes as "
-    "api.example.test",
-)
 def test_dns_name_is_forwarded_as_judged(arena: Arena) -> None:
     assert arena.with_pattern("dotted") == [], "a name other than the judged one went upstream"
 
@@ -739,12 +728,6 @@ def test_gateway_ports_are_refused(arena: Arena) -> None:
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: snitch/flowgate.py FlowGate.judge defers a bare "
-    "address on a TLS port to mitmproxy (accepting the SYN) even when it is the "
-    "gateway's own address",
-)
 def test_gateway_tls_port_is_refused(arena: Arena) -> None:
     assert _failed(arena.a.r("gateway_tcp_443"), errno.ECONNREFUSED), arena.a.r("gateway_tcp_443")
 
@@ -761,11 +744,6 @@ def test_control_api_is_invisible_in_the_sandbox(arena: Arena) -> None:
 # -- broadcast, other protocols, TLS names --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: sandbox/session.py HOLDER_SCRIPT leaves broadcast "
-    "and multicast: they reach the host's bridge directly, never the gateway",
-)
 def test_broadcast_and_multicast_do_not_reach_the_host(arena: Arena) -> None:
     a = arena.a
     assert a.r("bcast_limited")["ok"] or a.r("bcast_limited")["errno"] == errno.EPERM
@@ -777,11 +755,6 @@ def test_broadcast_and_multicast_do_not_reach_the_host(arena: Arena) -> None:
     assert bypass == [], f"{len(bypass)} frames reached the host without the gateway: {bypass[:3]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: snitch/netfilter.py forwards packets conntrack "
-    "calls INVALID (never queued, not NATed): UDP-Lite leaves unjudged",
-)
 def test_unprivileged_ip_protocols_do_not_leave(arena: Arena) -> None:
     a = arena.a
     assert _failed(a.r("proto_sctp")) and _failed(a.r("proto_dccp"))
@@ -789,12 +762,6 @@ def test_unprivileged_ip_protocols_do_not_leave(arena: Arena) -> None:
     assert leaked == [], leaked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: snitch/mitm.py SnitchAddon.decide allows a "
-    "deferred bare address by its ClientHello SNI alone and connects to that "
-    "address",
-)
 def test_sni_of_an_allowed_name_does_not_open_a_denied_address(arena: Arena) -> None:
     assert _failed(arena.a.r("sni_spoof")), arena.a.r("sni_spoof")
     assert arena.internet_to(arena.evil, proto=6, dport=443) == []
