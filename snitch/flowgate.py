@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from snitch.fakeip import FakeIPs
 
 log = logging.getLogger(__name__)
+RETRANSMIT_SECONDS = 3.0  # a SYN is retransmitted after 1 s, then 3 s
 
 
 class FlowGate:
@@ -44,6 +45,9 @@ class FlowGate:
         self.resolve: Callable[[str], Awaitable[list[str]]] | None = None
         self._parked: list[QueuedPacket] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # TCP flows decided in the last few seconds: their retransmitted SYNs (queued
+        # while the verdict was on its way) get the same verdict and no second log line.
+        self._recent: dict[FlowKey, tuple[Decision, float]] = {}
 
     def park_web_flows(self, ports: frozenset[int]) -> None:
         self.web_ports = ports
@@ -74,6 +78,12 @@ class FlowGate:
             self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
 
     def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
+        if key.proto is Proto.TCP and self._recent:
+            hit = self._recent.get(key)
+            if hit is not None and hit[1] > time.monotonic():
+                # A retransmitted SYN of a flow just decided: the same verdict, no new line.
+                self.apply(pkt, hit[0], key)
+                return
         names = self.names.names_for(key.dst)
         query = Query(key.proto, key.dst, key.dport, names)
         if (
@@ -153,6 +163,11 @@ class FlowGate:
         self, key: FlowKey, decision: Decision, verdict: str = "",
         names: tuple[str, ...] | None = None,
     ) -> None:  # fmt: skip
+        if key.proto is Proto.TCP:
+            now = time.monotonic()
+            if len(self._recent) > 10_000:
+                self._recent = {k: v for k, v in self._recent.items() if v[1] > now}
+            self._recent[key] = (decision, now + RETRANSMIT_SECONDS)
         real = self.fake.real_address(key.dst) if self.fake is not None else None
         if names is None:
             names = self.names.names_for(key.dst)

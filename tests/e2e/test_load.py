@@ -512,12 +512,6 @@ def queued(gateway: Any) -> int:
     return int(fields[2]) if fields else 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: snitch/flowgate.py FlowGate.judge gives a verdict "
-    "and a log line to every queued SYN: when a verdict takes over a second "
-    "(start-up, load), the retransmitted SYN of the same flow is logged again",
-)
 def test_slow_verdict_logs_a_flow_once(
     home: Path,
     internet: DemoInternet,
