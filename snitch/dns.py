@@ -78,8 +78,10 @@ class DnsForwarder:
             try:
                 data = self.judged_query(request)  # what goes upstream is what we judge
             except ValueError as exc:  # well-formed, but not a plain query: FORMERR
-                self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, src=client,
-                                      message=f"refused DNS query: {exc}"))  # fmt: skip
+                qname = str(request.q.qname).rstrip(".").lower() if request.questions else ""
+                self.bus.log(LogEntry(EntryKind.DNS, session=self.session, proto="dns",
+                                      src=client, qname=qname, verdict="deny",
+                                      reason=f"refused: {exc}"))  # fmt: skip
                 reply = request.reply()
                 reply.header.rcode = RCODE.FORMERR
                 return bytes(reply.pack())

@@ -35,6 +35,15 @@ class Tmux:
         return str(wait_for(lambda: text in (s := self.screen()) and s, f"{text!r} on screen",
                             timeout))  # fmt: skip
 
+    def wait_row(self, name: str, timeout: float = 40) -> str:
+        """A pending row for ``name`` (the title bar also holds names: rows have /tcp)."""
+
+        def row() -> str:
+            screen = self.screen()
+            return screen if any(name in ln and "/tcp" in ln for ln in screen.splitlines()) else ""
+
+        return str(wait_for(row, f"a pending row for {name}", timeout))
+
     def keys(self, *keys: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
 
@@ -65,9 +74,9 @@ def test_dashboard_allows_always_and_denies(
     tmux_run: tuple[Tmux, Path], home: Path, internet: DemoInternet,
 ) -> None:
     tmux, exit_file = tmux_run
-    tmux.wait_screen("api.example.test")
+    tmux.wait_row("api.example.test")
     tmux.keys("A")  # allow always: this host, this port
-    tmux.wait_screen("evil.example.test")
+    tmux.wait_row("evil.example.test")
     tmux.keys("d")  # deny once
     # The script finishes; its output is in the dashboard's output pane.
     tmux.wait_screen("hello from api.example.test /dashboard")

@@ -297,6 +297,7 @@ def test_flow_gate_gives_one_verdict_and_logs_garbage(data: bytes) -> None:
     gate, seen = GATE
     seen.logs.clear()
     gate.garbage = 0
+    gate._recent.clear()  # each example is a new flow, not a retransmission of the last
     pkt = FakePacket(data)
     gate.on_packet(pkt)  # must not raise
     assert len(pkt.verdicts) == 1, pkt.verdicts
