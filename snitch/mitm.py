@@ -25,7 +25,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snitch.model import Action, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
+from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
 
 if TYPE_CHECKING:
     from snitch.flowgate import FlowGate
@@ -67,6 +67,19 @@ class SnitchAddon:
         self.sni: dict[str, str] = {}  # client connection id -> SNI
         self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
         self.ready = asyncio.Event()
+        self.waiting: dict[str, FlowKey] = {}  # client id -> deferred flow, until decided
+
+    def client_disconnected(self, client: Any) -> None:
+        """A deferred connection that closed before saying who it wants (a silent port
+        probe) is still a flow: logged as denied."""
+        key = self.waiting.pop(client.id, None)
+        if key is None and client.peername:  # it never sent a byte: find it by its source
+            src, sport = client.peername[:2]
+            key = next((k for k in self.gate.deferred if k.src == src and k.sport == sport),
+                       None)  # fmt: skip
+        if key is not None and self.gate.deferred.pop(key, None) is not None:
+            decision = Decision(Action.DENY, None, "closed before its TLS ClientHello")
+            self.gate.log_flow(key, decision, names=())
 
     def running(self) -> None:
         """mitmproxy's servers are up."""
@@ -84,6 +97,8 @@ class SnitchAddon:
         if len(ctx.layers) > 1:
             return  # an inner decision (inside TLS): mitmproxy's own rules
         data = nextlayer.data_client()
+        if self._deferred(ctx):
+            self.waiting[ctx.client.id] = self._key(ctx)  # logged if it closes undecided
         if not starts_like_tls_record(data):
             if not data:
                 return  # wait for the client's first bytes
@@ -119,6 +134,7 @@ class SnitchAddon:
         """True to let the connection go on."""
         gate = self.gate
         key = self._key(ctx)
+        self.waiting.pop(ctx.client.id, None)
         names = (sni,) if sni else gate.names.names_for(key.dst)
         query = Query(Proto.TCP, key.dst, key.dport, names)
         if gate.deferred.pop(key, None) is None:

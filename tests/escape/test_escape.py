@@ -767,11 +767,6 @@ def test_sni_of_an_allowed_name_does_not_open_a_denied_address(arena: Arena) -> 
     assert arena.internet_to(arena.evil, proto=6, dport=443) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: snitch/mitm.py a deferred TLS-port connection "
-    "closed before its ClientHello is never decided nor logged",
-)
 def test_silent_tls_connection_is_logged(arena: Arena) -> None:
     assert arena.a.flows(proto="tcp", dst=arena.tracker, dport=443)
 
@@ -843,7 +838,8 @@ def test_flood_of_new_flows_fails_closed(arena: Arena) -> None:
     # Every flow that got a verdict is logged, denied (the kernel may drop excess SYNs:
     # their retransmissions are judged). A SYN whose verdict took over a second may be
     # logged twice (hole 6, test_load.py::test_slow_verdict_logs_a_flow_once).
-    tcp = {(e.sport, e.dport) for e in a.flows(proto="tcp", dst=arena.tracker)}
+    # (port 443 is the silent TLS probe's, logged on its own: not part of the flood)
+    tcp = {(e.sport, e.dport) for e in a.flows(proto="tcp", dst=arena.tracker) if e.dport != 443}
     udp = [e.sport for e in a.flows(proto="udp", dst=arena.tracker)]
     assert len(udp) == len(set(udp))
     assert 0 < len(tcp) <= FLOOD and 0 < len(udp) <= FLOOD
