@@ -4,7 +4,7 @@ Layout (inside the gateway's own network namespace):
 
 - mangle PREROUTING: every NEW packet (and every TCP SYN) from the sandbox interface
   goes to NFQUEUE
-  (no ``--queue-bypass``: without a listener the kernel drops it, so we fail closed),
+  (no bypass flag on the rule: without a listener the kernel drops it, so we fail closed),
   except DNS to the gateway's own resolver.
 - filter FORWARD (policy DROP): established traffic passes; a packet the queue marked
   ``DENY_MARK`` is refused with a TCP RST (other protocols are dropped); only

@@ -67,8 +67,8 @@ def demo_rules() -> list[Rule]:
         )
 
     return [
-        tls("*.pypi.org", 1, 14, "package index"),
-        tls("files.pythonhosted.org", 2, 9),
+        tls("*.pkgs.example.test", 1, 14, "package index"),
+        tls("files.pkgs.example.test", 2, 9),
         Rule(Action.DENY, cidr="169.254.169.254", source="policy", note="cloud metadata", id=3),
     ]
 
@@ -83,8 +83,8 @@ def demo_log() -> list[LogEntry]:
         )  # fmt: skip
 
     return [
-        flow(9, "151.101.0.223", ["pypi.org"], "allow", 1),
-        flow(7, "151.101.1.63", ["files.pythonhosted.org"], "allow", 2),
+        flow(9, "198.18.0.7", ["pkgs.example.test"], "allow", 1),
+        flow(7, "198.18.0.8", ["files.pkgs.example.test"], "allow", 2),
         flow(5, "169.254.169.254", [], "deny", 3),
     ]
 

@@ -136,9 +136,10 @@ def test_log_prune(home: Path) -> None:
 
 def test_from_session_diff_then_apply(home: Path) -> None:
     with RuleStore(home / "rules.db") as store:
-        store.add(Rule(Action.ALLOW, host="github.com", port_lo=443, port_hi=443, proto=Proto.TCP))
+        store.add(Rule(Action.ALLOW, host="code.example.test", port_lo=443, port_hi=443,
+                       proto=Proto.TCP))  # fmt: skip
     diff = run("rules", "from-session", "aaaa")
-    assert "  allow github.com:443/tcp" in diff
+    assert "  allow code.example.test:443/tcp" in diff
     assert "+ allow api.example.test:443/tcp" in diff and "+ allow 192.0.2.9:123/udp" in diff
     assert "203.0.113.5" not in diff
     with RuleStore(home / "rules.db") as store:

@@ -76,7 +76,7 @@ def test_without_a_lookup_the_first_name_is_used() -> None:
 
 def test_diff_shows_current_rules_and_additions() -> None:
     existing = [
-        Rule(Action.ALLOW, host="github.com", port_lo=443, port_hi=443, proto=Proto.TCP),
+        Rule(Action.ALLOW, host="code.example.test", port_lo=443, port_hi=443, proto=Proto.TCP),
         Rule(Action.DENY, host="ads.test"),
         Rule(Action.ALLOW, host="once.test", once_key="k"),
     ]
@@ -85,7 +85,7 @@ def test_diff_shows_current_rules_and_additions() -> None:
     assert diff.splitlines() == [
         "--- rules now (2)",
         "+++ rules with the proposal (3)",
-        "  allow github.com:443/tcp",
+        "  allow code.example.test:443/tcp",
         "  deny ads.test/any",
         "+ allow api.example.test:443/tcp",
     ]

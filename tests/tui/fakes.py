@@ -211,7 +211,7 @@ def rule(action: Action, rid: int, source: str = "policy", **kw: Any) -> Rule:
 def sample_rules() -> list[Rule]:
     tls: dict[str, Any] = {"port_lo": 443, "port_hi": 443, "proto": Proto.TCP}
     return [
-        rule(Action.ALLOW, 1, host="*.pypi.org", note="package index", hits=12, **tls),
+        rule(Action.ALLOW, 1, host="*.pkgs.example.test", note="package index", hits=12, **tls),
         rule(Action.DENY, 2, cidr="169.254.169.254", note="cloud metadata"),
         rule(Action.ALLOW, 3, "prompt", host="api.example.test", expires_at=NOW + 300, **tls),
         rule(Action.DENY, 4, "prompt", host="*.evil.example.test", session="s1", enabled=False),
@@ -230,10 +230,11 @@ def flow(
 
 def sample_log(session: str = "s1") -> list[LogEntry]:
     dns = LogEntry(EntryKind.DNS, session, NOW - 20, "udp", verdict="allow",
-                   qname="files.pythonhosted.org", qtype="A", answers=["151.101.1.63"])  # fmt: skip
+                   qname="files.pkgs.example.test", qtype="A", answers=["198.18.0.8"])  # fmt: skip
     return [
         flow(
-            session, 30, "151.101.0.223", 443, ["pypi.org"], "allow", 1, "allow *.pypi.org:443/tcp"
+            session, 30, "198.18.0.7", 443, ["pkgs.example.test"], "allow", 1,
+            "allow *.pkgs.example.test:443/tcp",
         ),  # fmt: skip
         dns,
         flow(session, 10, "169.254.169.254", 80, [], "deny", 2, "deny 169.254.169.254/any"),

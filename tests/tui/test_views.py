@@ -71,10 +71,10 @@ async def test_log_filter() -> None:
         assert app.focused is app.query_one("#log-filter")
         await pilot.press(*"deny")
         assert table(app, "log").row_count == 1
-        app.query_one("#log-filter", Input).value = "pythonhosted"
+        app.query_one("#log-filter", Input).value = "files.pkgs"
         await pilot.pause()
         assert table(app, "log").row_count == 1
-        app.query_one("#log-filter", Input).value = "allow pypi"
+        app.query_one("#log-filter", Input).value = "allow 198.18.0.7"
         await pilot.pause()
         assert table(app, "log").row_count == 1
         # a new entry that does not match stays hidden until the filter is cleared
