@@ -40,15 +40,19 @@ def met(ok: bool | None) -> str:
     return "–" if ok is None else ("yes" if ok else "**no**")
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
+def cpu_model(default: str = "unknown") -> str:
+    """The CPU's model name from /proc/cpuinfo (shared by every benchmark's report)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return default
+
+
+def machine() -> dict[str, str]:
+    cpu = cpu_model()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     try:
         uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
