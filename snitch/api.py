@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ class ControlApi:
         self._server: asyncio.Server | None = None
         self._streams: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._seq = itertools.count(1)
-        self._recent: list[dict[str, Any]] = []
+        self._recent: deque[dict[str, Any]] = deque(maxlen=LOG_MEMORY)
         self._handlers: set[asyncio.Task[None]] = set()
         bus.subscribe(self._on_event)
 
@@ -89,11 +90,12 @@ class ControlApi:
             self.socket_path.unlink()
 
     def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
-        event = {"topic": topic, "data": payload, "seq": next(self._seq)}
+        seq = next(self._seq)
         if topic == "log":
             self._recent.append(payload)
-            if len(self._recent) > LOG_MEMORY:
-                del self._recent[: len(self._recent) - LOG_MEMORY]
+        if not self._streams:  # on the packet path: nothing more to do for nobody
+            return
+        event = {"topic": topic, "data": payload, "seq": seq}
         for queue in list(self._streams):
             try:
                 queue.put_nowait(event)
@@ -266,7 +268,7 @@ class ControlApi:
 
     async def _log(self, r: Request) -> tuple[int, Any]:
         limit = int(r.query.get("limit", ["500"])[0])
-        return 200, self._recent[-limit:]
+        return 200, list(self._recent)[-limit:]
 
     async def _explain(self, r: Request) -> tuple[int, Any]:
         host = str(r.body["host"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from snitch.events import EventBus
 from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
-from snitch.packet import BadPacket, parse_flow
+from snitch.packet import BadPacket, parse_flow, tcp_seq
 from snitch.queue import QueuedPacket
 from snitch.rulebook import RuleBook
 
@@ -45,9 +46,12 @@ class FlowGate:
         self.resolve: Callable[[str], Awaitable[list[str]]] | None = None
         self._parked: list[QueuedPacket] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # TCP flows decided in the last few seconds: their retransmitted SYNs (queued
-        # while the verdict was on its way) get the same verdict and no second log line.
-        self._recent: dict[FlowKey, tuple[Decision, float]] = {}
+        # TCP flows decided in the last few seconds, by 5-tuple: (verdict, expiry, the
+        # SYN's sequence number). A retransmitted SYN (queued while the verdict was on
+        # its way) repeats the sequence number and gets the same verdict, no second log
+        # line; a new connection reusing the 5-tuple has another one and is judged anew.
+        self._recent: dict[FlowKey, tuple[Decision, float, int]] = {}
+        self._expiry: deque[tuple[float, FlowKey]] = deque()  # in time order, for pruning
 
     def park_web_flows(self, ports: frozenset[int]) -> None:
         self.web_ports = ports
@@ -62,7 +66,8 @@ class FlowGate:
     def on_packet(self, pkt: QueuedPacket) -> None:
         """Called by the queue for each NEW packet; never raises (fail closed: drop)."""
         try:
-            key = parse_flow(pkt.get_payload())
+            data = pkt.get_payload()
+            key = parse_flow(data)
         except BadPacket as exc:
             pkt.drop()
             self._dropped(str(exc))
@@ -72,18 +77,18 @@ class FlowGate:
             self._dropped(f"internal error: {exc!r}")
             return
         try:
+            if key.proto is Proto.TCP and self._recent:
+                hit = self._recent.get(key)
+                if hit is not None and hit[1] > time.monotonic() and hit[2] == tcp_seq(data):
+                    # A retransmitted SYN of a flow just decided: the same verdict, no line.
+                    self.apply(pkt, hit[0], key)
+                    return
             self.judge(pkt, key)
         except Exception as exc:  # pragma: no cover
             log.exception("deciding %s", key)
             self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
 
     def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
-        if key.proto is Proto.TCP and self._recent:
-            hit = self._recent.get(key)
-            if hit is not None and hit[1] > time.monotonic():
-                # A retransmitted SYN of a flow just decided: the same verdict, no new line.
-                self.apply(pkt, hit[0], key)
-                return
         names = self.names.names_for(key.dst)
         query = Query(key.proto, key.dst, key.dport, names)
         if (
@@ -128,7 +133,23 @@ class FlowGate:
             self._spawn(self._route_then_accept(pkt, key, decision))
             return
         self.apply(pkt, decision, key)
+        self._remember(pkt, key, decision)
         self.log_flow(key, decision, verdict, names)
+
+    def _remember(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
+        """Keep a TCP flow's verdict for its retransmitted SYNs (see ``_recent``)."""
+        if key.proto is not Proto.TCP:
+            return
+        now = time.monotonic()
+        expiry, recent = self._expiry, self._recent
+        while expiry and expiry[0][0] <= now:
+            _, old = expiry.popleft()
+            hit = recent.get(old)
+            if hit is not None and hit[1] <= now:
+                del recent[old]
+        until = now + RETRANSMIT_SECONDS
+        recent[key] = (decision, until, tcp_seq(pkt.get_payload()))
+        expiry.append((until, key))
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
         """An allowed flow to a synthetic address: resolve the name for real, DNAT, accept."""
@@ -142,6 +163,7 @@ class FlowGate:
         except Exception as exc:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
         self.apply(pkt, decision, key)
+        self._remember(pkt, key, decision)
         self.log_flow(key, decision)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -163,11 +185,6 @@ class FlowGate:
         self, key: FlowKey, decision: Decision, verdict: str = "",
         names: tuple[str, ...] | None = None,
     ) -> None:  # fmt: skip
-        if key.proto is Proto.TCP:
-            now = time.monotonic()
-            if len(self._recent) > 10_000:
-                self._recent = {k: v for k, v in self._recent.items() if v[1] > now}
-            self._recent[key] = (decision, now + RETRANSMIT_SECONDS)
         real = self.fake.real_address(key.dst) if self.fake is not None else None
         if names is None:
             names = self.names.names_for(key.dst)

@@ -17,6 +17,7 @@ from typing import Any
 from snitch.model import LogEntry
 
 FLUSH_SECONDS = 0.1
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separators=) builds one a call
 
 
 class LogWriter:
@@ -36,7 +37,7 @@ class LogWriter:
 
     def on_event(self, topic: str, payload: dict[str, Any]) -> None:
         if topic == "log":
-            self._buffer.append(json.dumps(payload, separators=(",", ":")))
+            self._buffer.append(_ENCODER.encode(payload))
 
     def flush(self) -> None:
         if self._buffer:

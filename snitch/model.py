@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Proto(enum.StrEnum):
@@ -40,9 +40,9 @@ class Mode(enum.StrEnum):
     ASK = "ask"  # unmatched flows are held until a person decides
 
 
-@dataclass(frozen=True, slots=True)
-class FlowKey:
-    """The 5-tuple of a connection as the sandbox sent it."""
+class FlowKey(NamedTuple):
+    """The 5-tuple of a connection as the sandbox sent it (a tuple: hashed in C, it is
+    a dict key on the packet path)."""
 
     proto: Proto
     src: str

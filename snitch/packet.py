@@ -53,6 +53,13 @@ def tcp_flags(data: bytes) -> int:
     return data[ihl + 13] if len(data) > ihl + 13 else 0
 
 
+def tcp_seq(data: bytes) -> int:
+    """The sequence number of an IPv4 TCP packet (-1 if too short): a retransmitted SYN
+    repeats it, a new connection on the same 5-tuple does not."""
+    ihl = (data[0] & 0x0F) * 4
+    return int.from_bytes(data[ihl + 4 : ihl + 8]) if len(data) >= ihl + 8 else -1
+
+
 def tcp_payload(data: bytes) -> bytes:
     """The TCP payload of an IPv4 TCP packet (empty if none)."""
     ihl = (data[0] & 0x0F) * 4

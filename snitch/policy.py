@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ DEST_KIND_NAMES = {0: "any destination", 1: "wildcard domain", 2: "exact host", 
 _DNS_ALLOW_PROTOS = frozenset({Proto.DNS, Proto.ANY, Proto.TCP, Proto.UDP})
 _DNS_DENY_PROTOS = frozenset({Proto.DNS, Proto.ANY})
 _LAST = 1 << 62
+_MISS = object()
+CACHE_SIZE = 4096  # decisions remembered per Policy (cleared when full)
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -230,6 +233,8 @@ class Policy:
         self._wild: dict[str, list[_Entry]] = {}
         self._any: list[_Entry] = []
         self._bl_cache: dict[str, _Entry] = {}
+        self._cache: dict[Query, Decision | None] = {}
+        self._cache_until = -math.inf  # the first decide computes the next expiry
         # version -> [(shift, {network_int >> shift: entries})], longest prefix first
         self._nets: dict[int, list[tuple[int, dict[int, list[_Entry]]]]] = {}
         buckets: dict[tuple[int, int], dict[int, list[_Entry]]] = {}
@@ -324,8 +329,36 @@ class Policy:
         return found
 
     def decide(self, query: Query, *, now: float | None = None) -> Decision | None:
-        """The deciding rule's verdict, or None when no rule matches (apply the default)."""
-        found = self._matching(query, self.clock() if now is None else now)
+        """The deciding rule's verdict, or None when no rule matches (apply the default).
+
+        Answers are cached per query until the next rule expiry (the rules of a Policy
+        never change; a reload builds a new one), so a repeated flow costs one lookup.
+        """
+        if now is not None:
+            return self._decide(query, now)
+        now = self.clock()
+        if now < self._cache_until:
+            hit = self._cache.get(query, _MISS)
+            if hit is not _MISS:
+                return hit  # type: ignore[return-value]
+        else:
+            self._cache.clear()
+            self._cache_until = min(
+                (
+                    r.expires_at
+                    for r in self.rules
+                    if r.expires_at is not None and r.expires_at > now
+                ),
+                default=math.inf,
+            )
+        decision = self._decide(query, now)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[query] = decision
+        return decision
+
+    def _decide(self, query: Query, now: float) -> Decision | None:
+        found = self._matching(query, now)
         if not found:
             return None
         best = found[0][0]

@@ -16,10 +16,10 @@ from snitch.netfilter import DENY_MARK
 from snitch.rulebook import RuleBook
 
 
-def syn(dst: str, dport: int, sport: int = 40000) -> bytes:
+def syn(dst: str, dport: int, sport: int = 40000, seq: int = 0) -> bytes:
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0,
                      socket.inet_aton("10.0.0.2"), socket.inet_aton(dst))  # fmt: skip
-    return ip + struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 0x50, 0x02, 0, 0, 0)
+    return ip + struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 0x50, 0x02, 0, 0, 0)
 
 
 class Packet:
@@ -65,6 +65,24 @@ def test_enforce_accepts_allowed_refuses_the_rest_and_logs_each_once(tmp_path: P
     assert [(e["dst"], e["verdict"], e.get("names")) for e in logged] == [
         ("10.9.0.5", "allow", ["api.example.test"]), ("10.8.0.5", "deny", None)
     ]
+
+
+def test_a_retransmitted_syn_is_not_logged_again_but_a_new_connection_on_its_5_tuple_is(
+    tmp_path: Path,
+) -> None:
+    g, logged = gate(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
+    first, again = Packet(syn("10.9.0.5", 80, seq=1000)), Packet(syn("10.9.0.5", 80, seq=1000))
+    g.on_packet(first)
+    g.on_packet(again)
+    assert (first.verdict, again.verdict) == ("accepted", "accepted")
+    assert len(logged) == 1
+    reused = Packet(syn("10.9.0.5", 80, seq=777_000))  # same ports, another connection
+    g.on_packet(reused)
+    assert reused.verdict == "accepted" and len(logged) == 2
+    g.rules.add_rule(Rule(Action.DENY, cidr="10.9.0.5/32"))
+    later = Packet(syn("10.9.0.5", 80, seq=5))  # a new connection is judged by today's rules
+    g.on_packet(later)
+    assert later.verdict == "refused" and logged[-1]["verdict"] == "deny"
 
 
 def test_garbage_is_dropped_and_logged(tmp_path: Path) -> None:

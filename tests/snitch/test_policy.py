@@ -175,6 +175,22 @@ def test_expiry_uses_the_injected_clock() -> None:
     assert p.decide(tcp()) is not None
 
 
+def test_cached_decisions_end_when_a_rule_expires() -> None:
+    clock = [NOW]
+    q = tcp("api.example.test")
+    allow_host_a_while = rule(host="api.example.test", expires_at=NOW + 10)
+    deny_everything_later = rule(action=Action.DENY, rid=2, expires_at=NOW + 20)
+    p = Policy([allow_host_a_while, deny_everything_later], clock=lambda: clock[0])
+    d = p.decide(q)
+    assert d is not None and d.action is Action.ALLOW  # the more specific rule wins
+    assert p.decide(q) is d  # the same query again: from the cache
+    clock[0] = NOW + 10
+    d = p.decide(q)
+    assert d is not None and d.action is Action.DENY
+    clock[0] = NOW + 20
+    assert p.decide(q) is None
+
+
 def test_once_rules_match_only_their_flow() -> None:
     key = str(FlowKey(Proto.TCP, "172.30.0.2", 40000, "192.0.2.10", 443))
     r = [rule(once_key=key)]
