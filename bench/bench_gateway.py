@@ -118,7 +118,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 lab.end_session(timed)
         if "bulk" in chosen:
             log(f"bulk TCP: {sizes.bulk / 1e6:.0f} MB x {sizes.bulk_reps} per path")
-            out["bulk"] = figures.bulk(queued, ip, sizes.bulk, sizes.bulk_reps)
+            router = lab.session("router")
+            out["bulk"] = figures.bulk([*queued, router], ip, sizes.bulk, sizes.bulk_reps)
+            lab.end_session(router)
         if bare is not None:
             lab.end_session(bare)
         if "http" in chosen:

@@ -123,6 +123,18 @@ def _bulk_rows(out: dict[str, Any]) -> list[Row]:
             fmt(d["mb_per_s"], "MB/s", 0), fmt(b["mb_per_s"], "MB/s", 0),
             _pct(ratio(b["mb_per_s"], d["mb_per_s"])), "–", "–",
         ))  # fmt: skip
+    if "router" in out["bulk"]:
+        p = _m(out, "bulk", "router")
+        rows.append((
+            "bulk TCP through the same topology, gateway a plain router (no rules, no queue)",
+            fmt(d["mb_per_s"], "MB/s", 0), fmt(p["mb_per_s"], "MB/s", 0),
+            _pct(ratio(p["mb_per_s"], d["mb_per_s"])), "–", "–",
+        ))  # fmt: skip
+        rows.append((
+            "bulk TCP, coderun vs the plain router (what coderun's rules and handler cost)",
+            fmt(p["mb_per_s"], "MB/s", 0), fmt(g["mb_per_s"], "MB/s", 0),
+            _pct(ratio(g["mb_per_s"], p["mb_per_s"])), "–", "–",
+        ))  # fmt: skip
     return rows
 
 

@@ -43,7 +43,7 @@ WORKLOAD = ["python3", "/bench/workload.py"]
 FLOWCLIENT = "/benchbin/flowclient"
 FAST_COMMANDS = ("connect", "rate")  # what flowclient does (when it could be built)
 # Session kinds whose gateway container runs one of our scripts instead of snitch.gateway.
-VARIANTS = {"bare": "bare_handler.py", "timed": "timed_gateway.py"}
+VARIANTS = {"bare": "bare_handler.py", "timed": "timed_gateway.py", "router": "plain_router.py"}
 
 
 def docker_client() -> docker.DockerClient:
