@@ -81,7 +81,7 @@ def _wrap_on_packet() -> None:
         finally:
             _add("on_packet", now() - t0)
 
-    flowgate.FlowGate.on_packet = on_packet
+    flowgate.FlowGate.on_packet = on_packet  # type: ignore[method-assign]
 
 
 def _writer() -> None:
