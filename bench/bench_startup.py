@@ -36,7 +36,11 @@ SECTION = "Startup: coderun run -- true"
 
 
 def hyperfine(
-    commands: dict[str, str], runs: int, env: dict[str, str], warmup: int = 1
+    commands: dict[str, str],
+    runs: int,
+    env: dict[str, str],
+    warmup: int = 1,
+    prepare: str | None = None,
 ) -> dict[str, Any]:
     exe = shutil.which("hyperfine")
     if exe is None:
@@ -46,6 +50,8 @@ def hyperfine(
         # A failed run is counted and shown, not fatal (-i); its output is kept.
         cmd = [exe, "--runs", str(runs), "--warmup", str(warmup), "--export-json", str(out),
                "--style", "basic", "-i", "--output", str(output)]  # fmt: skip
+        if prepare:
+            cmd += ["--prepare", prepare]
         for name, command in commands.items():
             cmd += ["-n", name, command]
         subprocess.run(cmd, check=True, env=env, stdout=sys.stderr)
@@ -180,6 +186,39 @@ def import_costs(lab: Lab) -> dict[str, float]:
     }
 
 
+def warm_pool_runs(lab: Lab, coderun: list[str], image: str, runs: int, env: dict[str, str],
+                   warmup: int) -> dict[str, Any]:  # fmt: skip
+    """The same two commands while ``coderun pool`` keeps one warm session; before each
+    timed run (untimed, hyperfine's --prepare) we wait until the pool has one ready."""
+    cli = [sys.executable, "-m", "sandbox.cli"]
+    start = [*cli, "pool", "start", "--egress-network", lab.network.name,
+             "--dns-upstream", lab.server_ip]  # fmt: skip
+    subprocess.run(start, check=True, env=env, stdout=sys.stderr)
+    folder = shlex.quote(str(lab.home / "pool"))
+    ready = f"until ls {folder}/*.ready >/dev/null 2>&1; do sleep 0.05; done"
+    try:
+        commands = {
+            "docker run --rm IMAGE true": f"docker run --rm {shlex.quote(image)} true",
+            "coderun run -- true (warm pool)": shlex.join(coderun),
+        }
+        return hyperfine(commands, runs, env, warmup=warmup, prepare=f"sh -c {shlex.quote(ready)}")
+    finally:
+        subprocess.run([*cli, "pool", "stop"], env=env, stdout=sys.stderr)
+
+
+def _warm_row(warm: dict[str, Any]) -> tuple[str, ...]:
+    d = warm["docker run --rm IMAGE true"]["median"]
+    c = warm["coderun run -- true (warm pool)"]["median"]
+    return (
+        "the same with a warm session from `coderun pool start` (median)",
+        fmt(d, "s", 2),
+        fmt(c, "s", 2),
+        f"{c / d:.2f}×",
+        "≤ 2×",
+        met(c / d <= 2),
+    )
+
+
 def cli_import(runs: int) -> float:
     """Median seconds of ``python -m sandbox.cli --version`` (interpreter + imports)."""
     times = []
@@ -212,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         env = {**os.environ, "CODERUN_HOME": str(lab.home)}
         results = hyperfine(commands, runs, env, warmup=0 if args.smoke else 1)
+        warm = warm_pool_runs(lab, coderun, image, runs, env, 0 if args.smoke else 1)
         steps = phases(lab, max(1, runs // 2))
         # The smoke run only checks that numbers come out: one session, no extras.
         plain = {} if args.smoke else phases(lab, max(1, runs // 2), web_ports="")
@@ -230,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
          f"{d['mean']:.2f} ± {d['stddev'] or 0:.2f} s ({d['min']:.2f} … {d['max']:.2f})",
          f"{c['mean']:.2f} ± {c['stddev'] or 0:.2f} s ({c['min']:.2f} … {c['max']:.2f})",
          "–", "–", "–"),
+        _warm_row(warm),
+        ("failed runs with a warm pool (exit status ≠ 0)",
+         str(warm["docker run --rm IMAGE true"]["failures"]),
+         str(warm["coderun run -- true (warm pool)"]["failures"]), "–", "0",
+         met(warm["coderun run -- true (warm pool)"]["failures"] == 0)),
     ]  # fmt: skip
     header = ("figure", "direct/baseline", "coderun", "ratio", "target", "met?")
     step_header = ("phase of a session running `true` (median)", "default web ports",
@@ -250,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(step_header, step_rows))
     if args.json:
-        raw = {"hyperfine": results, "phases": steps, "phases_no_web": plain, "cli": cli,
-               "imports": imports}  # fmt: skip
+        raw = {"hyperfine": results, "warm_pool": warm, "phases": steps,
+               "phases_no_web": plain, "cli": cli, "imports": imports}  # fmt: skip
         args.json.write_text(json.dumps(raw, indent=1, default=str))
     if not args.smoke and not args.no_docs:
         info = machine()

@@ -1,8 +1,10 @@
 """Removing what sessions created: one session's objects, or every orphan (``coderun gc``).
 
 Every container and network coderun creates carries the labels ``coderun.session``
-(the session id), ``coderun.owner-pid`` and ``coderun.owner-host``. An object is an
-orphan when its owner process no longer runs on this host.
+(the session id), ``coderun.owner-pid`` and ``coderun.owner-host``. A session is an
+orphan when none of its objects' owner processes still runs on this host (a warm
+session of ``coderun pool`` has two owners once a run claims it: the pool daemon for
+the gateway and holder, the run for the sandbox).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from docker.models.networks import Network
 from sandbox.session import LABEL, OWNER_HOST, OWNER_PID
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,7 +38,7 @@ def _orphaned(labels: dict[str, str]) -> bool:
     if labels.get(OWNER_HOST) != socket.gethostname():
         return False  # owned by another machine sharing this engine: leave it alone
     try:
-        return not _pid_alive(int(labels.get(OWNER_PID, "0")))
+        return not pid_alive(int(labels.get(OWNER_PID, "0")))
     except ValueError:
         return True
 
@@ -87,16 +89,15 @@ def _parallel(fn: Callable[[T], str | None], items: list[T]) -> list[str]:
 
 def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
     """Remove orphaned sessions' objects (every coderun session's with ``everything``)."""
-    sessions: set[str] = set()
+    orphaned: dict[str, bool] = {}  # session -> every object seen so far is orphaned
     everyone = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
-    for container in everyone:
-        if everything or _orphaned(container.labels):
-            sessions.add(container.labels[LABEL])
-    for network in client.networks.list(filters={"label": LABEL}):
-        labels = network.attrs.get("Labels") or {}
-        if everything or _orphaned(labels):
-            sessions.add(labels[LABEL])
+    labelled = [c.labels for c in everyone]
+    networks = client.networks.list(filters={"label": LABEL})
+    labelled += [n.attrs.get("Labels") or {} for n in networks]
+    for labels in labelled:
+        sid = labels[LABEL]
+        orphaned[sid] = orphaned.get(sid, True) and (everything or _orphaned(labels))
     removed: list[str] = []
-    for session_id in sorted(sessions):
+    for session_id in sorted(s for s, gone in orphaned.items() if gone):
         removed.extend(remove_session(client, session_id))
     return removed

@@ -6,16 +6,50 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import docker
-import docker.errors
 
-from sandbox import images, paths
+from sandbox import paths
 from snitch.model import Mode
+
+if TYPE_CHECKING:
+    import docker
+
+# Commands whose modules load only when used: `coderun --help` and the run stay quick.
+LAZY_COMMANDS = {
+    "rules": ("sandbox.rules_cli", "rules"),
+    "sessions": ("sandbox.review_cli", "sessions"),
+    "log": ("sandbox.review_cli", "log"),
+    "export": ("sandbox.review_cli", "export_command"),
+    "pool": ("sandbox.pool_cli", "pool"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module, attr = LAZY_COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        if cmd_name == "rules" and isinstance(command, click.Group):
+            from sandbox.review_cli import from_session
+
+            command.add_command(from_session)
+        return command
 
 
 def docker_client() -> docker.DockerClient:
+    import docker
+    import docker.errors
+
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -28,7 +62,7 @@ def docker_client() -> docker.DockerClient:
         ) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="coderun")
 def main() -> None:
     """Run untrusted code in a sandbox whose every new connection waits for a decision."""
@@ -72,6 +106,7 @@ def run(
     volumes: tuple[str, ...], workdir: str | None, command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
+    from sandbox import images
     from sandbox.runner import run_session
     from sandbox.session import SessionConfig
 
@@ -120,6 +155,8 @@ def images_group() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even when the inputs did not change.")
 def images_build(force: bool) -> None:
     """Build the gateway, demo-internet and sandbox images (only what changed)."""
+    from sandbox import images
+
     tags = images.build(docker_client(), force=force)
     for name, tag in tags.items():
         click.echo(f"{name:16} {tag}")
@@ -166,17 +203,6 @@ def demo_command() -> None:
 
     sys.exit(run_demo(docker_client()))
 
-
-def _register_commands() -> None:
-    from sandbox.review_cli import export_command, from_session, log, sessions
-    from sandbox.rules_cli import rules
-
-    rules.add_command(from_session)
-    for command in (rules, sessions, log, export_command):
-        main.add_command(command)
-
-
-_register_commands()
 
 if __name__ == "__main__":
     main()

@@ -129,6 +129,24 @@ def prune_logs() -> None:
         pass  # retention must never stop a run
 
 
+def _warm_session(client: docker.DockerClient, config: SessionConfig) -> Session | None:
+    """A started session from ``coderun pool``'s warm pairs, if one fits this run."""
+    from sandbox.pool import claim
+
+    session = claim(client, config)
+    if session is None:
+        return None
+    try:
+        session.start()
+    except (SessionError, docker.errors.DockerException) as exc:
+        print(f"coderun: a warm session failed ({exc}); starting a new one", file=sys.stderr)
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            session.finish(None, f"warm session failed: {exc}")
+            session.close()
+        return None
+    return session
+
+
 def run_session(
     client: docker.DockerClient,
     config: SessionConfig,
@@ -146,8 +164,10 @@ def run_session(
     status: int | None = None
     error: str | None = None
     try:
-        session = Session(client, config)
-        session.start()
+        session = _warm_session(client, config)
+        if session is None:
+            session = Session(client, config)
+            session.start()
         assert session.sandbox is not None
         # Attach before start, so not a byte of a short-lived command's output is lost.
         stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,

@@ -94,12 +94,23 @@ def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float 
 
 
 class Session:
-    def __init__(self, client: docker.DockerClient, config: SessionConfig) -> None:
+    """One run's containers and networks. ``warm`` sessions are a pool's: their gateway
+    and holder were started ahead of time (``start_standby``) and a run ``adopt``s them."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        config: SessionConfig,
+        warm_id: str | None = None,
+        *,
+        record: bool = True,
+    ) -> None:
         self.client = client
         self.config = config
-        self.id = uuid.uuid4().hex[:12]
+        self.id = warm_id or uuid.uuid4().hex[:12]
         self.dir = paths.sessions_dir() / self.id
-        self.dir.mkdir(parents=True)
+        self.dir.mkdir(parents=True, exist_ok=warm_id is not None)
+        self.warm = warm_id is not None  # adopting a pool's pair: record saved on claim
         self.labels = {
             LABEL: self.id,
             OWNER_PID: str(os.getpid()),
@@ -121,7 +132,8 @@ class Session:
             "end": None,
             "exit": None,
         }
-        self.save_record()
+        if record and not self.warm:
+            self.save_record()
 
     # -- record -----------------------------------------------------------------------------
     def save_record(self) -> None:
@@ -138,11 +150,60 @@ class Session:
         return self.dir / "api.sock"
 
     # -- lifecycle --------------------------------------------------------------------------
-    def _labels(self, role: str) -> dict[str, str]:
+    def role_labels(self, role: str) -> dict[str, str]:
         return {**self.labels, ROLE: role}
 
     def start(self) -> None:
         """Bring up networks, gateway and holder; create (not start) the sandbox."""
+        if self.warm:
+            self._start_adopted()
+            return
+        gateway_ready = self._start_pair(standby=False)
+        _wait(gateway_ready, "the gateway")
+        self._create_sandbox(f"coderun-{self.id}")
+
+    def start_standby(self) -> None:
+        """A pool's warm pair: networks, a gateway waiting for its claim, the holder."""
+        state_file = self.dir / "gateway.json"
+
+        checks = 0
+
+        def standing_by() -> bool:
+            nonlocal checks
+            checks += 1
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(state_file.read_text()).get("state") == "standby":
+                    return True
+            return checks % 10 == 0 and self._gateway_failed()
+
+        self._start_pair(standby=True)
+        _wait(standing_by, "the gateway to stand by")
+
+    def _start_adopted(self) -> None:
+        """Claim a warm pair: find its containers, hand the gateway this run's settings,
+        and create the sandbox while the gateway finishes starting."""
+        selector = {"label": f"{LABEL}={self.id}"}
+        for container in self.client.containers.list(filters=selector):
+            role = container.labels.get(ROLE)
+            if role == "gateway":
+                self.gateway = container
+            elif role == "holder":
+                self.holder = container
+        self.networks = self.client.networks.list(filters=selector)
+        if self.gateway is None or self.holder is None:
+            raise SessionError(f"warm session {self.id} is gone")
+        inner = f"coderun-{self.id}-net"
+        self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner]["IPAddress"]
+        self.sandbox_ip = self.holder.attrs["NetworkSettings"]["Networks"][inner]["IPAddress"]
+        self.containers = [self.gateway, self.holder]
+        claim = self.dir / "claim.tmp"
+        claim.write_text(json.dumps(self._run_env()))
+        claim.replace(self.dir / "claim.json")
+        self.save_record()
+        self._create_sandbox(f"coderun-{self.id}")
+        _wait(self._ready_check(), "the gateway")
+
+    def _start_pair(self, standby: bool) -> Callable[[], bool]:
         c = self.client
         name = f"coderun-{self.id}"
         if self.config.egress_network:
@@ -152,13 +213,13 @@ class Session:
                 raise SessionError(f"no Docker network {self.config.egress_network!r}") from exc
         else:
             egress = c.networks.create(
-                f"{name}-egress", driver="bridge", labels=self._labels("egress")
+                f"{name}-egress", driver="bridge", labels=self.role_labels("egress")
             )
             self.networks.append(egress)
         inner = c.networks.create(
             f"{name}-net",
             driver="bridge",
-            labels=self._labels("sandbox-net"),
+            labels=self.role_labels("sandbox-net"),
             options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
         )
         self.networks.append(inner)
@@ -166,14 +227,29 @@ class Session:
         # the holder's network is set up once the gateway's address is known.
         with ThreadPoolExecutor(max_workers=2) as pool:
             holder_started = pool.submit(self._start_holder, name, inner)
-            gateway_ready = self._start_gateway(name, egress, inner)
+            gateway_ready = self._start_gateway(name, egress, inner, standby)
             holder_started.result()
         self._setup_holder()
-        _wait(gateway_ready, "the gateway")
-        self._create_sandbox(name)
+        return gateway_ready
+
+    def _run_env(self) -> dict[str, str]:
+        """The gateway settings that belong to this run (a warm gateway gets them last)."""
+        env = {
+            "CODERUN_COMMAND": json.dumps(self.config.command),
+            "CODERUN_ASK_TIMEOUT": str(self.config.ask_timeout),
+            "CODERUN_ASK_DEFAULT": self.config.ask_default,
+            "CODERUN_MODE": str(self.config.mode),
+            "CODERUN_IMAGE": self.config.image_name,
+        }
+        if self.config.profile:
+            env["CODERUN_PROFILE"] = self.config.profile
+        if self.config.policy_file is not None:
+            (self.dir / "policy.toml").write_bytes(self.config.policy_file.read_bytes())
+            env["CODERUN_POLICY"] = f"/data/sessions/{self.id}/policy.toml"
+        return env
 
     def _start_gateway(
-        self, name: str, egress: Network, inner: Network
+        self, name: str, egress: Network, inner: Network, standby: bool = False
     ) -> Callable[[], bool]:
         data = paths.data_dir()
         egress.reload()
@@ -182,17 +258,13 @@ class Session:
             raise SessionError(f"egress network {egress.name} has no IPv4 subnet")
         paths.api_token()  # the gateway reads it from the data dir
         env = {
-            "CODERUN_COMMAND": json.dumps(self.config.command),
-            "CODERUN_ASK_TIMEOUT": str(self.config.ask_timeout),
-            "CODERUN_ASK_DEFAULT": self.config.ask_default,
             "CODERUN_EGRESS_SUBNET": ipam["Subnet"],
             "CODERUN_EGRESS_GATEWAY": ipam.get("Gateway", ""),
             "CODERUN_SESSION": self.id,
-            "CODERUN_MODE": str(self.config.mode),
             "CODERUN_DATA": "/data",
-            "CODERUN_IMAGE": self.config.image_name,
             "HOST_UID": str(os.getuid()),
             "HOST_GID": str(os.getgid()),
+            **({"CODERUN_STANDBY": "1"} if standby else self._run_env()),
         }
         env["CODERUN_WEB_PORTS"] = self.config.web_ports
         if self.config.intercept_tls:
@@ -202,18 +274,13 @@ class Session:
             env["CODERUN_UPSTREAM_CA"] = f"/data/sessions/{self.id}/upstream-ca.pem"
         if self.config.dns_upstream:
             env["CODERUN_DNS_UPSTREAM"] = self.config.dns_upstream
-        if self.config.profile:
-            env["CODERUN_PROFILE"] = self.config.profile
-        if self.config.policy_file is not None:
-            (self.dir / "policy.toml").write_bytes(self.config.policy_file.read_bytes())
-            env["CODERUN_POLICY"] = f"/data/sessions/{self.id}/policy.toml"
         snitch_dir = Path(snitch.__file__).resolve().parent
         self.gateway = self.client.containers.run(
             self.config.gateway_image,
             name=f"{name}-gw",
             detach=True,
             network=egress.name,
-            labels=self._labels("gateway"),
+            labels=self.role_labels("gateway"),
             environment=env,
             cap_add=["NET_ADMIN"],
             init=True,
@@ -233,22 +300,34 @@ class Session:
         inner.connect(self.gateway)
         self.gateway.reload()
         self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
+        return self._ready_check()
+
+    def _ready_check(self) -> Callable[[], bool]:
         state_file = self.dir / "gateway.json"
+        checks = 0
 
         def ready() -> bool:
-            if state_file.exists():
+            nonlocal checks
+            checks += 1
+            with contextlib.suppress(OSError, ValueError):
                 state = json.loads(state_file.read_text())
                 # With web ports, wait for mitmproxy too (it loads after "ready"): the
                 # sandbox's first request must already be logged and path rules apply.
                 mitm = state.get("mitm") or not self.config.web_ports.strip(" ,")
-                return bool(state.get("state") == "ready" and mitm)
-            self.gateway.reload()  # type: ignore[union-attr]
-            if self.gateway.status == "exited":  # type: ignore[union-attr]
-                logs = self.gateway.logs(tail=20).decode(errors="replace")  # type: ignore[union-attr]
-                raise SessionError(f"the gateway failed to start:\n{logs}")
-            return False
+                if state.get("state") == "ready" and mitm:
+                    return True
+            return checks % 10 == 0 and self._gateway_failed()  # ask Docker now and then
 
         return ready
+
+    def _gateway_failed(self) -> bool:
+        """Raise with the gateway's last lines if its container exited (else False)."""
+        assert self.gateway is not None
+        self.gateway.reload()
+        if self.gateway.status == "exited":
+            logs = self.gateway.logs(tail=20).decode(errors="replace")
+            raise SessionError(f"the gateway failed to start:\n{logs}")
+        return False
 
     def _start_holder(self, name: str, inner: Network) -> None:
         holder = self.client.containers.create(
@@ -256,7 +335,7 @@ class Session:
             name=f"{name}-ns",
             entrypoint=["sleep", "infinity"],
             network=inner.name,
-            labels=self._labels("holder"),
+            labels=self.role_labels("holder"),
             cap_add=["NET_ADMIN"],
             sysctls={
                 "net.ipv6.conf.all.disable_ipv6": "1",
@@ -280,73 +359,10 @@ class Session:
             raise SessionError(f"setting up the sandbox network failed: {out.decode().strip()}")
 
     def _create_sandbox(self, name: str) -> None:
-        cfg = self.config
-        resolv = self.dir / "resolv.conf"
-        resolv.write_text(f"nameserver {self.gateway_ip}\noptions timeout:2 attempts:2\n")
-        volumes: dict[str, dict[str, str]] = {
-            str(resolv): {"bind": "/etc/resolv.conf", "mode": "ro"},
-        }
-        env = dict(cfg.env)
-        if cfg.intercept_tls:
-            bundle = self._ca_bundle()
-            volumes[str(bundle)] = {"bind": "/etc/ssl/certs/ca-certificates.crt", "mode": "ro"}
-            volumes[str(self._ca_cert())] = {"bind": "/coderun/ca.pem", "mode": "ro"}
-            for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
-                        "GIT_SSL_CAINFO"):  # fmt: skip
-                env.setdefault(var, "/etc/ssl/certs/ca-certificates.crt")
-            env.setdefault("NODE_EXTRA_CA_CERTS", "/coderun/ca.pem")
-        command = list(cfg.command)
-        if cfg.script is not None:
-            target = f"/coderun/{cfg.script.name}"
-            volumes[str(cfg.script.resolve())] = {"bind": target, "mode": "ro"}
-            interpreter = ["python3"] if cfg.script.suffix == ".py" else ["bash"]
-            command = [*interpreter, target, *command]
-        for spec in cfg.volumes:
-            parts = spec.split(":")
-            if len(parts) < 2:
-                raise SessionError(f"--volume {spec!r}: expected HOST:CONTAINER[:ro]")
-            mode = parts[2] if len(parts) > 2 else "rw"
-            volumes[str(Path(parts[0]).resolve())] = {"bind": parts[1], "mode": mode}
-        self.sandbox = self.client.containers.create(
-            cfg.image,
-            command=command,
-            name=f"{name}-sandbox",
-            network_mode=f"container:{self.holder.id}",  # type: ignore[union-attr]
-            labels=self._labels("sandbox"),
-            environment=env,
-            volumes=volumes,
-            working_dir=cfg.workdir,
-            tty=cfg.tty,
-            stdin_open=False,
-            cap_drop=["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE"],
-            security_opt=["no-new-privileges"],
-            pids_limit=cfg.pids,
-            mem_limit=cfg.memory,
-        )
+        from sandbox.sandbox_container import create_sandbox
+
+        self.sandbox = create_sandbox(self, name)
         self.containers.append(self.sandbox)
-
-    def _ca_cert(self) -> Path:
-        return paths.data_dir() / "ca" / "mitmproxy-ca-cert.pem"
-
-    def _ca_bundle(self) -> Path:
-        """The sandbox image's own CA bundle plus the install's interception CA."""
-        import io
-        import tarfile
-
-        probe = self.client.containers.create(self.config.image, command=["true"],
-                                              labels=self._labels("probe"))  # fmt: skip
-        try:
-            chunks, _ = probe.get_archive("/etc/ssl/certs/ca-certificates.crt")
-            with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-                extracted = tar.extractfile(tar.getmembers()[0])
-                system = extracted.read() if extracted is not None else b""
-        except docker.errors.NotFound:
-            system = b""
-        finally:
-            probe.remove(force=True)
-        bundle = self.dir / "ca-bundle.pem"
-        bundle.write_bytes(system + b"\n" + self._ca_cert().read_bytes())
-        return bundle
 
     def gateway_alive(self) -> bool:
         if self.gateway is None:
@@ -368,7 +384,14 @@ class Session:
         """Remove every container and network of this session (idempotent)."""
         from sandbox.cleanup import remove_session
 
-        if self.gateway is not None and self.gateway_alive():
+        if self.warm:
+            from sandbox.pool import hand_back
+
+            if hand_back(self):  # the pool's daemon removes the pair
+                self.containers.clear()
+                self.networks.clear()
+                return
+        elif self.gateway is not None and self.gateway_alive():
             with contextlib.suppress(docker.errors.APIError):  # let the gateway flush its log
                 self.gateway.stop(timeout=3)
         remove_session(self.client, self.id)

@@ -15,17 +15,17 @@ class EventBus:
     (``pending``, ``decided``, ``expired``, ``rules``) carry their own dicts."""
 
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
+        # A tuple, replaced on (un)subscribe: publishing (the packet path) copies nothing.
+        self._listeners: tuple[Listener, ...] = ()
 
     def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
 
     def unsubscribe(self, listener: Listener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._listeners = tuple(x for x in self._listeners if x != listener)
 
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             listener(topic, payload)
 
     def log(self, entry: LogEntry) -> None:

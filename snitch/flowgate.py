@@ -90,7 +90,7 @@ class FlowGate:
 
     def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
         names = self.names.names_for(key.dst)
-        query = Query(key.proto, key.dst, key.dport, names)
+        query = self.rules.for_flow(key.proto, key.dst, key.dport, names)
         if (
             not names
             and key.dst not in self.own_addresses

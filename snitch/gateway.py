@@ -17,6 +17,10 @@ The host starts the container with its settings in the environment:
 ``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
 ``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
 ``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes
+``CODERUN_STANDBY``   "1": a warm gateway of ``coderun pool``. It sets up the network
+                      and mitmproxy, reports ``standby`` and waits for ``claim.json`` in
+                      its session folder: the run's settings (mode, policy, profile,
+                      image, ask deadlines, command), applied before any packet is judged
 
 The control API listens on ``sessions/<id>/api.sock`` (token: ``$CODERUN_DATA/api-token``).
 """
@@ -51,6 +55,7 @@ from snitch.queue import PacketQueue
 from snitch.rulebook import RuleBook
 
 log = logging.getLogger("snitch.gateway")
+STANDBY_POLL_SECONDS = 0.005  # a claim is a file: a stat() every 5 ms costs nothing
 
 
 def resolv_conf_upstream() -> str:
@@ -63,8 +68,8 @@ def resolv_conf_upstream() -> str:
 
 class Gateway:
     def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
         self.session = env["CODERUN_SESSION"]
-        self.mode = Mode(env.get("CODERUN_MODE", "enforce"))
         self.data = Path(env.get("CODERUN_DATA", "/data"))
         self.session_dir = self.data / "sessions" / self.session
         self.session_dir.mkdir(parents=True, exist_ok=True)
@@ -73,40 +78,16 @@ class Gateway:
         self.egress_gateway = env.get("CODERUN_EGRESS_GATEWAY") or None
         self.uid = int(env["HOST_UID"]) if "HOST_UID" in env else None
         self.gid = int(env["HOST_GID"]) if "HOST_GID" in env else None
-        extra: list[Rule] = []
-        if env.get("CODERUN_POLICY"):
-            from snitch.policyfile import load_policy
-
-            extra = load_policy(Path(env["CODERUN_POLICY"]))
+        self.standby = env.get("CODERUN_STANDBY") == "1"
         self.bus = EventBus()
         self.names = NameTable()
-        self.rules = RuleBook(
-            self.data / "rules.db",
-            extra,
-            self.mode,
-            self.session,
-            env.get("CODERUN_PROFILE") or None,
-            env.get("CODERUN_IMAGE") or None,
-        )
         self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid)
         self.bus.subscribe(self.writer.on_event)
+        self.rules = RuleBook(None, [], Mode.ENFORCE)  # replaced by configure()
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
         self.gate.resolve = self.dns.lookup
         self.asker: Asker | None = None
-        if self.mode is Mode.ASK:
-            self.asker = Asker(
-                self.rules,
-                self.bus,
-                self.session,
-                self.gate.finish,
-                timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
-                default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
-            )
-            self.gate.asker = self.asker
-            self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup)
-        self.command = json.loads(env.get("CODERUN_COMMAND") or "[]")
-        self.image = env.get("CODERUN_IMAGE", "")
         self.started = time.time()
         self.sandbox_ip = ""
         self.api = ControlApi(
@@ -128,6 +109,42 @@ class Gateway:
         self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
         self.upstream_ca = env.get("CODERUN_UPSTREAM_CA") or None
         self.mitm: Mitm | None = None
+        self.configure(env)
+
+    def configure(self, env: dict[str, str]) -> None:
+        """This run's settings: mode, rules, ask deadlines, command. A warm gateway
+        (``CODERUN_STANDBY``) gets them again from its claim, before any packet."""
+        self.mode = Mode(env.get("CODERUN_MODE", "enforce"))
+        extra: list[Rule] = []
+        if env.get("CODERUN_POLICY"):
+            from snitch.policyfile import load_policy
+
+            extra = load_policy(Path(env["CODERUN_POLICY"]))
+        self.rules.close()
+        self.rules = RuleBook(
+            self.data / "rules.db",
+            extra,
+            self.mode,
+            self.session,
+            env.get("CODERUN_PROFILE") or None,
+            env.get("CODERUN_IMAGE") or None,
+        )
+        self.gate.rules = self.dns.rules = self.api.rules = self.rules
+        self.asker = None
+        self.gate.fake = self.dns.fake = None
+        if self.mode is Mode.ASK:
+            self.asker = Asker(
+                self.rules,
+                self.bus,
+                self.session,
+                self.gate.finish,
+                timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
+                default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
+            )
+            self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup)
+        self.gate.asker = self.api.asker = self.asker
+        self.command = json.loads(env.get("CODERUN_COMMAND") or "[]")
+        self.image = env.get("CODERUN_IMAGE", "")
 
     def info(self) -> dict[str, object]:
         return {
@@ -159,6 +176,23 @@ class Gateway:
             netfilter.apply(ifs, self.web_ports, PROXY_PORT)
         else:
             netfilter.apply(ifs)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if self.standby:
+            # Everything slow happens before the claim; no packet is judged before it.
+            if self.web_ports:
+                await self.start_mitm(ifs.sandbox_ip, report=False)
+            self.write_state(state="standby", pid=os.getpid())
+            claim = self.session_dir / "claim.json"
+            while not claim.exists():
+                if stop.is_set():
+                    await self.stop()
+                await asyncio.sleep(STANDBY_POLL_SECONDS)
+            settings = json.loads(claim.read_text())
+            self.configure({**self.env, **{k: str(v) for k, v in settings.items()
+                                           if k.startswith("CODERUN_")}})  # fmt: skip
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
         self.sandbox_ip = ifs.sandbox_ip
@@ -168,10 +202,6 @@ class Gateway:
         self.rules.start()
         if self.asker is not None:
             self.asker.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         self.bus.log(
             LogEntry(
                 EntryKind.EVENT,
@@ -180,32 +210,37 @@ class Gateway:
             )
         )
         self.write_state(
-            state="ready", sandbox_ip=ifs.sandbox_ip, mode=str(self.mode), pid=os.getpid()
-        )
+            state="ready", sandbox_ip=ifs.sandbox_ip, mode=str(self.mode), pid=os.getpid(),
+            mitm=self.mitm is not None,
+        )  # fmt: skip
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
         mitm_task = None
-        if self.web_ports:  # loads in the background; a SIGTERM meanwhile is served at once
+        if self.web_ports and self.mitm is None:
+            # Loads in the background; a SIGTERM meanwhile is served at once.
             mitm_task = loop.create_task(self.start_mitm(ifs.sandbox_ip))
         await stop.wait()
         if mitm_task is not None and not mitm_task.done():
             mitm_task.cancel()
         await self.stop()
 
-    async def start_mitm(self, listen_host: str) -> None:
+    async def start_mitm(self, listen_host: str, report: bool = True) -> None:
         """mitmproxy takes a second to load: it starts after the gateway is ready, and
-        allowed web flows wait for it (parked in the queue) meanwhile."""
+        allowed web flows wait for it (parked in the queue) meanwhile (a warm gateway
+        starts it before its claim)."""
         from snitch.mitm import Mitm
 
-        self.mitm = Mitm(self.gate, listen_host, self.data / "ca", self.intercept,
-                         self.upstream_ca)  # fmt: skip
-        await self.mitm.start()
+        mitm = Mitm(self.gate, listen_host, self.data / "ca", self.intercept,
+                    self.upstream_ca)  # fmt: skip
+        await mitm.start()
         if self.uid is not None and self.gid is not None:  # the host mounts the CA
-            for path in [self.mitm.confdir, *self.mitm.confdir.iterdir()]:
+            for path in [mitm.confdir, *mitm.confdir.iterdir()]:
                 os.chown(path, self.uid, self.gid)
-        await self.mitm.listening()
+        await mitm.listening()
+        self.mitm = mitm
         self.gate.web_ready()
-        self.write_state(state="ready", sandbox_ip=listen_host, mode=str(self.mode),
-                         pid=os.getpid(), mitm=True)
+        if report:
+            self.write_state(state="ready", sandbox_ip=listen_host, mode=str(self.mode),
+                             pid=os.getpid(), mitm=True)  # fmt: skip
 
     async def stop(self) -> None:
         """Flush and close everything first; mitmproxy gets a moment, then we are gone

@@ -321,7 +321,10 @@ def _sessions(root: Path) -> list[_Session]:
         rec = read_json(folder / "session.json")
         mtime = folder.stat().st_mtime
         when = rec.get("end") or rec.get("start") or mtime
-        running = session_running(folder) or time.time() - mtime < FRESH_SECONDS and not rec
+        running = session_running(folder) or not rec and (
+            time.time() - mtime < FRESH_SECONDS  # being set up
+            or read_json(folder / "gateway.json").get("state") == "standby"  # a pool's
+        )
         out.append(_Session(folder, float(when), folder_bytes(folder), running))
     return sorted(out, key=lambda s: s.when)
 

@@ -272,7 +272,7 @@ def Refuse(ctx: Any) -> Any:  # noqa: N802 - reads like the layer class it makes
     return _refuse_layer()(ctx)
 
 
-def _import_mitmproxy() -> None:
+def import_mitmproxy() -> None:
     import mitmproxy.addons.core  # noqa: F401
     import mitmproxy.addons.next_layer  # noqa: F401
     import mitmproxy.addons.proxyserver  # noqa: F401
@@ -298,7 +298,7 @@ class Mitm:
     async def start(self) -> None:
         # Importing mitmproxy takes most of a second: in a thread, so the event loop
         # (verdicts, DNS, the API, signals) goes on meanwhile.
-        await asyncio.to_thread(_import_mitmproxy)
+        await asyncio.to_thread(import_mitmproxy)
         from mitmproxy import options
         from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
         from mitmproxy.master import Master

@@ -56,6 +56,8 @@ def tcp_flags(data: bytes) -> int:
 def tcp_seq(data: bytes) -> int:
     """The sequence number of an IPv4 TCP packet (-1 if too short): a retransmitted SYN
     repeats it, a new connection on the same 5-tuple does not."""
+    if not data:
+        return -1
     ihl = (data[0] & 0x0F) * 4
     return int.from_bytes(data[ihl + 4 : ihl + 8]) if len(data) >= ihl + 8 else -1
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from snitch.blocklist import Blocklist
-from snitch.model import Action, Decision, Mode, Query, Rule
+from snitch.model import Action, Decision, Mode, Proto, Query, Rule
 from snitch.policy import Policy
 from snitch.store import RuleStore, StoreError
 
@@ -57,6 +57,7 @@ class RuleBook:
             rule.id = -n
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
+        self._descriptions: dict[int, str] = {}
         if self._store is not None:
             # Loading a big blocklist takes a second: only when the blocklist changed.
             generation = self._store.blocklist_generation()
@@ -67,11 +68,17 @@ class RuleBook:
 
     def query(self, query: Query) -> Query:
         """The query with this session's context (profile, image, session id) filled in."""
+        if (query.session, query.profile, query.image) == (self.session, self.profile, self.image):
+            return query  # built by for_flow() already
         # Built directly: dataclasses.replace costs more than the rest of a lookup.
         return Query(
             query.proto, query.dst, query.port, query.names, self.profile, self.image,
             self.session, query.flow, query.path,
         )  # fmt: skip
+
+    def for_flow(self, proto: Proto, dst: str, port: int, names: tuple[str, ...]) -> Query:
+        """A connection's query, with this session's context (the packet path's way)."""
+        return Query(proto, dst, port, names, self.profile, self.image, self.session)
 
     def decide(self, query: Query) -> Decision | None:
         """The matching rule's decision (hit counted), or None when no rule matches."""
@@ -138,8 +145,12 @@ class RuleBook:
     def describe(self, rule_id: int | None) -> str:
         if rule_id is None:
             return ""
-        rule = self._rules.get(rule_id)
-        return rule.describe() if rule is not None else f"rule {rule_id}"
+        text = self._descriptions.get(rule_id)
+        if text is None:  # every log line names its rule: described once per reload
+            rule = self._rules.get(rule_id)
+            text = rule.describe() if rule is not None else f"rule {rule_id}"
+            self._descriptions[rule_id] = text
+        return text
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())

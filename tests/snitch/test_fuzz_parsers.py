@@ -40,7 +40,7 @@ from snitch.flowlog import LogWriter, read_log
 from snitch.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
-from snitch.packet import BadPacket, parse_flow, tcp_flags, tcp_payload
+from snitch.packet import BadPacket, parse_flow, tcp_flags, tcp_payload, tcp_seq
 from snitch.policyfile import PolicyError, load_policy
 from snitch.rulebook import RuleBook
 from snitch.store import RuleStore, StoreError
@@ -225,6 +225,7 @@ QUERY_INPUTS = st.one_of(st.binary(max_size=300), mutated(QUERIES), dns_structur
 @FUZZ
 @given(PACKET_INPUTS)
 def test_parse_flow_raises_only_bad_packet(data: bytes) -> None:
+    assert -1 <= tcp_seq(data) < 2**32  # whatever the bytes (mitmproxy's stand-ins have none)
     try:
         key = parse_flow(data)
     except BadPacket:
