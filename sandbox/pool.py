@@ -44,6 +44,7 @@ from sandbox.session import Session, SessionConfig, SessionError
 TICK_SECONDS = 0.1
 CLAIM_GRACE_SECONDS = 30.0  # a claimed pair whose run never said who it is
 STOP_WAIT_SECONDS = 3.0
+REAP_DELAY_SECONDS = 0.5  # a used pair is removed this long after its run ended
 
 
 def pool_dir() -> Path:
@@ -152,7 +153,9 @@ def hand_back(session: Session) -> bool:
         claimed.unlink(missing_ok=True)
         return False
     try:
-        claimed.rename(claimed.with_name(f"{session.id}.done"))
+        done = claimed.with_name(f"{session.id}.done")
+        claimed.rename(done)
+        os.utime(done)  # when the run ended (see REAP_DELAY_SECONDS)
     except FileNotFoundError:
         return False
     return True
@@ -213,6 +216,8 @@ class PoolDaemon:
     def reap(self) -> None:
         for sid, state, path in entries():
             if state == "done":
+                if time.time() - _age(path) < REAP_DELAY_SECONDS:
+                    continue  # let the run that just ended exit first
                 remove_session(self.client, sid)
                 path.unlink(missing_ok=True)
                 self.last_claim = time.monotonic()

@@ -55,7 +55,7 @@ from snitch.queue import PacketQueue
 from snitch.rulebook import RuleBook
 
 log = logging.getLogger("snitch.gateway")
-STANDBY_POLL_SECONDS = 0.005  # a claim is a file: a stat() every 5 ms costs nothing
+STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a stat())
 
 
 def resolv_conf_upstream() -> str:
