@@ -10,7 +10,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from snitch.events import EventBus
-from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
+from snitch.model import (
+    Action,
+    Decision,
+    EntryKind,
+    FlowKey,
+    LogEntry,
+    Mode,
+    Proto,
+    Query,
+    flow_log_dict,
+)
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
 from snitch.packet import BadPacket, parse_flow, tcp_seq
@@ -188,22 +198,15 @@ class FlowGate:
         real = self.fake.real_address(key.dst) if self.fake is not None else None
         if names is None:
             names = self.names.names_for(key.dst)
-        self.bus.log(
-            LogEntry(
-                EntryKind.FLOW,
-                session=self.session,
-                proto=str(key.proto),
-                src=key.src,
-                sport=key.sport,
-                dst=real or key.dst,
-                dport=key.dport,
-                names=list(names),
-                verdict=verdict or str(decision.action),
-                rule_id=decision.rule_id,
-                rule=self.rules.describe(decision.rule_id),
-                reason=decision.reason + (f" (via synthetic {key.dst})" if real else ""),
-            )
-        )
+        self.bus.publish(
+            "log",
+            flow_log_dict(
+                self.session, str(key.proto), key.src, key.sport, real or key.dst, key.dport,
+                names, verdict or str(decision.action), decision.rule_id,
+                self.rules.describe(decision.rule_id),
+                decision.reason + (f" (via synthetic {key.dst})" if real else ""),
+            ),
+        )  # fmt: skip
 
     def _dropped(self, why: str) -> None:
         self.garbage += 1

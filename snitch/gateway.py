@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -214,6 +215,7 @@ class Gateway:
             mitm=self.mitm is not None,
         )  # fmt: skip
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
+        gc.freeze()  # what start-up made lives on: the collector need not scan it again
         mitm_task = None
         if self.web_ports and self.mitm is None:
             # Loads in the background; a SIGTERM meanwhile is served at once.
@@ -236,6 +238,7 @@ class Gateway:
             for path in [mitm.confdir, *mitm.confdir.iterdir()]:
                 os.chown(path, self.uid, self.gid)
         await mitm.listening()
+        gc.freeze()
         self.mitm = mitm
         self.gate.web_ready()
         if report:

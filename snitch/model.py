@@ -216,6 +216,33 @@ _LOG_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
 )
 
 
+def flow_log_dict(
+    session: str, proto: str, src: str, sport: int, dst: str, dport: int,
+    names: tuple[str, ...], verdict: str, rule_id: int | None, rule: str, reason: str,
+) -> dict[str, Any]:  # fmt: skip
+    """``LogEntry(EntryKind.FLOW, ...).to_dict()`` without making the LogEntry: the
+    packet path logs every flow (tests/snitch/test_model.py keeps the two equal)."""
+    out: dict[str, Any] = {"kind": "flow", "time": time.time()}
+    if session:
+        out["session"] = session
+    out["proto"], out["src"] = proto, src
+    if sport:
+        out["sport"] = sport
+    out["dst"] = dst
+    if dport:
+        out["dport"] = dport
+    if names:
+        out["names"] = list(names)
+    out["verdict"] = verdict
+    if rule_id is not None:
+        out["rule_id"] = rule_id
+    if rule:
+        out["rule"] = rule
+    if reason:
+        out["reason"] = reason
+    return out
+
+
 class Target(enum.StrEnum):
     """What a decision's rule matches: the name, its parent domain, the address, its /24."""
 
