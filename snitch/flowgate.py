@@ -163,8 +163,9 @@ class FlowGate:
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
         """An allowed flow to a synthetic address: resolve the name for real, DNAT, accept."""
-        assert self.fake is not None
         try:
+            if self.fake is None:
+                raise RuntimeError("no synthetic addresses in this mode")
             real = await self.fake.route(key.dst)
             names = self.names.names_for(key.dst)
             verdict = self.rules.decide(Query(key.proto, real, key.dport, names))

@@ -38,3 +38,11 @@ def test_tui_reaches_gateways_only_through_the_client() -> None:
 def test_the_checks_see_imports() -> None:
     """The scanner itself works: the snitch gateway does import its own modules."""
     assert "snitch.flowgate" in imports("snitch")["snitch/gateway.py"]
+
+
+def test_the_gateway_code_does_not_rely_on_assert() -> None:
+    """The gateway runs with PYTHONOPTIMIZE (images/gateway/Dockerfile): asserts vanish."""
+    for path in sorted((ROOT / "snitch").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        lines = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+        assert not lines, f"{path.relative_to(ROOT)}: assert on lines {lines}"

@@ -5,6 +5,7 @@ with frames like ``func (path:line)``. We fold those by function (file + name, l
 dropped): *self* is the share of busy samples where the function is the innermost
 frame, *total* where it is anywhere on the stack. Samples whose innermost frame is the
 event loop's ``select`` are the loop waiting for work: they count as idle, not busy.
+Only the main thread (the event loop's) is counted.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def parse_raw(text: str, seconds: float) -> Profile:
         count = int(count_text)
         frames = [_short(f) for f in stack.split(";") if f.strip()]
         frames = [f for f in frames if not f.startswith(("process ", "thread "))]
-        if not frames:
-            continue
+        if not frames or frames[0].startswith("threading.py:Thread._bootstrap"):
+            continue  # another thread (an idle worker of asyncio.to_thread, say): not the loop
         prof.samples += count
         leaf = frames[-1]
         if leaf.startswith("selectors.py:") and leaf.endswith("select"):
