@@ -89,6 +89,8 @@ def test_startup_figures_are_numbers(results: dict[str, Any]) -> None:
     for command in ("docker run --rm IMAGE true", "coderun run -- true"):
         assert number(out["hyperfine"][command]["median"]) > 0
     assert number(out["phases"]["… at +: gateway ready (gateway.json)"]) > 0
+    warm = out["warm_pool"]["coderun run -- true (warm pool)"]
+    assert number(warm["median"]) > 0 and warm["failures"] == 0
 
 
 def test_memory_figures_are_numbers(results: dict[str, Any]) -> None:
