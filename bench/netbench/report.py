@@ -241,27 +241,47 @@ Reading the table:
   runs inside that call. The breakdown table separates that kernel part, the same for
   the bare handler and for coderun, from coderun's own Python work.
 - *Lost* = a connect that failed or took > 3 s; *late* = one that took > 200 ms (a lost
-  or dropped SYN is retried after 1 s). *No verdict at all* counts connections that
-  reached the server while the gateway's verdict count did not grow for them: the kernel
-  classified their SYN as ESTABLISHED, not NEW, so the NFQUEUE rule (`--ctstate NEW`)
-  never saw them and coderun neither decided nor logged them. The client closes each
-  connection with a RST (no TIME_WAIT), so it soon reuses a source port whose conntrack
-  entry is still there in CLOSE state (10 s). Conntrack re-opens such an entry for a new
-  SYN only in some cases (when its last packet was the same side's RST, or a FIN was
-  seen: likely a race with the server's close); otherwise the SYN counts as part of the
-  old, ESTABLISHED connection, and `-A FORWARD -m conntrack --ctstate
-  ESTABLISHED,RELATED -j ACCEPT` forwards it. The bare handler shows the same (it is the
-  ruleset, not the handler); counting rules in the gateway confirmed it (`--syn -m
-  conntrack --ctstate ESTABLISHED` matched exactly the missing number). It only
-  re-admits a 4-tuple that was allowed moments before, but such connections go unlogged
-  and would outlive a rule change. Queueing every TCP SYN from the sandbox (`-p tcp
-  --syn -j NFQUEUE`, whatever its ctstate) in `snitch/netfilter.py` would close it.
+  or dropped SYN is retried after 1 s). *No verdict at all* = connections that reached
+  the server without a log line of their own. The client closes each connection with a
+  RST, so it soon reuses a source port whose conntrack entry lingers; such a SYN used to
+  be seen as ESTABLISHED and forwarded unjudged. Every TCP SYN from the sandbox is queued
+  now, and the gateway tells a retransmitted SYN (same 5-tuple and sequence number: same
+  verdict, no second line) from a new connection on a reused 5-tuple (judged and logged).
 - CPU per verdict is the gateway process's user + system time over the verdicts it gave;
   the system part includes the kernel work of forwarding the SYN (see above), so the
   difference between the two columns is what coderun's own handling costs.
 - HTTP through mitmproxy: *new connection* pays a NEW-flow verdict plus mitmproxy
   accepting, connecting upstream (connection strategy lazy), parsing, logging;
-  keep-alive isolates the per-request cost of mitmproxy's HTTP/1 layer and addon hooks."""
+  keep-alive isolates the per-request cost of mitmproxy's HTTP/1 layer and addon hooks.
+
+Where a target is missed, and why:
+
+- **Flows/s ≥ 8,000** cannot be shown on this machine: the bare accept-everything
+  handler itself gives about 5,000/s here (the verdict syscall carries the SYN's
+  forwarding), and coderun reaches ≥ 80 % of it. What got coderun there: the retransmit
+  memory was rebuilt whole on every flow once it held 10,000 flows (at 4,000 flows/s it
+  does: ~250 µs a verdict in-process; pruned in O(1) now), then, in-process per verdict
+  in the gateway image (`FlowGate.on_packet` with logging) ~40 → ~20 µs: `FlowKey` a
+  tuple (hashed in C), policy decisions
+  cached per query until the next rule expiry, flow log lines built without a `LogEntry`
+  object and encoded by one reused C JSON encoder, no API event built when no dashboard
+  streams, and `gc.freeze()` after start-up.
+- **Bulk TCP ≥ 90 %**: the *plain router* row is the gateway container with no rules and
+  no queue at all, and coderun moves as much as it does: what bulk TCP loses is the
+  routed hop itself (a second veth pair and bridge, routing, conntrack), not coderun.
+  Winning it back needs the kernel's fast path: an nftables flowtable (software flow
+  offload) in the gateway. This kernel has none: `nft add flowtable` fails with ENOENT
+  (no `nf_flow_table`), tried in a network namespace on this host. With such a kernel,
+  a `flow add @ft` rule for established sandbox flows would be the change.
+- **HTTP through mitmproxy** (report, remove the main cost): the profiles below show
+  mitmproxy's own per-event pipeline (a task per hook, the layer stack, every addon
+  walked per hook) and the second TCP connection; coderun's addon hooks are a few
+  percent. The one cost that could go was mitmproxy type-checking every proxy event
+  while `__debug__` is on: the gateway image runs Python with `PYTHONOPTIMIZE` now
+  (−19 % CPU per request on a keep-alive connection, +22 % requests/s). Beyond that:
+  mitmproxy in worker processes of its own (`SO_REUSEPORT`, off the verdict loop), or a
+  light HTTP/1 request logger on port 80 where no path rule and no interception is
+  asked for."""
 
 
 def gateway_markdown(out: dict[str, Any], rows: list[Row], info: dict[str, str]) -> str:
