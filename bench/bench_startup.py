@@ -306,6 +306,17 @@ def main(argv: list[str] | None = None) -> int:
             "",
             table(header, rows),
             "",
+            "A cold session cannot start in 2× a `docker run`: it is two networks and two "
+            "containers before the sandbox (each a Docker call of 0.1–0.3 s here), and "
+            "loading mitmproxy in the gateway (~0.7 s). What can be reused safely is done "
+            "ahead of time: `coderun pool start` keeps a gateway + holder pair standing by "
+            "(networks made, holder set up, mitmproxy loaded, no packet judged); a run "
+            "claims it, hands the gateway its own settings and only creates and starts the "
+            "sandbox. A pair serves one run and is removed after it (docs/architecture.md). "
+            "In the warm rows hyperfine waits, untimed (`--prepare`), until the pool has a "
+            "pair ready again. The CLI also loads its subcommands lazily and leaves with "
+            "`os._exit` once everything is cleaned up and flushed.",
+            "",
             "Where a session's time goes: the Session API driven in-process with a timer "
             f"around each step (median of {max(1, runs // 2)} runs each, with the default web "
             "ports, i.e. mitmproxy, and without); `coderun run` adds the interpreter start "

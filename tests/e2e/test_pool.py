@@ -106,6 +106,16 @@ def test_a_run_claims_a_warm_session_with_its_own_settings(
     assert all(oks(proc.stdout).values()), proc.stdout
     assert any(e.message.startswith("gateway ready: mode=audit") for e in session_log(pool, second))
 
+    # Ask mode on a warm gateway: the held name expires into a denial, nobody asked.
+    wait_for(lambda: pool_files(pool, "ready") and not pool_files(pool, "done"), "a refill")
+    third = pool_files(pool, "ready")[0]
+    proc, sid = run_probe(internet, "--mode", "ask", "--prompt", "none", "--ask-timeout", "2")
+    assert proc.returncode == 0 and sid == third, proc.stderr
+    assert not any(oks(proc.stdout).values()), proc.stdout
+    held = [e for e in session_log(pool, sid) if e.kind is EntryKind.FLOW
+            and "evil.example.test" in e.names]  # fmt: skip
+    assert held and all("expired" in e.reason and e.verdict == "deny" for e in held), held
+
 
 def test_pool_stop_and_gc_leave_nothing(
     home: Path, internet: DemoInternet, client: docker.DockerClient
