@@ -39,11 +39,12 @@ import docker.errors
 import snitch
 from sandbox import paths
 from sandbox.cleanup import pid_alive, remove_session
-from sandbox.session import Session, SessionConfig, SessionError
+from sandbox.session import LABEL, ROLE, Session, SessionConfig, SessionError
 
 TICK_SECONDS = 0.1
 CLAIM_GRACE_SECONDS = 30.0  # a claimed pair whose run never said who it is
 STOP_WAIT_SECONDS = 3.0
+HEALTH_SECONDS = 5.0  # how often ready pairs are checked for a running gateway
 REAP_DELAY_SECONDS = 0.5  # a used pair is removed this long after its run ended
 
 
@@ -175,6 +176,7 @@ class PoolDaemon:
         self.stop = threading.Event()
         self.last_claim = time.monotonic()
         self.failures = 0
+        self.next_check = 0.0
 
     def run(self) -> None:
         _write(pool_dir() / "daemon.json", {"pid": os.getpid(), "size": self.size,
@@ -193,6 +195,8 @@ class PoolDaemon:
 
     def tick(self) -> None:
         self.reap()
+        if time.monotonic() > self.next_check:
+            self.drop_dead()
         warm = len(entries("ready")) + len(entries("warming"))
         if warm < self.size and self.failures < 3:
             self.warm_one()
@@ -234,6 +238,15 @@ class PoolDaemon:
                 if abandoned:
                     remove_session(self.client, sid)
                     path.unlink(missing_ok=True)
+
+    def drop_dead(self) -> None:
+        """Discard ready pairs whose gateway stopped (``gc --all``, a crash) now and then."""
+        self.next_check = time.monotonic() + HEALTH_SECONDS
+        running = {c.labels.get(LABEL) for c in self.client.containers.list(
+            filters={"label": f"{ROLE}=gateway"})}  # fmt: skip
+        for sid, _, path in entries("ready"):
+            if sid not in running:
+                self._discard(sid, path)
 
     def _discard(self, sid: str, path: Path) -> None:
         """Remove an unused pair, its pool file and its (empty) session folder."""

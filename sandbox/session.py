@@ -164,20 +164,9 @@ class Session:
 
     def start_standby(self) -> None:
         """A pool's warm pair: networks, a gateway waiting for its claim, the holder."""
-        state_file = self.dir / "gateway.json"
-
-        checks = 0
-
-        def standing_by() -> bool:
-            nonlocal checks
-            checks += 1
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads(state_file.read_text()).get("state") == "standby":
-                    return True
-            return checks % 10 == 0 and self._gateway_failed()
-
         self._start_pair(standby=True)
-        _wait(standing_by, "the gateway to stand by")
+        _wait(self._gateway_state(lambda s: s.get("state") == "standby"),
+              "the gateway to stand by")  # fmt: skip
 
     def _start_adopted(self) -> None:
         """Claim a warm pair: find its containers, hand the gateway this run's settings,
@@ -303,22 +292,28 @@ class Session:
         return self._ready_check()
 
     def _ready_check(self) -> Callable[[], bool]:
+        # With web ports, wait for mitmproxy too (it loads after "ready"): the sandbox's
+        # first request must already be logged and path rules apply.
+        web = bool(self.config.web_ports.strip(" ,"))
+        return self._gateway_state(
+            lambda s: s.get("state") == "ready" and (bool(s.get("mitm")) or not web)
+        )
+
+    def _gateway_state(self, reached: Callable[[dict[str, Any]], bool]) -> Callable[[], bool]:
+        """A condition for ``_wait``: the gateway's ``gateway.json`` has ``reached`` the
+        state wanted (and Docker is asked now and then whether the gateway exited)."""
         state_file = self.dir / "gateway.json"
         checks = 0
 
-        def ready() -> bool:
+        def check() -> bool:
             nonlocal checks
             checks += 1
             with contextlib.suppress(OSError, ValueError):
-                state = json.loads(state_file.read_text())
-                # With web ports, wait for mitmproxy too (it loads after "ready"): the
-                # sandbox's first request must already be logged and path rules apply.
-                mitm = state.get("mitm") or not self.config.web_ports.strip(" ,")
-                if state.get("state") == "ready" and mitm:
+                if reached(json.loads(state_file.read_text())):
                     return True
-            return checks % 10 == 0 and self._gateway_failed()  # ask Docker now and then
+            return checks % 10 == 0 and self._gateway_failed()
 
-        return ready
+        return check
 
     def _gateway_failed(self) -> bool:
         """Raise with the gateway's last lines if its container exited (else False)."""

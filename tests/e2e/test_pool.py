@@ -133,6 +133,14 @@ def stop_and_gc(home: Path, internet: DemoInternet, client: docker.DockerClient)
     warm = pool_files(home, "ready")
     assert len(warm) == 2
     assert len(objects_of(client, warm)) == 2 * 3  # gateway, holder, the sandbox network
+    # Pairs removed under the daemon (`gc --all`, a crash) are noticed and replaced.
+    for sid in warm:
+        for c in client.containers.list(all=True, filters={"label": f"coderun.session={sid}"}):
+            c.remove(force=True)
+    wait_for(lambda: len(pool_files(home, "ready")) == 2
+             and not set(pool_files(home, "ready")) & set(warm), "new pairs", 90)  # fmt: skip
+    assert objects_of(client, warm) == []
+    warm = pool_files(home, "ready")
     assert cli("pool", "stop").returncode == 0
     assert objects_of(client, warm) == [] and pool_files(home, "ready") == []
     assert not any((home / "sessions" / sid).exists() for sid in warm)  # never used
