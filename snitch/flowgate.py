@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RETRANSMIT_SECONDS = 3.0  # a SYN is retransmitted after 1 s, then 3 s
+VERDICTS_KEPT = 4096  # destinations whose verdict is kept (all forgotten when full)
+# (decision, names, rule book version, name table version, valid until: wall time)
+Verdict = tuple[Decision, tuple[str, ...], int, int, float]
 
 
 class FlowGate:
@@ -62,6 +65,9 @@ class FlowGate:
         # line; a new connection reusing the 5-tuple has another one and is judged anew.
         self._recent: dict[FlowKey, tuple[Decision, float, int]] = {}
         self._expiry: deque[tuple[float, FlowKey]] = deque()  # in time order, for pruning
+        # Enforce and audit: a destination's verdict and names, kept while the rule book
+        # and the name table are the same versions and no rule or name involved expired.
+        self._verdicts: dict[tuple[Proto, str, int], Verdict] = {}
 
     def park_web_flows(self, ports: frozenset[int]) -> None:
         self.web_ports = ports
@@ -99,6 +105,18 @@ class FlowGate:
             self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
 
     def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
+        rules_alone = self.asker is None and self.fake is None  # enforce or audit
+        if rules_alone:
+            kept = self._verdicts.get((key.proto, key.dst, key.dport))
+            if (
+                kept is not None
+                and kept[2] == self.rules.version
+                and kept[3] == self.names.version
+                and time.time() < kept[4]
+            ):
+                self.rules.count_hit(kept[0].rule_id)
+                self.finish(pkt, key, kept[0], names=kept[1])
+                return
         names = self.names.names_for(key.dst)
         query = self.rules.for_flow(key.proto, key.dst, key.dport, names)
         if (
@@ -115,7 +133,10 @@ class FlowGate:
             self.apply(pkt, Decision(Action.ALLOW), key)
             return
         if self.rules.mode is not Mode.ASK or self.asker is None:
-            self.finish(pkt, key, self.rules.verdict(query))
+            verdict = self.rules.verdict(query)
+            if rules_alone:
+                self._keep(key, verdict, names)
+            self.finish(pkt, key, verdict, names=names)
             return
         once = self.asker.once_verdict(key)
         if once is not None:
@@ -126,6 +147,18 @@ class FlowGate:
             self.asker.hold(pkt, key, names)
         else:
             self.finish(pkt, key, decision)
+
+    def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> None:
+        if len(self._verdicts) >= VERDICTS_KEPT:
+            self._verdicts.clear()
+        until = min(self.rules.valid_until(), self.names.expiry(key.dst))
+        self._verdicts[(key.proto, key.dst, key.dport)] = (
+            decision,
+            names,
+            self.rules.version,
+            self.names.version,
+            until,
+        )
 
     def _defer(self, key: FlowKey) -> None:
         now = time.monotonic()

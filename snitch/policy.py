@@ -357,6 +357,11 @@ class Policy:
         self._cache[query] = decision
         return decision
 
+    @property
+    def valid_until(self) -> float:
+        """The next rule expiry after the last ``decide`` (-inf before the first)."""
+        return self._cache_until
+
     def _decide(self, query: Query, now: float) -> Decision | None:
         found = self._matching(query, now)
         if not found:

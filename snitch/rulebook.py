@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from snitch.store import RuleStore, StoreError
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
+_VERSIONS = itertools.count(1)
 
 
 class RuleBook:
@@ -48,6 +50,7 @@ class RuleBook:
         self.reload()
 
     def reload(self) -> None:
+        self.version = next(_VERSIONS)  # unique across rule books: verdicts kept by it end
         rules: list[Rule] = []
         if self._store is not None:
             self._generation = self._store.generation()
@@ -83,10 +86,20 @@ class RuleBook:
     def decide(self, query: Query) -> Decision | None:
         """The matching rule's decision (hit counted), or None when no rule matches."""
         decision = self._policy.decide(self.query(query))
-        if decision is not None and decision.rule_id is not None and decision.rule_id > 0:
-            count, _ = self._hits.get(decision.rule_id, (0, 0.0))
-            self._hits[decision.rule_id] = (count + 1, time.time())
+        if decision is not None:
+            self.count_hit(decision.rule_id)
         return decision
+
+    def count_hit(self, rule_id: int | None) -> None:
+        """A stored rule decided a flow (written to the store in batches)."""
+        if rule_id is not None and rule_id > 0:
+            count, _ = self._hits.get(rule_id, (0, 0.0))
+            self._hits[rule_id] = (count + 1, time.time())
+
+    def valid_until(self) -> float:
+        """When the next rule expires: until then, and while ``version`` holds, a
+        decision made now stays the decision."""
+        return self._policy.valid_until
 
     def verdict(self, query: Query) -> Decision:
         """The final verdict in enforce or audit mode (ask mode holds instead)."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from snitch.asker import Asker
 from snitch.events import EventBus
@@ -63,7 +66,8 @@ def test_enforce_accepts_allowed_refuses_the_rest_and_logs_each_once(tmp_path: P
     g.on_packet(no)
     assert (ok.verdict, no.verdict) == ("accepted", "refused")
     assert [(e["dst"], e["verdict"], e.get("names")) for e in logged] == [
-        ("10.9.0.5", "allow", ["api.example.test"]), ("10.8.0.5", "deny", None)
+        ("10.9.0.5", "allow", ["api.example.test"]),
+        ("10.8.0.5", "deny", None),
     ]
 
 
@@ -83,6 +87,39 @@ def test_a_retransmitted_syn_is_not_logged_again_but_a_new_connection_on_its_5_t
     later = Packet(syn("10.9.0.5", 80, seq=5))  # a new connection is judged by today's rules
     g.on_packet(later)
     assert later.verdict == "refused" and logged[-1]["verdict"] == "deny"
+
+
+def test_a_kept_verdict_ends_with_a_rule_change_a_new_name_or_an_expiry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    soon = time.time() + 0.4
+    rules = [
+        Rule(Action.ALLOW, cidr="10.9.0.0/16"),
+        Rule(Action.ALLOW, cidr="10.7.0.0/16", expires_at=soon),
+        Rule(Action.ALLOW, host="api.example.test"),
+    ]
+    g, logged = gate(tmp_path, Mode.ENFORCE, rules)
+
+    def verdict(dst: str, sport: int) -> str:
+        pkt = Packet(syn(dst, 443, sport=sport))
+        g.on_packet(pkt)
+        return pkt.verdict
+
+    assert [verdict("10.9.0.5", p) for p in (1, 2)] == ["accepted", "accepted"]  # 2nd: kept
+    g.rules.add_rule(Rule(Action.DENY, cidr="10.9.0.5/32"))  # a rule change
+    assert verdict("10.9.0.5", 3) == "refused"
+    assert verdict("10.8.0.5", 4) == "refused"  # no rule for it, and kept so
+    g.names.add("10.8.0.5", "api.example.test", 60)  # a name learnt for the address
+    assert verdict("10.8.0.5", 5) == "accepted"
+    assert logged[-1]["names"] == ["api.example.test"]
+    assert verdict("10.7.0.5", 6) == "accepted"
+    while time.time() < soon:  # the rule's own expiry, by the wall clock
+        time.sleep(0.05)
+    assert verdict("10.7.0.5", 7) == "refused"
+    later = time.time() + 3600  # the name's expiry
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert verdict("10.8.0.5", 8) == "refused"
+    assert len(logged) == 8  # every flow logged, kept verdict or not
 
 
 def test_garbage_is_dropped_and_logged(tmp_path: Path) -> None:
