@@ -259,8 +259,8 @@ Where a target is missed, and why:
 - **Flows/s ≥ 8,000** cannot be shown on this machine: the bare accept-everything
   handler itself gives about 5,000/s here (the verdict syscall carries the SYN's
   forwarding). The ratio is at the line, so read it with the per-repetition scatter
-  (±8 % here): 75–82 % in the runs made while the changes below landed, 81 % (median of
-  9 interleaved repetitions) once the last one was in, against 55–74 % before. The
+  (±8 % here): 75–82 % in the runs made while the changes below landed, 81 % and 85 %
+  in the two runs once the last one was in, against 55–74 % before. The
   flow-rate profile shows where the rest goes: two thirds of the loop's busy time is the
   verdict call itself (the kernel forwarding the SYN, as for the bare handler); coderun's
   Python is most of the remaining third. The changes: the retransmit memory was rebuilt
@@ -275,8 +275,10 @@ Where a target is missed, and why:
   `gc.freeze()` after start-up. A clear margin would need the per-packet path (parse,
   verdict, log record) in a compiled extension.
 - **Bulk TCP ≥ 90 %**: the *plain router* row is the gateway container with no rules and
-  no queue at all, and coderun moves as much as it does: what bulk TCP loses is the
-  routed hop itself (a second veth pair and bridge, routing, conntrack), not coderun.
+  no queue at all. Across today's runs it got 75–83 % of direct, and coderun 93–101 % of
+  the plain router (the bare handler the same): most of what bulk TCP loses is the
+  routed hop itself (a second veth pair and bridge, routing, conntrack), not coderun's
+  rules or handler, which an established flow never reaches.
   Winning it back needs the kernel's fast path: an nftables flowtable (software flow
   offload) in the gateway. This kernel has none: `nft add flowtable` fails with ENOENT
   (no `nf_flow_table`), tried in a network namespace on this host. With such a kernel,
