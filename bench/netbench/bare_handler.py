@@ -12,6 +12,11 @@ It reports like the gateway (``gateway.json`` with ``state: ready`` and its pid,
 the Session waits for) and writes its verdict count to ``bare.json`` every 0.2 s, with
 timers like timed_gateway.py's: ``read`` (one ``run(block=False)``) and
 ``verdict_syscall`` (``pkt.accept()``), as ``[calls, total ns]``.
+
+With ``--router`` it is a second baseline, for bulk TCP: the gateway container as a plain
+Linux router, no coderun rules at all (no NFQUEUE, no filter chains), only the egress
+MASQUERADE every gateway needs. What bulk TCP loses on that path is the extra routed hop
+itself (a second veth pair and bridge, routing, conntrack).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,12 +43,28 @@ def _write(path: Path, data: dict[str, object]) -> None:
     tmp.replace(path)
 
 
+async def plain_router(folder: Path, egress: str) -> None:
+    subprocess.run(
+        ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", egress, "-j", "MASQUERADE"],
+        check=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _write(folder / "gateway.json", {"state": "ready", "pid": os.getpid(), "router": True})
+    await stop.wait()
+
+
 async def main() -> None:
     folder = Path(os.environ.get("CODERUN_DATA", "/data")) / "sessions"
     folder = folder / os.environ["CODERUN_SESSION"]
     ifs = netfilter.discover(
         os.environ["CODERUN_EGRESS_SUBNET"], os.environ.get("CODERUN_EGRESS_GATEWAY") or None
     )
+    if "--router" in sys.argv:
+        await plain_router(folder, ifs.egress)
+        return
     netfilter.apply(ifs)
     verdicts = 0
     timing = {"read": [0, 0], "verdict_syscall": [0, 0]}  # label: [calls, ns]

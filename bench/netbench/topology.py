@@ -43,7 +43,9 @@ WORKLOAD = ["python3", "/bench/workload.py"]
 FLOWCLIENT = "/benchbin/flowclient"
 FAST_COMMANDS = ("connect", "rate")  # what flowclient does (when it could be built)
 # Session kinds whose gateway container runs one of our scripts instead of snitch.gateway.
-VARIANTS = {"bare": "bare_handler.py", "timed": "timed_gateway.py", "router": "plain_router.py"}
+# The router kind is the bare handler's script without rules or queue (``--router``).
+VARIANTS = {"bare": ("bare_handler.py",), "timed": ("timed_gateway.py",),
+            "router": ("bare_handler.py", "--router")}  # fmt: skip
 
 
 def docker_client() -> docker.DockerClient:
@@ -74,12 +76,16 @@ def gc_bench(client: docker.DockerClient) -> None:
                 n.remove()
 
 
-def gateway_variant_image(client: docker.DockerClient, gateway_tag: str, script: str) -> str:
-    """The gateway image with one of our scripts as its entrypoint (built once per
-    gateway image; older builds are removed)."""
+def gateway_variant_image(
+    client: docker.DockerClient, gateway_tag: str, script: str, *args: str
+) -> str:
+    """The gateway image with one of our scripts (and its ``args``) as its entrypoint
+    (built once per gateway image; older builds are removed)."""
     text = (HERE / script).read_bytes()
-    repo = "coderun-bench-" + Path(script).stem.replace("_", "-")
-    tag = f"{repo}:" + hashlib.sha256(gateway_tag.encode() + text).hexdigest()[:12]
+    repo = "coderun-bench-" + "-".join([Path(script).stem, *(a.strip("-") for a in args)])
+    repo = repo.replace("_", "-")
+    digest = hashlib.sha256(gateway_tag.encode() + text + " ".join(args).encode())
+    tag = f"{repo}:" + digest.hexdigest()[:12]
     with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.get(tag)
         return tag
@@ -88,7 +94,7 @@ def gateway_variant_image(client: docker.DockerClient, gateway_tag: str, script:
         (Path(tmp) / "Dockerfile").write_text(
             f"FROM {gateway_tag}\n"
             f"COPY {script} /opt/bench/{script}\n"
-            f'ENTRYPOINT ["python3", "/opt/bench/{script}"]\n'
+            f"ENTRYPOINT {json.dumps(['python3', f'/opt/bench/{script}', *args])}\n"
         )
         client.images.build(path=tmp, tag=tag, rm=True, labels={BENCH_LABEL: "image"})
     for old in client.images.list(name=repo):
@@ -259,7 +265,7 @@ class Lab:
         """A started session whose sandbox idles: ``kind`` is "gateway", "bare" or "timed"."""
         gateway_image = self.tags["gateway"]
         if kind in VARIANTS:
-            gateway_image = gateway_variant_image(self.client, gateway_image, VARIANTS[kind])
+            gateway_image = gateway_variant_image(self.client, gateway_image, *VARIANTS[kind])
         config = SessionConfig(
             command=["sleep", "infinity"],
             image=self.tags["sandbox-bash"],
@@ -278,7 +284,7 @@ class Lab:
         session.sandbox.start()
         if web:
             self._wait_for_mitmproxy(session)
-        needle = VARIANTS.get(kind, "snitch.gateway").removesuffix(".py")
+        needle = VARIANTS.get(kind, ("snitch.gateway",))[0].removesuffix(".py")
         pid = host_pid(session.gateway, needle)
         name = kind + ("+mitmproxy" if web else "")
         return Path_(name, session.sandbox, session, pid, fast=self.flowclient is not None)
