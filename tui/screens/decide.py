@@ -39,7 +39,21 @@ def action_buttons() -> Horizontal:
     )
 
 
-class DecisionDialog(ModalScreen[DecisionRequest | None]):
+class AllowDenyScreen(ModalScreen[DecisionRequest | None]):
+    """A dialog with the ``action_buttons()``: allow and deny decide, cancel dismisses."""
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        elif event.button.id in ("allow", "deny"):
+            self.action_decide(event.button.id)
+
+    def action_decide(self, action: str) -> None:
+        raise NotImplementedError
+
+
+class DecisionDialog(AllowDenyScreen):
     """Allow or deny one item, choosing the rule's target, port and lifetime."""
 
     BINDINGS = [
@@ -130,13 +144,6 @@ class DecisionDialog(ModalScreen[DecisionRequest | None]):
         button = self.query_one("#target", ChoiceSet).query(RadioButton)[3]
         button.label = self._cidr_label(self._prefix())
 
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        elif event.button.id in ("allow", "deny"):
-            self.action_decide(event.button.id)
-
     def action_decide(self, action: str) -> None:
         self.dismiss(self.request(Action(action)))
 
@@ -152,7 +159,7 @@ class DecisionDialog(ModalScreen[DecisionRequest | None]):
         )
 
 
-class BatchDialog(ModalScreen[DecisionRequest | None]):
+class BatchDialog(AllowDenyScreen):
     """Allow or deny every pending item whose name matches a pattern.
 
     Enter in the pattern moves on, so ``a``/``d`` can decide. ``matcher`` lists the
@@ -196,13 +203,6 @@ class BatchDialog(ModalScreen[DecisionRequest | None]):
     @on(Input.Submitted, "#pattern")
     def _submitted(self) -> None:
         self.query_one("#lifetime", ChoiceSet).focus()
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        elif event.button.id in ("allow", "deny"):
-            self.action_decide(event.button.id)
 
     def action_decide(self, action: str) -> None:
         pattern = self.query_one("#pattern", Input).value.strip()
