@@ -84,7 +84,8 @@ class Gateway:
         self.names = NameTable()
         self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid)
         self.bus.subscribe(self.writer.on_event)
-        self.rules = RuleBook(None, [], Mode.ENFORCE)  # replaced by configure()
+        # The store's rules and blocklist load once; configure() sets the run's part.
+        self.rules = RuleBook(self.data / "rules.db", [], Mode.ENFORCE, self.session)
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
         self.gate.resolve = self.dns.lookup
@@ -121,16 +122,9 @@ class Gateway:
             from snitch.policyfile import load_policy
 
             extra = load_policy(Path(env["CODERUN_POLICY"]))
-        self.rules.close()
-        self.rules = RuleBook(
-            self.data / "rules.db",
-            extra,
-            self.mode,
-            self.session,
-            env.get("CODERUN_PROFILE") or None,
-            env.get("CODERUN_IMAGE") or None,
+        self.rules.configure(
+            extra, self.mode, env.get("CODERUN_PROFILE") or None, env.get("CODERUN_IMAGE") or None
         )
-        self.gate.rules = self.dns.rules = self.api.rules = self.rules
         self.asker = None
         self.gate.fake = self.dns.fake = None
         if self.mode is Mode.ASK:

@@ -69,6 +69,16 @@ class RuleBook:
                 self._blocklist_generation = generation
         self._policy = Policy(rules, blocklist=self._blocklist)
 
+    def configure(
+        self, extra: list[Rule], mode: Mode, profile: str | None, image: str | None
+    ) -> None:
+        """A run's own part: its policy-file rules, mode and scopes. The store's rules
+        are read again; the blocklist (slow to load) only if it changed."""
+        self.mode, self.profile, self.image = mode, profile, image
+        self._extra = extra
+        self._transient = []
+        self.reload()
+
     def query(self, query: Query) -> Query:
         """The query with this session's context (profile, image, session id) filled in."""
         if (query.session, query.profile, query.image) == (self.session, self.profile, self.image):
