@@ -33,8 +33,10 @@ class DemoInternet:
             raise SessionError("the demo internet has no CA yet")
         return bytes(out)
 
-    def logs(self) -> str:
-        return bytes(self.container.logs()).decode(errors="replace")
+    def logs(self, since: int = 0) -> str:
+        """What it logged (requests, lookups), from character ``since`` on: one demo
+        internet serves many runs, so take ``len(logs())`` first to see only yours."""
+        return bytes(self.container.logs()).decode(errors="replace")[since:]
 
     def stop(self) -> None:
         from sandbox.cleanup import remove_session
