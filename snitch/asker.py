@@ -153,7 +153,7 @@ class Asker:
 
     def rule_for(self, item: Pending, request: DecisionRequest) -> Rule:
         """The lasting rule a decision on ``item`` means (by name where one is known)."""
-        name = item.sni or (item.names[0] if item.names else "")
+        name = item.names[0] if item.names else ""
         rule = Rule(action=request.action, source="prompt", note=request.note)
         target = request.target
         if not name and target in (Target.HOST, Target.DOMAIN):

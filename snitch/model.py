@@ -257,6 +257,14 @@ class Pending:
     """A flow or lookup held at the gateway until a person (or its deadline) decides.
 
     Retransmitted SYNs of the same 5-tuple are coalesced into one item (``attempts``).
+
+    ``names`` are *verified*: learnt from DNS answers that lead to ``dst``. A name the
+    sandbox merely claimed (a TLS SNI or an HTTP Host that was not verified to lead to
+    ``dst``) is in ``claimed`` and must be shown as unverified; a lasting decision on such
+    an item is stored for the address, never the claimed name. ``synthetic`` says ``dst``
+    is an address coderun made up for an undecided name (ask mode): no rule may ever be
+    stored for it. ``flows``: connections to the same destination collapsed into this
+    item (one decision releases them all).
     """
 
     id: str
@@ -272,11 +280,15 @@ class Pending:
     created: float = field(default_factory=time.time)
     deadline: float = 0.0
     attempts: int = 1
+    claimed: str = ""  # a name the sandbox sent (SNI/Host) that does not lead to dst
+    synthetic: bool = False  # dst is a synthetic address (ask mode), never a rule target
+    flows: int = 1  # connections collapsed into this item
 
     @property
     def label(self) -> str:
-        """The best name for the destination: a name when one is known, else the address."""
-        return self.sni or (self.names[0] if self.names else self.dst)
+        """The best *verified* name for the destination, else the address (never the
+        unverified ``claimed`` name: show that beside it, marked)."""
+        return self.names[0] if self.names else self.dst
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -304,6 +316,7 @@ class DecisionRequest:
     lifetime: str = "once"
     cidr_prefix: int = 24
     note: str = ""
+    dry_run: bool = False  # only say what rule this decision would store; change nothing
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

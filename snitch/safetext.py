@@ -152,6 +152,6 @@ def elide_name(name: str, width: int) -> str:
     labels = name.split(".")
     tail = ".".join(labels[-2:]) if len(labels) >= 2 else name
     if len(tail) + 1 >= width:
-        return ELLIPSIS + tail[-(width - 1):]
+        return ELLIPSIS + tail[-(width - 1) :]
     head = width - len(tail) - 1
     return name[:head] + ELLIPSIS + tail

@@ -275,7 +275,8 @@ Where a target is missed, and why:
   `gc.freeze()` after start-up. A clear margin would need the per-packet path (parse,
   verdict, log record) in a compiled extension.
 - **Bulk TCP ≥ 90 %**: the *plain router* row is the gateway container with no rules and
-  no queue at all (`bench/netbench/bare_handler.py --router`). Across today's runs it got 75–83 % of direct, and coderun 93–101 % of
+  no queue at all (`bench/netbench/bare_handler.py --router`). Across today's runs it got
+  75–83 % of direct, and coderun 93–101 % of
   the plain router (the bare handler the same): most of what bulk TCP loses is the
   routed hop itself (a second veth pair and bridge, routing, conntrack), not coderun's
   rules or handler, which an established flow never reaches.
