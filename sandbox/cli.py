@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,7 +27,18 @@ LAZY_COMMANDS = {
 
 
 class LazyGroup(click.Group):
-    """A click group that imports a command's module only when that command runs."""
+    """A click group that imports a command's module only when that command runs.
+
+    It is also where every output of the CLI is guarded: while a command runs (and
+    while click reports a usage error quoting an argument), ``sys.stdout`` and
+    ``sys.stderr`` escape whatever a terminal would act on (sandbox/textout.py).
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from sandbox.textout import guard_streams
+
+        with guard_streams():
+            return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})

@@ -2,6 +2,9 @@
 
 A session folder is ``sessions/<id>/`` with ``session.json`` (id, command, image, mode,
 start, end, exit), ``flows.jsonl`` (the traffic log) and ``gateway.json`` (its state).
+
+The ``format_*`` functions are for people: every field that came from a log or a record
+is escaped (``snitch/safetext.py``) before it is laid out.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sandbox.textout import show_name
 from snitch.flowlog import read_log
 from snitch.logquery import HostSummary, read_json, session_ended, session_running
 from snitch.model import EntryKind, LogEntry
+from snitch.safetext import safe, safe_name
 
 LOG_NAME = "flows.jsonl"
 
@@ -115,14 +120,17 @@ def _clock(t: float | None) -> str:
 
 
 def format_session(rec: dict[str, Any]) -> str:
+    """One line of ``coderun sessions``; every field from the record is shown escaped."""
     c = rec.get("counts") or {}
     end = "running" if rec.get("running") else _clock(rec.get("end"))
     exit_code = rec.get("exit")
+    command = rec.get("command") or []
+    args = " ".join(safe(a) for a in command) if isinstance(command, list) else safe(command)
     return (
-        f"{str(rec.get('id', ''))[:12]:12}  {_clock(rec.get('start')):19}  {end:19}  "
-        f"{'-' if exit_code is None else exit_code!s:>4}  {str(rec.get('image') or '-'):10}  "
-        f"{c.get('allow', 0):>5}  {c.get('deny', 0):>5}  {c.get('ask', 0):>4}  "
-        f"{' '.join(rec.get('command') or [])}"
+        f"{safe(rec.get('id', ''))[:12]:12}  {_clock(rec.get('start')):19}  {end:19}  "
+        f"{'-' if exit_code is None else safe(exit_code):>4}  "
+        f"{safe(rec.get('image') or '-'):10}  "
+        f"{c.get('allow', 0):>5}  {c.get('deny', 0):>5}  {c.get('ask', 0):>4}  {args}"
     )
 
 
@@ -132,24 +140,32 @@ SESSION_HEADER = (
 )
 
 
+def _names(names: list[str]) -> str:
+    return ",".join(safe_name(n) for n in names)
+
+
 def format_entry(e: LogEntry) -> str:
+    """One line of ``coderun log``: every field the sandbox controls (names, URLs,
+    headers, messages) is escaped, so it stays one inert line."""
     stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
-    name = ",".join(e.names)
     if e.kind is EntryKind.FLOW:
-        where = f"{e.dst}:{e.dport}" if e.proto != "icmp" else e.dst
-        what = f"{e.proto:4} {where:21} {name}"
+        where = f"{safe(e.dst)}:{e.dport}" if e.proto != "icmp" else safe(e.dst)
+        what = f"{safe(e.proto):4} {where:21} {_names(e.names)}"
     elif e.kind is EntryKind.DNS:
-        what = f"dns  {e.qname} {e.qtype} -> {' '.join(e.answers) or '-'}"
+        answers = " ".join(safe(a) for a in e.answers) or "-"
+        what = f"dns  {safe_name(e.qname)} {safe(e.qtype)} -> {answers}"
     elif e.kind is EntryKind.HTTP:
-        what = f"http {e.method} {e.url} {e.status} out={e.bytes_out} in={e.bytes_in}"
+        what = (f"http {safe(e.method)} {safe(e.url)} {e.status} out={e.bytes_out} "
+                f"in={e.bytes_in}")  # fmt: skip
         if e.message:
-            what += f" ({e.message})"
+            what += f" ({safe(e.message)})"
     elif e.kind is EntryKind.TLS:
-        what = f"tls  {e.dst}:{e.dport} sni={e.sni or '-'} out={e.bytes_out} in={e.bytes_in}"
+        sni = safe_name(e.sni) if e.sni else "-"
+        what = f"tls  {safe(e.dst)}:{e.dport} sni={sni} out={e.bytes_out} in={e.bytes_in}"
     else:
-        return f"{stamp} ---- {e.message}"
-    rule = f"  [{e.rule}]" if e.rule else (f"  ({e.reason})" if e.reason else "")
-    return f"{stamp} {e.verdict:6} {what}{rule}"
+        return f"{stamp} ---- {safe(e.message)}"
+    rule = f"  [{safe(e.rule)}]" if e.rule else (f"  ({safe(e.reason)})" if e.reason else "")
+    return f"{stamp} {safe(e.verdict):6} {what}{rule}"
 
 
 SUMMARY_HEADER = (
@@ -159,7 +175,9 @@ SUMMARY_HEADER = (
 
 
 def format_summary(s: HostSummary) -> str:
+    """One line of ``coderun log --summary``: a long host is cut in the middle (its
+    registrable domain stays), a look-alike one marked."""
     return (
-        f"{s.host[:40]:40}  {s.hits:>5}  {s.allow:>5}  {s.deny:>5}  {s.other:>5}  "
-        f"{s.bytes_out:>9}  {s.bytes_in:>9}  {' '.join(sorted(s.ports))}"
+        f"{show_name(s.host, 40):40}  {s.hits:>5}  {s.allow:>5}  {s.deny:>5}  {s.other:>5}  "
+        f"{s.bytes_out:>9}  {s.bytes_in:>9}  {' '.join(safe(p) for p in sorted(s.ports))}"
     )

@@ -7,7 +7,6 @@ Exit codes: 0 ok, 1 no such session, 2 usage error, 3 the rule store is unusable
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -28,11 +27,13 @@ from sandbox.records import (
     format_summary,
     list_sessions,
 )
+from sandbox.textout import echo_exact, exact_output, rule_text
 from snitch.export import FORMATS, ExportError, ExportOptions, export
 from snitch.export.proposal import format_diff, propose_rules
 from snitch.flowlog import read_log
 from snitch.logquery import (
     CSV_FIELDS,
+    CsvRows,
     Filter,
     csv_row,
     filter_entries,
@@ -42,6 +43,7 @@ from snitch.logquery import (
     summarize,
 )
 from snitch.model import LogEntry
+from snitch.safetext import safe
 from snitch.store import RuleStore, StoreError
 
 VERDICTS = ("allow", "deny", "ask", "pending", "expired")
@@ -119,12 +121,16 @@ def _when(value: str | None, what: str) -> float | None:
 
 
 def _print(entries: Iterable[LogEntry], as_json: bool, as_csv: bool, live: bool) -> None:
+    """Entries as text (escaped), JSON (exact: its encoder escapes) or CSV (exact to a
+    pipe or file, escaped on a terminal)."""
     if as_csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(CSV_FIELDS)
+        writer = CsvRows(sys.stdout)
+        with exact_output():
+            writer.writerow(CSV_FIELDS)
     for e in entries:
         if as_csv:
-            writer.writerow(csv_row(e))
+            with exact_output():
+                writer.writerow(csv_row(e))
         else:
             click.echo(json.dumps(e.to_dict(), sort_keys=True) if as_json else format_entry(e))
         if live:
@@ -186,7 +192,7 @@ def show(
             n = write_pcap(entries, pcap)
         except ImportError as e:
             raise click.ClickException(f"--pcap needs scapy (pip install scapy): {e}") from e
-        click.echo(f"wrote {n} flows to {pcap}", err=True)
+        click.echo(f"wrote {n} flows to {safe(pcap)}", err=True)
     elif summary:
         rows = summarize(entries)
         if not as_json:
@@ -277,17 +283,17 @@ def export_command(
     except ExportError as e:
         raise click.UsageError(str(e)) from e
     for w in result.warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {safe(w)}", err=True)
     if output is not None and result.files:
         output.mkdir(parents=True, exist_ok=True)
         for fname, text in result.files.items():
             (output / fname).write_text(text)
-        click.echo(f"wrote {len(result.files)} files to {output}", err=True)
+        click.echo(f"wrote {len(result.files)} files to {safe(output)}", err=True)
     elif output is not None:
         output.write_text(result.text)
-        click.echo(f"wrote {output}", err=True)
+        click.echo(f"wrote {safe(output)}", err=True)
     else:
-        click.echo(result.text, nl=False)
+        echo_exact(result.text)
 
 
 # -- rules from-session ----------------------------------------------------------------------
@@ -308,7 +314,7 @@ def from_session(session: str, apply: bool, as_json: bool) -> None:
             for r in proposed:
                 click.echo(json.dumps(r.to_dict(), sort_keys=True))
         elif proposed:
-            click.echo(format_diff(proposed, existing), nl=False)
+            click.echo(format_diff(proposed, existing, describe=rule_text), nl=False)
         if not proposed:
             click.echo("nothing to propose: the store already allows all of it", err=True)
             return

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from sandbox.paths import rules_db
+from sandbox.textout import echo_exact, rule_text, show_name
 from snitch.blocklist import load_blocklist_file
 from snitch.duration import format_duration, parse_duration
 from snitch.model import Action, Proto, Query, Rule
@@ -29,6 +30,7 @@ from snitch.policy import (
     parse_port,
 )
 from snitch.policyfile import PolicyError, dump_policy, load_policy_file
+from snitch.safetext import safe
 from snitch.store import RuleStore, StoreError
 
 
@@ -122,12 +124,15 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
     head = ["ID", "ACTION", "TARGET", "PORT", "PROTO", "SCOPE", "PRIO", "LIFETIME", "HITS"]
     rows = [[*head, "STATE", "SOURCE", "NOTE"]]
     for r in found:
-        target = (r.host or r.cidr or "*") + (r.path_prefix or "")
-        rows.append([
-            str(r.id), str(r.action), target, format_port(r.port_lo, r.port_hi), str(r.proto),
-            r.scope, str(r.priority), lifetime(r, now), str(r.hits),
+        # Every cell escaped before the table is laid out (notes, scopes, sources and
+        # paths are free text; a name may be a look-alike, shown marked).
+        target = (show_name(r.host) if r.host else safe(r.cidr or "*")) + safe(r.path_prefix or "")
+        rows.append([safe(cell) for cell in (
+            r.id, r.action, format_port(r.port_lo, r.port_hi), r.proto,
+            r.scope, r.priority, lifetime(r, now), r.hits,
             "on" if r.enabled else "off", r.source, r.note,
-        ])  # fmt: skip
+        )])  # fmt: skip
+        rows[-1].insert(2, target)
     click.echo(_table(rows) if found else "no rules")
     if blocked:
         click.echo(f"blocklist: {blocked} entries (domains with their subdomains, networks)")
@@ -170,7 +175,7 @@ def add_command(
     if as_json:
         click.echo(json.dumps(rule.to_dict(), indent=2))
     else:
-        click.echo(f"added rule {rule.id}: {rule.describe()} ({lifetime(rule, time.time())})")
+        click.echo(f"added rule {rule.id}: {rule_text(rule)} ({lifetime(rule, time.time())})")
 
 
 def _each_id(ids: tuple[int, ...], op: str, fn: Callable[[int], bool]) -> None:
@@ -221,7 +226,7 @@ def import_command(file: Path, blocklist: bool) -> None:
         with _store() as store:
             added = store.blocklist_add(parsed.entries, source=file.name)
         dup = len(parsed.entries) - added
-        click.echo(f"blocklist {file.name}: {added} new entries, {dup} already listed, "
+        click.echo(f"blocklist {safe(file.name)}: {added} new entries, {dup} already listed, "
                    f"{parsed.skipped} lines skipped")  # fmt: skip
         return
     try:
@@ -234,7 +239,7 @@ def import_command(file: Path, blocklist: bool) -> None:
         store.add_many(new, blocklist=policy.blocklist, source=f"policy:{file.name}")
     skipped = len(policy.rules) - len(new)
     extra = f", {len(policy.blocklist)} blocklist entries" if policy.blocklist else ""
-    click.echo(f"imported {len(new)} rules from {file} ({skipped} duplicates skipped){extra}")
+    click.echo(f"imported {len(new)} rules from {safe(file)} ({skipped} duplicates skipped){extra}")
 
 
 @rules.command("export")
@@ -252,10 +257,10 @@ def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
     else:
         text = dump_policy(found, entries)
     if file is None:
-        click.echo(text, nl=False)
+        echo_exact(text)
     else:
         file.write_text(text, encoding="utf-8")
-        click.echo(f"exported {len(found)} rules to {file}", err=True)
+        click.echo(f"exported {len(found)} rules to {safe(file)}", err=True)
 
 
 @rules.command("explain")
@@ -293,13 +298,13 @@ def explain_command(
         click.echo(json.dumps(explanation.to_dict(), indent=2))
     else:
         d = explanation.decision
-        click.echo(f"{d.action}: {d.reason}" if d else "no rule matches")
-        click.echo(f"why: {explanation.reason}")
+        click.echo(f"{d.action}: {safe(d.reason)}" if d else "no rule matches")
+        click.echo(f"why: {safe(explanation.reason)}")
         if explanation.matches:
             click.echo("matching rules, in precedence order:")
             for i, m in enumerate(explanation.matches):
                 rid = "-" if m.rule.id is None else str(m.rule.id)
                 mark = "*" if i == 0 else " "
-                click.echo(f" {mark} {rid:>4}  {m.rule.describe():<32} {m.why}")
+                click.echo(f" {mark} {rid:>4}  {rule_text(m.rule):<32} {safe(m.why)}")
     if explanation.decision is None:
         raise SystemExit(1)

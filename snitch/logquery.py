@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import fnmatch
+import io
 import ipaddress
 import json
 import os
@@ -224,9 +225,26 @@ def csv_row(e: LogEntry) -> list[str]:
     return row
 
 
+class CsvRows:
+    """A CSV writer whose rows end in ``\n`` and which quotes a field holding ``\r`` or
+    ``\n`` (the csv module quotes only the characters of its own line terminator, so a
+    bare ``\r`` in a name would split the row for every reader). Fields stay exact."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self._buf = io.StringIO()
+        self._writer = csv.writer(self._buf, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._writer.writerow(row)
+        self.out.write(self._buf.getvalue()[:-2] + "\n")
+
+
 def write_csv(entries: Iterable[LogEntry], out: IO[str], header: bool = True) -> int:
     """Entries as CSV (time in UTC ISO 8601, lists space-separated); returns the count."""
-    w = csv.writer(out, lineterminator="\n")
+    w = CsvRows(out)
     if header:
         w.writerow(CSV_FIELDS)
     n = 0

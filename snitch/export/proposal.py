@@ -10,7 +10,7 @@ has, or that its permanent rules already allow, are left out.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from snitch.model import Action, EntryKind, LogEntry, Proto, Query, Rule
 from snitch.policy import Policy, normalize_cidr, normalize_host
@@ -104,14 +104,21 @@ def propose_rules(
     return sorted(out, key=lambda r: (r.host or r.cidr or "", str(r.proto), r.port_lo))
 
 
-def format_diff(proposed: list[Rule], existing: list[Rule], *, now: float | None = None) -> str:
-    """The current permanent rules as context lines and the proposed ones as ``+`` lines."""
+def format_diff(
+    proposed: list[Rule],
+    existing: list[Rule],
+    *,
+    now: float | None = None,
+    describe: Callable[[Rule], str] = Rule.describe,
+) -> str:
+    """The current permanent rules as context lines and the proposed ones as ``+`` lines
+    (each rule as ``describe`` shows it: the CLI passes one that escapes it)."""
     t = time.time() if now is None else now
     current = _permanent(existing, t)
     lines = [
         f"--- rules now ({len(current)})",
         f"+++ rules with the proposal ({len(current) + len(proposed)})",
     ]
-    lines += [f"  {r.describe()}" for r in current]
-    lines += [f"+ {r.describe()}" for r in proposed]
+    lines += [f"  {describe(r)}" for r in current]
+    lines += [f"+ {describe(r)}" for r in proposed]
     return "\n".join(lines) + "\n"
