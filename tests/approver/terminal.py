@@ -104,3 +104,85 @@ def terminal_problems(data: bytes, allowed: tuple[bytes, ...] = ()) -> list[str]
 def assert_inert(data: bytes, allowed: tuple[bytes, ...] = ()) -> None:
     problems = terminal_problems(data, allowed)
     assert not problems, f"raw control/invisible characters {problems} in {data!r}"
+
+
+class Terminal:
+    """A process on a pty of ``cols`` x ``rows``, read by a thread into a terminal
+    emulator (pyte): the bytes it wrote, what the screen shows, keys to type."""
+
+    def __init__(
+        self, args: list[str], env: Mapping[str, str], cols: int = 200, rows: int = 50
+    ) -> None:
+        import fcntl
+        import struct
+        import termios
+        import threading
+
+        import pyte  # type: ignore[import-untyped]
+
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave,
+                                     env=dict(env), cwd=ROOT, start_new_session=True)  # fmt: skip
+        os.close(slave)
+        self.master = master
+        self.data = bytearray()
+        self.screen = pyte.Screen(cols, rows)
+        self._stream = pyte.ByteStream(self.screen)
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self.data += chunk
+                self._stream.feed(chunk)
+
+    def shown(self) -> bytes:
+        with self._lock:
+            return bytes(self.data)
+
+    def screen_lines(self) -> list[str]:
+        with self._lock:
+            return [line.rstrip() for line in self.screen.display]
+
+    def cursor_line(self) -> str:
+        with self._lock:
+            return str(self.screen.display[self.screen.cursor.y]).rstrip()
+
+    def wait_for(self, needle: bytes, timeout: float = 60.0, count: int = 1) -> int:
+        """Wait until ``needle`` has been written ``count`` times; its last position."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self.shown()
+            if data.count(needle) >= count:
+                return data.rfind(needle)
+            if self.proc.poll() is not None:  # it ended: read what is left, then decide
+                self._reader.join(timeout=5)
+                if self.shown().count(needle) >= count:
+                    continue
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"no {needle!r} (x{count}) on the terminal: {data!r}")
+            time.sleep(0.05)
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def wait(self, timeout: float) -> int:
+        status = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return status
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=5)
+        os.close(self.master)

@@ -1,0 +1,413 @@
+"""``--prompt line``: ask about held connections on the terminal, one at a time.
+
+The sandbox shares this terminal, and it knows what a question looks like and when one
+is due. So:
+
+- its output is shown inert (``safe_block``: it cannot move the cursor, rewrite a line
+  or set a title), and *held back* while a question is open: nothing it prints can
+  overwrite or follow the question; it is shown after the answer (beyond ``HOLD_CHARS``
+  the command waits for the answer: nothing is lost);
+- the question is ours: every untrusted part escaped, on a terminal tagged in reverse
+  video (which the sandbox, its escapes neutralised, cannot produce); a name the sandbox
+  only claimed (an unchecked SNI) is shown as the address it is, "claims NAME
+  (unverified)"; a synthetic address is never offered as a rule target;
+- an answer only counts for the question on screen: lines typed before it was shown (or
+  within ``SETTLE_SECONDS`` of it) are ignored, and the answer is confirmed with the
+  name ("allowed once: api.example.test 443/tcp");
+- "always" (``A``/``D``) shows the rule it would store and needs its target typed (the
+  name, or the address), so a stray key never makes a lasting rule;
+- an item decided elsewhere (the dashboard, the API, its deadline) while asked is
+  withdrawn, and never asked again;
+- stdin is read by a daemon thread that polls with ``select``: when the run ends the
+  prompt returns at once, whatever the person is (not) typing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import select
+import sys
+import termios
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sandbox import paths
+from sandbox.session import Session
+from sandbox.textout import rule_text, show_name, write_trusted
+from snitch.client import ApiError, GatewayClient
+from snitch.model import Action, DecisionRequest, Pending, Rule, Target
+from snitch.safetext import safe, safe_block
+
+ANSWERS = {
+    "a": (Action.ALLOW, "once"),
+    "A": (Action.ALLOW, "always"),
+    "d": (Action.DENY, "once"),
+    "D": (Action.DENY, "always"),
+}
+SETTLE_SECONDS = 0.25  # an answer this soon after its question was typed before it
+HOLD_CHARS = 4 * 1024 * 1024  # output held while asking; beyond it the command waits
+TAG_ON, TAG_OFF = "\x1b[7m", "\x1b[0m"  # reverse video around "coderun" (a terminal only)
+TAG = "coderun"
+
+Line = tuple[float, str] | None  # (time.monotonic() it was read, text); None: end of input
+
+
+def where(item: Pending) -> str:
+    """``NAME 443/tcp`` for a person: the verified name (or the address), escaped."""
+    port = "icmp" if item.proto == "icmp" else f"{item.dport}/{safe(item.proto)}"
+    if item.kind == "dns":
+        return f"{show_name(item.label)} (lookup)"
+    return f"{show_name(item.label) if item.names else safe(item.dst)} {port}"
+
+
+def lasting_target(item: Pending) -> str | None:
+    """What an "always" rule on ``item`` is stored for: its verified name, else its real
+    address; None for a synthetic address without a name (never a rule target)."""
+    if item.names:
+        return item.names[0]
+    return None if item.synthetic else item.dst
+
+
+def question_text(item: Pending) -> str:
+    """The question, untrusted parts escaped (without the tag)."""
+    what = "lookup of" if item.kind == "dns" else "connection to"
+    text = f"Allow {what} {where(item)}"
+    if item.names and not item.synthetic and item.kind != "dns":
+        text += f" (address {safe(item.dst)})"
+    elif item.synthetic:
+        text += " (not looked up yet)"
+    if item.claimed:
+        text += f", which claims to be {show_name(item.claimed)} (unverified)"
+    if item.flows > 1:
+        text += f" [{item.flows} connections]"
+    return text + "? "
+
+
+def options_text(item: Pending) -> str:
+    if lasting_target(item) is None:
+        return "[a]llow once / [d]eny once "
+    return "[a]llow once / [A]lways / [d]eny / [D]eny always "
+
+
+def rule_preview(item: Pending, action: Action) -> str:
+    """The lasting rule an "always" answer stores (as the gateway makes it)."""
+    target = lasting_target(item) or ""
+    port = f":{item.dport}" if item.proto in ("tcp", "udp") else ""
+    proto = "dns" if item.kind == "dns" else safe(item.proto)
+    return f"{action} {show_name(target)}{port}/{proto}"
+
+
+def _same_target(typed: str, target: str) -> bool:
+    return typed.strip().lower().rstrip(".") == target.lower().rstrip(".")
+
+
+class _StdinLines(threading.Thread):
+    """Reads lines from a file descriptor and posts them to the loop; a daemon that
+    polls, so it never keeps the process (or the prompt) waiting on input."""
+
+    def __init__(self, fd: int, post: Callable[[Line], None], stop: threading.Event) -> None:
+        super().__init__(name="coderun-prompt-input", daemon=True)
+        self.fd, self.post, self.stop = fd, post, stop
+
+    def run(self) -> None:
+        pending = b""
+        while not self.stop.is_set():
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 0.2)
+                chunk = os.read(self.fd, 4096) if ready else None
+            except (OSError, ValueError):
+                chunk = b""
+            if chunk is None:
+                continue
+            if not chunk:
+                self.post(None)
+                return
+            pending += chunk
+            while b"\n" in pending:
+                line, _, pending = pending.partition(b"\n")
+                self.post((time.monotonic(), line.decode(errors="replace")))
+            pending = pending[-4096:]
+
+
+class LinePrompt:
+    """A front (sandbox/runner.py) that asks on this terminal's stdin/stdout."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self._cv = threading.Condition()
+        self._asking = False
+        self._held: list[tuple[str, str]] = []
+        self._held_chars = 0
+        self._line_open = False  # the last thing shown did not end its line
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace")
+                          for s in ("stdout", "stderr")}  # fmt: skip
+        self._waiting: dict[str, Pending] = {}
+        self._gone: set[str] = set()
+        self._current: str | None = None
+        self._withdrawn: asyncio.Future[str] | None = None
+        self._arrived: asyncio.Event | None = None
+        self._lines: asyncio.Queue[Line] | None = None
+        self._stop_input = threading.Event()
+        self._echo = sys.stdin is not None and sys.stdin.isatty()
+        self._tag = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+    # -- the command's output (called from the pump thread) ----------------------------------
+    def output(self, stream: str, data: bytes) -> None:
+        text = safe_block(self._decoders[stream].decode(data))
+        self._show_output(stream, text)
+
+    def _show_output(self, stream: str, text: str) -> None:
+        if not text:
+            return
+        with self._cv:
+            while self._asking and self._held_chars >= HOLD_CHARS and not self.done.is_set():
+                self._cv.wait(0.5)
+            if self._asking:
+                self._held.append((stream, text))
+                self._held_chars += len(text)
+            else:
+                self._write(stream, text)
+
+    def _write(self, stream: str, text: str) -> None:
+        target = sys.stdout if stream == "stdout" else sys.stderr
+        target.write(text)
+        target.flush()
+        self._line_open = not text.endswith("\n")
+
+    def finished(self, status: int, error: str | None) -> None:
+        for stream, decoder in self._decoders.items():
+            self._show_output(stream, safe_block(decoder.decode(b"", final=True)))
+        self.done.set()
+
+    # -- our own lines ------------------------------------------------------------------------
+    def _say(self, text: str, *, question: bool = False) -> None:
+        """A line of ours (already escaped); a question stays open for the answer."""
+        with self._cv:
+            if self._line_open:
+                sys.stdout.write("\n")
+            if self._tag:
+                write_trusted(TAG_ON)
+                sys.stdout.write(TAG)
+                write_trusted(TAG_OFF)
+                sys.stdout.write(" ")
+            else:
+                sys.stdout.write(f"{TAG}: ")
+            sys.stdout.write(text if question else text + "\n")
+            sys.stdout.flush()
+            self._line_open = question
+
+    def _hold(self) -> None:
+        with self._cv:
+            self._asking = True
+
+    def _release(self) -> None:
+        with self._cv:
+            self._asking = False
+            held, self._held, self._held_chars = self._held, [], 0
+            for stream, text in held:
+                self._write(stream, text)
+            self._cv.notify_all()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, session: Session) -> None:
+        asyncio.run(self._main(session))
+
+    async def _main(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        self._lines = asyncio.Queue()
+        self._arrived = asyncio.Event()
+        lines = self._lines
+
+        def post(line: Line) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+
+        fd = _stdin_fd()
+        reader = _StdinLines(fd, post, self._stop_input) if fd is not None else None
+        if reader is None:
+            lines.put_nowait(None)
+        else:
+            reader.start()
+        client = GatewayClient(session.api_socket, paths.api_token(), session.id)
+        tasks = [asyncio.create_task(self._listen(client)),
+                 asyncio.create_task(self._ask_loop(client))]  # fmt: skip
+        try:
+            while not self.done.is_set():
+                await asyncio.sleep(0.1)
+        finally:
+            self._stop_input.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, ApiError, OSError):
+                    await task
+            self._release()
+
+    async def _listen(self, client: GatewayClient) -> None:
+        try:
+            async for event in client.events():
+                if event.topic == "pending":
+                    item = Pending.from_dict(event.data)
+                    if item.id not in self._gone and item.id != self._current:
+                        self._waiting[item.id] = item  # an update keeps its place
+                        assert self._arrived is not None
+                        self._arrived.set()
+                elif event.topic in ("decided", "expired"):
+                    self._item_gone(event.topic, event.data)
+        except (ApiError, OSError, ValueError) as exc:
+            self._say(f"lost the gateway's event stream ({safe(exc)}); held connections "
+                      "wait for their deadline")  # fmt: skip
+
+    def _item_gone(self, topic: str, data: dict[str, Any]) -> None:
+        item_id = str(data.get("id", ""))
+        self._gone.add(item_id)
+        self._waiting.pop(item_id, None)
+        if item_id == self._current and self._withdrawn and not self._withdrawn.done():
+            action, by = safe(data.get("action", "")), safe(data.get("by", ""))
+            how = f"expired ({action} by default)" if topic == "expired" else f"{action} by {by}"
+            self._withdrawn.set_result(how)
+
+    async def _ask_loop(self, client: GatewayClient) -> None:
+        assert self._arrived is not None
+        while True:
+            while not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            item_id, item = next(iter(self._waiting.items()))
+            del self._waiting[item_id]
+            if item_id in self._gone:
+                continue
+            if not await self._ask(client, item):
+                return  # no more input
+
+    async def _ask(self, client: GatewayClient, item: Pending) -> bool:
+        """Ask about ``item`` until it is answered or withdrawn; False at end of input."""
+        self._current = item.id
+        self._withdrawn = asyncio.get_running_loop().create_future()
+        self._hold()
+        try:
+            while True:
+                self._say(question_text(item) + options_text(item), question=True)
+                line = await self._answer()
+                if line is None or isinstance(line, _Withdrawn):
+                    return self._unanswered(item, line)
+                answer = ANSWERS.get(line.strip())
+                if answer is None:
+                    self._say("answer a, A, d or D (then Enter)")
+                    continue
+                action, lifetime = answer
+                if lifetime == "always":
+                    confirmed = await self._confirm_lasting(item, action)
+                    if confirmed is None or isinstance(confirmed, _Withdrawn):
+                        return self._unanswered(item, confirmed)
+                    if not confirmed:
+                        continue
+                await self._decide(client, item, action, lifetime)
+                return True
+        except asyncio.CancelledError:
+            if self.done.is_set():
+                self._say(f"the run ended: question about {where(item)} withdrawn")
+            raise
+        finally:
+            self._current = None
+            self._release()
+
+    def _unanswered(self, item: Pending, why: _Withdrawn | None) -> bool:
+        if why is None:
+            self._say("no more input: held connections wait for their deadline "
+                      "(or `coderun dashboard`)")  # fmt: skip
+            return False
+        self._say(f"question withdrawn: {where(item)} was decided elsewhere: {why}")
+        return True
+
+    async def _confirm_lasting(self, item: Pending, action: Action) -> bool | _Withdrawn | None:
+        """The second step of "always": True to store, False to ask again; why it was
+        withdrawn, or None at the end of input, otherwise."""
+        target = lasting_target(item)
+        if target is None:
+            self._say("a lasting rule cannot be made for an address coderun made up; "
+                      "answer a or d")  # fmt: skip
+            return False
+        self._say(f"this stores a lasting rule: {rule_preview(item, action)} (always).")
+        self._say(f"type {show_name(target)} to store it (anything else cancels): ",
+                  question=True)  # fmt: skip
+        line = await self._answer()
+        if line is None or isinstance(line, _Withdrawn):
+            return line
+        if _same_target(line, target):
+            return True
+        self._say(f"not stored: that is not {show_name(target)}")
+        return False
+
+    async def _answer(self) -> str | _Withdrawn | None:
+        """The next line typed after the question was shown, why the question was
+        withdrawn, or None at the end of input."""
+        assert self._lines is not None and self._withdrawn is not None
+        _flush_typeahead()
+        shown = time.monotonic()
+        while True:
+            get = asyncio.ensure_future(self._lines.get())
+            either: set[asyncio.Future[Any]] = {get, self._withdrawn}
+            done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if self._withdrawn in done:
+                get.cancel()
+                self._current = None
+                return _Withdrawn(self._withdrawn.result())
+            line = get.result()
+            if line is None:
+                return None
+            if self._echo:
+                self._line_open = False  # the terminal echoed the person's Enter
+            read_at, text = line
+            if read_at >= shown + SETTLE_SECONDS:
+                return text
+            if read_at >= shown:
+                self._say("(an answer typed as the question appeared is ignored: "
+                          "read it and answer again) ", question=True)  # fmt: skip
+
+    async def _decide(self, client: GatewayClient, item: Pending, action: Action,
+                      lifetime: str) -> None:  # fmt: skip
+        request = DecisionRequest(action, pending_id=item.id, target=Target.HOST,
+                                  lifetime=lifetime)  # fmt: skip
+        self._gone.add(item.id)  # answered: a late update of it is never asked again
+        try:
+            result = await client.decide(request)
+        except ApiError as exc:
+            if exc.status == 409:
+                self._say(f"already decided elsewhere: {where(item)}")
+            else:
+                self._say(f"the decision on {where(item)} failed: {safe(exc)}")
+            return
+        verb = "allowed" if action is Action.ALLOW else "denied"
+        rule = result.get("rule")
+        if lifetime == "once" or not rule:
+            self._say(f"{verb} once: {where(item)}")
+        else:
+            stored = Rule.from_dict(rule)
+            self._say(f"{verb} always: {where(item)} (stored rule {safe(stored.id)}: "
+                      f"{rule_text(stored)})")  # fmt: skip
+
+
+class _Withdrawn(str):
+    """Why the question on screen was withdrawn (decided elsewhere, expired)."""
+
+
+def _stdin_fd() -> int | None:
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _flush_typeahead() -> None:
+    """Drop what was typed on the terminal but not yet entered: it was not an answer to
+    the question about to be shown."""
+    fd = _stdin_fd()
+    if fd is not None and os.isatty(fd):
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcflush(fd, termios.TCIFLUSH)
