@@ -146,7 +146,7 @@ def show_name(name: str, width: int | None = None) -> str:
         return shown
     base = safe(name)
     mark = shown[len(base) :] if not is_plain_name(name) else ""
-    return elide_name(base, max(width - len(mark), 8)) + mark
+    return elide_name(base, max(width - len(mark), 24)) + mark
 
 
 def rule_text(rule: Rule) -> str:
