@@ -19,7 +19,7 @@ from sandbox.textout import show_name
 from snitch.flowlog import read_log
 from snitch.logquery import HostSummary, read_json, session_ended, session_running
 from snitch.model import EntryKind, LogEntry
-from snitch.safetext import safe, safe_name
+from snitch.safetext import safe
 
 LOG_NAME = "flows.jsonl"
 
@@ -141,7 +141,7 @@ SESSION_HEADER = (
 
 
 def _names(names: list[str]) -> str:
-    return ",".join(safe_name(n) for n in names)
+    return ",".join(show_name(n) for n in names)
 
 
 def format_entry(e: LogEntry) -> str:
@@ -153,14 +153,14 @@ def format_entry(e: LogEntry) -> str:
         what = f"{safe(e.proto):4} {where:21} {_names(e.names)}"
     elif e.kind is EntryKind.DNS:
         answers = " ".join(safe(a) for a in e.answers) or "-"
-        what = f"dns  {safe_name(e.qname)} {safe(e.qtype)} -> {answers}"
+        what = f"dns  {show_name(e.qname)} {safe(e.qtype)} -> {answers}"
     elif e.kind is EntryKind.HTTP:
         what = (f"http {safe(e.method)} {safe(e.url)} {e.status} out={e.bytes_out} "
                 f"in={e.bytes_in}")  # fmt: skip
         if e.message:
             what += f" ({safe(e.message)})"
     elif e.kind is EntryKind.TLS:
-        sni = safe_name(e.sni) if e.sni else "-"
+        sni = show_name(e.sni) if e.sni else "-"
         what = f"tls  {safe(e.dst)}:{e.dport} sni={sni} out={e.bytes_out} in={e.bytes_in}"
     else:
         return f"{stamp} ---- {safe(e.message)}"

@@ -141,7 +141,10 @@ def write_trusted(text: str, err: bool = False) -> None:
 def show_name(name: str, width: int | None = None) -> str:
     """A host name for a person (``safe_name``); with ``width``, cut in the middle so the
     registrable domain stays visible, the mark of a look-alike name always kept."""
-    shown = safe_name(name)
+    if name.isascii() and name.isprintable() and "\\" not in name and "xn--" not in name.lower():
+        shown = name  # nothing to escape or mark (the common case, at C speed)
+    else:
+        shown = safe_name(name)
     if width is None or len(shown) <= width:
         return shown
     base = safe(name)
