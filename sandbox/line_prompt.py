@@ -161,11 +161,13 @@ class LinePrompt:
         text = safe_block(self._decoders[stream].decode(data))
         self._show_output(stream, text)
 
-    def _show_output(self, stream: str, text: str) -> None:
+    def _show_output(self, stream: str, text: str, wait: bool = True) -> None:
         if not text:
             return
         with self._cv:
-            while self._asking and self._held_chars >= HOLD_CHARS and not self.done.is_set():
+            while wait and self._asking and self._held_chars >= HOLD_CHARS:
+                if self.done.is_set():
+                    break
                 self._cv.wait(0.5)
             if self._asking:
                 self._held.append((stream, text))
@@ -180,8 +182,8 @@ class LinePrompt:
         self._line_open = not text.endswith("\n")
 
     def finished(self, status: int, error: str | None) -> None:
-        for stream, decoder in self._decoders.items():
-            self._show_output(stream, safe_block(decoder.decode(b"", final=True)))
+        for stream, decoder in self._decoders.items():  # a cut-off last character
+            self._show_output(stream, safe_block(decoder.decode(b"", final=True)), wait=False)
         self.done.set()
 
     # -- our own lines ------------------------------------------------------------------------

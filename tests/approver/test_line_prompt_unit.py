@@ -1,0 +1,65 @@
+"""The line prompt's output holding and its input reader, without a gateway."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from sandbox.line_prompt import Line, LinePrompt, _StdinLines
+from tests.approver.terminal import terminal_problems
+
+
+def test_output_is_inert_and_held_while_a_question_is_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    prompt = LinePrompt()
+    prompt.output("stdout", b"before\r\x1b[2K\n")
+    prompt._hold()
+    prompt.output("stdout", b"\r\x1b[2Kfake question? ")
+    prompt.output("stderr", "\u202eoops\n".encode()[:3])  # a character cut in two
+    assert out.getvalue() == "before\\x0d\\x1b[2K\n"  # nothing while asking
+    prompt._release()
+    prompt.output("stderr", "\u202eoops\n".encode()[3:])
+    assert out.getvalue() == "before\\x0d\\x1b[2K\n\\x0d\\x1b[2Kfake question? "
+    assert err.getvalue() == "\\u202eoops\n"
+    assert terminal_problems((out.getvalue() + err.getvalue()).encode()) == []
+
+
+def test_the_input_reader_never_holds_the_process() -> None:
+    """It polls: told to stop, it ends within its poll interval, even mid-line."""
+    read_fd, write_fd = os.pipe()
+    lines: list[Line] = []
+    stop = threading.Event()
+    reader = _StdinLines(read_fd, lines.append, stop)
+    assert reader.daemon
+    reader.start()
+    os.write(write_fd, b"a\nhalf a li")
+    deadline = time.monotonic() + 5
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    reader.join(timeout=1)
+    assert not reader.is_alive()
+    assert [line[1] for line in lines if line] == ["a"]
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_end_of_input_is_reported() -> None:
+    read_fd, write_fd = os.pipe()
+    lines: list[Line] = []
+    reader = _StdinLines(read_fd, lines.append, threading.Event())
+    reader.start()
+    os.write(write_fd, b"d\n")
+    os.close(write_fd)
+    reader.join(timeout=2)
+    assert [line[1] if line else None for line in lines] == ["d", None]
+    os.close(read_fd)
