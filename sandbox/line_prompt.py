@@ -336,7 +336,7 @@ class LinePrompt:
                       "answer a or d")  # fmt: skip
             return False
         self._say(f"this stores a lasting rule: {rule_preview(item, action)} (always).")
-        self._say(f"type {show_name(target)} to store it (anything else cancels): ",
+        self._say(f"type {safe(target)} to store it (anything else cancels): ",
                   question=True)  # fmt: skip
         line = await self._answer()
         if line is None or isinstance(line, _Withdrawn):

@@ -226,7 +226,7 @@ def csv_row(e: LogEntry) -> list[str]:
 
 
 class CsvRows:
-    """A CSV writer whose rows end in ``\n`` and which quotes a field holding ``\r`` or
+    r"""A CSV writer whose rows end in ``\n`` and which quotes a field holding ``\r`` or
     ``\n`` (the csv module quotes only the characters of its own line terminator, so a
     bare ``\r`` in a name would split the row for every reader). Fields stay exact."""
 
