@@ -90,6 +90,7 @@ def judge_question(request: Any) -> Question:
 
 def name_question(name: str, qtype: int = int(QTYPE.A)) -> Question:
     """A question for a name the gateway looks up itself (ValueError when malformed)."""
+    name = name[:-1] if name.endswith(".") else name
     labels = tuple(label.encode("ascii", "replace").lower() for label in name.split("."))
     if name == "" or not all(label and LABEL_BYTES.issuperset(label) for label in labels):
         raise ValueError(f"not a name the gateway looks up: {name!r}")
