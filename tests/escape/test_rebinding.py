@@ -252,3 +252,26 @@ proto = "tcp"
     upstream = internet.logs(mark)
     assert f"api-{nonce}" in upstream and f"poison-{nonce}" not in upstream
     assert [(f.verdict, f.names) for f in result.flows(dst=evil)] == [("deny", [])]
+
+
+def test_private_answers_allow_passes_private_ranges_but_never_the_host(
+    run_coderun: Callable[..., Result],
+    tmp_path: Path,
+    bridge: str,
+) -> None:
+    """``--private-answers allow``: 10.x and 100.64.x answers reach the sandbox (only
+    looked up here: nothing is sent to them); the host, loopback and metadata still not."""
+    labels = ["private", "cgnat", "host", "loopback", "metadata"]
+    result = run_coderun("--private-answers", "allow", "--policy", policy(tmp_path, ALLOW_RB),
+                         "-v", f"{PROBE}:/probe.py:ro", "--", "python3", "/probe.py",
+                         *[f"dns:{label}.rb.example.test:A:1" for label in labels])  # fmt: skip
+    answers = {
+        label: step(result, f"dns:{label}.rb.example.test:A:1")["detail"]["answers"]
+        for label in labels
+    }
+    assert answers == {
+        "private": ["10.11.12.13"], "cgnat": ["100.64.1.2"], "host": [], "loopback": [],
+        "metadata": [],
+    }  # fmt: skip
+    assert [e.verdict for e in result.dns(qname="private.rb.example.test")] == ["allow"]
+    assert bridge in result.dns(qname="host.rb.example.test")[0].reason
