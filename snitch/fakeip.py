@@ -28,7 +28,7 @@ Resolver = Callable[[str], Awaitable[list[tuple[str, str | None]]]]
 Refuser = Callable[[str, str | None], str | None]
 
 
-def _no_refusal(ip: str, why: str | None) -> str | None:
+def _refuse_inside(ip: str, why: str | None) -> str | None:
     return why
 
 
@@ -76,7 +76,7 @@ class FakeIPs:
     def real_address(self, ip: str) -> str | None:
         return self._real.get(ip)
 
-    async def route(self, fake: str, refuse: Refuser = _no_refusal) -> str:
+    async def route(self, fake: str, refuse: Refuser = _refuse_inside) -> str:
         """Resolve the name behind ``fake`` and DNAT it to its first real address that
         ``refuse`` accepts (by default: one outside); returns that address. Raises
         ``Rebound`` when there is none, LookupError when the name has no address."""
