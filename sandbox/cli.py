@@ -104,6 +104,9 @@ def main() -> None:
               help="TCP ports relayed through mitmproxy for HTTP and TLS logs ('' for none).")
 @click.option("--egress-network", help="Docker network the gateway uses to reach the outside.")
 @click.option("--dns-upstream", help="Resolver the gateway forwards allowed lookups to.")
+@click.option("--private-answers", type=click.Choice(["deny", "allow"]), default="deny",
+              show_default=True, help="May an allowed name lead to private and CGNAT "
+              "addresses (other than the host's)? deny drops such DNS answers (rebind).")
 @click.option("--profile", help="Rule profile that applies to this run (besides global rules).")
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
 @click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER[:ro] bind mount.")
@@ -113,7 +116,7 @@ def run(
     image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
     ask_default: str, prompt: str | None, intercept_tls: bool, upstream_ca: Path | None,
     web_ports: str, egress_network: str | None,
-    dns_upstream: str | None, profile: str | None, env: tuple[str, ...],
+    dns_upstream: str | None, private_answers: str, profile: str | None, env: tuple[str, ...],
     volumes: tuple[str, ...], workdir: str | None, command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
@@ -148,7 +151,7 @@ def run(
         policy_file=policy_file, egress_network=egress_network, dns_upstream=dns_upstream,
         env=envs, volumes=list(volumes), workdir=workdir, script=script, profile=profile,
         ask_timeout=ask_timeout, ask_default=ask_default, intercept_tls=intercept_tls,
-        upstream_ca=upstream_ca, web_ports=web_ports,
+        upstream_ca=upstream_ca, web_ports=web_ports, private_answers=private_answers,
     )  # fmt: skip
     if mode == "ask" and prompt != "none":
         from sandbox.interactive import run_interactive

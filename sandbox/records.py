@@ -17,7 +17,13 @@ from typing import Any
 
 from sandbox.textout import show_name
 from snitch.flowlog import read_log
-from snitch.logquery import HostSummary, read_json, session_ended, session_running
+from snitch.logquery import (
+    HostSummary,
+    read_json,
+    session_ended,
+    session_running,
+    verdict_class,
+)
 from snitch.model import EntryKind, LogEntry
 from snitch.safetext import safe
 
@@ -29,13 +35,13 @@ def count_entries(path: Path) -> dict[str, int]:
     counts = {"allow": 0, "deny": 0, "ask": 0, "dns": 0, "dns_deny": 0, "http": 0, "events": 0}
     for e in read_log(path):
         if e.kind is EntryKind.FLOW:
-            if e.verdict in ("allow", "deny"):
-                counts[e.verdict] += 1
+            if e.verdict in ("allow", "deny", "rebind"):  # a rebind is a refusal
+                counts[verdict_class(e.verdict)] += 1
             if e.verdict == "ask" or e.reason.startswith("ask:"):
                 counts["ask"] += 1
         elif e.kind is EntryKind.DNS:
             counts["dns"] += 1
-            counts["dns_deny"] += e.verdict == "deny"
+            counts["dns_deny"] += verdict_class(e.verdict) == "deny"
         elif e.kind is EntryKind.HTTP:
             counts["http"] += 1
         else:

@@ -46,7 +46,7 @@ from snitch.model import LogEntry
 from snitch.safetext import safe
 from snitch.store import RuleStore, StoreError
 
-VERDICTS = ("allow", "deny", "ask", "pending", "expired")
+VERDICTS = ("allow", "deny", "rebind", "ask", "pending", "expired")  # deny includes rebind
 KINDS = ("flow", "dns", "http", "event")
 PROTOS = ("tcp", "udp", "icmp", "dns", "http")
 
@@ -139,7 +139,8 @@ def _print(entries: Iterable[LogEntry], as_json: bool, as_csv: bool, live: bool)
 
 @log.command("show")
 @click.argument("session", required=False)
-@click.option("--verdict", multiple=True, type=click.Choice(VERDICTS), help="Repeatable.")
+@click.option("--verdict", multiple=True, type=click.Choice(VERDICTS),
+              help="Repeatable; deny includes rebind (a name that led inside).")
 @click.option("--host", "hosts", multiple=True, metavar="GLOB", help="On names, qname, dst.")
 @click.option("--proto", type=click.Choice(PROTOS))
 @click.option("--port", type=click.IntRange(0, 65535))

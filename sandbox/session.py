@@ -80,6 +80,7 @@ class SessionConfig:
     intercept_tls: bool = False
     upstream_ca: Path | None = None  # a CA the gateway trusts upstream (when intercepting)
     web_ports: str = "80,443"
+    private_answers: str = "deny"  # may a name lead to private/CGNAT ranges? (addresses.py)
 
 
 def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float = 0.02) -> Any:
@@ -229,6 +230,7 @@ class Session:
             "CODERUN_ASK_DEFAULT": self.config.ask_default,
             "CODERUN_MODE": str(self.config.mode),
             "CODERUN_IMAGE": self.config.image_name,
+            "CODERUN_PRIVATE_ANSWERS": self.config.private_answers,
         }
         if self.config.profile:
             env["CODERUN_PROFILE"] = self.config.profile
@@ -246,9 +248,12 @@ class Session:
         if not ipam.get("Subnet"):
             raise SessionError(f"egress network {egress.name} has no IPv4 subnet")
         paths.api_token()  # the gateway reads it from the data dir
+        from sandbox.host_networks import ENV, host_networks
+
         env = {
             "CODERUN_EGRESS_SUBNET": ipam["Subnet"],
             "CODERUN_EGRESS_GATEWAY": ipam.get("Gateway", ""),
+            ENV: ",".join(host_networks(self.client, egress, bool(self.config.egress_network))),
             "CODERUN_SESSION": self.id,
             "CODERUN_DATA": "/data",
             "HOST_UID": str(os.getuid()),

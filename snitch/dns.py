@@ -1,8 +1,11 @@
 """The sandbox's only resolver: decide each lookup, forward the allowed, learn names.
 
 A denied or unmatched (in enforce mode) name gets NXDOMAIN and never leaves the
-gateway, so data cannot be smuggled out in lookups of unapproved names. Answers of
-allowed lookups are snooped into the NameTable so flows carry names.
+gateway, so data cannot be smuggled out in lookups of unapproved names. What leaves is
+the judged question only (snitch/dnsmsg.py: lower case, a listed type, a fresh id); the
+reply is checked against it and cut to the CNAME chain of the question; addresses that
+point inside (snitch/addresses.py) are dropped (logged ``rebind``). The chain's
+addresses are learnt into the NameTable so flows carry names.
 """
 
 from __future__ import annotations
@@ -11,12 +14,27 @@ import asyncio
 import logging
 from typing import Any
 
-from dnslib import QTYPE, RCODE, RR, A, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
+from snitch.dnsmsg import (
+    ADDRESS_TYPES,
+    LOGGED_TYPES,
+    Question,
+    Refused,
+    answer_chain,
+    check_reply,
+    client_reply,
+    judge_question,
+    name_question,
+    record_text,
+    type_name,
+    upstream_query,
+)
 from snitch.events import EventBus
 from snitch.fakeip import SYNTHETIC_TTL, FakeIPs
-from snitch.model import Action, Decision, EntryKind, LogEntry, Mode, Proto, Query
+from snitch.model import Action, Decision, EntryKind, LogEntry, Mode, Proto, Query, Verdict
 from snitch.names import NameTable
+from snitch.rebind import RebindGuard
 from snitch.rulebook import RuleBook
 
 log = logging.getLogger(__name__)
@@ -24,16 +42,41 @@ UPSTREAM_TIMEOUT = 4.0
 
 
 class _Upstream(asyncio.DatagramProtocol):
-    def __init__(self, done: asyncio.Future[bytes]) -> None:
+    """Waits for the datagram that carries the query's id (others are ignored)."""
+
+    def __init__(self, done: asyncio.Future[bytes], query_id: bytes) -> None:
         self.done = done
+        self.query_id = query_id
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if not self.done.done():
+        if data[:2] == self.query_id and not self.done.done():
             self.done.set_result(data)
 
     def error_received(self, exc: Exception) -> None:
         if not self.done.done():
             self.done.set_exception(exc)
+
+
+class Filtered:
+    """An upstream reply cut to what the sandbox may see: the chain's records kept, the
+    addresses dropped as inside (with why)."""
+
+    def __init__(self, reply: Any, records: list[RR], dropped: list[tuple[str, str]]) -> None:
+        self.reply = reply
+        self.records = records
+        self.dropped = dropped
+
+    @property
+    def answers(self) -> list[str]:
+        return [record_text(rr) for rr in self.records if rr.rtype in LOGGED_TYPES]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [str(rr.rdata) for rr in self.records if rr.rtype in ADDRESS_TYPES]
+
+    def rebind_reason(self) -> str:
+        dropped = ", ".join(f"{ip} ({why})" for ip, why in self.dropped)
+        return f"rebind: dropped {dropped} from the answer"
 
 
 class DnsForwarder:
@@ -44,7 +87,9 @@ class DnsForwarder:
         self.names = names
         self.bus = bus
         self.upstream = upstream
+        self.upstream_port = 53
         self.session = session
+        self.guard = RebindGuard(rules)  # the gateway sets its addresses (gateway.py)
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,18 +121,18 @@ class DnsForwarder:
         try:
             request = DNSRecord.parse(data)
             try:
-                data = self.judged_query(request)  # what goes upstream is what we judge
-            except ValueError as exc:  # well-formed, but not a plain query: FORMERR
+                question = judge_question(request)  # what goes upstream is what we judge
+            except Refused as exc:  # well-formed, but not a query we forward
                 qname = str(request.q.qname).rstrip(".").lower() if request.questions else ""
+                qtype = type_name(request.q.qtype) if request.questions else ""
                 self.bus.log(LogEntry(EntryKind.DNS, session=self.session, proto="dns",
-                                      src=client, qname=qname, verdict="deny",
+                                      src=client, qname=qname, qtype=qtype,
+                                      verdict=str(Verdict.DENY),
                                       reason=f"refused: {exc}"))  # fmt: skip
                 reply = request.reply()
-                reply.header.rcode = RCODE.FORMERR
+                reply.header.rcode = exc.rcode
                 return bytes(reply.pack())
-            qname = str(request.q.qname).rstrip(".").lower()
-            qtype = QTYPE.get(request.q.qtype, str(request.q.qtype))
-            return await self._answer(request, data, qname, str(qtype), client, tcp)
+            return await self._answer(request, question, client, tcp)
         except Exception as exc:  # garbage (or a name dnslib reads but cannot write back)
             self.bus.log(
                 LogEntry(
@@ -99,28 +144,29 @@ class DnsForwarder:
             )
             return None
 
-    async def _answer(
-        self, request: Any, data: bytes, qname: str, qtype: str, client: str, tcp: bool
-    ) -> bytes:
+    async def _answer(self, request: Any, question: Question, client: str, tcp: bool) -> bytes:
+        qname, qtype = question.name, question.type_name
         decision = self.decide(qname)
         answers: list[str] = []
-        verdict = str(decision.action) if decision is not None else "ask"
+        verdict = str(decision.action) if decision is not None else str(Verdict.ASK)
         if decision is None:
             # Ask mode, nobody decided yet: a synthetic answer, and nothing leaves.
             reply = request.reply()
-            if qtype == "A" and self.fake is not None:
+            if question.qtype == QTYPE.A and self.fake is not None:
                 fake = self.fake.assign(qname)
-                reply.add_answer(RR(qname, QTYPE.A, rdata=A(fake), ttl=SYNTHETIC_TTL))
+                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(fake), ttl=SYNTHETIC_TTL))
                 answers = [fake]
             out = bytes(reply.pack())
             decision = Decision(Action.ALLOW, None, "ask: synthetic answer until decided")
         elif decision.action is Action.ALLOW:
             try:
-                reply_bytes = await self.forward(data, tcp)
-                reply = DNSRecord.parse(reply_bytes)
-                answers = self.snoop(qname, reply)
-                out = reply_bytes
-            except (OSError, TimeoutError, Exception) as exc:
+                got = await self.ask_upstream(question, tcp)
+                out = bytes(client_reply(request, got.reply, got.records).pack())
+                answers = got.answers
+                if got.dropped:
+                    verdict = str(Verdict.REBIND)
+                    decision = Decision(decision.action, decision.rule_id, got.rebind_reason())
+            except Exception as exc:  # timeouts, garbage, a reply to another question
                 reply = request.reply()
                 reply.header.rcode = RCODE.SERVFAIL
                 out = bytes(reply.pack())
@@ -136,7 +182,7 @@ class DnsForwarder:
                 proto="dns",
                 src=client,
                 qname=qname,
-                qtype=str(qtype),
+                qtype=qtype,
                 answers=answers,
                 names=[qname],
                 verdict=verdict,
@@ -147,24 +193,6 @@ class DnsForwarder:
         )
         return out
 
-    @staticmethod
-    def judged_query(request: Any) -> bytes:
-        """The query rebuilt from its one question: nothing else rides along upstream.
-
-        Refuses more than one question, answer or authority records, additional records
-        other than EDNS's OPT, and labels that hold a dot (``str()`` would read them as
-        another name than the one on the wire).
-        """
-        if len(request.questions) != 1 or request.rr or request.auth:
-            raise ValueError("not a query with exactly one question")
-        if any(rr.rtype != QTYPE.OPT for rr in request.ar):
-            raise ValueError("unexpected additional records")
-        if any(b"." in label for label in request.q.qname.label):
-            raise ValueError("a label holds a dot")
-        header = DNSHeader(id=request.header.id, rd=request.header.rd)
-        clean = DNSRecord(header, q=DNSQuestion(request.q.qname, request.q.qtype))
-        return bytes(clean.pack())
-
     def decide(self, qname: str) -> Decision | None:
         """The lookup's verdict; None in ask mode when no rule decides it."""
         query = Query(Proto.DNS, None, 53, (qname,))
@@ -172,32 +200,50 @@ class DnsForwarder:
             return self.rules.decide(query)
         return self.rules.verdict(query)
 
-    async def lookup(self, name: str) -> list[str]:
-        """Resolve ``name`` (A) upstream for the gateway itself, learning the answer."""
-        reply = DNSRecord.parse(
-            await self.forward(bytes(DNSRecord.question(name, "A").pack()), False)
-        )
-        return [a for a in self.snoop(name, reply) if not a.startswith("CNAME")]
+    async def ask_upstream(self, question: Question, tcp: bool = False) -> Filtered:
+        """Send the judged question upstream; the checked reply, cut to the question's
+        CNAME chain with the addresses inside dropped, and the rest learnt."""
+        query = upstream_query(question)
+        reply = DNSRecord.parse(await self.forward(bytes(query.pack()), tcp))
+        check_reply(query, reply)
+        records: list[RR] = []
+        dropped: list[tuple[str, str]] = []
+        for rr in answer_chain(reply, question):
+            if rr.rtype in ADDRESS_TYPES:
+                why = self.guard.answer_dropped(str(rr.rdata))
+                if why is not None:
+                    dropped.append((str(rr.rdata), why))
+                    continue
+                self._learn(question.name, rr)
+            records.append(rr)
+        return Filtered(reply, records, dropped)
 
-    def snoop(self, qname: str, reply: Any) -> list[str]:
-        answers: list[str] = []
-        for rr in reply.rr:
-            rtype = QTYPE.get(rr.rtype, "")
-            if rtype in ("A", "AAAA"):
-                ip = str(rr.rdata)
-                self.names.add(ip, qname, int(rr.ttl))
-                rname = str(rr.rname).rstrip(".").lower()
-                if rname != qname:
-                    self.names.add(ip, rname, int(rr.ttl))
-                answers.append(ip)
-            elif rtype == "CNAME":
-                answers.append(f"CNAME {str(rr.rdata).rstrip('.')}")
-        return answers
+    def _learn(self, qname: str, rr: RR) -> None:
+        ip, ttl = str(rr.rdata), int(rr.ttl)
+        self.names.add(ip, qname, ttl)
+        rname = str(rr.rname).rstrip(".").lower()
+        if rname != qname:
+            self.names.add(ip, rname, ttl)
+
+    async def lookup(self, name: str) -> list[str]:
+        """The addresses ``name`` (A) leads to, for the gateway itself (an SNI check):
+        only those outside, learnt as the name's."""
+        try:
+            question = name_question(name)
+        except ValueError:
+            return []
+        return (await self.ask_upstream(question)).addresses
+
+    async def lookup_all(self, name: str) -> list[tuple[str, str | None]]:
+        """Every address ``name`` (A) leads to, each with why it is inside (or None):
+        ask mode routes a synthetic address to one of them and shows the others."""
+        got = await self.ask_upstream(name_question(name))
+        return [(ip, None) for ip in got.addresses] + [(ip, why) for ip, why in got.dropped]
 
     async def forward(self, data: bytes, tcp: bool) -> bytes:
         if tcp:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.upstream, 53), UPSTREAM_TIMEOUT
+                asyncio.open_connection(self.upstream, self.upstream_port), UPSTREAM_TIMEOUT
             )
             try:
                 writer.write(len(data).to_bytes(2, "big") + data)
@@ -211,7 +257,7 @@ class DnsForwarder:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[bytes] = loop.create_future()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Upstream(done), remote_addr=(self.upstream, 53)
+            lambda: _Upstream(done, data[:2]), remote_addr=(self.upstream, self.upstream_port)
         )
         try:
             transport.sendto(data)

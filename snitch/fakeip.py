@@ -5,7 +5,8 @@ unknown name is answered at once with an address from a pool no real host uses
 (198.18.0.0/15, reserved for benchmarks), and *no query leaves the gateway*. The SYN
 to that address is held with the name already known; when a person allows it the name
 is resolved for real and the flow is DNATed to the real address before its packet is
-accepted (the nat hook runs after the mangle hook that queued it).
+accepted (the nat hook runs after the mangle hook that queued it). The real address is
+checked first: an address inside (snitch/addresses.py) is never routed to by a name.
 """
 
 from __future__ import annotations
@@ -21,7 +22,25 @@ POOL = ipaddress.ip_network("198.18.0.0/15")
 CHAIN = "CODERUN_FAKE"
 SYNTHETIC_TTL = 5  # short: once a rule exists, the next lookup gets the real answer
 
-Resolver = Callable[[str], Awaitable[list[str]]]
+# A name's real addresses, each with why it is inside (None: outside).
+Resolver = Callable[[str], Awaitable[list[tuple[str, str | None]]]]
+# Why the flow may not go to this real address (None: it may).
+Refuser = Callable[[str, str | None], str | None]
+
+
+def _refuse_inside(ip: str, why: str | None) -> str | None:
+    return why
+
+
+class Rebound(LookupError):
+    """Every real address of the name is one it may not lead to; ``address`` is the
+    first, ``why`` what it is."""
+
+    def __init__(self, name: str, address: str, why: str) -> None:
+        super().__init__(f"{name} leads to {address} ({why})")
+        self.name = name
+        self.address = address
+        self.why = why
 
 
 class FakeIPs:
@@ -57,8 +76,10 @@ class FakeIPs:
     def real_address(self, ip: str) -> str | None:
         return self._real.get(ip)
 
-    async def route(self, fake: str) -> str:
-        """Resolve the name behind ``fake`` and DNAT it there; returns the real address."""
+    async def route(self, fake: str, refuse: Refuser = _refuse_inside) -> str:
+        """Resolve the name behind ``fake`` and DNAT it to its first real address that
+        ``refuse`` accepts (by default: one outside); returns that address. Raises
+        ``Rebound`` when there is none, LookupError when the name has no address."""
         async with self._lock:
             if fake in self._real:
                 return self._real[fake]
@@ -68,7 +89,14 @@ class FakeIPs:
             answers = await self.resolve(name)
             if not answers:
                 raise LookupError(f"{name} has no address")
-            real = answers[0]
+            real = ""
+            for ip, inside in answers:
+                if refuse(ip, inside) is None:
+                    real = ip
+                    break
+            if not real:
+                first, inside = answers[0]
+                raise Rebound(name, first, refuse(first, inside) or "refused")
             await asyncio.to_thread(_dnat, fake, real)
             self._real[fake] = real
             return real

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from snitch.events import EventBus
+from snitch.fakeip import Rebound
 from snitch.model import (
     Action,
     Decision,
@@ -21,10 +22,12 @@ from snitch.model import (
     Query,
     flow_log_dict,
 )
+from snitch.model import Verdict as LogVerdict
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
 from snitch.packet import BadPacket, parse_flow, tcp_seq
 from snitch.queue import QueuedPacket
+from snitch.rebind import RebindGuard
 from snitch.rulebook import RuleBook
 
 if TYPE_CHECKING:
@@ -54,6 +57,9 @@ class FlowGate:
         # until it listens (the gateway is ready before mitmproxy has loaded).
         self.web_ports: frozenset[int] = frozenset()
         self.own_addresses: frozenset[str] = frozenset()  # the gateway's: never deferred
+        # A name never vouches for an address inside (loopback, the host, private
+        # ranges): the gateway shares the DNS forwarder's guard (snitch/rebind.py).
+        self.guard = RebindGuard(rules)
         # Resolves an allowed name for real (the DNS forwarder's lookup), for mitmproxy
         # to check that a ClientHello's name does lead to the address it went to.
         self.resolve: Callable[[str], Awaitable[list[str]]] | None = None
@@ -175,6 +181,11 @@ class FlowGate:
         if decision.action is Action.ALLOW and self.fake is not None and self.fake.is_fake(key.dst):
             self._spawn(self._route_then_accept(pkt, key, decision))
             return
+        if decision.action is Action.ALLOW and self.guard.inside(key.dst) is not None:
+            names = self.names.names_for(key.dst) if names is None else names
+            refused = self.guard.refuse(key.proto, key.dst, key.dport, decision, names)
+            if refused is not None:
+                decision, verdict = refused, str(LogVerdict.REBIND)
         self.apply(pkt, decision, key)
         self._remember(pkt, key, decision)
         self.log_flow(key, decision, verdict, names)
@@ -195,20 +206,33 @@ class FlowGate:
         expiry.append((until, key))
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
-        """An allowed flow to a synthetic address: resolve the name for real, DNAT, accept."""
+        """An allowed flow to a synthetic address: resolve the name for real, check the
+        real address (a name never leads inside: ``rebind``), DNAT, accept."""
+        allowed, verdict, shown = decision, "", None
+
+        def refuse(ip: str, inside: str | None) -> str | None:
+            refusal = self.guard.refuse_real(key.proto, ip, key.dport, allowed)
+            return refusal.reason if refusal is not None else None
+
         try:
             if self.fake is None:
                 raise RuntimeError("no synthetic addresses in this mode")
-            real = await self.fake.route(key.dst)
+            real = await self.fake.route(key.dst, refuse)
+            refused = self.guard.refuse_real(key.proto, real, key.dport, allowed)
             names = self.names.names_for(key.dst)
-            verdict = self.rules.decide(Query(key.proto, real, key.dport, names))
-            if verdict is not None and verdict.action is Action.DENY:
-                decision = verdict  # an address rule denies where the name led
+            rule = self.rules.decide(Query(key.proto, real, key.dport, names))
+            if refused is not None:  # routed before, for a flow an address rule allowed
+                decision, verdict, shown = refused, str(LogVerdict.REBIND), real
+            elif rule is not None and rule.action is Action.DENY:
+                decision = rule  # an address rule denies where the name led
+        except Rebound as exc:
+            decision = Decision(Action.DENY, decision.rule_id, exc.why)
+            verdict, shown = str(LogVerdict.REBIND), exc.address
         except Exception as exc:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
         self.apply(pkt, decision, key)
         self._remember(pkt, key, decision)
-        self.log_flow(key, decision)
+        self.log_flow(key, decision, verdict, shown=shown)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -227,9 +251,12 @@ class FlowGate:
 
     def log_flow(
         self, key: FlowKey, decision: Decision, verdict: str = "",
-        names: tuple[str, ...] | None = None,
+        names: tuple[str, ...] | None = None, shown: str | None = None,
     ) -> None:  # fmt: skip
+        """Log a flow; with a synthetic ``key.dst``, the real address it went to (or,
+        ``shown``, the one it was refused)."""
         real = self.fake.real_address(key.dst) if self.fake is not None else None
+        real = shown or real
         if names is None:
             names = self.names.names_for(key.dst)
         self.bus.publish(

@@ -6,6 +6,10 @@ The host starts the container with its settings in the environment:
 ``CODERUN_MODE``      enforce | audit | ask
 ``CODERUN_DATA``      the host's data dir, mounted (rules.db, sessions/)
 ``CODERUN_EGRESS_SUBNET`` / ``CODERUN_EGRESS_GATEWAY`` the egress network (its default route)
+``CODERUN_HOST_NETWORKS`` the host's addresses and the networks it hosts (comma-separated
+                      addresses/CIDRs): a DNS answer never leads there (snitch/addresses.py)
+``CODERUN_PRIVATE_ANSWERS`` deny (default) | allow: may a name lead to private and CGNAT
+                      ranges outside the egress network?
 ``CODERUN_DNS_UPSTREAM`` resolver to forward allowed lookups to (default: resolv.conf's)
 ``CODERUN_POLICY``    optional policy file (path inside the container) for this run
 ``CODERUN_PROFILE`` / ``CODERUN_IMAGE`` rule scopes that apply to this run
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snitch import netfilter
+from snitch.addresses import PrivateAnswers, ProtectedAddresses, networks
 from snitch.api import ControlApi
 from snitch.asker import DEFAULT_TIMEOUT, Asker
 from snitch.dns import DnsForwarder
@@ -53,6 +58,7 @@ if TYPE_CHECKING:
 from snitch.model import Action, EntryKind, LogEntry, Mode, Rule
 from snitch.names import NameTable
 from snitch.queue import PacketQueue
+from snitch.rebind import RebindGuard
 from snitch.rulebook import RuleBook
 
 log = logging.getLogger("snitch.gateway")
@@ -89,6 +95,10 @@ class Gateway:
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
         self.gate.resolve = self.dns.lookup
+        self.guard = self.gate.guard = self.dns.guard = RebindGuard(self.rules)
+        self.own: list[str] = []  # the gateway's addresses and the sandbox network
+        self.host_hops: list[str] = []  # its default route's next hop: the host
+        self.private = PrivateAnswers.DENY
         self.asker: Asker | None = None
         self.started = time.time()
         self.sandbox_ip = ""
@@ -136,10 +146,24 @@ class Gateway:
                 timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
                 default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
             )
-            self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup)
+            self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup_all)
         self.gate.asker = self.api.asker = self.asker
+        self.private = PrivateAnswers(env.get("CODERUN_PRIVATE_ANSWERS") or "deny")
+        self.protect()
         self.command = json.loads(env.get("CODERUN_COMMAND") or "[]")
         self.image = env.get("CODERUN_IMAGE", "")
+
+    def protect(self) -> None:
+        """Where no name may lead: the gateway, the sandbox network, the host (its
+        networks, the egress gateway) and, unless allowed, private ranges; the egress
+        network's other members are the outside (snitch/addresses.py)."""
+        host = self.env.get("CODERUN_HOST_NETWORKS", "").split(",")
+        self.guard.protected = ProtectedAddresses(
+            gateway=networks(self.own),
+            host=networks([*host, *self.host_hops, self.egress_gateway or ""]),
+            outside=networks([self.egress_subnet]),
+            private=self.private,
+        )
 
     def info(self) -> dict[str, object]:
         return {
@@ -164,6 +188,9 @@ class Gateway:
     async def run(self) -> None:
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
         self.gate.own_addresses = frozenset(netfilter.own_addresses())
+        self.own = [*self.gate.own_addresses, f"{ifs.sandbox_ip}/{ifs.sandbox_prefix}"]
+        self.host_hops = netfilter.default_gateways()
+        self.protect()
         if self.web_ports:
             from snitch.mitm import PROXY_PORT
 

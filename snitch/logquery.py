@@ -24,7 +24,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from snitch.duration import parse_duration
-from snitch.model import EntryKind, LogEntry
+from snitch.model import EntryKind, LogEntry, Verdict
 
 FRESH_SECONDS = 600.0  # a folder touched this recently is never pruned (it may be starting)
 
@@ -84,7 +84,7 @@ def entry_port(e: LogEntry) -> int:
 def matches(e: LogEntry, f: Filter) -> bool:
     if f.kinds and str(e.kind) not in f.kinds:
         return False
-    if f.verdicts and e.verdict not in f.verdicts:
+    if f.verdicts and e.verdict not in f.verdicts and verdict_class(e.verdict) not in f.verdicts:
         return False
     if f.since is not None and e.time < f.since:
         return False
@@ -99,6 +99,11 @@ def matches(e: LogEntry, f: Filter) -> bool:
         if not any(fnmatch.fnmatchcase(h, g.lower()) for g in f.hosts for h in hosts):
             return False
     return True
+
+
+def verdict_class(verdict: str) -> str:
+    """``deny`` for a rebind (a refusal too), else the verdict itself."""
+    return str(Verdict.DENY) if verdict == Verdict.REBIND else verdict
 
 
 def filter_entries(entries: Iterable[LogEntry], f: Filter) -> Iterator[LogEntry]:
@@ -188,7 +193,7 @@ def summarize(entries: Iterable[LogEntry]) -> list[HostSummary]:
         s.hits += 1
         if e.verdict == "allow":
             s.allow += 1
-        elif e.verdict == "deny":
+        elif verdict_class(e.verdict) == "deny":
             s.deny += 1
         elif e.verdict:
             s.other += 1
@@ -280,7 +285,7 @@ def resolutions(entries: Iterable[LogEntry]) -> dict[str, list[str]]:
                 addrs.append(addr)
 
     for e in entries:
-        if e.kind is EntryKind.DNS and e.verdict == "allow" and e.qname:
+        if e.kind is EntryKind.DNS and e.verdict in ("allow", "rebind") and e.qname:
             for a in e.answers:
                 add(e.qname, a)
         elif e.kind is EntryKind.FLOW and e.dst:

@@ -89,6 +89,12 @@ def own_addresses() -> list[str]:
     return found
 
 
+def default_gateways() -> list[str]:
+    """The next hops of this namespace's default routes (the host, on Docker)."""
+    routes = _ip_json("-4", "route", "show", "default")
+    return [str(r["gateway"]) for r in routes if r.get("gateway")]
+
+
 def ruleset(
     ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, dns_port: int = 53
 ) -> str:

@@ -162,6 +162,10 @@ class RuleBook:
         result: dict[str, object] = self._policy.explain(self.query(query)).to_dict()
         return result
 
+    def in_force(self) -> list[Rule]:
+        """The enabled rules of this run (the store's and its own), as last loaded."""
+        return list(self._rules.values())
+
     def rule(self, rule_id: int | None) -> Rule | None:
         return self._rules.get(rule_id) if rule_id is not None else None
 

@@ -122,7 +122,8 @@ def describe_entry(entry: LogEntry) -> str:
 
 
 def verdict_text(verdict: str) -> Text:
-    style = {"allow": "green", "deny": "bold red", "pending": "yellow", "expired": "magenta"}
+    style = {"allow": "green", "deny": "bold red", "rebind": "bold red", "pending": "yellow",
+             "expired": "magenta"}  # fmt: skip
     return Text(verdict, style=style.get(verdict, ""))
 
 

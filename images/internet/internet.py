@@ -4,8 +4,13 @@
   address, except the names in ``HOSTS`` which get addresses of their own (added to
   this container's interface at the top of its subnet, so a flow's address tells the
   names apart); anything else is NXDOMAIN.
-  Every query is logged as ``DNS <qname> <qtype>`` on stdout, so a test can prove a
-  lookup never arrived.
+  Every query is logged as ``DNS <qname> <qtype> id=<id>`` on stdout (the name as it
+  arrived), so a test can prove a lookup never arrived, or arrived lower-cased.
+- Hostile DNS (``rb.example.test``, as a name's owner could answer): names that point
+  inside the asker's world (``REBIND``: the host's bridge, loopback, cloud metadata,
+  private, CGNAT and synthetic ranges, the asking gateway's own address), a CNAME chain
+  that ends at the host, and ``poison.rb.example.test``, whose reply also carries
+  ``api.example.test A <evil.example.test's address>`` outside its chain.
 - HTTP (80) and HTTPS (443, certificate for ``example.test`` and ``*.example.test``
   signed by a CA made at start, published at ``/ca/ca.pem`` and over HTTP at
   ``/ca.pem``): answers ``hello from HOST PATH``; ``/bytes/N`` answers N bytes; a POST
@@ -23,12 +28,42 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord  # type: ignore[import-untyped]
+from dnslib import (  # type: ignore[import-untyped]
+    AAAA,
+    CNAME,
+    QTYPE,
+    RCODE,
+    RR,
+    A,
+    DNSRecord,
+)
 
 CA_DIR = Path("/ca")
 ZONE = "example.test"
 # name -> offset of its own address from the top of the subnet (.254 - n on a /24).
 HOSTS = {"evil.example.test": 1, "tracker.example.test": 2, "other.example.test": 3}
+REBIND_ZONE = "rb." + ZONE
+# <label>.rb.example.test -> its A answers; "bridge" is this network's gateway (the
+# host), "self" the demo internet's address, "asker" the address the query came from.
+REBIND = {
+    "host": ["bridge"],
+    "loopback": ["127.0.0.1"],
+    "metadata": ["169.254.169.254"],
+    "private": ["10.11.12.13"],
+    "cgnat": ["100.64.1.2"],
+    "bench": ["198.18.0.1"],
+    "gateway": ["asker"],
+    "mixed": ["bridge", "self"],
+    "public": ["self"],
+}
+REBIND_AAAA = {"loopback": "::1", "mapped": "::ffff:7f00:1", "public": "64:ff9b::1"}
+
+
+def default_gateway() -> str:
+    out = subprocess.run(
+        ["ip", "-j", "-4", "route", "show", "default"], check=True, capture_output=True, text=True
+    ).stdout
+    return str(json.loads(out)[0]["gateway"])
 
 
 def own_address() -> tuple[str, int]:
@@ -77,24 +112,50 @@ def make_ca() -> None:
 
 
 class DNSServer(asyncio.DatagramProtocol):
-    def __init__(self, address: str, hosts: dict[str, str]) -> None:
+    def __init__(self, address: str, hosts: dict[str, str], bridge: str = "") -> None:
         self.address = address
         self.hosts = hosts
+        self.bridge = bridge
         self.transport: asyncio.DatagramTransport | None = None
 
-    def answer(self, data: bytes) -> bytes:
+    def answer(self, data: bytes, asker: str = "") -> bytes:
         request = DNSRecord.parse(data)
-        qname = str(request.q.qname).rstrip(".").lower()
+        wire = str(request.q.qname).rstrip(".")
+        qname = wire.lower()
         qtype = QTYPE[request.q.qtype]
-        print(f"DNS {qname} {qtype}", flush=True)
+        print(f"DNS {wire} {qtype} id={request.header.id}", flush=True)
         reply = request.reply()
         known = qname == ZONE or qname.endswith("." + ZONE)
         if not known:
             reply.header.rcode = RCODE.NXDOMAIN
+        elif qname.endswith("." + REBIND_ZONE):
+            self.hostile(reply, qname, qtype, asker)
         elif qtype == "A":
             ip = self.hosts.get(qname, self.address)
             reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=60))
         return bytes(reply.pack())
+
+    def hostile(self, reply: DNSRecord, qname: str, qtype: str, asker: str) -> None:
+        """Answers a name's owner could give: pointing inside, or poisoning others."""
+        label = qname[: -len(REBIND_ZONE) - 1]
+        values = {"bridge": self.bridge, "self": self.address, "asker": asker}
+        if label == "chain":  # chain -> host.rb -> the host's bridge
+            target = "host." + REBIND_ZONE
+            reply.add_answer(RR(qname, QTYPE.CNAME, rdata=CNAME(target), ttl=60))
+            if qtype == "A":
+                reply.add_answer(RR(target, QTYPE.A, rdata=A(self.bridge), ttl=60))
+        elif label == "poison" and qtype == "A":
+            evil = self.hosts["evil.example.test"]
+            poison = RR("api." + ZONE, QTYPE.A, rdata=A(evil), ttl=60)
+            reply.add_answer(poison)
+            reply.add_answer(RR(qname, QTYPE.A, rdata=A(self.address), ttl=60))
+            reply.add_auth(poison)
+            reply.add_ar(poison)
+        elif qtype == "A":
+            for value in REBIND.get(label, ["self"]):
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(values.get(value, value)), ttl=60))
+        elif qtype == "AAAA" and label in REBIND_AAAA:
+            reply.add_answer(RR(qname, QTYPE.AAAA, rdata=AAAA(REBIND_AAAA[label]), ttl=60))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.DatagramTransport)
@@ -102,7 +163,7 @@ class DNSServer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            out = self.answer(data)
+            out = self.answer(data, addr[0])
         except Exception as exc:  # garbage in: log and carry on
             print(f"DNS bad query from {addr[0]}: {exc}", flush=True)
             return
@@ -115,7 +176,8 @@ async def dns_tcp(
 ) -> None:
     try:
         size = int.from_bytes(await reader.readexactly(2), "big")
-        out = server.answer(await reader.readexactly(size))
+        peer = writer.get_extra_info("peername") or ("", 0)
+        out = server.answer(await reader.readexactly(size), str(peer[0]))
         writer.write(len(out).to_bytes(2, "big") + out)
         await writer.drain()
     except Exception as exc:
@@ -175,7 +237,7 @@ async def main() -> None:
     address, prefix = own_address()
     hosts = add_host_addresses(address, prefix)
     loop = asyncio.get_running_loop()
-    dns = DNSServer(address, hosts)
+    dns = DNSServer(address, hosts, default_gateway())
     await loop.create_datagram_endpoint(lambda: dns, local_addr=("0.0.0.0", 53))
     await asyncio.start_server(lambda r, w: dns_tcp(dns, r, w), "0.0.0.0", 53)
     # One echo socket per address, so each reply leaves from the address it was sent to.
@@ -188,6 +250,7 @@ async def main() -> None:
         await asyncio.start_server(http, "0.0.0.0", 443, ssl=tls),
     ]
     print(f"HOSTS {json.dumps(hosts)}", flush=True)
+    print(f"BRIDGE {dns.bridge}", flush=True)
     print(f"READY {address}", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
 

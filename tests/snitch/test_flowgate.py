@@ -108,9 +108,9 @@ def test_a_kept_verdict_ends_with_a_rule_change_a_new_name_or_an_expiry(
     assert [verdict("10.9.0.5", p) for p in (1, 2)] == ["accepted", "accepted"]  # 2nd: kept
     g.rules.add_rule(Rule(Action.DENY, cidr="10.9.0.5/32"))  # a rule change
     assert verdict("10.9.0.5", 3) == "refused"
-    assert verdict("10.8.0.5", 4) == "refused"  # no rule for it, and kept so
-    g.names.add("10.8.0.5", "api.example.test", 60)  # a name learnt for the address
-    assert verdict("10.8.0.5", 5) == "accepted"
+    assert verdict("203.0.113.5", 4) == "refused"  # no rule for it, and kept so
+    g.names.add("203.0.113.5", "api.example.test", 60)  # a name learnt (an outside address)
+    assert verdict("203.0.113.5", 5) == "accepted"
     assert logged[-1]["names"] == ["api.example.test"]
     assert verdict("10.7.0.5", 6) == "accepted"
     while time.time() < soon:  # the rule's own expiry, by the wall clock
@@ -118,7 +118,7 @@ def test_a_kept_verdict_ends_with_a_rule_change_a_new_name_or_an_expiry(
     assert verdict("10.7.0.5", 7) == "refused"
     later = time.time() + 3600  # the name's expiry
     monkeypatch.setattr(time, "time", lambda: later)
-    assert verdict("10.8.0.5", 8) == "refused"
+    assert verdict("203.0.113.5", 8) == "refused"
     assert len(logged) == 8  # every flow logged, kept verdict or not
 
 

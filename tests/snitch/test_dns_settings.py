@@ -1,0 +1,118 @@
+"""Issue 12, item 9: how the run's settings reach the rebinding guard.
+
+``--private-answers`` becomes ``CODERUN_PRIVATE_ANSWERS`` (a run setting: a warm
+gateway gets it with its claim), the host's networks ``CODERUN_HOST_NETWORKS`` (the
+session lists every Docker network; a named egress network's members are the outside).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.host_networks import host_networks
+from snitch.addresses import PrivateAnswers
+from snitch.gateway import Gateway
+
+
+@dataclass
+class FakeNetwork:
+    id: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeNetworks:
+    def __init__(self, nets: list[FakeNetwork]) -> None:
+        self.nets = nets
+
+    def list(self) -> list[FakeNetwork]:
+        return self.nets
+
+
+class FakeClient:
+    def __init__(self, nets: list[FakeNetwork]) -> None:
+        self.networks = FakeNetworks(nets)
+
+
+def net(ident: str, *configs: dict[str, str]) -> FakeNetwork:
+    return FakeNetwork(ident, {"IPAM": {"Config": list(configs)}})
+
+
+NETS = [
+    net("none"),
+    net("bridge", {"Subnet": "172.17.0.0/16"}),  # docker0: no Gateway in its IPAM config
+    net("egress", {"Subnet": "172.29.0.0/16", "Gateway": "172.29.0.1"}),
+    net("other", {"Subnet": "192.168.80.0/20", "Gateway": "192.168.80.1"},
+        {"Subnet": "fd12:3456::/64", "Gateway": "fd12:3456::1"}),
+]  # fmt: skip
+
+
+def test_a_named_egress_network_is_the_outside_but_its_gateway_is_the_host() -> None:
+    egress = NETS[2]
+    found = host_networks(FakeClient(NETS), egress, named=True)  # type: ignore[arg-type]
+    assert found == sorted(
+        ["172.17.0.0/16", "172.17.0.1", "172.29.0.1", "192.168.80.0/20", "192.168.80.1",
+         "fd12:3456::/64", "fd12:3456::1"]
+    )  # fmt: skip
+
+
+def test_an_egress_network_coderun_made_is_the_host_s() -> None:
+    egress = NETS[2]
+    found = host_networks(FakeClient(NETS), egress, named=False)  # type: ignore[arg-type]
+    assert "172.29.0.0/16" in found
+
+
+@pytest.fixture()
+def gateway(tmp_path: Path) -> Gateway:
+    (tmp_path / "api-token").write_text("t" * 32)
+    env = {
+        "CODERUN_SESSION": "s1",
+        "CODERUN_DATA": str(tmp_path),
+        "CODERUN_DNS_UPSTREAM": "127.0.0.1",
+        "CODERUN_EGRESS_SUBNET": "172.29.0.0/16",
+        "CODERUN_EGRESS_GATEWAY": "172.29.0.1",
+        "CODERUN_HOST_NETWORKS": "172.17.0.0/16,172.17.0.1,192.168.80.0/20",
+    }
+    return Gateway(env)
+
+
+def test_the_gateway_guards_the_host_and_the_private_ranges_by_default(gateway: Gateway) -> None:
+    assert gateway.gate.guard is gateway.dns.guard is gateway.guard
+    why = gateway.guard.protected.why
+    assert why("172.29.0.1") == "the host or a network it hosts"  # the egress gateway
+    assert why("172.17.0.1") == "the host or a network it hosts"
+    assert why("192.168.80.9") == "the host or a network it hosts"
+    assert why("172.29.0.5") is None  # the named egress network: the outside
+    assert why("10.1.2.3") == "private"
+
+
+def test_private_answers_allow_is_a_run_setting(gateway: Gateway) -> None:
+    gateway.configure({**gateway.env, "CODERUN_PRIVATE_ANSWERS": "allow"})  # a claim
+    why = gateway.guard.protected.why
+    assert gateway.guard.protected.private is PrivateAnswers.ALLOW
+    assert why("10.1.2.3") is None
+    assert why("172.17.0.1") == "the host or a network it hosts"
+    with pytest.raises(ValueError):
+        gateway.configure({**gateway.env, "CODERUN_PRIVATE_ANSWERS": "maybe"})
+
+
+def test_the_run_option_reaches_the_gateway_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from sandbox.cli import run
+    from sandbox.session import Session, SessionConfig
+
+    result = CliRunner().invoke(run, ["--private-answers", "sometimes", "--", "true"])
+    assert result.exit_code == 2 and "--private-answers" in result.output
+    monkeypatch.setenv("CODERUN_HOME", str(tmp_path))
+    for value in ("deny", "allow"):
+        config = SessionConfig(command=["true"], image="i", gateway_image="g",
+                               private_answers=value)  # fmt: skip
+        session = Session(None, config, record=False)  # type: ignore[arg-type]
+        assert session._run_env()["CODERUN_PRIVATE_ANSWERS"] == value  # claim or env
+    assert SessionConfig(command=[], image="i", gateway_image="g").private_answers == "deny"
