@@ -51,6 +51,12 @@ async def wait_for(pilot: Pilot[None], check: Callable[[], object], timeout: flo
         await pilot.pause(0.01)
 
 
+async def queue_ready(pilot: Pilot[None], app: DashboardApp, rows: int) -> None:
+    """Wait until the queue holds ``rows`` items and has settled (keys act again)."""
+    view = app.pending_view
+    await wait_for(pilot, lambda: len(view.rows) == rows and view.settled)
+
+
 async def chunks(*items: tuple[str, str]) -> AsyncIterator[tuple[str, str]]:
     for item in items:
         yield item
