@@ -16,6 +16,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker
@@ -145,8 +146,9 @@ class DashboardApp(App[None]):
         self._jobs.append(worker)
 
     def _tick(self) -> None:
-        self.pending_view.tick()
-        self.rules_view.tick()
+        with contextlib.suppress(NoMatches):  # quitting: the views' parts are going
+            self.pending_view.tick()
+            self.rules_view.tick()
 
     def _update_status(self) -> None:
         self.sub_title = safe(status_line(self.links)) if self.links else "no running session"
@@ -231,8 +233,16 @@ class DashboardApp(App[None]):
         self._last_flush = time.monotonic()
         if not self._batch or not self.pending_view.is_attached:  # nothing, or quitting
             return
+        with contextlib.suppress(NoMatches):  # quitting: the views' parts are going
+            self._apply_batch()
+
+    def _apply_batch(self) -> None:
         for index, changes in self._batch.take().items():
-            self._apply(self.links[index], changes)
+            link = self.links[index]
+            try:
+                self._apply(link, changes)
+            except (KeyError, TypeError, ValueError) as exc:  # odd data: skip it, not the run
+                self.log.warning(f"{link.name}: skipped {changes.events} events: {exc!r}")
         self._update_status()
 
     def _apply(self, link: SessionLink, changes: Changes) -> None:
@@ -261,7 +271,7 @@ class DashboardApp(App[None]):
             self._rules_dirty.clear()
             for index in indexes:
                 link = self.links[index]
-                with contextlib.suppress(*LINK_ERRORS):
+                with contextlib.suppress(NoMatches, *LINK_ERRORS):  # NoMatches: quitting
                     self.rules_view.set_rules(index, await link.client.rules())
             await asyncio.sleep(RULES_EVERY)
 

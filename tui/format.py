@@ -86,8 +86,11 @@ def port_proto(port: int, proto: str) -> str:
 def shown_url(url: str, width: int) -> str:
     """A URL in ``width`` characters: its host elided in the middle (never losing its
     end), then as much of the path as fits."""
-    parts = urlsplit(url)
-    if not parts.netloc:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. brackets that are no IPv6 address: shown as it came
+        parts = None
+    if parts is None or not parts.netloc:
         text = safe(url)
         return text if len(text) <= width else text[: width - 1] + ELLIPSIS
     head = f"{safe(parts.scheme)}://" if parts.scheme else ""

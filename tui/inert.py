@@ -16,10 +16,12 @@ from rich.ansi import AnsiDecoder
 from rich.style import Style
 from rich.text import Text
 
-from snitch.safetext import IDN_MARK, elide_name, safe, safe_name
+from snitch.safetext import ELLIPSIS, IDN_MARK, elide_name, safe, safe_name
 
 NAME_WIDTH = 80
 """A name in a detail line or a dialog is elided beyond this (a cell has its own width)."""
+MIN_HEAD = 8
+"""Characters of a long name's start kept, when its end leaves room for them."""
 
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 _NO_CONCEAL = Style(conceal=False)  # hidden text: the person sees what the command printed
@@ -42,8 +44,26 @@ def shown_name(name: str, width: int | None = NAME_WIDTH) -> str:
         return full
     mark = f" {IDN_MARK}"
     if full.endswith(mark):
-        return elide_name(safe(name), max(1, width - len(mark))) + mark
-    return elide_name(full, width)
+        return elide_middle(safe(name), max(1, width - len(mark))) + mark
+    return elide_middle(full, width)
+
+
+def elide_middle(name: str, width: int) -> str:
+    """``name`` (made safe) in ``width``: as many of its last labels as fit (at least the
+    registrable domain, ``snitch.safetext.elide_name``), then as much of its start."""
+    if len(name) <= width:
+        return name
+    labels = name.split(".")
+    head_room = min(MIN_HEAD, width // 4)
+    tail = ""
+    for start in range(len(labels) - 2, 0, -1):
+        candidate = ".".join(labels[start:])
+        if len(candidate) + 1 + head_room > width:
+            break
+        tail = candidate
+    if not tail:
+        return elide_name(name, width)
+    return name[: width - len(tail) - 1] + ELLIPSIS + tail
 
 
 def name_text(name: str, width: int | None = NAME_WIDTH, style: str = "") -> Text:

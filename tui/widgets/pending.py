@@ -150,13 +150,16 @@ class PendingView(Vertical):
         self.unsettled_until = 0.0
         self._warned_until = 0.0
         self._depth = 0
+        # kept, not queried: late timers and events may still call in while unmounting
+        self._table = PendingTable(cursor_type="row", zebra_stripes=True, id="pending-table")
+        self._counts = Static("", id="pending-counts")
+        self._detail = Static("", id="pending-detail", classes="detail")
 
     def compose(self) -> ComposeResult:
-        table = PendingTable(cursor_type="row", zebra_stripes=True, id="pending-table")
-        self._add_columns(table)
-        yield Static("", id="pending-counts")
-        yield table
-        yield Static("", id="pending-detail", classes="detail")
+        self._add_columns(self._table)
+        yield self._counts
+        yield self._table
+        yield self._detail
 
     def _add_columns(self, table: PendingTable) -> None:
         table.add_column(Text("Left", justify="right"), key="left", width=_FIXED["left"])
@@ -169,7 +172,7 @@ class PendingView(Vertical):
 
     @property
     def table(self) -> PendingTable:
-        return self.query_one(PendingTable)
+        return self._table
 
     def on_mount(self) -> None:
         self.set_counts(AskCounts())
@@ -240,7 +243,7 @@ class PendingView(Vertical):
 
     def set_counts(self, counts: AskCounts) -> None:
         """What the gateways held back (every session together); hidden while nothing."""
-        line = self.query_one("#pending-counts", Static)
+        line = self._counts
         parts = []
         if counts.collapsed:
             parts.append(f"{counts.collapsed} connections merged into pending items")
@@ -369,7 +372,7 @@ class PendingView(Vertical):
 
     def _show_detail(self) -> None:
         row = self.selected()
-        detail = self.query_one("#pending-detail", Static)
+        detail = self._detail
         if row is not None:
             detail.update(describe(row))
         elif not self.rows:
