@@ -310,6 +310,10 @@ class DashboardApp(App[None]):
         request = DecisionRequest(message.action, pending_id=item.id)
         if host_name(item) is None:
             request.target = Target.IP
+        if message.always and item.synthetic and request.target is Target.IP:
+            self.notify("This address was made up by coderun: no rule can name it.",
+                        title="Not decided", severity="warning", markup=False)  # fmt: skip
+            return
         if message.always:
             request.lifetime = "always"
             request.port = "any" if item.kind == "dns" else "this"
@@ -434,7 +438,7 @@ class DashboardApp(App[None]):
             initial = ""
             if row and row.rule.host and not row.rule.host.startswith("*"):
                 port = f":{row.rule.port_lo}" if row.rule.port_lo else ""
-                initial = row.rule.host + port
+                initial = safe(row.rule.host) + port
             proto = str(row.rule.proto) if row else "tcp"
             self.push_screen(ExplainDialog(client.explain, initial, proto))
         elif message.what == "new":
