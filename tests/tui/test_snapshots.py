@@ -28,6 +28,7 @@ def loaded(app: DashboardApp, rows: int, logs: int = 0) -> Callable[[Pilot[Any]]
             pane = app.output_pane
             return (
                 len(app.pending_view.rows) == rows
+                and app.pending_view.settled  # keys act (pressed after this)
                 and len(app.log_view.entries) == logs
                 and bool(app.query_one(Footer).children)
                 and (pane is None or pane.exit_code is not None)
