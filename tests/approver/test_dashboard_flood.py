@@ -9,6 +9,7 @@ collapsed or refused is shown above the queue.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 
 import pytest
@@ -23,7 +24,8 @@ from tui.app import DashboardApp
 pytestmark = pytest.mark.asyncio
 SIZE = (100, 30)
 EVENTS = 1000
-KEY_DEADLINE = 0.5  # seconds from a key to its effect while the flood goes on (was ~2.3)
+KEY_DEADLINE = 1.0  # seconds from a key to its effect while the flood goes on (was 2.5-5.4)
+KEY_TYPICAL = 0.3  # the median of those (here ~0.1; one slow frame on a busy machine is ok)
 
 
 def big_gateway() -> FakeGateway:
@@ -83,6 +85,7 @@ async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
             latencies.append(await key_latency(pilot, app, "up", 0))
         await pump
         assert len(latencies) >= 4
+        assert statistics.median(latencies) < KEY_TYPICAL, latencies
         assert max(latencies) < KEY_DEADLINE, latencies
         # every event was applied: the last state of each item, the newest log lines
         await wait_for(pilot, lambda: len(app.pending_view.rows) == 2)  # flood items expired
