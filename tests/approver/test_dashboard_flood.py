@@ -25,7 +25,8 @@ pytestmark = pytest.mark.asyncio
 SIZE = (100, 30)
 EVENTS = 1000
 KEY_DEADLINE = 1.0  # seconds from a key to its effect while the flood goes on (was 2.5-5.4)
-KEY_TYPICAL = 0.3  # the median of those (here ~0.1; one slow frame on a busy machine is ok)
+KEY_TYPICAL = 0.3  # the median of those (here ~0.1 on an idle machine)
+LOAD_FACTOR = 3  # on a busy machine: at most this many times the latency without the flood
 
 
 def big_gateway() -> FakeGateway:
@@ -78,6 +79,10 @@ async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
         await queue_ready(pilot, app, 2)
         await wait_for(pilot, lambda: len(app.log_view.entries) == 2000)
         rules_loads = [c for c, _ in fake.calls].count("rules")
+        quiet = [
+            await key_latency(pilot, app, key, row) for key, row in [("down", 1), ("up", 0)] * 3
+        ]
+        usual = statistics.median(quiet)  # what this machine takes now, without the flood
         pump = asyncio.create_task(flood(fake))
         latencies = []
         while not pump.done():  # the person moves through the queue meanwhile
@@ -85,8 +90,11 @@ async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
             latencies.append(await key_latency(pilot, app, "up", 0))
         await pump
         assert len(latencies) >= 4
-        assert statistics.median(latencies) < KEY_TYPICAL, latencies
-        assert max(latencies) < KEY_DEADLINE, latencies
+        assert statistics.median(latencies) < max(KEY_TYPICAL, LOAD_FACTOR * usual), (
+            latencies,
+            quiet,
+        )
+        assert max(latencies) < max(KEY_DEADLINE, 3 * LOAD_FACTOR * usual), (latencies, quiet)
         # every event was applied: the last state of each item, the newest log lines
         await wait_for(pilot, lambda: len(app.pending_view.rows) == 2)  # flood items expired
         await wait_for(pilot, lambda: app.log_view.entries[-1].sport == flow_entry(10_994).sport)
