@@ -146,7 +146,8 @@ async def test_a_lasting_decision_on_an_item_gone_meanwhile_stores_nothing() -> 
         await queue_ready(pilot, app, 3)
         fake.items.pop("p1")  # expired at the gateway; its event not here yet
         await pilot.press("D")
-        await wait_for(pilot, lambda: fake.previews)
-        await wait_for(pilot, lambda: "0:p1" not in app.pending_view.rows)  # refreshed
+        await wait_for(pilot, lambda: fake.previews)  # answered 409: the queue is reloaded
+        await wait_for(pilot, lambda: [c for c, _ in fake.calls].count("pending") == 2)
+        await pilot.pause(0.1)
         assert not isinstance(app.screen, ConfirmDialog)
         assert fake.decisions == []
