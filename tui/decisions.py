@@ -36,6 +36,9 @@ class DecidingApp(App[None]):
     def _reload_rules(self, index: int) -> None:
         raise NotImplementedError
 
+    def _flush_events(self) -> None:
+        raise NotImplementedError
+
     def _track(self, worker: Worker[Any]) -> None:
         self._jobs = [w for w in self._jobs if not w.is_finished]
         self._jobs.append(worker)
@@ -45,6 +48,7 @@ class DecidingApp(App[None]):
             items = await link.client.pending()
         except LINK_ERRORS:
             return  # the event worker notices and reconnects
+        self._flush_events()  # events gathered so far are older than this answer
         self.pending_view.replace(link.index, link.name, items)
         self._update_status()
 
