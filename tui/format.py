@@ -162,7 +162,7 @@ def describe_entry(entry: LogEntry) -> str:
 
 def verdict_text(verdict: str) -> Text:
     style = {"allow": "green", "deny": "bold red", "pending": "yellow", "expired": "magenta"}
-    return Text(safe(verdict), style=style.get(verdict, ""))
+    return Text(verdict, style=style.get(verdict, ""))
 
 
 def entry_haystack(entry: LogEntry) -> str:

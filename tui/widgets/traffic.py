@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
 from snitch.model import LogEntry
+from snitch.safetext import safe
 from tui.format import (
     clock_time,
     describe_entry,
@@ -96,7 +97,7 @@ class TrafficTable(DataTable[Cell]):
         cells += [
             Text(entry_target(entry, TARGET_WIDTH)),
             Text(entry_port(entry)),
-            verdict_text(entry.verdict),
+            verdict_text(safe(entry.verdict)),
             plain(entry.rule or entry.reason, style="dim"),
         ]
         if self.multi:
