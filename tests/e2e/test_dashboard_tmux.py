@@ -36,6 +36,7 @@ class Tmux:
         self._conf.flush()
         self.tmux(["-f", self._conf.name, "new-session", "-d", "-s", self.name, "-x",
                    str(width), "-y", str(height), command])  # fmt: skip
+        self._socket = Path(self.tmux(["display-message", "-p", "#{socket_path}"]).strip())
 
     def tmux(self, args: list[str], check: bool = True) -> str:
         proc = subprocess.run(["tmux", "-L", self.name, *args], capture_output=True, text=True,
@@ -79,6 +80,7 @@ class Tmux:
     def kill(self) -> None:
         self.tmux(["kill-server"], check=False)
         self._conf.close()
+        self._socket.unlink(missing_ok=True)
 
 
 def start_run(home: Path, internet: DemoInternet, exit_file: Path, *args: str) -> Tmux:
