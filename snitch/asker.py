@@ -129,6 +129,8 @@ class Asker:
     # -- decisions --------------------------------------------------------------------------
     def decide(self, request: DecisionRequest, by: str = "api") -> dict[str, object]:
         """Apply a person's decision; returns the ids it decided and the rule it made."""
+        if request.dry_run:
+            return self.preview(request)
         if request.pattern:
             return self._decide_pattern(request, by)
         held = self.held.get(request.pending_id)
@@ -141,6 +143,22 @@ class Asker:
             return {"decided": [held.item.id], "rule": None}
         rule = self.rule_for(held.item, request)
         return self._apply_rule(rule, by)
+
+    def preview(self, request: DecisionRequest) -> dict[str, object]:
+        """A dry run: the rule ``decide`` would store, changing nothing (the dashboard
+        shows it before a lasting decision is sent)."""
+        rule: Rule | None = None
+        if request.pattern:
+            rule = Rule(action=request.action, host=request.pattern.lower(), source="prompt",
+                        note=request.note)  # fmt: skip
+            self._set_lifetime(rule, request.lifetime)
+        else:
+            held = self.held.get(request.pending_id)
+            if held is None:
+                raise DecideError(409, f"{request.pending_id} is not pending (decided or expired)")
+            if request.lifetime != "once":
+                rule = self.rule_for(held.item, request)
+        return {"rule": rule.to_dict() if rule else None, "decided": []}
 
     def _decide_pattern(self, request: DecisionRequest, by: str) -> dict[str, object]:
         pattern = request.pattern.lower()

@@ -346,13 +346,40 @@ class DecisionRequest:
         return cls(**kw)
 
 
+ASK_COUNTS = "ask_counts"
+"""The key of :class:`AskCounts` in the session info, and the topic of the event that
+carries them whenever they change."""
+
+
+@dataclass(slots=True)
+class AskCounts:
+    """What ask mode kept from the person so a flood cannot bury them (issue 12, item 7).
+
+    ``collapsed``: connections merged into an item already pending for the same
+    destination (``Pending.flows``; retransmitted SYNs are ``attempts``, not counted here).
+    ``refused``: connections never shown because the session's cap of pending items or
+    the rate of new prompts was reached.
+    """
+
+    collapsed: int = 0
+    refused: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AskCounts:
+        return cls(int(d.get("collapsed", 0)), int(d.get("refused", 0)))
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One item of the API's event stream.
 
     Topics: ``pending`` (data: Pending), ``decided`` (data: {id, action, by, rule}),
     ``expired`` (data: {id, action}), ``log`` (data: LogEntry), ``rules`` (data: {}),
-    ``session`` (data: session info, sent first on every stream).
+    ``session`` (data: session info, sent first on every stream), ``ask_counts``
+    (data: AskCounts, when they change; also in the session info under that key).
     """
 
     topic: str

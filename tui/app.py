@@ -6,22 +6,27 @@ each followed by a worker (see :mod:`tui.sessions`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from textual.app import App, ComposeResult
+from rich.text import Text
+from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker
 
-from snitch.model import DecisionRequest, EntryKind, Event, LogEntry, Pending, Rule, Target
-from tui.client import CONFLICT, ApiError, GatewayLike
-from tui.format import host_name, parent_pattern, pattern_matches
-from tui.screens.decide import BatchDialog, DecisionDialog
-from tui.screens.rules import ConfirmDialog, ExplainDialog, RuleForm
+from snitch.model import AskCounts, EntryKind, Event, LogEntry, Rule
+from snitch.safetext import safe
+from tui.batch import FLUSH_EVERY, Changes, EventBatch
+from tui.client import ApiError, GatewayLike
+from tui.decisions import DecidingApp
+from tui.screens.confirm import ConfirmDialog
+from tui.screens.rules import ExplainDialog, RuleForm
 from tui.sessions import (
     DEFAULT_DELAYS,
     DEFAULT_GONE_AFTER,
@@ -38,6 +43,8 @@ from tui.widgets.traffic import ConnectionsView, LogView
 
 TABS = {tab: f"{tab}-table" for tab in ("pending", "connections", "log", "rules")}
 """Each tab and the table that gets the focus when it is shown."""
+RULES_EVERY = 0.3
+"""Seconds between two reloads of a session's rules however often they change."""
 
 
 def log_key(entry: LogEntry) -> tuple[object, ...]:
@@ -45,7 +52,7 @@ def log_key(entry: LogEntry) -> tuple[object, ...]:
     return (entry.time, entry.kind, entry.src, entry.sport, entry.dst, entry.dport, entry.qname)
 
 
-class DashboardApp(App[None]):
+class DashboardApp(DecidingApp):
     """``output`` yields ``(stream, text)`` chunks of the sandboxed command, then
     ``("exit", code)``; the dashboard stays open until the user quits.
 
@@ -75,7 +82,7 @@ class DashboardApp(App[None]):
         log_limit: int = 500,
     ) -> None:
         super().__init__()
-        self.title = title
+        self.title = safe(title)
         self.links = [SessionLink(i, client) for i, client in enumerate(clients)]
         self.output = output
         self.clock = clock
@@ -86,6 +93,12 @@ class DashboardApp(App[None]):
         self._ticker: Timer | None = None
         self._last_log: dict[int, float] = {}  # per link: the newest log entry's time
         self._loaded: dict[int, set[tuple[object, ...]]] = {}  # per link: the last snapshot
+        self._batch = EventBatch()  # events since the last flush
+        self._flush_timer: Timer | None = None
+        self._flush_due = False
+        self._last_flush = 0.0
+        self._rules_dirty: set[int] = set()  # links whose rules changed since the last load
+        self._rules_job: Worker[None] | None = None
         # kept here, not queried: app.query_one looks at the active screen (maybe a dialog)
         multi = len(self.links) > 1
         self.tabs = TabbedContent(initial="pending", id="tabs")
@@ -123,30 +136,40 @@ class DashboardApp(App[None]):
             job = self._pump_output(self.output, self.output_pane)
             self._track(self.run_worker(job, name="output"))
         self._ticker = self.set_interval(1.0, self._tick)
+        self._show_views(self.tabs.active or "pending")
         self.pending_view.table.focus()
 
-    def _track(self, worker: Worker[Any]) -> None:
-        self._jobs = [w for w in self._jobs if not w.is_finished]
-        self._jobs.append(worker)
-
     def _tick(self) -> None:
-        self.pending_view.tick()
-        self.rules_view.tick()
+        with contextlib.suppress(NoMatches):  # quitting: the views' parts are going
+            self.pending_view.tick()
+            self.rules_view.tick()
 
     def _update_status(self) -> None:
-        self.sub_title = status_line(self.links) if self.links else "no running session"
+        self.sub_title = safe(status_line(self.links)) if self.links else "no running session"
         count = len(self.pending_view.rows)
         label = f"1 Pending ({count})" if count else "1 Pending"
         self.tabs.get_tab("pending").label = label
+        counts = [link.counts for link in self.links]
+        self.pending_view.set_counts(
+            AskCounts(sum(c.collapsed for c in counts), sum(c.refused for c in counts))
+        )
 
     # -- navigation -------------------------------------------------------------------------
     def action_show_tab(self, tab: str) -> None:
         self.tabs.active = tab
+        self._show_views(tab)
         self.tabs.query_one(f"#{TABS[tab]}").focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id in TABS:
+            self._show_views(event.pane.id)
             self.tabs.query_one(f"#{TABS[event.pane.id]}").focus()
+
+    def _show_views(self, tab: str) -> None:
+        """Only the shown tab's table follows changes; the others catch up when shown."""
+        self.connections_view.set_shown(tab == "connections")
+        self.log_view.set_shown(tab == "log")
+        self.rules_view.set_shown(tab == "rules")
 
     def action_toggle_output(self) -> None:
         if self.output_pane is not None:
@@ -166,6 +189,7 @@ class DashboardApp(App[None]):
     # -- gateway links ----------------------------------------------------------------------
     async def _connected(self, link: SessionLink) -> None:
         """Load the session's queue, rules and recent log (after every (re)connect)."""
+        self._flush_events()  # what the old stream said first: the snapshot is newer
         client = link.client
         pending = await client.pending()
         rules = await client.rules()
@@ -174,127 +198,94 @@ class DashboardApp(App[None]):
         self.rules_view.set_rules(link.index, rules)
         seen = self._last_log.get(link.index, 0.0)
         fresh = [entry for entry in log if entry.time > seen]  # not shown before a reconnect
-        self._loaded[link.index] = {log_key(entry) for entry in fresh}
-        for entry in fresh:
-            self._add_log(link, entry)
+        self._loaded[link.index] = {log_key(entry) for entry in log}  # skipped if live too
+        self._add_logs(link, fresh)
         self._update_status()
 
     async def _on_event(self, link: SessionLink, event: Event) -> None:
+        """Gather the event; the views change at the next flush (at most every
+        FLUSH_EVERY seconds, so a flood of events does not stall the keys)."""
         try:
-            await self._apply(link, event)
+            self._batch.add(link.index, event)
         except (KeyError, TypeError, ValueError) as exc:  # one odd event: skip it, not the link
-            self.log.warning(f"{link.name}: skipped event {event.topic}: {exc!r}")
+            self.log.warning(f"{link.name}: skipped event {safe(event.topic)}: {exc!r}")
+            return
+        if not self._flush_due:
+            self._flush_due = True
+            wait = self._last_flush + FLUSH_EVERY - time.monotonic()
+            if wait > 0:
+                self._flush_timer = self.set_timer(wait, self._flush_events, name="flush events")
+            else:
+                self.call_next(self._flush_events)
+
+    def _flush_events(self) -> None:
+        """Apply the gathered events: one change of each view per session."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        self._flush_due = False
+        self._last_flush = time.monotonic()
+        if not self._batch or not self.pending_view.is_attached:  # nothing, or quitting
+            return
+        with contextlib.suppress(NoMatches):  # quitting: the views' parts are going
+            self._apply_batch()
+
+    def _apply_batch(self) -> None:
+        for index, changes in self._batch.take().items():
+            link = self.links[index]
+            try:
+                self._apply(link, changes)
+            except (KeyError, TypeError, ValueError) as exc:  # odd data: skip it, not the run
+                self.log.warning(f"{link.name}: skipped {changes.events} events: {exc!r}")
         self._update_status()
 
-    async def _apply(self, link: SessionLink, event: Event) -> None:
-        data = event.data
-        if event.topic == "pending":
-            self.pending_view.upsert(link.index, link.name, Pending.from_dict(data))
-        elif event.topic in ("decided", "expired"):
-            self.pending_view.drop(link.index, str(data.get("id", "")))
-        elif event.topic == "log":
-            entry = LogEntry.from_dict(data)
-            if log_key(entry) not in self._loaded.get(link.index, ()):
-                self._add_log(link, entry)  # else it came with the snapshot too
-        elif event.topic == "rules":
-            self.rules_view.set_rules(link.index, await link.client.rules())
-        elif event.topic == "session":
-            link.info = dict(data)
+    def _apply(self, link: SessionLink, changes: Changes) -> None:
+        if changes.info is not None:
+            link.info = changes.info
+        if changes.counts is not None:
+            link.counts = changes.counts
+        if changes.pending:
+            self.pending_view.apply(link.index, link.name, changes.pending)
+        loaded = self._loaded.get(link.index, set())
+        self._add_logs(link, [e for e in changes.log if log_key(e) not in loaded])
+        if changes.rules:
+            self._reload_rules(link.index)
 
-    def _add_log(self, link: SessionLink, entry: LogEntry) -> None:
-        self._last_log[link.index] = max(entry.time, self._last_log.get(link.index, 0.0))
-        entry.session = entry.session or link.name
-        self.log_view.add(entry)
-        if entry.kind is EntryKind.FLOW:
-            self.connections_view.add(entry)
+    def _reload_rules(self, index: int) -> None:
+        """Load the session's rules again soon: at once if idle, else at most every
+        RULES_EVERY seconds however many changes are announced."""
+        self._rules_dirty.add(index)
+        if self._rules_job is None or self._rules_job.is_finished:
+            self._rules_job = self.run_worker(self._load_rules(), group="rules-load")
+            self._track(self._rules_job)
+
+    async def _load_rules(self) -> None:
+        while self._rules_dirty:
+            indexes = sorted(self._rules_dirty)
+            self._rules_dirty.clear()
+            for index in indexes:
+                link = self.links[index]
+                with contextlib.suppress(NoMatches, *LINK_ERRORS):  # NoMatches: quitting
+                    self.rules_view.set_rules(index, await link.client.rules())
+            await asyncio.sleep(RULES_EVERY)
+
+    def _add_logs(self, link: SessionLink, entries: list[LogEntry]) -> None:
+        if not entries:
+            return
+        for entry in entries:
+            entry.session = entry.session or link.name
+        newest = max(entry.time for entry in entries)
+        self._last_log[link.index] = max(newest, self._last_log.get(link.index, 0.0))
+        self.log_view.add_many(entries)
+        self.connections_view.add_many([e for e in entries if e.kind is EntryKind.FLOW])
 
     def _state_changed(self, link: SessionLink) -> None:
         if link.state is LinkState.GONE:
             self.pending_view.replace(link.index, link.name, [])
             self.rules_view.drop(link.index)
-            self.notify(f"session {link.short} is gone ({link.error})", severity="warning")
+            self.notify(safe(f"session {link.short} is gone ({link.error})"), severity="warning",
+                        markup=False)  # fmt: skip
         self._update_status()
-
-    async def _refresh(self, link: SessionLink) -> None:
-        try:
-            items = await link.client.pending()
-        except LINK_ERRORS:
-            return  # the event worker notices and reconnects
-        self.pending_view.replace(link.index, link.name, items)
-        self._update_status()
-
-    # -- decisions --------------------------------------------------------------------------
-    def on_pending_view_quick(self, message: PendingView.Quick) -> None:
-        row = self.pending_view.rows.get(message.key)
-        if row is None:
-            return
-        item = row.item
-        request = DecisionRequest(message.action, pending_id=item.id)
-        if host_name(item) is None:
-            request.target = Target.IP
-        if message.always:
-            request.lifetime = "always"
-            request.port = "any" if item.kind == "dns" else "this"
-        self.send_decision(row.link, request, [row.key])
-
-    def on_pending_view_open(self, message: PendingView.Open) -> None:
-        row = self.pending_view.rows.get(message.key)
-        if row is None:
-            return
-
-        def done(request: DecisionRequest | None) -> None:
-            if request is not None:
-                self.send_decision(row.link, request, [row.key])
-
-        self.push_screen(DecisionDialog(row, self.clock), done)
-
-    def on_pending_view_batch(self, message: PendingView.Batch) -> None:
-        rows = self.pending_view.rows
-        if not rows:
-            self.notify("Nothing is waiting for a decision.")
-            return
-        row = rows.get(message.key) if message.key else None
-        name = host_name(row.item) if row else None
-        prefill = parent_pattern(name) if name else row.item.label if row else ""
-
-        def matcher(pattern: str) -> list[str]:
-            return [r.item.label for r in rows.values() if pattern_matches(pattern, r.item)]
-
-        def done(request: DecisionRequest | None) -> None:
-            if request is None:
-                return
-            hits = [r for r in rows.values() if pattern_matches(request.pattern, r.item)]
-            if not hits:
-                self.notify(f"no pending item matches {request.pattern}", severity="warning")
-            for link in sorted({r.link for r in hits}):
-                keys = [r.key for r in hits if r.link == link]
-                self.send_decision(link, request, keys)
-
-        self.push_screen(BatchDialog(prefill, matcher), done)
-
-    def send_decision(self, link_index: int, request: DecisionRequest, keys: list[str]) -> None:
-        """Send a decision; rows show it as on its way until the ``decided`` event."""
-        self.pending_view.set_busy(keys, f"{request.action}…")
-        link = self.links[link_index]
-        self._track(self.run_worker(self._decide(link, request, keys), group="decide"))
-
-    async def _decide(self, link: SessionLink, request: DecisionRequest, keys: list[str]) -> None:
-        try:
-            result = await link.client.decide(request)
-        except ApiError as exc:
-            self.pending_view.set_busy(keys, "")
-            if exc.status == CONFLICT:  # another dashboard decided first
-                await self._refresh(link)
-            else:
-                self.notify(f"{link.short}: {exc.message}", title="Not decided", severity="error")
-            return
-        except OSError as exc:
-            self.pending_view.set_busy(keys, "")
-            self.notify(f"{link.short}: {exc}", title="Not decided", severity="error")
-            return
-        if result.get("rule"):  # a lasting rule was made: show it
-            with contextlib.suppress(*LINK_ERRORS):
-                self.rules_view.set_rules(link.index, await link.client.rules())
 
     # -- rules ------------------------------------------------------------------------------
     def _rules_link(self, index: int | None = None) -> SessionLink | None:
@@ -315,7 +306,7 @@ class DashboardApp(App[None]):
             initial = ""
             if row and row.rule.host and not row.rule.host.startswith("*"):
                 port = f":{row.rule.port_lo}" if row.rule.port_lo else ""
-                initial = row.rule.host + port
+                initial = safe(row.rule.host) + port
             proto = str(row.rule.proto) if row else "tcp"
             self.push_screen(ExplainDialog(client.explain, initial, proto))
         elif message.what == "new":
@@ -335,7 +326,7 @@ class DashboardApp(App[None]):
                 if yes:
                     self._rule_call(link, lambda: client.remove_rule(rid))
 
-            question = f"Delete rule {rid}: {row.rule.describe()}?"
+            question = Text(f"Delete rule {rid}: {safe(row.rule.describe())}?")
             self.push_screen(ConfirmDialog(question), confirmed)
 
     def _saver(self, link: SessionLink, old: Rule | None) -> Callable[[Rule | None], None]:
@@ -356,7 +347,7 @@ class DashboardApp(App[None]):
             await call()
             self.rules_view.set_rules(link.index, await link.client.rules())
         except (ApiError, OSError) as exc:
-            self.notify(f"{link.short}: {exc}", title="Rules", severity="error")
+            self.notify(safe(f"{link.short}: {exc}"), title="Rules", severity="error", markup=False)
 
     # -- the sandboxed command's output -----------------------------------------------------
     async def _pump_output(self, output: AsyncIterator[tuple[str, str]], pane: OutputPane) -> None:
@@ -364,4 +355,4 @@ class DashboardApp(App[None]):
             async for stream, text in output:
                 pane.add_chunk(stream, text)
         except Exception as exc:  # the runner's stream broke; the dashboard stays up
-            pane.add_chunk("stderr", f"\n[output stream failed: {exc}]\n")
+            pane.add_chunk("stderr", f"\n(output stream failed: {exc})\n")

@@ -1,4 +1,8 @@
-"""Pure helpers: text for cells, names, patterns, and parsing of the rule form's fields."""
+"""Pure helpers: text for cells, names, patterns, and parsing of the rule form's fields.
+
+Functions that return text for a person return it already made safe (``snitch.safetext``
+via ``tui.inert``); callers still wrap it in ``Text``, never in markup.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,14 @@ import fnmatch
 import ipaddress
 import re
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 from rich.text import Text
 
 from snitch.model import EntryKind, LogEntry, Pending, Rule
+from snitch.safetext import ELLIPSIS, safe
+from tui.inert import shown_name
 
 LIFETIMES = ("once", "30s", "5m", "1h", "session", "always")
 PROTOS = ("tcp", "udp", "icmp", "dns", "any")
@@ -75,50 +83,81 @@ def port_proto(port: int, proto: str) -> str:
     return f"{port}/{proto}" if port else proto
 
 
-def entry_target(entry: LogEntry) -> str:
-    """The destination of a log line as a person reads it."""
+def shown_url(url: str, width: int) -> str:
+    """A URL in ``width`` characters: its host elided in the middle (never losing its
+    end), then as much of the path as fits."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. brackets that are no IPv6 address: shown as it came
+        parts = None
+    if parts is None or not parts.netloc:
+        text = safe(url)
+        return text if len(text) <= width else text[: width - 1] + ELLIPSIS
+    head = f"{safe(parts.scheme)}://" if parts.scheme else ""
+    host = shown_name(parts.netloc, max(12, width - len(head) - 8))
+    rest = safe(url[url.index(parts.netloc) + len(parts.netloc) :])
+    room = width - len(head) - len(host)
+    if len(rest) > room:
+        rest = rest[: max(0, room - 1)] + ELLIPSIS
+    return head + host + rest
+
+
+def entry_target(entry: LogEntry, width: int = 40) -> str:
+    """The destination of a log line as a person reads it, made safe, in ``width``."""
     if entry.kind is EntryKind.DNS:
-        return entry.qname or entry.dst
+        return shown_name(entry.qname, width) if entry.qname else safe(entry.dst)
     if entry.kind is EntryKind.HTTP:
-        return entry.url or entry.sni or entry.dst
+        if entry.url:
+            return shown_url(entry.url, width)
+        return shown_name(entry.sni, width) if entry.sni else safe(entry.dst)
     if entry.kind is EntryKind.TLS:
-        return entry.sni or entry.dst
+        return shown_name(entry.sni, width) if entry.sni else safe(entry.dst)
     if entry.kind is EntryKind.EVENT:
-        return entry.message
+        text = safe(entry.message)
+        return text if len(text) <= width else text[: width - 1] + ELLIPSIS
     name = entry.sni or (entry.names[0] if entry.names else "")
-    return f"{name} ({entry.dst})" if name and entry.dst else name or entry.dst
+    dst = safe(entry.dst)
+    if not name:
+        return dst
+    if not entry.dst:
+        return shown_name(name, width)
+    return f"{shown_name(name, max(12, width - len(dst) - 3))} ({dst})"
 
 
 def entry_port(entry: LogEntry) -> str:
     if entry.kind is EntryKind.DNS:
-        return f"dns {entry.qtype}".strip()
+        return safe(f"dns {entry.qtype}".strip())
     if entry.kind is EntryKind.EVENT:
         return ""
-    return port_proto(entry.dport, entry.proto)
+    return safe(port_proto(entry.dport, entry.proto))
 
 
 def describe_entry(entry: LogEntry) -> str:
-    """One line with everything a log entry says, for the line under a traffic table."""
+    """One line with everything a log entry says, for the line under a traffic table
+    (made safe; names elided in the middle when very long)."""
+    session = safe(entry.session)
     if entry.kind is EntryKind.EVENT:
-        return f"{entry.message} · session {entry.session}"
+        return f"{safe(entry.message)} · session {session}"
     if entry.kind is EntryKind.DNS:
-        answers = ", ".join(entry.answers) or "no answer"
-        what = f"lookup of {entry.qname} {entry.qtype} → {answers}"
+        answers = ", ".join(safe(a) for a in entry.answers) or "no answer"
+        what = f"lookup of {shown_name(entry.qname)} {safe(entry.qtype)} → {answers}"
     elif entry.kind is EntryKind.HTTP:
-        what = f"{entry.method} {entry.url} → {entry.status or '-'}"
+        what = f"{safe(entry.method)} {shown_url(entry.url, 100)} → {entry.status or '-'}"
         what += f" · {entry.bytes_out} B out, {entry.bytes_in} B in"
     elif entry.kind is EntryKind.TLS:
-        what = f"TLS {entry.sni or '(no SNI)'} → {entry.dst}:{entry.dport}"
+        sni = shown_name(entry.sni) if entry.sni else "(no SNI)"
+        what = f"TLS {sni} → {safe(entry.dst)}:{entry.dport}"
         what += f" · {entry.bytes_out} B out, {entry.bytes_in} B in"
     else:
-        name = entry.sni or ", ".join(entry.names)
-        where = f"{entry.dst}:{entry.dport}/{entry.proto}" if entry.dport else entry.dst
+        name = shown_name(entry.sni) if entry.sni else ", ".join(shown_name(n) for n in entry.names)
+        dst, proto = safe(entry.dst), safe(entry.proto)
+        where = f"{dst}:{entry.dport}/{proto}" if entry.dport else dst
         what = f"{name} → {where}" if name else where
-        what += f" from {entry.src}:{entry.sport}" if entry.src else ""
-    why = f" by rule {entry.rule_id}: {entry.rule}" if entry.rule_id is not None else ""
-    why = why or (f" ({entry.reason})" if entry.reason else "")
-    verdict = f" · {entry.verdict}{why}" if entry.verdict else ""
-    return f"{what}{verdict} · session {entry.session}"
+        what += f" from {safe(entry.src)}:{entry.sport}" if entry.src else ""
+    why = f" by rule {entry.rule_id}: {safe(entry.rule)}" if entry.rule_id is not None else ""
+    why = why or (f" ({safe(entry.reason)})" if entry.reason else "")
+    verdict = f" · {safe(entry.verdict)}{why}" if entry.verdict else ""
+    return f"{what}{verdict} · session {session}"
 
 
 def verdict_text(verdict: str) -> Text:
@@ -143,8 +182,38 @@ def filter_matches(query: str, entry: LogEntry) -> bool:
     return all(word in hay for word in query.lower().split())
 
 
-def rule_target(rule: Rule) -> str:
-    return rule.describe().split(" ", 1)[1]
+def rule_target(rule: Rule, width: int | None = None) -> str:
+    """What a rule matches (``api.example.test:443/tcp``), made safe; a long name is
+    elided in the middle to fit ``width``."""
+    port = ""
+    if rule.port_lo:
+        port = f":{rule.port_lo}"
+        port += f"-{rule.port_hi}" if rule.port_hi != rule.port_lo else ""
+    tail = port + safe(rule.path_prefix or "") + f"/{safe(rule.proto)}"
+    if rule.host:
+        room = None if width is None else max(12, width - len(tail))
+        return shown_name(rule.host, room) + tail
+    return safe(rule.cidr or "*") + tail
+
+
+def lasting_rule_text(rule: dict[str, Any] | None, subject: Text, now: float) -> Text:
+    """The question before a lasting decision: the rule the gateway will store."""
+    text = Text("Decide: ", style="bold")
+    text.append_text(subject)
+    if rule is None:
+        text.append("\n\nNo rule will be stored (the gateway made none for this decision).")
+        text.append("\n\nSend it?")
+        return text
+    stored = Rule.from_dict(rule)
+    life = rule_lifetime(stored, now)
+    span = {"always": "from now on, in every session", "session": "for this session"}
+    action_style = "bold green" if stored.action == "allow" else "bold red"
+    text.append("\n\nThis stores the rule\n\n  ")
+    text.append(safe(stored.action), style=action_style)
+    text.append(" " + rule_target(stored), style="bold")
+    text.append(f"  ({span.get(life, life)})")
+    text.append("\n\nfor every connection it matches. Store it?")
+    return text
 
 
 def rule_lifetime(rule: Rule, now: float) -> str:

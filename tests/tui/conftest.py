@@ -51,6 +51,38 @@ async def wait_for(pilot: Pilot[None], check: Callable[[], object], timeout: flo
         await pilot.pause(0.01)
 
 
+async def queue_ready(pilot: Pilot[None], app: DashboardApp, rows: int) -> None:
+    """Wait until the queue holds ``rows`` items and has settled (keys act again)."""
+    view = app.pending_view
+    await wait_for(pilot, lambda: len(view.rows) == rows and view.settled)
+
+
+def screen_lines(app: DashboardApp) -> list[str]:
+    """What the terminal is sent for the current screen, as text lines (the compositor's
+    output, dialogs included)."""
+    strips = app.screen._compositor.render_strips()
+    return ["".join(segment.text for segment in strip) for strip in strips]
+
+
+def terminal_controls(app: DashboardApp) -> list[str]:
+    """Text segments of the screen holding a character a terminal would act on (C0, DEL,
+    C1) or a bidi/invisible control: none may come from the sandbox."""
+    found = []
+    for strip in app.screen._compositor.render_strips():
+        for segment in strip:
+            if segment.control:
+                continue
+            if any(_acts(ch) for ch in segment.text):
+                found.append(segment.text)
+    return found
+
+
+def _acts(ch: str) -> bool:
+    code = ord(ch)
+    bidi = 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069
+    return code < 0x20 or 0x7F <= code <= 0x9F or bidi
+
+
 async def chunks(*items: tuple[str, str]) -> AsyncIterator[tuple[str, str]]:
     for item in items:
         yield item

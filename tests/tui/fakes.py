@@ -17,6 +17,7 @@ from snitch.model import (
     Pending,
     Proto,
     Rule,
+    Target,
 )
 
 NOW = 1_700_000_000.0  # the fixed clock of the tests
@@ -42,6 +43,7 @@ class FakeGateway:
         self.rule_list: list[Rule] = list(rules or [])
         self.entries: list[LogEntry] = list(log or [])
         self.decisions: list[DecisionRequest] = []
+        self.previews: list[DecisionRequest] = []  # dry runs
         self.calls: list[tuple[str, Any]] = []
         self.conflicts: set[str] = set()
         self.fail_connects = 0
@@ -106,25 +108,46 @@ class FakeGateway:
 
     async def decide(self, request: DecisionRequest) -> dict[str, Any]:
         self._check("decide", request)
+        if request.dry_run:  # like the gateway: the rule it would store, nothing changed
+            self.previews.append(request)
+            if not request.pattern and request.pending_id not in self.items:
+                raise ApiError(409, "not pending")
+            would = self._rule_for(request, self._targets(request))
+            return {"rule": would.to_dict() if would else None, "decided": []}
         self.decisions.append(request)
         if request.pending_id in self.conflicts:
             self.items.pop(request.pending_id, None)
             raise ApiError(409, "already decided")
-        if request.pattern:
-            pat = request.pattern.removeprefix("*")
-            ids = [i for i, p in self.items.items() if p.label.endswith(pat)]
-        else:
-            ids = [request.pending_id] if request.pending_id in self.items else []
-        made = None
-        if request.lifetime != "once":  # a lasting rule, and no "rules" event (like the gateway)
-            host = request.pattern or (self.items[ids[0]].label if ids else "")
-            made = Rule(request.action, host=host, source="prompt", id=self._next_rule)
+        ids = self._targets(request)
+        made = self._rule_for(request, ids)
+        if made is not None:  # a lasting rule, and no "rules" event (like the gateway)
+            made.id = self._next_rule
             self._next_rule += 1
             self.rule_list.append(made)
         if self.auto_decide:
             for pending_id in ids:
                 self.resolve(pending_id, str(request.action))
         return {"decided": ids, "rule": made.to_dict() if made else None}
+
+    def _targets(self, request: DecisionRequest) -> list[str]:
+        if request.pattern:
+            pat = request.pattern.removeprefix("*")
+            return [i for i, p in self.items.items() if p.label.endswith(pat)]
+        return [request.pending_id] if request.pending_id in self.items else []
+
+    def _rule_for(self, request: DecisionRequest, ids: list[str]) -> Rule | None:
+        if request.lifetime == "once":
+            return None
+        if request.pattern:
+            return Rule(request.action, host=request.pattern, source="prompt")
+        item = self.items[ids[0]] if ids else None
+        if item is None:
+            return Rule(request.action, source="prompt")
+        if request.target in (Target.IP, Target.CIDR):
+            return Rule(request.action, cidr=f"{item.dst}/32", source="prompt")
+        port = item.dport if request.port == "this" else 0
+        return Rule(request.action, host=item.label, port_lo=port, port_hi=port,
+                    proto=Proto(item.proto), source="prompt")  # fmt: skip
 
     async def add_rule(self, rule: Rule) -> Rule:
         self._check("add_rule", rule)

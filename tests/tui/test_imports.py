@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tui
 
-ALLOWED_SNITCH = {"snitch.model", "snitch.client"}
+ALLOWED_SNITCH = {"snitch.model", "snitch.client", "snitch.safetext"}
 THIRD_PARTY = {"textual", "rich"}
 
 

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input
 
 from snitch.model import Action, DecisionRequest, Target
-from tests.tui.conftest import make_app, wait_for
+from tests.tui.conftest import make_app, queue_ready, wait_for
 from tests.tui.fakes import FakeGateway, pending, sample_pending
+from tui.app import DashboardApp
+from tui.screens.confirm import ConfirmDialog
 from tui.screens.decide import BatchDialog, DecisionDialog
 from tui.sessions import LinkState
 
 pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
+
+
+async def confirm(pilot: Pilot[None], app: DashboardApp) -> None:
+    """Say yes to the rule a lasting decision shows before it is stored."""
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+    await pilot.press("y")
 
 
 async def test_item_appears_allow_once_and_row_goes_on_decided() -> None:
@@ -22,7 +31,7 @@ async def test_item_appears_allow_once_and_row_goes_on_decided() -> None:
         await wait_for(pilot, lambda: app.links[0].state is LinkState.LIVE)
         assert not app.pending_view.rows
         fake.add_pending(pending("p1", "api.example.test"))
-        await wait_for(pilot, lambda: "0:p1" in app.pending_view.rows)
+        await queue_ready(pilot, app, 1)
         assert app.pending_view.table.row_count == 1
         assert "Pending (1)" in str(app.query_one("#tabs").get_tab("pending").label)  # type: ignore[attr-defined]
 
@@ -40,8 +49,13 @@ async def test_quick_keys_follow_the_cursor() -> None:
     fake = FakeGateway(pending=sample_pending())
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: len(app.pending_view.rows) == 4)
-        await pilot.press("A", "down", "d", "down", "D", "down", "A")
+        await queue_ready(pilot, app, 4)
+        for keys in (["A"], ["down", "d"], ["down", "D"], ["down", "A"]):
+            await pilot.press(*keys)
+            if keys[-1].isupper():  # lasting: the rule to be stored is shown first
+                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+                await pilot.press("y")
+                await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
         await wait_for(pilot, lambda: len(fake.decisions) == 4)
         assert fake.decisions == [
             DecisionRequest(Action.ALLOW, pending_id="p1", lifetime="always"),
@@ -61,11 +75,12 @@ async def test_dialog_with_domain_any_port_and_five_minutes() -> None:
     fake = FakeGateway(pending=[pending("p1", "api.example.test")])
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.pending_view.rows)
+        await queue_ready(pilot, app, 1)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DecisionDialog))
         # target: host -> *.example.test; tab over the prefix; port: any; lifetime: 5m
         await pilot.press("down", "tab", "tab", "right", "tab", "right", "right", "d")
+        await confirm(pilot, app)
         await wait_for(pilot, lambda: fake.decisions)
         assert fake.decisions == [
             DecisionRequest(
@@ -79,7 +94,7 @@ async def test_dialog_cidr_prefix_and_session_lifetime() -> None:
     fake = FakeGateway(pending=[pending("p3", "", "10.20.30.40", 8080)])
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.pending_view.rows)
+        await queue_ready(pilot, app, 1)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DecisionDialog))
         dialog = app.screen
@@ -91,6 +106,7 @@ async def test_dialog_cidr_prefix_and_session_lifetime() -> None:
         await pilot.press("1", "6", "tab", "tab", *["right"] * 4)
         assert "10.20.0.0/16" in str(dialog.query("RadioButton")[3].label)  # type: ignore[attr-defined]
         await pilot.click("#allow")
+        await confirm(pilot, app)
         await wait_for(pilot, lambda: fake.decisions)
         want = DecisionRequest(
             Action.ALLOW, pending_id="p3", target=Target.CIDR, lifetime="session", cidr_prefix=16
@@ -102,7 +118,7 @@ async def test_dialog_escape_decides_nothing() -> None:
     fake = FakeGateway(pending=[pending("p1", "api.example.test")])
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.pending_view.rows)
+        await queue_ready(pilot, app, 1)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DecisionDialog))
         await pilot.press("escape")
@@ -116,7 +132,7 @@ async def test_batch_by_pattern() -> None:
     fake = FakeGateway(pending=sample_pending())
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: len(app.pending_view.rows) == 4)
+        await queue_ready(pilot, app, 4)
         await pilot.press("down", "b")  # on evil.example.test
         await wait_for(pilot, lambda: isinstance(app.screen, BatchDialog))
         pattern = app.screen.query_one("#pattern", Input)
@@ -127,6 +143,7 @@ async def test_batch_by_pattern() -> None:
             app.screen.query_one("#batch-preview").render()
         )
         await pilot.press("enter", "right", "d")  # lifetime 30s, deny
+        await confirm(pilot, app)
         await wait_for(pilot, lambda: fake.decisions)
         assert fake.decisions == [
             DecisionRequest(Action.DENY, pattern="*.evil.example.test", lifetime="30s")
@@ -140,7 +157,7 @@ async def test_conflict_just_refreshes() -> None:
     fake.conflicts = {"p1"}  # another dashboard decided p1 first
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: len(app.pending_view.rows) == 4)
+        await queue_ready(pilot, app, 4)
         await pilot.press("a")
         await wait_for(pilot, lambda: "0:p1" not in app.pending_view.rows)
         assert len(app.pending_view.rows) == 3
@@ -153,7 +170,7 @@ async def test_other_errors_are_shown_and_the_row_stays() -> None:
     fake = FakeGateway(pending=[pending("p1", "api.example.test")])
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.pending_view.rows)
+        await queue_ready(pilot, app, 1)
         fake.down = True
         await pilot.press("a")
         await wait_for(pilot, lambda: app._notifications)
@@ -179,7 +196,9 @@ async def test_auto_decide_round_trip() -> None:
     fake.auto_decide = True
     app = make_app(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: len(app.pending_view.rows) == 4)
-        await pilot.press("d", "d")
+        await queue_ready(pilot, app, 4)
+        await pilot.press("d")
+        await queue_ready(pilot, app, 3)  # the row went: the next key waits until it settled
+        await pilot.press("d")
         await wait_for(pilot, lambda: len(app.pending_view.rows) == 2)
         assert [d.pending_id for d in fake.decisions] == ["p1", "p2"]

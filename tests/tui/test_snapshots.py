@@ -11,6 +11,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Footer
 
+from snitch.model import ASK_COUNTS, AskCounts, Event
 from tests.tui.conftest import chunks, make_app, wait_for
 from tests.tui.fakes import FakeGateway, pending, sample_log, sample_pending, sample_rules
 from tui.app import DashboardApp
@@ -27,6 +28,7 @@ def loaded(app: DashboardApp, rows: int, logs: int = 0) -> Callable[[Pilot[Any]]
             pane = app.output_pane
             return (
                 len(app.pending_view.rows) == rows
+                and app.pending_view.settled  # keys act (pressed after this)
                 and len(app.log_view.entries) == logs
                 and bool(app.query_one(Footer).children)
                 and (pane is None or pane.exit_code is not None)
@@ -82,3 +84,25 @@ def test_log_large_two_sessions(snap_compare: SnapCompare) -> None:
 def test_rules(snap_compare: SnapCompare) -> None:
     app = make_app(session())
     assert snap_compare(app, press=["4"], run_before=loaded(app, 4, 4))
+
+
+def test_hostile_names(snap_compare: SnapCompare) -> None:
+    """Names with markup, bidi, escapes, an IDN, a very long name, a claimed SNI and a
+    collapsed item: shown escaped, elided in the middle, marked (issue 12, item 6)."""
+    items = [
+        pending("p1", "x[/x].example.test", left=42),
+        pending("p2", "[b]bold.[@click=app.quit]q.example.test", left=40),
+        pending("p3", "abc\u202egro.elpmaxe.example.test", left=38),
+        pending("p4", "t\x1b]0;pwned\x07.example.test", left=36),
+        pending("p5", "pypi.org." + "a" * 70 + ".evil.example.test", left=34),
+        pending("p6", "p\u0430ypal.example.test", left=32),
+        pending("p7", "", "203.0.113.66", left=30),
+    ]
+    items[-1].claimed = "pypi.org"
+    items[0].flows = 14
+    fake = FakeGateway("s1", items, sample_rules(), [])
+    fake.replay = [Event(ASK_COUNTS, AskCounts(collapsed=13, refused=250).to_dict())]
+    output = chunks(("stdout", "\x1b[32mok\x1b[0m \x1b]52;c;eA==\x07\x1b[2J fake row\n"),
+                    ("exit", "0"))  # fmt: skip
+    app = make_app(fake, output=output)
+    assert snap_compare(app, terminal_size=BIG, run_before=loaded(app, 7))

@@ -14,11 +14,15 @@ from textual.timer import Timer
 from textual.widgets import Button, Input, Label, RadioButton, Static
 
 from snitch.model import Action, DecisionRequest, Target
+from snitch.safetext import safe
 from tui.format import LIFETIMES, cidr_of, countdown, host_name, is_ip, parent_pattern
+from tui.inert import shown_name
 from tui.widgets.choice import ChoiceSet
 from tui.widgets.pending import PendingRow, describe
 
 LIFETIME_LABELS = {"session": "this session"}
+TARGET_NAME_WIDTH = 48
+PREVIEW_NAME_WIDTH = 30
 
 
 def lifetime_choice(selected: str = "once", id: str = "lifetime") -> ChoiceSet:
@@ -68,7 +72,8 @@ class DecisionDialog(AllowDenyScreen):
         self.clock = clock
         item = row.item
         self.name_ = host_name(item)
-        self.has_ip = item.kind != "dns" and is_ip(item.dst)
+        # a synthetic address is coderun's own stand-in for a name: never a rule's target
+        self.has_ip = item.kind != "dns" and is_ip(item.dst) and not item.synthetic
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -76,17 +81,21 @@ class DecisionDialog(AllowDenyScreen):
         name = self.name_ or ""
         no_name = [] if self.name_ else ["host", "domain"]
         no_ip = [] if self.has_ip else ["ip", "cidr"]
-        targets = [
-            ("host", f"this host {name}" if name else "this host"),
-            ("domain", parent_pattern(name) if name else "*.parent-domain"),
-            ("ip", f"this IP {item.dst}" if self.has_ip else "this IP"),
+        width = TARGET_NAME_WIDTH
+        domain = shown_name(parent_pattern(name), width) if name else "*.parent-domain"
+        targets: list[tuple[str, str | Text]] = [
+            ("host", Text(f"this host {shown_name(name, width)}" if name else "this host")),
+            ("domain", Text(domain)),
+            ("ip", self._ip_label()),
             ("cidr", self._cidr_label(24)),
         ]
         dns = item.kind == "dns"
         ports = [("this", "any lookup" if dns else f"this port {item.dport}"), ("any", "any port")]
         with Vertical(id="dialog", classes="dialog") as box:
             box.border_title = "Decide"
-            yield Static(Text(describe(self.row), style="bold"), id="dialog-summary")
+            summary = describe(self.row)
+            summary.stylize_before("bold")
+            yield Static(summary, id="dialog-summary")
             yield Static("", id="dialog-countdown")
             yield field_row(
                 "Target",
@@ -126,10 +135,15 @@ class DecisionDialog(AllowDenyScreen):
         if deadline:
             line.update(Text.assemble("time left: ", countdown(deadline - self.clock())))
 
-    def _cidr_label(self, prefix: int) -> str:
+    def _ip_label(self) -> Text:
+        if self.row.item.synthetic:
+            return Text("this IP (made up by coderun)")
+        return Text(f"this IP {safe(self.row.item.dst)}" if self.has_ip else "this IP")
+
+    def _cidr_label(self, prefix: int) -> Text:
         if not self.has_ip:
-            return "a CIDR"
-        return f"CIDR {cidr_of(self.row.item.dst, prefix)}"
+            return Text("a CIDR")
+        return Text(f"CIDR {cidr_of(self.row.item.dst, prefix)}")
 
     def _prefix(self) -> int:
         text = self.query_one("#prefix", Input).value
@@ -196,9 +210,12 @@ class BatchDialog(AllowDenyScreen):
 
     def _preview(self, pattern: str) -> None:
         labels = self.matcher(pattern.strip())
-        shown = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
-        text = f"{len(labels)} pending: {shown}" if labels else "no pending item matches"
-        self.query_one("#batch-preview", Static).update(text)
+        names = [shown_name(label, PREVIEW_NAME_WIDTH) for label in labels[:3]]
+        more = f" and {len(labels) - 3} more" if len(labels) > 3 else ""
+        text = f"{len(labels)} pending: {', '.join(names)}{more}"
+        if not labels:
+            text = "no pending item matches"
+        self.query_one("#batch-preview", Static).update(Text(text))
 
     @on(Input.Submitted, "#pattern")
     def _submitted(self) -> None:

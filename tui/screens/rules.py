@@ -17,35 +17,13 @@ from textual.widgets import Button, Input, Static
 from textual.worker import Worker
 
 from snitch.model import Action, Proto, Rule
+from snitch.safetext import safe
 from tui.client import ApiError
 from tui.format import PROTOS, format_duration, parse_duration, parse_port, split_target
 from tui.screens.decide import field_row
 from tui.widgets.choice import ChoiceSet
 
 Explain = Callable[[str, int, str], Awaitable[dict[str, Any]]]
-
-
-class ConfirmDialog(ModalScreen[bool]):
-    BINDINGS = [
-        Binding("y,enter", "dismiss(True)", "Yes"),
-        Binding("n,escape", "dismiss(False)", "No"),
-    ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm", classes="dialog") as box:
-            box.border_title = "Confirm"
-            yield Static(self.question)
-            with Horizontal(classes="buttons"):
-                yield Button(Text("Yes [y]"), variant="error", id="yes", compact=True)
-                yield Button(Text("No [n]"), id="no", compact=True)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
 
 
 def lifetime_text(rule: Rule, now: float) -> str:
@@ -73,7 +51,7 @@ class RuleForm(ModalScreen[Rule | None]):
 
     def compose(self) -> ComposeResult:
         r = self.rule or Rule(Action.ALLOW)
-        target = r.host or r.cidr or ""
+        target = safe(r.host or r.cidr or "")  # an odd name shows escaped (and won't save)
         port = "any" if not r.port_lo else str(r.port_lo)
         if r.port_hi != r.port_lo:
             port += f"-{r.port_hi}"
@@ -102,7 +80,7 @@ class RuleForm(ModalScreen[Rule | None]):
                 "Lifetime",
                 Input(self.life0, placeholder="always, session, 30s, 5m, 1h", compact=True),
             )
-            yield field_row("Note", Input(r.note, compact=True, id="note"))
+            yield field_row("Note", Input(safe(r.note), compact=True, id="note"))
             yield Static("", id="form-error")
             with Horizontal(classes="buttons"):
                 yield Button(Text("Save [^s]"), variant="primary", id="save", compact=True)
@@ -188,24 +166,24 @@ def render_explanation(result: dict[str, Any]) -> Group:
     if decision:
         action = str(decision.get("action", ""))
         style = "bold green" if action == "allow" else "bold red"
-        lines.append(Text.assemble((action, style), " — ", str(decision.get("reason", ""))))
+        lines.append(Text.assemble((action, style), " — ", safe(decision.get("reason", ""))))
     else:
         lines.append(Text("no rule matches; the mode's default applies", style="bold yellow"))
     if result.get("reason"):
-        lines.append(Text(f"why: {result['reason']}", style="italic"))
+        lines.append(Text(f"why: {safe(result['reason'])}", style="italic"))
     matches = result.get("matches") or []
     if matches:
         lines.append(Text("matching rules, best first:", style="bold"))
     for i, match in enumerate(matches):
         rule = match.get("rule") or {}
-        rid = "-" if rule.get("id") is None else str(rule["id"])
+        rid = "-" if rule.get("id") is None else safe(rule["id"])
         mark = ("★ ", "bold yellow") if i == 0 else ("  ", "")
         lines.append(
             Text.assemble(
                 mark,
                 (f"{rid:>4}  ", "bold"),
-                f"{match.get('describe', '')}  ",
-                (str(match.get("why", "")), "dim"),
+                f"{safe(match.get('describe', ''))}  ",
+                (safe(match.get("why", "")), "dim"),
             )  # fmt: skip
         )
     return Group(*lines)
@@ -262,6 +240,6 @@ class ExplainDialog(ModalScreen[None]):
             out.update(Text(str(exc), style="red"))
             return
         except (ApiError, OSError) as exc:
-            out.update(Text(f"the gateway did not answer: {exc}", style="red"))
+            out.update(Text(safe(f"the gateway did not answer: {exc}"), style="red"))
             return
         out.update(render_explanation(result))

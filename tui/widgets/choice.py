@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.widgets import RadioButton, RadioSet
 
 
 class ChoiceSet(RadioSet):
-    """Options as ``(value, label)``; ``value`` is the chosen option's value."""
+    """Options as ``(value, label)``; ``value`` is the chosen option's value. A ``str``
+    label is Textual markup: anything the sandbox controls goes in a ``Text``."""
 
     def __init__(
         self,
-        options: Sequence[tuple[str, str]],
+        options: Sequence[tuple[str, str | Text]],
         *,
         selected: str | None = None,
         disabled_values: Sequence[str] = (),

@@ -1,4 +1,9 @@
-"""The sandboxed command's stdout/stderr, and its exit status once it ends."""
+"""The sandboxed command's stdout/stderr, and its exit status once it ends.
+
+What the command prints is hostile: it is shown as inert text (``tui.inert.output_line``:
+colours kept, every other escape sequence shown escaped), so it cannot move the cursor
+out of the pane, retitle the terminal or write the clipboard.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,13 @@ from rich.text import Text
 from textual.timer import Timer
 from textual.widgets import RichLog
 
+from tui.inert import output_line
+
 FLUSH_AFTER = 0.3
 """Seconds before an unterminated line (a prompt, a progress bar) is shown anyway."""
+MAX_PARTIAL = 4096
+"""Characters of an unterminated line held back at most (a line without end is shown in
+pieces, not gathered forever)."""
 
 
 class OutputPane(RichLog):
@@ -29,11 +39,13 @@ class OutputPane(RichLog):
         *lines, rest = (self._partial.pop(stream, "") + text).split("\n")
         for line in lines:
             self._write(stream, line)
+        while len(rest) > MAX_PARTIAL:
+            self._write(stream, rest[:MAX_PARTIAL])
+            rest = rest[MAX_PARTIAL:]
         if rest:
             self._partial[stream] = rest
-            if self._flush_timer is not None:
-                self._flush_timer.stop()
-            self._flush_timer = self.set_timer(FLUSH_AFTER, self._flush_all)
+            if self._flush_timer is None:  # not pushed back by every chunk
+                self._flush_timer = self.set_timer(FLUSH_AFTER, self._flush_all)
 
     def finish(self, code: str) -> None:
         self._flush_all()
@@ -46,6 +58,9 @@ class OutputPane(RichLog):
         self.set_class(ok, "-done")
 
     def _flush_all(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
         for stream in list(self._partial):
             self._flush(stream)
 
@@ -55,4 +70,6 @@ class OutputPane(RichLog):
             self._write(stream, rest)
 
     def _write(self, stream: str, line: str) -> None:
-        self.write(Text(line.rstrip("\r"), style="red" if stream == "stderr" else ""))
+        if line.endswith("\r"):
+            line = line[:-1]  # a CRLF line end; any other carriage return shows escaped
+        self.write(output_line(line, style="red" if stream == "stderr" else ""))

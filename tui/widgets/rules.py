@@ -13,10 +13,13 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from snitch.model import Rule
+from snitch.safetext import safe
 from tui.format import clock_time, rule_lifetime, rule_target
+from tui.inert import NAME_WIDTH
 
 Cell = str | Text
-FIXED_WIDTH = 4 + 2 + 6 + 28 + 9 + 5 + 7 * 2 + 2  # the other columns, cell padding, scrollbar
+TARGET_WIDTH = 28
+FIXED_WIDTH = 4 + 2 + 6 + TARGET_WIDTH + 9 + 5 + 7 * 2 + 2  # the other columns, padding, scrollbar
 
 
 @dataclass(slots=True)
@@ -61,13 +64,15 @@ class RulesView(Vertical):
         self.by_link: dict[int, list[Rule]] = {}
         self.rows: dict[str, RuleRow] = {}
         self.note_width = 12  # what is left of the width; the detail line has it all
+        self.shown = True
+        self._stale = False  # rules changed while the tab was hidden: redraw when shown
 
     def compose(self) -> ComposeResult:
         table = RulesTable(cursor_type="row", zebra_stripes=True, id="rules-table")
         table.add_column(Text("Id", justify="right"), key="id", width=4)
         table.add_column("On", key="on", width=2)
         table.add_column("Action", key="action", width=6)
-        table.add_column("Target", key="target", width=28)
+        table.add_column("Target", key="target", width=TARGET_WIDTH)
         table.add_column("Lifetime", key="life", width=9)
         table.add_column(Text("Hits", justify="right"), key="hits", width=5)
         table.add_column("Source / note", key="note")
@@ -83,6 +88,12 @@ class RulesView(Vertical):
             self.note_width = width
             self._rebuild()
 
+    def set_shown(self, shown: bool) -> None:
+        """While the tab is hidden, rule changes redraw nothing until it is shown."""
+        self.shown = shown
+        if shown and self._stale:
+            self._rebuild()
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self._show_detail()
@@ -93,13 +104,14 @@ class RulesView(Vertical):
             text = "No rules yet: n adds one." if not self.rows else ""
         else:
             r = row.rule
-            parts = [f"rule {r.id}: {r.describe()}", rule_lifetime(r, self.clock())]
-            parts += [f"scope {r.scope}"] if r.scope != "global" else []
+            what = f"{safe(r.action)} {rule_target(r, NAME_WIDTH)}"
+            parts = [f"rule {r.id}: {what}", rule_lifetime(r, self.clock())]
+            parts += [f"scope {safe(r.scope)}"] if r.scope != "global" else []
             parts += [f"priority {r.priority}"] if r.priority else []
             parts += [f"{r.hits} hits"] + ([f"last {clock_time(r.last_hit)}"] if r.last_hit else [])
-            parts += [f"from {r.source}"] + ([r.note] if r.note else [])
+            parts += [f"from {safe(r.source)}"] + ([safe(r.note)] if r.note else [])
             text = " · ".join(parts)
-        self.query_one(".detail", Static).update(text)
+        self.query_one(".detail", Static).update(Text(text))
 
     def set_rules(self, link: int, rules: Iterable[Rule]) -> None:
         self.by_link[link] = list(rules)
@@ -120,6 +132,8 @@ class RulesView(Vertical):
 
     def tick(self) -> None:
         """Refresh the time left of expiring rules."""
+        if not self.shown:
+            return
         table = self.query_one(RulesTable)
         now = self.clock()
         for key, row in self.rows.items():
@@ -134,6 +148,10 @@ class RulesView(Vertical):
                 key = str(rule.id)
                 if rule.id is not None and key not in rows:
                     rows[key] = RuleRow(link, rule)
+        if not self.shown:
+            self.rows, self._stale = rows, True
+            return
+        self._stale = False
         table = self.query_one(RulesTable)
         current = self.selected()
         table.clear()
@@ -147,15 +165,15 @@ class RulesView(Vertical):
 
     def _cells(self, rule: Rule, now: float) -> list[Cell]:
         dim = "" if rule.enabled else "dim"
-        action = Text(str(rule.action), style="green" if rule.action == "allow" else "red")
-        note = rule.source + (f": {rule.note}" if rule.note else "")
+        action = Text(safe(rule.action), style="green" if rule.action == "allow" else "red")
+        note = safe(rule.source + (f": {rule.note}" if rule.note else ""))
         if len(note) > self.note_width:
             note = note[: self.note_width - 1] + "…"
         return [
             Text(str(rule.id), justify="right", style=dim),
             Text("✓" if rule.enabled else "✗", style="green" if rule.enabled else "red"),
-            action if rule.enabled else Text(str(rule.action), style="dim"),
-            Text(rule_target(rule), style=dim),
+            action if rule.enabled else Text(safe(rule.action), style="dim"),
+            Text(rule_target(rule, TARGET_WIDTH), style=dim),
             Text(rule_lifetime(rule, now), style=dim),
             Text(str(rule.hits), justify="right", style=dim),
             Text(note, style="dim"),

@@ -8,10 +8,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
 
 from snitch.model import LogEntry
+from snitch.safetext import safe
 from tui.format import (
     clock_time,
     describe_entry,
@@ -21,9 +21,14 @@ from tui.format import (
     short_session,
     verdict_text,
 )
+from tui.inert import plain
 
 Cell = str | Text
 MAX_ROWS = 2000
+TRIM_SLACK = 250
+"""Rows over MAX_ROWS kept until they are trimmed at once (removing one row costs as much
+as the table is long)."""
+TARGET_WIDTH = 40
 
 
 class TrafficTable(DataTable[Cell]):
@@ -48,16 +53,32 @@ class TrafficTable(DataTable[Cell]):
             self.add_column("Session", key="session", width=12)
 
     def append(self, entry: LogEntry) -> None:
+        self.extend([entry])
+
+    def extend(self, entries: list[LogEntry]) -> None:
+        """Add entries at the bottom; the oldest go beyond MAX_ROWS (+ slack)."""
         follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
-        self._serial += 1
-        self.entries[str(self._serial)] = entry
-        self.add_row(*self._cells(entry), key=str(self._serial))
-        while self.row_count > MAX_ROWS:
-            first = self.coordinate_to_cell_key(Coordinate(0, 0)).row_key
-            self.remove_row(first)
-            self.entries.pop(first.value or "", None)
+        for entry in entries[-MAX_ROWS:]:
+            self._serial += 1
+            self.entries[str(self._serial)] = entry
+            self.add_row(*self._cells(entry), key=str(self._serial))
+        if self.row_count > MAX_ROWS + TRIM_SLACK:
+            self._trim()
         if follow:
             self.move_cursor(row=self.row_count - 1, animate=False)
+
+    def _trim(self) -> None:
+        """Keep the newest MAX_ROWS rows (rebuilt at once), and the selected one's place."""
+        selected = None
+        if self.row_count:
+            selected = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        kept = list(self.entries.items())[-MAX_ROWS:]
+        self.clear()
+        self.entries = dict(kept)
+        for key, entry in kept:
+            self.add_row(*self._cells(entry), key=key)
+        if selected in self.entries:
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
 
     def clear_entries(self) -> None:
         self.clear()
@@ -70,28 +91,52 @@ class TrafficTable(DataTable[Cell]):
         return self.entries.get(key or "")
 
     def _cells(self, entry: LogEntry) -> list[Cell]:
-        target = entry_target(entry)
-        cells: list[Cell] = [clock_time(entry.time)]
+        cells: list[Cell] = [Text(clock_time(entry.time))]
         if self.kinds:
-            cells.append(str(entry.kind))
+            cells.append(Text(str(entry.kind)))
         cells += [
-            Text(target if len(target) <= 40 else target[:39] + "…"),
-            entry_port(entry),
-            verdict_text(entry.verdict),
-            Text(entry.rule or entry.reason, style="dim"),
+            Text(entry_target(entry, TARGET_WIDTH)),
+            Text(entry_port(entry)),
+            verdict_text(safe(entry.verdict)),
+            plain(entry.rule or entry.reason, style="dim"),
         ]
         if self.multi:
-            cells.append(short_session(entry.session))
+            cells.append(plain(short_session(entry.session)))
         return cells
 
 
 class TrafficView(Vertical):
-    """A traffic table and a line describing the selected entry in full."""
+    """A traffic table and a line describing the selected entry in full.
+
+    While its tab is hidden, new entries wait in a backlog (the newest MAX_ROWS) and are
+    added when it is shown: a flood of log lines costs no redraw of a table nobody sees.
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.shown = True
+        self._backlog: deque[LogEntry] = deque(maxlen=MAX_ROWS)
+
+    def set_shown(self, shown: bool) -> None:
+        self.shown = shown
+        if shown and self._backlog:
+            entries = list(self._backlog)
+            self._backlog.clear()
+            self._show(entries)
+
+    def _show(self, entries: list[LogEntry]) -> None:
+        if not entries:
+            return
+        if not self.shown:
+            self._backlog.extend(entries)
+            return
+        self.query_one(TrafficTable).extend(entries)
+        self.show_detail()
 
     def show_detail(self) -> None:
         entry = self.query_one(TrafficTable).selected()
         text = describe_entry(entry) if entry else "Nothing logged yet."
-        self.query_one(".detail", Static).update(text)
+        self.query_one(".detail", Static).update(Text(text))
 
     def on_mount(self) -> None:
         self.show_detail()
@@ -113,8 +158,10 @@ class ConnectionsView(TrafficView):
         yield Static("", classes="detail")
 
     def add(self, entry: LogEntry) -> None:
-        self.query_one(TrafficTable).append(entry)
-        self.show_detail()
+        self.add_many([entry])
+
+    def add_many(self, entries: list[LogEntry]) -> None:
+        self._show(entries)
 
 
 class LogView(TrafficView):
@@ -141,22 +188,19 @@ class LogView(TrafficView):
         return self.query_one("#log-filter", Input).value
 
     def add(self, entry: LogEntry) -> None:
-        self.entries.append(entry)
-        if filter_matches(self.query_text, entry):
-            self.query_one(TrafficTable).append(entry)
-            self.show_detail()
+        self.add_many([entry])
 
     def add_many(self, entries: list[LogEntry]) -> None:
-        for entry in entries:
-            self.add(entry)
+        self.entries.extend(entries)
+        query = self.query_text
+        self._show([entry for entry in entries if filter_matches(query, entry)])
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         table = self.query_one(TrafficTable)
         table.clear_entries()
-        for entry in self.entries:
-            if filter_matches(event.value, entry):
-                table.append(entry)
+        self._backlog.clear()
+        table.extend([entry for entry in self.entries if filter_matches(event.value, entry)])
         self.show_detail()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -1,0 +1,140 @@
+"""Issue 12, item 7 (dashboard side): a flood of gateway events does not bury the person.
+
+The dashboard gathers events and redraws at most every FLUSH_EVERY seconds, and reloads
+rules at most every RULES_EVERY seconds, so 1,000 events a second leave the keys
+responsive. Pending items show how many connections they stand for, and what the gateway
+collapsed or refused is shown above the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
+
+from snitch.model import ASK_COUNTS, Action, AskCounts, EntryKind, LogEntry, Proto, Rule
+from tests.tui.conftest import make_app, queue_ready, wait_for
+from tests.tui.fakes import NOW, FakeGateway, pending
+from tui.app import DashboardApp
+
+pytestmark = pytest.mark.asyncio
+SIZE = (100, 30)
+EVENTS = 1000
+KEY_DEADLINE = 1.0  # seconds from a key to its effect while the flood goes on (was 2.5-5.4)
+KEY_TYPICAL = 0.3  # the median of those (here ~0.1 on an idle machine)
+LOAD_FACTOR = 3  # on a busy machine: at most this many times the latency without the flood
+
+
+def big_gateway() -> FakeGateway:
+    """A long session: 2,000 log lines and 200 rules already (what a redraw costs)."""
+    rules = [Rule(Action.ALLOW, host=f"h{i}.example.test", id=i + 1, source="prompt",
+                  port_lo=443, port_hi=443, proto=Proto.TCP) for i in range(200)]  # fmt: skip
+    log = [flow_entry(i) for i in range(2000)]
+    queue = [pending("p0", "api.example.test", left=60), pending("p1", "www.example.test", left=60)]
+    return FakeGateway(pending=queue, rules=rules, log=log)
+
+
+def flow_entry(n: int) -> LogEntry:
+    return LogEntry(EntryKind.FLOW, "s1", NOW - 100 + n / 1000, "tcp", "172.30.0.2", 1000 + n,
+                    "198.18.0.9", 443, [f"f{n}.flood.example.test"], "deny")  # fmt: skip
+
+
+async def flood(fake: FakeGateway, seconds: float = 1.0) -> None:
+    """EVENTS events in about ``seconds``: log lines, new and updated and decided items,
+    rule changes and the gateway's counts."""
+    batch = 20
+    for start in range(0, EVENTS, batch):
+        for n in range(start, start + batch):
+            kind = n % 10
+            if kind < 5:
+                fake.add_log(flow_entry(10_000 + n))
+            elif kind < 7:
+                fake.push("pending", pending(f"f{n // 10}", f"f{n}.flood.example.test").to_dict())
+            elif kind == 7:
+                fake.resolve(f"f{n // 10}", "deny", topic="expired")
+            elif kind == 8:
+                fake.push("rules", {})
+            else:
+                fake.push(ASK_COUNTS, AskCounts(collapsed=n, refused=n // 2).to_dict())
+        await asyncio.sleep(seconds * batch / EVENTS)
+
+
+async def key_latency(pilot: Pilot[None], app: DashboardApp, key: str, row: int) -> float:
+    """Seconds from a cursor key in the queue to the cursor being on ``row``."""
+    start = time.monotonic()
+    await pilot.press(key)
+    await wait_for(pilot, lambda: app.pending_view.table.cursor_row == row, timeout=20)
+    return time.monotonic() - start
+
+
+async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
+    fake = big_gateway()
+    app = DashboardApp([fake], clock=lambda: NOW, log_limit=2000)
+    app.animation_level = "none"
+    async with app.run_test(size=SIZE) as pilot:
+        await queue_ready(pilot, app, 2)
+        await wait_for(pilot, lambda: len(app.log_view.entries) == 2000)
+        rules_loads = [c for c, _ in fake.calls].count("rules")
+        quiet = [
+            await key_latency(pilot, app, key, row) for key, row in [("down", 1), ("up", 0)] * 3
+        ]
+        usual = statistics.median(quiet)  # what this machine takes now, without the flood
+        pump = asyncio.create_task(flood(fake))
+        latencies = []
+        while not pump.done():  # the person moves through the queue meanwhile
+            latencies.append(await key_latency(pilot, app, "down", 1))
+            latencies.append(await key_latency(pilot, app, "up", 0))
+        await pump
+        assert len(latencies) >= 4
+        assert statistics.median(latencies) < max(KEY_TYPICAL, LOAD_FACTOR * usual), (
+            latencies,
+            quiet,
+        )
+        assert max(latencies) < max(KEY_DEADLINE, 3 * LOAD_FACTOR * usual), (latencies, quiet)
+        # every event was applied: the last state of each item, the newest log lines
+        await wait_for(pilot, lambda: len(app.pending_view.rows) == 2)  # flood items expired
+        await wait_for(pilot, lambda: app.log_view.entries[-1].sport == flow_entry(10_994).sport)
+        counts = app.pending_view.query_one("#pending-counts", Static)
+        assert "999 connections merged" in str(counts.render())
+        # rules were reloaded a few times a second, not once per "rules" event (100 of them)
+        reloads = [c for c, _ in fake.calls].count("rules") - rules_loads
+        assert 1 <= reloads <= 10, reloads
+        # a hidden table catches up when shown
+        await pilot.press("3")
+        table = app.log_view.query_one("#log-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count and table.cursor_row == table.row_count - 1)
+        newest = table.get_row_at(table.row_count - 1)
+        assert "f10994.flood.example.test" in str(newest[2])
+
+
+async def test_items_show_how_many_connections_they_hold() -> None:
+    item = pending("p1", "api.example.test")
+    item.flows = 12
+    fake = FakeGateway(pending=[item])
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await queue_ready(pilot, app, 1)
+        row = app.pending_view.table.get_row("0:p1")
+        assert str(row[4]) == "12"
+        detail = app.pending_view.query_one("#pending-detail", Static)
+        assert "12 connections" in str(detail.render())
+
+
+async def test_collapsed_and_refused_counts_are_shown() -> None:
+    fake = FakeGateway(pending=[pending("p1", "api.example.test")])
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        counts = app.pending_view.query_one("#pending-counts", Static)
+        await queue_ready(pilot, app, 1)
+        assert not counts.display  # nothing held back: no line
+        fake.push(ASK_COUNTS, AskCounts(collapsed=40, refused=7).to_dict())
+        await wait_for(pilot, lambda: counts.display)
+        text = str(counts.render())
+        assert "40 connections merged" in text and "7 refused" in text
+        # the session info carries them too (sent first on every stream)
+        fake.push("session", {"id": "s1", ASK_COUNTS: {"collapsed": 41, "refused": 9}})
+        await wait_for(pilot, lambda: "41 connections merged" in str(counts.render()))
