@@ -23,13 +23,14 @@ from snitch.model import (
 )
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
-from snitch.packet import BadPacket, parse_flow, tcp_seq
+from snitch.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
 from snitch.queue import QueuedPacket
 from snitch.rulebook import RuleBook
 
 if TYPE_CHECKING:
     from snitch.asker import Asker
     from snitch.fakeip import FakeIPs
+    from snitch.revocation import Revoker
 
 log = logging.getLogger(__name__)
 RETRANSMIT_SECONDS = 3.0  # a SYN is retransmitted after 1 s, then 3 s
@@ -47,6 +48,8 @@ class FlowGate:
         self.garbage = 0
         self.asker: Asker | None = None  # set in ask mode
         self.fake: FakeIPs | None = None  # set in ask mode: synthetic answers to route
+        # Notes which rule let each flow through; cuts them when it ends (not in audit).
+        self.revoker: Revoker | None = None
         # With mitmproxy: TLS ports whose bare-address flows wait for their SNI.
         self.tls_ports: frozenset[int] = frozenset()
         self.deferred: dict[FlowKey, float] = {}
@@ -93,6 +96,13 @@ class FlowGate:
             self._dropped(f"internal error: {exc!r}")
             return
         try:
+            revoker = self.revoker
+            if revoker is not None and revoker.cut and revoker.refuses(
+                key, tcp_flags(data) if key.proto is Proto.TCP else 0
+            ):
+                # A packet of a flow whose rule ended: refused, logged once when cut.
+                self.apply(pkt, Decision(Action.DENY, None, "cut"), key)
+                return
             if key.proto is Proto.TCP and self._recent:
                 hit = self._recent.get(key)
                 if hit is not None and hit[1] > time.monotonic() and hit[2] == tcp_seq(data):
@@ -138,10 +148,6 @@ class FlowGate:
                 self._keep(key, verdict, names)
             self.finish(pkt, key, verdict, names=names)
             return
-        once = self.asker.once_verdict(key)
-        if once is not None:
-            self.finish(pkt, key, Decision(once, None, f"ask: {once} once"))
-            return
         decision = self.rules.decide(query)
         if decision is None:
             self.asker.hold(pkt, key, names)
@@ -177,6 +183,9 @@ class FlowGate:
             return
         self.apply(pkt, decision, key)
         self._remember(pkt, key, decision)
+        if self.revoker is not None:
+            self.revoker.note(key, decision, self.names.names_for(key.dst) if names is None
+                              else names)  # fmt: skip
         self.log_flow(key, decision, verdict, names)
 
     def _remember(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
@@ -208,6 +217,8 @@ class FlowGate:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
         self.apply(pkt, decision, key)
         self._remember(pkt, key, decision)
+        if self.revoker is not None:
+            self.revoker.note(key, decision, self.names.names_for(key.dst))
         self.log_flow(key, decision)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -333,13 +333,41 @@ class DecisionRequest:
         return cls(**kw)
 
 
+@dataclass(slots=True)
+class PromptCounts:
+    """How ask mode kept the person from being flooded (the session info's ``prompts``
+    and the ``prompts`` event): new items are capped and rate-limited, repeats grouped.
+
+    ``refused_full``: connections refused at once because ``max_pending`` items were
+    waiting (or their item held the most connections one item may); ``refused_rate``:
+    refused at once because new items came faster than ``rate`` per second.
+    """
+
+    max_pending: int  # at most this many items wait at once (``--max-pending``)
+    rate: float  # new items per second, on average, once a burst of max_pending is used
+    pending: int = 0  # items waiting now
+    held: int = 0  # connections held in them
+    collapsed: int = 0  # connections that joined a waiting item instead of a new one
+    refused_full: int = 0
+    refused_rate: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PromptCounts:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One item of the API's event stream.
 
     Topics: ``pending`` (data: Pending), ``decided`` (data: {id, action, by, rule}),
     ``expired`` (data: {id, action}), ``log`` (data: LogEntry), ``rules`` (data: {}),
-    ``session`` (data: session info, sent first on every stream).
+    ``session`` (data: session info, sent first on every stream), ``prompts`` (data:
+    PromptCounts, when they changed; at most a few times a second).
     """
 
     topic: str
