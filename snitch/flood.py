@@ -27,10 +27,7 @@ MAX_FLOWS_PER_ITEM = 64  # connections one item holds (a parallel download opens
 
 
 def refused_full(max_pending: int) -> str:
-    return (
-        f"ask: refused at once, {max_pending} items already wait for a decision "
-        "(--max-pending)"
-    )
+    return f"ask: refused at once, {max_pending} items already wait for a decision (--max-pending)"
 
 
 def refused_item_full() -> str:
