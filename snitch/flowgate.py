@@ -62,6 +62,9 @@ class FlowGate:
         self.resolve: Callable[[str], Awaitable[list[str]]] | None = None
         self._parked: list[QueuedPacket] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Allowed flows to synthetic addresses whose packet waits for its DNAT: a copy
+        # (a retransmitted SYN) is dropped meanwhile, never judged or asked about again.
+        self._routing: set[FlowKey] = set()
         # TCP flows decided in the last few seconds, by 5-tuple: (verdict, expiry, the
         # SYN's sequence number). A retransmitted SYN (queued while the verdict was on
         # its way) repeats the sequence number and gets the same verdict, no second log
@@ -102,6 +105,9 @@ class FlowGate:
             ):
                 # A packet of a flow whose rule ended: refused, logged once when cut.
                 self.apply(pkt, Decision(Action.DENY, None, "cut"), key)
+                return
+            if self._routing and key in self._routing:
+                pkt.drop()  # the first packet of this flow goes once it is routed
                 return
             if key.proto is Proto.TCP and self._recent:
                 hit = self._recent.get(key)
@@ -179,6 +185,7 @@ class FlowGate:
     ) -> None:  # fmt: skip
         """Give the verdict and log the flow (once, at its final verdict)."""
         if decision.action is Action.ALLOW and self.fake is not None and self.fake.is_fake(key.dst):
+            self._routing.add(key)
             self._spawn(self._route_then_accept(pkt, key, decision))
             return
         self.apply(pkt, decision, key)
@@ -215,6 +222,7 @@ class FlowGate:
                 decision = verdict  # an address rule denies where the name led
         except Exception as exc:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
+        self._routing.discard(key)
         self.apply(pkt, decision, key)
         self._remember(pkt, key, decision)
         if self.revoker is not None:

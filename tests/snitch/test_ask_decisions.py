@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,42 @@ def test_a_dry_run_says_what_would_be_stored_and_changes_nothing(tmp_path: Path)
     assert once == {"decided": [first.id], "rule": None, "dry_run": True}
     assert (api.verdict, cdn.verdict, logged) == ("", "", [])
     assert len(asker.pending()) == 2 and stored(tmp_path) == []
+
+
+class SlowRoutes(Routes):
+    """FakeIPs whose real lookup waits until the test lets it answer."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.answer = asyncio.Event()
+
+    @staticmethod
+    def is_fake(ip: str) -> bool:
+        return ip.startswith("198.18.")
+
+    async def route(self, fake: str) -> str:
+        await self.answer.wait()
+        self.real[fake] = "10.7.7.7"
+        return "10.7.7.7"
+
+
+async def test_a_copy_of_a_flow_waiting_for_its_route_is_dropped_not_asked_again(
+    tmp_path: Path,
+) -> None:
+    """Once allowed, a flow to a synthetic address waits for the real lookup and its
+    DNAT; a retransmitted SYN meanwhile must neither pass unrouted nor be a new item."""
+    gate, asker, logged = ask_gate(tmp_path)
+    routes = SlowRoutes()
+    gate.fake = routes  # type: ignore[assignment]
+    gate.names.add("198.18.0.4", "api.example.test", 60)
+    first = Packet(tcp("198.18.0.4", 80, sport=1, seq=5))
+    gate.on_packet(first)
+    [item] = asker.pending()
+    asker.decide(DecisionRequest(Action.ALLOW, pending_id=item.id, lifetime="once"))
+    copy = Packet(tcp("198.18.0.4", 80, sport=1, seq=5))
+    gate.on_packet(copy)
+    assert (first.verdict, copy.verdict, asker.pending()) == ("", "dropped", [])
+    routes.answer.set()
+    while first.verdict == "":
+        await asyncio.sleep(0.01)
+    assert first.verdict == "accepted" and len(logged) == 1
