@@ -26,8 +26,8 @@ from snitch.rulebook import RuleBook
 
 log = logging.getLogger(__name__)
 CUT_MEMORY_SECONDS = 120.0  # packets of a cut flow are refused this long after the last
-PRUNE_AT = 4096  # noted flows beyond which the ones conntrack has forgotten are dropped
-PRUNE_EVERY = 10.0
+PRUNE_AT = 16384  # noted flows beyond which the ones conntrack has forgotten are dropped
+PRUNE_EVERY = 30.0  # (listing 40,000 entries costs the gateway about half a second)
 NOTED_MAX = 65536  # a hard cap: the oldest noted flows are forgotten first
 SYN, ACK = 0x02, 0x10
 # Logs a flow line: FlowGate.log_flow(key, decision, verdict, names).

@@ -173,3 +173,24 @@ async def test_noted_flows_conntrack_forgot_are_pruned(tmp_path: Path, monkeypat
     }
     await gate.revoker.prune()
     assert list(gate.revoker.noted) == [FlowKey(Proto.UDP, SANDBOX, 2, "10.9.0.5", 53)]
+
+
+def test_the_conntrack_listing_gives_each_entry_s_original_5_tuple() -> None:
+    from snitch.conntrack import parse_listing
+
+    text = (
+        "tcp      6 431999 ESTABLISHED src=10.0.0.2 dst=10.9.0.5 sport=40000 dport=80 "
+        "src=10.9.0.5 dst=172.17.0.2 sport=80 dport=40000 [ASSURED] mark=0 use=1\n"
+        "udp      17 29 src=10.0.0.2 dst=10.9.0.5 sport=5353 dport=53 [UNREPLIED] "
+        "src=10.9.0.5 dst=10.0.0.2 sport=53 dport=5353 mark=0 use=1\n"
+        "icmp     1 29 src=10.0.0.2 dst=10.9.0.5 type=8 code=0 id=4229 src=10.9.0.5 "
+        "dst=10.0.0.2 type=0 code=0 id=4229 mark=0 use=1\n"
+        "sctp     132 10 src=1.2.3.4 dst=5.6.7.8 sport=1 dport=2\n"
+        "tcp      6 10 garbage\n"
+        "conntrack v1.4.8 (conntrack-tools): 5 flow entries have been shown.\n"
+    )
+    assert parse_listing(text) == {
+        FlowKey(Proto.TCP, SANDBOX, 40000, "10.9.0.5", 80),
+        FlowKey(Proto.UDP, SANDBOX, 5353, "10.9.0.5", 53),
+        FlowKey(Proto.ICMP, SANDBOX, 4229, "10.9.0.5", 8),
+    }
