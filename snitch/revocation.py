@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from snitch.model import Action, Decision, FlowKey, Mode, Query
 from snitch.rulebook import RuleBook
@@ -41,8 +41,14 @@ class FlowTable(Protocol):
     def flows(self) -> set[FlowKey]: ...
 
 
-# key -> (rule id, the rule's description, the flow's names, when noted: monotonic)
-Noted = tuple[int, str, tuple[str, ...], float]
+class Noted(NamedTuple):
+    """Why a flow is running: the rule that allowed it, as it was then."""
+
+    rule_id: int
+    rule: str  # its description, for the log line when the flow is cut
+    signature: tuple[object, ...] | None  # RuleBook.signature: a changed rule has another
+    names: tuple[str, ...]
+    at: float  # when noted (monotonic)
 
 
 class Revoker:
@@ -65,7 +71,9 @@ class Revoker:
                 return  # audit allows everything: there is nothing to revoke
             if len(self.noted) >= NOTED_MAX:
                 del self.noted[next(iter(self.noted))]
-            self.noted[key] = (rule_id, self.rules.describe(rule_id), names, time.monotonic())
+            rules = self.rules
+            self.noted[key] = Noted(rule_id, rules.describe(rule_id), rules.signature(rule_id),
+                                    names, time.monotonic())  # fmt: skip
             self.cut.pop(key, None)
         elif key in self.noted:
             del self.noted[key]
@@ -86,15 +94,18 @@ class Revoker:
     def rules_changed(self) -> None:
         """Cut every noted flow that no rule in force allows any more."""
         doomed: list[tuple[FlowKey, Noted]] = []
+        rules = self.rules
         for key, noted in list(self.noted.items()):
-            rule_id, _, names, at = noted
-            if self.rules.in_force(rule_id):
+            rule_id = noted.rule_id
+            if rules.in_force(rule_id) and rules.signature(rule_id) == noted.signature:
                 continue
-            decision = self.rules.peek(Query(key.proto, key.dst, key.dport, names))
+            decision = rules.peek(Query(key.proto, key.dst, key.dport, noted.names))
             if (decision is not None and decision.action is Action.ALLOW
                     and decision.rule_id is not None):  # fmt: skip
-                # Another rule allows it: it goes on, noted under that rule now.
-                self.noted[key] = (decision.rule_id, decision.reason, names, at)
+                # A rule allows it now (another one, or this one changed): it goes on.
+                rid = decision.rule_id
+                self.noted[key] = noted._replace(rule_id=rid, rule=decision.reason,
+                                                 signature=rules.signature(rid))  # fmt: skip
                 continue
             del self.noted[key]
             doomed.append((key, noted))
@@ -113,9 +124,10 @@ class Revoker:
         except Exception as exc:  # logged with the flows: they may still be running
             log.exception("cutting %d flows", len(keys))
             failure = f"; could not delete its conntrack entry: {exc}"
-        for key, (rule_id, description, names, _) in doomed:
-            reason = f"cut: {description} no longer applies (removed, disabled or expired)"
-            self.log_flow(key, Decision(Action.DENY, rule_id, reason + failure), "", names)
+        for key, noted in doomed:
+            reason = f"cut: {noted.rule} no longer applies (removed, changed, disabled, expired)"
+            decision = Decision(Action.DENY, noted.rule_id, reason + failure)
+            self.log_flow(key, decision, "", noted.names)
 
     def _delete(self, keys: list[FlowKey]) -> None:
         for key in keys:
@@ -151,7 +163,7 @@ class Revoker:
         if len(self.noted) < PRUNE_AT:
             return
         live = await asyncio.to_thread(self.table.flows)
-        for key in [k for k, v in self.noted.items() if v[3] < now - 1.0 and k not in live]:
+        for key in [k for k, v in self.noted.items() if v.at < now - 1.0 and k not in live]:
             del self.noted[key]
 
     def close(self) -> None:

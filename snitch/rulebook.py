@@ -65,6 +65,7 @@ class RuleBook:
             rule.id = -n
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
+        self._signatures: dict[int, tuple[object, ...]] = {}
         now = time.time()
         self._next_expiry = min(
             (r.expires_at for r in rules if r.expires_at is not None and r.expires_at > now),
@@ -125,6 +126,20 @@ class RuleBook:
         """What the rules would decide if ``rule`` were added (a dry run: nothing changes)."""
         policy = Policy([*self._policy.rules, rule], blocklist=self._blocklist)
         return policy.decide(self.query(query))
+
+    def signature(self, rule_id: int) -> tuple[object, ...] | None:
+        """What the rule matches and decides (None if it is not loaded): equal
+        signatures mean the same rule, across reloads."""
+        found = self._signatures.get(rule_id)
+        if found is None:
+            r = self._rules.get(rule_id)
+            if r is None:
+                return None
+            found = self._signatures[rule_id] = (
+                r.action, r.host, r.cidr, r.port_lo, r.port_hi, r.proto, r.scope, r.priority,
+                r.path_prefix, r.once_key, r.session, r.expires_at, r.enabled,
+            )  # fmt: skip
+        return found
 
     def in_force(self, rule_id: int | None) -> bool:
         """Whether the rule with ``rule_id`` is stored, enabled and not expired."""

@@ -112,6 +112,22 @@ async def test_a_flow_another_rule_still_allows_is_not_cut(tmp_path: Path) -> No
     assert table.deleted == [FlowKey(Proto.TCP, SANDBOX, 40000, "10.9.0.5", 80)]
 
 
+async def test_a_rule_changed_to_no_longer_match_cuts_its_flows(tmp_path: Path) -> None:
+    gate, table, logged, [rule_id] = gate_with(
+        tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16", proto=Proto.TCP)]
+    )
+    gate.on_packet(Packet(tcp("10.9.0.5", 80, sport=1)))
+    gate.on_packet(Packet(tcp("10.8.0.5", 80, sport=2)))  # denied: nothing to cut later
+    gate.rules.update_rule(Rule(Action.ALLOW, cidr="10.9.0.0/16", proto=Proto.UDP, id=rule_id))
+    await settle(gate)
+    assert table.deleted == [FlowKey(Proto.TCP, SANDBOX, 1, "10.9.0.5", 80)]
+    gate.on_packet(Packet(udp("10.9.0.5", 53, sport=3)))
+    gate.rules.update_rule(Rule(Action.ALLOW, cidr="10.9.0.0/16", proto=Proto.UDP, id=rule_id,
+                                note="a note is no change"))  # fmt: skip
+    await settle(gate)
+    assert len(table.deleted) == 1
+
+
 async def test_an_expired_rule_cuts_its_flows(tmp_path: Path) -> None:
     soon = time.time() + 0.3
     gate, table, logged, _ = gate_with(
@@ -168,9 +184,7 @@ async def test_noted_flows_conntrack_forgot_are_pruned(tmp_path: Path, monkeypat
     assert gate.revoker is not None and len(gate.revoker.noted) == 3
     table.live = {FlowKey(Proto.UDP, SANDBOX, 2, "10.9.0.5", 53)}
     noted = gate.revoker.noted  # noted a while ago (a flow noted this second is kept)
-    gate.revoker.noted = {
-        k: (rid, desc, names, at - 5) for k, (rid, desc, names, at) in noted.items()
-    }
+    gate.revoker.noted = {k: v._replace(at=v.at - 5) for k, v in noted.items()}
     await gate.revoker.prune()
     assert list(gate.revoker.noted) == [FlowKey(Proto.UDP, SANDBOX, 2, "10.9.0.5", 53)]
 
