@@ -129,8 +129,11 @@ def test_a_stored_rule_for_a_synthetic_address_lets_no_name_through(
 ) -> None:
     RuleStore(home / "rules.db").close()
     with sqlite3.connect(home / "rules.db") as db:  # as an older coderun stored it
-        db.execute("INSERT INTO rules (action, cidr, port_lo, port_hi, proto, source, created) "
-                   "VALUES ('allow', '198.18.0.1', 80, 80, 'tcp', 'prompt', ?)", (time.time(),))
+        db.execute(
+            "INSERT INTO rules (action, cidr, port_lo, port_hi, proto, source, created) "
+            "VALUES ('allow', '198.18.0.1', 80, 80, 'tcp', 'prompt', ?)",
+            (time.time(),),
+        )
         db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")  # fmt: skip
     mark = len(internet.logs())
     run = LiveRun(home, internet, "--", "python3", "/probe.py",
