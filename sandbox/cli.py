@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sandbox import paths
+from snitch.flood import DEFAULT_MAX_PENDING, PROMPT_RATE
 from snitch.model import Mode
 
 if TYPE_CHECKING:
@@ -92,6 +93,11 @@ def main() -> None:
               help="Seconds a held flow waits for a decision.")
 @click.option("--ask-default", type=click.Choice(["deny", "allow"]), default="deny",
               show_default=True, help="What happens to a held flow nobody decides.")
+@click.option("--max-pending", type=click.IntRange(1, 10_000), default=DEFAULT_MAX_PENDING,
+              show_default=True,
+              help="Ask mode: at most this many items wait for a decision; connections "
+              f"beyond it (or faster than {PROMPT_RATE:g} new items a second) are refused "
+              "at once.")
 @click.option("--prompt", type=click.Choice(["dashboard", "line", "none"]), default=None,
               help="How ask mode asks: the dashboard (default with a terminal), a line "
               "prompt, or not at all (wait for `coderun dashboard` or the deadline).")
@@ -114,8 +120,8 @@ def main() -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
-    ask_default: str, prompt: str | None, intercept_tls: bool, upstream_ca: Path | None,
-    web_ports: str, egress_network: str | None,
+    ask_default: str, max_pending: int, prompt: str | None, intercept_tls: bool,
+    upstream_ca: Path | None, web_ports: str, egress_network: str | None,
     dns_upstream: str | None, private_answers: str, profile: str | None, env: tuple[str, ...],
     volumes: tuple[str, ...], workdir: str | None, command: tuple[str, ...],
 ) -> None:  # fmt: skip
@@ -150,8 +156,9 @@ def run(
         gateway_image=tags["gateway"], image_name=image, mode=Mode(mode),
         policy_file=policy_file, egress_network=egress_network, dns_upstream=dns_upstream,
         env=envs, volumes=list(volumes), workdir=workdir, script=script, profile=profile,
-        ask_timeout=ask_timeout, ask_default=ask_default, intercept_tls=intercept_tls,
-        upstream_ca=upstream_ca, web_ports=web_ports, private_answers=private_answers,
+        ask_timeout=ask_timeout, ask_default=ask_default, max_pending=max_pending,
+        intercept_tls=intercept_tls, upstream_ca=upstream_ca, web_ports=web_ports,
+        private_answers=private_answers,
     )  # fmt: skip
     if mode == "ask" and prompt != "none":
         from sandbox.interactive import run_interactive

@@ -25,9 +25,11 @@ from snitch.policy import (
     check_rule,
     check_scope,
     format_port,
+    is_synthetic_cidr,
     normalize_cidr,
     normalize_host,
     parse_port,
+    synthetic_target,
 )
 from snitch.policyfile import PolicyError, dump_policy, load_policy_file
 from snitch.safetext import safe
@@ -117,6 +119,10 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
     """List rules (and the size of the blocklist)."""
     with _store() as store:
         found, blocked = store.list(include_disabled=not enabled_only), store.blocklist_count()
+    for r in found:  # disabled when the store was opened; they never match
+        if is_synthetic_cidr(r.cidr):
+            click.echo(f"warning: rule {r.id} is off for good: {synthetic_target(str(r.cidr))}",
+                       err=True)  # fmt: skip
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in found], indent=2))
         return
@@ -200,7 +206,10 @@ def rm_command(ids: tuple[int, ...]) -> None:
 def enable_command(ids: tuple[int, ...]) -> None:
     """Switch rules on."""
     with _store() as store:
-        _each_id(ids, "enabled", lambda i: store.set_enabled(i, True))
+        try:
+            _each_id(ids, "enabled", lambda i: store.set_enabled(i, True))
+        except ValueError as e:  # a rule for a synthetic address
+            raise click.UsageError(str(e)) from e
 
 
 @rules.command("disable")

@@ -29,6 +29,7 @@ from docker.models.networks import Network
 
 import snitch
 from sandbox import paths
+from snitch.flood import DEFAULT_MAX_PENDING
 from snitch.model import Mode
 
 LABEL = "coderun.session"
@@ -77,6 +78,7 @@ class SessionConfig:
     pids: int = 1024
     ask_timeout: float = 60.0
     ask_default: str = "deny"
+    max_pending: int = DEFAULT_MAX_PENDING  # ask mode: items waiting at once
     intercept_tls: bool = False
     upstream_ca: Path | None = None  # a CA the gateway trusts upstream (when intercepting)
     web_ports: str = "80,443"
@@ -228,6 +230,7 @@ class Session:
             "CODERUN_COMMAND": json.dumps(self.config.command),
             "CODERUN_ASK_TIMEOUT": str(self.config.ask_timeout),
             "CODERUN_ASK_DEFAULT": self.config.ask_default,
+            "CODERUN_MAX_PENDING": str(self.config.max_pending),
             "CODERUN_MODE": str(self.config.mode),
             "CODERUN_IMAGE": self.config.image_name,
             "CODERUN_PRIVATE_ANSWERS": self.config.private_answers,

@@ -25,7 +25,7 @@ from snitch.model import (
 from snitch.model import Verdict as LogVerdict
 from snitch.names import NameTable
 from snitch.netfilter import DENY_MARK
-from snitch.packet import BadPacket, parse_flow, tcp_seq
+from snitch.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
 from snitch.queue import QueuedPacket
 from snitch.rebind import RebindGuard
 from snitch.rulebook import RuleBook
@@ -33,6 +33,7 @@ from snitch.rulebook import RuleBook
 if TYPE_CHECKING:
     from snitch.asker import Asker
     from snitch.fakeip import FakeIPs
+    from snitch.revocation import Revoker
 
 log = logging.getLogger(__name__)
 RETRANSMIT_SECONDS = 3.0  # a SYN is retransmitted after 1 s, then 3 s
@@ -50,6 +51,8 @@ class FlowGate:
         self.garbage = 0
         self.asker: Asker | None = None  # set in ask mode
         self.fake: FakeIPs | None = None  # set in ask mode: synthetic answers to route
+        # Notes which rule let each flow through; cuts them when it ends (not in audit).
+        self.revoker: Revoker | None = None
         # With mitmproxy: TLS ports whose bare-address flows wait for their SNI.
         self.tls_ports: frozenset[int] = frozenset()
         self.deferred: dict[FlowKey, float] = {}
@@ -65,6 +68,9 @@ class FlowGate:
         self.resolve: Callable[[str], Awaitable[list[str]]] | None = None
         self._parked: list[QueuedPacket] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Allowed flows to synthetic addresses whose packet waits for its DNAT: a copy
+        # (a retransmitted SYN) is dropped meanwhile, never judged or asked about again.
+        self._routing: set[FlowKey] = set()
         # TCP flows decided in the last few seconds, by 5-tuple: (verdict, expiry, the
         # SYN's sequence number). A retransmitted SYN (queued while the verdict was on
         # its way) repeats the sequence number and gets the same verdict, no second log
@@ -99,6 +105,16 @@ class FlowGate:
             self._dropped(f"internal error: {exc!r}")
             return
         try:
+            revoker = self.revoker
+            if revoker is not None and revoker.cut and revoker.refuses(
+                key, tcp_flags(data) if key.proto is Proto.TCP else 0
+            ):
+                # A packet of a flow whose rule ended: refused, logged once when cut.
+                self.apply(pkt, Decision(Action.DENY, None, "cut"), key)
+                return
+            if self._routing and key in self._routing:
+                pkt.drop()  # the first packet of this flow goes once it is routed
+                return
             if key.proto is Proto.TCP and self._recent:
                 hit = self._recent.get(key)
                 if hit is not None and hit[1] > time.monotonic() and hit[2] == tcp_seq(data):
@@ -144,10 +160,6 @@ class FlowGate:
                 self._keep(key, verdict, names)
             self.finish(pkt, key, verdict, names=names)
             return
-        once = self.asker.once_verdict(key)
-        if once is not None:
-            self.finish(pkt, key, Decision(once, None, f"ask: {once} once"))
-            return
         decision = self.rules.decide(query)
         if decision is None:
             self.asker.hold(pkt, key, names)
@@ -179,6 +191,7 @@ class FlowGate:
     ) -> None:  # fmt: skip
         """Give the verdict and log the flow (once, at its final verdict)."""
         if decision.action is Action.ALLOW and self.fake is not None and self.fake.is_fake(key.dst):
+            self._routing.add(key)
             self._spawn(self._route_then_accept(pkt, key, decision))
             return
         if decision.action is Action.ALLOW and self.guard.inside(key.dst) is not None:
@@ -188,6 +201,9 @@ class FlowGate:
                 decision, verdict = refused, str(LogVerdict.REBIND)
         self.apply(pkt, decision, key)
         self._remember(pkt, key, decision)
+        if self.revoker is not None:
+            self.revoker.note(key, decision, self.names.names_for(key.dst) if names is None
+                              else names)  # fmt: skip
         self.log_flow(key, decision, verdict, names)
 
     def _remember(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
@@ -230,8 +246,11 @@ class FlowGate:
             verdict, shown = str(LogVerdict.REBIND), exc.address
         except Exception as exc:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
+        self._routing.discard(key)
         self.apply(pkt, decision, key)
         self._remember(pkt, key, decision)
+        if self.revoker is not None:
+            self.revoker.note(key, decision, self.names.names_for(key.dst))
         self.log_flow(key, decision, verdict, shown=shown)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

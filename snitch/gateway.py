@@ -15,6 +15,8 @@ The host starts the container with its settings in the environment:
 ``CODERUN_PROFILE`` / ``CODERUN_IMAGE`` rule scopes that apply to this run
 ``CODERUN_ASK_TIMEOUT`` / ``CODERUN_ASK_DEFAULT`` ask mode: seconds a flow is held, and
                       the action when nobody decides (default 60, deny)
+``CODERUN_MAX_PENDING`` ask mode: at most this many items wait for a decision at once
+                      (default 50; snitch/flood.py)
 ``CODERUN_COMMAND``   the sandboxed command (JSON list), for the dashboards
 ``CODERUN_WEB_PORTS`` TCP ports relayed through mitmproxy for HTTP/TLS logs ("" = none;
                       default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
@@ -47,9 +49,11 @@ from snitch import netfilter
 from snitch.addresses import PrivateAnswers, ProtectedAddresses, networks
 from snitch.api import ControlApi
 from snitch.asker import DEFAULT_TIMEOUT, Asker
+from snitch.conntrack import Conntrack
 from snitch.dns import DnsForwarder
 from snitch.events import EventBus
 from snitch.fakeip import FakeIPs
+from snitch.flood import DEFAULT_MAX_PENDING
 from snitch.flowgate import FlowGate
 from snitch.flowlog import LogWriter
 
@@ -59,6 +63,7 @@ from snitch.model import Action, EntryKind, LogEntry, Mode, Rule
 from snitch.names import NameTable
 from snitch.queue import PacketQueue
 from snitch.rebind import RebindGuard
+from snitch.revocation import Revoker
 from snitch.rulebook import RuleBook
 
 log = logging.getLogger("snitch.gateway")
@@ -93,6 +98,7 @@ class Gateway:
         # The store's rules and blocklist load once; configure() sets the run's part.
         self.rules = RuleBook(self.data / "rules.db", [], Mode.ENFORCE, self.session)
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
+        self.gate.revoker = Revoker(self.rules, Conntrack(), self.gate.log_flow)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
         self.gate.resolve = self.dns.lookup
         self.guard = self.gate.guard = self.dns.guard = RebindGuard(self.rules)
@@ -145,8 +151,10 @@ class Gateway:
                 self.gate.finish,
                 timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
                 default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
+                max_pending=int(env.get("CODERUN_MAX_PENDING") or DEFAULT_MAX_PENDING),
             )
             self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup_all)
+            self.asker.fake = self.gate.fake
         self.gate.asker = self.api.asker = self.asker
         self.private = PrivateAnswers(env.get("CODERUN_PRIVATE_ANSWERS") or "deny")
         self.protect()
@@ -175,6 +183,7 @@ class Gateway:
             "gateway_ip": self.sandbox_ip,
             "ask_timeout": self.asker.timeout if self.asker else None,
             "ask_default": str(self.asker.default) if self.asker else None,
+            "prompts": self.asker.prompt_counts().to_dict() if self.asker else None,
         }
 
     def write_state(self, **state: object) -> None:
@@ -224,6 +233,8 @@ class Gateway:
         self.rules.start()
         if self.asker is not None:
             self.asker.start()
+        if self.gate.revoker is not None:
+            self.gate.revoker.start()
         self.bus.log(
             LogEntry(
                 EntryKind.EVENT,
@@ -279,6 +290,8 @@ class Gateway:
     def close(self) -> None:
         if self.asker is not None:
             self.asker.close()
+        if self.gate.revoker is not None:
+            self.gate.revoker.close()
         self.api.close()
         if self.queue is not None:
             self.queue.close()

@@ -10,6 +10,13 @@ verdict. This addon, in the gateway's own event loop, then:
 - decides a *deferred* flow (a bare address on a TLS port, no name known) by the
   ClientHello's SNI, holding it in ask mode; and refuses any TLS connection whose SNI a
   deny rule names, whatever address it went to;
+- never lets an SNI vouch for an address it does not lead to: the name counts only when
+  the name table already maps the address to it (a real DNS answer), or when the name
+  may be looked up and its answer holds the address. Otherwise the flow is judged (and
+  held, and logged) by its address, the name shown only as *claimed, unverified*; a
+  name nobody allowed is never looked up to check it (that would leak it);
+- refuses an HTTP request whose Host (the inner Host, with interception) a deny rule
+  names, whatever address it goes to (403, logged);
 - connects to the real address behind a synthetic (ask mode) one.
 
 mitmproxy is imported lazily: it exists only in the gateway image (Python >= 3.12).
@@ -25,6 +32,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from snitch.asker import claimed_note
 from snitch.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
 
 if TYPE_CHECKING:
@@ -135,42 +143,58 @@ class SnitchAddon:
         gate = self.gate
         key = self._key(ctx)
         self.waiting.pop(ctx.client.id, None)
-        names = (sni,) if sni else gate.names.names_for(key.dst)
-        query = Query(Proto.TCP, key.dst, key.dport, names)
+        verified = bool(sni) and sni in gate.names.names_for(key.dst)
+        denied = self.name_denied(sni, key.dport) if sni else None
+        if denied is not None:  # a deny rule names the SNI: refused wherever it went
+            gate.deferred.pop(key, None)
+            if not verified:
+                denied = Decision(denied.action, denied.rule_id,
+                                  f"{denied.reason} ({claimed_note(sni)})")  # fmt: skip
+            gate.log_flow(key, denied, names=(sni,) if verified else ())
+            return False
         if gate.deferred.pop(key, None) is None:
-            # Already allowed at its SYN: only a deny rule naming the SNI stops it now.
-            if sni:
-                decision = gate.rules.decide(query)
-                if decision is not None and decision.action is Action.DENY:
-                    gate.log_flow(key, decision, names=names)
-                    return False
-            return True
-        if sni and not await self._name_leads_here(sni, key.dst, query):
-            # The ClientHello names an allowed host, but this address is not one of its:
-            # the name cannot vouch for the address, which is judged on its own.
-            names = ()
-            query = Query(Proto.TCP, key.dst, key.dport, names)
+            return True  # allowed at its SYN, by its address or its names
+        names = gate.names.names_for(key.dst)
+        claimed = ""
+        if sni and (verified or await self._name_leads_here(sni, key.dst)):
+            names = (sni,)
+        elif sni:
+            claimed = sni  # judged by its address; the name is shown as unverified
+        query = Query(Proto.TCP, key.dst, key.dport, names)
         if gate.rules.mode is Mode.ASK and gate.asker is not None:
             decision = gate.rules.decide(query)
             if decision is None:
                 future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                gate.asker.hold(FutureVerdict(future), key, names)
+                gate.asker.hold(FutureVerdict(future), key, names, claimed)
                 return await future
         else:
             decision = gate.rules.verdict(query)
+        if claimed:
+            decision = Decision(decision.action, decision.rule_id,
+                                f"{decision.reason} ({claimed_note(claimed)})")  # fmt: skip
+        if gate.revoker is not None:
+            gate.revoker.note(key, decision, names)
         gate.log_flow(key, decision, names=names)
         return decision.action is Action.ALLOW
 
-    async def _name_leads_here(self, sni: str, dst: str, query: Query) -> bool:
-        """False when a rule allows ``sni`` but ``dst`` is none of its addresses."""
-        decision = self.gate.rules.decide(query)
-        if decision is None or decision.action is not Action.ALLOW:
-            return True  # nothing allowed by the name: nothing to check
-        if sni in self.gate.names.names_for(dst):
-            return True
-        if self.gate.resolve is None:
+    def name_denied(self, name: str, port: int) -> Decision | None:
+        """The decision of a deny rule that names ``name`` (an SNI or a Host), judged by
+        the name alone: such a rule refuses it whatever address it goes to."""
+        decision = self.gate.rules.decide(Query(Proto.TCP, None, port, (name,)))
+        if decision is None or decision.action is not Action.DENY:
+            return None
+        rule = self.gate.rules.rule(decision.rule_id)
+        if rule is not None and rule.host is None:
+            return None  # a deny of any destination is not about this name
+        return decision
+
+    async def _name_leads_here(self, sni: str, dst: str) -> bool:
+        """Whether ``sni`` resolves to ``dst``, looked up only if the name may be looked
+        up at all (else the lookup itself would carry the name out)."""
+        lookup = self.gate.rules.peek(Query(Proto.DNS, None, 53, (sni,)))
+        if lookup is None or lookup.action is not Action.ALLOW or self.gate.resolve is None:
             return False
-        try:  # the name is allowed, so it may be looked up
+        try:
             return dst in await self.gate.resolve(sni)
         except Exception:
             return False
@@ -188,19 +212,33 @@ class SnitchAddon:
 
     # -- URL path rules (plain HTTP, or HTTPS with interception) ----------------------------
     def requestheaders(self, flow: Any) -> None:
-        """A rule with a path prefix refines an allowed host: it may refuse one URL."""
+        """A deny rule naming the Host refuses the request (whatever address it goes to:
+        no fronting through an allowed address); a rule with a path prefix refines an
+        allowed host: it may refuse one URL."""
         req = flow.request
-        key_dst = flow.server_conn.address[0] if flow.server_conn.address else ""
-        query = Query(Proto.TCP, key_dst, req.port, (req.pretty_host,), path=req.path)
+        dst, port = flow.server_conn.address[:2] if flow.server_conn.address else ("", req.port)
+        host = str(req.pretty_host).rstrip(".").lower()
+        if host and not _is_address(host):
+            denied = self.name_denied(host, int(port))
+            if denied is not None:
+                self._refuse(flow, denied, f"Host {host} named by {denied.reason}")
+                return
+        query = Query(Proto.TCP, dst, req.port, (req.pretty_host,), path=req.path)
         decision = self.gate.rules.decide(query)
         if decision is None or decision.action is Action.ALLOW:
             return
         rule = self.gate.rules.rule(decision.rule_id)
         if rule is None or not rule.path_prefix:
             return  # the connection itself was allowed; only path rules act here
+        self._refuse(flow, decision, f"path {req.path} refused by {rule.describe()}")
+
+    @staticmethod
+    def _refuse(flow: Any, decision: Decision, why: str) -> None:
+        """Answer 403 without contacting the server; the http log line says why."""
         from mitmproxy import http
 
-        text = f"blocked by coderun rule: {rule.describe()}\n"
+        flow.metadata["coderun.denied"] = Decision(Action.DENY, decision.rule_id, why)
+        text = f"blocked by coderun: {why}\n"
         flow.response = http.Response.make(403, text.encode(), {"Content-Type": "text/plain"})
 
     # -- logging ----------------------------------------------------------------------------
@@ -241,6 +279,7 @@ class SnitchAddon:
         req, resp = flow.request, flow.response
         end = resp.timestamp_end if resp is not None and resp.timestamp_end else time.time()
         sni = flow.client_conn.sni or ""
+        denied: Decision | None = flow.metadata.get("coderun.denied")
         self.gate.bus.log(
             LogEntry(
                 EntryKind.HTTP, session=self.gate.session, proto="tcp",
@@ -251,8 +290,22 @@ class SnitchAddon:
                 bytes_out=len(req.raw_content or b""),
                 bytes_in=len(resp.raw_content or b"") if resp is not None else 0,
                 duration_ms=(end - req.timestamp_start) * 1000, message=error,
+                verdict="deny" if denied is not None else "",
+                rule_id=denied.rule_id if denied is not None else None,
+                rule=self.gate.rules.describe(denied.rule_id) if denied is not None else "",
+                reason=denied.reason if denied is not None else "",
             )
         )  # fmt: skip
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _refuse_layer() -> type:

@@ -346,30 +346,41 @@ class DecisionRequest:
         return cls(**kw)
 
 
-ASK_COUNTS = "ask_counts"
-"""The key of :class:`AskCounts` in the session info, and the topic of the event that
+PROMPT_COUNTS = "prompts"
+"""The key of :class:`PromptCounts` in the session info, and the topic of the event that
 carries them whenever they change."""
 
 
 @dataclass(slots=True)
-class AskCounts:
-    """What ask mode kept from the person so a flood cannot bury them (issue 12, item 7).
+class PromptCounts:
+    """How ask mode kept the person from being flooded (the session info's ``prompts``
+    and the ``prompts`` event): new items are capped and rate-limited, repeats grouped.
 
-    ``collapsed``: connections merged into an item already pending for the same
-    destination (``Pending.flows``; retransmitted SYNs are ``attempts``, not counted here).
-    ``refused``: connections never shown because the session's cap of pending items or
-    the rate of new prompts was reached.
+    ``refused_full``: connections refused at once because ``max_pending`` items were
+    waiting (or their item held the most connections one item may); ``refused_rate``:
+    refused at once because new items came faster than ``rate`` per second.
     """
 
-    collapsed: int = 0
-    refused: int = 0
+    max_pending: int = 0  # at most this many items wait at once (``--max-pending``)
+    rate: float = 0.0  # new items per second, on average, once a burst of max_pending is used
+    pending: int = 0  # items waiting now
+    held: int = 0  # connections held in them
+    collapsed: int = 0  # connections that joined a waiting item instead of a new one
+    refused_full: int = 0
+    refused_rate: int = 0
+
+    @property
+    def refused(self) -> int:
+        """Connections never shown to the person (over the cap or the rate)."""
+        return self.refused_full + self.refused_rate
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AskCounts:
-        return cls(int(d.get("collapsed", 0)), int(d.get("refused", 0)))
+    def from_dict(cls, d: dict[str, Any]) -> PromptCounts:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,8 +389,8 @@ class Event:
 
     Topics: ``pending`` (data: Pending), ``decided`` (data: {id, action, by, rule}),
     ``expired`` (data: {id, action}), ``log`` (data: LogEntry), ``rules`` (data: {}),
-    ``session`` (data: session info, sent first on every stream), ``ask_counts``
-    (data: AskCounts, when they change; also in the session info under that key).
+    ``session`` (data: session info, sent first on every stream), ``prompts`` (data:
+    PromptCounts, when they changed; at most a few times a second).
     """
 
     topic: str

@@ -34,6 +34,10 @@ _MISS = object()
 CACHE_SIZE = 4096  # decisions remembered per Policy (cleared when full)
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The addresses coderun makes up for undecided names in ask mode (snitch.fakeip.POOL):
+# the same address goes to whichever name is looked up first in the next session, so no
+# rule may ever target them.
+SYNTHETIC_NET = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 # -- field validation, shared by the policy-file loader and the CLI ------------------------
@@ -57,12 +61,44 @@ def normalize_host(host: str) -> str:
 
 
 def normalize_cidr(text: str) -> str:
-    """A rule's ``cidr``: a bare address for a single host, else ``net/len``. Strict."""
+    """A rule's ``cidr``: a bare address for a single host, else ``net/len``. Strict.
+
+    Refuses targets inside SYNTHETIC_NET (ValueError, see ``synthetic_target``)."""
     try:
         net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as e:
         raise ValueError(f"bad address or CIDR {text!r}: {e}") from None
+    if _is_synthetic(net):
+        raise ValueError(synthetic_target(text.strip()))
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def _is_synthetic(net: IPNetwork) -> bool:
+    return isinstance(net, ipaddress.IPv4Network) and net.subnet_of(SYNTHETIC_NET)
+
+
+def is_synthetic_cidr(cidr: str | None) -> bool:
+    """True when a rule's ``cidr`` lies inside SYNTHETIC_NET (such a rule never matches)."""
+    if cidr is None:
+        return False
+    try:
+        return _is_synthetic(ipaddress.ip_network(cidr, strict=False))
+    except ValueError:
+        return False
+
+
+def is_synthetic_address(ip: str) -> bool:
+    """True for an address coderun may have made up for an undecided name (ask mode)."""
+    return ip.startswith(("198.18.", "198.19."))
+
+
+def synthetic_target(target: str) -> str:
+    """Why a rule for ``target`` (inside SYNTHETIC_NET) is refused."""
+    return (
+        f"{target} is inside {SYNTHETIC_NET}, the addresses coderun makes up for undecided "
+        "names in ask mode: a rule for it would apply to whichever name gets that address "
+        "next; give the name instead"
+    )
 
 
 def parse_port(value: object) -> tuple[int, int]:
@@ -244,6 +280,8 @@ class Policy:
                 continue
             if rule.cidr is not None:
                 net = ipaddress.ip_network(rule.cidr, strict=False)
+                if _is_synthetic(net):
+                    continue  # never a rule's target (see SYNTHETIC_NET), even if stored
                 shift = net.max_prefixlen - net.prefixlen
                 bucket = buckets.setdefault((net.version, net.prefixlen), {})
                 bucket.setdefault(int(net.network_address) >> shift, []).append(

@@ -86,7 +86,7 @@ class RebindGuard:
         if self._version != self.rules.version:
             self._version = self.rules.version
             self._allowing = []
-            for rule in self.rules.in_force():
+            for rule in self.rules.rules_in_force():
                 usable = rule.action is Action.ALLOW and rule.proto is not Proto.DNS
                 if usable and rule.cidr and self._applies(rule):
                     net = ipaddress.ip_network(rule.cidr, strict=False)

@@ -1,7 +1,8 @@
 """The rules in force for one session: the store's rules plus the run's policy file.
 
 Reloads when the store's generation changes (the CLI or a dashboard edited rules),
-counts rule hits in memory and writes them back in batches.
+counts rule hits in memory and writes them back in batches. After every change, and when
+a rule expires, it calls its ``listeners`` (the revocation of flows a rule let through).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from snitch.blocklist import Blocklist
@@ -38,15 +41,17 @@ class RuleBook:
         self.profile = profile
         self.image = image
         self._extra = extra
-        self._transient: list[Rule] = []
         self._blocklist: Blocklist | None = None
-        self._blocklist_generation = -1  # short-lived rules made by batch "once" decisions
+        self._blocklist_generation = -1
         self._store = RuleStore(store_path) if store_path is not None else None
         self._generation: object = None
         self._rules: dict[int, Rule] = {}
         self._hits: dict[int, tuple[int, float]] = {}
         self._policy = Policy([])
         self._task: asyncio.Task[None] | None = None
+        self._next_expiry = math.inf
+        # Called after the rules in force changed: a reload, or a rule's expiry.
+        self.listeners: list[Callable[[], None]] = []
         self.reload()
 
     def reload(self) -> None:
@@ -56,10 +61,16 @@ class RuleBook:
             self._generation = self._store.generation()
             rules.extend(self._store.list(include_disabled=False))
         # Policy-file rules have no store id; give them negative ids so logs can name them.
-        for n, rule in enumerate([*self._extra, *self._transient], start=1):
+        for n, rule in enumerate(self._extra, start=1):
             rule.id = -n
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
+        self._signatures: dict[int, tuple[object, ...]] = {}
+        now = time.time()
+        self._next_expiry = min(
+            (r.expires_at for r in rules if r.expires_at is not None and r.expires_at > now),
+            default=math.inf,
+        )
         self._descriptions: dict[int, str] = {}
         if self._store is not None:
             # Loading a big blocklist takes a second: only when the blocklist changed.
@@ -68,6 +79,14 @@ class RuleBook:
                 self._blocklist = self._store.blocklist_load()
                 self._blocklist_generation = generation
         self._policy = Policy(rules, blocklist=self._blocklist)
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:  # pragma: no cover - a listener's bug must not stop reloads
+                log.exception("rule change listener")
 
     def configure(
         self, extra: list[Rule], mode: Mode, profile: str | None, image: str | None
@@ -76,7 +95,6 @@ class RuleBook:
         are read again; the blocklist (slow to load) only if it changed."""
         self.mode, self.profile, self.image = mode, profile, image
         self._extra = extra
-        self._transient = []
         self.reload()
 
     def query(self, query: Query) -> Query:
@@ -99,6 +117,36 @@ class RuleBook:
         if decision is not None:
             self.count_hit(decision.rule_id)
         return decision
+
+    def peek(self, query: Query) -> Decision | None:
+        """Like ``decide``, without counting a hit (a re-check, not a flow)."""
+        return self._policy.decide(self.query(query))
+
+    def decide_with(self, rule: Rule, query: Query) -> Decision | None:
+        """What the rules would decide if ``rule`` were added (a dry run: nothing changes)."""
+        policy = Policy([*self._policy.rules, rule], blocklist=self._blocklist)
+        return policy.decide(self.query(query))
+
+    def signature(self, rule_id: int) -> tuple[object, ...] | None:
+        """What the rule matches and decides (None if it is not loaded): equal
+        signatures mean the same rule, across reloads."""
+        found = self._signatures.get(rule_id)
+        if found is None:
+            r = self._rules.get(rule_id)
+            if r is None:
+                return None
+            found = self._signatures[rule_id] = (
+                r.action, r.host, r.cidr, r.port_lo, r.port_hi, r.proto, r.scope, r.priority,
+                r.path_prefix, r.once_key, r.session, r.expires_at, r.enabled,
+            )  # fmt: skip
+        return found
+
+    def in_force(self, rule_id: int | None) -> bool:
+        """Whether the rule with ``rule_id`` is stored, enabled and not expired."""
+        rule = self._rules.get(rule_id) if rule_id is not None else None
+        if rule is None or not rule.enabled:
+            return False
+        return rule.expires_at is None or rule.expires_at > time.time()
 
     def count_hit(self, rule_id: int | None) -> None:
         """A stored rule decided a flow (written to the store in batches)."""
@@ -131,13 +179,6 @@ class RuleBook:
         self.reload()
         return rule
 
-    def add_transient(self, rule: Rule) -> None:
-        """A rule only this gateway knows, for a moment (a batch decision's "once")."""
-        now = time.time()
-        self._transient = [r for r in self._transient if (r.expires_at or 0) > now]
-        self._transient.append(rule)
-        self.reload()
-
     def remove_rule(self, rule_id: int) -> bool:
         ok = self._store.remove(rule_id) if self._store is not None else False
         self.reload()
@@ -162,7 +203,7 @@ class RuleBook:
         result: dict[str, object] = self._policy.explain(self.query(query)).to_dict()
         return result
 
-    def in_force(self) -> list[Rule]:
+    def rules_in_force(self) -> list[Rule]:
         """The enabled rules of this run (the store's and its own), as last loaded."""
         return list(self._rules.values())
 
@@ -189,6 +230,19 @@ class RuleBook:
                 self.flush_hits()
                 if self._store is not None and self._store.generation() != self._generation:
                     self.reload()
+            self.check_expiry()
+
+    def check_expiry(self) -> None:
+        """A rule expired since the last look: say so to the listeners."""
+        now = time.time()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = min(
+            (r.expires_at for r in self._rules.values()
+             if r.expires_at is not None and r.expires_at > now),
+            default=math.inf,
+        )  # fmt: skip
+        self._changed()
 
     def flush_hits(self) -> None:
         if self._store is not None and self._hits:

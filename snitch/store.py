@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ipaddress
+import logging
 import operator
 import os
 import sqlite3
@@ -26,7 +27,9 @@ from typing import Any
 
 from snitch.blocklist import Blocklist, normalize_entry
 from snitch.model import Action, Proto, Rule
-from snitch.policy import check_rule
+from snitch.policy import check_rule, is_synthetic_cidr, synthetic_target
+
+log = logging.getLogger(__name__)
 
 COLUMNS = (
     "action", "host", "cidr", "port_lo", "port_hi", "proto", "scope", "priority",
@@ -37,6 +40,8 @@ _SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM rules"
 _INSERT = f"INSERT INTO rules ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = ?"
 _UPDATE = f"UPDATE rules SET {', '.join(c + ' = ?' for c in COLUMNS)} WHERE id = ?"
+# Put in the note of a stored rule for a synthetic address when the store disables it.
+SYNTHETIC_NOTE = "[disabled by coderun: a synthetic address, see `coderun rules list`]"
 
 
 class StoreError(Exception):
@@ -125,6 +130,7 @@ class RuleStore:
         except StoreError:
             self._conn.close()
             raise
+        self.disabled_on_open = self._disable_synthetic()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -216,6 +222,29 @@ class RuleStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _disable_synthetic(self) -> builtins.list[Rule]:
+        """Switch off stored rules whose target is a synthetic address (an older coderun
+        stored such rules from ask mode); they never match anyway (snitch.policy)."""
+        sql = f"{_SELECT} WHERE enabled = 1 AND (cidr LIKE '198.18.%' OR cidr LIKE '198.19.%')"
+        try:
+            found = [r for r in map(_rule_from_row, self._query(sql)) if is_synthetic_cidr(r.cidr)]
+            if not found:
+                return []
+            with self._write("generation") as conn:
+                for rule in found:
+                    rule.enabled = False
+                    rule.note = f"{rule.note} {SYNTHETIC_NOTE}".strip()
+                    conn.execute(
+                        "UPDATE rules SET enabled = 0, note = ? WHERE id = ?", (rule.note, rule.id)
+                    )
+        except StoreError as e:  # locked: they stay stored, and never match all the same
+            log.warning("could not disable rules for synthetic addresses: %s", e)
+            return []
+        for rule in found:
+            log.warning("rule %s (%s) disabled: %s", rule.id, rule.describe(),
+                        synthetic_target(str(rule.cidr)))  # fmt: skip
+        return found
+
     # -- rules -------------------------------------------------------------------------
 
     def generation(self) -> int:
@@ -257,6 +286,11 @@ class RuleStore:
             return conn.execute("DELETE FROM rules WHERE id = ?", (rule_id,)).rowcount > 0
 
     def set_enabled(self, rule_id: int, enabled: bool) -> bool:
+        """Switch a rule on or off; ValueError to switch on one for a synthetic address."""
+        if enabled:
+            rule = self.get(rule_id)
+            if rule is not None and is_synthetic_cidr(rule.cidr):
+                raise ValueError(f"rule {rule_id}: {synthetic_target(str(rule.cidr))}")
         with self._write("generation") as conn:
             sql = "UPDATE rules SET enabled = ? WHERE id = ?"
             return conn.execute(sql, (int(enabled), rule_id)).rowcount > 0

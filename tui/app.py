@@ -20,7 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker
 
-from snitch.model import AskCounts, EntryKind, Event, LogEntry, Rule
+from snitch.model import EntryKind, Event, LogEntry, PromptCounts, Rule
 from snitch.safetext import safe
 from tui.batch import FLUSH_EVERY, Changes, EventBatch
 from tui.client import ApiError, GatewayLike
@@ -151,7 +151,8 @@ class DashboardApp(DecidingApp):
         self.tabs.get_tab("pending").label = label
         counts = [link.counts for link in self.links]
         self.pending_view.set_counts(
-            AskCounts(sum(c.collapsed for c in counts), sum(c.refused for c in counts))
+            PromptCounts(collapsed=sum(c.collapsed for c in counts),
+                          refused_full=sum(c.refused for c in counts))
         )
 
     # -- navigation -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from snitch.model import ASK_COUNTS, AskCounts, Event, LogEntry, Pending
+from snitch.model import PROMPT_COUNTS, Event, LogEntry, Pending, PromptCounts
 
 FLUSH_EVERY = 0.1
 """Seconds between two applications of gathered events (a flood redraws 10 times a second)."""
@@ -28,7 +28,7 @@ class Changes:
     log: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
     rules: bool = False
     info: dict[str, Any] | None = None
-    counts: AskCounts | None = None
+    counts: PromptCounts | None = None
     events: int = 0
 
 
@@ -62,10 +62,10 @@ class EventBatch:
             changes.rules = True
         elif topic == "session":
             changes.info = dict(data)
-            if isinstance(data.get(ASK_COUNTS), dict):
-                changes.counts = AskCounts.from_dict(data[ASK_COUNTS])
-        elif topic == ASK_COUNTS:
-            changes.counts = AskCounts.from_dict(data)
+            if isinstance(data.get(PROMPT_COUNTS), dict):
+                changes.counts = PromptCounts.from_dict(data[PROMPT_COUNTS])
+        elif topic == PROMPT_COUNTS:
+            changes.counts = PromptCounts.from_dict(data)
         changes.events += 1
 
     def take(self) -> dict[int, Changes]:

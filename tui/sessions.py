@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from snitch.model import AskCounts, Event
+from snitch.model import Event, PromptCounts
 from tui.client import ApiError, GatewayLike
 from tui.format import short_session
 
@@ -40,7 +40,7 @@ class SessionLink:
     failures: int = 0
     error: str = ""
     info: dict[str, Any] = field(default_factory=dict)
-    counts: AskCounts = field(default_factory=AskCounts)  # what the gateway held back
+    counts: PromptCounts = field(default_factory=PromptCounts)  # what the gateway held back
 
     @property
     def name(self) -> str:

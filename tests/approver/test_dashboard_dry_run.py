@@ -36,7 +36,7 @@ async def test_a_dry_run_answers_the_rule_and_changes_nothing(tmp_path: Path) ->
         item = (await client.pending())[0]
         always = DecisionRequest(Action.ALLOW, pending_id=item.id, lifetime="always")
         preview = await client.decide(dataclasses.replace(always, dry_run=True))
-        assert preview["decided"] == []
+        assert preview["decided"] == [item.id] and preview["dry_run"] is True
         assert Rule.from_dict(preview["rule"]).describe() == "allow api.example.test:443/tcp"
         # nothing happened: no rule, the flow still held, no decision announced
         assert await client.rules() == [] and pkt.verdict == ""
@@ -44,10 +44,12 @@ async def test_a_dry_run_answers_the_rule_and_changes_nothing(tmp_path: Path) ->
         by_ip = DecisionRequest(Action.DENY, pending_id=item.id, target=Target.CIDR,
                                 lifetime="5m", cidr_prefix=24, dry_run=True)  # fmt: skip
         rule = Rule.from_dict((await client.decide(by_ip))["rule"])
-        assert (rule.cidr, rule.expires_at is not None) == ("198.18.0.0/24", True)
+        # a synthetic address is never a rule's target: the name stands in for it
+        assert (rule.cidr, rule.host, rule.expires_at is not None) == (
+            None, "api.example.test", True)
         once = await client.decide(DecisionRequest(Action.ALLOW, pending_id=item.id,
                                                    dry_run=True))  # fmt: skip
-        assert once == {"rule": None, "decided": []}
+        assert once == {"rule": None, "decided": [item.id], "dry_run": True}
         batch = DecisionRequest(Action.DENY, pattern="*.Example.test", lifetime="session",
                                 dry_run=True)  # fmt: skip
         pattern = await client.decide(batch)

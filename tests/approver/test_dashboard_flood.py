@@ -16,7 +16,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from snitch.model import ASK_COUNTS, Action, AskCounts, EntryKind, LogEntry, Proto, Rule
+from snitch.model import PROMPT_COUNTS, Action, EntryKind, LogEntry, PromptCounts, Proto, Rule
 from tests.tui.conftest import make_app, queue_ready, wait_for
 from tests.tui.fakes import NOW, FakeGateway, pending
 from tui.app import DashboardApp
@@ -59,7 +59,7 @@ async def flood(fake: FakeGateway, seconds: float = 1.0) -> None:
             elif kind == 8:
                 fake.push("rules", {})
             else:
-                fake.push(ASK_COUNTS, AskCounts(collapsed=n, refused=n // 2).to_dict())
+                fake.push(PROMPT_COUNTS, PromptCounts(collapsed=n, refused_full=n // 2).to_dict())
         await asyncio.sleep(seconds * batch / EVENTS)
 
 
@@ -131,10 +131,10 @@ async def test_collapsed_and_refused_counts_are_shown() -> None:
         counts = app.pending_view.query_one("#pending-counts", Static)
         await queue_ready(pilot, app, 1)
         assert not counts.display  # nothing held back: no line
-        fake.push(ASK_COUNTS, AskCounts(collapsed=40, refused=7).to_dict())
+        fake.push(PROMPT_COUNTS, PromptCounts(collapsed=40, refused_full=7).to_dict())
         await wait_for(pilot, lambda: counts.display)
         text = str(counts.render())
         assert "40 connections merged" in text and "7 refused" in text
         # the session info carries them too (sent first on every stream)
-        fake.push("session", {"id": "s1", ASK_COUNTS: {"collapsed": 41, "refused": 9}})
+        fake.push("session", {"id": "s1", PROMPT_COUNTS: {"collapsed": 41, "refused_full": 9}})
         await wait_for(pilot, lambda: "41 connections merged" in str(counts.render()))

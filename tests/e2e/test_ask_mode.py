@@ -154,7 +154,8 @@ def test_many_pending_do_not_stall_allowed_traffic(
         "print(json.dumps({'stage': 'done', 'results': sorted(set(results.values())),"
         " 'n': len(results)}), flush=True)\n"
     )
-    run = LiveRun(home, internet, "--policy", str(policy), str(script), timeout=8)
+    run = LiveRun(home, internet, "--policy", str(policy), "--max-pending", "150", str(script),
+                  timeout=8)  # fmt: skip
     try:
         items = run.wait_pending(100, timeout=40)
         assert len({p.dport for p in items}) == 100

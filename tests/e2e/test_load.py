@@ -220,15 +220,18 @@ def test_sessions_at_once_log_every_flow_once(
 
 HELD = r"""
 import json, select, socket, sys, time
-evil, n, nonce = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+n, nonce = int(sys.argv[1]), sys.argv[2]
+# Each connection to a name of its own (held items are grouped by destination), and
+# from a source port the test can name: 30000 + i.
+addresses = [socket.gethostbyname(f"held-{nonce}-{i}.example.test") for i in range(n)]
 socks = {}
-for i in range(n):  # every connection from a source port the test can name: 30000 + i
+for i in range(n):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", 30000 + i))
     s.setblocking(False)
     try:
-        s.connect((evil, 80))
+        s.connect((addresses[i], 80))
     except BlockingIOError:
         pass
     socks[s.fileno()] = (i, s)
@@ -265,10 +268,11 @@ async def decide_all(client: GatewayClient, items: list[Pending], rule: Any) -> 
 
 
 def held_flows(home: Path, internet: DemoInternet, tmp: Path, n: int) -> dict[str, Any]:
-    """One ask-mode session holding ``n`` connections; every other one allowed (once)."""
+    """One ask-mode session holding ``n`` connections (to ``n`` names: ``n`` items);
+    every other one allowed (once)."""
     script = tmp / "held.py"
     script.write_text(HELD)
-    evil, nonce = internet.hosts["evil.example.test"], uuid.uuid4().hex[:8]
+    nonce = uuid.uuid4().hex[:8]
     proc = subprocess.Popen(
         run_cmd(
             internet,
@@ -276,12 +280,13 @@ def held_flows(home: Path, internet: DemoInternet, tmp: Path, n: int) -> dict[st
             "ask",
             "--ask-timeout",
             "600",
+            "--max-pending",
+            str(n + 10),
             "-v",
             f"{script}:/held.py:ro",
             "--",
             "python3",
             "/held.py",
-            evil,
             str(n),
             nonce,
         ),
@@ -315,7 +320,9 @@ def held_flows(home: Path, internet: DemoInternet, tmp: Path, n: int) -> dict[st
         (r for r in results(out) if r.get("stage") == "done"), {"outcome": {}}
     )
     log = list(read_log(session_dirs(home)[-1] / "flows.jsonl"))
-    flows = [e for e in log if e.kind is EntryKind.FLOW and e.dst == evil and e.dport == 80]
+    ours = f"held-{nonce}-"
+    flows = [e for e in log if e.kind is EntryKind.FLOW and e.dport == 80
+             and e.names and e.names[0].startswith(ours)]  # fmt: skip
     arrived = re.findall(rf"/held-{nonce}-(\d+) ", internet.logs())
     return {
         "n": n,

@@ -183,17 +183,23 @@ def test_bare_ip_is_decided_by_its_sni(
     assert "hello from api.example.test /ok" in result.stdout and "api=0" in result.stdout
     assert "evil=0" not in result.stdout and "hello from evil" not in result.stdout
     flows = [e for e in result.log if e.kind == "flow" and e.dst == ip and e.dport == 443]
-    verdicts = {e.names[0]: (e.verdict, e.rule) for e in flows}
-    assert verdicts["evil.example.test"] == ("deny", "deny evil.example.test/any")
-    assert verdicts["api.example.test"][0] == "allow"
+    # api.example.test resolves to the address: verified, and the flow carries the name.
+    # evil.example.test does not: the flow is logged by its address, the name as claimed.
+    verdicts = {e.names[0]: (e.verdict, e.rule) for e in flows if e.names}
+    assert verdicts == {"api.example.test": ("allow", "allow api.example.test/any")}
+    [evil] = [e for e in flows if "claimed SNI evil.example.test, unverified" in e.reason]
+    assert (evil.verdict, evil.rule, evil.names) == ("deny", "deny evil.example.test/any", [])
 
 
-def test_bare_ip_is_held_by_its_sni_in_ask_mode(
+def test_bare_ip_with_an_sni_it_does_not_answer_to_is_held_by_its_address(
     home: Path,
     internet: DemoInternet,
     tags: dict[str, str],
     tmp_path: Path,
 ) -> None:
+    """Issue 12, item 4: the SNI names a host whose address is not this one, so the
+    person sees the address with the name marked unverified, and "always" stores the
+    address (tests/escape/test_approver_flows.py tries it as an attack)."""
     ca = tmp_path / "ca.pem"
     ca.write_bytes(internet.ca_pem())
     run = LiveRun(
@@ -208,16 +214,17 @@ def test_bare_ip_is_held_by_its_sni_in_ask_mode(
         " https://evil.example.test/held; echo evil=$?",
     )
     try:
-        item = by_label(run.wait_pending(1), "evil.example.test")
-        assert item.dst == internet.ip and item.dport == 443
+        item = by_label(run.wait_pending(1), internet.ip)
+        assert item.dport == 443 and item.names == [] and item.claimed == "evil.example.test"
         run.decide(DecisionRequest(Action.DENY, pending_id=item.id, lifetime="once"))
         status, _, err = run.finish()
         out = run.stdout
     finally:
         run.kill()
     assert status == 0, err
-    flows = [e for e in latest_log(home) if e.kind == "flow" and e.names == ["evil.example.test"]]
-    assert flows and flows[0].verdict == "deny", out
+    flows = [e for e in latest_log(home) if e.kind == "flow" and e.dst == internet.ip]
+    assert [(e.verdict, e.names) for e in flows] == [("deny", [])], out
+    assert "claimed SNI evil.example.test, unverified" in flows[0].reason
 
 
 def test_a_person_may_take_sixty_seconds(

@@ -11,7 +11,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Footer
 
-from snitch.model import ASK_COUNTS, AskCounts, Event
+from snitch.model import PROMPT_COUNTS, Event, PromptCounts
 from tests.tui.conftest import chunks, make_app, wait_for
 from tests.tui.fakes import FakeGateway, pending, sample_log, sample_pending, sample_rules
 from tui.app import DashboardApp
@@ -101,7 +101,7 @@ def test_hostile_names(snap_compare: SnapCompare) -> None:
     items[-1].claimed = "pypi.org"
     items[0].flows = 14
     fake = FakeGateway("s1", items, sample_rules(), [])
-    fake.replay = [Event(ASK_COUNTS, AskCounts(collapsed=13, refused=250).to_dict())]
+    fake.replay = [Event(PROMPT_COUNTS, PromptCounts(collapsed=13, refused_rate=250).to_dict())]
     output = chunks(("stdout", "\x1b[32mok\x1b[0m \x1b]52;c;eA==\x07\x1b[2J fake row\n"),
                     ("exit", "0"))  # fmt: skip
     app = make_app(fake, output=output)

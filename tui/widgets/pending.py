@@ -21,7 +21,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from snitch.model import Action, AskCounts, Pending
+from snitch.model import Action, Pending, PromptCounts
 from tui.format import countdown, port_proto, short_session
 from tui.inert import name_text, plain, shown_name
 
@@ -175,7 +175,7 @@ class PendingView(Vertical):
         return self._table
 
     def on_mount(self) -> None:
-        self.set_counts(AskCounts())
+        self.set_counts(PromptCounts())
         self._show_detail()
 
     def on_resize(self) -> None:
@@ -241,7 +241,7 @@ class PendingView(Vertical):
                 row.busy = text
                 self.table.update_cell(key, "left", self._left(row))
 
-    def set_counts(self, counts: AskCounts) -> None:
+    def set_counts(self, counts: PromptCounts) -> None:
         """What the gateways held back (every session together); hidden while nothing."""
         line = self._counts
         parts = []

@@ -1,0 +1,126 @@
+"""Issue 12, item 4: an SNI the gateway did not verify is never shown as the destination.
+
+A bare address on a TLS port waits for its ClientHello (``FlowGate.deferred``); the SNI
+vouches for the address only if the name table already maps the address to it (a real
+DNS answer), or if the name may be looked up and its answer holds the address. Else the
+item is held by its address with the name as ``claimed``, a lasting decision is stored
+for the address, and the log marks the name as unverified. A name nobody allowed is never
+looked up to check it (that lookup would carry it out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from snitch.asker import Asker
+from snitch.events import EventBus
+from snitch.flowgate import FlowGate
+from snitch.mitm import SnitchAddon
+from snitch.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule, Target
+from snitch.names import NameTable
+from snitch.rulebook import RuleBook
+from snitch.store import RuleStore
+
+ATTACKER = "10.66.0.9"
+_ids = itertools.count(1)
+
+
+def setup(
+    tmp_path: Path, mode: Mode, rules: list[Rule]
+) -> tuple[SnitchAddon, list[dict[str, Any]], list[str]]:
+    bus = EventBus()
+    logged: list[dict[str, Any]] = []
+    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
+    book = RuleBook(tmp_path / "rules.db", rules, mode, "s1")
+    gate = FlowGate(book, NameTable(), bus, "s1")
+    if mode is Mode.ASK:
+        gate.asker = Asker(book, bus, "s1", gate.finish)
+    looked_up: list[str] = []
+
+    async def resolve(name: str) -> list[str]:
+        looked_up.append(name)
+        return ["10.1.1.1"]  # the name's real address: not the attacker's
+
+    gate.resolve = resolve
+    return SnitchAddon(gate, intercept=False), logged, looked_up
+
+
+def deferred_ctx(addon: SnitchAddon, dst: str = ATTACKER) -> Any:
+    """A client connection to ``dst``:443 that the gate deferred to its ClientHello."""
+    n = next(_ids)
+    ctx = SimpleNamespace(
+        client=SimpleNamespace(id=f"c{n}", peername=("10.0.0.2", 40000 + n)),
+        server=SimpleNamespace(address=(dst, 443)),
+    )
+    addon.gate.deferred[FlowKey(Proto.TCP, "10.0.0.2", 40000 + n, dst, 443)] = 0.0
+    return ctx
+
+
+async def test_an_unverified_sni_is_held_by_the_address_and_stored_as_the_address(
+    tmp_path: Path,
+) -> None:
+    addon, logged, looked_up = setup(tmp_path, Mode.ASK, [])
+    asker = addon.gate.asker
+    assert asker is not None
+    verdict = asyncio.create_task(addon.decide(deferred_ctx(addon), "pypi.org"))
+    await asyncio.sleep(0)
+    [item] = asker.pending()
+    assert item.names == [] and item.claimed == "pypi.org" and item.label == ATTACKER
+    assert looked_up == [], "the claimed name was looked up upstream before any decision"
+    asker.decide(DecisionRequest(Action.ALLOW, pending_id=item.id, target=Target.HOST,
+                                 lifetime="always"))  # fmt: skip
+    assert await verdict is True
+    [rule] = RuleStore(tmp_path / "rules.db").list()
+    assert (rule.host, rule.cidr) == (None, f"{ATTACKER}/32")
+    [line] = logged
+    assert line["dst"] == ATTACKER and "names" not in line
+    assert "claimed SNI pypi.org, unverified" in line["reason"]
+
+
+async def test_an_sni_the_name_table_maps_to_the_address_is_verified(tmp_path: Path) -> None:
+    addon, logged, looked_up = setup(tmp_path, Mode.ASK, [])
+    addon.gate.names.add(ATTACKER, "api.example.test", 60)  # from a real DNS answer
+    verdict = asyncio.create_task(addon.decide(deferred_ctx(addon), "api.example.test"))
+    await asyncio.sleep(0)
+    assert addon.gate.asker is not None
+    [item] = addon.gate.asker.pending()
+    assert item.names == ["api.example.test"] and item.claimed == ""
+    addon.gate.asker.decide(DecisionRequest(Action.DENY, pending_id=item.id))
+    assert await verdict is False and looked_up == []
+
+
+async def test_enforce_checks_an_allowed_name_by_resolving_it(tmp_path: Path) -> None:
+    addon, logged, looked_up = setup(
+        tmp_path,
+        Mode.ENFORCE,
+        [
+            Rule(Action.ALLOW, host="api.example.test", port_lo=443, port_hi=443, proto=Proto.TCP)
+        ],  # fmt: skip
+    )
+    assert await addon.decide(deferred_ctx(addon), "api.example.test") is False
+    assert looked_up == ["api.example.test"]  # allowed, so it may be looked up
+    assert logged[-1]["verdict"] == "deny" and "names" not in logged[-1]
+    assert "claimed SNI api.example.test, unverified" in logged[-1]["reason"]
+    # The same name at the address it resolves to is allowed.
+    assert await addon.decide(deferred_ctx(addon, "10.1.1.1"), "api.example.test") is True
+    assert logged[-1]["names"] == ["api.example.test"]
+
+
+async def test_an_undecided_name_is_never_looked_up_to_check_it(tmp_path: Path) -> None:
+    addon, logged, looked_up = setup(tmp_path, Mode.ENFORCE, [])
+    assert await addon.decide(deferred_ctx(addon), "secret-data.exfil.test") is False
+    assert looked_up == []
+    assert "claimed SNI secret-data.exfil.test" in logged[-1]["reason"]
+
+
+async def test_a_deny_rule_naming_the_sni_refuses_it_anywhere(tmp_path: Path) -> None:
+    addon, logged, _ = setup(tmp_path, Mode.ENFORCE, [
+        Rule(Action.ALLOW, cidr=f"{ATTACKER}/32"), Rule(Action.DENY, host="evil.example.test")
+    ])  # fmt: skip
+    assert await addon.decide(deferred_ctx(addon), "evil.example.test") is False
+    assert logged[-1]["verdict"] == "deny" and "deny evil.example.test" in logged[-1]["reason"]
+    assert await addon.decide(deferred_ctx(addon), "fine.example.test") is True
