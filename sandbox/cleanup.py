@@ -1,6 +1,6 @@
 """Removing what sessions created: one session's objects, or every orphan (``coderun gc``).
 
-Every container and network coderun creates carries the labels ``coderun.session``
+Every container, network and volume coderun creates carries the labels ``coderun.session``
 (the session id), ``coderun.owner-pid`` and ``coderun.owner-host``. A session is an
 orphan when none of its objects' owner processes still runs on this host (a warm
 session of ``coderun pool`` has two owners once a run claims it: the pool daemon for
@@ -20,6 +20,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 from docker.models.networks import Network
+from docker.models.volumes import Volume
 
 from sandbox.session import LABEL, OWNER_HOST, OWNER_PID
 
@@ -44,7 +45,8 @@ def _orphaned(labels: dict[str, str]) -> bool:
 
 
 def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
-    """Remove the session's containers (sandbox first) and then its networks."""
+    """Remove the session's containers (sandbox first) and then its networks and
+    volumes."""
     removed: list[str] = []
     selector = {"label": f"{LABEL}={session_id}"}
     containers = client.containers.list(all=True, filters=selector, ignore_removed=True)
@@ -52,7 +54,9 @@ def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
     rest = [c for c in containers if c not in first]
     for batch in (first, rest):  # the sandbox joins the holder's namespace: it goes first
         removed.extend(_parallel(_remove_container, batch))
-    removed.extend(_parallel(_remove_network, client.networks.list(filters=selector)))
+    rest_of_it: list[Network | Volume] = [*client.networks.list(filters=selector),
+                                          *client.volumes.list(filters=selector)]  # fmt: skip
+    removed.extend(_parallel(_remove_network_or_volume, rest_of_it))
     return removed
 
 
@@ -62,6 +66,20 @@ def _remove_container(container: Container) -> str | None:
     except docker.errors.NotFound:
         return None
     return f"container {container.name}"
+
+
+def _remove_network_or_volume(item: Network | Volume) -> str | None:
+    return _remove_network(item) if isinstance(item, Network) else _remove_volume(item)
+
+
+def _remove_volume(volume: Volume) -> str | None:
+    try:
+        volume.remove(force=True)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError:  # still in use (a container going away): gc takes it
+        return None
+    return f"volume {volume.name}"
 
 
 def _remove_network(network: Network) -> str | None:
@@ -94,6 +112,7 @@ def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
     labelled = [c.labels for c in everyone]
     networks = client.networks.list(filters={"label": LABEL})
     labelled += [n.attrs.get("Labels") or {} for n in networks]
+    labelled += [v.attrs.get("Labels") or {} for v in client.volumes.list(filters={"label": LABEL})]
     for labels in labelled:
         sid = labels[LABEL]
         orphaned[sid] = orphaned.get(sid, True) and (everything or _orphaned(labels))

@@ -4,7 +4,9 @@ The host starts the container with its settings in the environment:
 
 ``CODERUN_SESSION``   session id; its files live in ``$CODERUN_DATA/sessions/<id>/``
 ``CODERUN_MODE``      enforce | audit | ask
-``CODERUN_DATA``      the host's data dir, mounted (rules.db, sessions/)
+``CODERUN_DATA``      where the host mounts what the gateway gets of its data dir: this
+                      session's folder (``sessions/<id>/``), the rule store
+                      (``rules/rules.db``), the API token and, when intercepting, ``ca/``
 ``CODERUN_EGRESS_SUBNET`` / ``CODERUN_EGRESS_GATEWAY`` the egress network (its default route)
 ``CODERUN_DNS_UPSTREAM`` resolver to forward allowed lookups to (default: resolv.conf's)
 ``CODERUN_POLICY``    optional policy file (path inside the container) for this run
@@ -16,7 +18,9 @@ The host starts the container with its settings in the environment:
                       default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
 ``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
 ``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
-``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes
+``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes (all private: umask 077)
+``CODERUN_LOG_MAX_BYTES`` / ``CODERUN_LOG_RATE`` / ``CODERUN_LOG_BURST`` what the session's
+                      log takes (``snitch/loglimit.py``; "0" = no limit)
 ``CODERUN_STANDBY``   "1": a warm gateway of ``coderun pool``. It sets up the network
                       and mitmproxy, reports ``standby`` and waits for ``claim.json`` in
                       its session folder: the run's settings (mode, policy, profile,
@@ -47,6 +51,7 @@ from snitch.events import EventBus
 from snitch.fakeip import FakeIPs
 from snitch.flowgate import FlowGate
 from snitch.flowlog import LogWriter
+from snitch.loglimit import LogLimits
 
 if TYPE_CHECKING:
     from snitch.mitm import Mitm
@@ -57,6 +62,7 @@ from snitch.rulebook import RuleBook
 
 log = logging.getLogger("snitch.gateway")
 STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a stat())
+UNUSED_CA_DIR = Path("/tmp/coderun-mitm")  # mitmproxy's CA when it does not intercept
 
 
 def resolv_conf_upstream() -> str:
@@ -82,10 +88,11 @@ class Gateway:
         self.standby = env.get("CODERUN_STANDBY") == "1"
         self.bus = EventBus()
         self.names = NameTable()
-        self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid)
+        self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid,
+                                LogLimits.from_env(env), self.session)  # fmt: skip
         self.bus.subscribe(self.writer.on_event)
         # The store's rules and blocklist load once; configure() sets the run's part.
-        self.rules = RuleBook(self.data / "rules.db", [], Mode.ENFORCE, self.session)
+        self.rules = RuleBook(self.data / "rules" / "rules.db", [], Mode.ENFORCE, self.session)
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
         self.gate.resolve = self.dns.lookup
@@ -117,6 +124,7 @@ class Gateway:
         """This run's settings: mode, rules, ask deadlines, command. A warm gateway
         (``CODERUN_STANDBY``) gets them again from its claim, before any packet."""
         self.mode = Mode(env.get("CODERUN_MODE", "enforce"))
+        self.writer.set_limits(LogLimits.from_env(env))
         extra: list[Rule] = []
         if env.get("CODERUN_POLICY"):
             from snitch.policyfile import load_policy
@@ -151,6 +159,7 @@ class Gateway:
             "gateway_ip": self.sandbox_ip,
             "ask_timeout": self.asker.timeout if self.asker else None,
             "ask_default": str(self.asker.default) if self.asker else None,
+            "log_dropped": self.writer.dropped,
         }
 
     def write_state(self, **state: object) -> None:
@@ -225,10 +234,12 @@ class Gateway:
         starts it before its claim)."""
         from snitch.mitm import Mitm
 
-        mitm = Mitm(self.gate, listen_host, self.data / "ca", self.intercept,
-                    self.upstream_ca)  # fmt: skip
+        # Only an intercepting gateway is given the install's CA (and may make it);
+        # mitmproxy wants one anyway: the others make a throwaway one of their own.
+        confdir = self.data / "ca" if self.intercept else UNUSED_CA_DIR
+        mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca)
         await mitm.start()
-        if self.uid is not None and self.gid is not None:  # the host mounts the CA
+        if self.intercept and self.uid is not None and self.gid is not None:  # the host's CA
             for path in [mitm.confdir, *mitm.confdir.iterdir()]:
                 os.chown(path, self.uid, self.gid)
         await mitm.listening()
@@ -259,13 +270,14 @@ class Gateway:
         self.rules.close()
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
         self.writer.close()
-        self.write_state(state="stopped")
+        self.write_state(state="stopped", log_dropped=self.writer.dropped)
 
 
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )
+    os.umask(0o077)  # every file it writes into the host's data dir is private
     try:
         gateway = Gateway(dict(os.environ))
         asyncio.run(gateway.run())
