@@ -3,13 +3,20 @@ what was dropped.
 
 The sandbox decides how many lines its session logs (every lookup, every flow, every
 garbage datagram is a line). Unbounded, a flood of denied lookups fills the disk, and
-retention then deletes older sessions' logs to make room. So each kind of line
-(``dns deny``, ``flow tcp deny``, ``event dropped bad DNS query``, ...) has its own
-token bucket (``rate`` lines a second, bursts of ``burst``): a flood of one kind does
-not crowd out the others (an allowed flow is still logged while denied lookups pour
-in), and the whole log stops at ``max_bytes``. What is dropped is counted and said in
-the log itself: a summary line every few seconds while lines are dropped, and one when
-the log closes (those lines may use a small reserve beyond the cap).
+retention then deletes older sessions' logs to make room; capped naively, a flood fills
+the cap and what the sandbox does next goes unlogged. So:
+
+- lines of what did *not* leave (denied or held flows and lookups, garbage) are
+  *noise*: each kind (``dns deny``, ``flow tcp deny``, ``event dropped bad DNS query``,
+  ...) has its own token bucket (``rate`` lines a second, bursts of ``burst``), and
+  together they stop at ``NOISE_SHARE`` of the cap;
+- lines of what *left* (allowed flows and lookups, HTTP and TLS lines, which only
+  allowed flows make) and the gateway's own events are not rate-limited and may use
+  the whole cap, ``max_bytes``: a flood of noise never hides an allowed connection.
+
+What is dropped is counted and said in the log itself: a summary line every few seconds
+while lines are dropped, and one when the log closes (those lines may use a small
+reserve beyond the cap).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_KEYS = 64  # kinds of line with their own bucket; the rest share one
+NOISE_SHARE = 0.75  # of the cap: where lines of what did not leave stop
+LEFT_KINDS = frozenset({"http", "tls"})  # made only for flows that were let through
 SUMMARY_RESERVE = 64 * 1024  # bytes beyond the cap for the "dropped" summaries
 OTHER = "other"
 
@@ -58,8 +67,17 @@ def line_kind(payload: Mapping[str, Any]) -> str:
     kind = str(payload.get("kind", ""))
     if kind == "event":
         return f"event {str(payload.get('message', '')).split(':', 1)[0][:40]}".rstrip()
-    parts = (kind, str(payload.get("proto", "")), str(payload.get("verdict", "")))
+    proto = str(payload.get("proto", ""))
+    parts = (kind, "" if proto == kind else proto, str(payload.get("verdict", "")))
     return " ".join(p for p in parts if p)
+
+
+def left(payload: Mapping[str, Any]) -> bool:
+    """A line of what left the sandbox (or of the gateway itself), not noise."""
+    kind = payload.get("kind")
+    if kind == "event":
+        return str(payload.get("message", "")).startswith("gateway ")
+    return payload.get("verdict") == "allow" or kind in LEFT_KINDS
 
 
 class LogLimiter:
@@ -76,8 +94,9 @@ class LogLimiter:
 
     def admit(self, payload: Mapping[str, Any], nbytes: int) -> bool:
         kind = line_kind(payload)
+        noise = not left(payload)
         rate = self.limits.rate
-        if rate is not None:
+        if noise and rate is not None:
             now = time.monotonic()
             bucket = self._buckets.get(kind)
             if bucket is None:
@@ -93,7 +112,7 @@ class LogLimiter:
                 return self._drop(kind)
             bucket[0] = tokens - 1.0
         cap = self.limits.max_bytes
-        if cap is not None and self.size + nbytes > cap:
+        if cap is not None and self.size + nbytes > (cap * NOISE_SHARE if noise else cap):
             self.dropped_by_cap += 1
             return self._drop(kind)
         self.size += nbytes
