@@ -143,6 +143,7 @@ def run(
         parse_user(user or DEFAULT_USER)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--user") from exc
+    paths.data_dir()  # a data dir that is not this user's is refused before anything starts
     envs: dict[str, str] = {}
     for item in env:
         key, sep, value = item.partition("=")

@@ -109,7 +109,7 @@ def run_coderun(home: Path, internet: DemoInternet, tags: dict[str, str]) -> Cal
 
 
 def leftovers(client: docker.DockerClient) -> list[str]:
-    """coderun containers and networks that exist now, except the demo internet's.
+    """coderun containers, networks and volumes that exist now, except the demo internet's.
 
     With CODERUN_HOME set (the ``home`` fixture), only this test's sessions count, so
     runs of other test processes on the same engine do not show up here.
@@ -129,6 +129,9 @@ def leftovers(client: docker.DockerClient) -> list[str]:
     for n in client.networks.list(filters={"label": "coderun.session"}):
         if counts((n.attrs.get("Labels") or {})["coderun.session"]):
             found.append(f"network {n.name}")
+    for v in client.volumes.list(filters={"label": "coderun.session"}):
+        if counts((v.attrs.get("Labels") or {})["coderun.session"]):
+            found.append(f"volume {v.name}")
     return found
 
 
