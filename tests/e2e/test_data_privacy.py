@@ -70,8 +70,11 @@ def assert_sees_only_its_own(seen: list[str], session: str, ca: bool) -> None:
     folders = {"/data", "/data/sessions"}  # the mount points' parents, empty otherwise
     trees = [f"/data/sessions/{session}", "/data/rules", "/data/api-token",
              *(["/data/ca"] if ca else [])]  # fmt: skip
-    strays = [p for p in seen
-              if p not in folders and not any(p == t or p.startswith(t + "/") for t in trees)]  # fmt: skip
+
+    def inside(path: str) -> bool:
+        return path in folders or any(path == t or path.startswith(t + "/") for t in trees)
+
+    strays = [p for p in seen if not inside(p)]
     assert strays == [], strays
     assert f"/data/sessions/{session}/flows.jsonl" in seen
     assert "/data/rules/rules.db" in seen and "/data/api-token" in seen
@@ -113,9 +116,14 @@ def test_a_run_leaves_only_private_files_and_its_gateway_sees_only_its_own(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        session = wait_for(
-            lambda: next((p.name for p in (home / "sessions").iterdir() if p.name != older_id
-                          and (p / "session.json").exists()), None), "the run's session")  # fmt: skip
+
+        def new_session() -> str | None:
+            for p in (home / "sessions").iterdir():
+                if p.name != older_id and (p / "session.json").exists():
+                    return p.name
+            return None
+
+        session = wait_for(new_session, "the run's session")
         assert isinstance(session, str)
         wait_for(lambda: ready(home / "sessions" / session), "the gateway and mitmproxy")
         seen = seen_by_gateway(gateway_of(client, session))
