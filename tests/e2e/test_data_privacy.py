@@ -141,7 +141,7 @@ def test_a_run_leaves_only_private_files_and_its_gateway_sees_only_its_own(
 
 
 def test_a_warm_gateway_sees_only_its_own_and_the_pool_is_private(
-    home: Path, internet: DemoInternet, client: docker.DockerClient
+    home: Path, internet: DemoInternet, client: docker.DockerClient, tmp_path: Path
 ) -> None:
     started = cli("pool", "start", *net_args(internet))
     assert started.returncode == 0, started.stderr + started.stdout
@@ -149,9 +149,12 @@ def test_a_warm_gateway_sees_only_its_own_and_the_pool_is_private(
         ready = [p.name.split(".")[0] for p in (home / "pool").glob("*.ready")]
         assert len(ready) == 1
         assert_sees_only_its_own(seen_by_gateway(gateway_of(client, ready[0])), ready[0], ca=False)
-        run = cli("run", *net_args(internet), "-v", f"{PROBE}:/probe.py:ro", "--",
-                  "python3", "/probe.py", "http:http://api.example.test/pooled")  # fmt: skip
-        assert run.returncode == 0, run.stderr
+        # the probe as a script: copied in through the warm pair's holder
+        policy = tmp_path / "policy.toml"
+        policy.write_text(POLICY)
+        run = cli("run", *net_args(internet), "--policy", str(policy), str(PROBE),
+                  "http:http://api.example.test/pooled")  # fmt: skip
+        assert run.returncode == 0 and '"ok": true' in run.stdout, run.stderr + run.stdout
         assert (home / "sessions" / ready[0] / "claim.json").exists()  # it was claimed
         assert not_private(home) == []
     finally:
