@@ -65,6 +65,15 @@ STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a s
 UNUSED_CA_DIR = Path("/tmp/coderun-mitm")  # mitmproxy's CA when it does not intercept
 
 
+def make_unused_ca(confdir: Path) -> None:
+    """mitmproxy's CA for a gateway that does not intercept (never trusted by anyone;
+    key generation takes a tenth of a second, so it runs while the gateway starts)."""
+    from mitmproxy.certs import CertStore
+
+    confdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    CertStore.from_store(confdir, "mitmproxy", 2048)
+
+
 def resolv_conf_upstream() -> str:
     for line in Path("/etc/resolv.conf").read_text().splitlines():
         parts = line.split()
@@ -118,6 +127,7 @@ class Gateway:
         self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
         self.upstream_ca = env.get("CODERUN_UPSTREAM_CA") or None
         self.mitm: Mitm | None = None
+        self.unused_ca: asyncio.Future[None] | None = None
         self.configure(env)
 
     def configure(self, env: dict[str, str]) -> None:
@@ -171,6 +181,9 @@ class Gateway:
         tmp.replace(path)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.web_ports and not self.intercept:  # made meanwhile, off the event loop
+            self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
         self.gate.own_addresses = frozenset(netfilter.own_addresses())
         if self.web_ports:
@@ -181,7 +194,6 @@ class Gateway:
         else:
             netfilter.apply(ifs)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         if self.standby:
@@ -237,6 +249,8 @@ class Gateway:
         # Only an intercepting gateway is given the install's CA (and may make it);
         # mitmproxy wants one anyway: the others make a throwaway one of their own.
         confdir = self.data / "ca" if self.intercept else UNUSED_CA_DIR
+        if self.unused_ca is not None:
+            await self.unused_ca
         mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca)
         await mitm.start()
         if self.intercept and self.uid is not None and self.gid is not None:  # the host's CA
