@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,6 +144,9 @@ def run(
         parse_user(user or DEFAULT_USER)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--user") from exc
+    for value, hint in ((memory, "--memory"), (tmpfs_size, "--tmpfs-size")):
+        if not re.fullmatch(r"[1-9][0-9]*[kmgKMG]?", value):
+            raise click.BadParameter(f"{value!r}: a size like 512m or 2g", param_hint=hint)
     paths.data_dir()  # a data dir that is not this user's is refused before anything starts
     envs: dict[str, str] = {}
     for item in env:

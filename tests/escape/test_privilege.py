@@ -172,3 +172,11 @@ def test_runsc_sandbox_runs_under_gvisor_behind_the_gateway(
     assert result.dns(qname="evil.example.test", verdict="deny")
     assert result.flows(dst=tracker, dport=80, verdict="deny")
     assert [e for e in result.log if e.kind is EntryKind.HTTP and "/gvisor" in e.url]
+
+
+@pytest.mark.parametrize("option", ["--memory", "--tmpfs-size"])
+def test_a_bad_size_is_refused(option: str) -> None:
+    proc = subprocess.run(
+        coderun_cmd("run", option, "lots", "--", "true"), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "a size like 512m" in proc.stderr, proc.stderr
