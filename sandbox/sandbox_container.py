@@ -57,13 +57,9 @@ def parse_user(text: str) -> SandboxUser:
     if text == "root":
         return SandboxUser(0, 0)
     uid, sep, gid = text.partition(":")
-    try:
-        user = SandboxUser(int(uid), int(gid) if sep else int(uid))
-    except ValueError:
-        raise ValueError(f"--user {text!r}: expected root, UID or UID:GID (numbers)") from None
-    if user.uid < 0 or user.gid < 0:
-        raise ValueError(f"--user {text!r}: ids cannot be negative")
-    return user
+    if not uid.isdigit() or (sep and not gid.isdigit()):
+        raise ValueError(f"--user {text!r}: expected root, UID or UID:GID (numbers)")
+    return SandboxUser(int(uid), int(gid) if sep else int(uid))
 
 
 def default_cpus() -> float:
