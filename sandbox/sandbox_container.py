@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ def parse_user(text: str) -> SandboxUser:
     if text == "root":
         return SandboxUser(0, 0)
     uid, sep, gid = text.partition(":")
-    if not uid.isdigit() or (sep and not gid.isdigit()):
+    if not re.fullmatch(r"[0-9]+", uid) or (sep and not re.fullmatch(r"[0-9]+", gid)):
         raise ValueError(f"--user {text!r}: expected root, UID or UID:GID (numbers)")
     return SandboxUser(int(uid), int(gid) if sep else int(uid))
 
