@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -23,6 +24,9 @@ from docker.models.networks import Network
 from docker.models.volumes import Volume
 
 from sandbox.session import LABEL, OWNER_HOST, OWNER_PID
+
+RETRIES = 4
+RETRY_SECONDS = 0.25
 
 
 def pid_alive(pid: int) -> bool:
@@ -72,23 +76,41 @@ def _remove_network_or_volume(item: Network | Volume) -> str | None:
     return _remove_network(item) if isinstance(item, Network) else _remove_volume(item)
 
 
+def _with_retries(remove: Callable[[], None]) -> None:
+    """A network or volume whose container is being removed by someone else (another
+    run's gc, a pool daemon) is still in use for a moment: try again a few times."""
+    for attempt in range(RETRIES):
+        try:
+            remove()
+            return
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(RETRY_SECONDS * (attempt + 1))
+
+
 def _remove_volume(volume: Volume) -> str | None:
     try:
-        volume.remove(force=True)
+        _with_retries(lambda: volume.remove(force=True))
     except docker.errors.NotFound:
         return None
-    except docker.errors.APIError:  # still in use (a container going away): gc takes it
+    except docker.errors.APIError:  # still in use: gc takes it
         return None
     return f"volume {volume.name}"
 
 
 def _remove_network(network: Network) -> str | None:
-    try:
+    def remove() -> None:
         network.reload()
         for cid in list(network.attrs.get("Containers") or {}):
             with contextlib.suppress(docker.errors.APIError):
                 network.disconnect(cid, force=True)
         network.remove()
+
+    try:
+        _with_retries(remove)
     except docker.errors.NotFound:
         return None
     return f"network {network.name}"

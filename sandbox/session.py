@@ -389,6 +389,9 @@ class Session:
     def _setup_holder(self) -> None:
         """Re-address the holder's namespace: a /32 whose only route is the gateway."""
         assert self.holder is not None
+        if not self.gateway_ip:  # it exited before it was on the sandbox network
+            self._gateway_failed()
+            raise SessionError("the gateway has no address on the sandbox network")
         code, out = self.holder.exec_run(["sh", "-c", HOLDER_SCRIPT],
                                          environment={"GATEWAY_IP": self.gateway_ip})  # fmt: skip
         if code != 0:
