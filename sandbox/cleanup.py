@@ -25,7 +25,7 @@ from docker.models.volumes import Volume
 
 from sandbox.session import LABEL, OWNER_HOST, OWNER_PID
 
-RETRIES = 6  # about 5 s in all: a busy engine may take that long to remove a container
+RETRIES = 6  # up to ~4 s in all: a busy engine may take that long to remove a container
 RETRY_SECONDS = 0.25
 
 
