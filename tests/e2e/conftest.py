@@ -123,7 +123,9 @@ def leftovers(client: docker.DockerClient) -> list[str]:
         return not session.startswith("internet-") and (ours is None or session in ours)
 
     found = []
-    for c in client.containers.list(all=True, filters={"label": "coderun.session"}):
+    for c in client.containers.list(
+        all=True, filters={"label": "coderun.session"}, ignore_removed=True
+    ):
         if counts(c.labels["coderun.session"]):
             found.append(f"container {c.name}")
     for n in client.networks.list(filters={"label": "coderun.session"}):
