@@ -41,7 +41,9 @@ fi
 if [ "$(id -u)" -eq 0 ] && [ "${CODERUN_SETUP_RUNSC:-1}" = 1 ]; then
   if ! command -v runsc >/dev/null 2>&1; then
     say "installing runsc (gVisor) ..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null 2>&1 \
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null 2>&1; }; } \
       || say "runsc is not available here: --runtime runsc and its test are skipped"
   fi
   if command -v runsc >/dev/null 2>&1 \
