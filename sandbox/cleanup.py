@@ -1,6 +1,6 @@
 """Removing what sessions created: one session's objects, or every orphan (``coderun gc``).
 
-Every container and network coderun creates carries the labels ``coderun.session``
+Every container, network and volume coderun creates carries the labels ``coderun.session``
 (the session id), ``coderun.owner-pid`` and ``coderun.owner-host``. A session is an
 orphan when none of its objects' owner processes still runs on this host (a warm
 session of ``coderun pool`` has two owners once a run claims it: the pool daemon for
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -20,8 +21,12 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 from docker.models.networks import Network
+from docker.models.volumes import Volume
 
 from sandbox.session import LABEL, OWNER_HOST, OWNER_PID
+
+RETRIES = 6  # up to ~4 s in all: a busy engine may take that long to remove a container
+RETRY_SECONDS = 0.25
 
 
 def pid_alive(pid: int) -> bool:
@@ -44,7 +49,8 @@ def _orphaned(labels: dict[str, str]) -> bool:
 
 
 def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
-    """Remove the session's containers (sandbox first) and then its networks."""
+    """Remove the session's containers (sandbox first) and then its networks and
+    volumes."""
     removed: list[str] = []
     selector = {"label": f"{LABEL}={session_id}"}
     containers = client.containers.list(all=True, filters=selector, ignore_removed=True)
@@ -52,7 +58,9 @@ def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
     rest = [c for c in containers if c not in first]
     for batch in (first, rest):  # the sandbox joins the holder's namespace: it goes first
         removed.extend(_parallel(_remove_container, batch))
-    removed.extend(_parallel(_remove_network, client.networks.list(filters=selector)))
+    rest_of_it: list[Network | Volume] = [*client.networks.list(filters=selector),
+                                          *client.volumes.list(filters=selector)]  # fmt: skip
+    removed.extend(_parallel(_remove_network_or_volume, rest_of_it))
     return removed
 
 
@@ -64,13 +72,45 @@ def _remove_container(container: Container) -> str | None:
     return f"container {container.name}"
 
 
-def _remove_network(network: Network) -> str | None:
+def _remove_network_or_volume(item: Network | Volume) -> str | None:
+    return _remove_network(item) if isinstance(item, Network) else _remove_volume(item)
+
+
+def _with_retries(remove: Callable[[], None]) -> None:
+    """A network or volume whose container is being removed by someone else (another
+    run's gc, a pool daemon) is still in use for a moment: try again a few times."""
+    for attempt in range(RETRIES):
+        try:
+            remove()
+            return
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(RETRY_SECONDS * (attempt + 1))
+
+
+def _remove_volume(volume: Volume) -> str | None:
     try:
+        _with_retries(lambda: volume.remove(force=True))
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError:  # still in use: gc takes it
+        return None
+    return f"volume {volume.name}"
+
+
+def _remove_network(network: Network) -> str | None:
+    def remove() -> None:
         network.reload()
         for cid in list(network.attrs.get("Containers") or {}):
             with contextlib.suppress(docker.errors.APIError):
                 network.disconnect(cid, force=True)
         network.remove()
+
+    try:
+        _with_retries(remove)
     except docker.errors.NotFound:
         return None
     return f"network {network.name}"
@@ -94,6 +134,7 @@ def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
     labelled = [c.labels for c in everyone]
     networks = client.networks.list(filters={"label": LABEL})
     labelled += [n.attrs.get("Labels") or {} for n in networks]
+    labelled += [v.attrs.get("Labels") or {} for v in client.volumes.list(filters={"label": LABEL})]
     for labels in labelled:
         sid = labels[LABEL]
         orphaned[sid] = orphaned.get(sid, True) and (everything or _orphaned(labels))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,12 @@ class LazyGroup(click.Group):
 
             command.add_command(from_session)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except paths.DataDirError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def docker_client() -> docker.DockerClient:
@@ -116,18 +123,34 @@ def main() -> None:
 @click.option("--profile", help="Rule profile that applies to this run (besides global rules).")
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
 @click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER[:ro] bind mount.")
-@click.option("-w", "--workdir", help="Working directory inside the sandbox.")
+@click.option("-w", "--workdir", help="Working directory inside the sandbox (a fresh tmpfs "
+              "unless a -v mount covers it).")
+@click.option("--user", default=None, metavar="root|UID[:GID]",
+              help="Run the sandbox as this user (default: uid 1000, the images' coderun).")
+@click.option("--cpus", type=click.FloatRange(min=0.01), default=None,
+              help="CPU quota of the sandbox (default: half of this machine's, at least 1).")
+@click.option("--memory", default="2g", show_default=True,
+              help="Memory limit of the sandbox (no swap beyond it).")
+@click.option("--pids", type=click.IntRange(min=16), default=1024, show_default=True,
+              help="Most processes and threads the sandbox may have.")
+@click.option("--tmpfs-size", default="1g", show_default=True,
+              help="Size of each writable place of the read-only root (/tmp, /var/tmp, "
+              "home, workdir); counts against --memory.")
+@click.option("--runtime", default=None,
+              help="Container runtime of the sandbox, e.g. runsc (gVisor) where the engine has it.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
     ask_default: str, max_pending: int, prompt: str | None, intercept_tls: bool,
     upstream_ca: Path | None, web_ports: str, egress_network: str | None,
     dns_upstream: str | None, private_answers: str, profile: str | None, env: tuple[str, ...],
-    volumes: tuple[str, ...], workdir: str | None, command: tuple[str, ...],
+    volumes: tuple[str, ...], workdir: str | None, user: str | None, cpus: float | None,
+    memory: str, pids: int, tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
     from sandbox import images
     from sandbox.runner import run_session
+    from sandbox.sandbox_container import DEFAULT_USER, parse_user
     from sandbox.session import SessionConfig
 
     if policy_file is not None:
@@ -137,6 +160,14 @@ def run(
             load_policy(policy_file)
         except PolicyError as exc:
             raise click.ClickException(str(exc)) from exc
+    try:
+        parse_user(user or DEFAULT_USER)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--user") from exc
+    for value, hint in ((memory, "--memory"), (tmpfs_size, "--tmpfs-size")):
+        if not re.fullmatch(r"[1-9][0-9]*[kmgKMG]?", value):
+            raise click.BadParameter(f"{value!r}: a size like 512m or 2g", param_hint=hint)
+    paths.data_dir()  # a data dir that is not this user's is refused before anything starts
     envs: dict[str, str] = {}
     for item in env:
         key, sep, value = item.partition("=")
@@ -150,6 +181,12 @@ def run(
     mode = mode or ("ask" if terminal else "enforce")
     prompt = prompt or ("dashboard" if terminal else "none")
     client = docker_client()
+    if runtime and runtime not in (client.info().get("Runtimes") or {}):
+        raise click.BadParameter(
+            f"the Docker engine has no runtime {runtime!r} (for gVisor: install runsc and "
+            "register it in /etc/docker/daemon.json, see scripts/setup.sh)",
+            param_hint="--runtime",
+        )
     tags = images.build(client)
     config = SessionConfig(
         command=args, image=images.resolve_runtime(client, image, tags),
@@ -158,7 +195,8 @@ def run(
         env=envs, volumes=list(volumes), workdir=workdir, script=script, profile=profile,
         ask_timeout=ask_timeout, ask_default=ask_default, max_pending=max_pending,
         intercept_tls=intercept_tls, upstream_ca=upstream_ca, web_ports=web_ports,
-        private_answers=private_answers,
+        private_answers=private_answers, user=user or DEFAULT_USER, cpus=cpus,
+        memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
     )  # fmt: skip
     if mode == "ask" and prompt != "none":
         from sandbox.interactive import run_interactive

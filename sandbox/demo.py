@@ -37,7 +37,7 @@ def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
     internet = start_internet(client, tags["internet"])
     try:
         ca = paths.data_dir() / "demo-internet-ca.pem"
-        ca.write_bytes(internet.ca_pem())
+        paths.write_private(ca, internet.ca_pem())
         config = SessionConfig(
             command=[], script=EXAMPLES / "install.sh", image=tags["sandbox-bash"],
             gateway_image=tags["gateway"], image_name="bash",

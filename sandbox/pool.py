@@ -49,9 +49,7 @@ REAP_DELAY_SECONDS = 0.5  # a used pair is removed this long after its run ended
 
 
 def pool_dir() -> Path:
-    path = paths.data_dir() / "pool"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return paths.private_dir(paths.data_dir() / "pool")
 
 
 def _code_digest() -> str:
@@ -110,9 +108,7 @@ def _age(path: Path) -> float:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + "-tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    paths.write_private(path, json.dumps(data))
 
 
 # -- the run's side ------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def pool_start(size: int, idle: float, egress_network: str | None, dns_upstream:
         cmd += ["--dns-upstream", dns_upstream]
     if intercept_tls:
         cmd.append("--intercept-tls")
-    log = open(pool_dir() / "daemon.log", "ab")  # noqa: SIM115 - handed to the daemon
+    fd = os.open(pool_dir() / "daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log = os.fdopen(fd, "ab")  # handed to the daemon
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True, env=dict(os.environ))  # fmt: skip
     log.close()

@@ -125,7 +125,7 @@ def prune_logs() -> None:
         days = float(os.environ.get("CODERUN_LOG_KEEP_DAYS") or 30)
         max_mb = float(os.environ.get("CODERUN_LOG_MAX_MB") or 1024)
         prune(paths.sessions_dir(), days, int(max_mb * 1024 * 1024))
-    except (OSError, ValueError):
+    except (OSError, ValueError, paths.DataDirError):
         pass  # retention must never stop a run
 
 

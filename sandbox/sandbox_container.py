@@ -1,21 +1,95 @@
-"""The sandbox container of a session: what it mounts, sees and may not do."""
+"""The sandbox container of a session: what it mounts, sees and may not do.
+
+By default the sandbox runs as uid 1000 (the images' ``coderun`` user) with no
+capabilities at all, ``no-new-privileges``, a CPU quota, a memory limit without swap, a
+pids limit and a read-only root: it writes only to size-limited tmpfs mounts (``/tmp``,
+``/var/tmp``, its home, the working directory) and to the ``-v`` mounts it was given.
+The engine here (overlay2 on ext4) cannot limit the size of a writable layer
+(``--storage-opt size`` needs xfs with project quotas), so the root is read-only rather
+than unbounded. Its resolver is written into the holder's own ``/etc/resolv.conf``
+(which Docker gives a sandbox sharing the holder's network), and the script and CA
+bundle come from the session's files volume (``sandbox/injected.py``): the sandbox's
+mount table shows no host path of coderun's. ``/etc/hosts`` and ``/etc/hostname`` are
+the holder's, mounted read-only with the root.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+import posixpath
+import re
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 from docker.models.containers import Container
 
-from sandbox import paths
+from sandbox import injected, paths
 
 if TYPE_CHECKING:
-    from sandbox.session import Session
+    from sandbox.session import Session, SessionConfig
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+DEFAULT_USER = "1000:1000"  # the coderun user of the sandbox images
+USER_HOME = "/home/coderun"
+RUNTIME_WORKDIR = "/work"  # the WORKDIR of coderun's own sandbox images
+CPU_PERIOD = 100_000  # microseconds; the quota is cpus * this
+
+
+@dataclass(frozen=True)
+class SandboxUser:
+    uid: int
+    gid: int
+
+    @property
+    def spec(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+    @property
+    def home(self) -> str:
+        return "/root" if self.uid == 0 else USER_HOME
+
+
+def parse_user(text: str) -> SandboxUser:
+    """``root``, ``UID`` or ``UID:GID`` (numbers: the image's names are not looked up)."""
+    if text == "root":
+        return SandboxUser(0, 0)
+    uid, sep, gid = text.partition(":")
+    if not re.fullmatch(r"[0-9]+", uid) or (sep and not re.fullmatch(r"[0-9]+", gid)):
+        raise ValueError(f"--user {text!r}: expected root, UID or UID:GID (numbers)")
+    return SandboxUser(int(uid), int(gid) if sep else int(uid))
+
+
+def default_cpus() -> float:
+    """Half of this machine's CPUs, at least one: the gateway and the person's terminal
+    keep their share while the sandbox builds."""
+    return max(1.0, (os.cpu_count() or 2) / 2)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def writable_mounts(cfg: SessionConfig, user: SandboxUser, targets: list[str]) -> dict[str, str]:
+    """The size-limited tmpfs mounts of a read-only root (none where a ``-v`` mount
+    covers the place: its files go to the host folder the person chose)."""
+    from sandbox.images import RUNTIMES
+
+    size = cfg.tmpfs_size
+    owned = f"size={size},uid={user.uid},gid={user.gid},exec,nosuid,nodev"
+    shared = f"size={size},mode=1777,exec,nosuid,nodev"
+    wanted = {"/tmp": shared, "/var/tmp": shared, user.home: f"{owned},mode=0700"}
+    workdir = cfg.workdir or (RUNTIME_WORKDIR if cfg.image_name in RUNTIMES else None)
+    if workdir and posixpath.normpath(workdir) != "/":
+        wanted.setdefault(posixpath.normpath(workdir), f"{owned},mode=0755")
+    return {
+        path: options
+        for path, options in wanted.items()
+        if not any(_inside(path, target) for target in targets)
+    }
 
 
 def create_sandbox(session: Session, name: str) -> Container:
@@ -24,15 +98,27 @@ def create_sandbox(session: Session, name: str) -> Container:
 
     cfg = session.config
     assert session.holder is not None
-    resolv = session.dir / "resolv.conf"
-    resolv.write_text(f"nameserver {session.gateway_ip}\noptions timeout:2 attempts:2\n")
-    volumes: dict[str, dict[str, str]] = {
-        str(resolv): {"bind": "/etc/resolv.conf", "mode": "ro"},
-    }
+    try:
+        user = parse_user(cfg.user)
+    except ValueError as exc:
+        raise SessionError(str(exc)) from exc
+    volumes: dict[str, dict[str, str]] = {}
+    targets: list[str] = []
+    for spec in cfg.volumes:
+        parts = spec.split(":")
+        if len(parts) < 2 or not parts[0] or not parts[1].startswith("/"):
+            raise SessionError(f"--volume {spec!r}: expected HOST:/CONTAINER[:ro]")
+        mode = parts[2] if len(parts) > 2 else "rw"
+        volumes[str(Path(parts[0]).resolve())] = {"bind": parts[1], "mode": mode}
+        targets.append(posixpath.normpath(parts[1]))
     env = dict(cfg.env)
+    env.setdefault("HOME", user.home)
+    files: dict[str, tuple[bytes, int]] = {}
+    places: dict[str, str] = {}
     if cfg.intercept_tls:
-        volumes[str(ca_bundle(session))] = {"bind": SYSTEM_BUNDLE, "mode": "ro"}
-        volumes[str(ca_cert())] = {"bind": "/coderun/ca.pem", "mode": "ro"}
+        files["ca-bundle.pem"] = (ca_bundle(session), 0o444)
+        files["ca.pem"] = (ca_cert().read_bytes(), 0o444)
+        places.update({"ca-bundle.pem": SYSTEM_BUNDLE, "ca.pem": "/coderun/ca.pem"})
         for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
                     "GIT_SSL_CAINFO"):  # fmt: skip
             env.setdefault(var, SYSTEM_BUNDLE)
@@ -40,15 +126,22 @@ def create_sandbox(session: Session, name: str) -> Container:
     command = list(cfg.command)
     if cfg.script is not None:
         target = f"/coderun/{cfg.script.name}"
-        volumes[str(cfg.script.resolve())] = {"bind": target, "mode": "ro"}
+        files["script"] = (cfg.script.read_bytes(), 0o555)
+        places["script"] = target
         interpreter = ["python3"] if cfg.script.suffix == ".py" else ["bash"]
         command = [*interpreter, target, *command]
-    for spec in cfg.volumes:
-        parts = spec.split(":")
-        if len(parts) < 2:
-            raise SessionError(f"--volume {spec!r}: expected HOST:CONTAINER[:ro]")
-        mode = parts[2] if len(parts) > 2 else "rw"
-        volumes[str(Path(parts[0]).resolve())] = {"bind": parts[1], "mode": mode}
+    if files:
+        if session.files_volume is None:
+            raise SessionError(f"session {session.id} has no files volume")
+        try:
+            injected.put_files(session.holder, files)
+        except (RuntimeError, docker.errors.APIError) as exc:
+            raise SessionError(f"putting the script/CA into the sandbox failed: {exc}") from exc
+        volumes.update(injected.binds(session.files_volume, places))
+    cpus = cfg.cpus if cfg.cpus is not None else default_cpus()
+    options: dict[str, Any] = {}
+    if cfg.runtime:
+        options["runtime"] = cfg.runtime
     container: Container = session.client.containers.create(
         cfg.image,
         command=command,
@@ -60,19 +153,26 @@ def create_sandbox(session: Session, name: str) -> Container:
         working_dir=cfg.workdir,
         tty=cfg.tty,
         stdin_open=False,
-        cap_drop=["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE"],
+        user=user.spec,
+        cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
+        read_only=True,
+        tmpfs=writable_mounts(cfg, user, targets),
         pids_limit=cfg.pids,
         mem_limit=cfg.memory,
+        memswap_limit=cfg.memory,  # the same: no swap
+        cpu_period=CPU_PERIOD,
+        cpu_quota=int(cpus * CPU_PERIOD),
+        **options,
     )
     return container
 
 
 def ca_cert() -> Path:
-    return paths.data_dir() / "ca" / "mitmproxy-ca-cert.pem"
+    return paths.ca_dir() / "mitmproxy-ca-cert.pem"
 
 
-def ca_bundle(session: Session) -> Path:
+def ca_bundle(session: Session) -> bytes:
     """The sandbox image's own CA bundle plus the install's interception CA."""
     probe = session.client.containers.create(session.config.image, command=["true"],
                                              labels=session.role_labels("probe"))  # fmt: skip
@@ -85,6 +185,4 @@ def ca_bundle(session: Session) -> Path:
         system = b""
     finally:
         probe.remove(force=True)
-    bundle = session.dir / "ca-bundle.pem"
-    bundle.write_bytes(system + b"\n" + ca_cert().read_bytes())
-    return bundle
+    return system + b"\n" + ca_cert().read_bytes()

@@ -26,9 +26,11 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 from docker.models.networks import Network
+from docker.models.volumes import Volume
 
 import snitch
-from sandbox import paths
+from sandbox import injected, paths
+from sandbox.sandbox_container import DEFAULT_USER
 from snitch.flood import DEFAULT_MAX_PENDING
 from snitch.model import Mode
 
@@ -51,6 +53,9 @@ ip route add default via "$GATEWAY_IP" dev eth0 onlink
 iptables -A OUTPUT -d 127.0.0.11 -j DROP
 # Broadcast and multicast would reach the bridge (and the host) without a route.
 iptables -A OUTPUT -o eth0 -m addrtype ! --dst-type UNICAST -j DROP
+# The sandbox gets this namespace's resolv.conf (and hosts, hostname) from Docker, read-only:
+# its only resolver is the gateway, and no host path shows in its mount table.
+printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$GATEWAY_IP" > /etc/resolv.conf
 """
 
 
@@ -74,8 +79,12 @@ class SessionConfig:
     script: Path | None = None
     profile: str | None = None
     tty: bool = False
-    memory: str = "2g"
+    memory: str = "2g"  # and as much with swap: none
     pids: int = 1024
+    user: str = DEFAULT_USER  # "root", "UID" or "UID:GID"
+    cpus: float | None = None  # None: half of this machine's CPUs, at least one
+    tmpfs_size: str = "1g"  # each writable place of the read-only root
+    runtime: str | None = None  # e.g. "runsc" (gVisor); None: the engine's default
     ask_timeout: float = 60.0
     ask_default: str = "deny"
     max_pending: int = DEFAULT_MAX_PENDING  # ask mode: items waiting at once
@@ -83,6 +92,26 @@ class SessionConfig:
     upstream_ca: Path | None = None  # a CA the gateway trusts upstream (when intercepting)
     web_ports: str = "80,443"
     private_answers: str = "deny"  # may a name lead to private/CGNAT ranges? (addresses.py)
+
+
+def log_limits_env(host_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The gateway's log limits from this user's environment: ``CODERUN_LOG_SESSION_MAX_MB``
+    (a session log's size cap), ``CODERUN_LOG_RATE`` (lines a second per kind of line) and
+    ``CODERUN_LOG_BURST``; "0" lifts a limit, unset keeps the gateway's default."""
+    from snitch.loglimit import ENV_BURST, ENV_MAX_BYTES, ENV_RATE, LogLimits
+
+    src = os.environ if host_env is None else host_env
+    out: dict[str, str] = {}
+    try:
+        if src.get("CODERUN_LOG_SESSION_MAX_MB"):
+            out[ENV_MAX_BYTES] = str(int(float(src["CODERUN_LOG_SESSION_MAX_MB"]) * 1024 * 1024))
+        for var, key in (("CODERUN_LOG_RATE", ENV_RATE), ("CODERUN_LOG_BURST", ENV_BURST)):
+            if src.get(var):
+                out[key] = src[var]
+        LogLimits.from_env(out)
+    except ValueError as exc:
+        raise SessionError(f"bad CODERUN_LOG_* setting: {exc}") from exc
+    return out
 
 
 def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float = 0.02) -> Any:
@@ -112,7 +141,7 @@ class Session:
         self.config = config
         self.id = warm_id or uuid.uuid4().hex[:12]
         self.dir = paths.sessions_dir() / self.id
-        self.dir.mkdir(parents=True, exist_ok=warm_id is not None)
+        self.dir.mkdir(mode=paths.PRIVATE_DIR, exist_ok=warm_id is not None)
         self.warm = warm_id is not None  # adopting a pool's pair: record saved on claim
         self.labels = {
             LABEL: self.id,
@@ -124,6 +153,7 @@ class Session:
         self.gateway: Container | None = None
         self.holder: Container | None = None
         self.sandbox: Container | None = None
+        self.files_volume: Volume | None = None  # the script and CA bundle (injected.py)
         self.gateway_ip = ""
         self.sandbox_ip = ""
         self.record: dict[str, Any] = {
@@ -140,9 +170,7 @@ class Session:
 
     # -- record -----------------------------------------------------------------------------
     def save_record(self) -> None:
-        tmp = self.dir / "session.tmp"
-        tmp.write_text(json.dumps(self.record, indent=1))
-        tmp.replace(self.dir / "session.json")
+        paths.write_private(self.dir / "session.json", json.dumps(self.record, indent=1))
 
     @property
     def log_path(self) -> Path:
@@ -182,15 +210,14 @@ class Session:
             elif role == "holder":
                 self.holder = container
         self.networks = self.client.networks.list(filters=selector)
+        self.files_volume = next(iter(self.client.volumes.list(filters=selector)), None)
         if self.gateway is None or self.holder is None:
             raise SessionError(f"warm session {self.id} is gone")
         inner = f"coderun-{self.id}-net"
         self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner]["IPAddress"]
         self.sandbox_ip = self.holder.attrs["NetworkSettings"]["Networks"][inner]["IPAddress"]
         self.containers = [self.gateway, self.holder]
-        claim = self.dir / "claim.tmp"
-        claim.write_text(json.dumps(self._run_env()))
-        claim.replace(self.dir / "claim.json")
+        paths.write_private(self.dir / "claim.json", json.dumps(self._run_env()))
         self.save_record()
         self._create_sandbox(f"coderun-{self.id}")
         _wait(self._ready_check(), "the gateway")
@@ -215,6 +242,7 @@ class Session:
             options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
         )
         self.networks.append(inner)
+        self.files_volume = injected.create_volume(c, f"{name}-files", self.role_labels("files"))
         # Gateway and holder start side by side (Docker's API calls are slow one by one);
         # the holder's network is set up once the gateway's address is known.
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -235,22 +263,21 @@ class Session:
             "CODERUN_IMAGE": self.config.image_name,
             "CODERUN_PRIVATE_ANSWERS": self.config.private_answers,
         }
+        env.update(log_limits_env())
         if self.config.profile:
             env["CODERUN_PROFILE"] = self.config.profile
         if self.config.policy_file is not None:
-            (self.dir / "policy.toml").write_bytes(self.config.policy_file.read_bytes())
+            paths.write_private(self.dir / "policy.toml", self.config.policy_file.read_bytes())
             env["CODERUN_POLICY"] = f"/data/sessions/{self.id}/policy.toml"
         return env
 
     def _start_gateway(
         self, name: str, egress: Network, inner: Network, standby: bool = False
     ) -> Callable[[], bool]:
-        data = paths.data_dir()
         egress.reload()
         ipam = (egress.attrs.get("IPAM", {}).get("Config") or [{}])[0]
         if not ipam.get("Subnet"):
             raise SessionError(f"egress network {egress.name} has no IPv4 subnet")
-        paths.api_token()  # the gateway reads it from the data dir
         from sandbox.host_networks import ENV, host_networks
 
         env = {
@@ -267,7 +294,7 @@ class Session:
         if self.config.intercept_tls:
             env["CODERUN_INTERCEPT_TLS"] = "1"
         if self.config.upstream_ca is not None:
-            (self.dir / "upstream-ca.pem").write_bytes(self.config.upstream_ca.read_bytes())
+            paths.write_private(self.dir / "upstream-ca.pem", self.config.upstream_ca.read_bytes())
             env["CODERUN_UPSTREAM_CA"] = f"/data/sessions/{self.id}/upstream-ca.pem"
         if self.config.dns_upstream:
             env["CODERUN_DNS_UPSTREAM"] = self.config.dns_upstream
@@ -290,7 +317,7 @@ class Session:
             },
             volumes={
                 str(snitch_dir): {"bind": "/opt/coderun/snitch", "mode": "ro"},
-                str(data): {"bind": "/data", "mode": "rw"},
+                **self._gateway_data_mounts(),
             },
         )
         self.containers.append(self.gateway)
@@ -298,6 +325,19 @@ class Session:
         self.gateway.reload()
         self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
         return self._ready_check()
+
+    def _gateway_data_mounts(self) -> dict[str, dict[str, str]]:
+        """What the gateway gets of the data dir: its own session folder and the rule
+        store (read-write), the API token (read-only) and, only when it intercepts TLS,
+        the CA. No other session, not the pool."""
+        mounts = {
+            str(self.dir): {"bind": f"/data/sessions/{self.id}", "mode": "rw"},
+            str(paths.rules_dir()): {"bind": "/data/rules", "mode": "rw"},
+            str(paths.api_token_path()): {"bind": "/data/api-token", "mode": "ro"},
+        }
+        if self.config.intercept_tls:
+            mounts[str(paths.ca_dir())] = {"bind": "/data/ca", "mode": "rw"}
+        return mounts
 
     def _ready_check(self) -> Callable[[], bool]:
         # With web ports, wait for mitmproxy too (it loads after "ready"): the sandbox's
@@ -340,6 +380,7 @@ class Session:
             network=inner.name,
             labels=self.role_labels("holder"),
             cap_add=["NET_ADMIN"],
+            volumes=injected.holder_mount(self.files_volume) if self.files_volume else None,
             sysctls={
                 "net.ipv6.conf.all.disable_ipv6": "1",
                 "net.ipv6.conf.default.disable_ipv6": "1",
@@ -356,6 +397,9 @@ class Session:
     def _setup_holder(self) -> None:
         """Re-address the holder's namespace: a /32 whose only route is the gateway."""
         assert self.holder is not None
+        if not self.gateway_ip:  # it exited before it was on the sandbox network
+            self._gateway_failed()
+            raise SessionError("the gateway has no address on the sandbox network")
         code, out = self.holder.exec_run(["sh", "-c", HOLDER_SCRIPT],
                                          environment={"GATEWAY_IP": self.gateway_ip})  # fmt: skip
         if code != 0:

@@ -34,6 +34,44 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { say "dockerd did not start:"; tail -20 /var/log/coderun-dockerd.log >&2; exit 1; }
 fi
 
+# gVisor for `coderun run --runtime runsc` (and its test): Debian's runsc as a Docker
+# runtime. ptrace works without KVM; --network=host makes runsc use the namespace the
+# sandbox shares (the holder's) through the host stack. dockerd re-reads its runtimes on
+# SIGHUP: it is reloaded, never restarted (running containers are not touched).
+if [ "$(id -u)" -eq 0 ] && [ "${CODERUN_SETUP_RUNSC:-1}" = 1 ]; then
+  if ! command -v runsc >/dev/null 2>&1; then
+    say "installing runsc (gVisor) ..."
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null 2>&1; }; } \
+      || say "runsc is not available here: --runtime runsc and its test are skipped"
+  fi
+  if command -v runsc >/dev/null 2>&1 \
+      && ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+    say "registering runsc with dockerd (/etc/docker/daemon.json, SIGHUP) ..."
+    mkdir -p /etc/docker
+    python3 - "$(command -v runsc)" <<'PY'
+import json, os, sys
+path = "/etc/docker/daemon.json"
+try:
+    with open(path) as f:
+        config = json.load(f)
+except FileNotFoundError:
+    config = {}
+config.setdefault("runtimes", {})["runsc"] = {
+    "path": sys.argv[1], "runtimeArgs": ["--platform=ptrace", "--network=host"]}
+with open(path + ".tmp", "w") as f:
+    json.dump(config, f, indent=2)
+os.replace(path + ".tmp", path)
+PY
+    for pid in $(pidof dockerd); do kill -HUP "$pid"; done
+    for _ in $(seq 1 40); do
+      docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' && break
+      sleep 0.25
+    done
+  fi
+fi
+
 stamp="$VENV/.coderun-installed"
 want="$ROOT $(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

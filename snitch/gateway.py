@@ -4,7 +4,9 @@ The host starts the container with its settings in the environment:
 
 ``CODERUN_SESSION``   session id; its files live in ``$CODERUN_DATA/sessions/<id>/``
 ``CODERUN_MODE``      enforce | audit | ask
-``CODERUN_DATA``      the host's data dir, mounted (rules.db, sessions/)
+``CODERUN_DATA``      where the host mounts what the gateway gets of its data dir: this
+                      session's folder (``sessions/<id>/``), the rule store
+                      (``rules/rules.db``), the API token and, when intercepting, ``ca/``
 ``CODERUN_EGRESS_SUBNET`` / ``CODERUN_EGRESS_GATEWAY`` the egress network (its default route)
 ``CODERUN_HOST_NETWORKS`` the host's addresses and the networks it hosts (comma-separated
                       addresses/CIDRs): a DNS answer never leads there (snitch/addresses.py)
@@ -22,7 +24,9 @@ The host starts the container with its settings in the environment:
                       default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
 ``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
 ``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
-``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes
+``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes (all private: umask 077)
+``CODERUN_LOG_MAX_BYTES`` / ``CODERUN_LOG_RATE`` / ``CODERUN_LOG_BURST`` what the session's
+                      log takes (``snitch/loglimit.py``; "0" = no limit)
 ``CODERUN_STANDBY``   "1": a warm gateway of ``coderun pool``. It sets up the network
                       and mitmproxy, reports ``standby`` and waits for ``claim.json`` in
                       its session folder: the run's settings (mode, policy, profile,
@@ -56,6 +60,7 @@ from snitch.fakeip import FakeIPs
 from snitch.flood import DEFAULT_MAX_PENDING
 from snitch.flowgate import FlowGate
 from snitch.flowlog import LogWriter
+from snitch.loglimit import LogLimits
 
 if TYPE_CHECKING:
     from snitch.mitm import Mitm
@@ -68,6 +73,16 @@ from snitch.rulebook import RuleBook
 
 log = logging.getLogger("snitch.gateway")
 STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a stat())
+UNUSED_CA_DIR = Path("/tmp/coderun-mitm")  # mitmproxy's CA when it does not intercept
+
+
+def make_unused_ca(confdir: Path) -> None:
+    """mitmproxy's CA for a gateway that does not intercept (never trusted by anyone;
+    key generation takes a tenth of a second, so it runs while the gateway starts)."""
+    from mitmproxy.certs import CertStore
+
+    confdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    CertStore.from_store(confdir, "mitmproxy", 2048)
 
 
 def resolv_conf_upstream() -> str:
@@ -93,10 +108,11 @@ class Gateway:
         self.standby = env.get("CODERUN_STANDBY") == "1"
         self.bus = EventBus()
         self.names = NameTable()
-        self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid)
+        self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid,
+                                LogLimits.from_env(env), self.session)  # fmt: skip
         self.bus.subscribe(self.writer.on_event)
         # The store's rules and blocklist load once; configure() sets the run's part.
-        self.rules = RuleBook(self.data / "rules.db", [], Mode.ENFORCE, self.session)
+        self.rules = RuleBook(self.data / "rules" / "rules.db", [], Mode.ENFORCE, self.session)
         self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
         self.gate.revoker = Revoker(self.rules, Conntrack(), self.gate.log_flow)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
@@ -127,12 +143,14 @@ class Gateway:
         self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
         self.upstream_ca = env.get("CODERUN_UPSTREAM_CA") or None
         self.mitm: Mitm | None = None
+        self.unused_ca: asyncio.Future[None] | None = None
         self.configure(env)
 
     def configure(self, env: dict[str, str]) -> None:
         """This run's settings: mode, rules, ask deadlines, command. A warm gateway
         (``CODERUN_STANDBY``) gets them again from its claim, before any packet."""
         self.mode = Mode(env.get("CODERUN_MODE", "enforce"))
+        self.writer.set_limits(LogLimits.from_env(env))
         extra: list[Rule] = []
         if env.get("CODERUN_POLICY"):
             from snitch.policyfile import load_policy
@@ -184,6 +202,7 @@ class Gateway:
             "ask_timeout": self.asker.timeout if self.asker else None,
             "ask_default": str(self.asker.default) if self.asker else None,
             "prompts": self.asker.prompt_counts().to_dict() if self.asker else None,
+            "log_dropped": self.writer.dropped,
         }
 
     def write_state(self, **state: object) -> None:
@@ -195,6 +214,9 @@ class Gateway:
         tmp.replace(path)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.web_ports and not self.intercept:  # made meanwhile, off the event loop
+            self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
         self.gate.own_addresses = frozenset(netfilter.own_addresses())
         self.own = [*self.gate.own_addresses, f"{ifs.sandbox_ip}/{ifs.sandbox_prefix}"]
@@ -208,7 +230,6 @@ class Gateway:
         else:
             netfilter.apply(ifs)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         if self.standby:
@@ -263,10 +284,14 @@ class Gateway:
         starts it before its claim)."""
         from snitch.mitm import Mitm
 
-        mitm = Mitm(self.gate, listen_host, self.data / "ca", self.intercept,
-                    self.upstream_ca)  # fmt: skip
+        # Only an intercepting gateway is given the install's CA (and may make it);
+        # mitmproxy wants one anyway: the others make a throwaway one of their own.
+        confdir = self.data / "ca" if self.intercept else UNUSED_CA_DIR
+        if self.unused_ca is not None:
+            await self.unused_ca
+        mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca)
         await mitm.start()
-        if self.uid is not None and self.gid is not None:  # the host mounts the CA
+        if self.intercept and self.uid is not None and self.gid is not None:  # the host's CA
             for path in [mitm.confdir, *mitm.confdir.iterdir()]:
                 os.chown(path, self.uid, self.gid)
         await mitm.listening()
@@ -299,13 +324,14 @@ class Gateway:
         self.rules.close()
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
         self.writer.close()
-        self.write_state(state="stopped")
+        self.write_state(state="stopped", log_dropped=self.writer.dropped)
 
 
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )
+    os.umask(0o077)  # every file it writes into the host's data dir is private
     try:
         gateway = Gateway(dict(os.environ))
         asyncio.run(gateway.run())

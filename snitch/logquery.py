@@ -360,12 +360,14 @@ def prune(
     now: float | None = None,
     dry_run: bool = False,
 ) -> list[str]:
-    """Remove whole sessions older than ``keep_days``, then the oldest ones until all
-    sessions together take at most ``max_bytes``. Running sessions are never removed.
+    """Remove whole sessions older than ``keep_days``, then the oldest ones until the
+    sessions that ended take at most ``max_bytes`` together. Running sessions are never
+    removed, and their size does not count: a running session's flood (its log is
+    capped on its own) never makes room at an older session's expense.
     Returns the ids (folder names) removed, oldest first."""
     t = time.time() if now is None else now
     sessions = _sessions(root)
-    total = sum(s.size for s in sessions)
+    total = sum(s.size for s in sessions if not s.running)
     removed = []
     for s in sessions:
         if s.running:

@@ -201,6 +201,7 @@ class LogEntry:
     bytes_in: int = 0
     duration_ms: float = 0.0
     message: str = ""
+    dropped: int = 0  # a "log limit" event: lines dropped since the last one
 
     def to_dict(self) -> dict[str, Any]:
         """A compact dict: only fields that differ from their defaults, plus kind and time.

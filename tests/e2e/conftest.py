@@ -109,7 +109,7 @@ def run_coderun(home: Path, internet: DemoInternet, tags: dict[str, str]) -> Cal
 
 
 def leftovers(client: docker.DockerClient) -> list[str]:
-    """coderun containers and networks that exist now, except the demo internet's.
+    """coderun containers, networks and volumes that exist now, except the demo internet's.
 
     With CODERUN_HOME set (the ``home`` fixture), only this test's sessions count, so
     runs of other test processes on the same engine do not show up here.
@@ -123,12 +123,17 @@ def leftovers(client: docker.DockerClient) -> list[str]:
         return not session.startswith("internet-") and (ours is None or session in ours)
 
     found = []
-    for c in client.containers.list(all=True, filters={"label": "coderun.session"}):
+    for c in client.containers.list(
+        all=True, filters={"label": "coderun.session"}, ignore_removed=True
+    ):
         if counts(c.labels["coderun.session"]):
             found.append(f"container {c.name}")
     for n in client.networks.list(filters={"label": "coderun.session"}):
         if counts((n.attrs.get("Labels") or {})["coderun.session"]):
             found.append(f"network {n.name}")
+    for v in client.volumes.list(filters={"label": "coderun.session"}):
+        if counts((v.attrs.get("Labels") or {})["coderun.session"]):
+            found.append(f"volume {v.name}")
     return found
 
 

@@ -108,7 +108,7 @@ def test_always_is_stored_and_the_next_run_does_not_ask(
     finally:
         run.kill()
     assert status == 0 and results[0]["ok"], (results, err)
-    rules = RuleStore(home / "rules.db").list()
+    rules = RuleStore(home / "rules" / "rules.db").list()
     assert [(r.action, r.host, r.port_lo, r.source) for r in rules] == [
         ("allow", "api.example.test", 80, "prompt")
     ]
@@ -120,7 +120,7 @@ def test_always_is_stored_and_the_next_run_does_not_ask(
         capture_output=True, text=True, timeout=60,
     )
     assert again.returncode == 0 and '"ok": true' in again.stdout, again.stderr
-    assert RuleStore(home / "rules.db").list()[0].hits >= 1
+    assert RuleStore(home / "rules" / "rules.db").list()[0].hits >= 1
 
 
 def test_many_pending_do_not_stall_allowed_traffic(

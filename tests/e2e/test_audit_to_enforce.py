@@ -38,11 +38,11 @@ def test_audit_then_from_session_then_enforce(
                            text=True)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "+ allow api.example.test:80/tcp" in shown.stdout, shown.stdout
-    assert not RuleStore(home / "rules.db").list()  # shown, not applied
+    assert not RuleStore(home / "rules" / "rules.db").list()  # shown, not applied
     applied = subprocess.run(coderun_cmd("rules", "from-session", session, "--apply"),
                              capture_output=True, text=True)  # fmt: skip
     assert applied.returncode == 0, applied.stderr
-    rules = RuleStore(home / "rules.db").list()
+    rules = RuleStore(home / "rules" / "rules.db").list()
     assert {(r.host, r.port_lo, str(r.proto)) for r in rules} >= {
         ("api.example.test", 80, "tcp"), ("api.example.test", 7, "udp")
     }

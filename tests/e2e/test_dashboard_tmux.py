@@ -126,7 +126,7 @@ def test_dashboard_allows_always_and_denies(
     assert exit_file.read_text().strip() == "0"
     verdicts = {e.names[0]: e.verdict for e in latest_log(home) if e.kind == "flow" and e.names}
     assert verdicts == {"api.example.test": "allow", "evil.example.test": "deny"}
-    rules = RuleStore(home / "rules.db").list()
+    rules = RuleStore(home / "rules" / "rules.db").list()
     assert [(r.action, r.host, r.port_lo) for r in rules] == [("allow", "api.example.test", 80)]
     # The next run asks nothing: the stored rule decides.
     again = subprocess.run(

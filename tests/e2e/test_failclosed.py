@@ -384,14 +384,14 @@ def test_corrupt_rule_store_stops_the_run_and_is_left_alone(
     client: docker.DockerClient,
     run_coderun: Callable[..., Any],
 ) -> None:
-    store = home / "rules.db"
+    store = home / "rules.db"  # where older versions kept it: moved into rules/ on first use
     garbage = b"this is not an SQLite database, but somebody's rules were here\n" * 64
     store.write_bytes(garbage)
     result = run_coderun("--", "sh", "-c", "echo the sandbox ran")
     assert result.status == 125, result.stderr
     assert "the gateway failed to start" in result.stderr and "rule store" in result.stderr
     assert "the sandbox ran" not in result.stdout
-    assert store.read_bytes() == garbage  # nothing overwritten: no rule lost
+    assert (home / "rules" / "rules.db").read_bytes() == garbage  # nothing overwritten
     assert mine(client, home) == []
 
 

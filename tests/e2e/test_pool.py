@@ -50,12 +50,13 @@ def oks(stdout: str) -> dict[str, bool]:
 
 
 def objects_of(client: docker.DockerClient, sessions: list[str]) -> list[str]:
-    """Containers and networks of these sessions that still exist."""
+    """Containers, networks and volumes of these sessions that still exist."""
     found = []
     for sid in sessions:
         selector = {"label": f"coderun.session={sid}"}
         found += [f"container {c.name}" for c in client.containers.list(all=True, filters=selector)]
         found += [f"network {n.name}" for n in client.networks.list(filters=selector)]
+        found += [f"volume {v.name}" for v in client.volumes.list(filters=selector)]
     return found
 
 
@@ -132,7 +133,7 @@ def stop_and_gc(home: Path, internet: DemoInternet, client: docker.DockerClient)
     assert started.returncode == 0, started.stderr + started.stdout
     warm = pool_files(home, "ready")
     assert len(warm) == 2
-    assert len(objects_of(client, warm)) == 2 * 3  # gateway, holder, the sandbox network
+    assert len(objects_of(client, warm)) == 2 * 4  # gateway, holder, sandbox network, files
     # Pairs removed under the daemon (`gc --all`, a crash) are noticed and replaced.
     for sid in warm:
         for c in client.containers.list(all=True, filters={"label": f"coderun.session={sid}"}):
@@ -154,6 +155,6 @@ def stop_and_gc(home: Path, internet: DemoInternet, client: docker.DockerClient)
     daemon = json.loads((home / "pool" / "daemon.json").read_text())
     os.kill(int(daemon["pid"]), signal.SIGKILL)
     wait_for(lambda: "no pool running" in cli("pool", "status").stdout, "the daemon to die")
-    assert len(objects_of(client, warm)) == 3
+    assert len(objects_of(client, warm)) == 4
     assert cli("gc").returncode == 0
     assert objects_of(client, warm) == [] and leftovers(client) == []

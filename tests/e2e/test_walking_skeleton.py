@@ -199,7 +199,8 @@ def test_signal_cleans_up(
     try:
         wait_for(
             lambda: client.containers.list(
-                filters={"label": "coderun.role=sandbox", "status": "running"}
+                filters={"label": ["coderun.role=sandbox", f"coderun.owner-pid={proc.pid}"],
+                         "status": "running"}  # fmt: skip
             ),
             "the sandbox",
         )
@@ -211,8 +212,9 @@ def test_signal_cleans_up(
 
 
 def _kill_gateway_handler(client: docker.DockerClient, home: Path) -> float:
-    gateway = client.containers.list(filters={"label": "coderun.role=gateway"})[0]
     state = next((home / "sessions").glob("*/gateway.json"))
+    mine = [f"coderun.session={state.parent.name}", "coderun.role=gateway"]  # not another run's
+    gateway = client.containers.list(filters={"label": mine})[0]
     pid = json.loads(state.read_text())["pid"]
     code, out = gateway.exec_run(["sh", "-c", f"kill -9 {pid}"])
     assert code == 0, out
@@ -287,7 +289,8 @@ def test_cli_reports_a_dead_gateway(
     try:
         wait_for(
             lambda: client.containers.list(
-                filters={"label": "coderun.role=sandbox", "status": "running"}
+                filters={"label": ["coderun.role=sandbox", f"coderun.owner-pid={proc.pid}"],
+                         "status": "running"}  # fmt: skip
             ),
             "the sandbox",
         )

@@ -185,4 +185,7 @@ def objects_of(client: docker.DockerClient, sessions: list[str]) -> list[str]:
     for n in client.networks.list(filters={"label": "coderun.session"}):
         if (n.attrs.get("Labels") or {}).get("coderun.session") in sessions:
             found.append(f"network {n.name}")
+    for v in client.volumes.list(filters={"label": "coderun.session"}):
+        if (v.attrs.get("Labels") or {}).get("coderun.session") in sessions:
+            found.append(f"volume {v.name}")
     return found

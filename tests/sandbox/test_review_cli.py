@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from sandbox.paths import rules_db
 from sandbox.review_cli import export_command, from_session, log, sessions
 from snitch.model import Action, EntryKind, LogEntry, Proto, Rule
 from snitch.store import RuleStore
@@ -135,17 +136,17 @@ def test_log_prune(home: Path) -> None:
 
 
 def test_from_session_diff_then_apply(home: Path) -> None:
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(rules_db()) as store:
         store.add(Rule(Action.ALLOW, host="code.example.test", port_lo=443, port_hi=443,
                        proto=Proto.TCP))  # fmt: skip
     diff = run("rules", "from-session", "aaaa")
     assert "  allow code.example.test:443/tcp" in diff
     assert "+ allow api.example.test:443/tcp" in diff and "+ allow 192.0.2.9:123/udp" in diff
     assert "203.0.113.5" not in diff
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(rules_db()) as store:
         assert len(store.list()) == 1  # not applied without --apply
     run("rules", "from-session", "aaaa", "--apply")
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(rules_db()) as store:
         added = [r for r in store.list() if r.source == "session:aaaa1111"]
     assert sorted(r.describe() for r in added) == [
         "allow 192.0.2.9:123/udp", "allow api.example.test:443/tcp"
@@ -155,7 +156,7 @@ def test_from_session_diff_then_apply(home: Path) -> None:
 
 
 def test_export_rules_and_session(home: Path, tmp_path: Path) -> None:
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(rules_db()) as store:
         store.add(Rule(Action.ALLOW, host="api.example.test", port_lo=443, port_hi=443,
                        proto=Proto.TCP))  # fmt: skip
         store.add(Rule(Action.DENY, host="ads.test"))

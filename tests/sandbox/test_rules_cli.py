@@ -197,11 +197,10 @@ def test_malformed_policy_leaves_the_store_unchanged(tmp_path: Path) -> None:
 
 
 def test_corrupt_store_exits_3(home: Path) -> None:
-    home.mkdir(parents=True)
-    (home / "rules.db").write_bytes(b"garbage" * 1000)
+    rules_db().write_bytes(b"garbage" * 1000)
     res = run("list")
     assert res.exit_code == 3 and "rules.db" in res.output and "corrupt" in res.output
-    assert (home / "rules.db").read_bytes() == b"garbage" * 1000
+    assert rules_db().read_bytes() == b"garbage" * 1000
 
 
 def test_parsers() -> None:

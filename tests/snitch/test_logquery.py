@@ -154,11 +154,26 @@ def test_prune_by_age_and_size_never_running(tmp_path: Path) -> None:
     assert (tmp_path / "old").exists()
     assert prune(tmp_path, keep_days=7, now=now) == ["crashed", "old"]
     assert not (tmp_path / "old").exists() and not (tmp_path / "crashed").exists()
-    # 11 kB left (running 5 + mid 3 + new 3 + small json files); cap at 9 kB: mid goes
-    assert prune(tmp_path, max_bytes=9000, now=now) == ["mid"]
+    # ended sessions: 6 kB (mid 3 + new 3 + small json files); the running one's 5 kB
+    # count against nobody: a cap of 9 kB removes nothing, 4 kB removes mid
+    assert prune(tmp_path, max_bytes=9000, now=now) == []
+    assert prune(tmp_path, max_bytes=4000, now=now) == ["mid"]
     # even a tiny cap never removes the running session or the one being created
     assert prune(tmp_path, max_bytes=1, now=now) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["running", "starting"]
+
+
+def test_a_running_sessions_flood_never_prunes_an_older_session(tmp_path: Path) -> None:
+    now = T0 + 86400
+    make_session(tmp_path, "older", T0, T0 + 10, size=1000)
+    make_session(tmp_path, "flooding", T0 + 100, None, size=50_000, state="ready")
+    assert prune(tmp_path, max_bytes=2000, now=now) == []
+    assert (tmp_path / "older").exists()
+    # once it ended, it is an ordinary (capped) session: the oldest goes first
+    make_session(tmp_path, "later", T0 + 200, T0 + 300, size=500)
+    (tmp_path / "flooding" / "session.json").write_text(json.dumps(
+        {"id": "flooding", "start": T0 + 100, "end": T0 + 150}))  # fmt: skip
+    assert prune(tmp_path, max_bytes=51_000, now=now) == ["older"]
 
 
 def test_prune_leaves_unknown_fresh_folders_but_removes_stale_ones(tmp_path: Path) -> None:

@@ -1,0 +1,147 @@
+"""What a session's log takes: a rate per kind of line and a size cap, with a count of
+what was dropped.
+
+The sandbox decides how many lines its session logs (every lookup, every flow, every
+garbage datagram is a line). Unbounded, a flood of denied lookups fills the disk, and
+retention then deletes older sessions' logs to make room; capped naively, a flood fills
+the cap and what the sandbox does next goes unlogged. So:
+
+- lines of what did *not* leave (denied or held flows and lookups, garbage) are
+  *noise*: each kind (``dns deny``, ``flow tcp deny``, ``event dropped bad DNS query``,
+  ...) has its own token bucket (``rate`` lines a second, bursts of ``burst``), and
+  together they stop at ``NOISE_SHARE`` of the cap;
+- lines of what *left* (allowed flows and lookups, HTTP and TLS lines, which only
+  allowed flows make) and the gateway's own events are not rate-limited and may use
+  the whole cap, ``max_bytes``: a flood of noise never hides an allowed connection.
+
+What is dropped is counted and said in the log itself: a summary line every few seconds
+while lines are dropped, and one when the log closes (those lines may use a small
+reserve beyond the cap).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_KEYS = 64  # kinds of line with their own bucket; the rest share one
+NOISE_SHARE = 0.75  # of the cap: where lines of what did not leave stop
+LEFT_KINDS = frozenset({"http", "tls"})  # made only for flows that were let through
+SUMMARY_RESERVE = 64 * 1024  # bytes beyond the cap for the "dropped" summaries
+OTHER = "other"
+
+# Environment of the gateway (set by the host from its own, see sandbox/session.py).
+ENV_MAX_BYTES = "CODERUN_LOG_MAX_BYTES"
+ENV_RATE = "CODERUN_LOG_RATE"
+ENV_BURST = "CODERUN_LOG_BURST"
+
+
+@dataclass(frozen=True, slots=True)
+class LogLimits:
+    """``max_bytes`` per session log (None: no cap); ``rate`` lines a second per kind of
+    line, in bursts of up to ``burst`` (rate None or 0: no rate limit)."""
+
+    max_bytes: int | None = 32 * 1024 * 1024
+    rate: float | None = 200.0
+    burst: int = 5000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LogLimits:
+        """From ``CODERUN_LOG_MAX_BYTES``/``_RATE``/``_BURST`` ("0" = no limit); the
+        defaults where unset. A bad value raises ValueError."""
+        d = cls()
+        max_bytes = int(env[ENV_MAX_BYTES]) if env.get(ENV_MAX_BYTES) else d.max_bytes
+        rate = float(env[ENV_RATE]) if env.get(ENV_RATE) else d.rate
+        burst = int(env[ENV_BURST]) if env.get(ENV_BURST) else d.burst
+        if (max_bytes or 0) < 0 or (rate or 0) < 0 or burst < 1:
+            raise ValueError(f"bad log limits: {max_bytes=} {rate=} {burst=}")
+        return cls(max_bytes or None, rate or None, burst)
+
+
+def line_kind(payload: Mapping[str, Any]) -> str:
+    """The kind a line is counted under: ``dns deny``, ``flow tcp allow``, ``event
+    gateway ready`` (an event's message up to its first colon)."""
+    kind = str(payload.get("kind", ""))
+    if kind == "event":
+        return f"event {str(payload.get('message', '')).split(':', 1)[0][:40]}".rstrip()
+    proto = str(payload.get("proto", ""))
+    parts = (kind, "" if proto == kind else proto, str(payload.get("verdict", "")))
+    return " ".join(p for p in parts if p)
+
+
+def left(payload: Mapping[str, Any]) -> bool:
+    """A line of what left the sandbox (or of the gateway itself), not noise."""
+    kind = payload.get("kind")
+    if kind == "event":
+        return str(payload.get("message", "")).startswith("gateway ")
+    return payload.get("verdict") == "allow" or kind in LEFT_KINDS
+
+
+class LogLimiter:
+    """Admits or drops each line; counts the dropped ones by kind."""
+
+    def __init__(self, limits: LogLimits, size: int = 0) -> None:
+        self.limits = limits
+        self.size = size  # bytes admitted so far (the log's size once written)
+        self.dropped = 0  # in all
+        self.dropped_by_cap = 0
+        self.unreported: Counter[str] = Counter()  # dropped since the last summary
+        self._since = time.monotonic()
+        self._buckets: dict[str, list[float]] = {}  # kind -> [tokens, last refill]
+
+    def admit(self, payload: Mapping[str, Any], nbytes: int) -> bool:
+        kind = line_kind(payload)
+        noise = not left(payload)
+        rate = self.limits.rate
+        if noise and rate is not None:
+            now = time.monotonic()
+            bucket = self._buckets.get(kind)
+            if bucket is None:
+                if len(self._buckets) >= MAX_KEYS:
+                    kind = OTHER
+                    bucket = self._buckets.get(OTHER)
+                if bucket is None:
+                    bucket = self._buckets[kind] = [float(self.limits.burst), now]
+            tokens = min(float(self.limits.burst), bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+            if tokens < 1.0:
+                bucket[0] = tokens
+                return self._drop(kind)
+            bucket[0] = tokens - 1.0
+        cap = self.limits.max_bytes
+        if cap is not None and self.size + nbytes > (cap * NOISE_SHARE if noise else cap):
+            self.dropped_by_cap += 1
+            return self._drop(kind)
+        self.size += nbytes
+        return True
+
+    def _drop(self, kind: str) -> bool:
+        self.dropped += 1
+        self.unreported[kind] += 1
+        return False
+
+    def summary(self, session: str, final: bool = False) -> dict[str, Any] | None:
+        """The event line saying what was dropped since the last one, or None (nothing
+        dropped; or the reserve beyond the cap half used: the rest is for the ``final``
+        one, which also comes when nothing new was dropped but something was)."""
+        if not self.unreported and not (final and self.dropped):
+            return None
+        cap = self.limits.max_bytes
+        if not final and cap is not None and self.size > cap + SUMMARY_RESERVE // 2:
+            return None  # the counts go into the final summary
+        now = time.monotonic()
+        count = sum(self.unreported.values())
+        detail = ", ".join(f"{kind}: {n}" for kind, n in self.unreported.most_common(8))
+        message = (
+            f"log limit: dropped {count} lines in the last {now - self._since:.1f} s"
+            + (f" ({detail})" if detail else "")
+            + f"; {self.dropped} in all"
+            + (f", {self.dropped_by_cap} over the size cap" if self.dropped_by_cap else "")
+        )
+        self.unreported.clear()
+        self._since = now
+        return {"kind": "event", "time": time.time(), "session": session, "message": message,
+                "reason": "log-limit", "dropped": count}  # fmt: skip
