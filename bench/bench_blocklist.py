@@ -34,10 +34,10 @@ from netbench.common import cpu_model  # bench/ is the script's own folder
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from snitch.blocklist import load_blocklist_file  # noqa: E402
-from snitch.model import Proto, Query  # noqa: E402
-from snitch.policy import Policy  # noqa: E402
-from snitch.store import RuleStore  # noqa: E402
+from snitch.core.blocklist import load_blocklist_file  # noqa: E402
+from snitch.core.model import Proto, Query  # noqa: E402
+from snitch.core.policy import Policy  # noqa: E402
+from snitch.core.store import RuleStore  # noqa: E402
 
 TLDS = ["com", "net", "org", "io", "de", "co.uk", "info", "xyz", "ru", "cn"]
 SECTION = "## Blocklist"

@@ -35,14 +35,14 @@ sys.path.insert(0, str(ROOT))
 
 from dnslib import QTYPE, RR, A, DNSRecord  # noqa: E402
 
-from snitch.dns import DnsForwarder  # noqa: E402
-from snitch.events import EventBus  # noqa: E402
-from snitch.fakeip import FakeIPs  # noqa: E402
-from snitch.flowgate import FlowGate  # noqa: E402
-from snitch.model import Action, Mode, Proto, Rule  # noqa: E402
-from snitch.names import NameTable  # noqa: E402
-from snitch.packet import BadPacket, parse_flow  # noqa: E402
-from snitch.rulebook import RuleBook  # noqa: E402
+from snitch.core.model import Action, Mode, Proto, Rule  # noqa: E402
+from snitch.gateway.dns import DnsForwarder  # noqa: E402
+from snitch.gateway.events import EventBus  # noqa: E402
+from snitch.gateway.fakeip import FakeIPs  # noqa: E402
+from snitch.gateway.flowgate import FlowGate  # noqa: E402
+from snitch.gateway.names import NameTable  # noqa: E402
+from snitch.gateway.packet import BadPacket, parse_flow  # noqa: E402
+from snitch.gateway.rulebook import RuleBook  # noqa: E402
 
 # -- inputs --------------------------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ def phases(lab: Lab, runs: int, web_ports: str = "80,443") -> dict[str, float]:
     from sandbox import images
     from sandbox.cleanup import gc
     from sandbox.session import Session, SessionConfig
-    from snitch.model import Mode
+    from snitch.core.model import Mode
 
     samples: dict[str, list[float]] = {}
 
@@ -149,7 +149,7 @@ def phases(lab: Lab, runs: int, web_ports: str = "80,443") -> dict[str, float]:
 IMPORTS = r"""
 import json, sys, time
 t0 = time.perf_counter()
-import snitch.gateway
+import snitch.gateway.main
 t1 = time.perf_counter()
 from mitmproxy import options
 from mitmproxy.addons import default_addons
@@ -170,13 +170,12 @@ def import_costs(lab: Lab) -> dict[str, float]:
     (``pip --no-compile``), every gateway start compiles mitmproxy from source. A
     throwaway container measures the imports as built, then after a ``compileall``.
     """
-    import snitch
+    from sandbox.gateway_code import gateway_volumes
 
-    snitch_dir = str(Path(snitch.__file__).resolve().parent)
     raw = lab.client.containers.run(
         lab.tags["gateway"], entrypoint=["sh", "-c", PYC_SCRIPT], remove=True,
         environment={"IMPORTS": IMPORTS}, labels=lab.labels, network_mode="none",
-        volumes={snitch_dir: {"bind": "/opt/coderun/snitch", "mode": "ro"}},
+        volumes=gateway_volumes(),
     )  # fmt: skip
     runs = [json.loads(line) for line in raw.decode().splitlines() if line.startswith("{")]
     return {
@@ -284,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     step_rows.append(("`python -m sandbox.cli --version` (interpreter + CLI imports, host)",
                       fmt(cli * 1000, "ms", 0), "–"))  # fmt: skip
     step_rows += [] if not imports else [
-        ("in the gateway image: `import snitch.gateway`", fmt(imports["snitch"] * 1000, "ms", 0),
+        ("in the gateway image: `import snitch.gateway.main`",
+         fmt(imports["snitch"] * 1000, "ms", 0),
          "–"),
         ("in the gateway image: mitmproxy's imports, the image as built",
          fmt(imports["mitmproxy as built"] * 1000, "ms", 0), "–"),

@@ -21,8 +21,8 @@ from sandbox.internet import start_internet
 from sandbox.records import find_session, format_entry
 from sandbox.runner import run_session
 from sandbox.session import SessionConfig
-from snitch.flowlog import read_log
-from snitch.model import Mode
+from snitch.core.logfile import read_log
+from snitch.core.model import Mode
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -3,7 +3,7 @@
 The gateway sees only its own two networks. Every Docker network's gateway address is
 an address of the host (docker0's 172.17.0.1 among them), and every Docker network is
 one the host serves: a DNS answer for an allowed name must never lead there
-(snitch/addresses.py). The egress network is the exception when a person named it
+(snitch/gateway/addresses.py). The egress network is the exception when a person named it
 (``--egress-network``): its members are the run's outside; only its gateway address
 stays protected. An egress network coderun made holds nothing but the host's side.
 """

@@ -13,7 +13,7 @@ from sandbox import paths
 from sandbox.line_prompt import LinePrompt
 from sandbox.runner import run_session
 from sandbox.session import Session, SessionConfig
-from snitch.client import GatewayClient
+from snitch.review.client import GatewayClient
 
 
 class DashboardFront:

@@ -36,9 +36,9 @@ from typing import Any
 import docker
 import docker.errors
 
-import snitch
 from sandbox import paths
 from sandbox.cleanup import pid_alive, remove_session
+from sandbox.gateway_code import code_digest
 from sandbox.session import LABEL, ROLE, Session, SessionConfig, SessionError
 
 TICK_SECONDS = 0.1
@@ -52,22 +52,12 @@ def pool_dir() -> Path:
     return paths.private_dir(paths.data_dir() / "pool")
 
 
-def _code_digest() -> str:
-    """Changes whenever the gateway code (bind-mounted, not in the image) changes."""
-    h = hashlib.sha256()
-    root = Path(snitch.__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
-        st = path.stat()
-        h.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def shape_key(config: SessionConfig) -> str | None:
     """What a warm pair was made for; None when this run cannot use one."""
     if config.upstream_ca is not None:
         return None  # a per-run file the gateway reads at start
     shape = [
-        config.gateway_image, _code_digest(), config.egress_network or "",
+        config.gateway_image, code_digest(), config.egress_network or "",
         config.dns_upstream or "", config.web_ports, config.intercept_tls, os.getuid(),
     ]  # fmt: skip
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]

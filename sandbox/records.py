@@ -4,7 +4,7 @@ A session folder is ``sessions/<id>/`` with ``session.json`` (id, command, image
 start, end, exit), ``flows.jsonl`` (the traffic log) and ``gateway.json`` (its state).
 
 The ``format_*`` functions are for people: every field that came from a log or a record
-is escaped (``snitch/safetext.py``) before it is laid out.
+is escaped (``snitch/core/safetext.py``) before it is laid out.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sandbox.textout import show_name
-from snitch.flowlog import read_log
-from snitch.logquery import (
+from sandbox.cli.textout import show_name
+from snitch.core.logfile import read_log
+from snitch.core.model import EntryKind, LogEntry
+from snitch.core.safetext import safe
+from snitch.review.logquery import (
     HostSummary,
     read_json,
     session_ended,
     session_running,
     verdict_class,
 )
-from snitch.model import EntryKind, LogEntry
-from snitch.safetext import safe
 
 LOG_NAME = "flows.jsonl"
 

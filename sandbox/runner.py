@@ -119,7 +119,7 @@ def prune_logs() -> None:
     import os
 
     from sandbox import paths
-    from snitch.logquery import prune
+    from snitch.review.logquery import prune
 
     try:
         days = float(os.environ.get("CODERUN_LOG_KEEP_DAYS") or 30)

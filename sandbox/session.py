@@ -28,11 +28,11 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 from docker.models.volumes import Volume
 
-import snitch
 from sandbox import injected, paths
+from sandbox.gateway_code import gateway_volumes
 from sandbox.sandbox_container import DEFAULT_USER
-from snitch.flood import DEFAULT_MAX_PENDING
-from snitch.model import Mode
+from snitch.core.model import Mode
+from snitch.core.settings import DEFAULT_MAX_PENDING
 
 LABEL = "coderun.session"
 OWNER_PID = "coderun.owner-pid"
@@ -98,7 +98,7 @@ def log_limits_env(host_env: dict[str, str] | None = None) -> dict[str, str]:
     """The gateway's log limits from this user's environment: ``CODERUN_LOG_SESSION_MAX_MB``
     (a session log's size cap), ``CODERUN_LOG_RATE`` (lines a second per kind of line) and
     ``CODERUN_LOG_BURST``; "0" lifts a limit, unset keeps the gateway's default."""
-    from snitch.loglimit import ENV_BURST, ENV_MAX_BYTES, ENV_RATE, LogLimits
+    from snitch.core.loglimit import ENV_BURST, ENV_MAX_BYTES, ENV_RATE, LogLimits
 
     src = os.environ if host_env is None else host_env
     out: dict[str, str] = {}
@@ -298,7 +298,6 @@ class Session:
             env["CODERUN_UPSTREAM_CA"] = f"/data/sessions/{self.id}/upstream-ca.pem"
         if self.config.dns_upstream:
             env["CODERUN_DNS_UPSTREAM"] = self.config.dns_upstream
-        snitch_dir = Path(snitch.__file__).resolve().parent
         self.gateway = self.client.containers.run(
             self.config.gateway_image,
             name=f"{name}-gw",
@@ -316,7 +315,7 @@ class Session:
                 "net.ipv6.conf.default.disable_ipv6": "1",
             },
             volumes={
-                str(snitch_dir): {"bind": "/opt/coderun/snitch", "mode": "ro"},
+                **gateway_volumes(),
                 **self._gateway_data_mounts(),
             },
         )

@@ -28,7 +28,7 @@ def test_snitch_never_imports_docker_textual_or_the_host_side() -> None:
 
 
 def test_tui_reaches_gateways_only_through_the_client() -> None:
-    allowed = {"snitch.model", "snitch.client", "snitch.safetext"}
+    allowed = {"snitch.core.model", "snitch.review.client", "snitch.core.safetext"}
     for path, names in imports("tui").items():
         bad = {n for n in names if n.split(".")[0] in ("docker", "sandbox")}
         bad |= {n for n in names if n.startswith("snitch") and n not in allowed}
@@ -37,7 +37,7 @@ def test_tui_reaches_gateways_only_through_the_client() -> None:
 
 def test_the_checks_see_imports() -> None:
     """The scanner itself works: the snitch gateway does import its own modules."""
-    assert "snitch.flowgate" in imports("snitch")["snitch/gateway.py"]
+    assert "snitch.gateway.flowgate" in imports("snitch")["snitch/gateway/main.py"]
 
 
 def test_the_gateway_code_does_not_rely_on_assert() -> None:

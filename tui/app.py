@@ -20,8 +20,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker
 
-from snitch.model import EntryKind, Event, LogEntry, PromptCounts, Rule
-from snitch.safetext import safe
+from snitch.core.model import EntryKind, Event, LogEntry, PromptCounts, Rule
+from snitch.core.safetext import safe
 from tui.batch import FLUSH_EVERY, Changes, EventBatch
 from tui.client import ApiError, GatewayLike
 from tui.decisions import DecidingApp

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from snitch.model import PROMPT_COUNTS, Event, LogEntry, Pending, PromptCounts
+from snitch.core.model import PROMPT_COUNTS, Event, LogEntry, Pending, PromptCounts
 
 FLUSH_EVERY = 0.1
 """Seconds between two applications of gathered events (a flood redraws 10 times a second)."""

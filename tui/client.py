@@ -1,7 +1,7 @@
-"""What the dashboard needs from a gateway: the interface of ``snitch.client.GatewayClient``.
+"""What the dashboard needs from a gateway: the interface of ``snitch.review.client.GatewayClient``.
 
 The UI depends only on :class:`GatewayLike`, so tests (and the screenshot script) can hand
-it an in-memory gateway. Errors are reported as ``snitch.client.ApiError`` (the HTTP status
+it an in-memory gateway. Errors are reported as ``snitch.review.client.ApiError`` (the HTTP status
 and message) or ``OSError`` when the socket cannot be reached.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from snitch.client import ApiError, GatewayClient
-from snitch.model import DecisionRequest, Event, LogEntry, Pending, Rule
+from snitch.core.model import DecisionRequest, Event, LogEntry, Pending, Rule
+from snitch.review.client import ApiError, GatewayClient
 
 __all__ = ["ApiError", "GatewayLike", "CONFLICT"]
 

@@ -12,8 +12,8 @@ from rich.text import Text
 from textual.app import App
 from textual.worker import Worker
 
-from snitch.model import DecisionRequest, Target
-from snitch.safetext import is_plain_name, safe
+from snitch.core.model import DecisionRequest, Target
+from snitch.core.safetext import is_plain_name, safe
 from tui.client import CONFLICT, ApiError
 from tui.format import host_name, lasting_rule_text, parent_pattern, pattern_matches
 from tui.screens.confirm import ConfirmDialog

@@ -1,6 +1,6 @@
 """Pure helpers: text for cells, names, patterns, and parsing of the rule form's fields.
 
-Functions that return text for a person return it already made safe (``snitch.safetext``
+Functions that return text for a person return it already made safe (``snitch.core.safetext``
 via ``tui.inert``); callers still wrap it in ``Text``, never in markup.
 """
 
@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from rich.text import Text
 
-from snitch.model import EntryKind, LogEntry, Pending, Rule
-from snitch.safetext import ELLIPSIS, safe
+from snitch.core.model import EntryKind, LogEntry, Pending, Rule
+from snitch.core.safetext import ELLIPSIS, safe
 from tui.inert import shown_name
 
 LIFETIMES = ("once", "30s", "5m", "1h", "session", "always")

@@ -4,7 +4,7 @@ Names, addresses claimed in a TLS hello, URLs, log messages, error messages and 
 the sandboxed command prints are hostile: terminal escape sequences, bidi overrides,
 Textual markup (``[b]``, ``[@click=app.quit]``, an unbalanced ``[/x]`` that raises), names
 long enough to push their end out of a cell. Widgets get them only through these helpers:
-the text is escaped with ``snitch.safetext`` and wrapped in ``Text`` (which is never parsed
+the text is escaped with ``snitch.core.safetext`` and wrapped in ``Text`` (which is never parsed
 as markup); a name is elided in the middle, so its registrable domain stays visible.
 """
 
@@ -16,7 +16,7 @@ from rich.ansi import AnsiDecoder
 from rich.style import Style
 from rich.text import Text
 
-from snitch.safetext import ELLIPSIS, IDN_MARK, elide_name, safe, safe_name
+from snitch.core.safetext import ELLIPSIS, IDN_MARK, elide_name, safe, safe_name
 
 NAME_WIDTH = 80
 """A name in a detail line or a dialog is elided beyond this (a cell has its own width)."""
@@ -50,7 +50,7 @@ def shown_name(name: str, width: int | None = NAME_WIDTH) -> str:
 
 def elide_middle(name: str, width: int) -> str:
     """``name`` (made safe) in ``width``: as many of its last labels as fit (at least the
-    registrable domain, ``snitch.safetext.elide_name``), then as much of its start."""
+    registrable domain, ``snitch.core.safetext.elide_name``), then as much of its start."""
     if len(name) <= width:
         return name
     labels = name.split(".")

@@ -15,7 +15,7 @@ from typing import Any
 
 from textual.widgets import Footer
 
-from snitch.model import (
+from snitch.core.model import (
     Action,
     DecisionRequest,
     EntryKind,

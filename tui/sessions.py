@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from snitch.model import Event, PromptCounts
+from snitch.core.model import Event, PromptCounts
 from tui.client import ApiError, GatewayLike
 from tui.format import short_session
 

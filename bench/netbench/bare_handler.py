@@ -2,10 +2,10 @@
 
 Runs inside a container of the coderun-gateway image (as its entrypoint, see
 ``topology.gateway_variant_image``) started by an ordinary coderun Session, so the network
-topology, the sysctls and the iptables rules (``snitch.netfilter.apply``, the same NEW ->
+topology, the sysctls and the iptables rules (``snitch.gateway.netfilter.apply``, the same NEW ->
 NFQUEUE rule) are the real gateway's. Only the handler differs: every packet is
 accepted, nothing is parsed, decided or logged. It binds the queue with the real
-gateway's settings (``snitch.queue``) and reads it the same way (asyncio,
+gateway's settings (``snitch.gateway.queue``) and reads it the same way (asyncio,
 ``run(block=False)`` from ``loop.add_reader``).
 
 It reports like the gateway (``gateway.json`` with ``state: ready`` and its pid, which
@@ -33,8 +33,8 @@ from pathlib import Path
 
 from netfilterqueue import COPY_PACKET, NetfilterQueue
 
-from snitch import netfilter
-from snitch.queue import COPY_RANGE, MAX_QUEUED
+from snitch.gateway import netfilter
+from snitch.gateway.queue import COPY_RANGE, MAX_QUEUED
 
 
 def _write(path: Path, data: dict[str, object]) -> None:

@@ -27,9 +27,9 @@ RATE = 250  # samples/s
 SCAFFOLD = {
     "<frozen runpy>:_run_module_as_main", "<frozen runpy>:_run_code", "asyncio/runners.py:run",
     "asyncio/runners.py:Runner.run", "asyncio/base_events.py:BaseEventLoop.run_until_complete",
-    "asyncio/base_events.py:BaseEventLoop.run_forever", "snitch/gateway.py:<module>",
+    "asyncio/base_events.py:BaseEventLoop.run_forever", "snitch/gateway/main.py:<module>",
     "asyncio/base_events.py:BaseEventLoop._run_once", "asyncio/events.py:Handle._run",
-    "snitch/gateway.py:main", "netbench/timed_gateway.py:main",
+    "snitch/gateway/main.py:main", "netbench/timed_gateway.py:main",
 }  # fmt: skip
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 

@@ -2,7 +2,7 @@
 
 Runs inside a container of the coderun-gateway image (as its entrypoint, built by
 ``topology.gateway_variant_image``), started by an ordinary Session: it wraps a few
-snitch functions with ``perf_counter_ns`` timers, then runs ``snitch.gateway.main()``
+snitch functions with ``perf_counter_ns`` timers, then runs ``snitch.gateway.main.main()``
 unchanged. Every 0.25 s it writes ``timing.json`` to the session's folder:
 ``{label: [calls, total ns]}``. Timers cost well under a microsecond a call, so this is
 for the breakdown, not for the throughput figure (the benchmark measures that on the
@@ -27,7 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from snitch import events, flowgate, gateway, queue, rulebook
+from snitch.gateway import events, flowgate, queue, rulebook
+from snitch.gateway import main as gateway_main
 
 STATS: dict[str, list[int]] = {}
 now = time.perf_counter_ns
@@ -102,7 +103,7 @@ def main() -> None:
     timed(flowgate.FlowGate, "log_flow", "log_flow")
     timed(events.EventBus, "publish", "bus.publish")
     threading.Thread(target=_writer, daemon=True).start()
-    gateway.main()
+    gateway_main.main()
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from sandbox.session import Session, SessionConfig
-from snitch.model import Mode
+from snitch.core.model import Mode
 
 HERE = Path(__file__).resolve().parent
 BENCH_LABEL = "coderun.bench"

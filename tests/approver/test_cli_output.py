@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from snitch.model import Action, EntryKind, LogEntry, Proto, Rule
-from snitch.store import RuleStore
+from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.store import RuleStore
 from tests.approver.terminal import (
     BIDI,
     C1_CSI,

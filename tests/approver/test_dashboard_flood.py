@@ -16,7 +16,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from snitch.model import PROMPT_COUNTS, Action, EntryKind, LogEntry, PromptCounts, Proto, Rule
+from snitch.core.model import PROMPT_COUNTS, Action, EntryKind, LogEntry, PromptCounts, Proto, Rule
 from tests.tui.conftest import make_app, queue_ready, wait_for
 from tests.tui.fakes import NOW, FakeGateway, pending
 from tui.app import DashboardApp

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Static
 
-from snitch.model import Action, DecisionRequest
+from snitch.core.model import Action, DecisionRequest
 from tests.tui.conftest import make_app, queue_ready, wait_for
 from tests.tui.fakes import FakeGateway, pending
 from tui.screens.confirm import ConfirmDialog

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Static
 
-from snitch.model import Action, DecisionRequest, EntryKind, LogEntry, Pending, Rule, Target
+from snitch.core.model import Action, DecisionRequest, EntryKind, LogEntry, Pending, Rule, Target
 from tests.tui.conftest import make_app, queue_ready, screen_lines, terminal_controls, wait_for
 from tests.tui.fakes import NOW, FakeGateway, pending
 from tui.app import DashboardApp

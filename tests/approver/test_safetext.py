@@ -1,4 +1,4 @@
-"""The one neutraliser every human-readable output uses (snitch/safetext.py)."""
+"""The one neutraliser every human-readable output uses (snitch/core/safetext.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snitch.safetext import IDN_MARK, elide_name, safe, safe_block, safe_name
+from snitch.core.safetext import IDN_MARK, elide_name, safe, safe_block, safe_name
 
 HOSTILE = [
     "\x1b]0;pwned\x07",  # OSC title

@@ -1,4 +1,4 @@
-"""The CLI's output choke point (sandbox/textout.py) and the line prompt's wording
+"""The CLI's output choke point (sandbox/cli/textout.py) and the line prompt's wording
 (sandbox/line_prompt.py), without a terminal."""
 
 from __future__ import annotations
@@ -11,14 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.line_prompt import (
-    lasting_target,
-    options_text,
-    question_text,
-    rule_preview,
-    where,
-)
-from sandbox.textout import (
+from sandbox.cli.textout import (
     TerminalGuard,
     echo_exact,
     guard,
@@ -26,8 +19,15 @@ from sandbox.textout import (
     rule_text,
     show_name,
 )
-from snitch.model import Action, Pending, Rule
-from snitch.safetext import safe
+from sandbox.line_prompt import (
+    lasting_target,
+    options_text,
+    question_text,
+    rule_preview,
+    where,
+)
+from snitch.core.model import Action, Pending, Rule
+from snitch.core.safetext import safe
 from tests.approver.terminal import CLEAR, CYRILLIC_NAME, OSC_TITLE, PUNY_NAME, terminal_problems
 
 

@@ -22,8 +22,8 @@ import pytest
 
 from sandbox import images
 from sandbox.internet import DemoInternet, start_internet
-from snitch.flowlog import read_log
-from snitch.model import EntryKind, LogEntry
+from snitch.core.logfile import read_log
+from snitch.core.model import EntryKind, LogEntry
 
 pytestmark = pytest.mark.docker
 

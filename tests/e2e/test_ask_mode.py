@@ -12,9 +12,9 @@ import docker
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.client import ApiError, GatewayClient
-from snitch.model import Action, DecisionRequest, Pending
-from snitch.store import RuleStore
+from snitch.core.model import Action, DecisionRequest, Pending
+from snitch.core.store import RuleStore
+from snitch.review.client import ApiError, GatewayClient
 from tests.e2e.conftest import coderun_cmd, latest_log, leftovers, wait_for
 
 PROBE = Path(__file__).with_name("probe.py")

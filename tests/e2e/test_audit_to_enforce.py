@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sandbox.internet import DemoInternet
-from snitch.store import RuleStore
+from snitch.core.store import RuleStore
 from tests.e2e.conftest import Result, coderun_cmd
 
 PROBE = Path(__file__).with_name("probe.py")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.store import RuleStore
+from snitch.core.store import RuleStore
 from tests.e2e.conftest import coderun_cmd, latest_log, wait_for
 from tui.widgets.pending import SETTLE_SECONDS
 

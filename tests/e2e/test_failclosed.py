@@ -36,7 +36,7 @@ from docker.models.containers import Container
 
 from sandbox.internet import DemoInternet
 from sandbox.session import Session, SessionConfig
-from snitch.model import Mode
+from snitch.core.model import Mode
 from tests.e2e.conftest import coderun_cmd, wait_for
 from tests.escape.helpers import objects_of
 

@@ -14,9 +14,9 @@ import docker
 
 from sandbox.internet import DemoInternet
 from sandbox.line_prompt import SETTLE_SECONDS, TAG_OFF, TAG_ON
-from snitch.client import GatewayClient
-from snitch.model import Action, DecisionRequest, Pending
-from snitch.store import RuleStore
+from snitch.core.model import Action, DecisionRequest, Pending
+from snitch.core.store import RuleStore
+from snitch.review.client import GatewayClient
 from tests.approver.terminal import Terminal, cli_env, terminal_problems
 from tests.e2e.conftest import coderun_cmd, latest_log, wait_for
 

@@ -29,9 +29,9 @@ import docker.errors
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.client import GatewayClient
-from snitch.flowlog import read_log
-from snitch.model import Action, DecisionRequest, EntryKind, Pending
+from snitch.core.logfile import read_log
+from snitch.core.model import Action, DecisionRequest, EntryKind, Pending
+from snitch.review.client import GatewayClient
 from tests.e2e.conftest import coderun_cmd, wait_for
 from tests.escape.helpers import objects_of
 
@@ -527,7 +527,7 @@ def test_slow_verdict_logs_a_flow_once(
     client: docker.DockerClient,
 ) -> None:
     from sandbox.session import Session, SessionConfig
-    from snitch.model import Mode
+    from snitch.core.model import Mode
 
     script, policy = tmp_path / "slow.py", tmp_path / "slow.toml"
     script.write_text(SLOW)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.flowlog import read_log
-from snitch.loglimit import SUMMARY_RESERVE
-from snitch.logquery import folder_bytes, prune, session_running
-from snitch.model import EntryKind
+from snitch.core.logfile import read_log
+from snitch.core.loglimit import SUMMARY_RESERVE
+from snitch.core.model import EntryKind
+from snitch.review.logquery import folder_bytes, prune, session_running
 from tests.e2e.conftest import coderun_cmd, wait_for
 
 pytestmark = pytest.mark.docker

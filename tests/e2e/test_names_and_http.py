@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sandbox.internet import DemoInternet
-from snitch.model import Action, DecisionRequest
+from snitch.core.model import Action, DecisionRequest
 from tests.e2e.conftest import Result, latest_log
 from tests.e2e.test_ask_mode import LiveRun, by_label
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.model import Action, DecisionRequest
+from snitch.core.model import Action, DecisionRequest
 from tests.e2e.conftest import coderun_cmd, latest_log, wait_for
 from tests.e2e.test_ask_mode import LiveRun
 

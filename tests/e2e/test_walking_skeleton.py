@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.internet import DemoInternet
 from sandbox.session import Session, SessionConfig
-from snitch.model import Mode
+from snitch.core.model import Mode
 from tests.e2e.conftest import Result, coderun_cmd, leftovers, wait_for
 
 PROBE = Path(__file__).with_name("probe.py")

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.model import Action, DecisionRequest, PromptCounts, Target
-from snitch.store import RuleStore
+from snitch.core.model import Action, DecisionRequest, PromptCounts, Target
+from snitch.core.store import RuleStore
 from tests.e2e.conftest import Result, latest_log, wait_for
 from tests.e2e.test_ask_mode import LiveRun, by_label
 

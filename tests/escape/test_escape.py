@@ -37,8 +37,8 @@ import pytest
 from sandbox.cleanup import remove_session
 from sandbox.internet import DemoInternet
 from sandbox.session import Session, SessionConfig
-from snitch.flowlog import read_log
-from snitch.model import EntryKind, LogEntry, Mode
+from snitch.core.logfile import read_log
+from snitch.core.model import EntryKind, LogEntry, Mode
 from tests.e2e.conftest import wait_for
 from tests.escape.helpers import (
     HERE,

@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.model import EntryKind
+from snitch.core.model import EntryKind
 from tests.e2e.conftest import Result, coderun_cmd
 
 pytestmark = pytest.mark.docker

@@ -25,7 +25,7 @@ import pytest
 
 from sandbox.cleanup import remove_session
 from sandbox.internet import DemoInternet
-from snitch.model import Action, DecisionRequest
+from snitch.core.model import Action, DecisionRequest
 from tests.e2e.conftest import Result, latest_log, wait_for
 from tests.e2e.test_ask_mode import LiveRun
 from tests.escape.helpers import HostListener, bridge_gateway, helper_labels, new_ident

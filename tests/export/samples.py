@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snitch.model import Action, Proto, Rule
+from snitch.core.model import Action, Proto, Rule
 
 
 def sample_rules() -> list[Rule]:

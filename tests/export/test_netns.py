@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from snitch.export import ExportOptions, export
-from snitch.model import Action, Proto, Rule
+from snitch.core.model import Action, Proto, Rule
+from snitch.review.export import ExportOptions, export
 
 from .samples import sample_resolutions, sample_rules
 

@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from snitch.export import ExportOptions, export
-from snitch.model import Action, Proto, Rule
+from snitch.core.model import Action, Proto, Rule
+from snitch.review.export import ExportOptions, export
 
 from .samples import sample_resolutions, sample_rules
 

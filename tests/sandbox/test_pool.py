@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sandbox import pool
+from sandbox import gateway_code, pool
 from sandbox.session import Session, SessionConfig
 
 NO_DOCKER: Any = object()  # claiming only touches files; the client is kept for later
@@ -65,10 +66,21 @@ def test_no_daemon_or_a_per_run_ca_means_no_claim(home: Path, tmp_path: Path) ->
     assert states() == {"cccccccccccc": "ready"}
 
 
-def test_code_changes_change_the_shape(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gateway_code_changes_change_the_shape_host_code_does_not(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what is mounted into the gateway (snitch/core, snitch/gateway) is in the
+    shape: editing an exporter keeps the warm pairs."""
+    copy = tmp_path / "snitch"
+    shutil.copytree(gateway_code.snitch_root(), copy)
+    monkeypatch.setattr(gateway_code, "snitch_root", lambda: copy)
     before = pool.shape_key(config())
-    monkeypatch.setattr(pool, "_code_digest", lambda: "another version")
+    (copy / "review" / "export" / "nftables.py").write_text("# edited\n")
+    assert pool.shape_key(config()) == before
+    (copy / "gateway" / "dns.py").write_text("# edited\n")
     assert pool.shape_key(config()) != before
+    assert set(gateway_code.gateway_volumes()) == {
+        str(copy / "__init__.py"), str(copy / "core"), str(copy / "gateway")}
 
 
 def test_concurrent_claims_never_share_a_pair(home: Path) -> None:

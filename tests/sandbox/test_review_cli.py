@@ -10,10 +10,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from sandbox.cli.review import export_command, from_session, log, sessions
 from sandbox.paths import rules_db
-from sandbox.review_cli import export_command, from_session, log, sessions
-from snitch.model import Action, EntryKind, LogEntry, Proto, Rule
-from snitch.store import RuleStore
+from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.store import RuleStore
 
 T0 = 1_700_000_000.0
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from sandbox.cli.rules import parse_endpoint, parse_target, rules
 from sandbox.paths import rules_db
-from sandbox.rules_cli import parse_endpoint, parse_target, rules
-from snitch.model import Action, Proto, Rule
-from snitch.store import RuleStore
+from snitch.core.model import Action, Proto, Rule
+from snitch.core.store import RuleStore
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from snitch.netfilter import DENY_MARK
+from snitch.gateway.netfilter import DENY_MARK
 
 SANDBOX = "10.0.0.2"
 SYN, ACK = 0x02, 0x10

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from snitch.api import ControlApi
-from snitch.asker import Asker
-from snitch.client import ApiError, GatewayClient
-from snitch.events import EventBus
-from snitch.model import Action, Decision, DecisionRequest, FlowKey, Mode, Proto, Rule
-from snitch.rulebook import RuleBook
+from snitch.core.model import Action, Decision, DecisionRequest, FlowKey, Mode, Proto, Rule
+from snitch.gateway.api import ControlApi
+from snitch.gateway.asker import Asker
+from snitch.gateway.events import EventBus
+from snitch.gateway.rulebook import RuleBook
+from snitch.review.client import ApiError, GatewayClient
 
 TOKEN = "s3cret-token"
 

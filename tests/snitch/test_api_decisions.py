@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from snitch.client import ApiError, GatewayClient
-from snitch.model import Action, DecisionRequest, PromptCounts, Target
+from snitch.core.model import Action, DecisionRequest, PromptCounts, Target
+from snitch.review.client import ApiError, GatewayClient
 from tests.snitch.test_api import TOKEN, Gateway
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from snitch.asker import Asker, DecideError
-from snitch.events import EventBus
-from snitch.flowgate import FlowGate
-from snitch.model import Action, DecisionRequest, Mode, Target
-from snitch.names import NameTable
-from snitch.rulebook import RuleBook
-from snitch.store import RuleStore
+from snitch.core.model import Action, DecisionRequest, Mode, Target
+from snitch.core.store import RuleStore
+from snitch.gateway.asker import Asker, DecideError
+from snitch.gateway.events import EventBus
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.names import NameTable
+from snitch.gateway.rulebook import RuleBook
 from tests.snitch.flows import Packet, tcp
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from snitch.blocklist import Blocklist, load_blocklist_file, normalize_entry, parse_blocklist
+from snitch.core.blocklist import Blocklist, load_blocklist_file, normalize_entry, parse_blocklist
 
 ROOT = Path(__file__).resolve().parents[2]
 

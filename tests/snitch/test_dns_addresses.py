@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from snitch.addresses import PrivateAnswers, ProtectedAddresses, networks
-from snitch.model import Action, Decision, Mode, Proto, Rule
-from snitch.rebind import RebindGuard
-from snitch.rulebook import RuleBook
+from snitch.core.model import Action, Decision, Mode, Proto, Rule
+from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, networks
+from snitch.gateway.rebind import RebindGuard
+from snitch.gateway.rulebook import RuleBook
 
 EGRESS = "172.29.0.0/16"  # a named egress network: the outside of this run
 EGRESS_GW = "172.29.0.1"  # its gateway: the host

@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 from dnslib import AAAA, CNAME, OPCODE, QTYPE, RCODE, RR, TXT, A, DNSHeader, DNSQuestion, DNSRecord
 
-from snitch import dns as dns_module
-from snitch.addresses import PrivateAnswers, ProtectedAddresses, networks
-from snitch.dns import DnsForwarder
-from snitch.dnsmsg import ALLOWED_QTYPE_NAMES
-from snitch.events import EventBus
-from snitch.fakeip import FakeIPs
-from snitch.model import Action, Mode, Proto, Rule
-from snitch.names import NameTable
-from snitch.rulebook import RuleBook
+from snitch.core.model import Action, Mode, Proto, Rule
+from snitch.gateway import dns as dns_module
+from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, networks
+from snitch.gateway.dns import DnsForwarder
+from snitch.gateway.dnsmsg import ALLOWED_QTYPE_NAMES
+from snitch.gateway.events import EventBus
+from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.names import NameTable
+from snitch.gateway.rulebook import RuleBook
 
 CLIENT = "172.30.5.3"
 OUTSIDE = "203.0.113.9"

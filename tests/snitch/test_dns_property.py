@@ -23,15 +23,15 @@ from dnslib import CLASS, CNAME, QTYPE, RCODE, RR, A, DNSHeader, DNSQuestion, DN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snitch.addresses import ProtectedAddresses, networks
-from snitch.dns import DnsForwarder
-from snitch.dnsmsg import ALLOWED_QTYPES, LABEL_BYTES
-from snitch.events import EventBus
-from snitch.fakeip import POOL as SYNTHETIC
-from snitch.fakeip import FakeIPs
-from snitch.model import Action, Mode, Proto, Query, Rule
-from snitch.names import NameTable
-from snitch.rulebook import RuleBook
+from snitch.core.model import Action, Mode, Proto, Query, Rule
+from snitch.gateway.addresses import ProtectedAddresses, networks
+from snitch.gateway.dns import DnsForwarder
+from snitch.gateway.dnsmsg import ALLOWED_QTYPES, LABEL_BYTES
+from snitch.gateway.events import EventBus
+from snitch.gateway.fakeip import POOL as SYNTHETIC
+from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.names import NameTable
+from snitch.gateway.rulebook import RuleBook
 
 EXAMPLES = int(os.environ.get("CODERUN_FUZZ_EXAMPLES", "1000"))
 PROPERTY = settings(

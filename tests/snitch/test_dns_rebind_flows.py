@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from snitch import fakeip
-from snitch.addresses import ProtectedAddresses, networks
-from snitch.asker import Asker
-from snitch.events import EventBus
-from snitch.fakeip import FakeIPs
-from snitch.flowgate import FlowGate
-from snitch.model import Action, DecisionRequest, Mode, Proto, Rule, Target
-from snitch.names import NameTable
-from snitch.netfilter import DENY_MARK
-from snitch.rulebook import RuleBook
+from snitch.core.model import Action, DecisionRequest, Mode, Proto, Rule, Target
+from snitch.gateway import fakeip
+from snitch.gateway.addresses import ProtectedAddresses, networks
+from snitch.gateway.asker import Asker
+from snitch.gateway.events import EventBus
+from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.names import NameTable
+from snitch.gateway.netfilter import DENY_MARK
+from snitch.gateway.rulebook import RuleBook
 
 HOST = "172.29.0.1"  # the egress network's gateway: the host
 OUTSIDE = "172.29.0.9"  # a member of the named egress network

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sandbox.cli.review import log, sessions
 from sandbox.records import format_entry
-from sandbox.review_cli import log, sessions
-from snitch.logquery import Filter, filter_entries, resolutions, summarize
-from snitch.model import EntryKind, LogEntry, Verdict
+from snitch.core.model import EntryKind, LogEntry, Verdict
+from snitch.review.logquery import Filter, filter_entries, resolutions, summarize
 
 T0 = 1_700_000_000.0
 ENTRIES = [

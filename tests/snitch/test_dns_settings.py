@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from sandbox.host_networks import host_networks
-from snitch.addresses import PrivateAnswers
-from snitch.gateway import Gateway
+from snitch.gateway.addresses import PrivateAnswers
+from snitch.gateway.main import Gateway
 
 
 @dataclass
@@ -104,7 +104,7 @@ def test_the_run_option_reaches_the_gateway_environment(
 ) -> None:
     from click.testing import CliRunner
 
-    from sandbox.cli import run
+    from sandbox.cli.run import run
     from sandbox.session import Session, SessionConfig
 
     result = CliRunner().invoke(run, ["--private-answers", "sometimes", "--", "true"])

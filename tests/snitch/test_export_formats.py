@@ -8,11 +8,11 @@ import re
 import pytest
 import yaml
 
-from snitch.export import FORMATS, ExportError, ExportOptions, export
-from snitch.export.common import addresses_for, prepare
-from snitch.export.opensnitch import port_regex
-from snitch.export.yamlout import dump_yaml
-from snitch.model import Action, Proto, Rule
+from snitch.core.model import Action, Proto, Rule
+from snitch.review.export import FORMATS, ExportError, ExportOptions, export
+from snitch.review.export.common import addresses_for, prepare
+from snitch.review.export.opensnitch import port_regex
+from snitch.review.export.yamlout import dump_yaml
 
 A, D = Action.ALLOW, Action.DENY
 

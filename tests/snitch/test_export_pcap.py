@@ -8,8 +8,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.utils import rdpcap
 
-from snitch.model import EntryKind, LogEntry
-from snitch.pcap import write_pcap
+from snitch.core.model import EntryKind, LogEntry
+from snitch.review.pcap import write_pcap
 
 
 def flow(proto: str, src: str, sport: int, dst: str, dport: int, t: float) -> LogEntry:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from snitch.export.proposal import format_diff, propose_rules
-from snitch.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.review.export.proposal import format_diff, propose_rules
 
 
 def dns(qname: str, answers: list[str], verdict: str = "allow") -> LogEntry:

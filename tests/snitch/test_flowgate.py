@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from snitch.asker import Asker
-from snitch.events import EventBus
-from snitch.flowgate import FlowGate
-from snitch.model import Action, DecisionRequest, Mode, Rule
-from snitch.names import NameTable
-from snitch.netfilter import DENY_MARK
-from snitch.rulebook import RuleBook
+from snitch.core.model import Action, DecisionRequest, Mode, Rule
+from snitch.gateway.asker import Asker
+from snitch.gateway.events import EventBus
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.names import NameTable
+from snitch.gateway.netfilter import DENY_MARK
+from snitch.gateway.rulebook import RuleBook
 
 
 def syn(dst: str, dport: int, sport: int = 40000, seq: int = 0) -> bytes:

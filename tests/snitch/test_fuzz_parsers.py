@@ -31,19 +31,20 @@ from dnslib import QTYPE, RR, A, DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snitch.asker import Asker
-from snitch.dns import DnsForwarder
-from snitch.events import EventBus
-from snitch.fakeip import FakeIPs
-from snitch.flowgate import FlowGate
-from snitch.flowlog import LogWriter, read_log
-from snitch.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
-from snitch.names import NameTable
-from snitch.netfilter import DENY_MARK
-from snitch.packet import BadPacket, parse_flow, tcp_flags, tcp_payload, tcp_seq
-from snitch.policyfile import PolicyError, load_policy
-from snitch.rulebook import RuleBook
-from snitch.store import RuleStore, StoreError
+from snitch.core.logfile import read_log
+from snitch.core.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
+from snitch.core.policyfile import PolicyError, load_policy
+from snitch.core.store import RuleStore, StoreError
+from snitch.gateway.asker import Asker
+from snitch.gateway.dns import DnsForwarder
+from snitch.gateway.events import EventBus
+from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.flowlog import LogWriter
+from snitch.gateway.names import NameTable
+from snitch.gateway.netfilter import DENY_MARK
+from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_payload, tcp_seq
+from snitch.gateway.rulebook import RuleBook
 
 EXAMPLES = int(os.environ.get("CODERUN_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
@@ -482,7 +483,7 @@ def test_policy_file_fails_only_with_policy_error(policy_path: Path, text: str |
 
 
 class FlakyDisk:
-    """Stands in for ``os`` in snitch.flowlog: ``write`` takes at most the room left on
+    """Stands in for ``os`` in snitch.gateway.flowlog: ``write`` takes at most the room left on
     a disk that fills up (a write may be cut anywhere), then ENOSPC until it is freed."""
 
     def __init__(self, rooms: list[int]) -> None:
@@ -507,7 +508,7 @@ class FlakyDisk:
 def test_log_writer_loses_no_line_on_a_full_disk(
     tmp_path_factory: Any, batches: list[int], rooms: list[int]
 ) -> None:
-    from snitch import flowlog
+    from snitch.gateway import flowlog
 
     path = tmp_path_factory.mktemp("log") / "flows.jsonl"
     writer = LogWriter(path)
@@ -613,8 +614,8 @@ def test_locked_store_loses_no_rule(tmp_path: Path) -> None:
 
 
 def test_decision_on_a_locked_store_gets_a_clear_error(tmp_path: Path) -> None:
-    from snitch.api import ControlApi
-    from snitch.client import ApiError, GatewayClient
+    from snitch.gateway.api import ControlApi
+    from snitch.review.client import ApiError, GatewayClient
 
     path = tmp_path / "rules.db"
     bus = EventBus()

@@ -1,5 +1,5 @@
 """The log's limits: per-kind rates for noise, a size cap that noise cannot fill, and
-the count of what was dropped (snitch/loglimit.py, snitch/flowlog.py)."""
+the count of what was dropped (snitch/core/loglimit.py, snitch/gateway/flowlog.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from snitch import loglimit
-from snitch.flowlog import LogWriter, read_log
-from snitch.loglimit import MAX_KEYS, LogLimiter, LogLimits, line_kind
-from snitch.model import EntryKind
+from snitch.core import loglimit
+from snitch.core.logfile import read_log
+from snitch.core.loglimit import MAX_KEYS, LogLimiter, LogLimits, line_kind
+from snitch.core.model import EntryKind
+from snitch.gateway.flowlog import LogWriter
 
 DNS_DENY = {"kind": "dns", "proto": "dns", "verdict": "deny", "qname": "x.example.test"}
 FLOW_DENY = {"kind": "flow", "proto": "tcp", "verdict": "deny", "dst": "192.0.2.1"}

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.records import follow
-from snitch.logquery import (
+from snitch.core.model import EntryKind, LogEntry
+from snitch.review.logquery import (
     CSV_FIELDS,
     Filter,
     filter_entries,
@@ -23,7 +24,6 @@ from snitch.logquery import (
     summarize,
     write_csv,
 )
-from snitch.model import EntryKind, LogEntry
 
 T0 = 1_700_000_000.0
 

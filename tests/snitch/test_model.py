@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from snitch.flowlog import _ENCODE
-from snitch.model import EntryKind, LogEntry, flow_log_dict
+from snitch.core.model import EntryKind, LogEntry, flow_log_dict
+from snitch.gateway.flowlog import _ENCODE
 
 
 @pytest.mark.parametrize(

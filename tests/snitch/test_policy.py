@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from snitch.blocklist import Blocklist
-from snitch.duration import format_duration, parse_duration
-from snitch.model import Action, FlowKey, Proto, Query, Rule
-from snitch.policy import Policy, check_rule, normalize_cidr, normalize_host, parse_port
+from snitch.core.blocklist import Blocklist
+from snitch.core.duration import format_duration, parse_duration
+from snitch.core.model import Action, FlowKey, Proto, Query, Rule
+from snitch.core.policy import Policy, check_rule, normalize_cidr, normalize_host, parse_port
 
 ALLOW, DENY = Action.ALLOW, Action.DENY
 NOW = 1_700_000_000.0

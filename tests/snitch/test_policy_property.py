@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snitch.blocklist import Blocklist
-from snitch.model import Action, Proto, Query, Rule
+from snitch.core.blocklist import Blocklist
+from snitch.core.model import Action, Proto, Query, Rule
 
 NOW = 1_700_000_000.0
 NAMES = ["x.test", "a.x.test", "b.x.test", "a.b.x.test", "y.test", "A.X.Test."]
@@ -154,7 +154,7 @@ def ref_blocked(blocked: list[str], q: Query) -> list[tuple[int, ...]]:
 @settings(max_examples=1000, deadline=None)
 @given(rule_sets, queries(), st.lists(st.sampled_from(BLOCKED), unique=True))
 def test_policy_agrees_with_reference(rs: list[Rule], q: Query, blocked: list[str]) -> None:
-    from snitch.policy import Policy
+    from snitch.core.policy import Policy
 
     policy = Policy(rs, Blocklist(blocked) if blocked else None)
     # (key, -position, action, id); the blocklist loses full ties to real rules

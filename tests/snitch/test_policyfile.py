@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from snitch.model import Action, Proto, Rule
-from snitch.policyfile import PolicyError, dump_policy, load_policy, load_policy_file, loads_policy
+from snitch.core.model import Action, Proto, Rule
+from snitch.core.policyfile import (
+    PolicyError,
+    dump_policy,
+    load_policy,
+    load_policy_file,
+    loads_policy,
+)
 
 NOW = 1_700_000_000.0
 

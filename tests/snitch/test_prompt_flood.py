@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from snitch.asker import Asker
-from snitch.events import EventBus
-from snitch.flood import MAX_FLOWS_PER_ITEM, PROMPT_RATE
-from snitch.flowgate import FlowGate
-from snitch.model import Action, DecisionRequest, Mode, PromptCounts
-from snitch.names import NameTable
-from snitch.rulebook import RuleBook
+from snitch.core.model import Action, DecisionRequest, Mode, PromptCounts
+from snitch.core.settings import PROMPT_RATE
+from snitch.gateway.asker import Asker
+from snitch.gateway.events import EventBus
+from snitch.gateway.flood import MAX_FLOWS_PER_ITEM
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.names import NameTable
+from snitch.gateway.rulebook import RuleBook
 from tests.snitch.flows import Packet, tcp
 
 

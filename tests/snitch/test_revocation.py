@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from snitch.asker import Asker
-from snitch.events import EventBus
-from snitch.flowgate import FlowGate
-from snitch.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
-from snitch.names import NameTable
-from snitch.revocation import Revoker
-from snitch.rulebook import RuleBook
-from snitch.store import RuleStore
+from snitch.core.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
+from snitch.core.store import RuleStore
+from snitch.gateway.asker import Asker
+from snitch.gateway.events import EventBus
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.names import NameTable
+from snitch.gateway.revocation import Revoker
+from snitch.gateway.rulebook import RuleBook
 from tests.snitch.flows import ACK, SANDBOX, Packet, tcp, udp
 
 
@@ -176,7 +176,7 @@ async def test_audit_mode_notes_nothing(tmp_path: Path) -> None:
 
 
 async def test_noted_flows_conntrack_forgot_are_pruned(tmp_path: Path, monkeypatch: Any) -> None:
-    from snitch import revocation
+    from snitch.gateway import revocation
 
     monkeypatch.setattr(revocation, "PRUNE_AT", 2)
     gate, table, _, _ = gate_with(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="203.0.113.5")])
@@ -191,7 +191,7 @@ async def test_noted_flows_conntrack_forgot_are_pruned(tmp_path: Path, monkeypat
 
 
 def test_the_conntrack_listing_gives_each_entry_s_original_5_tuple() -> None:
-    from snitch.conntrack import parse_listing
+    from snitch.gateway.conntrack import parse_listing
 
     text = (
         "tcp      6 431999 ESTABLISHED src=10.0.0.2 dst=203.0.113.5 sport=40000 dport=80 "

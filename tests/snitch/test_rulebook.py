@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snitch.model import Action, Mode, Proto, Query, Rule
-from snitch.rulebook import RuleBook
-from snitch.store import RuleStore
+from snitch.core.model import Action, Mode, Proto, Query, Rule
+from snitch.core.store import RuleStore
+from snitch.gateway.rulebook import RuleBook
 
 
 def test_configure_swaps_the_runs_part_and_keeps_the_store(tmp_path: Path) -> None:

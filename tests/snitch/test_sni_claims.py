@@ -16,14 +16,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from snitch.asker import Asker
-from snitch.events import EventBus
-from snitch.flowgate import FlowGate
-from snitch.mitm import SnitchAddon
-from snitch.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule, Target
-from snitch.names import NameTable
-from snitch.rulebook import RuleBook
-from snitch.store import RuleStore
+from snitch.core.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule, Target
+from snitch.core.store import RuleStore
+from snitch.gateway.asker import Asker
+from snitch.gateway.events import EventBus
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.mitm import SnitchAddon
+from snitch.gateway.names import NameTable
+from snitch.gateway.rulebook import RuleBook
 
 ATTACKER = "10.66.0.9"
 _ids = itertools.count(1)

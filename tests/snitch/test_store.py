@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from snitch import store as store_mod
-from snitch.model import Action, Proto, Rule
-from snitch.store import HitCounter, RuleStore, StoreError
+from snitch.core import store as store_mod
+from snitch.core.model import Action, Proto, Rule
+from snitch.core.store import HitCounter, RuleStore, StoreError
 
 NOW = 1_700_000_000.0
 

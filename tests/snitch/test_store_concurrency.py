@@ -11,15 +11,15 @@ import textwrap
 import time
 from pathlib import Path
 
-from snitch.model import Action, Rule
-from snitch.store import RuleStore
+from snitch.core.model import Action, Rule
+from snitch.core.store import RuleStore
 
 WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from snitch.model import Action, Rule
-    from snitch.store import RuleStore
+    from snitch.core.model import Action, Rule
+    from snitch.core.store import RuleStore
 
     path, wid, n, go = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     while not go.exists():
@@ -41,8 +41,8 @@ KILLED = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from snitch.model import Action, Rule
-    from snitch.store import RuleStore
+    from snitch.core.model import Action, Rule
+    from snitch.core.store import RuleStore
 
     path, marker = Path(sys.argv[1]), Path(sys.argv[2])
     s = RuleStore(path)

@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sandbox.rules_cli import rules as rules_group
-from snitch.events import EventBus
-from snitch.fakeip import POOL
-from snitch.flowgate import FlowGate
-from snitch.model import Action, Mode, Proto, Query, Rule
-from snitch.names import NameTable
-from snitch.policy import SYNTHETIC_NET, Policy, normalize_cidr
-from snitch.policyfile import PolicyError, loads_policy
-from snitch.rulebook import RuleBook
-from snitch.store import RuleStore
+from sandbox.cli.rules import rules as rules_group
+from snitch.core.model import Action, Mode, Proto, Query, Rule
+from snitch.core.policy import SYNTHETIC_NET, Policy, normalize_cidr
+from snitch.core.policyfile import PolicyError, loads_policy
+from snitch.core.store import RuleStore
+from snitch.gateway.events import EventBus
+from snitch.gateway.fakeip import POOL
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.names import NameTable
+from snitch.gateway.rulebook import RuleBook
 from tests.snitch.flows import Packet, tcp
 
 
@@ -82,7 +82,7 @@ def test_a_stored_synthetic_rule_is_disabled_on_load_with_a_warning(
 ) -> None:
     monkeypatch.setenv("CODERUN_HOME", str(tmp_path))
     rule_id = old_store_with(tmp_path / "rules.db", "198.18.0.1")
-    with caplog.at_level(logging.WARNING, logger="snitch.store"):
+    with caplog.at_level(logging.WARNING, logger="snitch.core.store"):
         store = RuleStore(tmp_path / "rules.db")
     [rule] = store.list()
     assert rule.id == rule_id and not rule.enabled and "disabled by coderun" in rule.note
@@ -105,7 +105,7 @@ def test_the_next_session_does_not_let_the_first_undecided_name_through(tmp_path
     old_store_with(tmp_path / "rules.db", "198.18.0.1")
     book = RuleBook(tmp_path / "rules.db", [], Mode.ASK, "next")
     gate = FlowGate(book, NameTable(), EventBus(), "next")
-    from snitch.asker import Asker
+    from snitch.gateway.asker import Asker
 
     gate.asker = Asker(book, gate.bus, "next", gate.finish)
     gate.names.add("198.18.0.1", "evil.example.test", 60)

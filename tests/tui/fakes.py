@@ -7,8 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from snitch.client import ApiError
-from snitch.model import (
+from snitch.core.model import (
     Action,
     DecisionRequest,
     EntryKind,
@@ -19,6 +18,7 @@ from snitch.model import (
     Rule,
     Target,
 )
+from snitch.review.client import ApiError
 
 NOW = 1_700_000_000.0  # the fixed clock of the tests
 

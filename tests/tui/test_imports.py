@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tui
 
-ALLOWED_SNITCH = {"snitch.model", "snitch.client", "snitch.safetext"}
+ALLOWED_SNITCH = {"snitch.core.model", "snitch.review.client", "snitch.core.safetext"}
 THIRD_PARTY = {"textual", "rich"}
 
 

@@ -6,7 +6,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from snitch.model import Action, DecisionRequest, Target
+from snitch.core.model import Action, DecisionRequest, Target
 from tests.tui.conftest import make_app, queue_ready, wait_for
 from tests.tui.fakes import FakeGateway, pending, sample_pending
 from tui.app import DashboardApp

@@ -11,7 +11,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Footer
 
-from snitch.model import PROMPT_COUNTS, Event, PromptCounts
+from snitch.core.model import PROMPT_COUNTS, Event, PromptCounts
 from tests.tui.conftest import chunks, make_app, wait_for
 from tests.tui.fakes import FakeGateway, pending, sample_log, sample_pending, sample_rules
 from tui.app import DashboardApp

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
-from snitch.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
 from tests.tui.conftest import chunks, make_app, wait_for
 from tests.tui.fakes import NOW, FakeGateway, sample_log, sample_rules
 from tui.screens.confirm import ConfirmDialog

@@ -13,8 +13,8 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, RadioButton, Static
 
-from snitch.model import Action, DecisionRequest, Target
-from snitch.safetext import safe
+from snitch.core.model import Action, DecisionRequest, Target
+from snitch.core.safetext import safe
 from tui.format import LIFETIMES, cidr_of, countdown, host_name, is_ip, parent_pattern
 from tui.inert import shown_name
 from tui.widgets.choice import ChoiceSet

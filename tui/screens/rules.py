@@ -16,8 +16,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 from textual.worker import Worker
 
-from snitch.model import Action, Proto, Rule
-from snitch.safetext import safe
+from snitch.core.model import Action, Proto, Rule
+from snitch.core.safetext import safe
 from tui.client import ApiError
 from tui.format import PROTOS, format_duration, parse_duration, parse_port, split_target
 from tui.screens.decide import field_row

@@ -21,7 +21,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from snitch.model import Action, Pending, PromptCounts
+from snitch.core.model import Action, Pending, PromptCounts
 from tui.format import countdown, port_proto, short_session
 from tui.inert import name_text, plain, shown_name
 

@@ -12,8 +12,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from snitch.model import Rule
-from snitch.safetext import safe
+from snitch.core.model import Rule
+from snitch.core.safetext import safe
 from tui.format import clock_time, rule_lifetime, rule_target
 from tui.inert import NAME_WIDTH
 

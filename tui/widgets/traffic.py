@@ -10,8 +10,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
-from snitch.model import LogEntry
-from snitch.safetext import safe
+from snitch.core.model import LogEntry
+from snitch.core.safetext import safe
 from tui.format import (
     clock_time,
     describe_entry,

@@ -1,0 +1,20 @@
+"""``coderun gc``: what interrupted runs left behind."""
+
+from __future__ import annotations
+
+import click
+
+from sandbox.engine import docker_client
+
+
+@click.command("gc")
+@click.option("--all", "everything", is_flag=True, help="Also remove sessions that are running.")
+def gc_command(everything: bool) -> None:
+    """Remove containers and networks left by interrupted runs."""
+    from sandbox.cleanup import gc
+
+    removed = gc(docker_client(), everything=everything)
+    for item in removed:
+        click.echo(f"removed {item}")
+    if not removed:
+        click.echo("nothing to remove")

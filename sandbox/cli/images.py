@@ -1,0 +1,23 @@
+"""``coderun images``: build and list coderun's images."""
+
+from __future__ import annotations
+
+import click
+
+from sandbox.engine import docker_client
+
+
+@click.group("images")
+def images_group() -> None:
+    """Build and list coderun's images."""
+
+
+@images_group.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when the inputs did not change.")
+def images_build(force: bool) -> None:
+    """Build the gateway, demo-internet and sandbox images (only what changed)."""
+    from sandbox import images
+
+    tags = images.build(docker_client(), force=force)
+    for name, tag in tags.items():
+        click.echo(f"{name:16} {tag}")

@@ -1,0 +1,319 @@
+"""``coderun rules``: list, add, remove, import, export and explain rules.
+
+Exit codes: 0 ok, 1 not found / no rule matches, 2 usage error (including a malformed
+policy file or target), 3 the rule store is unusable (corrupt, locked, too new).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+
+from sandbox.cli.textout import echo_exact, rule_text, show_name
+from sandbox.paths import rules_db
+from snitch.core.blocklist import load_blocklist_file
+from snitch.core.duration import format_duration, parse_duration
+from snitch.core.model import Action, Proto, Query, Rule
+from snitch.core.policy import (
+    Policy,
+    check_rule,
+    check_scope,
+    format_port,
+    is_synthetic_cidr,
+    normalize_cidr,
+    normalize_host,
+    parse_port,
+    synthetic_target,
+)
+from snitch.core.policyfile import PolicyError, dump_policy, load_policy_file
+from snitch.core.safetext import safe
+from snitch.core.store import RuleStore, StoreError
+
+
+class NotFound(click.ClickException):
+    exit_code = 1
+
+
+class BadInput(click.ClickException):
+    """A malformed file given on the command line (a usage error, so 2)."""
+
+    exit_code = 2
+
+
+class StoreFailed(click.ClickException):
+    exit_code = 3
+
+
+@contextlib.contextmanager
+def _store() -> Iterator[RuleStore]:
+    try:
+        with RuleStore(rules_db()) as store:
+            yield store
+    except StoreError as e:
+        raise StoreFailed(str(e)) from e
+
+
+def parse_target(text: str) -> tuple[str | None, str | None]:
+    """(host, cidr) for a rule target: ``*``/``any``, a host, ``*.domain``, an IP or a CIDR."""
+    t = text.strip()
+    if t in ("*", "any"):
+        return None, None
+    try:
+        ipaddress.ip_network(t, strict=False)
+    except ValueError:
+        if "/" in t:
+            raise ValueError(f"bad CIDR {text!r}") from None
+        return normalize_host(t), None
+    return None, normalize_cidr(t)
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """``HOST[:PORT]``, ``IP[:PORT]``, ``[IPv6]:PORT`` or a bare IPv6 -> (host or IP, port)."""
+    t = text.strip()
+    host, port = t, ""
+    if t.startswith("["):
+        host, _, rest = t[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif t.count(":") == 1:
+        host, _, port = t.partition(":")
+    if port and not port.isdigit():
+        raise ValueError(f"bad port in {text!r}")
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    return host, int(port or 0)
+
+
+def lifetime(rule: Rule, now: float) -> str:
+    if rule.once_key is not None:
+        return "once"
+    if rule.session is not None:
+        return f"session {rule.session}"
+    if rule.expires_at is not None:
+        left = rule.expires_at - now
+        return f"{format_duration(left)} left" if left > 0 else "expired"
+    return "always"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+@click.group("rules")
+def rules() -> None:
+    """Manage the allow/deny rules and blocklists in the rule store."""
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--enabled-only", is_flag=True, help="Leave out disabled rules.")
+def list_command(as_json: bool, enabled_only: bool) -> None:
+    """List rules (and the size of the blocklist)."""
+    with _store() as store:
+        found, blocked = store.list(include_disabled=not enabled_only), store.blocklist_count()
+    for r in found:  # disabled when the store was opened; they never match
+        if is_synthetic_cidr(r.cidr):
+            click.echo(f"warning: rule {r.id} is off for good: {synthetic_target(str(r.cidr))}",
+                       err=True)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in found], indent=2))
+        return
+    now = time.time()
+    head = ["ID", "ACTION", "TARGET", "PORT", "PROTO", "SCOPE", "PRIO", "LIFETIME", "HITS"]
+    rows = [[*head, "STATE", "SOURCE", "NOTE"]]
+    for r in found:
+        # Every cell escaped before the table is laid out (notes, scopes, sources and
+        # paths are free text; a name may be a look-alike, shown marked).
+        target = (show_name(r.host) if r.host else safe(r.cidr or "*")) + safe(r.path_prefix or "")
+        rows.append([safe(cell) for cell in (
+            r.id, r.action, format_port(r.port_lo, r.port_hi), r.proto,
+            r.scope, r.priority, lifetime(r, now), r.hits,
+            "on" if r.enabled else "off", r.source, r.note,
+        )])  # fmt: skip
+        rows[-1].insert(2, target)
+    click.echo(_table(rows) if found else "no rules")
+    if blocked:
+        click.echo(f"blocklist: {blocked} entries (domains with their subdomains, networks)")
+
+
+@rules.command("add")
+@click.argument("action", type=click.Choice(["allow", "deny"]))
+@click.argument("target")
+@click.option("--port", help="A port (443) or a range (8000-8100); default any.")
+@click.option("--proto", type=click.Choice([str(p) for p in Proto]), default="any")
+@click.option("--scope", default="global", help="global, profile:NAME or image:NAME.")
+@click.option("--priority", type=int, default=0, help="Higher wins before specificity.")
+@click.option("--path", help="URL path prefix (HTTP rules, needs TLS interception).")
+@click.option("--for", "duration", help="Lifetime as a duration: 30s, 5m, 1h, 2d.")
+@click.option("--session", help="Only for this session id (ends with it).")
+@click.option("--note", default="", help="Free text shown in listings.")
+@click.option("--disabled", is_flag=True, help="Add the rule switched off.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new rule as JSON.")
+def add_command(
+    action: str, target: str, port: str | None, proto: str, scope: str, priority: int,
+    path: str | None, duration: str | None, session: str | None, note: str, disabled: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Add a rule. TARGET is a host, *.domain (subdomains, not the apex), an IP, a CIDR or *."""
+    if duration and session:
+        raise click.UsageError("--for and --session are exclusive")
+    try:
+        host, cidr = parse_target(target)
+        lo, hi = parse_port(port) if port else (0, 0)
+        rule = Rule(Action(action), host=host, cidr=cidr, port_lo=lo, port_hi=hi,
+                    proto=Proto(proto), scope=check_scope(scope), priority=priority,
+                    path_prefix=path, session=session, enabled=not disabled, note=note)  # fmt: skip
+        if duration:
+            rule.expires_at = time.time() + parse_duration(duration)
+        check_rule(rule)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    with _store() as store:
+        rule.id = store.add(rule)
+    if as_json:
+        click.echo(json.dumps(rule.to_dict(), indent=2))
+    else:
+        click.echo(f"added rule {rule.id}: {rule_text(rule)} ({lifetime(rule, time.time())})")
+
+
+def _each_id(ids: tuple[int, ...], op: str, fn: Callable[[int], bool]) -> None:
+    missing = [i for i in ids if not fn(i)]
+    for i in ids:
+        if i not in missing:
+            click.echo(f"{op} rule {i}")
+    if missing:
+        raise NotFound(f"no rule with id {', '.join(map(str, missing))}")
+
+
+@rules.command("rm")
+@click.argument("ids", type=int, nargs=-1, required=True)
+def rm_command(ids: tuple[int, ...]) -> None:
+    """Remove rules by id."""
+    with _store() as store:
+        _each_id(ids, "removed", store.remove)
+
+
+@rules.command("enable")
+@click.argument("ids", type=int, nargs=-1, required=True)
+def enable_command(ids: tuple[int, ...]) -> None:
+    """Switch rules on."""
+    with _store() as store:
+        try:
+            _each_id(ids, "enabled", lambda i: store.set_enabled(i, True))
+        except ValueError as e:  # a rule for a synthetic address
+            raise click.UsageError(str(e)) from e
+
+
+@rules.command("disable")
+@click.argument("ids", type=int, nargs=-1, required=True)
+def disable_command(ids: tuple[int, ...]) -> None:
+    """Switch rules off (they stay stored and never match)."""
+    with _store() as store:
+        _each_id(ids, "disabled", lambda i: store.set_enabled(i, False))
+
+
+def _signature(r: Rule) -> tuple[object, ...]:
+    return (r.action, r.host, r.cidr, r.port_lo, r.port_hi, r.proto, r.scope, r.priority,
+            r.path_prefix, r.session, r.expires_at)  # fmt: skip
+
+
+@rules.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--blocklist", is_flag=True, help="FILE is a hosts/domain/CIDR blocklist.")
+def import_command(file: Path, blocklist: bool) -> None:
+    """Import a TOML policy file (all or nothing), or a blocklist with --blocklist."""
+    if blocklist:
+        parsed = load_blocklist_file(file)
+        with _store() as store:
+            added = store.blocklist_add(parsed.entries, source=file.name)
+        dup = len(parsed.entries) - added
+        click.echo(f"blocklist {safe(file.name)}: {added} new entries, {dup} already listed, "
+                   f"{parsed.skipped} lines skipped")  # fmt: skip
+        return
+    try:
+        policy = load_policy_file(file)
+    except PolicyError as e:
+        raise BadInput(str(e)) from e
+    with _store() as store:
+        have = {_signature(r) for r in store.list()}
+        new = [r for r in policy.rules if _signature(r) not in have]
+        store.add_many(new, blocklist=policy.blocklist, source=f"policy:{file.name}")
+    skipped = len(policy.rules) - len(new)
+    extra = f", {len(policy.blocklist)} blocklist entries" if policy.blocklist else ""
+    click.echo(f"imported {len(new)} rules from {safe(file)} ({skipped} duplicates skipped){extra}")
+
+
+@rules.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
+@click.option("--blocklist", is_flag=True, help="Include the blocklist entries.")
+def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
+    """Export rules as a TOML policy file (to FILE, or stdout)."""
+    with _store() as store:
+        found = store.list()
+        entries = store.blocklist_list() if blocklist else []
+    if as_json:
+        text = json.dumps({"rules": [r.to_dict() for r in found], "blocklist": entries}, indent=2)
+        text += "\n"
+    else:
+        text = dump_policy(found, entries)
+    if file is None:
+        echo_exact(text)
+    else:
+        file.write_text(text, encoding="utf-8")
+        click.echo(f"exported {len(found)} rules to {safe(file)}", err=True)
+
+
+@rules.command("explain")
+@click.argument("target", metavar="HOST[:PORT]")
+@click.option("--proto", type=click.Choice([str(p) for p in Proto]), default="tcp")
+@click.option("--profile", help="Explain as seen by a run with this profile.")
+@click.option("--image", help="Explain as seen by a run of this image.")
+@click.option("--session", help="Explain as seen by this session id.")
+@click.option("--path", help="URL path, to see HTTP path rules.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def explain_command(
+    target: str, proto: str, profile: str | None, image: str | None, session: str | None,
+    path: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Show which rule decides a connection (or, with --proto dns, a lookup) and why.
+
+    Without :PORT only rules for any port can match. A host is matched by name (as if
+    the sandbox connected by that name); an IP only by address rules.
+    """
+    try:
+        host, port = parse_endpoint(target)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    dst: str | None = host
+    names: tuple[str, ...] = ()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        dst, names = None, (host,)
+    p = Proto(proto)
+    query = Query(p, dst, 0 if p is Proto.DNS else port, names, profile, image, session, None, path)
+    with _store() as store:
+        explanation = Policy(store.list(), store.blocklist_view()).explain(query)
+    if as_json:
+        click.echo(json.dumps(explanation.to_dict(), indent=2))
+    else:
+        d = explanation.decision
+        click.echo(f"{d.action}: {safe(d.reason)}" if d else "no rule matches")
+        click.echo(f"why: {safe(explanation.reason)}")
+        if explanation.matches:
+            click.echo("matching rules, in precedence order:")
+            for i, m in enumerate(explanation.matches):
+                rid = "-" if m.rule.id is None else str(m.rule.id)
+                mark = "*" if i == 0 else " "
+                click.echo(f" {mark} {rid:>4}  {rule_text(m.rule):<32} {safe(m.why)}")
+    if explanation.decision is None:
+        raise SystemExit(1)

@@ -1,0 +1,141 @@
+"""``coderun run``: a command in a new sandbox session."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from sandbox import paths
+from sandbox.engine import docker_client
+from snitch.core.model import Mode
+from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@click.option("--image", default="bash", show_default=True,
+              help="Sandbox runtime: bash, python, or a local image name.")
+@click.option("--policy", "policy_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A policy file (TOML) whose rules apply to this run only.")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default=None,
+              help="ask: hold what no rule decides (default with a terminal); enforce: rules "
+              "decide, the rest is denied (default without one); audit: allow and log all.")
+@click.option("--ask-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds a held flow waits for a decision.")
+@click.option("--ask-default", type=click.Choice(["deny", "allow"]), default="deny",
+              show_default=True, help="What happens to a held flow nobody decides.")
+@click.option("--max-pending", type=click.IntRange(1, 10_000), default=DEFAULT_MAX_PENDING,
+              show_default=True,
+              help="Ask mode: at most this many items wait for a decision; connections "
+              f"beyond it (or faster than {PROMPT_RATE:g} new items a second) are refused "
+              "at once.")
+@click.option("--prompt", type=click.Choice(["dashboard", "line", "none"]), default=None,
+              help="How ask mode asks: the dashboard (default with a terminal), a line "
+              "prompt, or not at all (wait for `coderun dashboard` or the deadline).")
+@click.option("--intercept-tls", is_flag=True,
+              help="Terminate TLS with this install's CA (trusted in the sandbox) to log "
+              "full URLs.")
+@click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An extra CA the gateway trusts for upstream servers when intercepting.")
+@click.option("--web-ports", default="80,443", show_default=True,
+              help="TCP ports relayed through mitmproxy for HTTP and TLS logs ('' for none).")
+@click.option("--egress-network", help="Docker network the gateway uses to reach the outside.")
+@click.option("--dns-upstream", help="Resolver the gateway forwards allowed lookups to.")
+@click.option("--private-answers", type=click.Choice(["deny", "allow"]), default="deny",
+              show_default=True, help="May an allowed name lead to private and CGNAT "
+              "addresses (other than the host's)? deny drops such DNS answers (rebind).")
+@click.option("--profile", help="Rule profile that applies to this run (besides global rules).")
+@click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
+@click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER[:ro] bind mount.")
+@click.option("-w", "--workdir", help="Working directory inside the sandbox (a fresh tmpfs "
+              "unless a -v mount covers it).")
+@click.option("--user", default=None, metavar="root|UID[:GID]",
+              help="Run the sandbox as this user (default: uid 1000, the images' coderun).")
+@click.option("--cpus", type=click.FloatRange(min=0.01), default=None,
+              help="CPU quota of the sandbox (default: half of this machine's, at least 1).")
+@click.option("--memory", default="2g", show_default=True,
+              help="Memory limit of the sandbox (no swap beyond it).")
+@click.option("--pids", type=click.IntRange(min=16), default=1024, show_default=True,
+              help="Most processes and threads the sandbox may have.")
+@click.option("--tmpfs-size", default="1g", show_default=True,
+              help="Size of each writable place of the read-only root (/tmp, /var/tmp, "
+              "home, workdir); counts against --memory.")
+@click.option("--runtime", default=None,
+              help="Container runtime of the sandbox, e.g. runsc (gVisor) where the engine has it.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
+    ask_default: str, max_pending: int, prompt: str | None, intercept_tls: bool,
+    upstream_ca: Path | None, web_ports: str, egress_network: str | None,
+    dns_upstream: str | None, private_answers: str, profile: str | None, env: tuple[str, ...],
+    volumes: tuple[str, ...], workdir: str | None, user: str | None, cpus: float | None,
+    memory: str, pids: int, tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
+    from sandbox import images
+    from sandbox.runner import run_session
+    from sandbox.sandbox_container import DEFAULT_USER, parse_user
+    from sandbox.session import SessionConfig
+
+    if policy_file is not None:
+        from snitch.core.policyfile import PolicyError, load_policy
+
+        try:
+            load_policy(policy_file)
+        except PolicyError as exc:
+            raise click.ClickException(str(exc)) from exc
+    try:
+        parse_user(user or DEFAULT_USER)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--user") from exc
+    for value, hint in ((memory, "--memory"), (tmpfs_size, "--tmpfs-size")):
+        if not re.fullmatch(r"[1-9][0-9]*[kmgKMG]?", value):
+            raise click.BadParameter(f"{value!r}: a size like 512m or 2g", param_hint=hint)
+    paths.data_dir()  # a data dir that is not this user's is refused before anything starts
+    envs: dict[str, str] = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        envs[key] = value if sep else os.environ.get(key, "")
+    args = list(command)
+    script: Path | None = None
+    first = Path(args[0])
+    if ("/" in args[0] or first.suffix in (".sh", ".py")) and first.is_file():
+        script, args = first, args[1:]
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    mode = mode or ("ask" if terminal else "enforce")
+    prompt = prompt or ("dashboard" if terminal else "none")
+    client = docker_client()
+    if runtime and runtime not in (client.info().get("Runtimes") or {}):
+        raise click.BadParameter(
+            f"the Docker engine has no runtime {runtime!r} (for gVisor: install runsc and "
+            "register it in /etc/docker/daemon.json, see scripts/setup.sh)",
+            param_hint="--runtime",
+        )
+    tags = images.build(client)
+    config = SessionConfig(
+        command=args, image=images.resolve_runtime(client, image, tags),
+        gateway_image=tags["gateway"], image_name=image, mode=Mode(mode),
+        policy_file=policy_file, egress_network=egress_network, dns_upstream=dns_upstream,
+        env=envs, volumes=list(volumes), workdir=workdir, script=script, profile=profile,
+        ask_timeout=ask_timeout, ask_default=ask_default, max_pending=max_pending,
+        intercept_tls=intercept_tls, upstream_ca=upstream_ca, web_ports=web_ports,
+        private_answers=private_answers, user=user or DEFAULT_USER, cpus=cpus,
+        memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
+    )  # fmt: skip
+    if mode == "ask" and prompt != "none":
+        from sandbox.interactive import run_interactive
+
+        sys.exit(run_interactive(client, config, prompt))
+    _exit_now(run_session(client, config))
+
+
+def _exit_now(status: int) -> None:
+    """Leave at once: the session is cleaned up and its output written; tearing the
+    interpreter down (a tenth of a second with the Docker SDK loaded) adds nothing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

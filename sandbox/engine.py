@@ -1,0 +1,26 @@
+"""The Docker engine coderun talks to, with a clear error when none answers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    import docker
+
+
+def docker_client() -> docker.DockerClient:
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise click.ClickException(
+            "cannot reach a Docker engine. Start one (e.g. `sudo dockerd &`, or "
+            "`sudo apt-get install docker.io` first), or run `scripts/setup-docker.sh` "
+            f"as root. ({exc})"
+        ) from exc

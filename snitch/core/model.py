@@ -1,0 +1,399 @@
+"""The one data model shared by the gateway, the CLI and the dashboard.
+
+Everything that crosses a boundary (gateway -> log file, gateway -> API -> dashboard,
+CLI -> store) is one of these dataclasses, serialised with ``to_dict`` / ``from_dict``
+into plain JSON-able dicts. Keep them free of behaviour beyond (de)serialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class Proto(enum.StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+    ICMP = "icmp"
+    DNS = "dns"  # a DNS query to the gateway's resolver, decided like a flow
+    ANY = "any"
+
+    @classmethod
+    def from_number(cls, number: int) -> Proto | None:
+        return _PROTO_NUMBERS.get(number)
+
+
+_PROTO_NUMBERS = {6: Proto.TCP, 17: Proto.UDP, 1: Proto.ICMP, 58: Proto.ICMP}
+
+
+class Action(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class Verdict(enum.StrEnum):
+    """A log line's ``verdict`` (``allow``/``deny`` are an Action's values)."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    # Refused: a DNS answer or a flow that an allowed *name* would have led inside
+    # (loopback, the host, private ranges; snitch/gateway/addresses.py). A kind of deny.
+    REBIND = "rebind"
+    ASK = "ask"
+    PENDING = "pending"
+    EXPIRED = "expired"
+
+
+class Mode(enum.StrEnum):
+    ENFORCE = "enforce"  # rules decide; unmatched flows are denied
+    AUDIT = "audit"  # everything is allowed and logged
+    ASK = "ask"  # unmatched flows are held until a person decides
+
+
+class FlowKey(NamedTuple):
+    """The 5-tuple of a connection as the sandbox sent it (a tuple: hashed in C, it is
+    a dict key on the packet path)."""
+
+    proto: Proto
+    src: str
+    sport: int
+    dst: str
+    dport: int
+
+    def __str__(self) -> str:
+        return f"{self.proto}:{self.src}:{self.sport}->{self.dst}:{self.dport}"
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a rule is matched against: a connection or a DNS lookup."""
+
+    proto: Proto
+    dst: str | None = None  # IP address, None for a DNS lookup
+    port: int = 0
+    names: tuple[
+        str, ...
+    ] = ()  # names known for dst (DNS answers, SNI, Host), or the looked-up name
+    profile: str | None = None
+    image: str | None = None
+    session: str | None = None
+    flow: str | None = None  # str(FlowKey) of the connection; only once-rules look at it
+    path: str | None = None  # HTTP(S) URL path, set only for requests seen through interception
+
+
+@dataclass(slots=True)
+class Rule:
+    """An allow/deny rule.
+
+    Matches on ``host`` (exact name, or ``*.domain`` for every subdomain of domain but
+    not the apex), ``cidr`` (an address or a network), ``port_lo``..``port_hi`` (0..0 for
+    any port) and ``proto``. At least one of host/cidr may be set; neither means any
+    destination. ``scope`` is ``global``, ``profile:NAME`` or ``image:NAME``.
+    Lifetime: ``once`` (one connection, ``once_key`` holds its 5-tuple), ``session``
+    (``session`` holds the session id), ``expires_at`` (an absolute time), or always.
+    """
+
+    action: Action
+    host: str | None = None
+    cidr: str | None = None
+    port_lo: int = 0
+    port_hi: int = 0
+    proto: Proto = Proto.ANY
+    scope: str = "global"
+    priority: int = 0
+    path_prefix: str | None = None  # HTTP(S) URL path prefix, only with TLS interception
+    once_key: str | None = None
+    session: str | None = None
+    expires_at: float | None = None
+    enabled: bool = True
+    source: str = "cli"  # prompt, cli, import, blocklist, policy
+    note: str = ""
+    created: float = field(default_factory=time.time)
+    hits: int = 0
+    last_hit: float | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["action"] = str(self.action)
+        d["proto"] = str(self.proto)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rule:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["action"] = Action(kw["action"])
+        kw["proto"] = Proto(kw.get("proto", "any"))
+        return cls(**kw)
+
+    def describe(self) -> str:
+        """A short human form, e.g. ``allow *.example.test:443/tcp``."""
+        target = self.host or self.cidr or "*"
+        if self.port_lo:
+            port = (
+                str(self.port_lo)
+                if self.port_lo == self.port_hi
+                else f"{self.port_lo}-{self.port_hi}"
+            )
+            target += f":{port}"
+        if self.path_prefix:
+            target += self.path_prefix
+        return f"{self.action} {target}/{self.proto}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A verdict with the rule that made it (``rule_id`` None for a default)."""
+
+    action: Action
+    rule_id: int | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": str(self.action), "rule_id": self.rule_id, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Decision:
+        return cls(Action(d["action"]), d.get("rule_id"), d.get("reason", ""))
+
+
+class EntryKind(enum.StrEnum):
+    FLOW = "flow"
+    DNS = "dns"
+    HTTP = "http"
+    TLS = "tls"  # a TLS connection relayed without interception: SNI and byte counts
+    EVENT = "event"  # gateway lifecycle and dropped garbage
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One line of a session's traffic log.
+
+    ``kind`` says which optional fields are set: flows carry the 5-tuple, DNS entries
+    ``qname``/``qtype``/``answers``, HTTP entries ``method``/``url``/``status``/sizes.
+    """
+
+    kind: EntryKind
+    session: str = ""
+    time: float = field(default_factory=time.time)
+    proto: str = ""
+    src: str = ""
+    sport: int = 0
+    dst: str = ""
+    dport: int = 0
+    names: list[str] = field(default_factory=list)
+    verdict: str = ""  # allow / deny / pending / expired
+    rule_id: int | None = None
+    rule: str = ""  # the rule's description at decision time
+    reason: str = ""
+    qname: str = ""
+    qtype: str = ""
+    answers: list[str] = field(default_factory=list)
+    sni: str = ""
+    method: str = ""
+    url: str = ""
+    status: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    duration_ms: float = 0.0
+    message: str = ""
+    dropped: int = 0  # a "log limit" event: lines dropped since the last one
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact dict: only fields that differ from their defaults, plus kind and time.
+
+        On the packet path: the defaults are computed once, not per call.
+        """
+        out: dict[str, Any] = {"kind": str(self.kind), "time": self.time}
+        for name, default in _LOG_DEFAULTS:
+            value = getattr(self, name)
+            if value != default:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogEntry:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["kind"] = EntryKind(kw["kind"])
+        return cls(**kw)
+
+
+_LOG_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+    for f in dataclasses.fields(LogEntry)
+    if f.name not in ("kind", "time")
+)
+
+
+def flow_log_dict(
+    session: str, proto: str, src: str, sport: int, dst: str, dport: int,
+    names: tuple[str, ...], verdict: str, rule_id: int | None, rule: str, reason: str,
+) -> dict[str, Any]:  # fmt: skip
+    """``LogEntry(EntryKind.FLOW, ...).to_dict()`` without making the LogEntry: the
+    packet path logs every flow (tests/snitch/test_model.py keeps the two equal)."""
+    out: dict[str, Any] = {"kind": "flow", "time": time.time()}
+    if session:
+        out["session"] = session
+    out["proto"], out["src"] = proto, src
+    if sport:
+        out["sport"] = sport
+    out["dst"] = dst
+    if dport:
+        out["dport"] = dport
+    if names:
+        out["names"] = list(names)
+    out["verdict"] = verdict
+    if rule_id is not None:
+        out["rule_id"] = rule_id
+    if rule:
+        out["rule"] = rule
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+class Target(enum.StrEnum):
+    """What a decision's rule matches: the name, its parent domain, the address, its /24."""
+
+    HOST = "host"
+    DOMAIN = "domain"  # *.parent-domain (e.g. *.example.test for api.example.test)
+    IP = "ip"
+    CIDR = "cidr"
+
+
+@dataclass(slots=True)
+class Pending:
+    """A flow or lookup held at the gateway until a person (or its deadline) decides.
+
+    Retransmitted SYNs of the same 5-tuple are coalesced into one item (``attempts``).
+
+    ``names`` are *verified*: learnt from DNS answers that lead to ``dst``. A name the
+    sandbox merely claimed (a TLS SNI or an HTTP Host that was not verified to lead to
+    ``dst``) is in ``claimed`` and must be shown as unverified; a lasting decision on such
+    an item is stored for the address, never the claimed name. ``synthetic`` says ``dst``
+    is an address coderun made up for an undecided name (ask mode): no rule may ever be
+    stored for it. ``flows``: connections to the same destination collapsed into this
+    item (one decision releases them all).
+    """
+
+    id: str
+    session: str
+    kind: str  # "flow" or "dns"
+    proto: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    names: list[str] = field(default_factory=list)
+    sni: str = ""
+    created: float = field(default_factory=time.time)
+    deadline: float = 0.0
+    attempts: int = 1
+    claimed: str = ""  # a name the sandbox sent (SNI/Host) that does not lead to dst
+    synthetic: bool = False  # dst is a synthetic address (ask mode), never a rule target
+    flows: int = 1  # connections collapsed into this item
+
+    @property
+    def label(self) -> str:
+        """The best *verified* name for the destination, else the address (never the
+        unverified ``claimed`` name: show that beside it, marked)."""
+        return self.names[0] if self.names else self.dst
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Pending:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(slots=True)
+class DecisionRequest:
+    """A person's answer to a pending item (or, with ``pattern``, to every pending item
+    whose name matches it, e.g. ``*.example.test``).
+
+    ``lifetime``: ``once`` (this connection only), ``session``, ``always`` or a duration
+    such as ``5m``. ``port``: ``this`` or ``any``. ``cidr_prefix`` with Target.CIDR.
+    """
+
+    action: Action
+    pending_id: str = ""
+    pattern: str = ""
+    target: Target = Target.HOST
+    port: str = "this"
+    lifetime: str = "once"
+    cidr_prefix: int = 24
+    note: str = ""
+    dry_run: bool = False  # only say what rule this decision would store; change nothing
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["action"] = str(self.action)
+        d["target"] = str(self.target)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecisionRequest:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["action"] = Action(kw["action"])
+        kw["target"] = Target(kw.get("target", "host"))
+        return cls(**kw)
+
+
+PROMPT_COUNTS = "prompts"
+"""The key of :class:`PromptCounts` in the session info, and the topic of the event that
+carries them whenever they change."""
+
+
+@dataclass(slots=True)
+class PromptCounts:
+    """How ask mode kept the person from being flooded (the session info's ``prompts``
+    and the ``prompts`` event): new items are capped and rate-limited, repeats grouped.
+
+    ``refused_full``: connections refused at once because ``max_pending`` items were
+    waiting (or their item held the most connections one item may); ``refused_rate``:
+    refused at once because new items came faster than ``rate`` per second.
+    """
+
+    max_pending: int = 0  # at most this many items wait at once (``--max-pending``)
+    rate: float = 0.0  # new items per second, on average, once a burst of max_pending is used
+    pending: int = 0  # items waiting now
+    held: int = 0  # connections held in them
+    collapsed: int = 0  # connections that joined a waiting item instead of a new one
+    refused_full: int = 0
+    refused_rate: int = 0
+
+    @property
+    def refused(self) -> int:
+        """Connections never shown to the person (over the cap or the rate)."""
+        return self.refused_full + self.refused_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PromptCounts:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One item of the API's event stream.
+
+    Topics: ``pending`` (data: Pending), ``decided`` (data: {id, action, by, rule}),
+    ``expired`` (data: {id, action}), ``log`` (data: LogEntry), ``rules`` (data: {}),
+    ``session`` (data: session info, sent first on every stream), ``prompts`` (data:
+    PromptCounts, when they changed; at most a few times a second).
+    """
+
+    topic: str
+    data: dict[str, Any]
+    seq: int = 0

@@ -1,0 +1,347 @@
+"""Policy files: rules (and blocklist entries) as TOML, for review, sharing and backup.
+
+Format (see docs/rules.md)::
+
+    blocklist = ["ads.example.com", "203.0.113.0/24"]   # optional, before any table
+
+    [[rule]]
+    action = "allow"                 # required: allow | deny
+    host = "*.example.com"           # or cidr = "10.0.0.0/8"; neither = any destination
+    port = 443                       # or "8000-8100"; omitted = any port
+    proto = "tcp"                    # tcp | udp | icmp | dns | any (default)
+    lifetime = "1h"                  # always (default) | session | a duration
+
+A file is loaded whole or not at all: the first problem raises PolicyError with a
+``FILE:LINE:COL: message`` text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snitch.core.blocklist import normalize_entry
+from snitch.core.duration import parse_duration
+from snitch.core.model import Action, Proto, Rule
+from snitch.core.policy import (
+    check_rule,
+    check_scope,
+    format_port,
+    normalize_cidr,
+    normalize_host,
+    parse_port,
+)
+
+RULE_KEYS = (
+    "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "lifetime",
+    "session", "expires_at", "enabled", "source", "note", "created", "hits", "last_hit",
+)  # fmt: skip
+_TABLE = re.compile(r"""\s*\[\[?\s*[\w."' -]+\]\]?\s*(?:#.*)?$""")
+_RULE_HEADER = re.compile(r"\s*\[\[\s*rule\s*\]\]")
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+class PolicyError(ValueError):
+    """A policy file is malformed; ``str()`` is ``FILE:LINE:COL: what is wrong``."""
+
+    def __init__(self, file: str, line: int, col: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{col}: {message}")
+        self.file, self.line, self.col, self.message = file, line, col, message
+
+
+@dataclass(slots=True)
+class PolicyFile:
+    rules: list[Rule] = field(default_factory=list)
+    blocklist: list[str] = field(default_factory=list)
+
+
+class _Locator:
+    """Finds the source position of a key, knowing only the table it belongs to."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: list[str | None] = []  # None for lines inside multi-line strings
+        inside: str | None = None
+        for line in text.splitlines():
+            start = inside
+            for m in re.finditer(r'"""|\'\'\'', line):
+                if inside is None:
+                    inside = m.group()
+                elif m.group() == inside:
+                    inside = None
+            self.lines.append(None if start is not None else line)
+        self.rule_headers = [
+            i for i, s in enumerate(self.lines) if s is not None and _RULE_HEADER.match(s)
+        ]
+
+    def _find_key(self, start: int, key: str) -> tuple[int, int] | None:
+        pat = re.compile(rf"""\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+        for i in range(start, len(self.lines)):
+            s = self.lines[i]
+            if s is None:
+                continue
+            if i > start and _TABLE.match(s):
+                return None
+            m = pat.match(s)
+            if m:
+                return i + 1, len(s) - len(s.lstrip()) + 1
+        return None
+
+    def rule(self, index: int, key: str | None = None) -> tuple[int, int]:
+        """Position of ``key`` in the ``index``-th ``[[rule]]`` (its header if key is None)."""
+        if index >= len(self.rule_headers):
+            return (1, 1)
+        header = self.rule_headers[index]
+        if key is not None:
+            pos = self._find_key(header, key)
+            if pos is not None:
+                return pos
+        s = self.lines[header] or ""
+        return header + 1, len(s) - len(s.lstrip()) + 1
+
+    def top(self, key: str) -> tuple[int, int]:
+        for i, s in enumerate(self.lines):
+            if s is not None and re.match(rf"\s*\[+\s*{re.escape(key)}\s*\]", s):
+                return i + 1, len(s) - len(s.lstrip()) + 1
+        return self._find_key(0, key) or (1, 1)
+
+    def text_after(self, key: str, needle: str) -> tuple[int, int]:
+        line, _ = self.top(key)
+        for i in range(line - 1, len(self.lines)):
+            s = self.lines[i]
+            if s is not None and needle in s:
+                return i + 1, s.index(needle) + 1
+        return line, 1
+
+
+def _time(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | dt.datetime):
+        raise ValueError(f"{what} must be a date-time (2024-05-01T12:00:00Z) or epoch seconds")
+    if isinstance(value, dt.datetime):
+        stamp = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return float(stamp.timestamp())
+    return float(value)
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, what: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}")
+    return value
+
+
+def _rule_from_table(table: dict[str, Any], now: float) -> Rule:
+    """Build a Rule; on error raise ValueError with ``args == (message, key)``."""
+    key: str | None = None
+    try:
+        for key in table:
+            if key not in RULE_KEYS:
+                raise ValueError(f"unknown key {key!r} (known: {', '.join(RULE_KEYS)})")
+        key = "action"
+        if "action" not in table:
+            key = None
+            raise ValueError("rule has no action (allow or deny)")
+        action = _str(table["action"], "action")
+        if action not in ("allow", "deny"):
+            raise ValueError(f"unknown action {action!r} (want allow or deny)")
+        rule = Rule(Action(action), source="policy", created=now)
+        for key, value in table.items():
+            if key == "host":
+                rule.host = normalize_host(_str(value, key))
+            elif key == "cidr":
+                rule.cidr = normalize_cidr(_str(value, key))
+            elif key == "port":
+                rule.port_lo, rule.port_hi = parse_port(value)
+            elif key == "proto":
+                p = _str(value, key)
+                if p not in set(Proto):
+                    raise ValueError(f"unknown proto {p!r} (want tcp, udp, icmp, dns or any)")
+                rule.proto = Proto(p)
+            elif key == "scope":
+                rule.scope = check_scope(_str(value, key))
+            elif key == "priority":
+                rule.priority = _int(value, key)
+            elif key == "path":
+                rule.path_prefix = _str(value, key)
+                if not rule.path_prefix.startswith("/"):
+                    raise ValueError(f"bad path {value!r} (must start with /)")
+            elif key == "session":
+                rule.session = _str(value, key)
+            elif key in ("expires_at", "created", "last_hit"):
+                setattr(rule, key, _time(value, key))
+            elif key == "enabled":
+                if not isinstance(value, bool):
+                    raise ValueError("enabled must be true or false")
+                rule.enabled = value
+            elif key in ("source", "note"):
+                setattr(rule, key, _str(value, key))
+            elif key == "hits":
+                rule.hits = _int(value, key, 0)
+        key = "lifetime"
+        _apply_lifetime(rule, table, now)
+        key = "port" if "port" in table else None
+        check_rule(rule)
+    except ValueError as e:
+        raise ValueError(str(e), key) from None
+    return rule
+
+
+def _apply_lifetime(rule: Rule, table: dict[str, Any], now: float) -> None:
+    if "lifetime" not in table:
+        return
+    life = _str(table["lifetime"], "lifetime").strip()
+    if life == "once":
+        raise ValueError("lifetime 'once' is not allowed in a policy file (one connection only)")
+    if life == "always":
+        if "session" in table or "expires_at" in table:
+            raise ValueError("lifetime 'always' contradicts session/expires_at")
+    elif life == "session":
+        if "session" not in table:
+            raise ValueError("lifetime 'session' needs a session key with the session id")
+    else:
+        if "expires_at" in table:
+            raise ValueError("give either a lifetime duration or expires_at, not both")
+        try:
+            rule.expires_at = now + parse_duration(life)
+        except ValueError:
+            raise ValueError(
+                f"bad lifetime {life!r} (want always, session or a duration: 30s, 5m, 1h, 2d)"
+            ) from None
+
+
+def loads_policy(text: str, file: str = "<policy>", *, now: float | None = None) -> PolicyFile:
+    """Parse policy TOML ``text``; ``file`` only names it in error messages."""
+    t = time.time() if now is None else now
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = _TOML_POS.search(str(e))
+        if m:
+            line, col = int(m.group(1)), int(m.group(2))
+        else:  # "at end of document"
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+        raise PolicyError(file, line, col, _TOML_POS.sub("", str(e)).strip()) from None
+    loc = _Locator(text)
+    for key in data:
+        if key not in ("rule", "blocklist"):
+            raise PolicyError(file, *loc.top(key), f"unknown key {key!r} (want [[rule]] tables)")
+    out = PolicyFile()
+    entries = data.get("blocklist", [])
+    if not isinstance(entries, list) or not all(isinstance(x, str) for x in entries):
+        raise PolicyError(file, *loc.top("blocklist"), "blocklist must be a list of strings")
+    for entry in entries:
+        n = normalize_entry(entry)
+        if n is None:
+            msg = f"bad blocklist entry {entry!r} (want a domain or CIDR)"
+            raise PolicyError(file, *loc.text_after("blocklist", entry), msg)
+        out.blocklist.append(n)
+    tables = data.get("rule", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise PolicyError(file, *loc.top("rule"), "rule must be an array of tables: [[rule]]")
+    for i, table in enumerate(tables):
+        try:
+            out.rules.append(_rule_from_table(table, t))
+        except ValueError as e:
+            message, key = e.args
+            raise PolicyError(file, *loc.rule(i, key), f"rule {i + 1}: {message}") from None
+    return out
+
+
+def load_policy_file(path: Path, *, now: float | None = None) -> PolicyFile:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PolicyError(str(path), 1, 1, f"not UTF-8 text: {e}") from None
+    return loads_policy(text, str(path), now=now)
+
+
+def load_policy(path: Path, *, now: float | None = None) -> list[Rule]:
+    """The rules of a policy file; PolicyError (``FILE:LINE:COL: ...``) if it is malformed."""
+    return load_policy_file(path, now=now).rules
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def _q(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _ts(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def dump_rule(rule: Rule) -> str:
+    """One ``[[rule]]`` table; defaults are left out."""
+    lines = ["[[rule]]", f"action = {_q(str(rule.action))}"]
+    if rule.host is not None:
+        lines.append(f"host = {_q(rule.host)}")
+    if rule.cidr is not None:
+        lines.append(f"cidr = {_q(rule.cidr)}")
+    if rule.port_lo:
+        port = format_port(rule.port_lo, rule.port_hi)
+        lines.append(f"port = {port}" if rule.port_lo == rule.port_hi else f"port = {_q(port)}")
+    lines.append(f"proto = {_q(str(rule.proto))}")
+    if rule.scope != "global":
+        lines.append(f"scope = {_q(rule.scope)}")
+    if rule.priority:
+        lines.append(f"priority = {rule.priority}")
+    if rule.path_prefix is not None:
+        lines.append(f"path = {_q(rule.path_prefix)}")
+    if rule.session is not None:
+        lines += ['lifetime = "session"', f"session = {_q(rule.session)}"]
+    if rule.expires_at is not None:
+        lines.append(f"expires_at = {_ts(rule.expires_at)}")
+    if not rule.enabled:
+        lines.append("enabled = false")
+    lines.append(f"source = {_q(rule.source)}")
+    if rule.note:
+        lines.append(f"note = {_q(rule.note)}")
+    lines.append(f"created = {_ts(rule.created)}")
+    if rule.hits:
+        lines.append(f"hits = {rule.hits}")
+    if rule.last_hit is not None:
+        lines.append(f"last_hit = {_ts(rule.last_hit)}")
+    return "\n".join(lines) + "\n"
+
+
+def dump_policy(rules: Iterable[Rule], blocklist: Iterable[str] = ()) -> str:
+    """TOML for ``rules`` (once-rules are skipped: they cannot outlive their connection)."""
+    out = ["# coderun policy file: load with `coderun rules import FILE`\n"]
+    entries = list(blocklist)
+    if entries:
+        out.append("blocklist = [\n" + "".join(f"  {_q(e)},\n" for e in entries) + "]\n")
+    skipped = 0
+    for rule in rules:
+        if rule.once_key is not None:
+            skipped += 1
+            continue
+        out.append(dump_rule(rule))
+    if skipped:
+        out.append(f"# {skipped} once-rule(s) not exported\n")
+    return "\n".join(out)

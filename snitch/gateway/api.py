@@ -1,0 +1,279 @@
+"""The gateway's control API: HTTP/1.1 + JSON on a unix socket, bearer-token auth.
+
+The socket lives in the session's folder of the host's data dir (bind-mounted), mode
+0600 and owned by the host user: the sandbox has no route to it at all, being neither
+on the network nor in the filesystem. Routes (all under ``/v1``) are listed in
+``ROUTES``; docs/api.md documents them. ``GET /v1/events`` streams NDJSON events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from snitch.core.model import DecisionRequest, Proto, Query, Rule
+from snitch.core.store import StoreError
+from snitch.gateway.asker import Asker, DecideError
+from snitch.gateway.events import EventBus
+from snitch.gateway.rulebook import RuleBook
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1 << 20
+EVENT_QUEUE = 10_000
+LOG_MEMORY = 2_000
+
+Handler = Callable[["Request"], Awaitable[tuple[int, Any]]]
+
+
+class Request:
+    def __init__(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.body = body
+
+
+class ControlApi:
+    def __init__(
+        self,
+        socket_path: Path,
+        token: str,
+        bus: EventBus,
+        rules: RuleBook,
+        asker: Asker | None,
+        info: Callable[[], dict[str, Any]],
+        uid: int | None = None,
+        gid: int | None = None,
+    ) -> None:
+        self.socket_path = socket_path
+        self.token = token.encode()
+        self.bus = bus
+        self.rules = rules
+        self.asker = asker
+        self.info = info
+        self.uid, self.gid = uid, gid
+        self._server: asyncio.Server | None = None
+        self._streams: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._seq = itertools.count(1)
+        self._recent: deque[dict[str, Any]] = deque(maxlen=LOG_MEMORY)
+        self._handlers: set[asyncio.Task[None]] = set()
+        bus.subscribe(self._on_event)
+
+    # -- server -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._client, str(self.socket_path))
+        finally:
+            os.umask(old)
+        if self.uid is not None and self.gid is not None:
+            os.chown(self.socket_path, self.uid, self.gid)
+
+    def close(self) -> None:
+        for queue in list(self._streams):
+            queue.put_nowait(None)
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
+        seq = next(self._seq)
+        if topic == "log":
+            self._recent.append(payload)
+        if not self._streams:  # on the packet path: nothing more to do for nobody
+            return
+        event = {"topic": topic, "data": payload, "seq": seq}
+        for queue in list(self._streams):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:  # a stalled dashboard is cut off, not waited for
+                self._streams.discard(queue)
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(None)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            await self._serve_one(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, TimeoutError):
+            pass
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+            writer.close()
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0") or 0)
+        if length > MAX_BODY:
+            return await self._send(writer, 413, {"error": "body too large"})
+        raw = await reader.readexactly(length) if length else b""
+        auth = headers.get("authorization", "")
+        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), self.token)):
+            return await self._send(writer, 401, {"error": "missing or wrong token"})
+        url = urlsplit(target)
+        if not url.path.startswith("/v1/"):
+            return await self._send(writer, 404, {"error": "unknown API version (use /v1)"})
+        path = url.path[3:]
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            return await self._send(writer, 400, {"error": "body is not JSON"})
+        request = Request(method, path, parse_qs(url.query), body)
+        if method == "GET" and path == "/events":
+            return await self._stream(writer)
+        handler = self._route(method, path)
+        if handler is None:
+            return await self._send(writer, 404, {"error": f"no route {method} {path}"})
+        try:
+            status, payload = await handler(request)
+        except DecideError as exc:
+            status, payload = exc.status, {"error": str(exc)}
+        except StoreError as exc:  # locked or broken store: say so, lose nothing
+            status, payload = 503, {"error": f"rule store unavailable: {exc}"}
+        except (KeyError, ValueError, TypeError) as exc:
+            status, payload = 400, {"error": f"bad request: {exc}"}
+        except Exception as exc:  # a bug: answer, log it, keep serving
+            log.exception("API %s %s", method, path)
+            status, payload = 500, {"error": f"internal error: {exc!r}"}
+        await self._send(writer, status, payload)
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, status: int, payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+
+    async def _stream(self, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(EVENT_QUEUE)
+        self._streams.add(queue)
+        try:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            first = {"topic": "session", "data": self.info(), "seq": 0}
+            writer.write(json.dumps(first).encode() + b"\n")
+            if self.asker is not None:
+                for item in self.asker.pending():
+                    writer.write(
+                        json.dumps({"topic": "pending", "data": item.to_dict(), "seq": 0}).encode()
+                        + b"\n"
+                    )
+            await writer.drain()
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                writer.write(json.dumps(event).encode() + b"\n")
+                await writer.drain()
+        finally:
+            self._streams.discard(queue)
+
+    # -- routes -----------------------------------------------------------------------------
+    def _route(self, method: str, path: str) -> Handler | None:
+        if path.startswith("/rules/") and path[7:].lstrip("-").isdigit():
+            return {
+                "DELETE": self._rule_delete,
+                "PATCH": self._rule_patch,
+                "PUT": self._rule_put,
+            }.get(method)
+        routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/info"): self._info,
+            ("GET", "/pending"): self._pending,
+            ("POST", "/decide"): self._decide,
+            ("GET", "/rules"): self._rules_list,
+            ("POST", "/rules"): self._rules_add,
+            ("GET", "/log"): self._log,
+            ("POST", "/explain"): self._explain,
+        }
+        return routes.get((method, path))
+
+    async def _info(self, _r: Request) -> tuple[int, Any]:
+        return 200, self.info()
+
+    async def _pending(self, _r: Request) -> tuple[int, Any]:
+        items = self.asker.pending() if self.asker is not None else []
+        return 200, [item.to_dict() for item in items]
+
+    async def _decide(self, r: Request) -> tuple[int, Any]:
+        if self.asker is None:
+            return 409, {"error": "this session is not in ask mode"}
+        return 200, self.asker.decide(DecisionRequest.from_dict(r.body), by="api")
+
+    async def _rules_list(self, _r: Request) -> tuple[int, Any]:
+        return 200, [rule.to_dict() for rule in self.rules.all_rules()]
+
+    async def _rules_add(self, r: Request) -> tuple[int, Any]:
+        rule = Rule.from_dict(r.body)
+        rule.id = None
+        from snitch.core.policy import check_rule
+
+        check_rule(rule)
+        added = self.rules.add_rule(rule)
+        self._rules_changed()
+        return 201, added.to_dict()
+
+    async def _rule_delete(self, r: Request) -> tuple[int, Any]:
+        ok = self.rules.remove_rule(int(r.path[7:]))
+        self._rules_changed()
+        return (200, {"removed": True}) if ok else (404, {"error": "no such rule"})
+
+    async def _rule_patch(self, r: Request) -> tuple[int, Any]:
+        ok = self.rules.set_enabled(int(r.path[7:]), bool(r.body["enabled"]))
+        self._rules_changed()
+        return (
+            (200, {"enabled": bool(r.body["enabled"])}) if ok else (404, {"error": "no such rule"})
+        )
+
+    async def _rule_put(self, r: Request) -> tuple[int, Any]:
+        rule = Rule.from_dict(r.body)
+        rule.id = int(r.path[7:])
+        from snitch.core.policy import check_rule
+
+        check_rule(rule)
+        ok = self.rules.update_rule(rule)
+        self._rules_changed()
+        return (200, rule.to_dict()) if ok else (404, {"error": "no such rule"})
+
+    def _rules_changed(self) -> None:
+        self.bus.publish("rules", {})
+        if self.asker is not None:
+            self.asker.recheck("rules")
+
+    async def _log(self, r: Request) -> tuple[int, Any]:
+        limit = int(r.query.get("limit", ["500"])[0])
+        return 200, list(self._recent)[-limit:]
+
+    async def _explain(self, r: Request) -> tuple[int, Any]:
+        host = str(r.body["host"])
+        port = int(r.body.get("port", 0))
+        proto = Proto(r.body.get("proto", "tcp"))
+        is_ip = host.replace(".", "").isdigit() or ":" in host
+        query = Query(proto, host if is_ip else None, port, () if is_ip else (host,))
+        return 200, self.rules.explain(query)

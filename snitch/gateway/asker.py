@@ -1,0 +1,367 @@
+"""Ask mode: hold flows that no rule decides until a person (or the deadline) does.
+
+Any number of items can be pending at once, up to a cap; holding one never blocks
+another, since each held packet simply waits in the kernel queue for its verdict while
+the event loop goes on. Retransmitted SYNs of a held flow are coalesced into its item
+(the copies are dropped, the first packet is kept); other connections to the same
+destination join the same item (``Pending.flows``) and one decision releases them all.
+Caps, grouping and the rate limit are described in snitch/gateway/flood.py.
+
+A decision ``once`` releases exactly the connections held at that moment, nothing
+later (not their 5-tuple, not a name pattern for a second); a lasting decision becomes a
+rule and is applied to every held item the rule now decides. A name the sandbox merely
+claimed (an SNI that does not lead to the address) is never a rule's target, and no
+rule is ever made for a synthetic address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from snitch.core.model import (
+    Action,
+    Decision,
+    DecisionRequest,
+    FlowKey,
+    Pending,
+    PromptCounts,
+    Proto,
+    Query,
+    Rule,
+    Target,
+)
+from snitch.core.policy import Policy, check_rule, is_synthetic_address, synthetic_target
+from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
+from snitch.gateway.events import EventBus
+from snitch.gateway.flood import (
+    MAX_FLOWS_PER_ITEM,
+    TokenBucket,
+    refused_full,
+    refused_item_full,
+    refused_rate,
+)
+from snitch.gateway.queue import QueuedPacket
+from snitch.gateway.rulebook import RuleBook
+
+if TYPE_CHECKING:
+    from snitch.gateway.fakeip import FakeIPs
+
+DEFAULT_TIMEOUT = 60.0
+# What makes two connections "the same destination": proto, dst, dport, names, claimed.
+GroupKey = tuple[str, str, int, tuple[str, ...], str]
+
+
+class DecideError(ValueError):
+    """A decision that cannot be applied; ``status`` is the HTTP status to report."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Held:
+    item: Pending
+    group: GroupKey
+    flows: list[tuple[QueuedPacket, FlowKey]] = field(default_factory=list)
+
+    def query(self) -> Query:
+        item = self.item
+        return Query(Proto(item.proto), item.dst, item.dport, tuple(item.names))
+
+
+# Called with the held packet, its key and the final decision, to give the verdict and
+# log the flow (FlowGate.finish).
+Finisher = Callable[[QueuedPacket, FlowKey, Decision, str, tuple[str, ...]], None]
+
+
+def parent_domain(name: str) -> str:
+    labels = name.split(".")
+    return ".".join(labels[1:]) if len(labels) > 2 else name
+
+
+def claimed_note(claimed: str) -> str:
+    """How a decision on an item with an unverified name says so (in the log's reason)."""
+    return f"claimed SNI {claimed}, unverified"
+
+
+class Asker:
+    def __init__(
+        self,
+        rules: RuleBook,
+        bus: EventBus,
+        session: str,
+        finish: Finisher,
+        timeout: float = DEFAULT_TIMEOUT,
+        default: Action = Action.DENY,
+        clock: Callable[[], float] = time.time,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.rules = rules
+        self.bus = bus
+        self.session = session
+        self.finish = finish
+        self.timeout = timeout
+        self.default = default
+        self.clock = clock
+        self.max_pending = max_pending
+        self.fake: FakeIPs | None = None  # set in the gateway: real addresses behind synthetic
+        self.held: dict[str, Held] = {}
+        self._by_key: dict[FlowKey, str] = {}
+        self._by_group: dict[GroupKey, str] = {}
+        self._bucket = TokenBucket(PROMPT_RATE, max_pending, clock)
+        self._counts = PromptCounts(max_pending, PROMPT_RATE)
+        self._published: dict[str, object] = {}
+        self._ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the packet path --------------------------------------------------------------------
+    def hold(
+        self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str = ""
+    ) -> None:
+        """Keep ``packet`` in the kernel queue and publish it as pending (or refuse it at
+        once when the person is being flooded). ``claimed``: a name the sandbox sent that
+        was not verified to lead to ``key.dst`` (then ``names`` is empty)."""
+        existing = self._by_key.get(key)
+        if existing is not None:
+            # A retransmission of a held flow: drop the copy, keep the first packet.
+            held = self.held[existing]
+            held.item.attempts += 1
+            packet.drop()
+            self.bus.publish("pending", held.item.to_dict())  # the same id: an update
+            return
+        group: GroupKey = (str(key.proto), key.dst, key.dport, names, claimed)
+        joined = self._by_group.get(group)
+        if joined is not None:
+            held = self.held[joined]
+            if len(held.flows) >= MAX_FLOWS_PER_ITEM:
+                self._counts.refused_full += 1
+                self._refuse(packet, key, names, claimed, refused_item_full())
+                return
+            packet.retain()
+            held.flows.append((packet, key))
+            self._by_key[key] = joined
+            held.item.flows += 1
+            self._counts.collapsed += 1
+            self.bus.publish("pending", held.item.to_dict())  # the same id: an update
+            return
+        if len(self.held) >= self.max_pending:
+            self._counts.refused_full += 1
+            self._refuse(packet, key, names, claimed, refused_full(self.max_pending))
+            return
+        if not self._bucket.take():
+            self._counts.refused_rate += 1
+            self._refuse(packet, key, names, claimed, refused_rate())
+            return
+        now = self.clock()
+        item = Pending(
+            id=f"{self.session[:6]}-{next(self._ids)}",
+            session=self.session,
+            kind="flow",
+            proto=str(key.proto),
+            src=key.src,
+            sport=key.sport,
+            dst=key.dst,
+            dport=key.dport,
+            names=list(names),
+            created=now,
+            deadline=now + self.timeout,
+            claimed=claimed,
+            synthetic=is_synthetic_address(key.dst),
+        )
+        packet.retain()
+        self.held[item.id] = Held(item, group, [(packet, key)])
+        self._by_key[key] = item.id
+        self._by_group[group] = item.id
+        self.bus.publish("pending", item.to_dict())
+
+    def _refuse(
+        self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str, why: str
+    ) -> None:
+        decision = self._marked(Decision(Action.DENY, None, why), claimed)
+        self.finish(packet, key, decision, "", names)
+
+    @staticmethod
+    def _marked(decision: Decision, claimed: str) -> Decision:
+        if not claimed:
+            return decision
+        return Decision(decision.action, decision.rule_id,
+                        f"{decision.reason} ({claimed_note(claimed)})")  # fmt: skip
+
+    def pending(self) -> list[Pending]:
+        return [h.item for h in self.held.values()]
+
+    def prompt_counts(self) -> PromptCounts:
+        counts = self._counts
+        counts.pending = len(self.held)
+        counts.held = sum(len(h.flows) for h in self.held.values())
+        return counts
+
+    # -- decisions --------------------------------------------------------------------------
+    def decide(self, request: DecisionRequest, by: str = "api") -> dict[str, object]:
+        """Apply a person's decision; returns the ids it decided and the rule it made.
+
+        With ``request.dry_run`` nothing changes: the answer says what would be decided
+        and which rule would be stored (``dry_run: true``)."""
+        if request.pattern:
+            return self._decide_pattern(request, by)
+        held = self.held.get(request.pending_id)
+        if held is None:
+            raise DecideError(409, f"{request.pending_id} is not pending (decided or expired)")
+        if request.lifetime == "once":
+            if request.dry_run:
+                return {"decided": [held.item.id], "rule": None, "dry_run": True}
+            decision = Decision(request.action, None, f"ask: {request.action} once by {by}")
+            self._release(held, decision, by)
+            return {"decided": [held.item.id], "rule": None}
+        rule = self.rule_for(held.item, request)
+        if request.dry_run:
+            return self._dry_run(rule)
+        return self._apply_rule(rule, by)
+
+    def _decide_pattern(self, request: DecisionRequest, by: str) -> dict[str, object]:
+        pattern = request.pattern.lower()
+        rule = Rule(action=request.action, host=pattern, source="prompt", note=request.note)
+        if request.lifetime != "once":
+            self._set_lifetime(rule, request.lifetime)
+            return self._dry_run(rule) if request.dry_run else self._apply_rule(rule, by)
+        # A batch "once": exactly the items pending now whose name matches; no rule.
+        check_rule(rule)
+        matcher = Policy([rule])
+        chosen = [h for h in self.held.values() if matcher.decide(h.query()) is not None]
+        ids = [h.item.id for h in chosen]
+        if request.dry_run:
+            return {"decided": ids, "rule": None, "dry_run": True}
+        reason = f"ask: {request.action} once by {by} ({pattern})"
+        for held in chosen:
+            self._release(held, Decision(request.action, None, reason), by)
+        return {"decided": ids, "rule": None}
+
+    def rule_for(self, item: Pending, request: DecisionRequest) -> Rule:
+        """The lasting rule a decision on ``item`` means: by name where a verified one is
+        known (never the claimed one), never for a synthetic address (the real address
+        once resolved, else the name)."""
+        name = item.names[0] if item.names else ""
+        rule = Rule(action=request.action, source="prompt", note=request.note)
+        target = request.target
+        if not name and target in (Target.HOST, Target.DOMAIN):
+            target = Target.IP
+        address = item.dst
+        synthetic = item.synthetic or is_synthetic_address(item.dst)
+        if target in (Target.IP, Target.CIDR) and synthetic:
+            real = self.fake.real_address(item.dst) if self.fake is not None else None
+            if real is not None and not is_synthetic_address(real):
+                address = real
+            elif name:
+                target = Target.HOST
+            else:
+                why = synthetic_target(address)
+                raise DecideError(409, f"no lasting rule for this item: {why}")
+        if target is Target.HOST:
+            rule.host = name
+        elif target is Target.DOMAIN:
+            rule.host = "*." + parent_domain(name)
+        elif target is Target.IP:
+            rule.cidr = f"{address}/32"
+        else:
+            rule.cidr = _network(address, request.cidr_prefix)
+        if request.port == "this" and item.proto in ("tcp", "udp"):
+            rule.port_lo = rule.port_hi = item.dport
+        rule.proto = Proto(item.proto) if item.kind == "flow" else Proto.DNS
+        self._set_lifetime(rule, request.lifetime)
+        return rule
+
+    def _set_lifetime(self, rule: Rule, lifetime: str) -> None:
+        if lifetime == "session":
+            rule.session = self.session
+        elif lifetime not in ("always", "once"):
+            from snitch.core.duration import parse_duration
+
+            rule.expires_at = self.clock() + parse_duration(lifetime)
+
+    def _dry_run(self, rule: Rule) -> dict[str, object]:
+        """What storing ``rule`` would decide now; nothing changes."""
+        check_rule(rule)  # the error the real decision would get
+        ids = [
+            h.item.id for h in self.held.values()
+            if self.rules.decide_with(rule, h.query()) is not None
+        ]  # fmt: skip
+        return {"decided": ids, "rule": rule.to_dict(), "dry_run": True}
+
+    def _apply_rule(self, rule: Rule, by: str) -> dict[str, object]:
+        rule = self.rules.add_rule(rule)
+        decided = self.recheck(by)
+        return {"decided": decided, "rule": rule.to_dict()}
+
+    def recheck(self, by: str = "rules") -> list[str]:
+        """Release every held item that the rules now decide (after a rule change)."""
+        decided = []
+        for held in list(self.held.values()):
+            decision = self.rules.decide(held.query())
+            if decision is not None:
+                self._release(held, decision, by)
+                decided.append(held.item.id)
+        return decided
+
+    def _release(self, held: Held, decision: Decision, by: str, topic: str = "decided") -> None:
+        item = held.item
+        self.held.pop(item.id, None)
+        self._by_group.pop(held.group, None)
+        final = self._marked(decision, item.claimed)
+        for packet, key in held.flows:
+            self._by_key.pop(key, None)
+            self.finish(packet, key, final, "", tuple(item.names))
+        self.bus.publish(
+            topic,
+            {
+                "id": item.id,
+                "action": str(decision.action),
+                "by": by,
+                "rule_id": decision.rule_id,
+                "reason": final.reason,
+            },
+        )
+
+    # -- deadlines --------------------------------------------------------------------------
+    def expire(self) -> list[str]:
+        now = self.clock()
+        expired = []
+        for held in list(self.held.values()):
+            if held.item.deadline <= now:
+                decision = Decision(self.default, None, f"ask: expired, default {self.default}")
+                self._release(held, decision, "deadline", topic="expired")
+                expired.append(held.item.id)
+        return expired
+
+    def publish_counts(self) -> None:
+        """A ``prompts`` event when the counts changed since the last one."""
+        counts = self.prompt_counts().to_dict()
+        if counts != self._published:
+            self._published = counts
+            self.bus.publish("prompts", counts)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            self.expire()
+            self.publish_counts()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for held in list(self.held.values()):  # fail closed: nothing held slips through
+            self._release(held, Decision(Action.DENY, None, "gateway stopping"), "shutdown")
+
+
+def _network(ip: str, prefix: int) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

@@ -1,0 +1,32 @@
+"""A tiny publish/subscribe bus: the gateway's pieces publish, the log and API listen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from snitch.core.model import LogEntry
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class EventBus:
+    """Events are ``(topic, payload)``: ``log`` carries a LogEntry dict; others
+    (``pending``, ``decided``, ``expired``, ``rules``) carry their own dicts."""
+
+    def __init__(self) -> None:
+        # A tuple, replaced on (un)subscribe: publishing (the packet path) copies nothing.
+        self._listeners: tuple[Listener, ...] = ()
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners = (*self._listeners, listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x != listener)
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            listener(topic, payload)
+
+    def log(self, entry: LogEntry) -> None:
+        self.publish("log", entry.to_dict())

@@ -1,0 +1,297 @@
+"""The verdict on every NEW flow the queue hands us, in every mode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from snitch.core.model import (
+    Action,
+    Decision,
+    EntryKind,
+    FlowKey,
+    LogEntry,
+    Mode,
+    Proto,
+    Query,
+    flow_log_dict,
+)
+from snitch.core.model import Verdict as LogVerdict
+from snitch.gateway.events import EventBus
+from snitch.gateway.fakeip import Rebound
+from snitch.gateway.names import NameTable
+from snitch.gateway.netfilter import DENY_MARK
+from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
+from snitch.gateway.queue import QueuedPacket
+from snitch.gateway.rebind import RebindGuard
+from snitch.gateway.rulebook import RuleBook
+
+if TYPE_CHECKING:
+    from snitch.gateway.asker import Asker
+    from snitch.gateway.fakeip import FakeIPs
+    from snitch.gateway.revocation import Revoker
+
+log = logging.getLogger(__name__)
+RETRANSMIT_SECONDS = 3.0  # a SYN is retransmitted after 1 s, then 3 s
+VERDICTS_KEPT = 4096  # destinations whose verdict is kept (all forgotten when full)
+# (decision, names, rule book version, name table version, valid until: wall time)
+Verdict = tuple[Decision, tuple[str, ...], int, int, float]
+
+
+class FlowGate:
+    def __init__(self, rules: RuleBook, names: NameTable, bus: EventBus, session: str) -> None:
+        self.rules = rules
+        self.names = names
+        self.bus = bus
+        self.session = session
+        self.garbage = 0
+        self.asker: Asker | None = None  # set in ask mode
+        self.fake: FakeIPs | None = None  # set in ask mode: synthetic answers to route
+        # Notes which rule let each flow through; cuts them when it ends (not in audit).
+        self.revoker: Revoker | None = None
+        # With mitmproxy: TLS ports whose bare-address flows wait for their SNI.
+        self.tls_ports: frozenset[int] = frozenset()
+        self.deferred: dict[FlowKey, float] = {}
+        # TCP ports redirected to mitmproxy; allowed packets to them wait in _parked
+        # until it listens (the gateway is ready before mitmproxy has loaded).
+        self.web_ports: frozenset[int] = frozenset()
+        self.own_addresses: frozenset[str] = frozenset()  # the gateway's: never deferred
+        # A name never vouches for an address inside (loopback, the host, private
+        # ranges): the gateway shares the DNS forwarder's guard (snitch/gateway/rebind.py).
+        self.guard = RebindGuard(rules)
+        # Resolves an allowed name for real (the DNS forwarder's lookup), for mitmproxy
+        # to check that a ClientHello's name does lead to the address it went to.
+        self.resolve: Callable[[str], Awaitable[list[str]]] | None = None
+        self._parked: list[QueuedPacket] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Allowed flows to synthetic addresses whose packet waits for its DNAT: a copy
+        # (a retransmitted SYN) is dropped meanwhile, never judged or asked about again.
+        self._routing: set[FlowKey] = set()
+        # TCP flows decided in the last few seconds, by 5-tuple: (verdict, expiry, the
+        # SYN's sequence number). A retransmitted SYN (queued while the verdict was on
+        # its way) repeats the sequence number and gets the same verdict, no second log
+        # line; a new connection reusing the 5-tuple has another one and is judged anew.
+        self._recent: dict[FlowKey, tuple[Decision, float, int]] = {}
+        self._expiry: deque[tuple[float, FlowKey]] = deque()  # in time order, for pruning
+        # Enforce and audit: a destination's verdict and names, kept while the rule book
+        # and the name table are the same versions and no rule or name involved expired.
+        self._verdicts: dict[tuple[Proto, str, int], Verdict] = {}
+
+    def park_web_flows(self, ports: frozenset[int]) -> None:
+        self.web_ports = ports
+        self._parked = []
+
+    def web_ready(self) -> None:
+        """mitmproxy listens: let the parked packets go."""
+        parked, self._parked = self._parked or [], None
+        for pkt in parked:
+            pkt.accept()
+
+    def on_packet(self, pkt: QueuedPacket) -> None:
+        """Called by the queue for each NEW packet; never raises (fail closed: drop)."""
+        try:
+            data = pkt.get_payload()
+            key = parse_flow(data)
+        except BadPacket as exc:
+            pkt.drop()
+            self._dropped(str(exc))
+            return
+        except Exception as exc:  # pragma: no cover - a bug must not kill the gateway
+            pkt.drop()
+            self._dropped(f"internal error: {exc!r}")
+            return
+        try:
+            revoker = self.revoker
+            if revoker is not None and revoker.cut and revoker.refuses(
+                key, tcp_flags(data) if key.proto is Proto.TCP else 0
+            ):
+                # A packet of a flow whose rule ended: refused, logged once when cut.
+                self.apply(pkt, Decision(Action.DENY, None, "cut"), key)
+                return
+            if self._routing and key in self._routing:
+                pkt.drop()  # the first packet of this flow goes once it is routed
+                return
+            if key.proto is Proto.TCP and self._recent:
+                hit = self._recent.get(key)
+                if hit is not None and hit[1] > time.monotonic() and hit[2] == tcp_seq(data):
+                    # A retransmitted SYN of a flow just decided: the same verdict, no line.
+                    self.apply(pkt, hit[0], key)
+                    return
+            self.judge(pkt, key)
+        except Exception as exc:  # pragma: no cover
+            log.exception("deciding %s", key)
+            self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
+
+    def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
+        rules_alone = self.asker is None and self.fake is None  # enforce or audit
+        if rules_alone:
+            kept = self._verdicts.get((key.proto, key.dst, key.dport))
+            if (
+                kept is not None
+                and kept[2] == self.rules.version
+                and kept[3] == self.names.version
+                and time.time() < kept[4]
+            ):
+                self.rules.count_hit(kept[0].rule_id)
+                self.finish(pkt, key, kept[0], names=kept[1])
+                return
+        names = self.names.names_for(key.dst)
+        query = self.rules.for_flow(key.proto, key.dst, key.dport, names)
+        if (
+            not names
+            and key.dst not in self.own_addresses
+            and key.dport in self.tls_ports
+            and key.proto is Proto.TCP
+            and self.rules.mode is not Mode.AUDIT
+            and self.rules.decide(query) is None
+        ):
+            # A bare address on a TLS port: let the handshake reach mitmproxy, which
+            # decides (or holds) the flow by the name in its ClientHello.
+            self._defer(key)
+            self.apply(pkt, Decision(Action.ALLOW), key)
+            return
+        if self.rules.mode is not Mode.ASK or self.asker is None:
+            verdict = self.rules.verdict(query)
+            if rules_alone:
+                self._keep(key, verdict, names)
+            self.finish(pkt, key, verdict, names=names)
+            return
+        decision = self.rules.decide(query)
+        if decision is None:
+            self.asker.hold(pkt, key, names)
+        else:
+            self.finish(pkt, key, decision)
+
+    def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> None:
+        if len(self._verdicts) >= VERDICTS_KEPT:
+            self._verdicts.clear()
+        until = min(self.rules.valid_until(), self.names.expiry(key.dst))
+        self._verdicts[(key.proto, key.dst, key.dport)] = (
+            decision,
+            names,
+            self.rules.version,
+            self.names.version,
+            until,
+        )
+
+    def _defer(self, key: FlowKey) -> None:
+        now = time.monotonic()
+        if len(self.deferred) > 1000:
+            for old in [k for k, t in self.deferred.items() if t < now - 120]:
+                del self.deferred[old]
+        self.deferred[key] = now
+
+    def finish(
+        self, pkt: QueuedPacket, key: FlowKey, decision: Decision, verdict: str = "",
+        names: tuple[str, ...] | None = None,
+    ) -> None:  # fmt: skip
+        """Give the verdict and log the flow (once, at its final verdict)."""
+        if decision.action is Action.ALLOW and self.fake is not None and self.fake.is_fake(key.dst):
+            self._routing.add(key)
+            self._spawn(self._route_then_accept(pkt, key, decision))
+            return
+        if decision.action is Action.ALLOW and self.guard.inside(key.dst) is not None:
+            names = self.names.names_for(key.dst) if names is None else names
+            refused = self.guard.refuse(key.proto, key.dst, key.dport, decision, names)
+            if refused is not None:
+                decision, verdict = refused, str(LogVerdict.REBIND)
+        self.apply(pkt, decision, key)
+        self._remember(pkt, key, decision)
+        if self.revoker is not None:
+            self.revoker.note(key, decision, self.names.names_for(key.dst) if names is None
+                              else names)  # fmt: skip
+        self.log_flow(key, decision, verdict, names)
+
+    def _remember(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
+        """Keep a TCP flow's verdict for its retransmitted SYNs (see ``_recent``)."""
+        if key.proto is not Proto.TCP:
+            return
+        now = time.monotonic()
+        expiry, recent = self._expiry, self._recent
+        while expiry and expiry[0][0] <= now:
+            _, old = expiry.popleft()
+            hit = recent.get(old)
+            if hit is not None and hit[1] <= now:
+                del recent[old]
+        until = now + RETRANSMIT_SECONDS
+        recent[key] = (decision, until, tcp_seq(pkt.get_payload()))
+        expiry.append((until, key))
+
+    async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
+        """An allowed flow to a synthetic address: resolve the name for real, check the
+        real address (a name never leads inside: ``rebind``), DNAT, accept."""
+        allowed, verdict, shown = decision, "", None
+
+        def refuse(ip: str, inside: str | None) -> str | None:
+            refusal = self.guard.refuse_real(key.proto, ip, key.dport, allowed)
+            return refusal.reason if refusal is not None else None
+
+        try:
+            if self.fake is None:
+                raise RuntimeError("no synthetic addresses in this mode")
+            real = await self.fake.route(key.dst, refuse)
+            refused = self.guard.refuse_real(key.proto, real, key.dport, allowed)
+            names = self.names.names_for(key.dst)
+            rule = self.rules.decide(Query(key.proto, real, key.dport, names))
+            if refused is not None:  # routed before, for a flow an address rule allowed
+                decision, verdict, shown = refused, str(LogVerdict.REBIND), real
+            elif rule is not None and rule.action is Action.DENY:
+                decision = rule  # an address rule denies where the name led
+        except Rebound as exc:
+            decision = Decision(Action.DENY, decision.rule_id, exc.why)
+            verdict, shown = str(LogVerdict.REBIND), exc.address
+        except Exception as exc:
+            decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
+        self._routing.discard(key)
+        self.apply(pkt, decision, key)
+        self._remember(pkt, key, decision)
+        if self.revoker is not None:
+            self.revoker.note(key, decision, self.names.names_for(key.dst))
+        self.log_flow(key, decision, verdict, shown=shown)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def apply(self, pkt: QueuedPacket, decision: Decision, key: FlowKey | None = None) -> None:
+        if decision.action is Action.ALLOW:
+            if key is not None and self._parked is not None and key.dport in self.web_ports:
+                self._parked.append(pkt)  # mitmproxy is still starting: accept when it is up
+                return
+            pkt.accept()
+        else:
+            pkt.set_mark(DENY_MARK)  # refused (RST) or dropped by the FORWARD chain
+            pkt.accept()
+
+    def log_flow(
+        self, key: FlowKey, decision: Decision, verdict: str = "",
+        names: tuple[str, ...] | None = None, shown: str | None = None,
+    ) -> None:  # fmt: skip
+        """Log a flow; with a synthetic ``key.dst``, the real address it went to (or,
+        ``shown``, the one it was refused)."""
+        real = self.fake.real_address(key.dst) if self.fake is not None else None
+        real = shown or real
+        if names is None:
+            names = self.names.names_for(key.dst)
+        self.bus.publish(
+            "log",
+            flow_log_dict(
+                self.session, str(key.proto), key.src, key.sport, real or key.dst, key.dport,
+                names, verdict or str(decision.action), decision.rule_id,
+                self.rules.describe(decision.rule_id),
+                decision.reason + (f" (via synthetic {key.dst})" if real else ""),
+            ),
+        )  # fmt: skip
+
+    def _dropped(self, why: str) -> None:
+        self.garbage += 1
+        self.bus.log(
+            LogEntry(
+                EntryKind.EVENT, session=self.session, verdict="deny", message=f"dropped: {why}"
+            )
+        )

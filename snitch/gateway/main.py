@@ -1,0 +1,345 @@
+"""The gateway appliance's entry point (``python3 -m snitch.gateway`` in its container).
+
+The host starts the container with its settings in the environment:
+
+``CODERUN_SESSION``   session id; its files live in ``$CODERUN_DATA/sessions/<id>/``
+``CODERUN_MODE``      enforce | audit | ask
+``CODERUN_DATA``      where the host mounts what the gateway gets of its data dir: this
+                      session's folder (``sessions/<id>/``), the rule store
+                      (``rules/rules.db``), the API token and, when intercepting, ``ca/``
+``CODERUN_EGRESS_SUBNET`` / ``CODERUN_EGRESS_GATEWAY`` the egress network (its default route)
+``CODERUN_HOST_NETWORKS`` the host's addresses and the networks it hosts (comma-separated
+                      addresses/CIDRs): a DNS answer never leads there (snitch/gateway/addresses.py)
+``CODERUN_PRIVATE_ANSWERS`` deny (default) | allow: may a name lead to private and CGNAT
+                      ranges outside the egress network?
+``CODERUN_DNS_UPSTREAM`` resolver to forward allowed lookups to (default: resolv.conf's)
+``CODERUN_POLICY``    optional policy file (path inside the container) for this run
+``CODERUN_PROFILE`` / ``CODERUN_IMAGE`` rule scopes that apply to this run
+``CODERUN_ASK_TIMEOUT`` / ``CODERUN_ASK_DEFAULT`` ask mode: seconds a flow is held, and
+                      the action when nobody decides (default 60, deny)
+``CODERUN_MAX_PENDING`` ask mode: at most this many items wait for a decision at once
+                      (default 50; snitch/gateway/flood.py)
+``CODERUN_COMMAND``   the sandboxed command (JSON list), for the dashboards
+``CODERUN_WEB_PORTS`` TCP ports relayed through mitmproxy for HTTP/TLS logs ("" = none;
+                      default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
+``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
+``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
+``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes (all private: umask 077)
+``CODERUN_LOG_MAX_BYTES`` / ``CODERUN_LOG_RATE`` / ``CODERUN_LOG_BURST`` what the session's
+                      log takes (``snitch/core/loglimit.py``; "0" = no limit)
+``CODERUN_STANDBY``   "1": a warm gateway of ``coderun pool``. It sets up the network
+                      and mitmproxy, reports ``standby`` and waits for ``claim.json`` in
+                      its session folder: the run's settings (mode, policy, profile,
+                      image, ask deadlines, command), applied before any packet is judged
+
+The control API listens on ``sessions/<id>/api.sock`` (token: ``$CODERUN_DATA/api-token``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from snitch.core.loglimit import LogLimits
+from snitch.core.settings import DEFAULT_MAX_PENDING
+from snitch.gateway import netfilter
+from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, networks
+from snitch.gateway.api import ControlApi
+from snitch.gateway.asker import DEFAULT_TIMEOUT, Asker
+from snitch.gateway.conntrack import Conntrack
+from snitch.gateway.dns import DnsForwarder
+from snitch.gateway.events import EventBus
+from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.flowlog import LogWriter
+
+if TYPE_CHECKING:
+    from snitch.gateway.mitm import Mitm
+from snitch.core.model import Action, EntryKind, LogEntry, Mode, Rule
+from snitch.gateway.names import NameTable
+from snitch.gateway.queue import PacketQueue
+from snitch.gateway.rebind import RebindGuard
+from snitch.gateway.revocation import Revoker
+from snitch.gateway.rulebook import RuleBook
+
+log = logging.getLogger("snitch.gateway")
+STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a stat())
+UNUSED_CA_DIR = Path("/tmp/coderun-mitm")  # mitmproxy's CA when it does not intercept
+
+
+def make_unused_ca(confdir: Path) -> None:
+    """mitmproxy's CA for a gateway that does not intercept (never trusted by anyone;
+    key generation takes a tenth of a second, so it runs while the gateway starts)."""
+    from mitmproxy.certs import CertStore
+
+    confdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    CertStore.from_store(confdir, "mitmproxy", 2048)
+
+
+def resolv_conf_upstream() -> str:
+    for line in Path("/etc/resolv.conf").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            return parts[1]
+    raise RuntimeError("no upstream resolver: set CODERUN_DNS_UPSTREAM")
+
+
+class Gateway:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.session = env["CODERUN_SESSION"]
+        self.data = Path(env.get("CODERUN_DATA", "/data"))
+        self.session_dir = self.data / "sessions" / self.session
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        self.upstream = env.get("CODERUN_DNS_UPSTREAM") or resolv_conf_upstream()
+        self.egress_subnet = env["CODERUN_EGRESS_SUBNET"]
+        self.egress_gateway = env.get("CODERUN_EGRESS_GATEWAY") or None
+        self.uid = int(env["HOST_UID"]) if "HOST_UID" in env else None
+        self.gid = int(env["HOST_GID"]) if "HOST_GID" in env else None
+        self.standby = env.get("CODERUN_STANDBY") == "1"
+        self.bus = EventBus()
+        self.names = NameTable()
+        self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid,
+                                LogLimits.from_env(env), self.session)  # fmt: skip
+        self.bus.subscribe(self.writer.on_event)
+        # The store's rules and blocklist load once; configure() sets the run's part.
+        self.rules = RuleBook(self.data / "rules" / "rules.db", [], Mode.ENFORCE, self.session)
+        self.gate = FlowGate(self.rules, self.names, self.bus, self.session)
+        self.gate.revoker = Revoker(self.rules, Conntrack(), self.gate.log_flow)
+        self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
+        self.gate.resolve = self.dns.lookup
+        self.guard = self.gate.guard = self.dns.guard = RebindGuard(self.rules)
+        self.own: list[str] = []  # the gateway's addresses and the sandbox network
+        self.host_hops: list[str] = []  # its default route's next hop: the host
+        self.private = PrivateAnswers.DENY
+        self.asker: Asker | None = None
+        self.started = time.time()
+        self.sandbox_ip = ""
+        self.api = ControlApi(
+            self.session_dir / "api.sock",
+            (self.data / "api-token").read_text().strip(),
+            self.bus,
+            self.rules,
+            self.asker,
+            self.info,
+            self.uid,
+            self.gid,
+        )
+        self.queue: PacketQueue | None = None
+        ports = env.get("CODERUN_WEB_PORTS", "80,443")
+        self.web_ports = tuple(int(p) for p in ports.split(",") if p.strip())
+        self.gate.tls_ports = frozenset(
+            int(p) for p in env.get("CODERUN_TLS_PORTS", "443").split(",") if p.strip()
+        ) if self.web_ports else frozenset()  # fmt: skip
+        self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
+        self.upstream_ca = env.get("CODERUN_UPSTREAM_CA") or None
+        self.mitm: Mitm | None = None
+        self.unused_ca: asyncio.Future[None] | None = None
+        self.configure(env)
+
+    def configure(self, env: dict[str, str]) -> None:
+        """This run's settings: mode, rules, ask deadlines, command. A warm gateway
+        (``CODERUN_STANDBY``) gets them again from its claim, before any packet."""
+        self.mode = Mode(env.get("CODERUN_MODE", "enforce"))
+        self.writer.set_limits(LogLimits.from_env(env))
+        extra: list[Rule] = []
+        if env.get("CODERUN_POLICY"):
+            from snitch.core.policyfile import load_policy
+
+            extra = load_policy(Path(env["CODERUN_POLICY"]))
+        self.rules.configure(
+            extra, self.mode, env.get("CODERUN_PROFILE") or None, env.get("CODERUN_IMAGE") or None
+        )
+        self.asker = None
+        self.gate.fake = self.dns.fake = None
+        if self.mode is Mode.ASK:
+            self.asker = Asker(
+                self.rules,
+                self.bus,
+                self.session,
+                self.gate.finish,
+                timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
+                default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
+                max_pending=int(env.get("CODERUN_MAX_PENDING") or DEFAULT_MAX_PENDING),
+            )
+            self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup_all)
+            self.asker.fake = self.gate.fake
+        self.gate.asker = self.api.asker = self.asker
+        self.private = PrivateAnswers(env.get("CODERUN_PRIVATE_ANSWERS") or "deny")
+        self.protect()
+        self.command = json.loads(env.get("CODERUN_COMMAND") or "[]")
+        self.image = env.get("CODERUN_IMAGE", "")
+
+    def protect(self) -> None:
+        """Where no name may lead: the gateway, the sandbox network, the host (its
+        networks, the egress gateway) and, unless allowed, private ranges; the egress
+        network's other members are the outside (snitch/gateway/addresses.py)."""
+        host = self.env.get("CODERUN_HOST_NETWORKS", "").split(",")
+        self.guard.protected = ProtectedAddresses(
+            gateway=networks(self.own),
+            host=networks([*host, *self.host_hops, self.egress_gateway or ""]),
+            outside=networks([self.egress_subnet]),
+            private=self.private,
+        )
+
+    def info(self) -> dict[str, object]:
+        return {
+            "session": self.session,
+            "mode": str(self.mode),
+            "command": self.command,
+            "image": self.image,
+            "started": self.started,
+            "gateway_ip": self.sandbox_ip,
+            "ask_timeout": self.asker.timeout if self.asker else None,
+            "ask_default": str(self.asker.default) if self.asker else None,
+            "prompts": self.asker.prompt_counts().to_dict() if self.asker else None,
+            "log_dropped": self.writer.dropped,
+        }
+
+    def write_state(self, **state: object) -> None:
+        path = self.session_dir / "gateway.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"time": time.time(), **state}))
+        if self.uid is not None and self.gid is not None:
+            os.chown(tmp, self.uid, self.gid)
+        tmp.replace(path)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.web_ports and not self.intercept:  # made meanwhile, off the event loop
+            self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
+        ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
+        self.gate.own_addresses = frozenset(netfilter.own_addresses())
+        self.own = [*self.gate.own_addresses, f"{ifs.sandbox_ip}/{ifs.sandbox_prefix}"]
+        self.host_hops = netfilter.default_gateways()
+        self.protect()
+        if self.web_ports:
+            from snitch.gateway.mitm import PROXY_PORT
+
+            self.gate.park_web_flows(frozenset(self.web_ports))
+            netfilter.apply(ifs, self.web_ports, PROXY_PORT)
+        else:
+            netfilter.apply(ifs)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if self.standby:
+            # Everything slow happens before the claim; no packet is judged before it.
+            if self.web_ports:
+                await self.start_mitm(ifs.sandbox_ip, report=False)
+            self.write_state(state="standby", pid=os.getpid())
+            claim = self.session_dir / "claim.json"
+            while not claim.exists():
+                if stop.is_set():
+                    await self.stop()
+                await asyncio.sleep(STANDBY_POLL_SECONDS)
+            settings = json.loads(claim.read_text())
+            self.configure({**self.env, **{k: str(v) for k, v in settings.items()
+                                           if k.startswith("CODERUN_")}})  # fmt: skip
+        self.queue = PacketQueue(self.gate.on_packet)
+        self.queue.start()
+        self.sandbox_ip = ifs.sandbox_ip
+        await self.dns.start(ifs.sandbox_ip)
+        await self.api.start()
+        self.writer.start()
+        self.rules.start()
+        if self.asker is not None:
+            self.asker.start()
+        if self.gate.revoker is not None:
+            self.gate.revoker.start()
+        self.bus.log(
+            LogEntry(
+                EntryKind.EVENT,
+                session=self.session,
+                message=f"gateway ready: mode={self.mode} upstream={self.upstream}",
+            )
+        )
+        self.write_state(
+            state="ready", sandbox_ip=ifs.sandbox_ip, mode=str(self.mode), pid=os.getpid(),
+            mitm=self.mitm is not None,
+        )  # fmt: skip
+        log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
+        gc.freeze()  # what start-up made lives on: the collector need not scan it again
+        mitm_task = None
+        if self.web_ports and self.mitm is None:
+            # Loads in the background; a SIGTERM meanwhile is served at once.
+            mitm_task = loop.create_task(self.start_mitm(ifs.sandbox_ip))
+        await stop.wait()
+        if mitm_task is not None and not mitm_task.done():
+            mitm_task.cancel()
+        await self.stop()
+
+    async def start_mitm(self, listen_host: str, report: bool = True) -> None:
+        """mitmproxy takes a second to load: it starts after the gateway is ready, and
+        allowed web flows wait for it (parked in the queue) meanwhile (a warm gateway
+        starts it before its claim)."""
+        from snitch.gateway.mitm import Mitm
+
+        # Only an intercepting gateway is given the install's CA (and may make it);
+        # mitmproxy wants one anyway: the others make a throwaway one of their own.
+        confdir = self.data / "ca" if self.intercept else UNUSED_CA_DIR
+        if self.unused_ca is not None:
+            await self.unused_ca
+        mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca)
+        await mitm.start()
+        if self.intercept and self.uid is not None and self.gid is not None:  # the host's CA
+            for path in [mitm.confdir, *mitm.confdir.iterdir()]:
+                os.chown(path, self.uid, self.gid)
+        await mitm.listening()
+        gc.freeze()
+        self.mitm = mitm
+        self.gate.web_ready()
+        if report:
+            self.write_state(state="ready", sandbox_ip=listen_host, mode=str(self.mode),
+                             pid=os.getpid(), mitm=True)  # fmt: skip
+
+    async def stop(self) -> None:
+        """Flush and close everything first; mitmproxy gets a moment, then we are gone
+        (nothing of its state is worth waiting for when the session ends)."""
+        self.close()
+        if self.mitm is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.mitm.stop(), 0.5)
+        logging.shutdown()
+        os._exit(0)
+
+    def close(self) -> None:
+        if self.asker is not None:
+            self.asker.close()
+        if self.gate.revoker is not None:
+            self.gate.revoker.close()
+        self.api.close()
+        if self.queue is not None:
+            self.queue.close()
+        self.dns.close()
+        self.rules.close()
+        self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
+        self.writer.close()
+        self.write_state(state="stopped", log_dropped=self.writer.dropped)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    os.umask(0o077)  # every file it writes into the host's data dir is private
+    try:
+        gateway = Gateway(dict(os.environ))
+        asyncio.run(gateway.run())
+    except Exception as exc:
+        log.exception("gateway failed")
+        print(f"coderun gateway: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

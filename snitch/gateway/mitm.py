@@ -1,0 +1,393 @@
+"""mitmproxy inside the gateway: HTTP logs, TLS SNI, and decisions at the ClientHello.
+
+TCP to the web ports is redirected to a transparent mitmproxy *after* the flow's
+verdict. This addon, in the gateway's own event loop, then:
+
+- logs every HTTP request (method, URL, status, sizes, duration) as an ``http`` entry;
+- without ``--intercept-tls`` relays TLS untouched as raw TCP, logging its SNI and byte
+  counts as a ``tls`` entry; with it, mitmproxy terminates TLS with the install's CA and
+  full URLs are logged;
+- decides a *deferred* flow (a bare address on a TLS port, no name known) by the
+  ClientHello's SNI, holding it in ask mode; and refuses any TLS connection whose SNI a
+  deny rule names, whatever address it went to;
+- never lets an SNI vouch for an address it does not lead to: the name counts only when
+  the name table already maps the address to it (a real DNS answer), or when the name
+  may be looked up and its answer holds the address. Otherwise the flow is judged (and
+  held, and logged) by its address, the name shown only as *claimed, unverified*; a
+  name nobody allowed is never looked up to check it (that would leak it);
+- refuses an HTTP request whose Host (the inner Host, with interception) a deny rule
+  names, whatever address it goes to (403, logged);
+- connects to the real address behind a synthetic (ask mode) one.
+
+mitmproxy is imported lazily: it exists only in the gateway image (Python >= 3.12).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
+from snitch.gateway.asker import claimed_note
+
+if TYPE_CHECKING:
+    from snitch.gateway.flowgate import FlowGate
+
+log = logging.getLogger(__name__)
+PROXY_PORT = 8080
+
+
+class FutureVerdict:
+    """Stands in for a queued packet when a *connection* is held (at its ClientHello):
+    the verdict resolves a future instead of reaching the kernel."""
+
+    def __init__(self, future: asyncio.Future[bool]) -> None:
+        self.future = future
+        self.denied = False
+
+    def get_payload(self) -> bytes:
+        return b""
+
+    def retain(self) -> None:
+        pass
+
+    def set_mark(self, mark: int) -> None:
+        self.denied = True
+
+    def accept(self) -> None:
+        if not self.future.done():
+            self.future.set_result(not self.denied)
+
+    def drop(self) -> None:
+        if not self.future.done():
+            self.future.set_result(False)
+
+
+class SnitchAddon:
+    def __init__(self, gate: FlowGate, intercept: bool) -> None:
+        self.gate = gate
+        self.intercept = intercept
+        self.sni: dict[str, str] = {}  # client connection id -> SNI
+        self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
+        self.ready = asyncio.Event()
+        self.waiting: dict[str, FlowKey] = {}  # client id -> deferred flow, until decided
+
+    def client_disconnected(self, client: Any) -> None:
+        """A deferred connection that closed before saying who it wants (a silent port
+        probe) is still a flow: logged as denied."""
+        key = self.waiting.pop(client.id, None)
+        if key is None and client.peername:  # it never sent a byte: find it by its source
+            src, sport = client.peername[:2]
+            key = next((k for k in self.gate.deferred if k.src == src and k.sport == sport),
+                       None)  # fmt: skip
+        if key is not None and self.gate.deferred.pop(key, None) is not None:
+            decision = Decision(Action.DENY, None, "closed before its TLS ClientHello")
+            self.gate.log_flow(key, decision, names=())
+
+    def running(self) -> None:
+        """mitmproxy's servers are up."""
+        self.ready.set()
+
+    # -- decisions at the first bytes -------------------------------------------------------
+    async def next_layer(self, nextlayer: Any) -> None:
+        from mitmproxy.net.tls import starts_like_tls_record
+        from mitmproxy.proxy import layers
+        from mitmproxy.proxy.layers.tls import parse_client_hello
+
+        ctx = nextlayer.context
+        if nextlayer.layer is not None or ctx.client.transport_protocol != "tcp":
+            return
+        if len(ctx.layers) > 1:
+            return  # an inner decision (inside TLS): mitmproxy's own rules
+        data = nextlayer.data_client()
+        if self._deferred(ctx):
+            self.waiting[ctx.client.id] = self._key(ctx)  # logged if it closes undecided
+        if not starts_like_tls_record(data):
+            if not data:
+                return  # wait for the client's first bytes
+            # Not TLS after all: a deferred flow is decided by its address.
+            if self._deferred(ctx) and not await self.decide(ctx, ""):
+                nextlayer.layer = Refuse(ctx)
+            return  # HTTP and anything else: mitmproxy's defaults
+        try:
+            hello = parse_client_hello(data)
+        except ValueError:
+            hello = None
+            if self._deferred(ctx) and not await self.decide(ctx, ""):
+                nextlayer.layer = Refuse(ctx)
+            return
+        if hello is None:
+            return  # the ClientHello is not complete yet: asked again with more data
+        sni = (hello.sni or "").lower()
+        self.sni[ctx.client.id] = sni
+        if not await self.decide(ctx, sni):
+            nextlayer.layer = Refuse(ctx)
+        elif not self.intercept:
+            nextlayer.layer = layers.TCPLayer(ctx)  # relayed as is; counted by tcp hooks
+
+    def _key(self, ctx: Any) -> FlowKey:
+        src, sport = ctx.client.peername[:2]
+        dst, dport = ctx.server.address[:2]
+        return FlowKey(Proto.TCP, src, int(sport), dst, int(dport))
+
+    def _deferred(self, ctx: Any) -> bool:
+        return self._key(ctx) in self.gate.deferred
+
+    async def decide(self, ctx: Any, sni: str) -> bool:
+        """True to let the connection go on."""
+        gate = self.gate
+        key = self._key(ctx)
+        self.waiting.pop(ctx.client.id, None)
+        verified = bool(sni) and sni in gate.names.names_for(key.dst)
+        denied = self.name_denied(sni, key.dport) if sni else None
+        if denied is not None:  # a deny rule names the SNI: refused wherever it went
+            gate.deferred.pop(key, None)
+            if not verified:
+                denied = Decision(denied.action, denied.rule_id,
+                                  f"{denied.reason} ({claimed_note(sni)})")  # fmt: skip
+            gate.log_flow(key, denied, names=(sni,) if verified else ())
+            return False
+        if gate.deferred.pop(key, None) is None:
+            return True  # allowed at its SYN, by its address or its names
+        names = gate.names.names_for(key.dst)
+        claimed = ""
+        if sni and (verified or await self._name_leads_here(sni, key.dst)):
+            names = (sni,)
+        elif sni:
+            claimed = sni  # judged by its address; the name is shown as unverified
+        query = Query(Proto.TCP, key.dst, key.dport, names)
+        if gate.rules.mode is Mode.ASK and gate.asker is not None:
+            decision = gate.rules.decide(query)
+            if decision is None:
+                future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+                gate.asker.hold(FutureVerdict(future), key, names, claimed)
+                return await future
+        else:
+            decision = gate.rules.verdict(query)
+        if claimed:
+            decision = Decision(decision.action, decision.rule_id,
+                                f"{decision.reason} ({claimed_note(claimed)})")  # fmt: skip
+        if gate.revoker is not None:
+            gate.revoker.note(key, decision, names)
+        gate.log_flow(key, decision, names=names)
+        return decision.action is Action.ALLOW
+
+    def name_denied(self, name: str, port: int) -> Decision | None:
+        """The decision of a deny rule that names ``name`` (an SNI or a Host), judged by
+        the name alone: such a rule refuses it whatever address it goes to."""
+        decision = self.gate.rules.decide(Query(Proto.TCP, None, port, (name,)))
+        if decision is None or decision.action is not Action.DENY:
+            return None
+        rule = self.gate.rules.rule(decision.rule_id)
+        if rule is not None and rule.host is None:
+            return None  # a deny of any destination is not about this name
+        return decision
+
+    async def _name_leads_here(self, sni: str, dst: str) -> bool:
+        """Whether ``sni`` resolves to ``dst``, looked up only if the name may be looked
+        up at all (else the lookup itself would carry the name out)."""
+        lookup = self.gate.rules.peek(Query(Proto.DNS, None, 53, (sni,)))
+        if lookup is None or lookup.action is not Action.ALLOW or self.gate.resolve is None:
+            return False
+        try:
+            return dst in await self.gate.resolve(sni)
+        except Exception:
+            return False
+
+    # -- where to connect -------------------------------------------------------------------
+    def server_connect(self, data: Any) -> None:
+        fake = self.gate.fake
+        if fake is None or data.server.address is None:
+            return
+        host, port = data.server.address[:2]
+        if fake.is_fake(host):
+            real = fake.real_address(host)
+            if real is not None:
+                data.server.address = (real, port)
+
+    # -- URL path rules (plain HTTP, or HTTPS with interception) ----------------------------
+    def requestheaders(self, flow: Any) -> None:
+        """A deny rule naming the Host refuses the request (whatever address it goes to:
+        no fronting through an allowed address); a rule with a path prefix refines an
+        allowed host: it may refuse one URL."""
+        req = flow.request
+        dst, port = flow.server_conn.address[:2] if flow.server_conn.address else ("", req.port)
+        host = str(req.pretty_host).rstrip(".").lower()
+        if host and not _is_address(host):
+            denied = self.name_denied(host, int(port))
+            if denied is not None:
+                self._refuse(flow, denied, f"Host {host} named by {denied.reason}")
+                return
+        query = Query(Proto.TCP, dst, req.port, (req.pretty_host,), path=req.path)
+        decision = self.gate.rules.decide(query)
+        if decision is None or decision.action is Action.ALLOW:
+            return
+        rule = self.gate.rules.rule(decision.rule_id)
+        if rule is None or not rule.path_prefix:
+            return  # the connection itself was allowed; only path rules act here
+        self._refuse(flow, decision, f"path {req.path} refused by {rule.describe()}")
+
+    @staticmethod
+    def _refuse(flow: Any, decision: Decision, why: str) -> None:
+        """Answer 403 without contacting the server; the http log line says why."""
+        from mitmproxy import http
+
+        flow.metadata["coderun.denied"] = Decision(Action.DENY, decision.rule_id, why)
+        text = f"blocked by coderun: {why}\n"
+        flow.response = http.Response.make(403, text.encode(), {"Content-Type": "text/plain"})
+
+    # -- logging ----------------------------------------------------------------------------
+    def tcp_message(self, flow: Any) -> None:
+        counts = self.counts.setdefault(flow.id, [0, 0])
+        message = flow.messages[-1]
+        counts[0 if message.from_client else 1] += len(message.content)
+        flow.messages.clear()  # counted; do not keep a copy of the stream in memory
+
+    def tcp_end(self, flow: Any) -> None:
+        self._log_tls(flow, "")
+
+    def tcp_error(self, flow: Any) -> None:
+        self._log_tls(flow, str(flow.error) if flow.error else "error")
+
+    def _log_tls(self, flow: Any, error: str) -> None:
+        out, into = self.counts.pop(flow.id, [0, 0])
+        sni = self.sni.pop(flow.client_conn.id, "")
+        dst, dport = flow.server_conn.address[:2] if flow.server_conn.address else ("", 0)
+        started = flow.client_conn.timestamp_start or time.time()
+        self.gate.bus.log(
+            LogEntry(
+                EntryKind.TLS, session=self.gate.session, proto="tcp",
+                src=flow.client_conn.peername[0], sport=flow.client_conn.peername[1],
+                dst=dst, dport=dport, names=[sni] if sni else [], sni=sni,
+                url=f"tls://{sni or dst}:{dport}", bytes_out=out, bytes_in=into,
+                duration_ms=(time.time() - started) * 1000, message=error,
+            )
+        )  # fmt: skip
+
+    def response(self, flow: Any) -> None:
+        self._log_http(flow, "")
+
+    def error(self, flow: Any) -> None:
+        self._log_http(flow, str(flow.error) if flow.error else "error")
+
+    def _log_http(self, flow: Any, error: str) -> None:
+        req, resp = flow.request, flow.response
+        end = resp.timestamp_end if resp is not None and resp.timestamp_end else time.time()
+        sni = flow.client_conn.sni or ""
+        denied: Decision | None = flow.metadata.get("coderun.denied")
+        self.gate.bus.log(
+            LogEntry(
+                EntryKind.HTTP, session=self.gate.session, proto="tcp",
+                src=flow.client_conn.peername[0], sport=flow.client_conn.peername[1],
+                dst=flow.server_conn.address[0] if flow.server_conn.address else "",
+                dport=req.port, names=[req.pretty_host], sni=sni, method=req.method,
+                url=req.pretty_url, status=resp.status_code if resp is not None else 0,
+                bytes_out=len(req.raw_content or b""),
+                bytes_in=len(resp.raw_content or b"") if resp is not None else 0,
+                duration_ms=(end - req.timestamp_start) * 1000, message=error,
+                verdict="deny" if denied is not None else "",
+                rule_id=denied.rule_id if denied is not None else None,
+                rule=self.gate.rules.describe(denied.rule_id) if denied is not None else "",
+                reason=denied.reason if denied is not None else "",
+            )
+        )  # fmt: skip
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_layer() -> type:
+    from mitmproxy.proxy import commands, events, layer
+
+    class _Refuse(layer.Layer):  # type: ignore[misc]
+        """Closes the client's connection at once: the flow was denied."""
+
+        def _handle_event(self, event: Any) -> Generator[Any, Any, None]:
+            if isinstance(event, events.Start):
+                yield commands.CloseConnection(self.context.client)
+
+    return _Refuse
+
+
+def Refuse(ctx: Any) -> Any:  # noqa: N802 - reads like the layer class it makes
+    return _refuse_layer()(ctx)
+
+
+def import_mitmproxy() -> None:
+    import mitmproxy.addons.core  # noqa: F401
+    import mitmproxy.addons.next_layer  # noqa: F401
+    import mitmproxy.addons.proxyserver  # noqa: F401
+    import mitmproxy.addons.tlsconfig  # noqa: F401
+    import mitmproxy.master  # noqa: F401
+    import mitmproxy.options  # noqa: F401
+
+
+class Mitm:
+    """Runs mitmproxy's master in the current event loop."""
+
+    def __init__(self, gate: FlowGate, listen_host: str, confdir: Path, intercept: bool,
+                 upstream_ca: str | None = None) -> None:  # fmt: skip
+        self.gate = gate
+        self.listen_host = listen_host
+        self.confdir = confdir
+        self.intercept = intercept
+        self.upstream_ca = upstream_ca
+        self.master: Any = None
+        self.addon = SnitchAddon(gate, intercept)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Importing mitmproxy takes most of a second: in a thread, so the event loop
+        # (verdicts, DNS, the API, signals) goes on meanwhile.
+        await asyncio.to_thread(import_mitmproxy)
+        from mitmproxy import options
+        from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+        from mitmproxy.master import Master
+
+        logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+        self.confdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.confdir, 0o700)
+        opts = options.Options()
+        self.master = Master(opts, event_loop=asyncio.get_running_loop())
+        # Ours first: its next_layer decision must come before mitmproxy's default one.
+        self.master.addons.add(self.addon)
+        # Only the addons a logging transparent proxy needs: every hook walks them all.
+        self.master.addons.add(
+            core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()
+        )
+        # Options that addons define exist only once the addons are added.
+        opts.update(
+            mode=["transparent"], listen_host=self.listen_host, listen_port=PROXY_PORT,
+            confdir=str(self.confdir), connection_strategy="lazy",
+            stream_large_bodies="1m",
+        )  # fmt: skip
+        if self.upstream_ca:
+            opts.update(ssl_verify_upstream_trusted_ca=self.upstream_ca)
+        self._task = asyncio.get_running_loop().create_task(self.master.run())
+
+    async def listening(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self.addon.ready.wait(), timeout)
+
+    def ca_cert(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    async def stop(self) -> None:
+        if self.master is not None:
+            self.master.shutdown()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 3)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
