@@ -95,7 +95,7 @@ def home(tmp_path: Path) -> Path:
     home.mkdir(mode=0o700)
     _write_session(home, PROPOSAL_SID, PROPOSAL_ENTRIES, T0 - 100)
     _write_session(home, SID, ENTRIES, T0)  # the latest: `coderun log` shows it
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(home / "rules" / "rules.db") as store:
         store.add_many(RULES)
     return home
 

@@ -44,9 +44,9 @@ def _session_folder(home: Path) -> Path:
 
 
 def _stored_rules(home: Path) -> list[str]:
-    if not (home / "rules.db").exists():
+    if not (home / "rules" / "rules.db").exists():
         return []
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(home / "rules" / "rules.db") as store:
         return [r.describe() for r in store.list()]
 
 

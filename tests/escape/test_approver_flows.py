@@ -32,7 +32,7 @@ pytestmark = pytest.mark.docker
 
 
 def stored_rules(home: Path) -> list[str]:
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(home / "rules" / "rules.db") as store:
         return [r.describe() for r in store.list()]
 
 
@@ -150,7 +150,7 @@ def test_a_stored_rule_for_a_synthetic_address_lets_no_name_through(
     assert status == 0, err
     assert not results[0]["ok"]
     assert "/synthetic" not in internet.logs(mark)
-    with RuleStore(home / "rules.db") as store:
+    with RuleStore(home / "rules" / "rules.db") as store:
         rules = [(r.describe(), r.enabled) for r in store.list()]
     assert rules == [("allow 198.18.0.1:80/tcp", False), ("deny evil.example.test:80/tcp", True)]
 
