@@ -37,8 +37,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox import paths
-from sandbox.cli.textout import rule_text, show_name, write_trusted
 from sandbox.session import Session
+from sandbox.textout import rule_text, show_name, write_trusted
 from snitch.core.model import Action, DecisionRequest, Pending, Rule, Target
 from snitch.core.safetext import safe, safe_block
 from snitch.review.client import ApiError, GatewayClient

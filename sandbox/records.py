@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sandbox.cli.textout import show_name
+from sandbox.textout import show_name
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
 from snitch.core.safetext import safe

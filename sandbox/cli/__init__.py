@@ -29,11 +29,11 @@ class LazyGroup(click.Group):
 
     It is also where every output of the CLI is guarded: while a command runs (and
     while click reports a usage error quoting an argument), ``sys.stdout`` and
-    ``sys.stderr`` escape whatever a terminal would act on (sandbox/cli/textout.py).
+    ``sys.stderr`` escape whatever a terminal would act on (sandbox/textout.py).
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        from sandbox.cli.textout import guard_streams
+        from sandbox.textout import guard_streams
 
         with guard_streams():
             return super().main(*args, **kwargs)

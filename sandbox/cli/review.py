@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from sandbox import paths
-from sandbox.cli.textout import echo_exact, exact_output, rule_text
 from sandbox.records import (
     LOG_NAME,
     SESSION_HEADER,
@@ -28,6 +27,7 @@ from sandbox.records import (
     format_summary,
     list_sessions,
 )
+from sandbox.textout import echo_exact, exact_output, rule_text
 from snitch.core.logfile import read_log
 from snitch.core.model import LogEntry
 from snitch.core.safetext import safe

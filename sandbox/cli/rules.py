@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from sandbox.cli.textout import echo_exact, rule_text, show_name
 from sandbox.paths import rules_db
+from sandbox.textout import echo_exact, rule_text, show_name
 from snitch.core.blocklist import load_blocklist_file
 from snitch.core.duration import format_duration, parse_duration
 from snitch.core.model import Action, Proto, Query, Rule

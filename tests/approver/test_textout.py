@@ -1,4 +1,4 @@
-"""The CLI's output choke point (sandbox/cli/textout.py) and the line prompt's wording
+"""The CLI's output choke point (sandbox/textout.py) and the line prompt's wording
 (sandbox/line_prompt.py), without a terminal."""
 
 from __future__ import annotations
@@ -11,20 +11,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.cli.textout import (
-    TerminalGuard,
-    echo_exact,
-    guard,
-    guard_streams,
-    rule_text,
-    show_name,
-)
 from sandbox.line_prompt import (
     lasting_target,
     options_text,
     question_text,
     rule_preview,
     where,
+)
+from sandbox.textout import (
+    TerminalGuard,
+    echo_exact,
+    guard,
+    guard_streams,
+    rule_text,
+    show_name,
 )
 from snitch.core.model import Action, Pending, Rule
 from snitch.core.safetext import safe
