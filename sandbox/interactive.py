@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import docker
 
@@ -49,6 +49,11 @@ class DashboardFront:
         app.run()
 
 
-def run_interactive(client: docker.DockerClient, config: SessionConfig, prompt: str) -> int:
+def run_interactive(
+    client: docker.DockerClient,
+    config: SessionConfig,
+    prompt: str,
+    started: Callable[[Session], None] | None = None,
+) -> int:
     front = LinePrompt() if prompt == "line" else DashboardFront()
-    return run_session(client, config, front)
+    return run_session(client, config, front, started=started)

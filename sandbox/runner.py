@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -151,8 +152,10 @@ def run_session(
     client: docker.DockerClient,
     config: SessionConfig,
     front: Front | None = None,
+    started: Callable[[Session], None] | None = None,
 ) -> int:
-    """Run the command in a new session; returns its exit status (or 125/128+N)."""
+    """Run the command in a new session; returns its exit status (or 125/128+N).
+    ``started`` is told the session once it is up (before the command starts)."""
     front = front or PlainOutput()
     # Leftovers of runs that were killed before they could clean up; another run cleaning
     # up at the same time may remove some under us (they are going anyway).
@@ -169,6 +172,8 @@ def run_session(
             session = Session(client, config)
             session.start()
         assert session.sandbox is not None
+        if started is not None:
+            started(session)
         # Attach before start, so not a byte of a short-lived command's output is lost.
         stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,
                                         demux=True)  # fmt: skip

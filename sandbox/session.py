@@ -71,6 +71,7 @@ class SessionConfig:
     image_name: str = "bash"  # as the user named it (for rule scopes and the record)
     mode: Mode = Mode.ENFORCE
     policy_file: Path | None = None
+    policy_text: str | None = None  # rules of the run (a profile's), with policy_file's
     egress_network: str | None = None
     dns_upstream: str | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -112,6 +113,20 @@ def log_limits_env(host_env: dict[str, str] | None = None) -> dict[str, str]:
     except ValueError as exc:
         raise SessionError(f"bad CODERUN_LOG_* setting: {exc}") from exc
     return out
+
+
+def run_policy(config: SessionConfig) -> bytes | None:
+    """The run's policy file for the gateway: ``--policy``'s rules and a profile's."""
+    if config.policy_text is None:
+        return config.policy_file.read_bytes() if config.policy_file is not None else None
+    from snitch.core.policyfile import dump_policy, load_policy_file, loads_policy
+
+    rules = loads_policy(config.policy_text, "<profile>").rules
+    blocklist: list[str] = []
+    if config.policy_file is not None:
+        given = load_policy_file(config.policy_file)
+        rules, blocklist = [*given.rules, *rules], given.blocklist
+    return dump_policy(rules, blocklist).encode()
 
 
 def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float = 0.02) -> Any:
@@ -266,8 +281,9 @@ class Session:
         env.update(log_limits_env())
         if self.config.profile:
             env["CODERUN_PROFILE"] = self.config.profile
-        if self.config.policy_file is not None:
-            paths.write_private(self.dir / "policy.toml", self.config.policy_file.read_bytes())
+        policy = run_policy(self.config)
+        if policy is not None:
+            paths.write_private(self.dir / "policy.toml", policy)
             env["CODERUN_POLICY"] = f"/data/sessions/{self.id}/policy.toml"
         return env
 

@@ -21,6 +21,8 @@ LAZY_COMMANDS = {
     "log": ("sandbox.cli.review", "log"),
     "export": ("sandbox.cli.review", "export_command"),
     "pool": ("sandbox.cli.pool", "pool"),
+    "exec": ("sandbox.cli.profiles", "exec_command"),
+    "profiles": ("sandbox.cli.profiles", "profiles"),
 }
 
 

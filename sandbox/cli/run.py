@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +15,11 @@ from sandbox import paths
 from sandbox.engine import docker_client
 from snitch.core.model import Mode
 from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+    from sandbox.session import Session, SessionConfig
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -67,17 +74,29 @@ from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
 @click.option("--runtime", default=None,
               help="Container runtime of the sandbox, e.g. runsc (gVisor) where the engine has it.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(
+def run(**options: Any) -> None:
+    """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
+    client, config, prompt = build_config(**options)
+    finish(launch(client, config, prompt), config, prompt)
+
+
+def run_defaults() -> dict[str, Any]:
+    """Every option of ``coderun run`` at its default (for runs made from a profile)."""
+    return {p.name: p.default for p in run.params if p.name and p.name != "command"}
+
+
+def build_config(
     image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
     ask_default: str, max_pending: int, prompt: str | None, intercept_tls: bool,
     upstream_ca: Path | None, web_ports: str, egress_network: str | None,
     dns_upstream: str | None, private_answers: str, profile: str | None, env: tuple[str, ...],
     volumes: tuple[str, ...], workdir: str | None, user: str | None, cpus: float | None,
     memory: str, pids: int, tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
-) -> None:  # fmt: skip
-    """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
+    policy_text: str | None = None,
+) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
+    """Check the options and build the session's config (images built if needed);
+    click errors for bad input, before any container starts."""
     from sandbox import images
-    from sandbox.runner import run_session
     from sandbox.sandbox_container import DEFAULT_USER, parse_user
     from sandbox.session import SessionConfig
 
@@ -119,18 +138,37 @@ def run(
     config = SessionConfig(
         command=args, image=images.resolve_runtime(client, image, tags),
         gateway_image=tags["gateway"], image_name=image, mode=Mode(mode),
-        policy_file=policy_file, egress_network=egress_network, dns_upstream=dns_upstream,
-        env=envs, volumes=list(volumes), workdir=workdir, script=script, profile=profile,
-        ask_timeout=ask_timeout, ask_default=ask_default, max_pending=max_pending,
-        intercept_tls=intercept_tls, upstream_ca=upstream_ca, web_ports=web_ports,
-        private_answers=private_answers, user=user or DEFAULT_USER, cpus=cpus,
-        memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
+        policy_file=policy_file, policy_text=policy_text, egress_network=egress_network,
+        dns_upstream=dns_upstream, env=envs, volumes=list(volumes), workdir=workdir,
+        script=script, profile=profile, ask_timeout=ask_timeout, ask_default=ask_default,
+        max_pending=max_pending, intercept_tls=intercept_tls, upstream_ca=upstream_ca,
+        web_ports=web_ports, private_answers=private_answers, user=user or DEFAULT_USER,
+        cpus=cpus, memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
     )  # fmt: skip
-    if mode == "ask" and prompt != "none":
+    return client, config, prompt
+
+
+def launch(
+    client: DockerClient,
+    config: SessionConfig,
+    prompt: str,
+    started: Callable[[Session], None] | None = None,
+) -> int:
+    """Run the session to its end (with the dashboard or line prompt in ask mode)."""
+    from sandbox.runner import run_session
+
+    if config.mode == Mode.ASK and prompt != "none":
         from sandbox.interactive import run_interactive
 
-        sys.exit(run_interactive(client, config, prompt))
-    _exit_now(run_session(client, config))
+        return run_interactive(client, config, prompt, started)
+    return run_session(client, config, started=started)
+
+
+def finish(status: int, config: SessionConfig, prompt: str) -> None:
+    """Leave with ``status`` (a dashboard run leaves the ordinary way: its terminal)."""
+    if config.mode == Mode.ASK and prompt != "none":
+        sys.exit(status)
+    _exit_now(status)
 
 
 def _exit_now(status: int) -> None:

@@ -61,7 +61,7 @@ class PolicyFile:
     blocklist: list[str] = field(default_factory=list)
 
 
-class _Locator:
+class Locator:
     """Finds the source position of a key, knowing only the table it belongs to."""
 
     def __init__(self, text: str) -> None:
@@ -109,6 +109,15 @@ class _Locator:
             if s is not None and re.match(rf"\s*\[+\s*{re.escape(key)}\s*\]", s):
                 return i + 1, len(s) - len(s.lstrip()) + 1
         return self._find_key(0, key) or (1, 1)
+
+    def in_table(self, table: str, key: str | None = None) -> tuple[int, int]:
+        """Position of ``key`` in the ``[table]`` (its header if key is None or absent)."""
+        header = re.compile(rf"\s*\[\s*{re.escape(table)}\s*\]\s*(?:#.*)?$")
+        for i, s in enumerate(self.lines):
+            if s is not None and header.match(s):
+                pos = self._find_key(i, key) if key is not None else None
+                return pos or (i + 1, len(s) - len(s.lstrip()) + 1)
+        return self.top(table)
 
     def text_after(self, key: str, needle: str) -> tuple[int, int]:
         line, _ = self.top(key)
@@ -221,9 +230,8 @@ def _apply_lifetime(rule: Rule, table: dict[str, Any], now: float) -> None:
             ) from None
 
 
-def loads_policy(text: str, file: str = "<policy>", *, now: float | None = None) -> PolicyFile:
-    """Parse policy TOML ``text``; ``file`` only names it in error messages."""
-    t = time.time() if now is None else now
+def parse_toml(text: str, file: str) -> tuple[dict[str, Any], Locator]:
+    """TOML ``text`` as data, and a locator of its keys; PolicyError at the bad spot."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -234,10 +242,12 @@ def loads_policy(text: str, file: str = "<policy>", *, now: float | None = None)
             lines = text.splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
         raise PolicyError(file, line, col, _TOML_POS.sub("", str(e)).strip()) from None
-    loc = _Locator(text)
-    for key in data:
-        if key not in ("rule", "blocklist"):
-            raise PolicyError(file, *loc.top(key), f"unknown key {key!r} (want [[rule]] tables)")
+    return data, Locator(text)
+
+
+def policy_from_data(data: dict[str, Any], loc: Locator, file: str, now: float) -> PolicyFile:
+    """The ``blocklist`` and ``[[rule]]`` tables of parsed TOML (other keys are the
+    caller's to check)."""
     out = PolicyFile()
     entries = data.get("blocklist", [])
     if not isinstance(entries, list) or not all(isinstance(x, str) for x in entries):
@@ -253,11 +263,21 @@ def loads_policy(text: str, file: str = "<policy>", *, now: float | None = None)
         raise PolicyError(file, *loc.top("rule"), "rule must be an array of tables: [[rule]]")
     for i, table in enumerate(tables):
         try:
-            out.rules.append(_rule_from_table(table, t))
+            out.rules.append(_rule_from_table(table, now))
         except ValueError as e:
             message, key = e.args
             raise PolicyError(file, *loc.rule(i, key), f"rule {i + 1}: {message}") from None
     return out
+
+
+def loads_policy(text: str, file: str = "<policy>", *, now: float | None = None) -> PolicyFile:
+    """Parse policy TOML ``text``; ``file`` only names it in error messages."""
+    t = time.time() if now is None else now
+    data, loc = parse_toml(text, file)
+    for key in data:
+        if key not in ("rule", "blocklist"):
+            raise PolicyError(file, *loc.top(key), f"unknown key {key!r} (want [[rule]] tables)")
+    return policy_from_data(data, loc, file, t)
 
 
 def load_policy_file(path: Path, *, now: float | None = None) -> PolicyFile:
@@ -290,6 +310,11 @@ def _q(s: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def toml_string(s: str) -> str:
+    """``s`` as a TOML basic string (control characters escaped)."""
+    return _q(s)
 
 
 def _ts(t: float) -> str:
