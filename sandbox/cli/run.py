@@ -82,7 +82,8 @@ def run(**options: Any) -> None:
 
 def run_defaults() -> dict[str, Any]:
     """Every option of ``coderun run`` at its default (for runs made from a profile)."""
-    return {p.name: p.default for p in run.params if p.name and p.name != "command"}
+    with run.make_context("run", ["--", "true"]) as ctx:
+        return {k: v for k, v in ctx.params.items() if k != "command"}
 
 
 def build_config(

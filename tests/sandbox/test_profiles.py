@@ -193,3 +193,24 @@ def test_exec_refuses_a_malformed_profile_before_docker(
     missing.write_text('command = ["x"]\nmounts = ["./nowhere:/w"]\n')
     out = CliRunner().invoke(main, ["exec", str(missing)])
     assert out.exit_code == 2 and "does not exist" in out.output
+
+
+def test_exec_hands_run_the_profile_with_its_args(
+    cli_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, object] = {}
+
+    def build_config(**options: object) -> None:
+        seen.update(options)
+        raise SystemExit(7)
+
+    monkeypatch.setattr("sandbox.cli.run.build_config", build_config)
+    path = cli_home / "tool.toml"
+    path.write_text(GOOD.replace('egress_network = "net"\n', ""))
+    out = CliRunner().invoke(main, ["exec", "--mode", "audit", str(path), "a", "--b"])
+    assert out.exit_code == 7, out.output
+    assert seen["command"] == ("python3", "-m", "tool", "a", "--b")
+    assert seen["volumes"] == (f"{cli_home}:/work", "/etc/hostname:/h:ro")
+    assert (seen["mode"], seen["profile"], seen["image"]) == ("audit", "tool", "python")
+    assert (seen["memory"], seen["tmpfs_size"], seen["egress_network"]) == ("512m", "1g", None)
+    assert "api.example.test" in str(seen["policy_text"])
