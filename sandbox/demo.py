@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import docker
 
 from sandbox import images, paths
+from sandbox.data import examples_dir
 from sandbox.internet import start_internet
 from sandbox.records import find_session, format_entry
 from sandbox.runner import run_session
 from sandbox.session import SessionConfig
 from snitch.core.logfile import read_log
 from snitch.core.model import Mode
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
@@ -33,16 +31,17 @@ def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
     home = paths.data_dir() / "demo"
     os.environ["CODERUN_HOME"] = str(home)
     tags = images.build(client)
+    examples = examples_dir()
     print("starting the demo internet (api/evil/tracker/exfil.example.test) ...", file=sys.stderr)
     internet = start_internet(client, tags["internet"])
     try:
         ca = paths.data_dir() / "demo-internet-ca.pem"
         paths.write_private(ca, internet.ca_pem())
         config = SessionConfig(
-            command=[], script=EXAMPLES / "install.sh", image=tags["sandbox-bash"],
+            command=[], script=examples / "install.sh", image=tags["sandbox-bash"],
             gateway_image=tags["gateway"], image_name="bash",
             mode=Mode.ASK if terminal else Mode.ENFORCE,
-            policy_file=None if terminal else EXAMPLES / "demo-policy.toml",
+            policy_file=None if terminal else examples / "demo-policy.toml",
             egress_network=internet.network_name, dns_upstream=internet.ip,
             intercept_tls=True, upstream_ca=ca,
         )  # fmt: skip

@@ -1,13 +1,19 @@
-"""Build coderun's images from ``images/``, tagged by a hash of their inputs.
+"""Build coderun's images from its Dockerfiles, tagged by a hash of their inputs.
 
-The Dockerfiles take ``ARG BASE`` (``debian:trixie-slim`` by default). Where no
-registry can be reached, a local base is made with debootstrap and ``docker import``;
-where ``debian:trixie-slim`` is already present or can be pulled, that is used.
-An image is rebuilt only when its inputs (base id, Dockerfile, files beside it) change.
+The Dockerfiles (``images/`` in the repository, package data of ``sandbox.data`` in an
+install) take ``ARG BASE`` (``debian:trixie-slim`` by default). Where no registry can be
+reached, a local base is made with debootstrap and ``docker import``; where
+``debian:trixie-slim`` is already present or can be pulled, that is used. An image is
+rebuilt only when its inputs (base id, Dockerfile, files beside it) change.
+
+Each build runs in a temporary copy of its folder (the install is never written to);
+the gateway's Python wheels are downloaded by the installing environment's pip into
+coderun's cache dir (``paths.cache_dir()``) and copied into that build context.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -15,14 +21,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+from sandbox import paths
+from sandbox.buildview import BuildView
+from sandbox.data import images_dir
+
 NAMES = ("gateway", "internet", "sandbox-bash", "sandbox-python")
 RUNTIMES = {"bash": "sandbox-bash", "python": "sandbox-python"}
 UPSTREAM_BASE = "debian:trixie-slim"
@@ -33,6 +42,7 @@ DEBOOTSTRAP_PACKAGES = (
 )
 LABEL = "coderun.image"
 GATEWAY_PYTHON = "3.13"  # Debian trixie's, in the gateway image
+SKIPPED = {"__pycache__", "wheels"}  # never inputs of an image (wheels/ is made per build)
 
 Progress = Callable[[str], None]
 
@@ -45,11 +55,15 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def image_dir(name: str) -> Path:
+    return images_dir() / name
+
+
 def _hash_dir(path: Path, seed: str) -> str:
     """A hash of an image's inputs (wheels/ is derived from requirements.txt: skipped)."""
     h = hashlib.sha256(seed.encode())
-    skip = {"__pycache__", "wheels"}
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not skip & set(p.parts)):
+    inputs = (p for p in path.rglob("*") if p.is_file() and not SKIPPED & set(p.parts))
+    for file in sorted(inputs):
         h.update(str(file.relative_to(path)).encode())
         h.update(file.read_bytes())
     return h.hexdigest()[:12]
@@ -62,16 +76,27 @@ def _exists(client: docker.DockerClient, ref: str) -> Any:
         return None
 
 
-def base_image(client: docker.DockerClient, progress: Progress = _stderr) -> str:
-    """The base image reference to build on, making a local one when needed."""
+def local_base_tag() -> str:
+    key = hashlib.sha256(f"{DEBOOTSTRAP_SUITE}:{DEBOOTSTRAP_PACKAGES}".encode()).hexdigest()[:12]
+    return f"coderun-base:{DEBOOTSTRAP_SUITE}-{key}"
+
+
+def present_base(client: docker.DockerClient) -> str | None:
+    """The base image that a build would use, if it is here already (nothing is made)."""
     if os.environ.get("CODERUN_BASE_IMAGE"):
         return os.environ["CODERUN_BASE_IMAGE"]
-    key = hashlib.sha256(f"{DEBOOTSTRAP_SUITE}:{DEBOOTSTRAP_PACKAGES}".encode()).hexdigest()[:12]
-    local = f"coderun-base:{DEBOOTSTRAP_SUITE}-{key}"
-    if _exists(client, local):
-        return local
-    if _exists(client, UPSTREAM_BASE):
-        return UPSTREAM_BASE
+    for ref in (local_base_tag(), UPSTREAM_BASE):
+        if _exists(client, ref):
+            return ref
+    return None
+
+
+def base_image(client: docker.DockerClient, progress: Progress = _stderr) -> str:
+    """The base image reference to build on, making a local one when needed."""
+    present = present_base(client)
+    if present is not None:
+        return present
+    local = local_base_tag()
     if shutil.which("debootstrap") and os.geteuid() == 0:
         build_base(client, local, progress)
         return local
@@ -112,60 +137,115 @@ def build_base(client: docker.DockerClient, tag: str, progress: Progress = _stde
         progress(f"base image {tag} ready")
 
 
-def prepare_wheels(name: str, progress: Progress = _stderr) -> dict[str, str]:
-    """Fill images/NAME/wheels/ for requirements.txt (host-side download, cached);
-    returns the build args. Where the host cannot download either, the image's own pip
-    tries PyPI (PIP_ARGS="")."""
-    folder = IMAGES_DIR / name
-    req = folder / "requirements.txt"
-    wheels = folder / "wheels"
+def wheelhouse(name: str) -> Path | None:
+    """The cache folder of the wheels for image ``name``'s requirements.txt (None: the
+    image has none). Keyed by the requirements, the gateway's Python and this machine."""
+    req = image_dir(name) / "requirements.txt"
     if not req.exists():
+        return None
+    key = hashlib.sha256(
+        f"{GATEWAY_PYTHON}:{platform.machine()}:".encode() + req.read_bytes()
+    ).hexdigest()[:12]
+    return paths.cache_dir() / "wheels" / f"{name}-{key}"
+
+
+def prepare_wheels(name: str, progress: Progress = _stderr) -> dict[str, str]:
+    """Fill the image's wheelhouse in the cache dir (host-side download with this
+    environment's pip, once); returns the build args. Where the host cannot download
+    either, the image's own pip tries PyPI (PIP_ARGS="")."""
+    folder = wheelhouse(name)
+    if folder is None:
         return {}
-    wheels.mkdir(exist_ok=True)
-    stamp = wheels / ".requirements"
-    if stamp.exists() and stamp.read_text() == req.read_text():
+    done = folder / ".complete"
+    if done.exists():
         return {}
-    progress(f"downloading Python wheels for the {name} image (host side) ...")
-    for old in wheels.glob("*.whl"):
-        old.unlink()
+    progress(f"downloading Python wheels for the {name} image into {folder} ...")
+    partial = folder.with_name(folder.name + f".{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     arch = platform.machine()
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
            "--python-version", GATEWAY_PYTHON, "--implementation", "cp",
            "--platform", f"manylinux_2_28_{arch}", "--platform", f"manylinux_2_17_{arch}",
            "--platform", f"manylinux2014_{arch}", "--platform", "any",
-           "-d", str(wheels), "-r", str(req)]  # fmt: skip
+           "-d", str(partial), "-r", str(image_dir(name) / "requirements.txt")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
         progress(f"  host download failed, the image will use PyPI: {proc.stderr.strip()[-300:]}")
         return {"PIP_ARGS": ""}
-    stamp.write_text(req.read_text())
+    (partial / ".complete").touch()
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another build that finished first is as good
+        partial.rename(folder)
+    shutil.rmtree(partial, ignore_errors=True)
     return {}
 
 
+@contextlib.contextmanager
+def build_context(name: str) -> Iterator[Path]:
+    """A temporary copy of the image's folder, with its wheels (an empty ``wheels/``
+    when it has none, as its Dockerfile may COPY it)."""
+    with tempfile.TemporaryDirectory(prefix=f"coderun-build-{name}-") as tmp:
+        context = Path(tmp) / name
+        shutil.copytree(image_dir(name), context, ignore=shutil.ignore_patterns(*SKIPPED))
+        wheels = context / "wheels"
+        wheels.mkdir()
+        house = wheelhouse(name)
+        if house is not None and (house / ".complete").exists():
+            for wheel in house.glob("*.whl"):
+                try:
+                    os.link(wheel, wheels / wheel.name)
+                except OSError:
+                    shutil.copy2(wheel, wheels / wheel.name)
+        yield context
+
+
 def image_tag(name: str, base_id: str) -> str:
-    return f"coderun-{name}:{_hash_dir(IMAGES_DIR / name, base_id)}"
+    return f"coderun-{name}:{_hash_dir(image_dir(name), base_id)}"
+
+
+def base_id_of(client: docker.DockerClient, base: str) -> str:
+    found = _exists(client, base)
+    return str(found.id) if found is not None else base
 
 
 def build(
     client: docker.DockerClient,
     names: tuple[str, ...] = NAMES,
-    progress: Progress = _stderr,
+    progress: Progress | None = None,
     force: bool = False,
+    view: BuildView | None = None,
 ) -> dict[str, str]:
-    """Make sure every named image exists; return name -> tag."""
-    base = base_image(client, progress)
-    base_obj = _exists(client, base)
-    base_id = base_obj.id if base_obj is not None else base
+    """Make sure every named image exists; return name -> tag. Each image built shows
+    one progress line (``view``; sandbox/buildview.py)."""
+    view = view if view is not None else BuildView()
+    say = progress if progress is not None else view.message
+    base = base_image(client, say)
+    base_id = base_id_of(client, base)
     tags: dict[str, str] = {}
     for name in names:
         tag = image_tag(name, base_id)
         tags[name] = tag
         if not force and _exists(client, tag):
             continue
-        progress(f"building {tag} ...")
-        args = {"BASE": base, **prepare_wheels(name, progress)}
+        args = {"BASE": base, **prepare_wheels(name, say)}
+        view.start(name, tag)
+        ok = False
+        try:
+            _build_one(client, name, tag, args, view)
+            ok = True
+        finally:
+            view.finish(ok)
+    return tags
+
+
+def _build_one(
+    client: docker.DockerClient, name: str, tag: str, args: dict[str, str], view: BuildView
+) -> None:
+    with build_context(name) as context:
         stream = client.api.build(
-            path=str(IMAGES_DIR / name),
+            path=str(context),
             tag=tag,
             buildargs=args,
             rm=True,
@@ -175,12 +255,12 @@ def build(
         )
         for chunk in stream:
             if "error" in chunk:
-                raise ImageError(f"building {name}: {chunk['error'].strip()}")
-            line = str(chunk.get("stream", "")).strip()
-            if line.startswith("Step "):
-                progress("  " + line)
-        client.images.get(tag).tag(f"coderun-{name}", "latest")
-    return tags
+                raise ImageError(
+                    f"building {name}: {str(chunk['error']).strip()}\n"
+                    f"last lines of the build:\n{view.failure_tail()}"
+                )
+            view.output(str(chunk.get("stream", "")))
+    client.images.get(tag).tag(f"coderun-{name}", "latest")
 
 
 def resolve_runtime(client: docker.DockerClient, image: str, tags: dict[str, str]) -> str:

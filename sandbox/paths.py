@@ -29,11 +29,32 @@ class DataDirError(RuntimeError):
     """The data dir cannot be used (owned by someone else, not a directory)."""
 
 
+def data_dir_path() -> Path:
+    """Where the data dir is (``$CODERUN_HOME``, else ``~/.local/share/coderun``),
+    without making or checking it."""
+    env = os.environ.get("CODERUN_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("coderun", appauthor=False))
+
+
+def cache_dir_path() -> Path:
+    """What coderun can make again (the wheels for the gateway image):
+    ``$CODERUN_CACHE``, else ``~/.cache/coderun`` (``$XDG_CACHE_HOME``). Never inside
+    the installed package."""
+    env = os.environ.get("CODERUN_CACHE")
+    return Path(env) if env else Path(platformdirs.user_cache_dir("coderun", appauthor=False))
+
+
+def cache_dir() -> Path:
+    """``cache_dir_path()``, made if missing."""
+    path = cache_dir_path()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def data_dir() -> Path:
     """``$CODERUN_HOME`` if set, else the XDG data dir (``~/.local/share/coderun``);
     made private (0700) and checked to be this user's."""
-    env = os.environ.get("CODERUN_HOME")
-    path = Path(env) if env else Path(platformdirs.user_data_dir("coderun", appauthor=False))
+    path = data_dir_path()
     key = str(path)
     if key in _checked and path.is_dir():
         return path

@@ -63,7 +63,39 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
+def version_text() -> str:
+    """coderun's version, where it is installed and where its data and cache are."""
+    import importlib.metadata
+    import sys
+    from pathlib import Path
+
+    import sandbox
+    import snitch
+
+    try:
+        version = importlib.metadata.version("coderun")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(not installed: running from a source tree)"
+    return "\n".join([
+        f"coderun {version}",
+        f"package:  {Path(sandbox.__file__).resolve().parent.parent}",
+        f"gateway:  {Path(snitch.__file__).resolve().parent} (mounted into the gateway)",
+        f"data dir: {paths.data_dir_path()}",
+        f"cache:    {paths.cache_dir_path()}",
+        f"python:   {sys.version.split()[0]} ({sys.executable})",
+    ])  # fmt: skip
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(version_text())
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="coderun")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_version, help="Show the version, where coderun is installed "
+              "and where its data and cache are.")  # fmt: skip
 def main() -> None:
     """Run untrusted code in a sandbox whose every new connection waits for a decision."""

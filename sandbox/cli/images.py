@@ -14,10 +14,13 @@ def images_group() -> None:
 
 @images_group.command("build")
 @click.option("--force", is_flag=True, help="Rebuild even when the inputs did not change.")
-def images_build(force: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every line of the builds, not one progress line per image.")  # fmt: skip
+def images_build(force: bool, verbose: bool) -> None:
     """Build the gateway, demo-internet and sandbox images (only what changed)."""
     from sandbox import images
+    from sandbox.buildview import BuildView
 
-    tags = images.build(docker_client(), force=force)
+    tags = images.build(docker_client(), force=force, view=BuildView(verbose=verbose))
     for name, tag in tags.items():
         click.echo(f"{name:16} {tag}")
