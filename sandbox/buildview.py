@@ -20,6 +20,7 @@ import threading
 import time
 from typing import TextIO
 
+from sandbox.textout import TerminalGuard
 from snitch.core.safetext import safe
 
 SPINNER = "|/-\\"
@@ -34,9 +35,7 @@ def _stderr() -> TextIO:
 
 
 def _write_raw(stream: TextIO, text: str) -> None:
-    """Our own cursor codes, past the terminal guard of the CLI (sandbox/cli/textout.py)."""
-    from sandbox.cli.textout import TerminalGuard
-
+    """Our own cursor codes, past the terminal guard of the CLI (sandbox/textout.py)."""
     if isinstance(stream, TerminalGuard):
         stream.write_trusted(text)
     else:
