@@ -127,8 +127,9 @@ def _parallel(fn: Callable[[T], str | None], items: list[T]) -> list[str]:
         return [r for r in pool.map(fn, items) if r]
 
 
-def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
-    """Remove orphaned sessions' objects (every coderun session's with ``everything``)."""
+def orphaned_sessions(client: docker.DockerClient, everything: bool = False) -> list[str]:
+    """The sessions whose objects are all orphaned (every coderun session with
+    ``everything``), found and not removed."""
     orphaned: dict[str, bool] = {}  # session -> every object seen so far is orphaned
     everyone = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
     labelled = [c.labels for c in everyone]
@@ -138,7 +139,12 @@ def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
     for labels in labelled:
         sid = labels[LABEL]
         orphaned[sid] = orphaned.get(sid, True) and (everything or _orphaned(labels))
+    return sorted(s for s, gone in orphaned.items() if gone)
+
+
+def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
+    """Remove orphaned sessions' objects (every coderun session's with ``everything``)."""
     removed: list[str] = []
-    for session_id in sorted(s for s, gone in orphaned.items() if gone):
+    for session_id in orphaned_sessions(client, everything):
         removed.extend(remove_session(client, session_id))
     return removed

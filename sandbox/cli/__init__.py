@@ -21,6 +21,7 @@ LAZY_COMMANDS = {
     "log": ("sandbox.cli.review", "log"),
     "export": ("sandbox.cli.review", "export_command"),
     "pool": ("sandbox.cli.pool", "pool"),
+    "doctor": ("sandbox.cli.doctor", "doctor_command"),
     "exec": ("sandbox.cli.profiles", "exec_command"),
     "profiles": ("sandbox.cli.profiles", "profiles"),
 }
