@@ -1,6 +1,5 @@
 """``coderun doctor``: every check can fail, says how to fix it, and the exit status and
-``--json`` follow (sandbox/doctor.py). The engine checks on a real engine are in
-tests/install/test_doctor_engine.py."""
+``--json`` follow (sandbox/doctor.py). On the real engine: tests/e2e/test_doctor.py."""
 
 from __future__ import annotations
 
