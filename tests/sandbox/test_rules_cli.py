@@ -133,6 +133,8 @@ def test_blocklist_import_and_explain(tmp_path: Path) -> None:
     assert "blocklist: 2 entries" in run("list").stdout
     res = run("explain", "x.ads.example.test:443", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["decision"]["action"] == "deny"
+    res = run("explain", "ads.example.test:443", "--json")  # the listed name itself
+    assert res.exit_code == 0 and json.loads(res.stdout)["decision"]["action"] == "deny"
     assert run("explain", "203.0.113.5:80").exit_code == 0
     assert "0 new entries, 2 already listed" in run("import", "--blocklist", str(hosts)).stdout
 

@@ -97,6 +97,21 @@ def test_nftables_overlapping_elements_are_merged_or_split() -> None:
     assert "set allow4_udp {" in t and "set allow4_udp_b2 {" in t
 
 
+def test_nftables_port_ranges_are_written_whole() -> None:
+    rules = [
+        Rule(A, cidr="192.0.2.8", port_lo=8000, port_hi=8100, proto=Proto.TCP),
+        Rule(A, cidr="192.0.2.9", port_lo=443, port_hi=443, proto=Proto.TCP),
+        Rule(A, cidr="198.51.100.0/24", proto=Proto.UDP),  # any port
+    ]
+    t = export(rules, {}, "nftables").text
+    elements = re.findall(r"\b\d+\.\d+\.\d+\.\d+(?:/\d+)? \. [\d-]+", t)
+    assert sorted(elements) == [
+        "192.0.2.8 . 8000-8100",
+        "192.0.2.9 . 443",
+        "198.51.100.0/24 . 0-65535",
+    ]
+
+
 def test_nftables_rejects_bad_names_and_resolvers() -> None:
     with pytest.raises(ExportError):
         export([], {}, "nftables", ExportOptions(name="bad name;"))

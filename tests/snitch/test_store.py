@@ -147,6 +147,8 @@ def test_blocklist_table(db: Path) -> None:
         assert bl.match_ip("203.0.113.7") == "203.0.113.7/32"
         view = s.blocklist_view()
         assert view.match_name("deep.x.test") == "x.test"
+        assert view.match_name("x.test") == "x.test"  # the name itself, not only its parents
+        assert view.match_name("Ads.Example.Test.") == "ads.example.test"
         assert view.match_name("example.test") is None
         assert view.match_ip("203.0.113.7") == "203.0.113.7/32"
         assert view.match_ip("203.0.113.8") is None
