@@ -106,21 +106,26 @@ class Loop:
 
     starts: dict[int, float] = field(default_factory=dict)
     outcomes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # feed() runs on the output reader's thread while the test reads: one lock for both.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def feed(self, line: str) -> None:
         if not line.startswith("{"):
             return
         item = json.loads(line)
-        if "start" in item:
-            self.starts[item["seq"]] = item["start"]
-        else:
-            self.outcomes[item["seq"]] = item
+        with self.lock:
+            if "start" in item:
+                self.starts[item["seq"]] = item["start"]
+            else:
+                self.outcomes[item["seq"]] = item
 
     def successes(self) -> int:
-        return sum(1 for o in self.outcomes.values() if o["ok"])
+        with self.lock:
+            return sum(1 for o in self.outcomes.values() if o["ok"])
 
     def started_after(self, t: float) -> list[int]:
-        return [seq for seq, start in self.starts.items() if start >= t]
+        with self.lock:
+            return [seq for seq, start in self.starts.items() if start >= t]
 
 
 def mine(client: docker.DockerClient, home: Path) -> list[str]:
