@@ -11,26 +11,25 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from textual.widgets import Footer
 
 from snitch.core.model import (
     Action,
-    DecisionRequest,
     EntryKind,
-    Event,
     LogEntry,
     Pending,
     Proto,
     Rule,
 )
 from tui.app import DashboardApp
+from tui.memory import MemoryGateway
 
 NOW = 1_735_689_600.0  # a fixed clock: the countdowns in the picture do not depend on when
 SESSION = "7f3a9c2e"
 SANDBOX = "172.30.0.2"
 SECRET = "c2VjcmV0.evil.example.test"  # base64 of "secret": data leaving by DNS
+DEMO_INFO = {"image": "python:3.12-slim", "mode": "ask"}
 
 
 def demo_pending() -> list[Pending]:
@@ -89,47 +88,6 @@ def demo_log() -> list[LogEntry]:
     ]
 
 
-class DemoGateway:
-    """A gateway that only answers reads; enough for a picture."""
-
-    def __init__(self) -> None:
-        self.session = SESSION
-
-    async def info(self) -> dict[str, Any]:
-        return {"session": SESSION, "image": "python:3.12-slim", "mode": "ask"}
-
-    async def pending(self) -> list[Pending]:
-        return demo_pending()
-
-    async def rules(self) -> list[Rule]:
-        return demo_rules()
-
-    async def log(self, limit: int = 500) -> list[LogEntry]:
-        return demo_log()[-limit:]
-
-    async def explain(self, host: str, port: int = 0, proto: str = "tcp") -> dict[str, Any]:
-        return {"decision": None, "reason": "", "matches": []}
-
-    async def decide(self, request: DecisionRequest) -> dict[str, Any]:
-        return {"decided": [request.pending_id], "rule": None}
-
-    async def add_rule(self, rule: Rule) -> Rule:
-        return rule
-
-    async def remove_rule(self, rule_id: int) -> None:
-        return None
-
-    async def set_rule_enabled(self, rule_id: int, enabled: bool) -> None:
-        return None
-
-    async def update_rule(self, rule: Rule) -> Rule:
-        return rule
-
-    async def events(self) -> AsyncIterator[Event]:
-        yield Event("session", await self.info())
-        await asyncio.Event().wait()  # nothing more happens
-
-
 async def demo_output() -> AsyncIterator[tuple[str, str]]:
     yield "stdout", "Collecting requests\n  Downloading requests-2.32.3-py3-none-any.whl (64 kB)\n"
     yield "stdout", "Successfully installed requests-2.32.3\n"
@@ -140,7 +98,8 @@ async def demo_output() -> AsyncIterator[tuple[str, str]]:
 
 async def capture(path: Path, size: tuple[int, int] = (100, 30)) -> None:
     """Save an SVG of the pending queue with the demo data."""
-    app = DashboardApp([DemoGateway()], output=demo_output(), clock=lambda: NOW)
+    gateway = MemoryGateway(SESSION, demo_pending(), demo_rules(), demo_log(), info=DEMO_INFO)
+    app = DashboardApp([gateway], output=demo_output(), clock=lambda: NOW)
     async with app.run_test(size=size) as pilot:
         for _ in range(300):
             pane, footer = app.output_pane, app.query_one(Footer)

@@ -90,9 +90,7 @@ def _write_session(home: Path, sid: str, entries: list[LogEntry], start: float) 
 
 
 @pytest.fixture()
-def home(tmp_path: Path) -> Path:
-    home = tmp_path / "home"
-    home.mkdir(mode=0o700)
+def home(home: Path) -> Path:
     _write_session(home, PROPOSAL_SID, PROPOSAL_ENTRIES, T0 - 100)
     _write_session(home, SID, ENTRIES, T0)  # the latest: `coderun log` shows it
     with RuleStore(home / "rules" / "rules.db") as store:

@@ -13,13 +13,13 @@ import pytest
 
 from snitch.core.model import Action, DecisionRequest, Rule, Target
 from snitch.review.client import ApiError, GatewayClient
-from tests.snitch.test_api import TOKEN, Gateway
+from tests.fakes import TOKEN, ApiGateway
 
 pytestmark = pytest.mark.asyncio
 
 
 async def test_a_dry_run_answers_the_rule_and_changes_nothing(tmp_path: Path) -> None:
-    gw = Gateway(tmp_path)
+    gw = ApiGateway(tmp_path)
     await gw.api.start()
     client = GatewayClient(gw.socket, TOKEN)
     seen: list[tuple[str, dict[str, Any]]] = []
@@ -46,7 +46,10 @@ async def test_a_dry_run_answers_the_rule_and_changes_nothing(tmp_path: Path) ->
         rule = Rule.from_dict((await client.decide(by_ip))["rule"])
         # a synthetic address is never a rule's target: the name stands in for it
         assert (rule.cidr, rule.host, rule.expires_at is not None) == (
-            None, "api.example.test", True)
+            None,
+            "api.example.test",
+            True,
+        )
         once = await client.decide(DecisionRequest(Action.ALLOW, pending_id=item.id,
                                                    dry_run=True))  # fmt: skip
         assert once == {"rule": None, "decided": [item.id], "dry_run": True}
@@ -58,7 +61,7 @@ async def test_a_dry_run_answers_the_rule_and_changes_nothing(tmp_path: Path) ->
         # the real decision stores what the dry run showed
         result = await client.decide(always)
         assert Rule.from_dict(result["rule"]).describe() == "allow api.example.test:443/tcp"
-        assert pkt.verdict == "allow"
+        assert pkt.verdict == "accepted"
         with pytest.raises(ApiError) as gone:  # a dry run on an item no longer held
             await client.decide(dataclasses.replace(always, dry_run=True))
         assert gone.value.status == 409

@@ -17,8 +17,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from snitch.core.model import PROMPT_COUNTS, Action, EntryKind, LogEntry, PromptCounts, Proto, Rule
+from tests.fakes import NOW, FakeGateway, pending
 from tests.tui.conftest import make_app, queue_ready, wait_for
-from tests.tui.fakes import NOW, FakeGateway, pending
 from tui.app import DashboardApp
 
 pytestmark = pytest.mark.asyncio

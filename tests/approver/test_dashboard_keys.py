@@ -13,8 +13,8 @@ import pytest
 from textual.widgets import Static
 
 from snitch.core.model import Action, DecisionRequest
+from tests.fakes import FakeGateway, pending
 from tests.tui.conftest import make_app, queue_ready, wait_for
-from tests.tui.fakes import FakeGateway, pending
 from tui.screens.confirm import ConfirmDialog
 from tui.widgets.pending import SETTLE_SECONDS
 

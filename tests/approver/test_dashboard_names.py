@@ -13,8 +13,8 @@ import pytest
 from textual.widgets import Static
 
 from snitch.core.model import Action, DecisionRequest, EntryKind, LogEntry, Pending, Rule, Target
+from tests.fakes import NOW, FakeGateway, pending
 from tests.tui.conftest import make_app, queue_ready, screen_lines, terminal_controls, wait_for
-from tests.tui.fakes import NOW, FakeGateway, pending
 from tui.app import DashboardApp
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.decide import BatchDialog, DecisionDialog

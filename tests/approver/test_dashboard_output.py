@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.style import Style
 
+from tests.fakes import FakeGateway, pending
 from tests.tui.conftest import chunks, make_app, screen_lines, terminal_controls, wait_for
-from tests.tui.fakes import FakeGateway, pending
 from tui.inert import output_line
 from tui.widgets.output import FLUSH_AFTER, MAX_PARTIAL, OutputPane
 

@@ -52,14 +52,6 @@ def internet(client: docker.DockerClient, tags: dict[str, str]) -> Iterator[Demo
     net.stop()
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("CODERUN_HOME", str(home))
-    return home
-
-
 @dataclass
 class Result:
     status: int

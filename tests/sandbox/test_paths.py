@@ -13,12 +13,6 @@ from sandbox import paths
 from sandbox.cli import main as cli
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CODERUN_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 
@@ -72,7 +66,6 @@ def test_write_private_replaces_atomically(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a folder someone else owns needs root")
 def test_a_data_dir_owned_by_someone_else_is_refused(home: Path) -> None:
-    home.mkdir(mode=0o700)
     os.chown(home, 4321, 4321)
     with pytest.raises(paths.DataDirError, match="belongs to uid 4321"):
         paths.data_dir()
@@ -85,6 +78,7 @@ def test_a_data_dir_owned_by_someone_else_is_refused(home: Path) -> None:
 
 
 def test_a_data_dir_that_is_a_file_is_refused(home: Path) -> None:
+    home.rmdir()
     home.write_text("")
     with pytest.raises(paths.DataDirError, match="not a directory"):
         paths.data_dir()

@@ -17,12 +17,6 @@ from sandbox.session import Session, SessionConfig
 NO_DOCKER: Any = object()  # claiming only touches files; the client is kept for later
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CODERUN_HOME", str(tmp_path))
-    return tmp_path
-
-
 def config(**kw: Any) -> SessionConfig:
     return SessionConfig(command=["true"], image="img", gateway_image="gw:1", **kw)
 

@@ -50,11 +50,10 @@ ENTRIES = [
 
 
 @pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CODERUN_HOME", str(tmp_path))
-    write_session(tmp_path, "aaaa1111", T0, T0 + 60, ENTRIES)
-    write_session(tmp_path, "bbbb2222", T0 + 100, None, [ENTRIES[2]], state="ready")
-    return tmp_path
+def home(home: Path) -> Path:
+    write_session(home, "aaaa1111", T0, T0 + 60, ENTRIES)
+    write_session(home, "bbbb2222", T0 + 100, None, [ENTRIES[2]], state="ready")
+    return home
 
 
 def write_session(

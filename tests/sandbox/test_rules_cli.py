@@ -14,11 +14,7 @@ from sandbox.paths import rules_db
 from snitch.core.model import Action, Proto, Rule
 from snitch.core.store import RuleStore
 
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CODERUN_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("home")
 
 
 def run(*args: str) -> Result:

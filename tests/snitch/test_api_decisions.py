@@ -10,13 +10,13 @@ import pytest
 
 from snitch.core.model import Action, DecisionRequest, PromptCounts, Target
 from snitch.review.client import ApiError, GatewayClient
-from tests.snitch.test_api import TOKEN, Gateway
+from tests.fakes import TOKEN, ApiGateway
 
 
 async def test_a_dry_run_answers_what_would_be_stored_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
-    gw = Gateway(tmp_path)
+    gw = ApiGateway(tmp_path)
     await gw.api.start()
     client = GatewayClient(gw.socket, TOKEN)
     try:
@@ -34,7 +34,7 @@ async def test_a_dry_run_answers_what_would_be_stored_and_changes_nothing(
 
 
 async def test_a_lasting_rule_for_a_nameless_synthetic_address_is_refused(tmp_path: Path) -> None:
-    gw = Gateway(tmp_path)
+    gw = ApiGateway(tmp_path)
     await gw.api.start()
     client = GatewayClient(gw.socket, TOKEN)
     try:
@@ -50,7 +50,7 @@ async def test_a_lasting_rule_for_a_nameless_synthetic_address_is_refused(tmp_pa
 
 
 async def test_prompt_counts_are_streamed_when_they_change(tmp_path: Path) -> None:
-    gw = Gateway(tmp_path)
+    gw = ApiGateway(tmp_path)
     await gw.api.start()
     client = GatewayClient(gw.socket, TOKEN)
     seen: list[dict[str, Any]] = []

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from snitch.core.model import Action, DecisionRequest, Mode, Target
 from snitch.core.store import RuleStore
 from snitch.gateway.asker import Asker, DecideError
-from snitch.gateway.events import EventBus
 from snitch.gateway.flowgate import FlowGate
-from snitch.gateway.names import NameTable
-from snitch.gateway.rulebook import RuleBook
-from tests.snitch.flows import Packet, tcp
+from tests.fakes import LogCollector, Packet, tcp
+from tests.fakes import gate as fake_gate
 
 
 class Routes:
@@ -34,14 +31,10 @@ class Routes:
         return self.real.get(ip)
 
 
-def ask_gate(tmp_path: Path) -> tuple[FlowGate, Asker, list[dict[str, Any]]]:
-    bus = EventBus()
-    logged: list[dict[str, Any]] = []
-    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
-    book = RuleBook(tmp_path / "rules.db", [], Mode.ASK, "s1")
-    gate = FlowGate(book, NameTable(), bus, "s1")
-    gate.asker = Asker(book, bus, "s1", gate.finish)
-    return gate, gate.asker, logged
+def ask_gate(tmp_path: Path) -> tuple[FlowGate, Asker, LogCollector]:
+    g, logged = fake_gate(tmp_path, Mode.ASK, [])
+    assert g.asker is not None
+    return g, g.asker, logged
 
 
 def stored(tmp_path: Path) -> list[str]:

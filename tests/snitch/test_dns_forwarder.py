@@ -28,63 +28,31 @@ from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, network
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.dnsmsg import ALLOWED_QTYPE_NAMES
 from snitch.gateway.events import EventBus
-from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.names import NameTable
 from snitch.gateway.rulebook import RuleBook
+from tests.fakes import Answerer, DnsUpstream, LogCollector, answer_a
+from tests.fakes import forwarder as fake_forwarder
 
 CLIENT = "172.30.5.3"
 OUTSIDE = "203.0.113.9"
 EGRESS = "172.29.0.0/16"
 HOST = "172.29.0.1"
 
-Answerer = Callable[[DNSRecord], DNSRecord]
-
-
-def answer_a(*ips: str) -> Answerer:
-    def answer(query: DNSRecord) -> DNSRecord:
-        reply = query.reply()
-        for ip in ips:
-            reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(ip), ttl=60))
-        return reply
-
-    return answer
-
-
-class Recorder:
-    """An injected ``forward``: keeps every message that would have left the gateway."""
-
-    def __init__(self, answer: Answerer) -> None:
-        self.answer = answer
-        self.sent: list[DNSRecord] = []
-
-    async def __call__(self, data: bytes, tcp: bool) -> bytes:
-        query = DNSRecord.parse(data)
-        self.sent.append(query)
-        return bytes(self.answer(query).pack())
-
-
 def forwarder(
     rules: list[Rule],
     answer: Answerer | None = None,
     mode: Mode = Mode.ENFORCE,
     private: PrivateAnswers = PrivateAnswers.DENY,
-) -> tuple[DnsForwarder, Recorder, list[dict[str, Any]]]:
-    bus = EventBus()
-    logged: list[dict[str, Any]] = []
-    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
-    book = RuleBook(None, rules, mode, "s1")
-    fwd = DnsForwarder(book, NameTable(), bus, "127.0.0.1", "s1")
-    fwd.guard.protected = ProtectedAddresses(
+) -> tuple[DnsForwarder, DnsUpstream, LogCollector]:
+    protected = ProtectedAddresses(
         gateway=networks(["172.30.5.0/24"]),
         host=networks([HOST]),
         outside=networks([EGRESS]),
         private=private,
     )
-    recorder = Recorder(answer or answer_a(OUTSIDE))
-    fwd.forward = recorder  # type: ignore[method-assign]
-    if mode is Mode.ASK:
-        fwd.fake = FakeIPs(fwd.names, fwd.lookup_all)
-    return fwd, recorder, logged
+    upstream = DnsUpstream(answer or answer_a(OUTSIDE))
+    fwd, logged = fake_forwarder(rules, upstream, mode, protected)
+    return fwd, upstream, logged
 
 
 def query(name: str | list[bytes], qtype: str | int = "A", qid: int = 4660, **kw: Any) -> bytes:

@@ -27,11 +27,8 @@ from snitch.core.model import Action, Mode, Proto, Query, Rule
 from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.dnsmsg import ALLOWED_QTYPES, LABEL_BYTES
-from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import POOL as SYNTHETIC
-from snitch.gateway.fakeip import FakeIPs
-from snitch.gateway.names import NameTable
-from snitch.gateway.rulebook import RuleBook
+from tests.fakes import forwarder
 
 EXAMPLES = int(os.environ.get("CODERUN_FUZZ_EXAMPLES", "1000"))
 PROPERTY = settings(
@@ -81,12 +78,8 @@ class HostileUpstream:
 
 
 def make(mode: Mode) -> tuple[DnsForwarder, HostileUpstream]:
-    fwd = DnsForwarder(RuleBook(None, RULES, mode, "p"), NameTable(), EventBus(), "0.0.0.0", "p")
-    fwd.guard.protected = protected()
     upstream = HostileUpstream()
-    fwd.forward = upstream  # type: ignore[method-assign]
-    if mode is Mode.ASK:
-        fwd.fake = FakeIPs(fwd.names, fwd.lookup_all)
+    fwd, _ = forwarder(RULES, upstream, mode, protected(), session="p")
     return fwd, upstream
 
 

@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -19,61 +17,22 @@ import pytest
 from snitch.core.model import Action, DecisionRequest, Mode, Proto, Rule, Target
 from snitch.gateway import fakeip
 from snitch.gateway.addresses import ProtectedAddresses, networks
-from snitch.gateway.asker import Asker
-from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.flowgate import FlowGate
-from snitch.gateway.names import NameTable
-from snitch.gateway.netfilter import DENY_MARK
-from snitch.gateway.rulebook import RuleBook
+from tests.fakes import LogCollector, Packet, tcp
+from tests.fakes import gate as make_gate
 
 HOST = "172.29.0.1"  # the egress network's gateway: the host
 OUTSIDE = "172.29.0.9"  # a member of the named egress network
 
 
 def syn(dst: str, dport: int, sport: int = 40000) -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0,
-                     socket.inet_aton("172.30.5.3"), socket.inet_aton(dst))  # fmt: skip
-    return ip + struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 0x50, 0x02, 0, 0, 0)
+    return tcp(dst, dport, sport, seq=1, src="172.30.5.3")
 
 
-class Packet:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.mark = 0
-        self.verdict = ""
-        self.settled = asyncio.Event()
-
-    def get_payload(self) -> bytes:
-        return self.data
-
-    def retain(self) -> None:
-        pass
-
-    def set_mark(self, mark: int) -> None:
-        self.mark = mark
-
-    def accept(self) -> None:
-        self.verdict = "refused" if self.mark & DENY_MARK else "accepted"
-        self.settled.set()
-
-    def drop(self) -> None:
-        self.verdict = "dropped"
-        self.settled.set()
-
-
-def gate(tmp_path: Path, mode: Mode, rules: list[Rule]) -> tuple[FlowGate, list[dict[str, Any]]]:
-    bus = EventBus()
-    logged: list[dict[str, Any]] = []
-    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
-    book = RuleBook(tmp_path / "rules.db", rules, mode, "s1")
-    g = FlowGate(book, NameTable(), bus, "s1")
-    g.guard.protected = ProtectedAddresses(
-        host=networks([HOST]), outside=networks(["172.29.0.0/16"])
-    )
-    if mode is Mode.ASK:
-        g.asker = Asker(book, bus, "s1", g.finish)
-    return g, logged
+def gate(tmp_path: Path, mode: Mode, rules: list[Rule]) -> tuple[FlowGate, LogCollector]:
+    protected = ProtectedAddresses(host=networks([HOST]), outside=networks(["172.29.0.0/16"]))
+    return make_gate(tmp_path, mode, rules, protected=protected)
 
 
 def test_a_name_rule_does_not_open_an_address_inside(tmp_path: Path) -> None:

@@ -34,15 +34,14 @@ ENTRIES = [
 
 
 @pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CODERUN_HOME", str(tmp_path))
-    folder = tmp_path / "sessions" / "rb000001"
+def home(home: Path) -> Path:
+    folder = home / "sessions" / "rb000001"
     folder.mkdir(parents=True)
     rec = {"id": "rb000001", "command": ["x"], "image": "bash", "mode": "enforce",
            "start": T0, "end": T0 + 9, "exit": 0}  # fmt: skip
     (folder / "session.json").write_text(json.dumps(rec))
     (folder / "flows.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in ENTRIES))
-    return tmp_path
+    return home
 
 
 def invoke(command: object, *args: str) -> str:

@@ -2,66 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from snitch.core.model import Action, DecisionRequest, Mode, Rule
-from snitch.gateway.asker import Asker
-from snitch.gateway.events import EventBus
-from snitch.gateway.flowgate import FlowGate
-from snitch.gateway.names import NameTable
-from snitch.gateway.netfilter import DENY_MARK
-from snitch.gateway.rulebook import RuleBook
-
-
-def syn(dst: str, dport: int, sport: int = 40000, seq: int = 0) -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0,
-                     socket.inet_aton("10.0.0.2"), socket.inet_aton(dst))  # fmt: skip
-    return ip + struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 0x50, 0x02, 0, 0, 0)
-
-
-class Packet:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.mark = 0
-        self.verdict = ""
-
-    def get_payload(self) -> bytes:
-        return self.data
-
-    def retain(self) -> None:
-        pass
-
-    def set_mark(self, mark: int) -> None:
-        self.mark = mark
-
-    def accept(self) -> None:
-        self.verdict = "refused" if self.mark & DENY_MARK else "accepted"
-
-    def drop(self) -> None:
-        self.verdict = "dropped"
-
-
-def gate(tmp_path: Path, mode: Mode, rules: list[Rule]) -> tuple[FlowGate, list[dict[str, Any]]]:
-    bus = EventBus()
-    logged: list[dict[str, Any]] = []
-    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
-    book = RuleBook(tmp_path / "rules.db", rules, mode, "s1")
-    g = FlowGate(book, NameTable(), bus, "s1")
-    if mode is Mode.ASK:
-        g.asker = Asker(book, bus, "s1", g.finish)
-    return g, logged
+from tests.fakes import Packet, gate, tcp
 
 
 def test_enforce_accepts_allowed_refuses_the_rest_and_logs_each_once(tmp_path: Path) -> None:
     g, logged = gate(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
     g.names.add("10.9.0.5", "api.example.test", 60)
-    ok, no = Packet(syn("10.9.0.5", 443)), Packet(syn("10.8.0.5", 443))
+    ok, no = Packet(tcp("10.9.0.5", 443)), Packet(tcp("10.8.0.5", 443))
     g.on_packet(ok)
     g.on_packet(no)
     assert (ok.verdict, no.verdict) == ("accepted", "refused")
@@ -75,16 +28,16 @@ def test_a_retransmitted_syn_is_not_logged_again_but_a_new_connection_on_its_5_t
     tmp_path: Path,
 ) -> None:
     g, logged = gate(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
-    first, again = Packet(syn("10.9.0.5", 80, seq=1000)), Packet(syn("10.9.0.5", 80, seq=1000))
+    first, again = Packet(tcp("10.9.0.5", 80, seq=1000)), Packet(tcp("10.9.0.5", 80, seq=1000))
     g.on_packet(first)
     g.on_packet(again)
     assert (first.verdict, again.verdict) == ("accepted", "accepted")
     assert len(logged) == 1
-    reused = Packet(syn("10.9.0.5", 80, seq=777_000))  # same ports, another connection
+    reused = Packet(tcp("10.9.0.5", 80, seq=777_000))  # same ports, another connection
     g.on_packet(reused)
     assert reused.verdict == "accepted" and len(logged) == 2
     g.rules.add_rule(Rule(Action.DENY, cidr="10.9.0.5/32"))
-    later = Packet(syn("10.9.0.5", 80, seq=5))  # a new connection is judged by today's rules
+    later = Packet(tcp("10.9.0.5", 80, seq=5))  # a new connection is judged by today's rules
     g.on_packet(later)
     assert later.verdict == "refused" and logged[-1]["verdict"] == "deny"
 
@@ -101,7 +54,7 @@ def test_a_kept_verdict_ends_with_a_rule_change_a_new_name_or_an_expiry(
     g, logged = gate(tmp_path, Mode.ENFORCE, rules)
 
     def verdict(dst: str, sport: int) -> str:
-        pkt = Packet(syn(dst, 443, sport=sport))
+        pkt = Packet(tcp(dst, 443, sport=sport))
         g.on_packet(pkt)
         return pkt.verdict
 
@@ -124,7 +77,7 @@ def test_a_kept_verdict_ends_with_a_rule_change_a_new_name_or_an_expiry(
 
 def test_garbage_is_dropped_and_logged(tmp_path: Path) -> None:
     g, logged = gate(tmp_path, Mode.ENFORCE, [])
-    for data in (b"", b"\x45" * 19, b"\x60" + b"\x00" * 39, syn("10.0.0.9", 1)[:22]):
+    for data in (b"", b"\x45" * 19, b"\x60" + b"\x00" * 39, tcp("10.0.0.9", 1)[:22]):
         pkt = Packet(data)
         g.on_packet(pkt)
         assert pkt.verdict == "dropped"
@@ -136,7 +89,7 @@ def test_ask_holds_coalesces_retransmits_and_a_once_decision_covers_one_flow(
 ) -> None:
     g, logged = gate(tmp_path, Mode.ASK, [])
     assert g.asker is not None
-    first, again = Packet(syn("10.9.0.5", 443)), Packet(syn("10.9.0.5", 443))
+    first, again = Packet(tcp("10.9.0.5", 443)), Packet(tcp("10.9.0.5", 443))
     g.on_packet(first)
     g.on_packet(again)  # a retransmitted SYN: dropped, counted
     assert (first.verdict, again.verdict) == ("", "dropped")
@@ -144,6 +97,6 @@ def test_ask_holds_coalesces_retransmits_and_a_once_decision_covers_one_flow(
     assert item.attempts == 2 and not logged
     g.asker.decide(DecisionRequest(Action.ALLOW, pending_id=item.id, lifetime="once"))
     assert first.verdict == "accepted" and len(logged) == 1
-    later = Packet(syn("10.9.0.5", 443, sport=40001))  # another connection: asked again
+    later = Packet(tcp("10.9.0.5", 443, sport=40001))  # another connection: asked again
     g.on_packet(later)
     assert later.verdict == "" and len(g.asker.pending()) == 1

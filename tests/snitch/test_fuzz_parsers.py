@@ -38,13 +38,14 @@ from snitch.core.store import RuleStore, StoreError
 from snitch.gateway.asker import Asker
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.events import EventBus
-from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
-from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import DENY_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_payload, tcp_seq
 from snitch.gateway.rulebook import RuleBook
+from tests.fakes import LogCollector, Packet
+from tests.fakes import forwarder as fake_forwarder
+from tests.fakes import gate as fake_gate
 
 EXAMPLES = int(os.environ.get("CODERUN_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
@@ -249,45 +250,9 @@ def test_real_packets_parse() -> None:
         parse_flow(PACKETS[7])
 
 
-class FakePacket:
-    """A queued packet: records its verdict (exactly one is allowed)."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.verdicts: list[str] = []
-        self.mark = 0
-
-    def get_payload(self) -> bytes:
-        return self.payload
-
-    def accept(self) -> None:
-        self.verdicts.append("accept")
-
-    def drop(self) -> None:
-        self.verdicts.append("drop")
-
-    def set_mark(self, mark: int) -> None:
-        self.mark = mark
-
-    def retain(self) -> None:
-        self.verdicts.append("retain")
-
-
-class Collector:
-    def __init__(self, bus: EventBus) -> None:
-        self.logs: list[dict[str, Any]] = []
-        bus.subscribe(lambda topic, payload: self.logs.append(payload) if topic == "log" else None)
-
-
-def make_gate(mode: Mode = Mode.ENFORCE) -> tuple[FlowGate, Collector]:
-    bus = EventBus()
-    rules = RuleBook(
-        None,
-        [Rule(Action.ALLOW, cidr="192.0.2.10", port_lo=443, port_hi=443, proto=Proto.TCP)],
-        mode,
-        "fuzz",
-    )
-    return FlowGate(rules, NameTable(), bus, "fuzz"), Collector(bus)
+def make_gate(mode: Mode = Mode.ENFORCE) -> tuple[FlowGate, LogCollector]:
+    rule = Rule(Action.ALLOW, cidr="192.0.2.10", port_lo=443, port_hi=443, proto=Proto.TCP)
+    return fake_gate(None, mode, [rule], "fuzz")
 
 
 GATE = make_gate()
@@ -297,14 +262,14 @@ GATE = make_gate()
 @given(PACKET_INPUTS)
 def test_flow_gate_gives_one_verdict_and_logs_garbage(data: bytes) -> None:
     gate, seen = GATE
-    seen.logs.clear()
+    seen.clear()
     gate.garbage = 0
     gate._recent.clear()  # each example is a new flow, not a retransmission of the last
-    pkt = FakePacket(data)
+    pkt = Packet(data)
     gate.on_packet(pkt)  # must not raise
     assert len(pkt.verdicts) == 1, pkt.verdicts
-    assert len(seen.logs) == 1, seen.logs
-    entry = seen.logs[0]
+    assert len(seen) == 1, seen
+    entry = seen[0]
     try:
         key = parse_flow(data)
     except BadPacket:
@@ -341,27 +306,17 @@ class Upstream:
         return bytes(reply.pack())
 
 
-def make_forwarder(mode: Mode, behaviour: str) -> tuple[DnsForwarder, Collector, Upstream]:
-    bus = EventBus()
-    rules = RuleBook(
-        None,
-        [
-            Rule(Action.ALLOW, host="api.example.test"),
-            Rule(Action.DENY, host="*.denied.test", proto=Proto.DNS),
-        ],
-        mode,
-        "fuzz",
-    )
-    names = NameTable()
-    forwarder = DnsForwarder(rules, names, bus, "127.0.0.1", "fuzz")
+def make_forwarder(mode: Mode, behaviour: str) -> tuple[DnsForwarder, LogCollector, Upstream]:
+    rules = [
+        Rule(Action.ALLOW, host="api.example.test"),
+        Rule(Action.DENY, host="*.denied.test", proto=Proto.DNS),
+    ]
     upstream = Upstream(behaviour)
-    forwarder.forward = upstream  # type: ignore[method-assign]
-    if mode is Mode.ASK:
-        forwarder.fake = FakeIPs(names, forwarder.lookup_all)
-    return forwarder, Collector(bus), upstream
+    fwd, logged = fake_forwarder(rules, upstream, mode, session="fuzz")
+    return fwd, logged, upstream
 
 
-FORWARDERS: dict[tuple[Mode, str], tuple[DnsForwarder, Collector, Upstream]] = {}
+FORWARDERS: dict[tuple[Mode, str], tuple[DnsForwarder, LogCollector, Upstream]] = {}
 
 
 @pytest.fixture(scope="module")
@@ -383,10 +338,10 @@ def test_dns_resolve_never_raises_and_logs_once(
     forwarder, seen, _ = FORWARDERS.get((mode, behaviour)) or FORWARDERS.setdefault(
         (mode, behaviour), make_forwarder(mode, behaviour)
     )
-    seen.logs.clear()
+    seen.clear()
     out = loop.run_until_complete(forwarder.resolve(data, "172.30.0.3"))
-    assert len(seen.logs) == 1, seen.logs
-    entry = seen.logs[0]
+    assert len(seen) == 1, seen
+    entry = seen[0]
     if out is None:
         assert entry["kind"] == "event" and entry["message"].startswith("dropped bad DNS query")
         return
@@ -402,7 +357,7 @@ def test_dns_name_longer_than_255_bytes_is_dropped_and_logged() -> None:
     query = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + name + b"\0\1\0\1"
     out = asyncio.run(forwarder.resolve(query, "172.30.0.3"))  # must not raise
     assert out is None or DNSRecord.parse(out).header.rcode != 0
-    assert len(seen.logs) == 1
+    assert len(seen) == 1
 
 
 def test_dns_control_answers_and_denies() -> None:
@@ -414,9 +369,9 @@ def test_dns_control_answers_and_denies() -> None:
     sent = DNSRecord.parse(upstream.forwarded[0])  # the judged question, with a fresh id
     assert sent.q == DNSRecord.parse(QUERIES[0]).q
     assert no is not None and DNSRecord.parse(no).header.rcode == 3  # NXDOMAIN, not forwarded
-    assert [e["verdict"] for e in seen.logs] == ["allow", "deny"]
+    assert [e["verdict"] for e in seen] == ["allow", "deny"]
     assert asyncio.run(forwarder.resolve(b"\x00garbage", "172.30.0.3")) is None
-    assert seen.logs[-1]["message"].startswith("dropped bad DNS query")
+    assert seen[-1]["message"].startswith("dropped bad DNS query")
 
 
 # -- policy files ---------------------------------------------------------------------------------
@@ -630,7 +585,7 @@ def test_decision_on_a_locked_store_gets_a_clear_error(tmp_path: Path) -> None:
         await api.start()
         try:
             key = FlowKey(Proto.TCP, "172.30.0.3", 40000, "192.0.2.10", 443)
-            asker.hold(FakePacket(b""), key, ("held.example.test",))
+            asker.hold(Packet(b""), key, ("held.example.test",))
             request = DecisionRequest(
                 Action.ALLOW, pending_id=asker.pending()[0].id, lifetime="always"
             )

@@ -12,12 +12,10 @@ from typing import Any
 from snitch.core.model import Action, DecisionRequest, Mode, PromptCounts
 from snitch.core.settings import PROMPT_RATE
 from snitch.gateway.asker import Asker
-from snitch.gateway.events import EventBus
 from snitch.gateway.flood import MAX_FLOWS_PER_ITEM
 from snitch.gateway.flowgate import FlowGate
-from snitch.gateway.names import NameTable
-from snitch.gateway.rulebook import RuleBook
-from tests.snitch.flows import Packet, tcp
+from tests.fakes import Packet, tcp
+from tests.fakes import gate as fake_gate
 
 
 class Clock:
@@ -31,16 +29,12 @@ class Clock:
 def ask_gate(
     tmp_path: Path, max_pending: int = 50, clock: Clock | None = None
 ) -> tuple[FlowGate, Asker, list[tuple[str, dict[str, Any]]]]:
-    bus = EventBus()
-    events: list[tuple[str, dict[str, Any]]] = []
-    bus.subscribe(lambda topic, data: events.append((topic, data)))
-    book = RuleBook(tmp_path / "rules.db", [], Mode.ASK, "s1")
-    gate = FlowGate(book, NameTable(), bus, "s1")
     kw: dict[str, Any] = {"max_pending": max_pending}
     if clock is not None:
         kw["clock"] = clock
-    gate.asker = Asker(book, bus, "s1", gate.finish, **kw)
-    return gate, gate.asker, events
+    gate, collected = fake_gate(tmp_path, Mode.ASK, [], **kw)
+    assert gate.asker is not None
+    return gate, gate.asker, collected.events
 
 
 def connect(gate: FlowGate, dst: str, dport: int, sport: int) -> Packet:

@@ -16,13 +16,10 @@ from typing import Any
 
 from snitch.core.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
 from snitch.core.store import RuleStore
-from snitch.gateway.asker import Asker
-from snitch.gateway.events import EventBus
 from snitch.gateway.flowgate import FlowGate
-from snitch.gateway.names import NameTable
 from snitch.gateway.revocation import Revoker
-from snitch.gateway.rulebook import RuleBook
-from tests.snitch.flows import ACK, SANDBOX, Packet, tcp, udp
+from tests.fakes import ACK, SANDBOX, LogCollector, Packet, tcp, udp
+from tests.fakes import gate as fake_gate
 
 
 class Table:
@@ -42,19 +39,13 @@ class Table:
 
 def gate_with(
     tmp_path: Path, mode: Mode, rules: list[Rule]
-) -> tuple[FlowGate, Table, list[dict[str, Any]], list[int]]:
+) -> tuple[FlowGate, Table, LogCollector, list[int]]:
     """A gate whose store holds ``rules`` (their ids returned)."""
     with RuleStore(tmp_path / "rules.db") as store:
         ids = [store.add(r) for r in rules]
-    bus = EventBus()
-    logged: list[dict[str, Any]] = []
-    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
-    book = RuleBook(tmp_path / "rules.db", [], mode, "s1")
-    gate = FlowGate(book, NameTable(), bus, "s1")
+    gate, logged = fake_gate(tmp_path, mode, [])
     table = Table()
-    gate.revoker = Revoker(book, table, gate.log_flow)
-    if mode is Mode.ASK:
-        gate.asker = Asker(book, bus, "s1", gate.finish)
+    gate.revoker = Revoker(gate.rules, table, gate.log_flow)
     return gate, table, logged, ids
 
 

@@ -18,12 +18,9 @@ from typing import Any
 
 from snitch.core.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule, Target
 from snitch.core.store import RuleStore
-from snitch.gateway.asker import Asker
-from snitch.gateway.events import EventBus
-from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.mitm import SnitchAddon
-from snitch.gateway.names import NameTable
-from snitch.gateway.rulebook import RuleBook
+from tests.fakes import LogCollector
+from tests.fakes import gate as fake_gate
 
 ATTACKER = "10.66.0.9"
 _ids = itertools.count(1)
@@ -31,14 +28,8 @@ _ids = itertools.count(1)
 
 def setup(
     tmp_path: Path, mode: Mode, rules: list[Rule]
-) -> tuple[SnitchAddon, list[dict[str, Any]], list[str]]:
-    bus = EventBus()
-    logged: list[dict[str, Any]] = []
-    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
-    book = RuleBook(tmp_path / "rules.db", rules, mode, "s1")
-    gate = FlowGate(book, NameTable(), bus, "s1")
-    if mode is Mode.ASK:
-        gate.asker = Asker(book, bus, "s1", gate.finish)
+) -> tuple[SnitchAddon, LogCollector, list[str]]:
+    gate, logged = fake_gate(tmp_path, mode, rules)
     looked_up: list[str] = []
 
     async def resolve(name: str) -> list[str]:

@@ -28,7 +28,7 @@ from snitch.gateway.fakeip import POOL
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.names import NameTable
 from snitch.gateway.rulebook import RuleBook
-from tests.snitch.flows import Packet, tcp
+from tests.fakes import Packet, tcp
 
 
 def old_store_with(path: Path, cidr: str) -> int:

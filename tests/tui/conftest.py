@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.fakes import NOW, FakeGateway
+from tests.fakes import NOW, FakeGateway
 from tui.app import DashboardApp
 
 

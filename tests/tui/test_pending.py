@@ -7,8 +7,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from snitch.core.model import Action, DecisionRequest, Target
+from tests.fakes import FakeGateway, pending, sample_pending
 from tests.tui.conftest import make_app, queue_ready, wait_for
-from tests.tui.fakes import FakeGateway, pending, sample_pending
 from tui.app import DashboardApp
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.decide import BatchDialog, DecisionDialog

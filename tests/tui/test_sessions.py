@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from snitch.core.model import Action, DecisionRequest, Event
+from tests.fakes import FakeGateway, pending, sample_log, sample_pending, sample_rules
 from tests.tui.conftest import make_app, wait_for
-from tests.tui.fakes import FakeGateway, pending, sample_log, sample_pending, sample_rules
 from tui.screens.decide import BatchDialog, DecisionDialog
 from tui.sessions import LinkState
 

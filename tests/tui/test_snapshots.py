@@ -12,8 +12,8 @@ from textual.pilot import Pilot
 from textual.widgets import Footer
 
 from snitch.core.model import PROMPT_COUNTS, Event, PromptCounts
+from tests.fakes import FakeGateway, pending, sample_log, sample_pending, sample_rules
 from tests.tui.conftest import chunks, make_app, wait_for
-from tests.tui.fakes import FakeGateway, pending, sample_log, sample_pending, sample_rules
 from tui.app import DashboardApp
 
 SnapCompare = Callable[..., bool]

@@ -9,8 +9,8 @@ from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from tests.fakes import NOW, FakeGateway, sample_log, sample_rules
 from tests.tui.conftest import chunks, make_app, wait_for
-from tests.tui.fakes import NOW, FakeGateway, sample_log, sample_rules
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.rules import ExplainDialog, RuleForm
 from tui.widgets.output import OutputPane

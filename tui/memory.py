@@ -1,4 +1,11 @@
-"""An in-memory gateway implementing tui.client.GatewayLike, and sample data."""
+"""A gateway held in memory: :class:`tui.client.GatewayLike` without a socket.
+
+The screenshot script (``tui/screenshot.py``) shows the dashboard with it, and the
+dashboard's tests drive it (``tests/fakes.py`` adds failures to it). It behaves like the
+control API where the dashboard can tell: the event stream starts with a ``session``
+event and the queue, a decision answers with the ids it decided and the lasting rule it
+stored (a dry run stores nothing), rule changes announce themselves with ``rules``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from snitch.core.model import (
-    Action,
     DecisionRequest,
-    EntryKind,
     Event,
     LogEntry,
     Pending,
@@ -20,15 +25,13 @@ from snitch.core.model import (
 )
 from snitch.review.client import ApiError
 
-NOW = 1_700_000_000.0  # the fixed clock of the tests
 
+class MemoryGateway:
+    """One session's gateway: its queue, rules and log as plain lists.
 
-class FakeGateway:
-    """Records what the dashboard asks; a test pushes events with ``push`` and friends.
-
-    ``fail_connects``: that many ``events()`` calls raise OSError before one succeeds
-    (``down`` makes every call fail). ``conflicts``: ids whose decision raises ApiError(409).
-    ``auto_decide``: answer a decision with ``decided`` events, like a real gateway.
+    ``push`` and friends send events to every open stream; ``calls`` records what the
+    dashboard asked. ``auto_decide`` answers a decision with ``decided`` events, like a
+    real gateway (otherwise the caller resolves items itself).
     """
 
     def __init__(
@@ -37,17 +40,16 @@ class FakeGateway:
         pending: list[Pending] | None = None,
         rules: list[Rule] | None = None,
         log: list[LogEntry] | None = None,
+        info: dict[str, Any] | None = None,
     ) -> None:
         self.session = session
+        self.extra: dict[str, Any] = dict(info or {})  # image, mode...
         self.items: dict[str, Pending] = {p.id: p for p in pending or []}
         self.rule_list: list[Rule] = list(rules or [])
         self.entries: list[LogEntry] = list(log or [])
         self.decisions: list[DecisionRequest] = []
         self.previews: list[DecisionRequest] = []  # dry runs
         self.calls: list[tuple[str, Any]] = []
-        self.conflicts: set[str] = set()
-        self.fail_connects = 0
-        self.down = False
         self.auto_decide = False
         self.connects = 0
         self.explanation: dict[str, Any] = {"decision": None, "reason": "", "matches": []}
@@ -55,7 +57,7 @@ class FakeGateway:
         self._queues: list[asyncio.Queue[Event | None]] = []
         self._next_rule = max([r.id or 0 for r in self.rule_list], default=0) + 1
 
-    # -- test controls ----------------------------------------------------------------------
+    # -- what happens at the gateway ---------------------------------------------------------
     @property
     def subscribed(self) -> bool:
         return bool(self._queues)
@@ -70,7 +72,7 @@ class FakeGateway:
 
     def resolve(self, pending_id: str, action: str = "allow", topic: str = "decided") -> None:
         self.items.pop(pending_id, None)
-        self.push(topic, {"id": pending_id, "action": action, "by": "test", "rule": None})
+        self.push(topic, {"id": pending_id, "action": action, "by": "memory", "rule": None})
 
     def add_log(self, entry: LogEntry) -> None:
         self.entries.append(entry)
@@ -81,14 +83,16 @@ class FakeGateway:
             queue.put_nowait(None)
 
     def _check(self, what: str, arg: Any = None) -> None:
+        """Every call passes here (a subclass may fail it)."""
         self.calls.append((what, arg))
-        if self.down:
-            raise ApiError(503, f"gateway of session {self.session} not reachable")
 
-    # -- GatewayLike ------------------------------------------------------------------------
+    def _connecting(self) -> None:
+        """An event stream opens (a subclass may refuse it)."""
+
+    # -- GatewayLike -------------------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
         self._check("info")
-        return {"session": self.session}
+        return {"session": self.session, **self.extra}
 
     async def pending(self) -> list[Pending]:
         self._check("pending")
@@ -115,9 +119,6 @@ class FakeGateway:
             would = self._rule_for(request, self._targets(request))
             return {"rule": would.to_dict() if would else None, "decided": []}
         self.decisions.append(request)
-        if request.pending_id in self.conflicts:
-            self.items.pop(request.pending_id, None)
-            raise ApiError(409, "already decided")
         ids = self._targets(request)
         made = self._rule_for(request, ids)
         if made is not None:  # a lasting rule, and no "rules" event (like the gateway)
@@ -168,7 +169,8 @@ class FakeGateway:
 
     async def update_rule(self, rule: Rule) -> Rule:
         self._check("update_rule", rule)
-        assert rule.id is not None
+        if rule.id is None:
+            raise ApiError(400, "a rule to update needs its id")
         self._edit(rule.id, lambda _: rule)
         return rule
 
@@ -178,14 +180,12 @@ class FakeGateway:
 
     async def events(self) -> AsyncIterator[Event]:
         self.calls.append(("events", None))
-        if self.down or self.fail_connects > 0:
-            self.fail_connects = max(0, self.fail_connects - 1)
-            raise OSError(f"connection refused ({self.session})")
+        self._connecting()
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._queues.append(queue)
         self.connects += 1
         try:
-            yield Event("session", {"id": self.session})
+            yield Event("session", {"id": self.session, **self.extra})
             for item in list(self.items.values()):  # like the real API: the queue first
                 yield Event("pending", item.to_dict())
             for old in self.replay:
@@ -194,72 +194,3 @@ class FakeGateway:
                 yield event
         finally:
             self._queues.remove(queue)
-
-
-# -- sample data ------------------------------------------------------------------------------
-def pending(
-    pid: str,
-    name: str = "",
-    dst: str = "198.18.0.1",
-    port: int = 443,
-    *,
-    proto: str = "tcp",
-    kind: str = "flow",
-    left: float = 30.0,
-    attempts: int = 1,
-    session: str = "s1",
-) -> Pending:
-    """A pending item whose deadline is ``left`` seconds after NOW."""
-    return Pending(
-        id=pid, session=session, kind=kind, proto=proto, src="172.30.0.2", sport=40000 + port,
-        dst=dst, dport=port, names=[name] if name else [], sni=name if port == 443 else "",
-        created=NOW - 2, deadline=NOW + left, attempts=attempts,
-    )  # fmt: skip
-
-
-def sample_pending(session: str = "s1") -> list[Pending]:
-    evil = "c2VjcmV0.evil.example.test"
-    return [
-        pending("p1", "api.example.test", left=42, session=session),
-        pending("p2", "evil.example.test", "203.0.113.9", 80, left=17, attempts=3, session=session),
-        pending("p3", "", "10.20.30.40", 8080, left=4, session=session),
-        pending("p4", evil, "10.99.0.53", 53, proto="dns", kind="dns", left=25, session=session),
-    ]
-
-
-def rule(action: Action, rid: int, source: str = "policy", **kw: Any) -> Rule:
-    return Rule(action, id=rid, source=source, created=NOW, **kw)
-
-
-def sample_rules() -> list[Rule]:
-    tls: dict[str, Any] = {"port_lo": 443, "port_hi": 443, "proto": Proto.TCP}
-    return [
-        rule(Action.ALLOW, 1, host="*.pkgs.example.test", note="package index", hits=12, **tls),
-        rule(Action.DENY, 2, cidr="169.254.169.254", note="cloud metadata"),
-        rule(Action.ALLOW, 3, "prompt", host="api.example.test", expires_at=NOW + 300, **tls),
-        rule(Action.DENY, 4, "prompt", host="*.evil.example.test", session="s1", enabled=False),
-    ]
-
-
-def flow(
-    session: str, ago: float, dst: str, port: int, names: list[str], verdict: str,
-    rule_id: int | None = None, rule: str = "",
-) -> LogEntry:  # fmt: skip
-    return LogEntry(
-        EntryKind.FLOW, session, NOW - ago, "tcp", "172.30.0.2", 40000 + port, dst, port,
-        names, verdict, rule_id, rule,
-    )  # fmt: skip
-
-
-def sample_log(session: str = "s1") -> list[LogEntry]:
-    dns = LogEntry(EntryKind.DNS, session, NOW - 20, "udp", verdict="allow",
-                   qname="files.pkgs.example.test", qtype="A", answers=["198.18.0.8"])  # fmt: skip
-    return [
-        flow(
-            session, 30, "198.18.0.7", 443, ["pkgs.example.test"], "allow", 1,
-            "allow *.pkgs.example.test:443/tcp",
-        ),  # fmt: skip
-        dns,
-        flow(session, 10, "169.254.169.254", 80, [], "deny", 2, "deny 169.254.169.254/any"),
-        flow(session, 5, "198.18.0.1", 443, ["api.example.test"], "pending"),
-    ]
