@@ -175,8 +175,12 @@ def run_session(
         if started is not None:
             started(session)
         # Attach before start, so not a byte of a short-lived command's output is lost.
-        stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,
-                                        demux=True)  # fmt: skip
+        attach = getattr(front, "attach", None)  # a front that takes stdin (terminal.py)
+        if attach is not None:
+            stream = attach(session)
+        else:
+            stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,
+                                            demux=True)  # fmt: skip
         session.sandbox.start()
         pump = threading.Thread(target=_pump, args=(stream, front), daemon=True)
         pump.start()

@@ -152,7 +152,7 @@ def create_sandbox(session: Session, name: str) -> Container:
         volumes=volumes,
         working_dir=cfg.workdir,
         tty=cfg.tty,
-        stdin_open=False,
+        stdin_open=cfg.stdin,
         user=user.spec,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],

@@ -79,7 +79,9 @@ class SessionConfig:
     workdir: str | None = None
     script: Path | None = None
     profile: str | None = None
-    tty: bool = False
+    tty: bool = False  # a pseudo-terminal for the sandbox (run -t)
+    stdin: bool = False  # the sandbox reads our stdin (run -i)
+    split: bool | None = None  # -t in ask mode in tmux: the dashboard in a split (None: ask)
     memory: str = "2g"  # and as much with swap: none
     pids: int = 1024
     user: str = DEFAULT_USER  # "root", "UID" or "UID:GID"

@@ -73,6 +73,14 @@ if TYPE_CHECKING:
               "home, workdir); counts against --memory.")
 @click.option("--runtime", default=None,
               help="Container runtime of the sandbox, e.g. runsc (gVisor) where the engine has it.")
+@click.option("-i", "--interactive", is_flag=True,
+              help="Give the sandbox this stdin (its end is passed on).")
+@click.option("-t", "--tty", is_flag=True,
+              help="Give the sandbox this terminal: keys, Ctrl-C and the window size go to "
+              "it; ask mode then asks in `coderun dashboard` (another terminal).")
+@click.option("--split/--no-split", default=None,
+              help="With -t in ask mode inside tmux: open the dashboard in a split beside "
+              "(default: ask).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(**options: Any) -> None:
     """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
@@ -93,7 +101,8 @@ def build_config(
     dns_upstream: str | None, private_answers: str, profile: str | None, env: tuple[str, ...],
     volumes: tuple[str, ...], workdir: str | None, user: str | None, cpus: float | None,
     memory: str, pids: int, tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
-    policy_text: str | None = None,
+    policy_text: str | None = None, interactive: bool = False, tty: bool = False,
+    split: bool | None = None,
 ) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
     """Check the options and build the session's config (images built if needed);
     click errors for bad input, before any container starts."""
@@ -126,8 +135,13 @@ def build_config(
     if ("/" in args[0] or first.suffix in (".sh", ".py")) and first.is_file():
         script, args = first, args[1:]
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    if tty and not sys.stdin.isatty():
+        raise click.UsageError("-t: the input is not a terminal (use -i alone for a pipe)")
     mode = mode or ("ask" if terminal else "enforce")
-    prompt = prompt or ("dashboard" if terminal else "none")
+    if (interactive or tty) and prompt in ("dashboard", "line"):
+        raise click.BadParameter("the terminal is the sandbox's with -i/-t: ask mode asks in "
+                                 "`coderun dashboard` (another terminal)", param_hint="--prompt")
+    prompt = "none" if interactive or tty else prompt or ("dashboard" if terminal else "none")
     client = docker_client()
     if runtime and runtime not in (client.info().get("Runtimes") or {}):
         raise click.BadParameter(
@@ -145,6 +159,7 @@ def build_config(
         max_pending=max_pending, intercept_tls=intercept_tls, upstream_ca=upstream_ca,
         web_ports=web_ports, private_answers=private_answers, user=user or DEFAULT_USER,
         cpus=cpus, memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
+        tty=tty, stdin=interactive or tty, split=split,
     )  # fmt: skip
     return client, config, prompt
 
@@ -158,6 +173,11 @@ def launch(
     """Run the session to its end (with the dashboard or line prompt in ask mode)."""
     from sandbox.runner import run_session
 
+    if config.stdin:
+        from sandbox.terminal import TerminalFront
+
+        front = TerminalFront(config.tty, config.split)
+        return run_session(client, config, front, started=started)
     if config.mode == Mode.ASK and prompt != "none":
         from sandbox.interactive import run_interactive
 

@@ -155,3 +155,48 @@ def elide_name(name: str, width: int) -> str:
         return ELLIPSIS + tail[-(width - 1) :]
     head = width - len(tail) - 1
     return name[:head] + ELLIPSIS + tail
+
+
+class TerminalFilter:
+    """The sandbox's output for a terminal it was given (``coderun run -t``), as a stream.
+
+    An interactive program needs the terminal's control sequences (cursor moves, colours,
+    line editing): those pass. What reaches *beyond* the program's screen is dropped:
+    string sequences (OSC: window title, clipboard writes (OSC 52), hyperlinks, colour
+    palette; DCS: tmux passthrough to the outer terminal, terminal settings; SOS, PM,
+    APC), whole or split across chunks. An unterminated one ends after ``limit`` bytes
+    (dropped), so holding one open cannot swallow the rest of the output.
+    """
+
+    _STRING_STARTS = frozenset(b"]PX^_")  # ESC ] OSC, P DCS, X SOS, ^ PM, _ APC
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._state = 0  # 0 text, 1 after ESC, 2 inside a string, 3 ESC inside a string
+        self._osc = False  # an OSC also ends at BEL; the others only at ESC \
+        self._dropped = 0  # bytes of the current string sequence
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        for byte in data:
+            if self._state == 0:
+                if byte == 0x1B:
+                    self._state = 1
+                else:
+                    out.append(byte)
+            elif self._state == 1:
+                if byte in self._STRING_STARTS:
+                    self._state, self._dropped, self._osc = 2, 0, byte == 0x5D
+                elif byte == 0x1B:
+                    out.append(0x1B)  # the first ESC alone; the second starts anew
+                else:
+                    out += bytes((0x1B, byte))
+                    self._state = 0
+            else:
+                self._dropped += 1
+                ended = (self._osc and byte == 0x07) or (self._state == 3 and byte == 0x5C)
+                if ended or self._dropped >= self.limit:
+                    self._state = 0
+                else:
+                    self._state = 3 if byte == 0x1B else 2
+        return bytes(out)

@@ -77,3 +77,25 @@ def test_elided_names_keep_their_registrable_domain(width: int) -> None:
 
 def test_short_names_are_not_elided() -> None:
     assert elide_name("api.example.test", 40) == "api.example.test"
+
+
+def test_terminal_filter_passes_screen_control_and_drops_string_sequences() -> None:
+    from snitch.core.safetext import TerminalFilter
+
+    f = TerminalFilter()
+    data = (b"a\x1b[31mred\x1b]0;title\x07b\x1b]52;c;cHlwaS5vcmc=\x1b\\c"
+            b"\x1bPtmux;\x1b\x1b]52;c;AA\x07\x1b\\d\x1b_apc\x1b\\e\x1b[0m\r\n")  # fmt: skip
+    assert f.feed(data) == b"a\x1b[31mredbcde\x1b[0m\r\n"
+    # Split anywhere, the same.
+    h = TerminalFilter()
+    assert b"".join(h.feed(data[i : i + 1]) for i in range(len(data))) == (
+        b"a\x1b[31mredbcde\x1b[0m\r\n"
+    )
+
+
+def test_terminal_filter_ends_an_unterminated_string_after_its_limit() -> None:
+    from snitch.core.safetext import TerminalFilter
+
+    f = TerminalFilter(limit=16)
+    assert f.feed(b"\x1b]" + b"x" * 15) == b""
+    assert f.feed(b"yz") == b"z"
