@@ -122,8 +122,8 @@ def test_a_bad_profile_is_refused_with_line_and_column_before_anything_starts(
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert ran.returncode == 2
     assert f"{bad}:7:1: rule 1: bad host" in ran.stderr, ran.stderr
+    # Nothing started: a session (its folder comes first) was never made.
     assert not (home / "sessions").exists() or not list((home / "sessions").iterdir())
-    assert leftovers(client) == []
 
 
 def test_save_rules_writes_a_decision_into_the_profile(
