@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.fakes import pending
+from tests.fakes import pending
 from tui.format import parent_pattern, pattern_matches
 
 
