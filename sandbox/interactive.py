@@ -19,8 +19,9 @@ from snitch.review.client import GatewayClient
 class DashboardFront:
     """The Textual dashboard in this terminal, with the command's output in a pane."""
 
-    def __init__(self) -> None:
+    def __init__(self, keymap: dict[str, str] | None = None) -> None:
         self.chunks: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.keymap = keymap or {}
 
     def output(self, stream: str, data: bytes) -> None:
         self.chunks.put((stream, data.decode(errors="replace")))
@@ -45,7 +46,8 @@ class DashboardFront:
 
         client = GatewayClient(session.api_socket, paths.api_token(), session.id)
         command = " ".join(session.config.command) or str(session.config.script or "")
-        app = DashboardApp([client], output=self._output(), title=f"coderun — {command}")
+        app = DashboardApp([client], output=self._output(), title=f"coderun — {command}",
+                           keymap=self.keymap)  # fmt: skip
         app.run()
 
 
@@ -54,6 +56,7 @@ def run_interactive(
     config: SessionConfig,
     prompt: str,
     started: Callable[[Session], None] | None = None,
+    keymap: dict[str, str] | None = None,
 ) -> int:
-    front = LinePrompt() if prompt == "line" else DashboardFront()
+    front = LinePrompt() if prompt == "line" else DashboardFront(keymap)
     return run_session(client, config, front, started=started)

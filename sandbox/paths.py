@@ -44,6 +44,14 @@ def cache_dir_path() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("coderun", appauthor=False))
 
 
+def keys_file() -> Path:
+    """The dashboard's key remapping (``tui/keymap.py``): ``$CODERUN_CONFIG/keys.toml``,
+    else ``~/.config/coderun/keys.toml`` (``$XDG_CONFIG_HOME``)."""
+    env = os.environ.get("CODERUN_CONFIG")
+    folder = Path(env) if env else Path(platformdirs.user_config_dir("coderun", appauthor=False))
+    return folder / "keys.toml"
+
+
 def cache_dir() -> Path:
     """``cache_dir_path()``, made if missing."""
     path = cache_dir_path()

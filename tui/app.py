@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -57,17 +57,19 @@ class DashboardApp(DecidingApp):
     ``("exit", code)``; the dashboard stays open until the user quits.
 
     ``clock`` is the time source of the countdowns (tests inject a fixed one).
+    ``keymap`` gives bindings other keys, by binding id (``tui/keymap.py``).
     """
 
     CSS_PATH = "dashboard.tcss"
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("1", "show_tab('pending')", "Pending", show=False),
-        Binding("2", "show_tab('connections')", "Connections", show=False),
-        Binding("3", "show_tab('log')", "Log", show=False),
-        Binding("4", "show_tab('rules')", "Rules", show=False),
-        Binding("o", "toggle_output", "Output"),
-        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("1", "show_tab('pending')", "Pending", show=False, id="app.tab.pending"),
+        Binding("2", "show_tab('connections')", "Connections", show=False,
+                id="app.tab.connections"),
+        Binding("3", "show_tab('log')", "Log", show=False, id="app.tab.log"),
+        Binding("4", "show_tab('rules')", "Rules", show=False, id="app.tab.rules"),
+        Binding("o", "toggle_output", "Output", id="app.output"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="app.reload"),
     ]
 
     def __init__(
@@ -80,8 +82,11 @@ class DashboardApp(DecidingApp):
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
         gone_after: int = DEFAULT_GONE_AFTER,
         log_limit: int = 500,
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        if keymap:
+            self.set_keymap(dict(keymap))
         self.title = safe(title)
         self.links = [SessionLink(i, client) for i, client in enumerate(clients)]
         self.output = output

@@ -18,12 +18,23 @@ def dashboard_command() -> None:
     from snitch.review.client import running_sessions
     from tui.app import DashboardApp
 
+    keymap = dashboard_keymap()
     paths.api_token()
     clients = running_sessions(paths.data_dir())
     live = [c for c in clients if _gateway_ready(c.socket_path.parent)]
     if not live:
         raise click.ClickException("no running session (start one with `coderun run`)")
-    DashboardApp(live, title="coderun dashboard").run()
+    DashboardApp(live, title="coderun dashboard", keymap=keymap).run()
+
+
+def dashboard_keymap() -> dict[str, str]:
+    """The user's key remapping (``paths.keys_file()``), checked before anything starts."""
+    from tui.keymap import KeymapError, load_keymap
+
+    try:
+        return load_keymap(paths.keys_file())
+    except KeymapError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _gateway_ready(folder: Path) -> bool:

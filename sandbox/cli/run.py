@@ -179,9 +179,11 @@ def launch(
         front = TerminalFront(config.tty, config.split)
         return run_session(client, config, front, started=started)
     if config.mode == Mode.ASK and prompt != "none":
+        from sandbox.cli.dashboard import dashboard_keymap
         from sandbox.interactive import run_interactive
 
-        return run_interactive(client, config, prompt, started)
+        keymap = dashboard_keymap() if prompt == "dashboard" else {}
+        return run_interactive(client, config, prompt, started, keymap)
     return run_session(client, config, started=started)
 
 

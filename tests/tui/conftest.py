@@ -32,11 +32,13 @@ def make_app(
     *fakes: FakeGateway,
     output: AsyncIterator[tuple[str, str]] | None = None,
     gone_after: int = 4,
+    keymap: dict[str, str] | None = None,
 ) -> DashboardApp:
     """An app on a fixed clock that retries fast, without animations."""
     app = DashboardApp(
-        fakes, output=output, clock=lambda: NOW, retry_delays=(0.02,), gone_after=gone_after
-    )
+        fakes, output=output, clock=lambda: NOW, retry_delays=(0.02,), gone_after=gone_after,
+        keymap=keymap,
+    )  # fmt: skip
     app.animation_level = "none"
     return app
 

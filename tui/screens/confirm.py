@@ -18,9 +18,9 @@ class ConfirmDialog(ModalScreen[bool]):
     """
 
     BINDINGS = [
-        Binding("y", "dismiss(True)", "Yes"),
-        Binding("enter", "enter", "Yes", show=False),
-        Binding("n,escape", "dismiss(False)", "No"),
+        Binding("y", "dismiss(True)", "Yes", id="confirm.yes"),
+        Binding("enter", "enter", "Yes", show=False, id="confirm.enter"),
+        Binding("n,escape", "dismiss(False)", "No", id="confirm.no"),
     ]
 
     def __init__(self, question: Text, *, title: str = "Confirm", enter: bool = True) -> None:

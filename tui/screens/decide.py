@@ -61,9 +61,9 @@ class DecisionDialog(AllowDenyScreen):
     """Allow or deny one item, choosing the rule's target, port and lifetime."""
 
     BINDINGS = [
-        Binding("a", "decide('allow')", "Allow"),
-        Binding("d", "decide('deny')", "Deny"),
-        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("a", "decide('allow')", "Allow", id="decide.allow"),
+        Binding("d", "decide('deny')", "Deny", id="decide.deny"),
+        Binding("escape", "dismiss(None)", "Cancel", id="decide.cancel"),
     ]
 
     def __init__(self, row: PendingRow, clock: Callable[[], float]) -> None:
@@ -181,9 +181,9 @@ class BatchDialog(AllowDenyScreen):
     """
 
     BINDINGS = [
-        Binding("a", "decide('allow')", "Allow"),
-        Binding("d", "decide('deny')", "Deny"),
-        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("a", "decide('allow')", "Allow", id="batch.allow"),
+        Binding("d", "decide('deny')", "Deny", id="batch.deny"),
+        Binding("escape", "dismiss(None)", "Cancel", id="batch.cancel"),
     ]
 
     def __init__(self, pattern: str, matcher: Callable[[str], Sequence[str]]) -> None:

@@ -38,8 +38,8 @@ class RuleForm(ModalScreen[Rule | None]):
     """A new rule (``rule`` None) or an edited copy; ``session`` is what "session" binds to."""
 
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("ctrl+s", "save", "Save", id="rule-form.save"),
+        Binding("escape", "dismiss(None)", "Cancel", id="rule-form.cancel"),
     ]
 
     def __init__(self, rule: Rule | None, session: str, clock: Callable[[], float]) -> None:
@@ -192,7 +192,7 @@ def render_explanation(result: dict[str, Any]) -> Group:
 class ExplainDialog(ModalScreen[None]):
     """Which rule decides a host:port, and every other rule that matched."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close", id="explain.close")]
 
     def __init__(self, explain: Explain, initial: str = "", proto: str = "tcp") -> None:
         super().__init__()

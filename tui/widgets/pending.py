@@ -86,12 +86,12 @@ class PendingTable(DataTable[Cell]):
     act on (or that they are ignored, while the rows just changed under the cursor)."""
 
     BINDINGS = [
-        Binding("a", "key('allow', False)", "Allow"),
-        Binding("A", "key('allow', True)", "Always"),
-        Binding("d", "key('deny', False)", "Deny"),
-        Binding("D", "key('deny', True)", "Deny always"),
-        Binding("enter", "key('open', False)", "Decide…"),
-        Binding("b", "key('batch', False)", "Batch…"),
+        Binding("a", "key('allow', False)", "Allow", id="pending.allow"),
+        Binding("A", "key('allow', True)", "Always", id="pending.allow-always"),
+        Binding("d", "key('deny', False)", "Deny", id="pending.deny"),
+        Binding("D", "key('deny', True)", "Deny always", id="pending.deny-always"),
+        Binding("enter", "key('open', False)", "Decide…", id="pending.decide"),
+        Binding("b", "key('batch', False)", "Batch…", id="pending.batch"),
     ]
 
     class Pressed(Message):

@@ -32,11 +32,11 @@ class RuleRow:
 
 class RulesTable(DataTable[Cell]):
     BINDINGS = [
-        Binding("space", "act('toggle')", "On/off"),
-        Binding("x", "act('delete')", "Delete"),
-        Binding("e,enter", "act('edit')", "Edit"),
-        Binding("n", "act('new')", "New"),
-        Binding("w", "act('explain')", "Explain"),
+        Binding("space", "act('toggle')", "On/off", id="rules.toggle"),
+        Binding("x", "act('delete')", "Delete", id="rules.delete"),
+        Binding("e,enter", "act('edit')", "Edit", id="rules.edit"),
+        Binding("n", "act('new')", "New", id="rules.new"),
+        Binding("w", "act('explain')", "Explain", id="rules.explain"),
     ]
 
     def action_act(self, what: str) -> None:

@@ -168,8 +168,8 @@ class LogView(TrafficView):
     """Every log line, filtered by the words in the filter input."""
 
     BINDINGS = [
-        Binding("slash", "focus_filter", "Filter"),
-        Binding("escape", "leave_filter", "Done", show=False),
+        Binding("slash", "focus_filter", "Filter", id="log.filter"),
+        Binding("escape", "leave_filter", "Done", show=False, id="log.filter-done"),
     ]
 
     def __init__(self, multi: bool, id: str | None = None) -> None:
