@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from sandbox import paths
+from sandbox.data import DataError
 
 # Every command's module loads only when that command runs: `coderun --help` and the
 # run stay quick (name -> module, attribute).
@@ -60,7 +61,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except paths.DataDirError as exc:
+        except (paths.DataDirError, DataError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 
@@ -83,6 +84,7 @@ def version_text() -> str:
         f"gateway:  {Path(snitch.__file__).resolve().parent} (mounted into the gateway)",
         f"data dir: {paths.data_dir_path()}",
         f"cache:    {paths.cache_dir_path()}",
+        f"config:   {paths.keys_file().parent}",
         f"python:   {sys.version.split()[0]} ({sys.executable})",
     ])  # fmt: skip
 

@@ -21,6 +21,9 @@ def images_build(force: bool, verbose: bool) -> None:
     from sandbox import images
     from sandbox.buildview import BuildView
 
-    tags = images.build(docker_client(), force=force, view=BuildView(verbose=verbose))
+    try:
+        tags = images.build(docker_client(), force=force, view=BuildView(verbose=verbose))
+    except images.ImageError as exc:
+        raise click.ClickException(str(exc)) from exc
     for name, tag in tags.items():
         click.echo(f"{name:16} {tag}")

@@ -103,10 +103,25 @@ def test_version_says_where_coderun_and_its_data_are(
 ) -> None:
     monkeypatch.setenv("CODERUN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CODERUN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CODERUN_CONFIG", str(tmp_path / "config"))
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("coderun ")
     assert f"data dir: {tmp_path / 'home'}" in result.output
     assert f"cache:    {tmp_path / 'cache'}" in result.output
+    assert f"config:   {tmp_path / 'config'}" in result.output
     assert str(Path(sandbox.__file__).resolve().parent.parent) in result.output
-    assert not (tmp_path / "home").exists()  # --version makes nothing
+    assert not {p.name for p in tmp_path.iterdir()} & {"home", "cache", "config"}  # makes nothing
+
+
+def test_a_failed_build_is_an_error_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*_a: object, **_kw: object) -> dict[str, str]:
+        raise images.ImageError("building gateway: exit 100\nlast lines of the build:\nE: x")
+
+    monkeypatch.setattr("sandbox.cli.images.docker_client", lambda: None)
+    monkeypatch.setattr(images, "build", fail)
+    result = CliRunner().invoke(cli, ["images", "build"])
+    assert result.exit_code == 1 and "Error: building gateway: exit 100" in result.output
+    assert "Traceback" not in result.output
