@@ -19,6 +19,7 @@ import docker
 import requests
 
 from sandbox.cleanup import gc
+from sandbox.ports import HostForwards, PortWatch
 from sandbox.session import Session, SessionConfig, SessionError
 
 GATEWAY_DIED = 125  # like docker run: the failure is coderun's, not the command's
@@ -148,6 +149,17 @@ def _warm_session(client: docker.DockerClient, config: SessionConfig) -> Session
     return session
 
 
+def _start_ports(session: Session) -> tuple[PortWatch, HostForwards]:
+    """Watch what listens in the sandbox; forward what ``-p`` asks (sandbox/ports.py)."""
+    from sandbox.ports import parse_publish
+
+    watch = PortWatch(session)
+    watch.start()
+    forwards = HostForwards(session)
+    forwards.start([parse_publish(p) for p in session.config.publish])
+    return watch, forwards
+
+
 def run_session(
     client: docker.DockerClient,
     config: SessionConfig,
@@ -166,6 +178,7 @@ def run_session(
     session: Session | None = None
     status: int | None = None
     error: str | None = None
+    ports: tuple[PortWatch, HostForwards] | None = None
     try:
         session = _warm_session(client, config)
         if session is None:
@@ -182,6 +195,7 @@ def run_session(
             stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,
                                             demux=True)  # fmt: skip
         session.sandbox.start()
+        ports = _start_ports(session)
         pump = threading.Thread(target=_pump, args=(stream, front), daemon=True)
         pump.start()
         watch = _Watch(session, front, pump)
@@ -207,6 +221,11 @@ def run_session(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if ports is not None:
+            ports[0].stop()
+            ports[1].stop()
+            for problem in ports[1].errors:
+                print(f"coderun: {problem}", file=sys.stderr)
         if session is not None:
             # Ignore further signals while cleaning up: a second Ctrl-C must not leak.
             masked = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -81,6 +81,7 @@ class SessionConfig:
     profile: str | None = None
     tty: bool = False  # a pseudo-terminal for the sandbox (run -t)
     stdin: bool = False  # the sandbox reads our stdin (run -i)
+    publish: list[str] = field(default_factory=list)  # -p [BIND:]HOSTPORT:PORT
     split: bool | None = None  # -t in ask mode in tmux: the dashboard in a split (None: ask)
     memory: str = "2g"  # and as much with swap: none
     pids: int = 1024

@@ -73,6 +73,9 @@ if TYPE_CHECKING:
               "home, workdir); counts against --memory.")
 @click.option("--runtime", default=None,
               help="Container runtime of the sandbox, e.g. runsc (gVisor) where the engine has it.")
+@click.option("-p", "--publish", multiple=True, metavar="[BIND:]HOSTPORT:PORT",
+              help="Forward 127.0.0.1:HOSTPORT (or BIND:HOSTPORT) to the sandbox's TCP PORT; "
+              "each connection is logged as an inbound flow.")
 @click.option("-i", "--interactive", is_flag=True,
               help="Give the sandbox this stdin (its end is passed on).")
 @click.option("-t", "--tty", is_flag=True,
@@ -102,7 +105,7 @@ def build_config(
     volumes: tuple[str, ...], workdir: str | None, user: str | None, cpus: float | None,
     memory: str, pids: int, tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
     policy_text: str | None = None, interactive: bool = False, tty: bool = False,
-    split: bool | None = None,
+    split: bool | None = None, publish: tuple[str, ...] = (),
 ) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
     """Check the options and build the session's config (images built if needed);
     click errors for bad input, before any container starts."""
@@ -124,6 +127,13 @@ def build_config(
     for value, hint in ((memory, "--memory"), (tmpfs_size, "--tmpfs-size")):
         if not re.fullmatch(r"[1-9][0-9]*[kmgKMG]?", value):
             raise click.BadParameter(f"{value!r}: a size like 512m or 2g", param_hint=hint)
+    from sandbox.ports import parse_publish
+
+    for item in publish:
+        try:
+            parse_publish(item)
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="-p") from exc
     paths.data_dir()  # a data dir that is not this user's is refused before anything starts
     envs: dict[str, str] = {}
     for item in env:
@@ -159,7 +169,7 @@ def build_config(
         max_pending=max_pending, intercept_tls=intercept_tls, upstream_ca=upstream_ca,
         web_ports=web_ports, private_answers=private_answers, user=user or DEFAULT_USER,
         cpus=cpus, memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
-        tty=tty, stdin=interactive or tty, split=split,
+        tty=tty, stdin=interactive or tty, split=split, publish=list(publish),
     )  # fmt: skip
     return client, config, prompt
 

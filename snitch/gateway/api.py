@@ -25,6 +25,7 @@ from snitch.core.model import DecisionRequest, Proto, Query, Rule
 from snitch.core.store import StoreError
 from snitch.gateway.asker import Asker, DecideError
 from snitch.gateway.events import EventBus
+from snitch.gateway.ports import Ports
 from snitch.gateway.rulebook import RuleBook
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ControlApi:
         self._seq = itertools.count(1)
         self._recent: deque[dict[str, Any]] = deque(maxlen=LOG_MEMORY)
         self._handlers: set[asyncio.Task[None]] = set()
+        self.ports: Ports | None = None  # listening sockets and forwards (ports.py)
         bus.subscribe(self._on_event)
 
     # -- server -----------------------------------------------------------------------------
@@ -211,8 +213,24 @@ class ControlApi:
             ("POST", "/rules"): self._rules_add,
             ("GET", "/log"): self._log,
             ("POST", "/explain"): self._explain,
+            ("GET", "/ports"): self._ports,
+            ("POST", "/ports"): self._ports_report,
+            ("POST", "/ports/forward"): self._ports_forward,
         }
         return routes.get((method, path))
+
+    async def _ports(self, _r: Request) -> tuple[int, Any]:
+        return (200, self.ports.state()) if self.ports is not None else (404, {"error": "no ports"})
+
+    async def _ports_report(self, r: Request) -> tuple[int, Any]:
+        if self.ports is None:
+            return 404, {"error": "no ports"}
+        return 200, self.ports.report(r.body)
+
+    async def _ports_forward(self, r: Request) -> tuple[int, Any]:
+        if self.ports is None:
+            return 404, {"error": "no ports"}
+        return 200, await self.ports.forward(r.body)
 
     async def _info(self, _r: Request) -> tuple[int, Any]:
         return 200, self.info()

@@ -61,6 +61,7 @@ from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
+from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
     from snitch.gateway.mitm import Mitm
@@ -134,6 +135,8 @@ class Gateway:
             self.uid,
             self.gid,
         )
+        self.ports = Ports(self.bus, self.session, self.session_dir, self.uid, self.gid)
+        self.api.ports = self.ports
         self.queue: PacketQueue | None = None
         ports = env.get("CODERUN_WEB_PORTS", "80,443")
         self.web_ports = tuple(int(p) for p in ports.split(",") if p.strip())
@@ -318,6 +321,7 @@ class Gateway:
         if self.gate.revoker is not None:
             self.gate.revoker.close()
         self.api.close()
+        self.ports.close()
         if self.queue is not None:
             self.queue.close()
         self.dns.close()

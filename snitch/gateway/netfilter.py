@@ -9,7 +9,8 @@ Layout (inside the gateway's own network namespace):
 - filter FORWARD (policy DROP): established traffic passes; a packet the queue marked
   ``DENY_MARK`` is refused with a TCP RST (other protocols are dropped); only
   sandbox -> egress is forwarded. Nothing new is forwarded into the sandbox.
-- filter INPUT: the sandbox may reach the gateway's DNS port and nothing else.
+- filter INPUT: the sandbox may reach the gateway's DNS port and nothing else (and
+  answer the connections the gateway opens to it: port forwards).
 - nat PREROUTING: CODERUN_FAKE holds the DNAT of allowed synthetic addresses (ask mode).
 - nat POSTROUTING: MASQUERADE out of the egress interface.
 """
@@ -136,6 +137,9 @@ def ruleset(
             f"-A INPUT -i {sbx} -m mark --mark {mark} -p tcp -j REJECT --reject-with tcp-reset",
             f"-A INPUT -i {sbx} -m mark --mark {mark} -j DROP",
             *proxy_in,
+            # Replies to connections the gateway opened (a port forward, ports.py): the
+            # sandbox cannot make such an entry, its own connections are the originals.
+            f"-A INPUT -i {sbx} -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j ACCEPT",
             f"-A INPUT -i {sbx} -p tcp -j REJECT --reject-with tcp-reset",
             f"-A INPUT -i {sbx} -j DROP",
             # Never forward what conntrack cannot follow (it was never queued, nor NATed).
