@@ -6,10 +6,10 @@
     python scripts/mutation.py planted            # issue 13's planted bugs: each must fail a test
 
 MODULE is a key of ``MODULES`` (``policy``, ``dns``, ``export`` ...); no MODULE means all.
-mutmut reads its settings from ``[tool.mutmut]`` in pyproject.toml and keeps its work in
-``mutants/`` (git-ignored; delete it to start afresh). Mutants listed in
-``tests/mutation_equivalents.toml`` behave exactly like the original code and are left out
-of the total, each with its reason.
+Each module runs in ``mutants/MODULE/`` (git-ignored; delete it to start afresh) with the
+shared settings of ``[tool.mutmut]`` in pyproject.toml narrowed to the module and its tests.
+Mutants listed in ``tests/mutation_equivalents.toml`` behave exactly like the original code
+and are left out of the total, each with its reason.
 """
 
 from __future__ import annotations
@@ -30,16 +30,82 @@ ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.toml"
 TARGET = 85.0
 
-# module key -> mutmut name patterns (dotted module path + "*")
-MODULES: dict[str, tuple[str, ...]] = {
-    "duration": ("snitch.core.duration.*",),
-    "grammar": ("snitch.core.grammar.*",),
-    "policy": ("snitch.core.policy.*",),
-    "blocklist": ("snitch.core.blocklist.*",),
-    "policyfile": ("snitch.core.policyfile.*",),
-    "dns": ("snitch.gateway.dns.*",),
-    "dnsmsg": ("snitch.gateway.dnsmsg.*",),
-    "export": ("snitch.review.export.*",),
+
+@dataclass(frozen=True)
+class Module:
+    """What one run mutates (paths as in ``only_mutate``) and the unit tests it runs."""
+
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """mutmut's names for the module's mutants (``snitch.core.policy.*``)."""
+        return tuple(f.removesuffix("/*").removesuffix(".py").replace("/", ".") + ".*"
+                     for f in self.files)  # fmt: skip
+
+    def present(self) -> bool:
+        return any(list(ROOT.glob(f)) for f in self.files)
+
+
+_DNS_TESTS = (
+    "tests/snitch/test_dns_forwarder.py",
+    "tests/snitch/test_dns_addresses.py",
+    "tests/snitch/test_dns_rebind_flows.py",
+    "tests/snitch/test_dns_rebind_log.py",
+    "tests/snitch/test_dns_settings.py",
+    "tests/snitch/test_dns_property.py",
+)
+
+# Each module with the fast unit tests that are about it (missing test files are ignored).
+MODULES: dict[str, Module] = {
+    "duration": Module(
+        ("snitch/core/duration.py",),
+        ("tests/snitch/test_duration.py", "tests/snitch/test_policy.py"),
+    ),
+    "grammar": Module(
+        ("snitch/core/grammar.py",),
+        (
+            "tests/snitch/test_grammar.py",
+            "tests/snitch/test_duration.py",
+            "tests/snitch/test_policy.py",
+        ),
+    ),
+    "policy": Module(
+        ("snitch/core/policy.py",),
+        (
+            "tests/snitch/test_policy.py",
+            "tests/snitch/test_policy_explain.py",
+            "tests/snitch/test_policy_property.py",
+            "tests/snitch/test_synthetic_rules.py",
+            "tests/snitch/test_rulebook.py",
+        ),
+    ),
+    "blocklist": Module(
+        ("snitch/core/blocklist.py",),
+        (
+            "tests/snitch/test_blocklist.py",
+            "tests/snitch/test_policy.py",
+            "tests/snitch/test_policy_explain.py",
+            "tests/snitch/test_store.py",
+            "--deselect=tests/snitch/test_blocklist.py::test_bench_smoke",
+        ),
+    ),
+    "policyfile": Module(
+        ("snitch/core/policyfile.py",),
+        ("tests/snitch/test_policyfile.py", "tests/sandbox/test_rules_cli.py"),
+    ),
+    "dns": Module(("snitch/gateway/dns.py",), _DNS_TESTS),
+    "dnsmsg": Module(("snitch/gateway/dnsmsg.py",), _DNS_TESTS),
+    "export": Module(
+        ("snitch/review/export/*",),
+        (
+            "tests/snitch/test_export_formats.py",
+            "tests/snitch/test_export_proposal.py",
+            "tests/export/test_schemas.py",
+            "tests/sandbox/test_review_cli.py",
+        ),
+    ),
 }
 
 
@@ -148,18 +214,25 @@ def load_equivalents() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.get("equivalent", {}).items()}
 
 
+def workdir(key: str) -> Path:
+    return ROOT / "mutants" / key
+
+
 def results() -> dict[str, int | None]:
     """Every mutant's exit code from mutmut's ``.meta`` files (None: not run yet)."""
     out: dict[str, int | None] = {}
-    for meta in (ROOT / "mutants").rglob("*.py.meta"):
-        data = json.loads(meta.read_text(encoding="utf-8"))
-        out.update(data.get("exit_code_by_key", {}))
+    for key in MODULES:
+        for meta in (workdir(key) / "mutants").rglob("*.py.meta"):
+            data = json.loads(meta.read_text(encoding="utf-8"))
+            for name, code in data.get("exit_code_by_key", {}).items():
+                if module_of(name) == key:
+                    out[name] = code
     return out
 
 
 def module_of(name: str) -> str | None:
-    for key, patterns in MODULES.items():
-        if any(fnmatch.fnmatch(name, p) for p in patterns):
+    for key, module in MODULES.items():
+        if any(fnmatch.fnmatch(name, p) for p in module.patterns):
             return key
     return None
 
@@ -181,19 +254,41 @@ def scores() -> dict[str, Score]:
     return out
 
 
-def _exists(pattern: str) -> bool:
-    """Whether the module a pattern names is in the tree (grammar may replace duration)."""
-    dotted = pattern.removesuffix(".*")
-    path = ROOT / Path(*dotted.split("."))
-    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+def prepare(key: str) -> Path:
+    """``mutants/KEY/``: the tree (linked) and pyproject.toml with ``[tool.mutmut]`` narrowed
+    to the module and its tests; mutmut keeps its own ``mutants/`` in there."""
+    module, work = MODULES[key], workdir(key)
+    work.mkdir(parents=True, exist_ok=True)
+    for part in ("snitch", "sandbox", "tui", "tests"):
+        link = work / part
+        if not link.is_symlink():
+            link.symlink_to(ROOT / part, target_is_directory=True)
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    head, sep, rest = text.partition("[tool.mutmut]")
+    _, nxt, tail = rest.partition("\n[")
+    tests = [t for t in module.tests if t.startswith("--") or (ROOT / t).exists()]
+    base = tomllib.loads(text)["tool"]["mutmut"]
+    narrowed = [
+        "[tool.mutmut]",
+        f"source_paths = {json.dumps(base['source_paths'])}",
+        f"only_mutate = {json.dumps(list(module.files))}",
+        f"pytest_add_cli_args = {json.dumps(base.get('pytest_add_cli_args', []))}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+        "",
+    ]
+    new = head + "\n".join(narrowed) + (nxt and "\n[" + tail)
+    target = work / "pyproject.toml"
+    if not target.exists() or target.read_text(encoding="utf-8") != new:
+        target.write_text(new, encoding="utf-8")
+    return work
 
 
 def run(keys: list[str], children: int) -> int:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     for key in keys:
         print(f"== {key}", flush=True)
-        cmd = ["nice", "-n", "10", "mutmut", "run", f"--max-children={children}", *MODULES[key]]
-        rc = subprocess.call(cmd, cwd=ROOT, env=env)
+        work = prepare(key)
+        cmd = ["nice", "-n", "10", "mutmut", "run", f"--max-children={children}"]
+        rc = subprocess.call(cmd, cwd=work)
         if rc != 0:
             return rc
     return 0
@@ -221,7 +316,7 @@ def survivors(key: str) -> int:
         if module_of(n) == key and code not in KILLED and n not in equivalents
     ]
     for name in names:
-        subprocess.call(["mutmut", "show", name], cwd=ROOT)
+        subprocess.call(["mutmut", "show", name], cwd=workdir(key))
     print(f"{len(names)} surviving", file=sys.stderr)
     return 0
 
@@ -273,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [m for m in a.modules if m not in MODULES]
         if unknown:
             ap.error(f"unknown module(s) {unknown}; choose from {sorted(MODULES)}")
-        present = [k for k in MODULES if any(_exists(p) for p in MODULES[k])]
+        present = [k for k, m in MODULES.items() if m.present()]
         return run(a.modules or present, a.children)
     if a.cmd == "report":
         return report()
