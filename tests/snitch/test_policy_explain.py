@@ -151,3 +151,13 @@ def test_to_dict_is_the_whole_explanation() -> None:
     assert second["why"] == "any destination, port 8000-8100, proto tcp, path /v1*"
     none = Policy([]).explain(q, now=NOW).to_dict()
     assert none["decision"] is None and none["matches"] == []
+
+
+def test_blocklist_hits_are_built_once_and_the_cache_stays_bounded() -> None:
+    names = [f"n{i}.ads.test" for i in range(4097)]
+    p = Policy([], Blocklist(names))
+    q = Query(Proto.TCP, None, 443, ("n1.ads.test",))
+    assert p.explain(q, now=NOW).matches[0].rule is p.explain(q, now=NOW).matches[0].rule
+    for name in names:
+        p.decide(Query(Proto.TCP, None, 443, (name,)), now=NOW)
+    assert 0 < len(p._bl_cache) <= 4096  # cleared when full, like the decision cache
