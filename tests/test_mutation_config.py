@@ -46,12 +46,17 @@ def test_mutmut_reads_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_module_the_script_scores_is_mutated_and_exists() -> None:
     patterns = CONFIG["only_mutate"]
     present = 0
-    for key, names in SCRIPT.MODULES.items():
-        for name in names:
-            path = name.removesuffix(".*").replace(".", "/")
-            files = [s for s in SOURCES if s == f"{path}.py" or s.startswith(f"{path}/")]
-            assert all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in files), key
-            present += bool(files)
+    for key, module in SCRIPT.MODULES.items():
+        files = [s for s in SOURCES if any(fnmatch.fnmatch(s, f) for f in module.files)]
+        assert all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in files), key
+        for name in module.patterns:  # mutmut's names for them
+            dotted = name.removesuffix(".*")
+            assert all(f.replace("/", ".").startswith(dotted) for f in files), key
+        present += bool(files)
+        paths = [t for t in module.tests if t.startswith("tests/")]
+        assert paths and all((ROOT / t).exists() for t in paths), key
+        ignored = [t.split("=", 1)[1] for t in module.tests if t.startswith("--ignore=")]
+        assert all((ROOT / t).exists() for t in ignored), key
     # grammar may replace duration: one of the two is there, every other module is
     assert present >= len(SCRIPT.MODULES) - 1
 
