@@ -21,6 +21,6 @@ def docker_client() -> docker.DockerClient:
     except docker.errors.DockerException as exc:
         raise click.ClickException(
             "cannot reach a Docker engine. Start one (e.g. `sudo dockerd &`, or "
-            "`sudo apt-get install docker.io` first), or run `scripts/setup-docker.sh` "
-            f"as root. ({exc})"
+            "`sudo apt-get install docker.io` first); `coderun doctor` checks the rest. "
+            f"({exc})"
         ) from exc

@@ -156,7 +156,7 @@ def build_config(
     if runtime and runtime not in (client.info().get("Runtimes") or {}):
         raise click.BadParameter(
             f"the Docker engine has no runtime {runtime!r} (for gVisor: install runsc and "
-            "register it in /etc/docker/daemon.json, see scripts/setup.sh)",
+            "register it in /etc/docker/daemon.json, see docs/install.md)",
             param_hint="--runtime",
         )
     tags = images.build(client)
