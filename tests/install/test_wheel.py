@@ -171,3 +171,16 @@ def test_doctor_and_a_real_run_from_the_installed_wheel(
     assert denied[0]["rule"] == "deny evil.example.test/any"
     home = Path(installed.env["CODERUN_HOME"])
     assert (home / "sessions").is_dir() and not (ROOT / "sessions").exists()
+
+
+@pytest.mark.docker
+def test_the_demo_runs_from_the_installed_wheel(
+    installed: Installed, client: docker.DockerClient
+) -> None:
+    """Without a terminal: enforce mode with the demo policy the wheel carries."""
+    installed.coderun("images", "build", timeout=1200)
+    demo = installed.coderun("demo", check=False, timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "hello from api.example.test /v1/latest" in demo.stdout
+    assert "[deny evil.example.test/any]" in demo.stdout  # the packaged demo-policy.toml
+    assert (Path(installed.env["CODERUN_HOME"]) / "demo" / "sessions").is_dir()
