@@ -39,6 +39,7 @@ from typing import Any
 from sandbox import paths
 from sandbox.session import Session
 from sandbox.textout import rule_text, show_name, write_trusted
+from snitch.core.grammar import Topic
 from snitch.core.model import Action, DecisionRequest, Pending, Rule, Target
 from snitch.core.safetext import safe, safe_block
 from snitch.review.client import ApiError, GatewayClient
@@ -253,13 +254,13 @@ class LinePrompt:
     async def _listen(self, client: GatewayClient) -> None:
         try:
             async for event in client.events():
-                if event.topic == "pending":
+                if event.topic == Topic.PENDING:
                     item = Pending.from_dict(event.data)
                     if item.id not in self._gone and item.id != self._current:
                         self._waiting[item.id] = item  # an update keeps its place
                         assert self._arrived is not None
                         self._arrived.set()
-                elif event.topic in ("decided", "expired"):
+                elif event.topic in (Topic.DECIDED, Topic.EXPIRED):
                     self._item_gone(event.topic, event.data)
         except (ApiError, OSError, ValueError) as exc:
             self._say(f"lost the gateway's event stream ({safe(exc)}); held connections "
@@ -271,7 +272,9 @@ class LinePrompt:
         self._waiting.pop(item_id, None)
         if item_id == self._current and self._withdrawn and not self._withdrawn.done():
             action, by = safe(data.get("action", "")), safe(data.get("by", ""))
-            how = f"expired ({action} by default)" if topic == "expired" else f"{action} by {by}"
+            how = (
+                f"expired ({action} by default)" if topic == Topic.EXPIRED else f"{action} by {by}"
+            )
             self._withdrawn.set_result(how)
 
     async def _ask_loop(self, client: GatewayClient) -> None:

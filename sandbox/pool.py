@@ -40,6 +40,7 @@ from sandbox import paths
 from sandbox.cleanup import pid_alive, remove_session
 from sandbox.gateway_code import code_digest
 from sandbox.session import LABEL, ROLE, Session, SessionConfig, SessionError
+from snitch.core.grammar import GatewayState
 
 TICK_SECONDS = 0.1
 CLAIM_GRACE_SECONDS = 30.0  # a claimed pair whose run never said who it is
@@ -130,7 +131,7 @@ def hand_back(session: Session) -> bool:
             gw.kill(signal="SIGTERM")
         state = session.dir / "gateway.json"
         deadline = time.monotonic() + STOP_WAIT_SECONDS
-        while time.monotonic() < deadline and _read(state).get("state") != "stopped":
+        while time.monotonic() < deadline and _read(state).get("state") != GatewayState.STOPPED:
             time.sleep(0.01)
     if session.sandbox is not None:
         with contextlib.suppress(docker.errors.NotFound):

@@ -31,6 +31,7 @@ from docker.models.volumes import Volume
 from sandbox import injected, paths
 from sandbox.gateway_code import gateway_volumes
 from sandbox.sandbox_container import DEFAULT_USER
+from snitch.core.grammar import GatewayState
 from snitch.core.model import Mode
 from snitch.core.settings import DEFAULT_MAX_PENDING
 
@@ -214,7 +215,7 @@ class Session:
     def start_standby(self) -> None:
         """A pool's warm pair: networks, a gateway waiting for its claim, the holder."""
         self._start_pair(standby=True)
-        _wait(self._gateway_state(lambda s: s.get("state") == "standby"),
+        _wait(self._gateway_state(lambda s: s.get("state") == GatewayState.STANDBY),
               "the gateway to stand by")  # fmt: skip
 
     def _start_adopted(self) -> None:
@@ -362,7 +363,7 @@ class Session:
         # first request must already be logged and path rules apply.
         web = bool(self.config.web_ports.strip(" ,"))
         return self._gateway_state(
-            lambda s: s.get("state") == "ready" and (bool(s.get("mitm")) or not web)
+            lambda s: s.get("state") == GatewayState.READY and (bool(s.get("mitm")) or not web)
         )
 
     def _gateway_state(self, reached: Callable[[dict[str, Any]], bool]) -> Callable[[], bool]:

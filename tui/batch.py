@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from snitch.core.grammar import Topic
 from snitch.core.model import PROMPT_COUNTS, Event, LogEntry, Pending, PromptCounts
 
 FLUSH_EVERY = 0.1
@@ -48,23 +49,23 @@ class EventBatch:
             changes = self._changes[link] = Changes()
         data = event.data
         topic = event.topic
-        if topic == "pending":
+        if topic == Topic.PENDING:
             item = Pending.from_dict(data)
             changes.pending.pop(item.id, None)  # keep the order of the latest change
             changes.pending[item.id] = item
-        elif topic in ("decided", "expired"):
+        elif topic in (Topic.DECIDED, Topic.EXPIRED):
             pending_id = str(data["id"])
             changes.pending.pop(pending_id, None)
             changes.pending[pending_id] = None
-        elif topic == "log":
+        elif topic == Topic.LOG:
             changes.log.append(LogEntry.from_dict(data))
-        elif topic == "rules":
+        elif topic == Topic.RULES:
             changes.rules = True
-        elif topic == "session":
+        elif topic == Topic.SESSION:
             changes.info = dict(data)
             if isinstance(data.get(PROMPT_COUNTS), dict):
                 changes.counts = PromptCounts.from_dict(data[PROMPT_COUNTS])
-        elif topic == PROMPT_COUNTS:
+        elif topic == Topic.PROMPTS:
             changes.counts = PromptCounts.from_dict(data)
         changes.events += 1
 

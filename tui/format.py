@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from rich.text import Text
 
-from snitch.core.model import EntryKind, LogEntry, Pending, Rule
+from snitch.core.grammar import Lifetime, choices, is_address, lifetime_text
+from snitch.core.model import EntryKind, LogEntry, Pending, Proto, Rule
 from snitch.core.safetext import ELLIPSIS, safe
 from tui.inert import shown_name
 
-LIFETIMES = ("once", "30s", "5m", "1h", "session", "always")
-PROTOS = ("tcp", "udp", "icmp", "dns", "any")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(?:\d+[smhdw])+")
+# The lifetimes the dashboard offers (any other duration can be typed in the rule form).
+LIFETIMES = (Lifetime.ONCE, "30s", "5m", "1h", Lifetime.SESSION, Lifetime.ALWAYS)
+PROTOS = choices(Proto)
+LIFETIME_PARTS = 2  # a rule's time left in the largest two units: 1d2h, 5m30s
 
 
 def short_session(session: str, width: int = 12) -> str:
@@ -41,18 +41,10 @@ def clock_time(stamp: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(stamp))
 
 
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def host_name(item: Pending) -> str | None:
     """The item's name (SNI, a DNS name, the looked-up name), or None for a bare address."""
     label = item.label
-    return None if is_ip(label) else label
+    return None if is_address(label) else label
 
 
 def parent_pattern(name: str) -> str:
@@ -205,7 +197,7 @@ def lasting_rule_text(rule: dict[str, Any] | None, subject: Text, now: float) ->
         text.append("\n\nSend it?")
         return text
     stored = Rule.from_dict(rule)
-    life = rule_lifetime(stored, now)
+    life = lifetime_text(stored, now, LIFETIME_PARTS)
     span = {"always": "from now on, in every session", "session": "for this session"}
     action_style = "bold green" if stored.action == "allow" else "bold red"
     text.append("\n\nThis stores the rule\n\n  ")
@@ -214,69 +206,3 @@ def lasting_rule_text(rule: dict[str, Any] | None, subject: Text, now: float) ->
     text.append(f"  ({span.get(life, life)})")
     text.append("\n\nfor every connection it matches. Store it?")
     return text
-
-
-def rule_lifetime(rule: Rule, now: float) -> str:
-    if rule.once_key is not None:
-        return "once"
-    if rule.expires_at is not None:
-        left = rule.expires_at - now
-        return "expired" if left <= 0 else f"{format_duration(left)} left"
-    if rule.session is not None:
-        return "session"
-    return "always"
-
-
-def format_duration(seconds: float) -> str:
-    rest = max(0, int(seconds))
-    parts = []
-    for unit, size in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts[:2]) or "0s"
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``30s``, ``5m``, ``1h30m``; ValueError otherwise."""
-    s = text.strip().lower()
-    if s.isdigit() and int(s) > 0:
-        return float(s)
-    if not _DURATION.fullmatch(s):
-        raise ValueError(f"bad duration {text!r} (use e.g. 30s, 5m, 1h)")
-    total = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", s))
-    if total <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
-    return float(total)
-
-
-def parse_port(text: str) -> tuple[int, int]:
-    """``443`` / ``8000-8100`` / ``any`` -> (lo, hi), (0, 0) for any port."""
-    s = text.strip().lower()
-    if s in ("", "any", "*", "0"):
-        return (0, 0)
-    a, sep, b = s.partition("-")
-    try:
-        lo, hi = (int(a), int(b)) if sep else (int(a), int(a))
-    except ValueError:
-        raise ValueError(f"bad port {text!r} (want 443, 8000-8100 or any)") from None
-    if not 1 <= lo <= hi <= 65535:
-        raise ValueError(f"bad port {text!r} (1..65535, low before high)")
-    return (lo, hi)
-
-
-def split_target(text: str) -> tuple[str | None, str | None]:
-    """A rule form's destination: (host, None), (None, cidr) or (None, None) for any."""
-    s = text.strip().lower()
-    if s in ("", "*", "any"):
-        return (None, None)
-    try:
-        net = ipaddress.ip_network(s, strict=False)
-    except ValueError:
-        pass
-    else:
-        return (None, str(net.network_address) if "/" not in s else str(net))
-    body = s[2:] if s.startswith("*.") else s
-    if not body or not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?", body):
-        raise ValueError(f"bad host {text!r} (want a name, *.domain, an address or a CIDR)")
-    return (s.rstrip("."), None)

@@ -10,6 +10,7 @@ import click
 
 from sandbox import paths
 from sandbox.engine import docker_client
+from snitch.core.grammar import GatewayState
 
 
 @click.command("dashboard")
@@ -39,7 +40,9 @@ def dashboard_keymap() -> dict[str, str]:
 
 def _gateway_ready(folder: Path) -> bool:
     try:
-        return bool(json.loads((folder / "gateway.json").read_text()).get("state") == "ready")
+        return bool(
+            json.loads((folder / "gateway.json").read_text()).get("state") == GatewayState.READY
+        )
     except (OSError, ValueError):
         return False
 

@@ -28,8 +28,9 @@ from sandbox.records import (
     list_sessions,
 )
 from sandbox.textout import echo_exact, exact_output, rule_text
+from snitch.core.grammar import Verdict, choices
 from snitch.core.logfile import read_log
-from snitch.core.model import LogEntry
+from snitch.core.model import EntryKind, LogEntry, Proto
 from snitch.core.safetext import safe
 from snitch.core.store import RuleStore, StoreError
 from snitch.review.export import FORMATS, ExportError, ExportOptions, export
@@ -46,9 +47,10 @@ from snitch.review.logquery import (
     summarize,
 )
 
-VERDICTS = ("allow", "deny", "rebind", "ask", "pending", "expired")  # deny includes rebind
-KINDS = ("flow", "dns", "http", "event")
-PROTOS = ("tcp", "udp", "icmp", "dns", "http")
+VERDICTS = choices(Verdict)  # deny includes rebind
+KINDS = choices(EntryKind)
+# What ``entry_proto`` says: a protocol, or http for a request seen through interception.
+PROTOS = [p for p in choices(Proto) if p != Proto.ANY] + [str(EntryKind.HTTP)]
 
 
 class NotFound(click.ClickException):

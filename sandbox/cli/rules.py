@@ -7,7 +7,6 @@ policy file or target), 3 the rule store is unusable (corrupt, locked, too new).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,19 +17,21 @@ import click
 from sandbox.paths import rules_db
 from sandbox.textout import echo_exact, rule_text, show_name
 from snitch.core.blocklist import load_blocklist_file
-from snitch.core.duration import format_duration, parse_duration
-from snitch.core.model import Action, Proto, Query, Rule
-from snitch.core.policy import (
-    Policy,
-    check_rule,
+from snitch.core.grammar import (
+    Lifetime,
     check_scope,
+    choices,
     format_port,
     is_synthetic_cidr,
-    normalize_cidr,
-    normalize_host,
+    lifetime_text,
+    parse_duration,
+    parse_endpoint,
     parse_port,
+    parse_target,
     synthetic_target,
 )
+from snitch.core.model import Action, Proto, Rule
+from snitch.core.policy import Policy, check_rule, endpoint_query
 from snitch.core.policyfile import PolicyError, dump_policy, load_policy_file
 from snitch.core.safetext import safe
 from snitch.core.store import RuleStore, StoreError
@@ -59,45 +60,10 @@ def _store() -> Iterator[RuleStore]:
         raise StoreFailed(str(e)) from e
 
 
-def parse_target(text: str) -> tuple[str | None, str | None]:
-    """(host, cidr) for a rule target: ``*``/``any``, a host, ``*.domain``, an IP or a CIDR."""
-    t = text.strip()
-    if t in ("*", "any"):
-        return None, None
-    try:
-        ipaddress.ip_network(t, strict=False)
-    except ValueError:
-        if "/" in t:
-            raise ValueError(f"bad CIDR {text!r}") from None
-        return normalize_host(t), None
-    return None, normalize_cidr(t)
-
-
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """``HOST[:PORT]``, ``IP[:PORT]``, ``[IPv6]:PORT`` or a bare IPv6 -> (host or IP, port)."""
-    t = text.strip()
-    host, port = t, ""
-    if t.startswith("["):
-        host, _, rest = t[1:].partition("]")
-        port = rest.removeprefix(":")
-    elif t.count(":") == 1:
-        host, _, port = t.partition(":")
-    if port and not port.isdigit():
-        raise ValueError(f"bad port in {text!r}")
-    if not host:
-        raise ValueError(f"no host in {text!r}")
-    return host, int(port or 0)
-
-
 def lifetime(rule: Rule, now: float) -> str:
-    if rule.once_key is not None:
-        return "once"
-    if rule.session is not None:
-        return f"session {rule.session}"
-    if rule.expires_at is not None:
-        left = rule.expires_at - now
-        return f"{format_duration(left)} left" if left > 0 else "expired"
-    return "always"
+    """A rule's lifetime for the listing: a session rule names its session."""
+    text = lifetime_text(rule, now)
+    return f"{text} {rule.session}" if text == Lifetime.SESSION else text
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -145,10 +111,10 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
 
 
 @rules.command("add")
-@click.argument("action", type=click.Choice(["allow", "deny"]))
+@click.argument("action", type=click.Choice(choices(Action)))
 @click.argument("target")
 @click.option("--port", help="A port (443) or a range (8000-8100); default any.")
-@click.option("--proto", type=click.Choice([str(p) for p in Proto]), default="any")
+@click.option("--proto", type=click.Choice(choices(Proto)), default="any")
 @click.option("--scope", default="global", help="global, profile:NAME or image:NAME.")
 @click.option("--priority", type=int, default=0, help="Higher wins before specificity.")
 @click.option("--path", help="URL path prefix (HTTP rules, needs TLS interception).")
@@ -274,7 +240,7 @@ def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
 
 @rules.command("explain")
 @click.argument("target", metavar="HOST[:PORT]")
-@click.option("--proto", type=click.Choice([str(p) for p in Proto]), default="tcp")
+@click.option("--proto", type=click.Choice(choices(Proto)), default="tcp")
 @click.option("--profile", help="Explain as seen by a run with this profile.")
 @click.option("--image", help="Explain as seen by a run of this image.")
 @click.option("--session", help="Explain as seen by this session id.")
@@ -293,14 +259,8 @@ def explain_command(
         host, port = parse_endpoint(target)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
-    dst: str | None = host
-    names: tuple[str, ...] = ()
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        dst, names = None, (host,)
-    p = Proto(proto)
-    query = Query(p, dst, 0 if p is Proto.DNS else port, names, profile, image, session, None, path)
+    query = endpoint_query(host, port, Proto(proto), profile=profile, image=image,
+                           session=session, path=path)  # fmt: skip
     with _store() as store:
         explanation = Policy(store.list(), store.blocklist_view()).explain(query)
     if as_json:

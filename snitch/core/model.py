@@ -34,19 +34,6 @@ class Action(enum.StrEnum):
     DENY = "deny"
 
 
-class Verdict(enum.StrEnum):
-    """A log line's ``verdict`` (``allow``/``deny`` are an Action's values)."""
-
-    ALLOW = "allow"
-    DENY = "deny"
-    # Refused: a DNS answer or a flow that an allowed *name* would have led inside
-    # (loopback, the host, private ranges; snitch/gateway/addresses.py). A kind of deny.
-    REBIND = "rebind"
-    ASK = "ask"
-    PENDING = "pending"
-    EXPIRED = "expired"
-
-
 class Mode(enum.StrEnum):
     ENFORCE = "enforce"  # rules decide; unmatched flows are denied
     AUDIT = "audit"  # everything is allowed and logged

@@ -23,6 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from snitch.core.blocklist import BlocklistLookup
+from snitch.core.grammar import (
+    IPNetwork,
+    check_scope,
+    format_port,
+    is_address,
+    is_synthetic_net,
+    normalize_cidr,
+    normalize_host,
+    normalize_name,
+    parse_port,
+)
 from snitch.core.model import Action, Decision, Proto, Query, Rule
 
 DEST_ANY, DEST_WILDCARD, DEST_HOST, DEST_CIDR = 0, 1, 2, 3
@@ -32,108 +43,9 @@ _DNS_DENY_PROTOS = frozenset({Proto.DNS, Proto.ANY})
 _LAST = 1 << 62
 _MISS = object()
 CACHE_SIZE = 4096  # decisions remembered per Policy (cleared when full)
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# The addresses coderun makes up for undecided names in ask mode (snitch.gateway.fakeip.POOL):
-# the same address goes to whichever name is looked up first in the next session, so no
-# rule may ever target them.
-SYNTHETIC_NET = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 # -- field validation, shared by the policy-file loader and the CLI ------------------------
-
-
-def normalize_name(name: str) -> str:
-    return name.strip().lower().rstrip(".")
-
-
-def normalize_host(host: str) -> str:
-    """A rule's ``host``: an exact name or ``*.domain``, lower-cased; ValueError if invalid."""
-    h = normalize_name(host)
-    body = h[2:] if h.startswith("*.") else h
-    labels = body.split(".")
-    bad = not body or len(body) > 253 or not set(body) <= _HOST_CHARS or "" in labels
-    if bad or labels[-1].isdigit():  # (a numeric last label is a broken address)
-        raise ValueError(f"bad host {host!r} (want a name or *.domain)")
-    if any(lbl.startswith("-") or lbl.endswith("-") for lbl in labels):
-        raise ValueError(f"bad host {host!r} (a label starts or ends with '-')")
-    return h
-
-
-def normalize_cidr(text: str) -> str:
-    """A rule's ``cidr``: a bare address for a single host, else ``net/len``. Strict.
-
-    Refuses targets inside SYNTHETIC_NET (ValueError, see ``synthetic_target``)."""
-    try:
-        net = ipaddress.ip_network(text.strip(), strict=True)
-    except ValueError as e:
-        raise ValueError(f"bad address or CIDR {text!r}: {e}") from None
-    if _is_synthetic(net):
-        raise ValueError(synthetic_target(text.strip()))
-    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
-
-
-def _is_synthetic(net: IPNetwork) -> bool:
-    return isinstance(net, ipaddress.IPv4Network) and net.subnet_of(SYNTHETIC_NET)
-
-
-def is_synthetic_cidr(cidr: str | None) -> bool:
-    """True when a rule's ``cidr`` lies inside SYNTHETIC_NET (such a rule never matches)."""
-    if cidr is None:
-        return False
-    try:
-        return _is_synthetic(ipaddress.ip_network(cidr, strict=False))
-    except ValueError:
-        return False
-
-
-def is_synthetic_address(ip: str) -> bool:
-    """True for an address coderun may have made up for an undecided name (ask mode)."""
-    return ip.startswith(("198.18.", "198.19."))
-
-
-def synthetic_target(target: str) -> str:
-    """Why a rule for ``target`` (inside SYNTHETIC_NET) is refused."""
-    return (
-        f"{target} is inside {SYNTHETIC_NET}, the addresses coderun makes up for undecided "
-        "names in ask mode: a rule for it would apply to whichever name gets that address "
-        "next; give the name instead"
-    )
-
-
-def parse_port(value: object) -> tuple[int, int]:
-    """``443``, ``"443"`` or ``"8000-8100"`` -> (lo, hi); 0 or ``"any"`` -> (0, 0)."""
-    if isinstance(value, bool):
-        raise ValueError(f"bad port {value!r}")
-    if isinstance(value, int):
-        lo = hi = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if text in ("", "any", "0"):
-            return (0, 0)
-        a, sep, b = text.partition("-")
-        try:
-            lo, hi = (int(a), int(b)) if sep else (int(a), int(a))
-        except ValueError:
-            raise ValueError(f'bad port {value!r} (want 443 or "8000-8100")') from None
-    else:
-        raise ValueError(f'bad port {value!r} (want 443 or "8000-8100")')
-    if lo == hi == 0:
-        return (0, 0)
-    if not 1 <= lo <= hi <= 65535:
-        raise ValueError(f"bad port {value!r} (ports are 1..65535, lo <= hi)")
-    return (lo, hi)
-
-
-def format_port(lo: int, hi: int) -> str:
-    return "any" if lo == 0 else str(lo) if lo == hi else f"{lo}-{hi}"
-
-
-def check_scope(scope: str) -> str:
-    kind, _, name = scope.partition(":")
-    if scope == "global" or (kind in ("profile", "image") and name and name.strip() == name):
-        return scope
-    raise ValueError(f"bad scope {scope!r} (want global, profile:NAME or image:NAME)")
 
 
 def check_rule(rule: Rule) -> None:
@@ -149,6 +61,18 @@ def check_rule(rule: Rule) -> None:
     check_scope(rule.scope)
     if rule.path_prefix is not None and not rule.path_prefix.startswith("/"):
         raise ValueError(f"bad path {rule.path_prefix!r} (must start with /)")
+
+
+def endpoint_query(
+    host: str, port: int, proto: Proto, *, profile: str | None = None, image: str | None = None,
+    session: str | None = None, path: str | None = None,
+) -> Query:  # fmt: skip
+    """The query for a connection to ``host:port`` (``rules explain``, the API's explain): an
+    address is matched by address rules, a name as if the sandbox connected by that name;
+    a DNS lookup has no port."""
+    dst, names = (host, ()) if is_address(host) else (None, (host,))
+    port = 0 if proto is Proto.DNS else port
+    return Query(proto, dst, port, names, profile, image, session, None, path)
 
 
 # -- the engine --------------------------------------------------------------------------
@@ -280,7 +204,7 @@ class Policy:
                 continue
             if rule.cidr is not None:
                 net = ipaddress.ip_network(rule.cidr, strict=False)
-                if _is_synthetic(net):
+                if is_synthetic_net(net):
                     continue  # never a rule's target (see SYNTHETIC_NET), even if stored
                 shift = net.max_prefixlen - net.prefixlen
                 bucket = buckets.setdefault((net.version, net.prefixlen), {})

@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.blocklist import normalize_entry
-from snitch.core.duration import parse_duration
-from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import (
-    check_rule,
+from snitch.core.grammar import (
     check_scope,
     format_port,
     normalize_cidr,
     normalize_host,
+    parse_duration,
     parse_port,
 )
+from snitch.core.model import Action, Proto, Rule
+from snitch.core.policy import check_rule
 
 RULE_KEYS = (
     "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "lifetime",

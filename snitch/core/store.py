@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.blocklist import Blocklist, normalize_entry
+from snitch.core.grammar import is_synthetic_cidr, synthetic_target
 from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import check_rule, is_synthetic_cidr, synthetic_target
+from snitch.core.policy import check_rule
 
 log = logging.getLogger(__name__)
 

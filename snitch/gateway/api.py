@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from snitch.core.model import DecisionRequest, Proto, Query, Rule
+from snitch.core.grammar import Topic
+from snitch.core.model import DecisionRequest, Proto, Rule
+from snitch.core.policy import check_rule, endpoint_query
 from snitch.core.store import StoreError
 from snitch.gateway.asker import Asker, DecideError
 from snitch.gateway.events import EventBus
@@ -91,9 +93,9 @@ class ControlApi:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
-    def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
+    def _on_event(self, topic: Topic, payload: dict[str, Any]) -> None:
         seq = next(self._seq)
-        if topic == "log":
+        if topic == Topic.LOG:
             self._recent.append(payload)
         if not self._streams:  # on the packet path: nothing more to do for nobody
             return
@@ -179,12 +181,14 @@ class ControlApi:
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
                 b"Connection: close\r\n\r\n"
             )
-            first = {"topic": "session", "data": self.info(), "seq": 0}
+            first = {"topic": Topic.SESSION, "data": self.info(), "seq": 0}
             writer.write(json.dumps(first).encode() + b"\n")
             if self.asker is not None:
                 for item in self.asker.pending():
                     writer.write(
-                        json.dumps({"topic": "pending", "data": item.to_dict(), "seq": 0}).encode()
+                        json.dumps(
+                            {"topic": Topic.PENDING, "data": item.to_dict(), "seq": 0}
+                        ).encode()
                         + b"\n"
                     )
             await writer.drain()
@@ -250,8 +254,6 @@ class ControlApi:
     async def _rules_add(self, r: Request) -> tuple[int, Any]:
         rule = Rule.from_dict(r.body)
         rule.id = None
-        from snitch.core.policy import check_rule
-
         check_rule(rule)
         added = self.rules.add_rule(rule)
         self._rules_changed()
@@ -272,15 +274,13 @@ class ControlApi:
     async def _rule_put(self, r: Request) -> tuple[int, Any]:
         rule = Rule.from_dict(r.body)
         rule.id = int(r.path[7:])
-        from snitch.core.policy import check_rule
-
         check_rule(rule)
         ok = self.rules.update_rule(rule)
         self._rules_changed()
         return (200, rule.to_dict()) if ok else (404, {"error": "no such rule"})
 
     def _rules_changed(self) -> None:
-        self.bus.publish("rules", {})
+        self.bus.publish(Topic.RULES, {})
         if self.asker is not None:
             self.asker.recheck("rules")
 
@@ -291,7 +291,5 @@ class ControlApi:
     async def _explain(self, r: Request) -> tuple[int, Any]:
         host = str(r.body["host"])
         port = int(r.body.get("port", 0))
-        proto = Proto(r.body.get("proto", "tcp"))
-        is_ip = host.replace(".", "").isdigit() or ":" in host
-        query = Query(proto, host if is_ip else None, port, () if is_ip else (host,))
+        query = endpoint_query(host, port, Proto(r.body.get("proto", "tcp")))
         return 200, self.rules.explain(query)

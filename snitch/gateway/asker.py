@@ -23,6 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from snitch.core.grammar import (
+    Lifetime,
+    Topic,
+    is_synthetic_address,
+    parse_lifetime,
+    synthetic_target,
+)
 from snitch.core.model import (
     Action,
     Decision,
@@ -35,7 +42,7 @@ from snitch.core.model import (
     Rule,
     Target,
 )
-from snitch.core.policy import Policy, check_rule, is_synthetic_address, synthetic_target
+from snitch.core.policy import Policy, check_rule
 from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
 from snitch.gateway.events import EventBus
 from snitch.gateway.flood import (
@@ -133,7 +140,7 @@ class Asker:
             held = self.held[existing]
             held.item.attempts += 1
             packet.drop()
-            self.bus.publish("pending", held.item.to_dict())  # the same id: an update
+            self.bus.publish(Topic.PENDING, held.item.to_dict())  # the same id: an update
             return
         group: GroupKey = (str(key.proto), key.dst, key.dport, names, claimed)
         joined = self._by_group.get(group)
@@ -148,7 +155,7 @@ class Asker:
             self._by_key[key] = joined
             held.item.flows += 1
             self._counts.collapsed += 1
-            self.bus.publish("pending", held.item.to_dict())  # the same id: an update
+            self.bus.publish(Topic.PENDING, held.item.to_dict())  # the same id: an update
             return
         if len(self.held) >= self.max_pending:
             self._counts.refused_full += 1
@@ -178,7 +185,7 @@ class Asker:
         self.held[item.id] = Held(item, group, [(packet, key)])
         self._by_key[key] = item.id
         self._by_group[group] = item.id
-        self.bus.publish("pending", item.to_dict())
+        self.bus.publish(Topic.PENDING, item.to_dict())
 
     def _refuse(
         self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str, why: str
@@ -213,7 +220,7 @@ class Asker:
         held = self.held.get(request.pending_id)
         if held is None:
             raise DecideError(409, f"{request.pending_id} is not pending (decided or expired)")
-        if request.lifetime == "once":
+        if request.lifetime == Lifetime.ONCE:
             if request.dry_run:
                 return {"decided": [held.item.id], "rule": None, "dry_run": True}
             decision = Decision(request.action, None, f"ask: {request.action} once by {by}")
@@ -227,7 +234,7 @@ class Asker:
     def _decide_pattern(self, request: DecisionRequest, by: str) -> dict[str, object]:
         pattern = request.pattern.lower()
         rule = Rule(action=request.action, host=pattern, source="prompt", note=request.note)
-        if request.lifetime != "once":
+        if request.lifetime != Lifetime.ONCE:
             self._set_lifetime(rule, request.lifetime)
             return self._dry_run(rule) if request.dry_run else self._apply_rule(rule, by)
         # A batch "once": exactly the items pending now whose name matches; no rule.
@@ -277,12 +284,11 @@ class Asker:
         return rule
 
     def _set_lifetime(self, rule: Rule, lifetime: str) -> None:
-        if lifetime == "session":
+        life = parse_lifetime(lifetime)
+        if life is Lifetime.SESSION:
             rule.session = self.session
-        elif lifetime not in ("always", "once"):
-            from snitch.core.duration import parse_duration
-
-            rule.expires_at = self.clock() + parse_duration(lifetime)
+        elif not isinstance(life, Lifetime):
+            rule.expires_at = self.clock() + life
 
     def _dry_run(self, rule: Rule) -> dict[str, object]:
         """What storing ``rule`` would decide now; nothing changes."""
@@ -308,7 +314,9 @@ class Asker:
                 decided.append(held.item.id)
         return decided
 
-    def _release(self, held: Held, decision: Decision, by: str, topic: str = "decided") -> None:
+    def _release(
+        self, held: Held, decision: Decision, by: str, topic: Topic = Topic.DECIDED
+    ) -> None:
         item = held.item
         self.held.pop(item.id, None)
         self._by_group.pop(held.group, None)
@@ -334,7 +342,7 @@ class Asker:
         for held in list(self.held.values()):
             if held.item.deadline <= now:
                 decision = Decision(self.default, None, f"ask: expired, default {self.default}")
-                self._release(held, decision, "deadline", topic="expired")
+                self._release(held, decision, "deadline", topic=Topic.EXPIRED)
                 expired.append(held.item.id)
         return expired
 
@@ -343,7 +351,7 @@ class Asker:
         counts = self.prompt_counts().to_dict()
         if counts != self._published:
             self._published = counts
-            self.bus.publish("prompts", counts)
+            self.bus.publish(Topic.PROMPTS, counts)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._tick())

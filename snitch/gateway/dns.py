@@ -16,7 +16,8 @@ from typing import Any
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-from snitch.core.model import Action, Decision, EntryKind, LogEntry, Mode, Proto, Query, Verdict
+from snitch.core.grammar import Verdict
+from snitch.core.model import Action, Decision, EntryKind, LogEntry, Mode, Proto, Query
 from snitch.gateway.dnsmsg import (
     ADDRESS_TYPES,
     LOGGED_TYPES,

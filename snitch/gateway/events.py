@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from snitch.core.grammar import Topic
 from snitch.core.model import LogEntry
 
-Listener = Callable[[str, dict[str, Any]], None]
+Listener = Callable[[Topic, dict[str, Any]], None]
 
 
 class EventBus:
-    """Events are ``(topic, payload)``: ``log`` carries a LogEntry dict; others
-    (``pending``, ``decided``, ``expired``, ``rules``) carry their own dicts."""
+    """Events are ``(topic, payload)`` (``snitch.core.grammar.Topic`` says what each
+    payload holds)."""
 
     def __init__(self) -> None:
         # A tuple, replaced on (un)subscribe: publishing (the packet path) copies nothing.
@@ -24,9 +25,9 @@ class EventBus:
     def unsubscribe(self, listener: Listener) -> None:
         self._listeners = tuple(x for x in self._listeners if x != listener)
 
-    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+    def publish(self, topic: Topic, payload: dict[str, Any]) -> None:
         for listener in self._listeners:
             listener(topic, payload)
 
     def log(self, entry: LogEntry) -> None:
-        self.publish("log", entry.to_dict())
+        self.publish(Topic.LOG, entry.to_dict())

@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from snitch.core.grammar import Topic
+from snitch.core.grammar import Verdict as LogVerdict
 from snitch.core.model import (
     Action,
     Decision,
@@ -20,7 +22,6 @@ from snitch.core.model import (
     Query,
     flow_log_dict,
 )
-from snitch.core.model import Verdict as LogVerdict
 from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import Rebound
 from snitch.gateway.names import NameTable
@@ -279,7 +280,7 @@ class FlowGate:
         if names is None:
             names = self.names.names_for(key.dst)
         self.bus.publish(
-            "log",
+            Topic.LOG,
             flow_log_dict(
                 self.session, str(key.proto), key.src, key.sport, real or key.dst, key.dport,
                 names, verdict or str(decision.action), decision.rule_id,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from snitch.core.grammar import Topic
 from snitch.core.loglimit import LogLimiter, LogLimits
 
 FLUSH_SECONDS = 0.1
@@ -70,8 +71,8 @@ class LogWriter:
     def dropped(self) -> int:
         return self.limiter.dropped
 
-    def on_event(self, topic: str, payload: dict[str, Any]) -> None:
-        if topic == "log":
+    def on_event(self, topic: Topic, payload: dict[str, Any]) -> None:
+        if topic == Topic.LOG:
             line = _ENCODE(payload)
             if self.limiter.admit(payload, len(line) + 1):  # ASCII: one byte a character
                 self._buffer.append(line)

@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from snitch.core.grammar import GatewayState
 from snitch.core.loglimit import LogLimits
 from snitch.core.settings import DEFAULT_MAX_PENDING
 from snitch.gateway import netfilter
@@ -239,7 +240,7 @@ class Gateway:
             # Everything slow happens before the claim; no packet is judged before it.
             if self.web_ports:
                 await self.start_mitm(ifs.sandbox_ip, report=False)
-            self.write_state(state="standby", pid=os.getpid())
+            self.write_state(state=GatewayState.STANDBY, pid=os.getpid())
             claim = self.session_dir / "claim.json"
             while not claim.exists():
                 if stop.is_set():
@@ -267,8 +268,8 @@ class Gateway:
             )
         )
         self.write_state(
-            state="ready", sandbox_ip=ifs.sandbox_ip, mode=str(self.mode), pid=os.getpid(),
-            mitm=self.mitm is not None,
+            state=GatewayState.READY, sandbox_ip=ifs.sandbox_ip, mode=str(self.mode),
+            pid=os.getpid(), mitm=self.mitm is not None,
         )  # fmt: skip
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
         gc.freeze()  # what start-up made lives on: the collector need not scan it again
@@ -302,7 +303,7 @@ class Gateway:
         self.mitm = mitm
         self.gate.web_ready()
         if report:
-            self.write_state(state="ready", sandbox_ip=listen_host, mode=str(self.mode),
+            self.write_state(state=GatewayState.READY, sandbox_ip=listen_host, mode=str(self.mode),
                              pid=os.getpid(), mitm=True)  # fmt: skip
 
     async def stop(self) -> None:
@@ -328,7 +329,7 @@ class Gateway:
         self.rules.close()
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
         self.writer.close()
-        self.write_state(state="stopped", log_dropped=self.writer.dropped)
+        self.write_state(state=GatewayState.STOPPED, log_dropped=self.writer.dropped)
 
 
 def main() -> None:

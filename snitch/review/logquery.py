@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from snitch.core.duration import parse_duration
-from snitch.core.model import EntryKind, LogEntry, Verdict
+from snitch.core.grammar import GatewayState, Verdict, parse_duration
+from snitch.core.model import EntryKind, LogEntry
 
 FRESH_SECONDS = 600.0  # a folder touched this recently is never pruned (it may be starting)
 
@@ -310,7 +310,7 @@ def session_running(folder: Path) -> bool:
     rec = read_json(folder / "session.json")
     if not rec or rec.get("end") is not None:
         return False
-    return read_json(folder / "gateway.json").get("state") == "ready"
+    return read_json(folder / "gateway.json").get("state") == GatewayState.READY
 
 
 def session_ended(folder: Path) -> bool:
@@ -346,8 +346,9 @@ def _sessions(root: Path) -> list[_Session]:
         when = rec.get("end") or rec.get("start") or mtime
         running = session_running(folder) or not rec and (
             time.time() - mtime < FRESH_SECONDS  # being set up
-            or read_json(folder / "gateway.json").get("state") == "standby"  # a pool's
-        )
+            # a pool's gateway waiting for its claim
+            or read_json(folder / "gateway.json").get("state") == GatewayState.STANDBY
+        )  # fmt: skip
         out.append(_Session(folder, float(when), folder_bytes(folder), running))
     return sorted(out, key=lambda s: s.when)
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from sandbox.cli.review import log, sessions
 from sandbox.records import format_entry
-from snitch.core.model import EntryKind, LogEntry, Verdict
+from snitch.core.grammar import Verdict
+from snitch.core.model import EntryKind, LogEntry
 from snitch.review.logquery import Filter, filter_entries, resolutions, summarize
 
 T0 = 1_700_000_000.0

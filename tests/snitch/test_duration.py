@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from snitch.core.duration import format_duration, parse_duration
+from snitch.core.grammar import format_duration, parse_duration
 
 UNITS = [("1s", 1), ("1m", 60), ("1h", 3600), ("1d", 86400), ("1w", 604800)]
 

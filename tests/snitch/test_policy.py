@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 
 from snitch.core.blocklist import Blocklist
-from snitch.core.duration import format_duration, parse_duration
+from snitch.core.grammar import (
+    format_duration,
+    normalize_cidr,
+    normalize_host,
+    parse_duration,
+    parse_port,
+)
 from snitch.core.model import Action, FlowKey, Proto, Query, Rule
-from snitch.core.policy import Policy, check_rule, normalize_cidr, normalize_host, parse_port
+from snitch.core.policy import Policy, check_rule
 
 ALLOW, DENY = Action.ALLOW, Action.DENY
 NOW = 1_700_000_000.0

@@ -19,8 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from sandbox.cli.rules import rules as rules_group
+from snitch.core.grammar import SYNTHETIC_NET, normalize_cidr
 from snitch.core.model import Action, Mode, Proto, Query, Rule
-from snitch.core.policy import SYNTHETIC_NET, Policy, normalize_cidr
+from snitch.core.policy import Policy
 from snitch.core.policyfile import PolicyError, loads_policy
 from snitch.core.store import RuleStore
 from snitch.gateway.events import EventBus

@@ -13,9 +13,10 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, RadioButton, Static
 
+from snitch.core.grammar import is_address
 from snitch.core.model import Action, DecisionRequest, Target
 from snitch.core.safetext import safe
-from tui.format import LIFETIMES, cidr_of, countdown, host_name, is_ip, parent_pattern
+from tui.format import LIFETIMES, cidr_of, countdown, host_name, parent_pattern
 from tui.inert import shown_name
 from tui.widgets.choice import ChoiceSet
 from tui.widgets.pending import PendingRow, describe
@@ -73,7 +74,7 @@ class DecisionDialog(AllowDenyScreen):
         item = row.item
         self.name_ = host_name(item)
         # a synthetic address is coderun's own stand-in for a name: never a rule's target
-        self.has_ip = item.kind != "dns" and is_ip(item.dst) and not item.synthetic
+        self.has_ip = item.kind != "dns" and is_address(item.dst) and not item.synthetic
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:

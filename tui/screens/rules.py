@@ -16,22 +16,23 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 from textual.worker import Worker
 
+from snitch.core.grammar import (
+    Lifetime,
+    format_port,
+    lifetime_value,
+    parse_endpoint,
+    parse_lifetime,
+    parse_port,
+    parse_target,
+)
 from snitch.core.model import Action, Proto, Rule
 from snitch.core.safetext import safe
 from tui.client import ApiError
-from tui.format import PROTOS, format_duration, parse_duration, parse_port, split_target
+from tui.format import PROTOS
 from tui.screens.decide import field_row
 from tui.widgets.choice import ChoiceSet
 
 Explain = Callable[[str, int, str], Awaitable[dict[str, Any]]]
-
-
-def lifetime_text(rule: Rule, now: float) -> str:
-    if rule.once_key is not None:
-        return "once"
-    if rule.expires_at is not None:
-        return format_duration(max(1.0, rule.expires_at - now))
-    return "session" if rule.session is not None else "always"
 
 
 class RuleForm(ModalScreen[Rule | None]):
@@ -47,14 +48,12 @@ class RuleForm(ModalScreen[Rule | None]):
         self.rule = rule
         self.session = session
         self.clock = clock
-        self.life0 = lifetime_text(rule, clock()) if rule else "always"
+        self.life0 = lifetime_value(rule, clock()) if rule else Lifetime.ALWAYS
 
     def compose(self) -> ComposeResult:
         r = self.rule or Rule(Action.ALLOW)
         target = safe(r.host or r.cidr or "")  # an odd name shows escaped (and won't save)
-        port = "any" if not r.port_lo else str(r.port_lo)
-        if r.port_hi != r.port_lo:
-            port += f"-{r.port_hi}"
+        port = format_port(r.port_lo, r.port_hi)
         title = f"Edit rule {r.id}" if self.rule else "New rule"
         with Vertical(id="rule-form", classes="dialog") as box:
             box.border_title = title
@@ -114,22 +113,23 @@ class RuleForm(ModalScreen[Rule | None]):
     def build(self) -> Rule:
         """The rule the form describes; ValueError with a message for a bad field."""
         target, port, life, note = (i.value for i in self._inputs())
-        host, cidr = split_target(target)
+        host, cidr = parse_target(target.strip() or "any")  # an empty field: any
         lo, hi = parse_port(port)
         proto = Proto(self.query_one("#proto", ChoiceSet).value)
         if lo and proto in (Proto.DNS, Proto.ICMP):
             raise ValueError(f"a port makes no sense with {proto}")
         base = self.rule or Rule(Action.ALLOW, source="dashboard")
         fields: dict[str, Any] = {}
-        life = life.strip().lower() or "always"
+        life = life.strip().lower() or Lifetime.ALWAYS
         if life != self.life0 or self.rule is None:
-            if life == "once":
+            lasting = parse_lifetime(life)
+            if lasting is Lifetime.ONCE:
                 raise ValueError("a once rule is made by deciding a pending item")
             fields = {"once_key": None, "session": None, "expires_at": None}
-            if life == "session":
+            if lasting is Lifetime.SESSION:
                 fields["session"] = self.session
-            elif life != "always":
-                fields["expires_at"] = self.clock() + parse_duration(life)
+            elif not isinstance(lasting, Lifetime):
+                fields["expires_at"] = self.clock() + lasting
         return dataclasses.replace(
             base,
             action=Action(self.query_one("#action", ChoiceSet).value),
@@ -141,22 +141,6 @@ class RuleForm(ModalScreen[Rule | None]):
             note=note.strip(),
             **fields,
         )
-
-
-def split_endpoint(text: str) -> tuple[str, int]:
-    """``host``, ``host:443``, ``10.0.0.1:80`` or ``[::1]:443`` -> (host, port or 0)."""
-    s = text.strip()
-    if s.startswith("["):
-        host, _, rest = s[1:].partition("]")
-        port = rest.lstrip(":")
-    elif s.count(":") == 1:
-        host, _, port = s.partition(":")
-    else:
-        host, port = s, ""
-    if not host:
-        raise ValueError("type a host, e.g. api.example.test:443")
-    lo, _ = parse_port(port) if port else (0, 0)
-    return host, lo
 
 
 def render_explanation(result: dict[str, Any]) -> Group:
@@ -234,7 +218,7 @@ class ExplainDialog(ModalScreen[None]):
         out = self.query_one("#explain-text", Static)
         out.remove_class("hint")
         try:
-            host, port = split_endpoint(self.query_one("#host", Input).value)
+            host, port = parse_endpoint(self.query_one("#host", Input).value)
             result = await self.explain(host, port, self.query_one("#proto", ChoiceSet).value)
         except ValueError as exc:
             out.update(Text(str(exc), style="red"))

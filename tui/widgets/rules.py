@@ -12,9 +12,10 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from snitch.core.grammar import lifetime_text
 from snitch.core.model import Rule
 from snitch.core.safetext import safe
-from tui.format import clock_time, rule_lifetime, rule_target
+from tui.format import LIFETIME_PARTS, clock_time, rule_target
 from tui.inert import NAME_WIDTH
 
 Cell = str | Text
@@ -105,7 +106,7 @@ class RulesView(Vertical):
         else:
             r = row.rule
             what = f"{safe(r.action)} {rule_target(r, NAME_WIDTH)}"
-            parts = [f"rule {r.id}: {what}", rule_lifetime(r, self.clock())]
+            parts = [f"rule {r.id}: {what}", lifetime_text(r, self.clock(), LIFETIME_PARTS)]
             parts += [f"scope {safe(r.scope)}"] if r.scope != "global" else []
             parts += [f"priority {r.priority}"] if r.priority else []
             parts += [f"{r.hits} hits"] + ([f"last {clock_time(r.last_hit)}"] if r.last_hit else [])
@@ -139,7 +140,9 @@ class RulesView(Vertical):
         for key, row in self.rows.items():
             if row.rule.expires_at is not None:
                 style = "" if row.rule.enabled else "dim"
-                table.update_cell(key, "life", Text(rule_lifetime(row.rule, now), style=style))
+                table.update_cell(
+                    key, "life", Text(lifetime_text(row.rule, now, LIFETIME_PARTS), style=style)
+                )
 
     def _rebuild(self) -> None:
         rows: dict[str, RuleRow] = {}
@@ -174,7 +177,7 @@ class RulesView(Vertical):
             Text("✓" if rule.enabled else "✗", style="green" if rule.enabled else "red"),
             action if rule.enabled else Text(safe(rule.action), style="dim"),
             Text(rule_target(rule, TARGET_WIDTH), style=dim),
-            Text(rule_lifetime(rule, now), style=dim),
+            Text(lifetime_text(rule, now, LIFETIME_PARTS), style=dim),
             Text(str(rule.hits), justify="right", style=dim),
             Text(note, style="dim"),
         ]

@@ -12,8 +12,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from snitch.core.grammar import format_port, normalize_name
 from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import format_port, normalize_name, precedence_key
+from snitch.core.policy import precedence_key
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolutions = Mapping[str, Sequence[str]]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from snitch.core.grammar import format_port
 from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import format_port
 from snitch.review.export.common import ExportOptions, ExportResult, Resolutions, header, prepare
 
 

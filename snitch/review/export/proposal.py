@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from snitch.core.grammar import normalize_cidr, normalize_host
 from snitch.core.model import Action, EntryKind, LogEntry, Proto, Query, Rule
-from snitch.core.policy import Policy, normalize_cidr, normalize_host
+from snitch.core.policy import Policy
 
 _FLOW_PROTOS = {"tcp": Proto.TCP, "udp": Proto.UDP, "icmp": Proto.ICMP}
 
