@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snitch.core.grammar import format_port
 from snitch.core.model import Mode, Rule
-from snitch.core.policy import format_port
 from snitch.core.policyfile import (
     Locator,
     PolicyError,

@@ -156,7 +156,7 @@ PLANTED = (
     ),
     Plant(
         "a batch pattern widened to `*.test`",
-        "tui/format.py",
+        "snitch/core/grammar.py",
         "if len(labels) >= 3:",
         "if len(labels) >= 2:",
         ("tests/tui/test_format.py",),

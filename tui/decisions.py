@@ -12,10 +12,11 @@ from rich.text import Text
 from textual.app import App
 from textual.worker import Worker
 
+from snitch.core.grammar import parent_pattern
 from snitch.core.model import DecisionRequest, Target
 from snitch.core.safetext import is_plain_name, safe
 from tui.client import CONFLICT, ApiError
-from tui.format import host_name, lasting_rule_text, parent_pattern, pattern_matches
+from tui.format import host_name, lasting_rule_text, pattern_matches
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.decide import BatchDialog, DecisionDialog
 from tui.sessions import LINK_ERRORS, SessionLink

@@ -7,7 +7,6 @@ via ``tui.inert``); callers still wrap it in ``Text``, never in markup.
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,18 +44,6 @@ def host_name(item: Pending) -> str | None:
     """The item's name (SNI, a DNS name, the looked-up name), or None for a bare address."""
     label = item.label
     return None if is_address(label) else label
-
-
-def parent_pattern(name: str) -> str:
-    """``api.example.test`` -> ``*.example.test``; a two-label name covers its own subdomains."""
-    labels = name.rstrip(".").split(".")
-    if len(labels) >= 3:
-        return "*." + ".".join(labels[1:])
-    return "*." + name.rstrip(".")
-
-
-def cidr_of(address: str, prefix: int) -> str:
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 def item_names(item: Pending) -> list[str]:

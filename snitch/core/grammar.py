@@ -182,6 +182,20 @@ def is_address(text: str) -> bool:
     return True
 
 
+def parent_pattern(name: str) -> str:
+    """The rule target for a name's parent domain: ``api.example.test`` ->
+    ``*.example.test``; a two-label name covers its own subdomains (never ``*.test``)."""
+    labels = name.rstrip(".").split(".")
+    if len(labels) >= 3:
+        return "*." + ".".join(labels[1:])
+    return "*." + name.rstrip(".")
+
+
+def network_of(address: str, prefix: int) -> str:
+    """The network of ``prefix`` bits around ``address``: (192.0.2.7, 24) -> 192.0.2.0/24."""
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
 def normalize_host(host: str) -> str:
     """A rule's ``host``: an exact name or ``*.domain``, lower-cased; ValueError if invalid."""
     h = normalize_name(host)

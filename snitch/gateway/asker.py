@@ -27,6 +27,8 @@ from snitch.core.grammar import (
     Lifetime,
     Topic,
     is_synthetic_address,
+    network_of,
+    parent_pattern,
     parse_lifetime,
     synthetic_target,
 )
@@ -85,11 +87,6 @@ class Held:
 # Called with the held packet, its key and the final decision, to give the verdict and
 # log the flow (FlowGate.finish).
 Finisher = Callable[[QueuedPacket, FlowKey, Decision, str, tuple[str, ...]], None]
-
-
-def parent_domain(name: str) -> str:
-    labels = name.split(".")
-    return ".".join(labels[1:]) if len(labels) > 2 else name
 
 
 def claimed_note(claimed: str) -> str:
@@ -272,11 +269,11 @@ class Asker:
         if target is Target.HOST:
             rule.host = name
         elif target is Target.DOMAIN:
-            rule.host = "*." + parent_domain(name)
+            rule.host = parent_pattern(name)
         elif target is Target.IP:
             rule.cidr = f"{address}/32"
         else:
-            rule.cidr = _network(address, request.cidr_prefix)
+            rule.cidr = network_of(address, request.cidr_prefix)
         if request.port == "this" and item.proto in ("tcp", "udp"):
             rule.port_lo = rule.port_hi = item.dport
         rule.proto = Proto(item.proto) if item.kind == "flow" else Proto.DNS
@@ -367,9 +364,3 @@ class Asker:
             self._task.cancel()
         for held in list(self.held.values()):  # fail closed: nothing held slips through
             self._release(held, Decision(Action.DENY, None, "gateway stopping"), "shutdown")
-
-
-def _network(ip: str, prefix: int) -> str:
-    import ipaddress
-
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

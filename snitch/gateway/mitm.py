@@ -32,6 +32,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from snitch.core.grammar import is_address
 from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
 from snitch.gateway.asker import claimed_note
 
@@ -218,7 +219,7 @@ class SnitchAddon:
         req = flow.request
         dst, port = flow.server_conn.address[:2] if flow.server_conn.address else ("", req.port)
         host = str(req.pretty_host).rstrip(".").lower()
-        if host and not _is_address(host):
+        if host and not is_address(host.strip("[]")):
             denied = self.name_denied(host, int(port))
             if denied is not None:
                 self._refuse(flow, denied, f"Host {host} named by {denied.reason}")
@@ -296,16 +297,6 @@ class SnitchAddon:
                 reason=denied.reason if denied is not None else "",
             )
         )  # fmt: skip
-
-
-def _is_address(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _refuse_layer() -> type:

@@ -12,7 +12,6 @@ import csv
 import datetime as dt
 import fnmatch
 import io
-import ipaddress
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from snitch.core.grammar import GatewayState, Verdict, parse_duration
+from snitch.core.grammar import GatewayState, Verdict, is_address, parse_duration
 from snitch.core.model import EntryKind, LogEntry
 
 FRESH_SECONDS = 600.0  # a folder touched this recently is never pruned (it may be starting)
@@ -262,14 +261,6 @@ def write_csv(entries: Iterable[LogEntry], out: IO[str], header: bool = True) ->
 # -- names -> addresses ----------------------------------------------------------------------
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def resolutions(entries: Iterable[LogEntry]) -> dict[str, list[str]]:
     """Name -> addresses seen for it: real DNS answers, and the dst of flows with names.
 
@@ -279,7 +270,7 @@ def resolutions(entries: Iterable[LogEntry]) -> dict[str, list[str]]:
 
     def add(name: str, addr: str) -> None:
         n = name.lower().rstrip(".")
-        if n and _is_ip(addr):
+        if n and is_address(addr):
             addrs = out.setdefault(n, [])
             if addr not in addrs:
                 addrs.append(addr)

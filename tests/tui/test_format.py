@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from snitch.core.grammar import parent_pattern
 from tests.fakes import pending
-from tui.format import parent_pattern, pattern_matches
+from tui.format import pattern_matches
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, RadioButton, Static
 
-from snitch.core.grammar import is_address
+from snitch.core.grammar import is_address, network_of, parent_pattern
 from snitch.core.model import Action, DecisionRequest, Target
 from snitch.core.safetext import safe
-from tui.format import LIFETIMES, cidr_of, countdown, host_name, parent_pattern
+from tui.format import LIFETIMES, countdown, host_name
 from tui.inert import shown_name
 from tui.widgets.choice import ChoiceSet
 from tui.widgets.pending import PendingRow, describe
@@ -144,7 +144,7 @@ class DecisionDialog(AllowDenyScreen):
     def _cidr_label(self, prefix: int) -> Text:
         if not self.has_ip:
             return Text("a CIDR")
-        return Text(f"CIDR {cidr_of(self.row.item.dst, prefix)}")
+        return Text(f"CIDR {network_of(self.row.item.dst, prefix)}")
 
     def _prefix(self) -> int:
         text = self.query_one("#prefix", Input).value

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from snitch.core.grammar import format_port, normalize_name
+from snitch.core.grammar import format_port, is_address, normalize_name
 from snitch.core.model import Action, Proto, Rule
 from snitch.core.policy import precedence_key
 
@@ -61,6 +61,13 @@ class Dest:
 class Prepared:
     rules: list[Rule]
     warnings: list[str]
+
+
+def check_resolvers(opts: ExportOptions) -> None:
+    """ExportError unless every resolver is an address."""
+    for r in opts.resolvers:
+        if not is_address(r):
+            raise ExportError(f"bad resolver address {r!r}")
 
 
 def prepare(rules: Sequence[Rule], now: float | None = None) -> Prepared:

@@ -13,10 +13,10 @@ import ipaddress
 from snitch.core.model import Action, Proto, Rule
 from snitch.review.export.common import (
     Dest,
-    ExportError,
     ExportOptions,
     ExportResult,
     Resolutions,
+    check_resolvers,
     clean_comment,
     destinations,
     header,
@@ -115,11 +115,7 @@ def _table(
 def export_iptables(
     rules: list[Rule], resolutions: Resolutions, opts: ExportOptions
 ) -> ExportResult:
-    for r in opts.resolvers:
-        try:
-            ipaddress.ip_address(r)
-        except ValueError:
-            raise ExportError(f"bad resolver address {r!r}") from None
+    check_resolvers(opts)
     prep = prepare(rules, opts.now)
     warnings = list(prep.warnings)
     for rule in prep.rules:

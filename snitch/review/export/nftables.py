@@ -22,6 +22,7 @@ from snitch.review.export.common import (
     ExportResult,
     IPNetwork,
     Resolutions,
+    check_resolvers,
     clean_comment,
     destinations,
     header,
@@ -128,11 +129,7 @@ def export_nftables(
 ) -> ExportResult:
     if not _IDENT.fullmatch(opts.name):
         raise ExportError(f"bad table name {opts.name!r} (letters, digits, _ and -)")
-    for r in opts.resolvers:
-        try:
-            ipaddress.ip_address(r)
-        except ValueError:
-            raise ExportError(f"bad resolver address {r!r}") from None
+    check_resolvers(opts)
     prep = prepare(rules, opts.now)
     warnings = list(prep.warnings)
     sets: list[str] = []
