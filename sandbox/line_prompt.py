@@ -39,16 +39,16 @@ from typing import Any
 from sandbox import paths
 from sandbox.session import Session
 from sandbox.textout import rule_text, show_name, write_trusted
-from snitch.core.grammar import Topic
+from snitch.core.grammar import Lifetime, Topic
 from snitch.core.model import Action, DecisionRequest, Pending, Rule, Target
 from snitch.core.safetext import safe, safe_block
 from snitch.review.client import ApiError, GatewayClient
 
 ANSWERS = {
-    "a": (Action.ALLOW, "once"),
-    "A": (Action.ALLOW, "always"),
-    "d": (Action.DENY, "once"),
-    "D": (Action.DENY, "always"),
+    "a": (Action.ALLOW, Lifetime.ONCE),
+    "A": (Action.ALLOW, Lifetime.ALWAYS),
+    "d": (Action.DENY, Lifetime.ONCE),
+    "D": (Action.DENY, Lifetime.ALWAYS),
 }
 SETTLE_SECONDS = 0.25  # an answer this soon after its question was typed before it
 HOLD_CHARS = 4 * 1024 * 1024  # output held while asking; beyond it the command waits
@@ -306,7 +306,7 @@ class LinePrompt:
                     self._say("answer a, A, d or D (then Enter)")
                     continue
                 action, lifetime = answer
-                if lifetime == "always":
+                if lifetime == Lifetime.ALWAYS:
                     confirmed = await self._confirm_lasting(item, action)
                     if confirmed is None or isinstance(confirmed, _Withdrawn):
                         return self._unanswered(item, confirmed)
@@ -390,7 +390,7 @@ class LinePrompt:
             return
         verb = "allowed" if action is Action.ALLOW else "denied"
         rule = result.get("rule")
-        if lifetime == "once" or not rule:
+        if lifetime == Lifetime.ONCE or not rule:
             self._say(f"{verb} once: {where(item)}")
         else:
             stored = Rule.from_dict(rule)

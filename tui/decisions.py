@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.app import App
 from textual.worker import Worker
 
-from snitch.core.grammar import parent_pattern
+from snitch.core.grammar import Lifetime, parent_pattern
 from snitch.core.model import DecisionRequest, Target
 from snitch.core.safetext import is_plain_name, safe
 from tui.client import CONFLICT, ApiError
@@ -67,7 +67,7 @@ class DecidingApp(App[None]):
                         title="Not decided", severity="warning", markup=False)  # fmt: skip
             return
         if message.always:
-            request.lifetime = "always"
+            request.lifetime = Lifetime.ALWAYS
             request.port = "any" if item.kind == "dns" else "this"
         self.decide([(row.link, [row.key])], request, describe(row))
 
@@ -122,7 +122,7 @@ class DecidingApp(App[None]):
         the rule the gateway will store (a dry run) and sent only when confirmed."""
         if not targets:
             return
-        if request.lifetime == "once":
+        if request.lifetime == Lifetime.ONCE:
             for link, keys in targets:
                 self.send_decision(link, request, keys)
             return

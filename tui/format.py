@@ -185,7 +185,10 @@ def lasting_rule_text(rule: dict[str, Any] | None, subject: Text, now: float) ->
         return text
     stored = Rule.from_dict(rule)
     life = lifetime_text(stored, now, LIFETIME_PARTS)
-    span = {"always": "from now on, in every session", "session": "for this session"}
+    span: dict[str, str] = {
+        Lifetime.ALWAYS: "from now on, in every session",
+        Lifetime.SESSION: "for this session",
+    }
     action_style = "bold green" if stored.action == "allow" else "bold red"
     text.append("\n\nThis stores the rule\n\n  ")
     text.append(safe(stored.action), style=action_style)

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from snitch.core.grammar import Lifetime
 from snitch.core.model import (
     DecisionRequest,
     Event,
@@ -137,7 +138,7 @@ class MemoryGateway:
         return [request.pending_id] if request.pending_id in self.items else []
 
     def _rule_for(self, request: DecisionRequest, ids: list[str]) -> Rule | None:
-        if request.lifetime == "once":
+        if request.lifetime == Lifetime.ONCE:
             return None
         if request.pattern:
             return Rule(request.action, host=request.pattern, source="prompt")

@@ -55,6 +55,7 @@ class Topic(enum.StrEnum):
     RULES = "rules"  # data: {}: the rules changed
     SESSION = "session"  # data: the session info, sent first on every stream
     PROMPTS = "prompts"  # data: PromptCounts, when they changed
+    PORTS = "ports"  # data: the sandbox's listening ports and their forwards
 
 
 class GatewayState(enum.StrEnum):

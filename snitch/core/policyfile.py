@@ -28,11 +28,12 @@ from typing import Any
 
 from snitch.core.blocklist import normalize_entry
 from snitch.core.grammar import (
+    Lifetime,
     check_scope,
     format_port,
     normalize_cidr,
     normalize_host,
-    parse_duration,
+    parse_lifetime,
     parse_port,
 )
 from snitch.core.model import Action, Proto, Rule
@@ -210,24 +211,27 @@ def _rule_from_table(table: dict[str, Any], now: float) -> Rule:
 def _apply_lifetime(rule: Rule, table: dict[str, Any], now: float) -> None:
     if "lifetime" not in table:
         return
-    life = _str(table["lifetime"], "lifetime").strip()
-    if life == "once":
+    text = _str(table["lifetime"], "lifetime").strip()
+    try:
+        life: Lifetime | float | None = parse_lifetime(text)
+    except ValueError:
+        life = None
+    if life is Lifetime.ONCE:
         raise ValueError("lifetime 'once' is not allowed in a policy file (one connection only)")
-    if life == "always":
+    if life is Lifetime.ALWAYS:
         if "session" in table or "expires_at" in table:
             raise ValueError("lifetime 'always' contradicts session/expires_at")
-    elif life == "session":
+    elif life is Lifetime.SESSION:
         if "session" not in table:
             raise ValueError("lifetime 'session' needs a session key with the session id")
     else:
         if "expires_at" in table:
             raise ValueError("give either a lifetime duration or expires_at, not both")
-        try:
-            rule.expires_at = now + parse_duration(life)
-        except ValueError:
+        if life is None:
             raise ValueError(
-                f"bad lifetime {life!r} (want always, session or a duration: 30s, 5m, 1h, 2d)"
-            ) from None
+                f"bad lifetime {text!r} (want always, session or a duration: 30s, 5m, 1h, 2d)"
+            )
+        rule.expires_at = now + life
 
 
 def parse_toml(text: str, file: str) -> tuple[dict[str, Any], Locator]:

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snitch.core.grammar import Topic
 from snitch.core.model import EntryKind, LogEntry
 from snitch.gateway.events import EventBus
 
 log = logging.getLogger(__name__)
 
-TOPIC = "ports"
 MAX_LISTENING = 256  # what one report may list (a sandbox can open many sockets)
 MAX_FORWARDS = 32
 LOOPBACK = "127.0.0.1"
@@ -138,7 +138,7 @@ class Ports:
         if changed:
             for key in now.keys() - self.listening.keys():
                 log.info("listening in the sandbox: %s", key)
-            self.bus.publish(TOPIC, self.state())
+            self.bus.publish(Topic.PORTS, self.state())
         return self.state()
 
     async def forward(self, body: Any) -> dict[str, Any]:
@@ -175,7 +175,7 @@ class Ports:
         if self.uid is not None and self.gid is not None:
             os.chown(path, self.uid, self.gid)
         self.forwards[port] = fwd
-        self.bus.publish(TOPIC, self.state())
+        self.bus.publish(Topic.PORTS, self.state())
         return fwd.to_dict()
 
     def _relay(self, fwd: Forward, reader: asyncio.StreamReader,
