@@ -32,8 +32,22 @@ from sandbox import paths
 from sandbox.buildview import BuildView
 from sandbox.data import images_dir
 
+# The language runtimes a sandbox can use (``--image NAME``) and their images.
+RUNTIMES = {
+    "bash": "sandbox-bash",
+    "python": "sandbox-python",
+    "node": "sandbox-node",
+    "go": "sandbox-go",
+    "ruby": "sandbox-ruby",
+    "rails": "sandbox-rails",
+}
+# What a run, the pool and the tests need; the other runtimes are built on first use.
 NAMES = ("gateway", "internet", "sandbox-bash", "sandbox-python")
-RUNTIMES = {"bash": "sandbox-bash", "python": "sandbox-python"}
+# Every image coderun knows (``coderun images list``); ``registry`` serves the package
+# fixtures of the package-manager tests and benchmarks.
+ALL_NAMES = (*NAMES, "sandbox-node", "sandbox-go", "sandbox-ruby", "sandbox-rails", "registry")
+# An image built on another of coderun's images (its BASE) instead of the base image.
+PARENTS = {"sandbox-rails": "sandbox-ruby", "registry": "sandbox-ruby"}
 UPSTREAM_BASE = "debian:trixie-slim"
 DEBOOTSTRAP_SUITE = "trixie"
 DEBOOTSTRAP_PACKAGES = (
@@ -202,7 +216,33 @@ def build_context(name: str) -> Iterator[Path]:
 
 
 def image_tag(name: str, base_id: str) -> str:
-    return f"coderun-{name}:{_hash_dir(image_dir(name), base_id)}"
+    """The tag of an image: a hash of its inputs and of what it is built on (the base
+    image's id, or the tag of its parent image, which hashes the base in turn)."""
+    parent = PARENTS.get(name)
+    seed = image_tag(parent, base_id) if parent else base_id
+    return f"coderun-{name}:{_hash_dir(image_dir(name), seed)}"
+
+
+def with_parents(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` with the images they are built on, parents first, each once."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name in PARENTS:
+            add(PARENTS[name])
+        if name not in out:
+            out.append(name)
+
+    for name in names:
+        if name not in ALL_NAMES:
+            raise ImageError(f"unknown image {name!r} (coderun's images: {', '.join(ALL_NAMES)})")
+        add(name)
+    return tuple(out)
+
+
+def image_name(runtime: str) -> str:
+    """``node`` -> ``sandbox-node``; an image's own name is kept."""
+    return RUNTIMES.get(runtime, runtime)
 
 
 def base_id_of(client: docker.DockerClient, base: str) -> str:
@@ -217,19 +257,20 @@ def build(
     force: bool = False,
     view: BuildView | None = None,
 ) -> dict[str, str]:
-    """Make sure every named image exists; return name -> tag. Each image built shows
-    one progress line (``view``; sandbox/buildview.py)."""
+    """Make sure every named image (and the images they are built on) exists; return
+    name -> tag. Each image built shows one progress line (``view``; sandbox/buildview.py)."""
     view = view if view is not None else BuildView()
     say = progress if progress is not None else view.message
     base = base_image(client, say)
     base_id = base_id_of(client, base)
     tags: dict[str, str] = {}
-    for name in names:
+    for name in with_parents(names):
         tag = image_tag(name, base_id)
         tags[name] = tag
         if not force and _exists(client, tag):
             continue
-        args = {"BASE": base, **prepare_wheels(name, say)}
+        parent = tags[PARENTS[name]] if name in PARENTS else base
+        args = {"BASE": parent, **prepare_wheels(name, say)}
         view.start(name, tag)
         ok = False
         try:
@@ -264,9 +305,13 @@ def _build_one(
 
 
 def resolve_runtime(client: docker.DockerClient, image: str, tags: dict[str, str]) -> str:
-    """``bash``/``python`` map to coderun's runtimes; anything else is an image name."""
+    """``bash``, ``python``, ``node``... map to coderun's runtimes (built when missing);
+    anything else is an image name."""
     if image in RUNTIMES:
-        return tags[RUNTIMES[image]]
+        name = RUNTIMES[image]
+        if name not in tags:
+            tags.update(build(client, (name,)))
+        return tags[name]
     if _exists(client, image) is None:
         raise ImageError(f"image {image!r} not found locally (coderun never pulls sandbox images)")
     return image

@@ -16,6 +16,9 @@
   ``/ca.pem``): answers ``hello from HOST PATH``; ``/bytes/N`` answers N bytes; a POST
   body is counted and acknowledged.
 - UDP echo (7). Ping is answered by the kernel.
+- Other servers on this network (the package registries of ``sandbox/registry.py``)
+  get names outside the zone by writing ``{"name": "address"}`` to ``NAMES_FILE``
+  (read again when it changes); nothing else outside the zone resolves.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from dnslib import (  # type: ignore[import-untyped]
 )
 
 CA_DIR = Path("/ca")
+NAMES_FILE = Path("/etc/internet/names.json")
 ZONE = "example.test"
 # name -> offset of its own address from the top of the subnet (.254 - n on a /24).
 HOSTS = {"evil.example.test": 1, "tracker.example.test": 2, "other.example.test": 3}
@@ -117,6 +121,20 @@ class DNSServer(asyncio.DatagramProtocol):
         self.hosts = hosts
         self.bridge = bridge
         self.transport: asyncio.DatagramTransport | None = None
+        self.extra: dict[str, str] = {}
+        self.extra_stamp = 0.0
+
+    def extra_names(self) -> dict[str, str]:
+        """Names other servers on this network registered (NAMES_FILE), lower-cased."""
+        try:
+            stamp = NAMES_FILE.stat().st_mtime
+            if stamp != self.extra_stamp:
+                table = json.loads(NAMES_FILE.read_text())
+                self.extra = {str(k).lower(): str(v) for k, v in table.items()}
+                self.extra_stamp = stamp
+        except (OSError, ValueError, AttributeError):
+            pass
+        return self.extra
 
     def answer(self, data: bytes, asker: str = "") -> bytes:
         request = DNSRecord.parse(data)
@@ -126,7 +144,11 @@ class DNSServer(asyncio.DatagramProtocol):
         print(f"DNS {wire} {qtype} id={request.header.id}", flush=True)
         reply = request.reply()
         known = qname == ZONE or qname.endswith("." + ZONE)
-        if not known:
+        extra = self.extra_names()
+        if qname in extra:
+            if qtype == "A":
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(extra[qname]), ttl=60))
+        elif not known:
             reply.header.rcode = RCODE.NXDOMAIN
         elif qname.endswith("." + REBIND_ZONE):
             self.hostile(reply, qname, qtype, asker)

@@ -25,6 +25,11 @@ LAZY_COMMANDS = {
     "doctor": ("sandbox.cli.doctor", "doctor_command"),
     "exec": ("sandbox.cli.profiles", "exec_command"),
     "profiles": ("sandbox.cli.profiles", "profiles"),
+    "npm": ("sandbox.cli.pm", "npm"),
+    "pip": ("sandbox.cli.pm", "pip"),
+    "bundle": ("sandbox.cli.pm", "bundle"),
+    "go": ("sandbox.cli.pm", "go"),
+    "pm": ("sandbox.cli.pm", "pm_group"),
 }
 
 

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 @click.command(context_settings={"allow_interspersed_args": False})
 @click.option("--image", default="bash", show_default=True,
-              help="Sandbox runtime: bash, python, or a local image name.")
+              help="Sandbox runtime: bash, python, node, go, ruby, rails, or a local "
+              "image name.")
 @click.option("--policy", "policy_file",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A policy file (TOML) whose rules apply to this run only.")

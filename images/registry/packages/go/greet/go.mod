@@ -1,0 +1,3 @@
+module fixtures.test/greet
+
+go 1.21

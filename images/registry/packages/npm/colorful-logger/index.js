@@ -1,0 +1,1 @@
+module.exports = (text) => `\u001b[32m${text}\u001b[0m`;

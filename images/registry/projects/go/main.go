@@ -1,0 +1,11 @@
+package main
+
+import (
+	"fmt"
+
+	"fixtures.test/greet"
+)
+
+func main() {
+	fmt.Println(greet.Hello("go"))
+}

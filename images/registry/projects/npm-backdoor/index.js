@@ -1,0 +1,1 @@
+console.log(require("colorful-logger")(require("hello-fixture")("npm")));
