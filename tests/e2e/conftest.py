@@ -22,6 +22,7 @@ import pytest
 
 from sandbox import images
 from sandbox.internet import DemoInternet, start_internet
+from sandbox.registry import Registry
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
 
@@ -138,3 +139,44 @@ def wait_for(cond: Callable[[], object], what: str, timeout: float = 30.0) -> ob
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+# --- the package registry fixture (issue 16): coderun npm/pip/bundle/go -------------
+
+PM_POLICY = Path(__file__).resolve().parents[2] / "examples" / "pm-fixture-policy.toml"
+
+
+@pytest.fixture(scope="session")
+def registry(client: docker.DockerClient, internet: DemoInternet) -> Iterator[Registry]:
+    """registry.npmjs.test, pypi.test, rubygems.test, proxy.golang.test (sandbox/registry.py)."""
+    from sandbox.registry import start_registry
+
+    tag = images.build(client, ("registry",))["registry"]
+    reg = start_registry(client, tag, internet)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture()
+def run_pm(home: Path, internet: DemoInternet, registry: Registry) -> Callable[..., Result]:
+    """Run ``coderun TOOL [--image I] ARGS`` in folder ``project`` against the registry
+    fixture, in enforce mode with examples/pm-fixture-policy.toml."""
+    from sandbox.registry import TOOL_ENV
+
+    def run(
+        tool: str, project: Path, *args: str, image: str | None = None, mode: str = "enforce",
+        timeout: float = 300,
+    ) -> Result:  # fmt: skip
+        opts = ["--egress-network", internet.network_name, "--dns-upstream", internet.ip,
+                "--mode", mode, "--policy", str(PM_POLICY)]  # fmt: skip
+        if image:
+            opts += ["--image", image]
+        for key, value in TOOL_ENV[tool].items():
+            opts += ["-e", f"{key}={value}"]
+        start = time.monotonic()
+        proc = subprocess.run(coderun_cmd(tool, *opts, *args), cwd=project, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+        seconds = time.monotonic() - start
+        return Result(proc.returncode, proc.stdout, proc.stderr, seconds, latest_log(home))
+
+    return run

@@ -47,7 +47,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("tool", sorted(pm.TOOLS))
 def test_shipped_policies_load_and_only_allow(tool: str) -> None:
     rules = load_policy(pm.shipped_policy(tool))
-    assert rules and all(r.action.value == "allow" and (r.port_lo, r.port_hi) == (443, 443) for r in rules)
+    assert rules
+    assert all(r.action.value == "allow" and (r.port_lo, r.port_hi) == (443, 443) for r in rules)
 
 
 def test_npm_runs_in_the_project_with_its_cache_and_policy(
