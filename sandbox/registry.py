@@ -76,7 +76,7 @@ def register_names(internet: DemoInternet, names: dict[str, str]) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("names.json.new")
-        info.size = len(data)
+        info.size, info.mtime = len(data), int(time.time())
         tar.addfile(info, io.BytesIO(data))
     internet.container.exec_run(["mkdir", "-p", os.path.dirname(NAMES_FILE)])
     if not internet.container.put_archive(os.path.dirname(NAMES_FILE), buf.getvalue()):

@@ -122,12 +122,13 @@ class DNSServer(asyncio.DatagramProtocol):
         self.bridge = bridge
         self.transport: asyncio.DatagramTransport | None = None
         self.extra: dict[str, str] = {}
-        self.extra_stamp = 0.0
+        self.extra_stamp: tuple[float, int] | None = None
 
     def extra_names(self) -> dict[str, str]:
         """Names other servers on this network registered (NAMES_FILE), lower-cased."""
         try:
-            stamp = NAMES_FILE.stat().st_mtime
+            st = NAMES_FILE.stat()
+            stamp = (st.st_mtime, st.st_ino)
             if stamp != self.extra_stamp:
                 table = json.loads(NAMES_FILE.read_text())
                 self.extra = {str(k).lower(): str(v) for k, v in table.items()}

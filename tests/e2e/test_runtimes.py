@@ -39,7 +39,7 @@ def test_node_installs_and_uses_a_package(
     installed = run_pm("npm", project, "install")
     assert installed.status == 0, installed.stdout + installed.stderr
     assert (project / "node_modules/hello-fixture/index.js").is_file()
-    used = run_pm("npm", project, "exec", "--", "node", "index.js")
+    used = run_pm("npm", project, "exec", "--call", "node index.js")
     assert "hello, npm, from hello-fixture" in used.stdout, used.stdout + used.stderr
 
 
