@@ -9,6 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from sandbox import images
 from sandbox.internet import start_internet
 from tests.install.conftest import ROOT, Installed
 
@@ -82,8 +83,9 @@ def test_the_package_and_its_data_come_from_the_venv(installed: Installed) -> No
         "from sandbox.data import images_dir, examples_dir\n"
         "from sandbox import images\n"
         "print(sandbox.__file__, snitch.__file__, tui.__file__)\n"
-        "print(*(images_dir() / n / 'Dockerfile' for n in images.NAMES))\n"
+        "print(*(images_dir() / n / 'Dockerfile' for n in images.ALL_NAMES))\n"
         "print(examples_dir() / 'install.sh', examples_dir() / 'demo-policy.toml')\n"
+        "from sandbox import pm; print(*(pm.shipped_policy(t) for t in pm.TOOLS))\n"
         "import importlib.resources as r; print(r.files('tui') / 'dashboard.tcss')\n"
     ).stdout.split()
     for name in out:
@@ -92,6 +94,11 @@ def test_the_package_and_its_data_come_from_the_venv(installed: Installed) -> No
         assert path.resolve().is_relative_to(site), path
         assert not path.resolve().is_relative_to(ROOT), path
     assert not list(site.glob("sandbox/data/images/*/wheels"))  # never in the package
+    # every input of every image is in the wheel: the registry fixture's nested files too
+    tags = installed.python(
+        "from sandbox import images; print(*(images.image_tag(n, 'b') for n in images.ALL_NAMES))"
+    ).stdout.split()
+    assert tags == [images.image_tag(n, "b") for n in images.ALL_NAMES]
 
     version = installed.coderun("--version").stdout
     assert version.startswith("coderun 0.1.0\n"), version
