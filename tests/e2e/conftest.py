@@ -158,9 +158,13 @@ def registry(client: docker.DockerClient, internet: DemoInternet) -> Iterator[Re
 
 
 @pytest.fixture()
-def run_pm(home: Path, internet: DemoInternet, registry: Registry) -> Callable[..., Result]:
+def run_pm(
+    home: Path, internet: DemoInternet, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Result]:
     """Run ``coderun TOOL [--image I] ARGS`` in folder ``project`` against the registry
-    fixture, in enforce mode with examples/pm-fixture-policy.toml."""
+    fixture, in enforce mode with examples/pm-fixture-policy.toml; each test has its
+    own package caches (CODERUN_CACHE), so every test downloads what it installs."""
+    monkeypatch.setenv("CODERUN_CACHE", str(home.parent / "cache"))
     from sandbox.registry import TOOL_ENV
 
     def run(
