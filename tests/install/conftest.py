@@ -38,13 +38,22 @@ def _run(cmd: list[str], timeout: float = 600, **kw: object) -> subprocess.Compl
     return proc
 
 
+JUNK = ("build", "dist", "*.egg-info", "__pycache__", ".venv", "wheels", ".mypy_cache",
+        ".ruff_cache", ".pytest_cache", ".hypothesis", ".grimp_cache")
+
+
 def copy_source(dest: Path) -> Path:
     """The checkout's files as git sees them (tracked and new, not ignored): no stale
-    build/, egg-info or wheels/ can slip into the wheel. Links are copied as links."""
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
+    build/, egg-info or wheels/ can slip into the wheel. Links are copied as links.
+    Outside a git checkout (an unpacked tarball), everything but build leftovers."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"], capture_output=True, check=True,
+        ).stdout.decode().split("\0")  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(ROOT, dest, symlinks=True, ignore=shutil.ignore_patterns(".git", *JUNK))
+        return dest
     for name in filter(None, listed):
         src = ROOT / name
         if not os.path.lexists(src):
@@ -137,15 +146,17 @@ def _install(top: Path) -> Installed:
     venv = top / "venv"
     env = clean_env(top, venv)
     (top / "user").mkdir()
+    # Building and installing may use pip's cache in the real home (coderun never does).
+    build_env = {**env, "HOME": os.environ.get("HOME", str(top / "user"))}
     src = copy_source(top / "src")
     dist = top / "dist"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)],
-         env=env, cwd=top)  # fmt: skip
+         env=build_env, cwd=top)  # fmt: skip
     (wheel,) = dist.glob("coderun-*.whl")
-    house = wheelhouse_for(wheel, top / "wheelhouse", env)
-    _run([sys.executable, "-m", "venv", str(venv)], env=env, cwd=top)
+    house = wheelhouse_for(wheel, top / "wheelhouse", build_env)
+    _run([sys.executable, "-m", "venv", str(venv)], env=build_env, cwd=top)
     _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
-          "--find-links", str(house), str(wheel)], env=env, cwd=top)  # fmt: skip
+          "--find-links", str(house), str(wheel)], env=build_env, cwd=top)  # fmt: skip
     shutil.rmtree(src)  # nothing can come from the copy either
     workdir = top / "cwd"
     workdir.mkdir()
