@@ -57,12 +57,14 @@ def _tests(*paths: str, k: str, ignore: tuple[str, ...] = ()) -> tuple[str, ...]
 
 
 _SLOW = ("tests/snitch/test_fuzz_parsers.py", "tests/snitch/test_store_concurrency.py")
-_CORE = _tests("tests/snitch", k="duration or grammar or test_policy", ignore=_SLOW)
 _DNS = _tests("tests/snitch", k="dns", ignore=_SLOW)
 
 # Each module with the fast unit tests that are about it.
 MODULES: dict[str, Module] = {
-    "grammar": Module(("snitch/core/grammar.py",), _CORE),
+    "grammar": Module(
+        ("snitch/core/grammar.py",),
+        _tests("tests/snitch", k="duration or grammar or test_policy", ignore=_SLOW),
+    ),
     "policy": Module(
         ("snitch/core/policy.py",),
         _tests("tests/snitch", k="policy or rulebook or synthetic", ignore=_SLOW),
