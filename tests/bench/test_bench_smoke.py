@@ -2,8 +2,8 @@
 
 No timing is asserted (CI machines are noisy); only that every figure comes out as a
 finite number and that nothing is left behind. The three benchmarks run at once, each
-with its own containers, to keep this under a minute. Skipped without a Docker engine
-unless ``CODERUN_REQUIRE_DOCKER=1``.
+with its own containers, to keep this under a minute. Without a Docker engine or
+hyperfine they are skipped, except where nothing may be (tests/needs.py): they fail.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import docker
 import pytest
 
 from tests.e2e.conftest import client, tags  # noqa: F401 - the fixtures, reused
+from tests.needs import need_tool
 
 pytestmark = pytest.mark.docker
 
@@ -38,8 +38,7 @@ def results(
     tags: dict[str, str],  # noqa: F811 - builds the images first
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    if shutil.which("hyperfine") is None:
-        BENCHES.pop("startup")
+    need_tool("hyperfine", "the start-up benchmark")
     tmp = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "CODERUN_HOME": str(tmp / "home")}
     procs = {}
@@ -83,8 +82,6 @@ def test_gateway_figures_are_numbers(results: dict[str, Any]) -> None:
 
 
 def test_startup_figures_are_numbers(results: dict[str, Any]) -> None:
-    if "startup" not in results:
-        pytest.skip("hyperfine is not installed")
     out = results["startup"]
     for command in ("docker run --rm IMAGE true", "coderun run -- true"):
         assert number(out["hyperfine"][command]["median"]) > 0

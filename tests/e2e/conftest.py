@@ -3,7 +3,7 @@
 Every test here runs ``coderun`` for real against the demo internet, a container the
 test session starts on a network of its own (the gateway's egress network): no packet
 goes anywhere else. Without a Docker engine these tests are skipped, unless
-``CODERUN_REQUIRE_DOCKER=1`` (set by .ci/run), where they fail.
+``CODERUN_REQUIRE_DOCKER=1`` (scripts/test) or ``CI=true``, where they fail.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sandbox.internet import DemoInternet, start_internet
 from sandbox.registry import Registry
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
+from tests.needs import need
 
 pytestmark = pytest.mark.docker
 
@@ -36,9 +37,8 @@ def client() -> docker.DockerClient:
         c.ping()
         return c
     except docker.errors.DockerException as exc:
-        if os.environ.get("CODERUN_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"no Docker engine: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
+        need(False, f"no Docker engine: {exc}")
+        raise
 
 
 @pytest.fixture(scope="session")

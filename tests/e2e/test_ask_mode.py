@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from docker.models.containers import Container
 
 from sandbox.internet import DemoInternet
 from snitch.core.model import Action, DecisionRequest, Pending
@@ -33,7 +34,14 @@ class LiveRun:
         )
         sock = wait_for(lambda: next((home / "sessions").glob("*/api.sock"), None), "the API")
         token = (home / "api-token").read_text().strip()
+        self.session = Path(str(sock)).parent.name  # its containers carry this label
         self.client = GatewayClient(Path(str(sock)), token)
+
+    def container(self, role: str) -> Container:
+        """This run's container of ``role`` (never another run's)."""
+        labels = [f"coderun.session={self.session}", f"coderun.role={role}"]
+        (found,) = docker.from_env().containers.list(filters={"label": labels})
+        return found
 
     def pending(self) -> list[Pending]:
         return asyncio.run(self.client.pending())
@@ -93,6 +101,8 @@ def test_unknown_names_are_held_by_name_and_decided(
     assert flows["api.example.test"].verdict == "allow"
     assert flows["api.example.test"].dst == internet.ip  # the real address, after DNAT
     assert flows["evil.example.test"].verdict == "deny"
+    # Control for "nothing was looked up": once allowed, the name was looked up upstream.
+    assert "DNS api.example.test" in internet.logs(mark)
     assert not leftovers(client)
 
 
@@ -159,8 +169,7 @@ def test_many_pending_do_not_stall_allowed_traffic(
     try:
         items = run.wait_pending(100, timeout=40)
         assert len({p.dport for p in items}) == 100
-        sandbox = docker.from_env().containers.list(filters={"label": "coderun.role=sandbox"})[0]
-        sandbox.exec_run(["touch", "/tmp/coderun-go"])
+        run.container("sandbox").exec_run(["touch", "/tmp/coderun-go"])
         status, results, err = run.finish(timeout=90)
     finally:
         run.kill()

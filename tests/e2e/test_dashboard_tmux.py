@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import tempfile
 import time
@@ -18,11 +17,17 @@ import pytest
 from sandbox.internet import DemoInternet
 from snitch.core.store import RuleStore
 from tests.e2e.conftest import coderun_cmd, latest_log, wait_for
+from tests.needs import need_tool
 from tui.widgets.pending import SETTLE_SECONDS
 
 PROBE = Path(__file__).with_name("probe.py")
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = pytest.mark.usefixtures("tmux_installed")
+
+
+@pytest.fixture(scope="module")
+def tmux_installed() -> None:
+    need_tool("tmux")
 
 
 class Tmux:

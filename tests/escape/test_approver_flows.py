@@ -60,7 +60,9 @@ def test_an_sni_the_address_does_not_answer_to_is_not_shown_as_the_destination(
         run.kill()
     assert status == 0, err
     assert stored_rules(home) == [f"allow {evil}/32:443/tcp"]  # the address, never the name
-    assert "DNS api.example.test" not in internet.logs(mark)  # never looked up to check
+    seen = internet.logs(mark)
+    assert "DNS api.example.test" not in seen  # never looked up to check
+    assert "HTTP GET api.example.test /pretend" in seen  # control: the log has this run
     [flow] = [e for e in latest_log(home) if e.kind == "flow" and e.dport == 443]
     assert (flow.dst, flow.names, flow.verdict) == (evil, [], "allow")
     assert "claimed SNI api.example.test, unverified" in flow.reason
@@ -137,19 +139,25 @@ def test_a_stored_rule_for_a_synthetic_address_lets_no_name_through(
         db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")  # fmt: skip
     mark = len(internet.logs())
     run = LiveRun(home, internet, "--", "python3", "/probe.py",
-                  "http:http://evil.example.test/synthetic")  # fmt: skip
+                  "http:http://evil.example.test/synthetic",
+                  "http:http://api.example.test/control")  # fmt: skip
     try:
         item = by_label(run.wait_pending(1), "evil.example.test")  # asked, not let through
         assert item.dst == "198.18.0.1" and item.synthetic
         # The Decide dialog's "this IP, always": stored by name, not the synthetic address.
         run.decide(DecisionRequest(Action.DENY, pending_id=item.id, target=Target.IP,
                                    lifetime="always"))  # fmt: skip
+        control = wait_for(lambda: next((p for p in run.pending() if p.label == "api.example.test"),
+                                        None), "the control request's item")  # fmt: skip
+        run.decide(DecisionRequest(Action.ALLOW, pending_id=control.id, lifetime="once"))  # type: ignore[attr-defined]
         status, results, err = run.finish()
     finally:
         run.kill()
     assert status == 0, err
     assert not results[0]["ok"]
-    assert "/synthetic" not in internet.logs(mark)
+    seen = internet.logs(mark)
+    assert "/synthetic" not in seen
+    assert results[1]["ok"] and "/control" in seen  # control: an allowed request arrives
     with RuleStore(home / "rules" / "rules.db") as store:
         rules = [(r.describe(), r.enabled) for r in store.list()]
     assert rules == [("allow 198.18.0.1:80/tcp", False), ("deny evil.example.test:80/tcp", True)]

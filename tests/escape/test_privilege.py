@@ -24,6 +24,7 @@ import pytest
 from sandbox.internet import DemoInternet
 from snitch.core.model import EntryKind
 from tests.e2e.conftest import Result, coderun_cmd
+from tests.needs import need
 
 pytestmark = pytest.mark.docker
 
@@ -146,11 +147,9 @@ def test_runsc_sandbox_runs_under_gvisor_behind_the_gateway(
     internet: DemoInternet,
     tmp_path: Path,
 ) -> None:
-    if "runsc" not in (client.info().get("Runtimes") or {}):
-        if os.environ.get("CODERUN_REQUIRE_RUNSC") == "1":
-            pytest.fail("the Docker engine has no runsc runtime (scripts/setup.sh registers it)")
-        pytest.skip("the Docker engine has no runsc runtime (gVisor); scripts/setup.sh "
-                    "installs and registers it when run as root")  # fmt: skip
+    need("runsc" in (client.info().get("Runtimes") or {}),
+         "the Docker engine has no runsc runtime (gVisor); scripts/setup.sh "
+         "installs and registers it when run as root", "CODERUN_REQUIRE_RUNSC")  # fmt: skip
     policy = tmp_path / "policy.toml"
     policy.write_text(GVISOR_POLICY)
     result = run_coderun(

@@ -25,6 +25,8 @@ import docker
 import docker.errors
 import pytest
 
+from tests.needs import need
+
 ROOT = Path(__file__).resolve().parents[2]
 CI_CACHE = Path("/var/cache/coderun-ci")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -170,6 +172,5 @@ def client() -> docker.DockerClient:
         c.ping()
         return c
     except docker.errors.DockerException as exc:
-        if os.environ.get("CODERUN_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"no Docker engine: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
+        need(False, f"no Docker engine: {exc}")
+        raise

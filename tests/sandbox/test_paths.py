@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from sandbox import paths
 from sandbox.cli import main as cli
+from tests.needs import need_root
 
 
 def mode(path: Path) -> int:
@@ -64,8 +65,8 @@ def test_write_private_replaces_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["claim.json"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder someone else owns needs root")
 def test_a_data_dir_owned_by_someone_else_is_refused(home: Path) -> None:
+    need_root("making a folder someone else owns")
     os.chown(home, 4321, 4321)
     with pytest.raises(paths.DataDirError, match="belongs to uid 4321"):
         paths.data_dir()

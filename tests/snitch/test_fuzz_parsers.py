@@ -46,6 +46,7 @@ from snitch.gateway.rulebook import RuleBook
 from tests.fakes import LogCollector, Packet
 from tests.fakes import forwarder as fake_forwarder
 from tests.fakes import gate as fake_gate
+from tests.needs import need, need_root
 
 EXAMPLES = int(os.environ.get("CODERUN_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
@@ -491,14 +492,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs of our own (root only), unmounted afterwards."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+    need_root("mounting a small tmpfs")
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "coderun-fuzz", str(mount)],
         capture_output=True,
     )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    need(done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
     try:
         yield mount
     finally:

@@ -13,6 +13,7 @@ import pytest
 from snitch.core import store as store_mod
 from snitch.core.model import Action, Proto, Rule
 from snitch.core.store import HitCounter, RuleStore, StoreError
+from tests.needs import need_root
 
 NOW = 1_700_000_000.0
 
@@ -245,9 +246,9 @@ def test_migration_backs_up_first(db: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert [r.note for r in old.list()] == ["before"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, like the gateway")
 def test_root_gives_new_files_to_the_directory_owner(tmp_path: Path) -> None:
     """The gateway runs as root on a bind-mounted data dir owned by the host user."""
+    need_root("like the gateway")
     home = tmp_path / "home"
     home.mkdir()
     os.chown(home, 4321, 4321)
