@@ -17,9 +17,7 @@ from snitch.core.policyfile import load_policy
 
 
 @pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "data"
-    monkeypatch.setenv("CODERUN_HOME", str(home))
+def home(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CODERUN_CACHE", str(tmp_path / "cache"))
     return home
 
