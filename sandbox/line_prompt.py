@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox import paths
+from sandbox.port_prompt import ask_port, new_ports
 from sandbox.session import Session
 from sandbox.textout import rule_text, show_name, write_trusted
 from snitch.core.grammar import Lifetime, Topic
@@ -148,6 +149,8 @@ class LinePrompt:
         self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace")
                           for s in ("stdout", "stderr")}  # fmt: skip
         self._waiting: dict[str, Pending] = {}
+        self._ports: list[dict[str, Any]] = []  # new listening ports to ask about
+        self._ports_seen: set[str] = set()
         self._gone: set[str] = set()
         self._current: str | None = None
         self._withdrawn: asyncio.Future[str] | None = None
@@ -262,6 +265,8 @@ class LinePrompt:
                         self._arrived.set()
                 elif event.topic in (Topic.DECIDED, Topic.EXPIRED):
                     self._item_gone(event.topic, event.data)
+                elif event.topic == "ports":
+                    self._ports_changed(event.data)
         except (ApiError, OSError, ValueError) as exc:
             self._say(f"lost the gateway's event stream ({safe(exc)}); held connections "
                       "wait for their deadline")  # fmt: skip
@@ -277,12 +282,23 @@ class LinePrompt:
             )
             self._withdrawn.set_result(how)
 
+    def _ports_changed(self, state: dict[str, Any]) -> None:
+        """New TCP ports are asked about (forward?), once each (sandbox/port_prompt.py)."""
+        for port in new_ports(state, self._ports_seen):
+            self._ports.append(port)
+            assert self._arrived is not None
+            self._arrived.set()
+
     async def _ask_loop(self, client: GatewayClient) -> None:
         assert self._arrived is not None
         while True:
-            while not self._waiting:
+            while not self._waiting and not self._ports:
                 self._arrived.clear()
                 await self._arrived.wait()
+            if self._ports:
+                if not await ask_port(self, client, self._ports.pop(0)):
+                    return
+                continue
             item_id, item = next(iter(self._waiting.items()))
             del self._waiting[item_id]
             if item_id in self._gone:

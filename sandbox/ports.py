@@ -36,6 +36,7 @@ LOOPBACK = "127.0.0.1"
 WATCHER = r"""
 import json, sys, time
 STATES = {"tcp": "0A", "udp": "07"}
+DOCKER_DNS = "127.0.0.11"  # Docker's embedded resolver listens in every such namespace
 def addr(hexaddr):
     ip, port = hexaddr.split(":")
     if len(ip) == 8:
@@ -55,7 +56,7 @@ def listening():
                 f = line.split()
                 if len(f) > 3 and f[3] == STATES[proto] and f[2].endswith(":0000"):
                     ip, port = addr(f[1])
-                    if port:
+                    if port and ip != DOCKER_DNS:
                         out.add((proto, port, ip))
     return out
 last = None

@@ -38,10 +38,11 @@ from tui.sessions import (
 )
 from tui.widgets.output import OutputPane
 from tui.widgets.pending import PendingView
+from tui.widgets.ports import PortsView
 from tui.widgets.rules import RulesView
 from tui.widgets.traffic import ConnectionsView, LogView
 
-TABS = {tab: f"{tab}-table" for tab in ("pending", "connections", "log", "rules")}
+TABS = {tab: f"{tab}-table" for tab in ("pending", "connections", "log", "rules", "ports")}
 """Each tab and the table that gets the focus when it is shown."""
 RULES_EVERY = 0.3
 """Seconds between two reloads of a session's rules however often they change."""
@@ -68,6 +69,7 @@ class DashboardApp(DecidingApp):
                 id="app.tab.connections"),
         Binding("3", "show_tab('log')", "Log", show=False, id="app.tab.log"),
         Binding("4", "show_tab('rules')", "Rules", show=False, id="app.tab.rules"),
+        Binding("5", "show_tab('ports')", "Ports", show=False, id="app.tab.ports"),
         Binding("o", "toggle_output", "Output", id="app.output"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="app.reload"),
     ]
@@ -111,6 +113,7 @@ class DashboardApp(DecidingApp):
         self.connections_view = ConnectionsView(multi, id="connections-view")
         self.log_view = LogView(multi, id="log-view")
         self.rules_view = RulesView(clock, id="rules-view")
+        self.ports_view = PortsView(multi, id="ports-view")
         self.output_pane = OutputPane(id="output") if output is not None else None
 
     # -- layout -----------------------------------------------------------------------------
@@ -125,6 +128,8 @@ class DashboardApp(DecidingApp):
                 yield self.log_view
             with TabPane("4 Rules", id="rules"):
                 yield self.rules_view
+            with TabPane("5 Ports", id="ports"):
+                yield self.ports_view
         if self.output_pane is not None:
             yield self.output_pane
         yield Footer(compact=True, show_command_palette=False)
@@ -200,6 +205,8 @@ class DashboardApp(DecidingApp):
         pending = await client.pending()
         rules = await client.rules()
         log = await client.log(self.log_limit)
+        with contextlib.suppress(ApiError):  # a gateway without ports
+            self._ports_changed(link, await client.ports(), announce=False)
         self.pending_view.replace(link.index, link.name, pending)
         self.rules_view.set_rules(link.index, rules)
         seen = self._last_log.get(link.index, 0.0)
@@ -211,6 +218,9 @@ class DashboardApp(DecidingApp):
     async def _on_event(self, link: SessionLink, event: Event) -> None:
         """Gather the event; the views change at the next flush (at most every
         FLUSH_EVERY seconds, so a flood of events does not stall the keys)."""
+        if event.topic == "ports":  # rare (what listens changed): shown at once
+            self._ports_changed(link, event.data)
+            return
         try:
             self._batch.add(link.index, event)
         except (KeyError, TypeError, ValueError) as exc:  # one odd event: skip it, not the link
@@ -289,6 +299,7 @@ class DashboardApp(DecidingApp):
         if link.state is LinkState.GONE:
             self.pending_view.replace(link.index, link.name, [])
             self.rules_view.drop(link.index)
+            self.ports_view.drop(link.index)
             self.notify(safe(f"session {link.short} is gone ({link.error})"), severity="warning",
                         markup=False)  # fmt: skip
         self._update_status()
@@ -354,6 +365,33 @@ class DashboardApp(DecidingApp):
             self.rules_view.set_rules(link.index, await link.client.rules())
         except (ApiError, OSError) as exc:
             self.notify(safe(f"{link.short}: {exc}"), title="Rules", severity="error", markup=False)
+
+    # -- listening ports ----------------------------------------------------------------------
+    def _ports_changed(self, link: SessionLink, state: dict[str, Any],
+                       announce: bool = True) -> None:  # fmt: skip
+        new = self.ports_view.set_state(link.index, link.name, state)
+        for row in new if announce else []:
+            self.notify(safe(f"{link.short}: the sandbox listens on {row.port}/{row.proto} "
+                             f"({row.addr}); 5 Ports, f forwards it"), title="Port",
+                        markup=False)  # fmt: skip
+        if new and announce:
+            self.bell()
+
+    def on_ports_view_forward(self, message: PortsView.Forward) -> None:
+        row = self.ports_view.get(message.key)
+        if row is None or row.proto != "tcp" or row.forward:
+            return
+        link = self.links[row.link]
+        self._track(self.run_worker(self._forward(link, row.port), group="ports"))
+
+    async def _forward(self, link: SessionLink, port: int) -> None:
+        try:
+            fwd = await link.client.forward(port, port)
+            self.notify(safe(f"{link.short}: 127.0.0.1:{fwd['host_port']} → sandbox :{port}"),
+                        title="Forward", markup=False)  # fmt: skip
+        except (ApiError, OSError, KeyError) as exc:
+            self.notify(safe(f"{link.short}: {exc}"), title="Forward", severity="error",
+                        markup=False)  # fmt: skip
 
     # -- the sandboxed command's output -----------------------------------------------------
     async def _pump_output(self, output: AsyncIterator[tuple[str, str]], pane: OutputPane) -> None:

@@ -25,11 +25,12 @@ from tui.screens.confirm import ConfirmDialog
 from tui.screens.decide import BatchDialog, DecisionDialog
 from tui.screens.rules import ExplainDialog, RuleForm
 from tui.widgets.pending import PendingTable
+from tui.widgets.ports import PortsTable
 from tui.widgets.rules import RulesTable
 from tui.widgets.traffic import LogView
 
 BOUND = (
-    DashboardApp, PendingTable, RulesTable, LogView,
+    DashboardApp, PendingTable, RulesTable, LogView, PortsTable,
     DecisionDialog, BatchDialog, ConfirmDialog, RuleForm, ExplainDialog,
 )  # fmt: skip
 """Every class of the dashboard that declares key bindings."""

@@ -55,6 +55,7 @@ class MemoryGateway:
         self.connects = 0
         self.explanation: dict[str, Any] = {"decision": None, "reason": "", "matches": []}
         self.replay: list[Event] = []  # sent after the queue on every (re)connect
+        self.port_state: dict[str, Any] = {"address": "", "listening": [], "forwards": []}
         self._queues: list[asyncio.Queue[Event | None]] = []
         self._next_rule = max([r.id or 0 for r in self.rule_list], default=0) + 1
 
@@ -178,6 +179,18 @@ class MemoryGateway:
     def _edit(self, rule_id: int, change: Callable[[Rule], Rule]) -> None:
         self.rule_list = [change(r) if r.id == rule_id else r for r in self.rule_list]
         self.push("rules", {})
+
+    async def ports(self) -> dict[str, Any]:
+        self._check("ports")
+        return self.port_state
+
+    async def forward(self, port: int, host_port: int) -> dict[str, Any]:
+        self._check("forward", (port, host_port))
+        fwd = {"port": port, "host_port": host_port, "bind": "127.0.0.1",
+               "socket": f"fwd-{port}.sock", "connections": 0}  # fmt: skip
+        self.port_state["forwards"].append(fwd)
+        self.push("ports", self.port_state)
+        return fwd
 
     async def events(self) -> AsyncIterator[Event]:
         self.calls.append(("events", None))

@@ -100,7 +100,18 @@ class GatewayClient:
         result: dict[str, Any] = await self.request("POST", "/explain", body)
         return result
 
+    async def ports(self) -> dict[str, Any]:
+        """``{address, listening: [...], forwards: [...]}`` (docs/api.md)."""
+        result: dict[str, Any] = await self.request("GET", "/ports")
+        return result
+
     # -- commands ---------------------------------------------------------------------------
+    async def forward(self, port: int, host_port: int) -> dict[str, Any]:
+        """Forward 127.0.0.1:``host_port`` (opened by the run) to the sandbox's ``port``."""
+        body = {"port": port, "host_port": host_port}
+        result: dict[str, Any] = await self.request("POST", "/ports/forward", body)
+        return result
+
     async def decide(self, request: DecisionRequest) -> dict[str, Any]:
         """Answer a pending item (or every item matching ``request.pattern``).
 

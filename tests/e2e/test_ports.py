@@ -25,7 +25,7 @@ from tests.e2e.conftest import coderun_cmd, leftovers, wait_for
 # Waits 3 s, then serves HTTP on 0.0.0.0:8000 (and says when, in CLOCK_MONOTONIC, which
 # the host shares) until someone asks for /quit.
 SERVER = r"""
-import http.server, json, sys, time
+import http.server, json, os, sys, time
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"hello from the sandbox {self.path}".encode()
@@ -38,7 +38,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 time.sleep(3)
-server = http.server.HTTPServer(("0.0.0.0", 8000), H)
+server = http.server.HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8000"))), H)
 server.quit = False
 print(json.dumps({"listening": time.monotonic()}), flush=True)
 server.timeout = 0.2
@@ -183,3 +183,31 @@ def test_publish_up_front_forwards_from_loopback(
     assert [e.dport for e in inbound if e.verdict == "allow"] == [8000]
     assert all("nothing answers on 8000" in e.reason for e in inbound if e.verdict == "deny")
     assert leftovers(client) == []
+
+
+def test_the_line_prompt_offers_to_forward_a_new_port(
+    home: Path, internet: DemoInternet, tags: dict[str, str], tmp_path: Path,
+) -> None:  # fmt: skip
+    from sandbox.line_prompt import SETTLE_SECONDS
+    from tests.approver.terminal import Terminal, cli_env
+
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    port = _free_port()  # the same number on both sides: free on the host
+    term = Terminal(coderun_cmd("run", "--mode", "ask", "--prompt", "line", "--image", "python",
+                                "--egress-network", internet.network_name, "--dns-upstream",
+                                internet.ip, "-e", f"PORT={port}", "-v",
+                                f"{script}:/server.py:ro", "--", "python3", "/server.py"),
+                    cli_env(home))  # fmt: skip
+    try:
+        term.wait_for(f"the sandbox listens on {port}/tcp (bound to 0.0.0.0)".encode())
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        time.sleep(SETTLE_SECONDS + 0.15)
+        term.type("f\n")
+        term.wait_for(f"forwarded: 127.0.0.1:{port} -> the sandbox's {port}/tcp".encode())
+        wait_for(lambda: ("127.0.0.1", port) in _loopback_listeners(), "the host port", 10)
+        assert _get(f"http://127.0.0.1:{port}/quit") == "hello from the sandbox /quit"
+        assert term.wait(60) == 0
+    finally:
+        term.close()
