@@ -13,6 +13,10 @@ from sandbox import images
 from sandbox.internet import start_internet
 from tests.install.conftest import ROOT, Installed
 
+# Building the wheel and its venv (the first test), or images that are not built yet,
+# can take longer than the suite's default per-test limit.
+pytestmark = pytest.mark.timeout(1500)
+
 # Run by the venv's python: every command of the click tree, found by walking it as
 # click does (lazy groups included), gets --help. Prints what it found as JSON.
 WALK = r"""
