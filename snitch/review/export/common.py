@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from snitch.core.grammar import format_port, is_address, normalize_name
+from snitch.core.grammar import is_address, normalize_name
 from snitch.core.model import Action, Proto, Rule
 from snitch.core.policy import precedence_key
 
@@ -161,10 +161,6 @@ def name_warnings(rule: Rule, dests: list[Dest] | None, *, ip_only: bool) -> lis
             "other addresses of the name stay reachable if another rule allows them"
         ]
     return []
-
-
-def port_text(lo: int, hi: int) -> str:
-    return format_port(lo, hi)
 
 
 def clean_comment(text: str, limit: int = 120) -> str:

@@ -154,11 +154,11 @@ def export_nftables(
             if dests == []:
                 chain.append(f"# {rule.describe()}: no address seen, left out")
                 continue
-            targets = [Dest(net, (rule.describe(),)) for net in _ANY] if dests is None else dests
+            targets = [Dest(net) for net in _ANY] if dests is None else dests
             for proto, lo, hi in l4(rule):
                 for d in targets:
                     labels = list(d.names) if rule.host else [rule.describe()]
-                    elem = _Elem(d.net, lo if lo else 0, hi if lo else 65535, labels)
+                    elem = _Elem(d.net, lo, hi if lo else 65535, labels)
                     _add(groups.setdefault((d.net.version, proto), []), elem)
         for (fam, kind), elems in sorted(
             groups.items(), key=lambda kv: (kv[0][0], _KINDS.index(kv[0][1]))
