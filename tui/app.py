@@ -104,6 +104,7 @@ class DashboardApp(DecidingApp):
         self._flush_timer: Timer | None = None
         self._flush_due = False
         self._last_flush = 0.0
+        self.flushes = 0  # how often gathered events were applied (a flood: ~1/FLUSH_EVERY a s)
         self._rules_dirty: set[int] = set()  # links whose rules changed since the last load
         self._rules_job: Worker[None] | None = None
         # kept here, not queried: app.query_one looks at the active screen (maybe a dialog)
@@ -158,7 +159,9 @@ class DashboardApp(DecidingApp):
         self.sub_title = safe(status_line(self.links)) if self.links else "no running session"
         count = len(self.pending_view.rows)
         label = f"1 Pending ({count})" if count else "1 Pending"
-        self.tabs.get_tab("pending").label = label
+        tab = self.tabs.get_tab("pending")
+        if str(tab.label) != label:  # a new label is a new layout: only when it changes
+            tab.label = label
         counts = [link.counts for link in self.links]
         self.pending_view.set_counts(
             PromptCounts(collapsed=sum(c.collapsed for c in counts),
@@ -247,6 +250,7 @@ class DashboardApp(DecidingApp):
             self._apply_batch()
 
     def _apply_batch(self) -> None:
+        self.flushes += 1
         for index, changes in self._batch.take().items():
             link = self.links[index]
             try:

@@ -20,6 +20,7 @@ from snitch.core.model import PROMPT_COUNTS, Action, EntryKind, LogEntry, Prompt
 from tests.fakes import NOW, FakeGateway, pending
 from tests.tui.conftest import make_app, queue_ready, wait_for
 from tui.app import DashboardApp
+from tui.batch import FLUSH_EVERY
 
 pytestmark = pytest.mark.asyncio
 SIZE = (100, 30)
@@ -43,11 +44,11 @@ def flow_entry(n: int) -> LogEntry:
                     "198.18.0.9", 443, [f"f{n}.flood.example.test"], "deny")  # fmt: skip
 
 
-async def flood(fake: FakeGateway, seconds: float = 1.0) -> None:
-    """EVENTS events in about ``seconds``: log lines, new and updated and decided items,
-    rule changes and the gateway's counts."""
+async def flood(fake: FakeGateway, seconds: float = 1.0, events: int = EVENTS) -> None:
+    """``events`` events in about ``seconds``: log lines, new and updated and decided
+    items, rule changes and the gateway's counts."""
     batch = 20
-    for start in range(0, EVENTS, batch):
+    for start in range(0, events, batch):
         for n in range(start, start + batch):
             kind = n % 10
             if kind < 5:
@@ -60,7 +61,7 @@ async def flood(fake: FakeGateway, seconds: float = 1.0) -> None:
                 fake.push("rules", {})
             else:
                 fake.push(PROMPT_COUNTS, PromptCounts(collapsed=n, refused_full=n // 2).to_dict())
-        await asyncio.sleep(seconds * batch / EVENTS)
+        await asyncio.sleep(seconds * batch / events)
 
 
 async def key_latency(pilot: Pilot[None], app: DashboardApp, key: str, row: int) -> float:
@@ -109,6 +110,48 @@ async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
         await wait_for(pilot, lambda: table.row_count and table.cursor_row == table.row_count - 1)
         newest = table.get_row_at(table.row_count - 1)
         assert "f10994.flood.example.test" in str(newest[2])
+
+
+async def loop_gaps(until: asyncio.Task[None] | float) -> list[float]:
+    """How late the event loop ran a 10 ms tick, tick after tick, until ``until`` is done
+    (or for that many seconds): a stall here is a key waiting."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + until if isinstance(until, float) else None
+    gaps = []
+    while (end is None and not until.done()) or (end is not None and loop.time() < end):  # type: ignore[union-attr]
+        start = loop.time()
+        await asyncio.sleep(0.01)
+        gaps.append(loop.time() - start - 0.01)
+    return gaps
+
+
+async def test_a_flood_is_drawn_a_few_times_a_second_and_the_loop_keeps_time() -> None:
+    """3,000 events in 3 s: gathered and applied at most every FLUSH_EVERY seconds (not
+    once per event), still applied while the flood goes on, and the event loop that
+    handles the keys is never held up long."""
+    fake = big_gateway()
+    app = DashboardApp([fake], clock=lambda: NOW, log_limit=2000)
+    app.animation_level = "none"
+    async with app.run_test(size=SIZE) as pilot:
+        await queue_ready(pilot, app, 2)
+        await wait_for(pilot, lambda: len(app.log_view.entries) == 2000)
+        quiet = await loop_gaps(0.5)
+        loop = asyncio.get_running_loop()
+        before, start = app.flushes, loop.time()
+        pump = asyncio.create_task(flood(fake, seconds=3.0, events=3 * EVENTS))
+        busy = await loop_gaps(pump)
+        await pump
+        seconds = loop.time() - start
+        flushes = app.flushes - before
+        await wait_for(pilot, lambda: app.log_view.entries[-1].sport == flow_entry(12_994).sport)
+        # coalesced: about one application per FLUSH_EVERY, not one per event (3,000)
+        assert 3 <= flushes <= seconds / FLUSH_EVERY + 3, (flushes, seconds)
+        # the loop stays free for keys: no stall of more than half a second (or, on a
+        # machine busy with other work, of many times what it stalls without the flood)
+        assert max(busy) < max(0.5, LOAD_FACTOR * 3 * max(quiet)), (max(busy), max(quiet))
+        print(f"flood: {flushes} applications in {seconds:.1f} s; loop stalls max "
+              f"{max(busy):.3f} s (quiet {max(quiet):.3f} s)")
+        assert statistics.median(busy) < max(0.05, LOAD_FACTOR * statistics.median(quiet) + 0.02)
 
 
 async def test_items_show_how_many_connections_they_hold() -> None:

@@ -153,6 +153,7 @@ class PendingView(Vertical):
         # kept, not queried: late timers and events may still call in while unmounting
         self._table = PendingTable(cursor_type="row", zebra_stripes=True, id="pending-table")
         self._counts = Static("", id="pending-counts")
+        self._counts_shown: str | None = None
         self._detail = Static("", id="pending-detail", classes="detail")
 
     def compose(self) -> ComposeResult:
@@ -249,8 +250,12 @@ class PendingView(Vertical):
             parts.append(f"{counts.collapsed} connections merged into pending items")
         if counts.refused:
             parts.append(f"{counts.refused} refused without asking (too many pending or too fast)")
+        shown = " · ".join(parts)
+        if shown == self._counts_shown:  # unchanged: no new layout (a flood sends many)
+            return
+        self._counts_shown = shown
         line.display = bool(parts)
-        line.update(Text("⚠ " + " · ".join(parts), style="bold yellow") if parts else "")
+        line.update(Text("⚠ " + shown, style="bold yellow") if parts else "")
 
     def tick(self) -> None:
         """Refresh every countdown (called once a second)."""
