@@ -87,7 +87,9 @@ def main() -> None:
         "",
         "`coderun npm ci` adds a session (networks, gateway with mitmproxy, holder: see "
         "*Startup* above) and routes the registry's HTTP through the gateway's proxy; "
-        "`npm ci` itself is the same command in the same image.",
+        "`npm ci` itself is the same command in the same image. Absolute times follow the "
+        "machine's load (the load average above: other builds and tests shared the 2 "
+        "cores); compare the ratio.",
     ])  # fmt: skip
     print(body)
     if not args.smoke:

@@ -114,3 +114,46 @@ def start_registry(
         container.remove(force=True)
         raise
     return Registry(container, ip)
+
+
+PROJECTS = ("npm", "npm-backdoor", "pip", "pip-backdoor", "ruby", "ruby-backdoor", "go")
+
+
+def main() -> None:
+    """``python -m sandbox.registry [DIR]``: start the demo internet and the registry
+    fixture, copy the example projects into DIR (default ``./pm-fixtures``), print the
+    options a `coderun npm|pip|bundle|go` run needs, and keep both up until Ctrl-C."""
+    import sys
+
+    from sandbox import images
+
+    dest = Path(sys.argv[1] if len(sys.argv) > 1 else "pm-fixtures").resolve()
+    client = docker.from_env()
+    tags = images.build(client, ("internet", "registry"))
+    from sandbox.internet import start_internet
+
+    net = start_internet(client, tags["internet"])
+    try:
+        reg = start_registry(client, tags["registry"], net)
+        try:
+            for name in PROJECTS:
+                if not (dest / name).exists():
+                    reg.project(name, dest / name)
+            print(f"example projects in {dest}: {' '.join(PROJECTS)}")
+            print(f"options: --egress-network {net.network_name} --dns-upstream {net.ip} "
+                  "--policy examples/pm-fixture-policy.toml")  # fmt: skip
+            for tool, env in TOOL_ENV.items():
+                print(f"  {tool}: " + " ".join(f"-e {k}={v}" for k, v in env.items()))
+            print("Ctrl-C stops the demo internet and the registry.", flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            reg.stop()
+    finally:
+        net.stop()
+
+
+if __name__ == "__main__":
+    main()
