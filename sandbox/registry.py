@@ -123,9 +123,16 @@ def main() -> None:
     """``python -m sandbox.registry [DIR]``: start the demo internet and the registry
     fixture, copy the example projects into DIR (default ``./pm-fixtures``), print the
     options a `coderun npm|pip|bundle|go` run needs, and keep both up until Ctrl-C."""
+    import signal
     import sys
 
     from sandbox import images
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)  # even where a shell started us ignoring it
+    signal.signal(signal.SIGTERM, interrupt)
 
     dest = Path(sys.argv[1] if len(sys.argv) > 1 else "pm-fixtures").resolve()
     client = docker.from_env()
