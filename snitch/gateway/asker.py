@@ -86,7 +86,7 @@ class Held:
 
 # Called with the held packet, its key and the final decision, to give the verdict and
 # log the flow (FlowGate.finish).
-Finisher = Callable[[QueuedPacket, FlowKey, Decision, str, tuple[str, ...]], None]
+Finisher = Callable[[QueuedPacket, FlowKey, Decision, str, tuple[str, ...]], object]
 
 
 def claimed_note(claimed: str) -> str:

@@ -24,6 +24,7 @@ from snitch.core.model import (
 )
 from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import Rebound
+from snitch.gateway.kernelcache import Entry, KernelCache, KernelCacheError
 from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import DENY_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
@@ -81,6 +82,20 @@ class FlowGate:
         # Enforce and audit: a destination's verdict and names, kept while the rule book
         # and the name table are the same versions and no rule or name involved expired.
         self._verdicts: dict[tuple[Proto, str, int], Verdict] = {}
+        # Enforce: lasting verdicts also go to the kernel (kernelcache.py), whose flows
+        # come back through NFLOG to ``on_kernel_log`` to be logged.
+        self.kernel: KernelCache | None = None
+
+    def use_kernel(self, cache: KernelCache) -> None:
+        """Hand lasting verdicts to ``cache``; it is flushed first thing whenever the
+        rules change (before the revoker cuts flows) and when an address's names change."""
+        self.kernel = cache
+        self.rules.listeners.insert(0, self._kernel_forget)
+        self.names.listeners.append(lambda ip: self._kernel_forget())
+
+    def _kernel_forget(self) -> None:
+        if self.kernel is not None:
+            self.kernel.clear()
 
     def park_web_flows(self, ports: frozenset[int]) -> None:
         self.web_ports = ports
@@ -138,7 +153,9 @@ class FlowGate:
                 and time.time() < kept[4]
             ):
                 self.rules.count_hit(kept[0].rule_id)
-                self.finish(pkt, key, kept[0], names=kept[1])
+                done = self.finish(pkt, key, kept[0], names=kept[1])
+                if self.kernel is not None:
+                    self._to_kernel(key, done, kept[1], kept[4])
                 return
         names = self.names.names_for(key.dst)
         query = self.rules.for_flow(key.proto, key.dst, key.dport, names)
@@ -157,9 +174,10 @@ class FlowGate:
             return
         if self.rules.mode is not Mode.ASK or self.asker is None:
             verdict = self.rules.verdict(query)
-            if rules_alone:
-                self._keep(key, verdict, names)
-            self.finish(pkt, key, verdict, names=names)
+            until = self._keep(key, verdict, names) if rules_alone else 0.0
+            done = self.finish(pkt, key, verdict, names=names)
+            if rules_alone and self.kernel is not None:
+                self._to_kernel(key, done, names, until)
             return
         decision = self.rules.decide(query)
         if decision is None:
@@ -167,7 +185,7 @@ class FlowGate:
         else:
             self.finish(pkt, key, decision)
 
-    def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> None:
+    def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> float:
         if len(self._verdicts) >= VERDICTS_KEPT:
             self._verdicts.clear()
         until = min(self.rules.valid_until(), self.names.expiry(key.dst))
@@ -178,6 +196,51 @@ class FlowGate:
             self.names.version,
             until,
         )
+        return until
+
+    def _to_kernel(
+        self, key: FlowKey, done: tuple[Decision, str] | None, names: tuple[str, ...],
+        until: float,
+    ) -> None:  # fmt: skip
+        """Enforce mode: a lasting verdict, as given, for the kernel to repeat."""
+        if done is None or self.kernel is None or self.rules.mode is not Mode.ENFORCE:
+            return
+        decision, verdict = done
+        if decision.action is Action.ALLOW and self._parked is not None \
+                and key.dport in self.web_ports:  # fmt: skip
+            return  # mitmproxy is not listening yet: these wait in user space
+        rule = self.rules.rule(decision.rule_id)
+        if rule is not None and rule.once_key is not None:
+            return  # one connection only
+        try:
+            self.kernel.add(key, Entry(decision, verdict, names, self.rules.version), until)
+        except KernelCacheError as exc:
+            log.warning("kernel verdict cache: %s", exc)
+
+    def on_kernel_log(self, mark: int, data: bytes) -> None:
+        """A flow the kernel decided from the cache: logged as the queue path logs it."""
+        try:
+            key = parse_flow(data)
+        except BadPacket:
+            return
+        entry = self.kernel.entry(mark) if self.kernel is not None else None
+        if entry is None:  # pragma: no cover - entries outlive their elements
+            why = f"kernel decided {key} by a forgotten entry"
+            self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message=why))
+            return
+        decision = entry.decision
+        if key.proto is Proto.TCP:
+            seq = tcp_seq(data)
+            hit = self._recent.get(key)
+            if hit is not None and hit[1] > time.monotonic() and hit[2] == seq:
+                return  # a retransmitted SYN: no second line
+            self._remember(key, decision, seq)
+        self.rules.count_hit(decision.rule_id)
+        if self.revoker is not None:
+            self.revoker.note(key, decision, entry.names)
+            if entry.rules_version != self.rules.version and decision.action is Action.ALLOW:
+                self.revoker.rules_changed()  # the rules changed while this line was on its way
+        self.log_flow(key, decision, entry.verdict, entry.names)
 
     def _defer(self, key: FlowKey) -> None:
         now = time.monotonic()
@@ -189,28 +252,29 @@ class FlowGate:
     def finish(
         self, pkt: QueuedPacket, key: FlowKey, decision: Decision, verdict: str = "",
         names: tuple[str, ...] | None = None,
-    ) -> None:  # fmt: skip
-        """Give the verdict and log the flow (once, at its final verdict)."""
+    ) -> tuple[Decision, str] | None:  # fmt: skip
+        """Give the verdict and log the flow (once, at its final verdict); the decision
+        and log verdict given (None: it waits for its synthetic address's route)."""
         if decision.action is Action.ALLOW and self.fake is not None and self.fake.is_fake(key.dst):
             self._routing.add(key)
             self._spawn(self._route_then_accept(pkt, key, decision))
-            return
+            return None
         if decision.action is Action.ALLOW and self.guard.inside(key.dst) is not None:
             names = self.names.names_for(key.dst) if names is None else names
             refused = self.guard.refuse(key.proto, key.dst, key.dport, decision, names)
             if refused is not None:
                 decision, verdict = refused, str(LogVerdict.REBIND)
         self.apply(pkt, decision, key)
-        self._remember(pkt, key, decision)
+        if key.proto is Proto.TCP:
+            self._remember(key, decision, tcp_seq(pkt.get_payload()))
         if self.revoker is not None:
             self.revoker.note(key, decision, self.names.names_for(key.dst) if names is None
                               else names)  # fmt: skip
         self.log_flow(key, decision, verdict, names)
+        return decision, verdict
 
-    def _remember(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
+    def _remember(self, key: FlowKey, decision: Decision, seq: int) -> None:
         """Keep a TCP flow's verdict for its retransmitted SYNs (see ``_recent``)."""
-        if key.proto is not Proto.TCP:
-            return
         now = time.monotonic()
         expiry, recent = self._expiry, self._recent
         while expiry and expiry[0][0] <= now:
@@ -219,7 +283,7 @@ class FlowGate:
             if hit is not None and hit[1] <= now:
                 del recent[old]
         until = now + RETRANSMIT_SECONDS
-        recent[key] = (decision, until, tcp_seq(pkt.get_payload()))
+        recent[key] = (decision, until, seq)
         expiry.append((until, key))
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
@@ -249,7 +313,8 @@ class FlowGate:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
         self._routing.discard(key)
         self.apply(pkt, decision, key)
-        self._remember(pkt, key, decision)
+        if key.proto is Proto.TCP:
+            self._remember(key, decision, tcp_seq(pkt.get_payload()))
         if self.revoker is not None:
             self.revoker.note(key, decision, self.names.names_for(key.dst))
         self.log_flow(key, decision, verdict, shown=shown)

@@ -27,6 +27,8 @@ The host starts the container with its settings in the environment:
 ``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes (all private: umask 077)
 ``CODERUN_LOG_MAX_BYTES`` / ``CODERUN_LOG_RATE`` / ``CODERUN_LOG_BURST`` what the session's
                       log takes (``snitch/core/loglimit.py``; "0" = no limit)
+``CODERUN_KERNEL_CACHE`` "0": no kernel verdict cache (enforce mode has one by default:
+                      snitch/gateway/kernelcache.py)
 ``CODERUN_STANDBY``   "1": a warm gateway of ``coderun pool``. It sets up the network
                       and mitmproxy, reports ``standby`` and waits for ``claim.json`` in
                       its session folder: the run's settings (mode, policy, profile,
@@ -62,6 +64,8 @@ from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
+from snitch.gateway.kernelcache import LOG_GROUP, LOG_SNAPLEN, KernelCache, KernelCacheError
+from snitch.gateway.nflog import NflogReader
 from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
@@ -139,6 +143,7 @@ class Gateway:
         self.ports = Ports(self.bus, self.session, self.session_dir, self.uid, self.gid)
         self.api.ports = self.ports
         self.queue: PacketQueue | None = None
+        self.nflog: NflogReader | None = None
         ports = env.get("CODERUN_WEB_PORTS", "80,443")
         self.web_ports = tuple(int(p) for p in ports.split(",") if p.strip())
         self.gate.tls_ports = frozenset(
@@ -249,6 +254,8 @@ class Gateway:
             settings = json.loads(claim.read_text())
             self.configure({**self.env, **{k: str(v) for k, v in settings.items()
                                            if k.startswith("CODERUN_")}})  # fmt: skip
+        if self.mode is Mode.ENFORCE and self.env.get("CODERUN_KERNEL_CACHE", "1") != "0":
+            self.start_kernel_cache(ifs.sandbox)
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
         self.sandbox_ip = ifs.sandbox_ip
@@ -281,6 +288,25 @@ class Gateway:
         if mitm_task is not None and not mitm_task.done():
             mitm_task.cancel()
         await self.stop()
+
+    def start_kernel_cache(self, sandbox_if: str) -> None:
+        """Enforce mode: decided destinations at kernel speed (kernelcache.py), their
+        flows logged from NFLOG. Without it (no libnftables) every flow is queued."""
+        try:
+            from snitch.gateway.kernelcache import LibNftables
+
+            cache = KernelCache(LibNftables(), sandbox_if)
+            self.nflog = NflogReader(LOG_GROUP, self.gate.on_kernel_log, LOG_SNAPLEN)
+            self.nflog.open()  # before any element can send it a packet
+            cache.install()
+        except (KernelCacheError, OSError) as exc:
+            log.warning("no kernel verdict cache: %s", exc)
+            if self.nflog is not None:
+                self.nflog.close()
+                self.nflog = None
+            return
+        self.gate.use_kernel(cache)
+        self.nflog.start()
 
     async def start_mitm(self, listen_host: str, report: bool = True) -> None:
         """mitmproxy takes a second to load: it starts after the gateway is ready, and
@@ -325,6 +351,8 @@ class Gateway:
         self.ports.close()
         if self.queue is not None:
             self.queue.close()
+        if self.nflog is not None:
+            self.nflog.close()
         self.dns.close()
         self.rules.close()
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))

@@ -3,7 +3,7 @@
 Layout (inside the gateway's own network namespace):
 
 - mangle PREROUTING: every NEW packet (and every TCP SYN) from the sandbox interface
-  goes to NFQUEUE
+  goes to NFQUEUE, unless the kernel verdict cache (kernelcache.py) decided it already
   (no bypass flag on the rule: without a listener the kernel drops it, so we fail closed),
   except DNS to the gateway's own resolver.
 - filter FORWARD (policy DROP): established traffic passes; a packet the queue marked
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DENY_MARK = 0x1
+CACHED_MARK = 0x2  # decided by the kernel verdict cache (kernelcache.py)
 QUEUE_NUM = 0
 
 
@@ -122,6 +123,8 @@ def ruleset(
             "*mangle",
             ":CODERUN_QUEUE - [0:0]",
             f"-A PREROUTING -i {sbx} -j CODERUN_QUEUE",
+            # Decided in the kernel already (kernelcache.py), and logged from NFLOG.
+            f"-A CODERUN_QUEUE -m mark --mark 0x{CACHED_MARK:x}/0x{CACHED_MARK:x} -j RETURN",
             f"-A CODERUN_QUEUE -d {gw} -p udp --dport {dns_port} -j RETURN",
             f"-A CODERUN_QUEUE -d {gw} -p tcp --dport {dns_port} -j RETURN",
             f"-A CODERUN_QUEUE -m conntrack --ctstate NEW -j NFQUEUE --queue-num {QUEUE_NUM}",

@@ -1,0 +1,176 @@
+"""Decided destinations at kernel speed: an nftables map the gateway process owns.
+
+Once a lasting rule (enforce mode; not ``once``) has decided a destination (address,
+protocol, port), the verdict goes into the map ``verdicts`` of the table ``coderun_cache``
+with an element timeout: the earliest of the next rule expiry, the expiry of the
+address's names and ``MAX_TIMEOUT``. A chain hooked before the iptables mangle table
+(priority mangle - 10) looks every new sandbox flow up there (TCP: a SYN; UDP:
+conntrack NEW) and, on a hit, sets the packet's mark from the map and sends a copy of
+its headers to NFLOG group ``LOG_GROUP``:
+
+- ``CACHED_MARK`` tells the queue chain (netfilter.py) to let the packet pass unqueued;
+- ``DENY_MARK`` (netfilter.py) makes the FORWARD/INPUT chains refuse it, as for a
+  queued packet the gateway refused;
+- the upper bits number the cache entry (``ENTRY_SHIFT``): the gateway's NFLOG reader
+  (nflog.py) finds the decision, names and verdict the flow was given and logs it
+  exactly as the queue path does, even after the map was flushed.
+
+The map is flushed whenever the rules in force change (an edit, a rule's expiry) and
+whenever an address gets or loses a name; the element timeouts end each verdict at the
+first expiry it depends on. Fail closed: the table is created with ``flags owner`` over
+the gateway's own netlink socket (libnftables in-process, through ctypes), so the
+kernel removes it when the gateway process dies, however it dies; what is left is the
+queue without a listener, which drops everything.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import ipaddress
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from snitch.core.model import Action, Decision, FlowKey, Proto
+from snitch.gateway.netfilter import CACHED_MARK, DENY_MARK
+
+log = logging.getLogger(__name__)
+TABLE = "coderun_cache"
+MAP = "verdicts"
+LOG_GROUP = 7  # NFLOG group of the flows the map decided
+LOG_SNAPLEN = 80  # bytes of each such packet copied: the IPv4 and TCP/UDP headers
+ENTRY_SHIFT = 8
+ENTRIES_KEPT = 1 << 14  # entries the log can still name after their element is gone
+MAX_TIMEOUT = 300.0  # seconds a verdict stays in the kernel at most
+MIN_TIMEOUT = 1.0  # shorter-lived verdicts are not worth an element
+_IFNAME = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
+_ADD_ELEMENT_EXISTS = ("File exists", "Device or resource busy")
+
+
+class KernelCacheError(RuntimeError):
+    pass
+
+
+class Nft(Protocol):
+    """Runs nft commands (libnftables in the gateway; a recorder in tests)."""
+
+    def run(self, commands: str) -> None: ...
+
+
+class LibNftables:
+    """libnftables through ctypes: one context, hence one netlink socket, for the
+    gateway's lifetime (an ``owner`` table lives exactly as long as it)."""
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("nftables") or "libnftables.so.1"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as exc:
+            raise KernelCacheError(f"libnftables is missing: {exc}") from exc
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        ctx = lib.nft_ctx_new(0)
+        if not ctx:
+            raise KernelCacheError("nft_ctx_new failed")
+        lib.nft_ctx_buffer_error(ctx)
+        lib.nft_ctx_buffer_output(ctx)
+        self._lib, self._ctx = lib, ctx
+
+    def run(self, commands: str) -> None:
+        if self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode()) != 0:
+            error = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
+            raise KernelCacheError(f"nft: {error.strip()[-300:]}")
+
+
+def table_text(sandbox_if: str) -> str:
+    """The table: the map and the chain that consults it for new sandbox flows."""
+    if not _IFNAME.fullmatch(sandbox_if):
+        raise KernelCacheError(f"not an interface name: {sandbox_if!r}")
+    hit = (f"meta mark set ip daddr . meta l4proto . th dport map @{MAP} "
+           f"log group {LOG_GROUP} snaplen {LOG_SNAPLEN}")  # fmt: skip
+    return "\n".join(
+        [
+            f"table ip {TABLE} {{",
+            "  flags owner",
+            f"  map {MAP} {{ type ipv4_addr . inet_proto . inet_service : mark; flags timeout; }}",
+            "  chain prerouting {",
+            "    type filter hook prerouting priority mangle - 10; policy accept;",
+            f'    iifname "{sandbox_if}" tcp flags & (fin|syn|rst|ack) == syn {hit}',
+            f'    iifname "{sandbox_if}" meta l4proto udp ct state new {hit}',
+            "  }",
+            "}",
+            "",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a flow the map decided is logged with."""
+
+    decision: Decision
+    verdict: str  # the log's verdict when it is not the action's ("rebind")
+    names: tuple[str, ...]
+    rules_version: int  # the rule book's when decided
+
+
+class KernelCache:
+    def __init__(self, nft: Nft, sandbox_if: str) -> None:
+        self.nft = nft
+        self.sandbox_if = sandbox_if
+        self.entries: dict[int, Entry] = {}  # insertion order: the oldest go first
+        self._next = 1
+        self.added = 0
+        self.flushes = 0
+        self.elements = 0  # added since the last flush
+
+    def install(self) -> None:
+        self.nft.run(table_text(self.sandbox_if))
+
+    def add(self, key: FlowKey, entry: Entry, until: float, now: float | None = None) -> bool:
+        """Put a verdict for ``key``'s destination in the map until ``until`` (wall
+        time; at most ``MAX_TIMEOUT`` from now). False when not worth it."""
+        if key.proto not in (Proto.TCP, Proto.UDP):
+            return False
+        now = time.time() if now is None else now
+        timeout = min(until - now, MAX_TIMEOUT)
+        if not timeout >= MIN_TIMEOUT or math.isnan(timeout):
+            return False
+        number = self._next
+        self._next = self._next % ((1 << (32 - ENTRY_SHIFT)) - 1) + 1
+        deny = DENY_MARK if entry.decision.action is not Action.ALLOW else 0
+        mark = (number << ENTRY_SHIFT) | CACHED_MARK | deny
+        dst = str(ipaddress.IPv4Address(key.dst))  # never text from elsewhere in a command
+        element = f"{dst} . {key.proto} . {int(key.dport)} timeout {int(timeout * 1000)}ms"
+        try:
+            self.nft.run(f"add element ip {TABLE} {MAP} {{ {element} : 0x{mark:x} }}")
+        except KernelCacheError as exc:
+            if not any(text in str(exc) for text in _ADD_ELEMENT_EXISTS):
+                raise
+            return False  # decided meanwhile: the element in place says the same
+        self.entries[number] = entry
+        if len(self.entries) > ENTRIES_KEPT:
+            del self.entries[next(iter(self.entries))]
+        self.added += 1
+        self.elements += 1
+        return True
+
+    def clear(self) -> None:
+        """Forget every verdict in the kernel (the entries stay for the log)."""
+        if self.elements:
+            self.nft.run(f"flush map ip {TABLE} {MAP}")
+            self.elements = 0
+            self.flushes += 1
+
+    def entry(self, mark: int) -> Entry | None:
+        return self.entries.get(mark >> ENTRY_SHIFT)
