@@ -85,6 +85,7 @@ class FlowGate:
         # Enforce: lasting verdicts also go to the kernel (kernelcache.py), whose flows
         # come back through NFLOG to ``on_kernel_log`` to be logged.
         self.kernel: KernelCache | None = None
+        self.kernel_logged = 0  # flows the kernel decided, logged from NFLOG
 
     def use_kernel(self, cache: KernelCache) -> None:
         """Hand lasting verdicts to ``cache``; it is flushed first thing whenever the
@@ -235,6 +236,7 @@ class FlowGate:
             if hit is not None and hit[1] > time.monotonic() and hit[2] == seq:
                 return  # a retransmitted SYN: no second line
             self._remember(key, decision, seq)
+        self.kernel_logged += 1
         self.rules.count_hit(decision.rule_id)
         if self.revoker is not None:
             self.revoker.note(key, decision, entry.names)

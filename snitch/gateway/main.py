@@ -65,7 +65,7 @@ from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
 from snitch.gateway.kernelcache import LOG_GROUP, LOG_SNAPLEN, KernelCache, KernelCacheError
-from snitch.gateway.nflog import NflogReader
+from snitch.gateway.nflog import FLUSH_CENTISECONDS, NflogReader
 from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
@@ -335,6 +335,8 @@ class Gateway:
     async def stop(self) -> None:
         """Flush and close everything first; mitmproxy gets a moment, then we are gone
         (nothing of its state is worth waiting for when the session ends)."""
+        if self.nflog is not None:  # the kernel sends what it gathered within this
+            await asyncio.sleep(FLUSH_CENTISECONDS / 100 + 0.03)
         self.close()
         if self.mitm is not None:
             with contextlib.suppress(Exception):
@@ -352,7 +354,13 @@ class Gateway:
         if self.queue is not None:
             self.queue.close()
         if self.nflog is not None:
+            self.nflog.read()  # what the kernel sent last
             self.nflog.close()
+            kernel = self.gate.kernel
+            self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message=(
+                f"kernel verdict cache: {kernel.added if kernel else 0} verdicts, "
+                f"{self.gate.kernel_logged} flows decided in the kernel, "
+                f"{self.nflog.lost} NFLOG overflows")))  # fmt: skip
         self.dns.close()
         self.rules.close()
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))

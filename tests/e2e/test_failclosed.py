@@ -152,7 +152,9 @@ def write_loop(tmp_path: Path, internet: DemoInternet) -> tuple[Path, Path]:
 class CliRun:
     """``coderun run`` (enforce mode) running the probe loop, read as it goes."""
 
-    def __init__(self, home: Path, internet: DemoInternet, tmp_path: Path) -> None:
+    def __init__(
+        self, home: Path, internet: DemoInternet, tmp_path: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         self.home = home
         self.nonce = uuid.uuid4().hex[:8]
         self.loop = Loop()
@@ -168,6 +170,7 @@ class CliRun:
                 internet.network_name,
                 "--dns-upstream",
                 internet.ip,
+                *extra,
                 "-v",
                 f"{script}:/fcloop.py:ro",
                 "--",
