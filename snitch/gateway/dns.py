@@ -4,7 +4,9 @@ A denied or unmatched (in enforce mode) name gets NXDOMAIN and never leaves the
 gateway, so data cannot be smuggled out in lookups of unapproved names. What leaves is
 the judged question only (snitch/gateway/dnsmsg.py: lower case, a listed type, a fresh id); the
 reply is checked against it and cut to the CNAME chain of the question; addresses that
-point inside (snitch/gateway/addresses.py) are dropped (logged ``rebind``). The chain's
+point inside (snitch/gateway/addresses.py) are dropped (logged ``rebind``). Upstream's
+replies are kept for their TTL (negative ones per RFC 2308: snitch/gateway/dnscache.py);
+a kept one is judged, filtered, learnt and logged like a fresh one. The chain's
 addresses are learnt into the NameTable so flows carry names.
 """
 
@@ -18,6 +20,7 @@ from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from snitch.core.grammar import Verdict
 from snitch.core.model import Action, Decision, EntryKind, LogEntry, Mode, Proto, Query
+from snitch.gateway.dnscache import DnsCache
 from snitch.gateway.dnsmsg import (
     ADDRESS_TYPES,
     LOGGED_TYPES,
@@ -95,6 +98,7 @@ class DnsForwarder:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.fake: FakeIPs | None = None  # ask mode: synthetic answers for undecided names
+        self.cache = DnsCache()  # upstream's answers for their TTL (dnscache.py)
 
     async def start(self, host: str, port: int = 53) -> None:
         loop = asyncio.get_running_loop()
@@ -204,9 +208,12 @@ class DnsForwarder:
     async def ask_upstream(self, question: Question, tcp: bool = False) -> Filtered:
         """Send the judged question upstream; the checked reply, cut to the question's
         CNAME chain with the addresses inside dropped, and the rest learnt."""
-        query = upstream_query(question)
-        reply = DNSRecord.parse(await self.forward(bytes(query.pack()), tcp))
-        check_reply(query, reply)
+        reply = self.cache.get(question.name, question.qtype)
+        if reply is None:
+            query = upstream_query(question)
+            reply = DNSRecord.parse(await self.forward(bytes(query.pack()), tcp))
+            check_reply(query, reply)
+            self.cache.put(question.name, question.qtype, reply)
         records: list[RR] = []
         dropped: list[tuple[str, str]] = []
         for rr in answer_chain(reply, question):

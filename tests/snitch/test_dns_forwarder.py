@@ -26,6 +26,7 @@ from snitch.core.model import Action, Mode, Proto, Rule
 from snitch.gateway import dns as dns_module
 from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, networks
 from snitch.gateway.dns import DnsForwarder
+from snitch.gateway.dnscache import DnsCache
 from snitch.gateway.dnsmsg import ALLOWED_QTYPE_NAMES
 from snitch.gateway.events import EventBus
 from snitch.gateway.names import NameTable
@@ -80,6 +81,7 @@ ALLOW_ALL_EXAMPLE = [Rule(Action.ALLOW, host="*.example.test")]
 
 def test_the_upstream_gets_the_judged_question_lower_cased_with_a_fresh_id() -> None:
     fwd, up, logged = forwarder(ALLOW_ALL_EXAMPLE)
+    fwd.cache = DnsCache(max_ttl=0)  # every query goes upstream (test_dns_cache.py: kept)
     replies = [ask(fwd, query("ApI.eXaMpLe.TeSt", qid=4660)) for _ in range(8)]
     assert len(up.sent) == 8
     for sent in up.sent:
@@ -430,6 +432,7 @@ def test_on_the_wire_the_upstream_sees_the_judged_question_with_a_fresh_id(
     loopback: Callable[..., tuple[DnsForwarder, LoopbackUpstream]], tcp: bool
 ) -> None:
     fwd, upstream = loopback(answer_a(OUTSIDE))
+    fwd.cache = DnsCache(max_ttl=0)  # every query goes upstream
     for _ in range(4):
         out = asyncio.run(fwd.resolve(query("WWW.Example.Test", qid=4660), CLIENT, tcp=tcp))
         assert out is not None and DNSRecord.parse(out).header.id == 4660
