@@ -99,6 +99,11 @@ class SessionConfig:
     private_answers: str = "deny"  # may a name lead to private/CGNAT ranges? (addresses.py)
 
 
+# Host environment passed to the gateway as is: "0" turns off the kernel verdict cache
+# or the reading of web flows in passing (snitch/gateway/main.py), for benchmarks and tests.
+GATEWAY_SWITCHES = ("CODERUN_KERNEL_CACHE", "CODERUN_PEEK")
+
+
 def log_limits_env(host_env: dict[str, str] | None = None) -> dict[str, str]:
     """The gateway's log limits from this user's environment: ``CODERUN_LOG_SESSION_MAX_MB``
     (a session log's size cap), ``CODERUN_LOG_RATE`` (lines a second per kind of line) and
@@ -311,6 +316,9 @@ class Session:
             **({"CODERUN_STANDBY": "1"} if standby else self._run_env()),
         }
         env["CODERUN_WEB_PORTS"] = self.config.web_ports
+        for name in GATEWAY_SWITCHES:  # the gateway's fast paths, off for comparisons
+            if os.environ.get(name):
+                env[name] = os.environ[name]
         if self.config.intercept_tls:
             env["CODERUN_INTERCEPT_TLS"] = "1"
         if self.config.upstream_ca is not None:

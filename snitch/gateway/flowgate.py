@@ -26,7 +26,7 @@ from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import Rebound
 from snitch.gateway.kernelcache import Entry, KernelCache, KernelCacheError
 from snitch.gateway.names import NameTable
-from snitch.gateway.netfilter import DENY_MARK
+from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
 from snitch.gateway.queue import QueuedPacket
 from snitch.gateway.rebind import RebindGuard
@@ -35,6 +35,7 @@ from snitch.gateway.rulebook import RuleBook
 if TYPE_CHECKING:
     from snitch.gateway.asker import Asker
     from snitch.gateway.fakeip import FakeIPs
+    from snitch.gateway.peeker import Peeker
     from snitch.gateway.revocation import Revoker
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class FlowGate:
         # until it listens (the gateway is ready before mitmproxy has loaded).
         self.web_ports: frozenset[int] = frozenset()
         self.own_addresses: frozenset[str] = frozenset()  # the gateway's: never deferred
+        # Allowed web flows that need no proxy are read in passing instead (peeker.py).
+        self.peeker: Peeker | None = None
         # A name never vouches for an address inside (loopback, the host, private
         # ranges): the gateway shares the DNS forwarder's guard (snitch/gateway/rebind.py).
         self.guard = RebindGuard(rules)
@@ -171,7 +174,7 @@ class FlowGate:
             # A bare address on a TLS port: let the handshake reach mitmproxy, which
             # decides (or holds) the flow by the name in its ClientHello.
             self._defer(key)
-            self.apply(pkt, Decision(Action.ALLOW), key)
+            self.apply(pkt, Decision(Action.ALLOW), key, proxy=True)
             return
         if self.rules.mode is not Mode.ASK or self.asker is None:
             verdict = self.rules.verdict(query)
@@ -207,14 +210,15 @@ class FlowGate:
         if done is None or self.kernel is None or self.rules.mode is not Mode.ENFORCE:
             return
         decision, verdict = done
-        if decision.action is Action.ALLOW and self._parked is not None \
-                and key.dport in self.web_ports:  # fmt: skip
+        route = self._web_route(key) if decision.action is Action.ALLOW else ""
+        if route == "park":
             return  # mitmproxy is not listening yet: these wait in user space
         rule = self.rules.rule(decision.rule_id)
         if rule is not None and rule.once_key is not None:
             return  # one connection only
+        mark = PEEK_MARK if route == "peek" else 0
         try:
-            self.kernel.add(key, Entry(decision, verdict, names, self.rules.version), until)
+            self.kernel.add(key, Entry(decision, verdict, names, self.rules.version), until, mark)
         except KernelCacheError as exc:
             log.warning("kernel verdict cache: %s", exc)
 
@@ -326,9 +330,27 @@ class FlowGate:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def apply(self, pkt: QueuedPacket, decision: Decision, key: FlowKey | None = None) -> None:
+    def _web_route(self, key: FlowKey, proxy: bool = False) -> str:
+        """How an allowed flow goes: "peek" (forwarded, its request head read in passing),
+        "park" (to mitmproxy, which is still starting), "" (as it is: to mitmproxy when
+        on a web port)."""
+        if key.dport not in self.web_ports or key.proto is not Proto.TCP:
+            return ""
+        if not proxy and self.peeker is not None and not self.rules.has_path_rules():
+            return "peek"
+        return "park" if self._parked is not None else ""
+
+    def apply(
+        self, pkt: QueuedPacket, decision: Decision, key: FlowKey | None = None,
+        proxy: bool = False,
+    ) -> None:  # fmt: skip
+        """The verdict on a queued packet; ``proxy``: an allowed web flow that must go
+        through mitmproxy (a bare address on a TLS port)."""
         if decision.action is Action.ALLOW:
-            if key is not None and self._parked is not None and key.dport in self.web_ports:
+            route = self._web_route(key, proxy) if key is not None and self.web_ports else ""
+            if route == "peek":
+                pkt.set_mark(PEEK_MARK)
+            elif route == "park" and self._parked is not None:
                 self._parked.append(pkt)  # mitmproxy is still starting: accept when it is up
                 return
             pkt.accept()

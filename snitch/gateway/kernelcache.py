@@ -137,9 +137,13 @@ class KernelCache:
     def install(self) -> None:
         self.nft.run(table_text(self.sandbox_if))
 
-    def add(self, key: FlowKey, entry: Entry, until: float, now: float | None = None) -> bool:
+    def add(
+        self, key: FlowKey, entry: Entry, until: float, extra_mark: int = 0,
+        now: float | None = None,
+    ) -> bool:  # fmt: skip
         """Put a verdict for ``key``'s destination in the map until ``until`` (wall
-        time; at most ``MAX_TIMEOUT`` from now). False when not worth it."""
+        time; at most ``MAX_TIMEOUT`` from now), with ``extra_mark`` bits on its packets
+        (``PEEK_MARK``). False when not worth it."""
         if key.proto not in (Proto.TCP, Proto.UDP):
             return False
         now = time.time() if now is None else now
@@ -149,7 +153,7 @@ class KernelCache:
         number = self._next
         self._next = self._next % ((1 << (32 - ENTRY_SHIFT)) - 1) + 1
         deny = DENY_MARK if entry.decision.action is not Action.ALLOW else 0
-        mark = (number << ENTRY_SHIFT) | CACHED_MARK | deny
+        mark = (number << ENTRY_SHIFT) | CACHED_MARK | deny | (extra_mark & 0xFC)
         dst = str(ipaddress.IPv4Address(key.dst))  # never text from elsewhere in a command
         element = f"{dst} . {key.proto} . {int(key.dport)} timeout {int(timeout * 1000)}ms"
         try:

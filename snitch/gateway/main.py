@@ -22,6 +22,8 @@ The host starts the container with its settings in the environment:
 ``CODERUN_COMMAND``   the sandboxed command (JSON list), for the dashboards
 ``CODERUN_WEB_PORTS`` TCP ports relayed through mitmproxy for HTTP/TLS logs ("" = none;
                       default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
+``CODERUN_PEEK``      "0": every allowed web flow through mitmproxy (default: only those
+                      that need it; the others are read in passing: snitch/gateway/peeker.py)
 ``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
 ``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
 ``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes (all private: umask 077)
@@ -143,6 +145,7 @@ class Gateway:
         self.ports = Ports(self.bus, self.session, self.session_dir, self.uid, self.gid)
         self.api.ports = self.ports
         self.queue: PacketQueue | None = None
+        self.peek_queue: PacketQueue | None = None
         self.nflog: NflogReader | None = None
         ports = env.get("CODERUN_WEB_PORTS", "80,443")
         self.web_ports = tuple(int(p) for p in ports.split(",") if p.strip())
@@ -150,6 +153,10 @@ class Gateway:
             int(p) for p in env.get("CODERUN_TLS_PORTS", "443").split(",") if p.strip()
         ) if self.web_ports else frozenset()  # fmt: skip
         self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
+        if self.web_ports and not self.intercept and env.get("CODERUN_PEEK", "1") != "0":
+            from snitch.gateway.peeker import Peeker
+
+            self.gate.peeker = Peeker(self.gate)
         self.upstream_ca = env.get("CODERUN_UPSTREAM_CA") or None
         self.mitm: Mitm | None = None
         self.unused_ca: asyncio.Future[None] | None = None
@@ -235,7 +242,7 @@ class Gateway:
             from snitch.gateway.mitm import PROXY_PORT
 
             self.gate.park_web_flows(frozenset(self.web_ports))
-            netfilter.apply(ifs, self.web_ports, PROXY_PORT)
+            netfilter.apply(ifs, self.web_ports, PROXY_PORT, peek=self.gate.peeker is not None)
         else:
             netfilter.apply(ifs)
         stop = asyncio.Event()
@@ -258,6 +265,9 @@ class Gateway:
             self.start_kernel_cache(ifs.sandbox)
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
+        if self.gate.peeker is not None:
+            self.peek_queue = PacketQueue(self.gate.peeker.on_packet, netfilter.PEEK_QUEUE)
+            self.peek_queue.start()
         self.sandbox_ip = ifs.sandbox_ip
         await self.dns.start(ifs.sandbox_ip)
         await self.api.start()
@@ -353,6 +363,8 @@ class Gateway:
         self.ports.close()
         if self.queue is not None:
             self.queue.close()
+        if self.peek_queue is not None:
+            self.peek_queue.close()
         if self.nflog is not None:
             self.nflog.read()  # what the kernel sent last
             self.nflog.close()

@@ -179,15 +179,7 @@ class SnitchAddon:
         return decision.action is Action.ALLOW
 
     def name_denied(self, name: str, port: int) -> Decision | None:
-        """The decision of a deny rule that names ``name`` (an SNI or a Host), judged by
-        the name alone: such a rule refuses it whatever address it goes to."""
-        decision = self.gate.rules.decide(Query(Proto.TCP, None, port, (name,)))
-        if decision is None or decision.action is not Action.DENY:
-            return None
-        rule = self.gate.rules.rule(decision.rule_id)
-        if rule is not None and rule.host is None:
-            return None  # a deny of any destination is not about this name
-        return decision
+        return self.gate.rules.name_denied(name, port)
 
     async def _name_leads_here(self, sni: str, dst: str) -> bool:
         """Whether ``sni`` resolves to ``dst``, looked up only if the name may be looked

@@ -26,7 +26,10 @@ from typing import Any
 
 DENY_MARK = 0x1
 CACHED_MARK = 0x2  # decided by the kernel verdict cache (kernelcache.py)
+PEEK_MARK = 0x4  # an allowed web flow read in passing, not proxied (peeker.py)
+PEEKED_MARK = 0x8  # ... whose request head has been read: the rest stays in the kernel
 QUEUE_NUM = 0
+PEEK_QUEUE = 1
 
 
 @dataclass(frozen=True)
@@ -98,17 +101,29 @@ def default_gateways() -> list[str]:
 
 
 def ruleset(
-    ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, dns_port: int = 53
-) -> str:
+    ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, dns_port: int = 53,
+    peek: bool = False,
+) -> str:  # fmt: skip
     """The iptables-restore input (applied with --noflush: Docker's DNS rules stay).
 
     With ``web_ports`` and ``proxy_port``, allowed TCP to those ports is redirected to
-    the transparent proxy (mitmproxy) listening on the gateway.
+    the transparent proxy (mitmproxy) listening on the gateway; with ``peek``, only
+    those the flow gate did not mark ``PEEK_MARK``: the others are forwarded, their
+    first data packets queued to ``PEEK_QUEUE`` until one carries ``PEEKED_MARK``.
     """
     sbx, egr, gw = ifs.sandbox, ifs.egress, ifs.sandbox_ip
     mark = f"0x{DENY_MARK:x}/0x{DENY_MARK:x}"
     proxy_in: list[str] = []
     redirect: list[str] = []
+    peeking: list[str] = []
+    peeked: list[str] = []
+    if peek and web_ports and proxy_port:
+        p, done = f"0x{PEEK_MARK:x}", f"0x{PEEKED_MARK:x}"
+        peeking = [f"-A CODERUN_QUEUE -p tcp -m connmark --mark {p}/{p} "
+                   f"-j NFQUEUE --queue-num {PEEK_QUEUE}"]  # fmt: skip
+        peeked = [f"-A FORWARD -i {sbx} -m mark --mark {p}/{p} -j CONNMARK --or-mark {p}",
+                  f"-A FORWARD -i {sbx} -m mark --mark {done}/{done} "
+                  f"-j CONNMARK --and-mark 0x{0xFFFFFFFF & ~PEEK_MARK:x}"]  # fmt: skip
     if web_ports and proxy_port:
         ports = ",".join(str(p) for p in web_ports)
         # Only connections the nat table redirected may reach the proxy port.
@@ -116,6 +131,8 @@ def ruleset(
                     "-j ACCEPT"]  # fmt: skip
         redirect = [f"-A PREROUTING -i {sbx} -m mark --mark {mark} -j RETURN",
                     f"-A PREROUTING -i {sbx} -d {gw} -j RETURN",
+                    *([f"-A PREROUTING -i {sbx} -m mark --mark 0x{PEEK_MARK:x}/0x{PEEK_MARK:x} "
+                       "-j RETURN"] if peek else []),
                     f"-A PREROUTING -i {sbx} -p tcp -m multiport --dports {ports} "
                     f"-j REDIRECT --to-ports {proxy_port}"]  # fmt: skip
     return "\n".join(
@@ -127,11 +144,13 @@ def ruleset(
             f"-A CODERUN_QUEUE -m mark --mark 0x{CACHED_MARK:x}/0x{CACHED_MARK:x} -j RETURN",
             f"-A CODERUN_QUEUE -d {gw} -p udp --dport {dns_port} -j RETURN",
             f"-A CODERUN_QUEUE -d {gw} -p tcp --dport {dns_port} -j RETURN",
+            *peeking,
             f"-A CODERUN_QUEUE -m conntrack --ctstate NEW -j NFQUEUE --queue-num {QUEUE_NUM}",
             # A SYN that conntrack files under an old entry (a reused 5-tuple whose
             # entry lingers in CLOSE/TIME_WAIT) opens a new connection all the same.
             "-A CODERUN_QUEUE -p tcp --tcp-flags SYN,ACK,FIN,RST SYN "
             f"-j NFQUEUE --queue-num {QUEUE_NUM}",
+            *peeked,
             "COMMIT",
             "*filter",
             ":FORWARD DROP [0:0]",
@@ -147,9 +166,10 @@ def ruleset(
             f"-A INPUT -i {sbx} -j DROP",
             # Never forward what conntrack cannot follow (it was never queued, nor NATed).
             "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED -j DROP",
-            "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            # Refused: a new flow, or a peeked one whose request a deny rule names.
             f"-A FORWARD -i {sbx} -m mark --mark {mark} -p tcp -j REJECT --reject-with tcp-reset",
             f"-A FORWARD -i {sbx} -m mark --mark {mark} -j DROP",
+            "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
             f"-A FORWARD -i {sbx} -o {egr} -m conntrack --ctstate NEW -j ACCEPT",
             "COMMIT",
             "*nat",
@@ -163,8 +183,10 @@ def ruleset(
     )
 
 
-def apply(ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0) -> None:
-    rules = ruleset(ifs, web_ports, proxy_port)
+def apply(
+    ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, peek: bool = False
+) -> None:
+    rules = ruleset(ifs, web_ports, proxy_port, peek=peek)
     proc = subprocess.run(
         ["iptables-restore", "--noflush"], input=rules, capture_output=True, text=True
     )

@@ -65,6 +65,7 @@ class RuleBook:
             rule.id = -n
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
+        self._path_rules = any(r.path_prefix for r in rules)
         self._signatures: dict[int, tuple[object, ...]] = {}
         now = time.time()
         self._next_expiry = min(
@@ -117,6 +118,21 @@ class RuleBook:
         if decision is not None:
             self.count_hit(decision.rule_id)
         return decision
+
+    def name_denied(self, name: str, port: int) -> Decision | None:
+        """The decision of a deny rule that names ``name`` (an SNI or a Host), judged by
+        the name alone: such a rule refuses it whatever address it goes to."""
+        decision = self.decide(Query(Proto.TCP, None, port, (name,)))
+        if decision is None or decision.action is not Action.DENY:
+            return None
+        rule = self.rule(decision.rule_id)
+        if rule is not None and rule.host is None:
+            return None  # a deny of any destination is not about this name
+        return decision
+
+    def has_path_rules(self) -> bool:
+        """Whether a rule in force looks at URL paths (only a proxy sees them)."""
+        return self._path_rules
 
     def peek(self, query: Query) -> Decision | None:
         """Like ``decide``, without counting a hit (a re-check, not a flow)."""

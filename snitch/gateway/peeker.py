@@ -1,0 +1,129 @@
+"""The proxy only where it is needed: a web connection read in passing, not relayed.
+
+An allowed TCP flow to a web port goes through mitmproxy only when something needs the
+stream: TLS interception, a rule with a URL path, or a bare address on a TLS port
+(whose name must come from the ClientHello before the flow may leave: flowgate.py
+defers it). Every other one is forwarded by the kernel. Its SYN is accepted with
+``PEEK_MARK``, which the mangle table copies to the connection's mark; packets of such
+a connection go to queue ``PEEK_QUEUE`` until one completes the request's head (a TLS
+ClientHello, an HTTP request line and Host) or ``MAX_PACKETS`` went by. That packet's
+verdict carries ``PEEKED_MARK``, which clears the connection's mark: the rest of the
+flow never leaves the kernel.
+
+What the head says is judged and logged as mitmproxy does (mitm.py): a deny rule that
+names the SNI or the Host refuses the connection wherever it went (the packet is
+refused: a TCP RST); otherwise a ``tls`` line (SNI) or an ``http`` line (method, URL,
+Host) is logged. Such a line is written when the request leaves, so it has no status,
+byte counts or duration (mitmproxy's lines have them), and a keep-alive connection's
+later requests are not seen.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from snitch.core.model import Decision, EntryKind, FlowKey, LogEntry
+from snitch.gateway import peek
+from snitch.gateway.asker import claimed_note
+from snitch.gateway.netfilter import DENY_MARK, PEEKED_MARK
+from snitch.gateway.packet import BadPacket, parse_flow, tcp_payload
+from snitch.gateway.queue import QueuedPacket
+
+if TYPE_CHECKING:
+    from snitch.gateway.flowgate import FlowGate
+
+MAX_PACKETS = 8  # data packets of a connection read at most before it is let go
+MAX_HEAD = 16384  # bytes of a request's head gathered at most
+KEPT = 4096  # connections being read at once, at most (the oldest are let go)
+
+
+class Peeker:
+    def __init__(self, gate: FlowGate) -> None:
+        self.gate = gate
+        self._reading: dict[FlowKey, tuple[bytes, int]] = {}  # head so far, packets seen
+        self.read_count = 0
+
+    def on_packet(self, pkt: QueuedPacket) -> None:
+        """A packet of a connection being read; never raises (a bug lets it go as is)."""
+        try:
+            data = pkt.get_payload()
+            key = parse_flow(data)
+            payload = tcp_payload(data)
+        except BadPacket:
+            pkt.drop()
+            return
+        if not payload:
+            pkt.accept()  # the handshake's last ACK, or a bare ACK
+            return
+        head, packets = self._reading.pop(key, (b"", 0))
+        head, packets = (head + payload)[:MAX_HEAD], packets + 1
+        seen = peek.read(head)
+        if seen.partial and packets < MAX_PACKETS and len(head) < MAX_HEAD:
+            if len(self._reading) >= KEPT:
+                del self._reading[next(iter(self._reading))]
+            self._reading[key] = (head, packets)
+            pkt.accept()  # its head goes on in the next packet
+            return
+        self.read_count += 1
+        denied = self.judge(key, seen)
+        pkt.set_mark(PEEKED_MARK | (DENY_MARK if denied else 0))
+        pkt.accept()
+
+    def judge(self, key: FlowKey, seen: peek.Seen) -> bool:
+        """Log what the head says; True when a deny rule names its SNI or Host."""
+        gate = self.gate
+        if seen.kind == "tls":
+            sni = seen.sni
+            denied = self.name_denied(sni, key.dport) if sni else None
+            if denied is not None:
+                verified = sni in gate.names.names_for(key.dst)
+                if not verified:
+                    denied = Decision(denied.action, denied.rule_id,
+                                      f"{denied.reason} ({claimed_note(sni)})")  # fmt: skip
+                gate.log_flow(key, denied, names=(sni,) if verified else ())
+                return True
+            self._log(EntryKind.TLS, key, names=[sni] if sni else [], sni=sni,
+                      url=f"tls://{sni or self._dst(key)}:{key.dport}")  # fmt: skip
+            return False
+        if seen.kind == "http":
+            host = seen.host
+            port = "" if key.dport == 80 else f":{key.dport}"
+            url = f"http://{host or self._dst(key)}{port}{seen.path}"
+            denied = None
+            if host and not _is_address(host):
+                denied = self.name_denied(host, key.dport)
+            if denied is not None:
+                why = f"Host {host} named by {denied.reason}"
+                self._log(EntryKind.HTTP, key, names=[host], method=seen.method, url=url,
+                          verdict="deny", rule_id=denied.rule_id,
+                          rule=gate.rules.describe(denied.rule_id), reason=why)  # fmt: skip
+                return True
+            self._log(EntryKind.HTTP, key, names=[host or self._dst(key)], method=seen.method,
+                      url=url)  # fmt: skip
+        return False
+
+    def name_denied(self, name: str, port: int) -> Decision | None:
+        return self.gate.rules.name_denied(name, port)
+
+    def _dst(self, key: FlowKey) -> str:
+        fake = self.gate.fake
+        real = fake.real_address(key.dst) if fake is not None else None
+        return real or key.dst
+
+    def _log(self, kind: EntryKind, key: FlowKey, **fields: object) -> None:
+        self.gate.bus.log(
+            LogEntry(kind, session=self.gate.session, proto="tcp", src=key.src,
+                     sport=key.sport, dst=self._dst(key), dport=key.dport,
+                     time=time.time(), **fields)  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

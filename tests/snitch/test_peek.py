@@ -1,0 +1,139 @@
+"""Web flows read in passing (snitch/gateway/peek.py, peeker.py): the head of a real
+ClientHello and of HTTP requests, the verdicts and the log lines."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import struct
+from pathlib import Path
+from typing import Any
+
+from snitch.core.model import Action, Mode, Rule
+from snitch.gateway import peek
+from snitch.gateway.events import EventBus
+from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.names import NameTable
+from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK, PEEKED_MARK
+from snitch.gateway.peeker import Peeker
+from snitch.gateway.rulebook import RuleBook
+from tests.snitch.test_flowgate import Packet, syn
+
+
+def client_hello(name: str | None) -> bytes:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    conn = ctx.wrap_bio(incoming, outgoing, server_hostname=name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        conn.do_handshake()
+    return outgoing.read()
+
+
+def segment(dst: str, dport: int, payload: bytes, sport: int = 40000, flags: int = 0x18) -> bytes:
+    size = 40 + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size, 0, 0, 64, 6, 0,
+                     socket.inet_aton("10.0.0.2"), socket.inet_aton(dst))  # fmt: skip
+    return ip + struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, flags, 0, 0, 0) + payload
+
+
+def test_the_sni_of_a_real_client_hello() -> None:
+    hello = client_hello("API.Example.Test")
+    assert peek.read(hello) == peek.Seen("tls", sni="api.example.test")
+    assert peek.read(client_hello(None)).sni == ""
+    first = peek.read(hello[:60])
+    assert first.kind == "tls" and first.partial and first.sni == ""
+
+
+def test_http_request_heads() -> None:
+    seen = peek.read(b"GET /simple/pkg/?q=1 HTTP/1.1\r\nHost: API.example.test:8080\r\n\r\n")
+    assert (seen.kind, seen.method, seen.host, seen.path) == (
+        "http", "GET", "api.example.test", "/simple/pkg/?q=1",
+    )  # fmt: skip
+    absolute = peek.read(b"GET http://a.example.test/x HTTP/1.1\r\n\r\n")
+    assert (absolute.host, absolute.path) == ("a.example.test", "/x")
+    assert peek.read(b"GET / HTTP/1.1\r\nUser-Agent: x").partial  # no Host yet
+    assert peek.read(b"SSH-2.0-OpenSSH\r\n").kind == "other"
+    assert peek.read(b"GET nothing\r\n").kind == "other"
+
+
+def setup(tmp_path: Path, rules: list[Rule]) -> tuple[FlowGate, Peeker, list[dict[str, Any]]]:
+    bus = EventBus()
+    logged: list[dict[str, Any]] = []
+    bus.subscribe(lambda topic, data: logged.append(data) if topic == "log" else None)
+    gate = FlowGate(RuleBook(tmp_path / "rules.db", rules, Mode.ENFORCE, "s1"), NameTable(),
+                    bus, "s1")  # fmt: skip
+    gate.web_ports = frozenset({80, 443})
+    gate.peeker = Peeker(gate)
+    return gate, gate.peeker, logged
+
+
+def test_an_allowed_web_flow_is_marked_to_be_read_not_proxied(tmp_path: Path) -> None:
+    gate, _, _ = setup(tmp_path, [Rule(Action.ALLOW, cidr="203.0.113.0/24")])
+    pkt = Packet(syn("203.0.113.5", 443))
+    gate.on_packet(pkt)
+    assert pkt.verdict == "accepted" and pkt.mark == PEEK_MARK
+    other = Packet(syn("203.0.113.5", 22))
+    gate.on_packet(other)
+    assert other.mark == 0  # not a web port
+    gate.rules.add_rule(Rule(Action.DENY, host="api.example.test", path_prefix="/admin"))
+    proxied = Packet(syn("203.0.113.5", 80, sport=2))
+    gate.on_packet(proxied)
+    assert proxied.verdict == "accepted" and proxied.mark == 0  # a path rule: the proxy
+
+
+def test_the_head_is_logged_and_the_rest_of_the_flow_let_go(tmp_path: Path) -> None:
+    gate, peeker, logged = setup(tmp_path, [Rule(Action.ALLOW, cidr="203.0.113.0/24")])
+    ack = Packet(segment("203.0.113.5", 443, b"", flags=0x10))
+    peeker.on_packet(ack)
+    assert ack.verdict == "accepted" and ack.mark == 0
+    hello = client_hello("api.example.test")
+    first, second = (
+        Packet(segment("203.0.113.5", 443, hello[:50])),
+        Packet(segment("203.0.113.5", 443, hello[50:])),
+    )
+    peeker.on_packet(first)
+    assert first.verdict == "accepted" and first.mark == 0 and logged == []  # goes on
+    peeker.on_packet(second)
+    assert second.verdict == "accepted" and second.mark == PEEKED_MARK
+    [line] = logged
+    assert (line["kind"], line["sni"], line["url"], line["names"], line["dst"]) == (
+        "tls", "api.example.test", "tls://api.example.test:443", ["api.example.test"],
+        "203.0.113.5",
+    )  # fmt: skip
+    get = Packet(segment("203.0.113.5", 80, b"GET /a HTTP/1.1\r\nHost: api.example.test\r\n\r\n"))
+    peeker.on_packet(get)
+    assert get.mark == PEEKED_MARK
+    assert (logged[-1]["kind"], logged[-1]["method"], logged[-1]["url"]) == (
+        "http", "GET", "http://api.example.test/a",
+    )  # fmt: skip
+
+
+def test_a_deny_rule_naming_the_sni_or_host_refuses_the_connection(tmp_path: Path) -> None:
+    rules = [Rule(Action.ALLOW, cidr="203.0.113.0/24"), Rule(Action.DENY, host="evil.example.test")]
+    _, peeker, logged = setup(tmp_path, rules)
+    tls = Packet(segment("203.0.113.5", 443, client_hello("evil.example.test")))
+    peeker.on_packet(tls)
+    assert tls.verdict == "refused" and tls.mark == PEEKED_MARK | DENY_MARK
+    assert (
+        logged[-1]["verdict"] == "deny" and "claimed SNI evil.example.test" in logged[-1]["reason"]
+    )
+    http = Packet(segment("203.0.113.5", 80, b"GET / HTTP/1.1\r\nHost: evil.example.test\r\n\r\n",
+                          sport=2))  # fmt: skip
+    peeker.on_packet(http)
+    assert http.verdict == "refused"
+    assert (logged[-1]["kind"], logged[-1]["verdict"]) == ("http", "deny")
+    assert logged[-1]["reason"].startswith("Host evil.example.test named by")
+
+
+def test_a_flow_that_never_completes_its_head_is_let_go(tmp_path: Path) -> None:
+    _, peeker, logged = setup(tmp_path, [Rule(Action.ALLOW, cidr="203.0.113.0/24")])
+    marks = []
+    for _ in range(8):
+        pkt = Packet(segment("203.0.113.5", 80, b"GET / HTTP/1.1\r\nX: y\r\n"))
+        peeker.on_packet(pkt)
+        marks.append(pkt.mark)
+    assert marks == [0] * 7 + [PEEKED_MARK]
+    assert logged[-1]["kind"] == "http"
