@@ -316,9 +316,9 @@ class Session:
             **({"CODERUN_STANDBY": "1"} if standby else self._run_env()),
         }
         env["CODERUN_WEB_PORTS"] = self.config.web_ports
-        for name in GATEWAY_SWITCHES:  # the gateway's fast paths, off for comparisons
-            if os.environ.get(name):
-                env[name] = os.environ[name]
+        for switch in GATEWAY_SWITCHES:  # the gateway's fast paths, off for comparisons
+            if os.environ.get(switch):
+                env[switch] = os.environ[switch]
         if self.config.intercept_tls:
             env["CODERUN_INTERCEPT_TLS"] = "1"
         if self.config.upstream_ca is not None:

@@ -158,7 +158,7 @@ class FlowGate:
             ):
                 self.rules.count_hit(kept[0].rule_id)
                 done = self.finish(pkt, key, kept[0], names=kept[1])
-                if self.kernel is not None:
+                if self.kernel is not None:  # a destination used twice: worth an element
                     self._to_kernel(key, done, kept[1], kept[4])
                 return
         names = self.names.names_for(key.dst)
@@ -178,10 +178,9 @@ class FlowGate:
             return
         if self.rules.mode is not Mode.ASK or self.asker is None:
             verdict = self.rules.verdict(query)
-            until = self._keep(key, verdict, names) if rules_alone else 0.0
-            done = self.finish(pkt, key, verdict, names=names)
-            if rules_alone and self.kernel is not None:
-                self._to_kernel(key, done, names, until)
+            if rules_alone:
+                self._keep(key, verdict, names)
+            self.finish(pkt, key, verdict, names=names)
             return
         decision = self.rules.decide(query)
         if decision is None:
@@ -189,7 +188,7 @@ class FlowGate:
         else:
             self.finish(pkt, key, decision)
 
-    def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> float:
+    def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> None:
         if len(self._verdicts) >= VERDICTS_KEPT:
             self._verdicts.clear()
         until = min(self.rules.valid_until(), self.names.expiry(key.dst))
@@ -200,7 +199,6 @@ class FlowGate:
             self.names.version,
             until,
         )
-        return until
 
     def _to_kernel(
         self, key: FlowKey, done: tuple[Decision, str] | None, names: tuple[str, ...],

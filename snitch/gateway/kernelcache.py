@@ -32,6 +32,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,7 +49,6 @@ ENTRIES_KEPT = 1 << 14  # entries the log can still name after their element is 
 MAX_TIMEOUT = 300.0  # seconds a verdict stays in the kernel at most
 MIN_TIMEOUT = 1.0  # shorter-lived verdicts are not worth an element
 _IFNAME = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
-_ADD_ELEMENT_EXISTS = ("File exists", "Device or resource busy")
 
 
 class KernelCacheError(RuntimeError):
@@ -129,6 +129,11 @@ class KernelCache:
         self.nft = nft
         self.sandbox_if = sandbox_if
         self.entries: dict[int, Entry] = {}  # insertion order: the oldest go first
+        # Elements go to the kernel in one nft command per turn of the event loop
+        # (``schedule``: loop.call_soon; None: at once): an add costs ~0.5 ms alone.
+        self.schedule: Callable[[Callable[[], None]], object] | None = None
+        self._pending: list[str] = []
+        self._in_kernel: dict[tuple[str, str, int], float] = {}  # -> element's end (wall)
         self._next = 1
         self.added = 0
         self.flushes = 0
@@ -150,27 +155,49 @@ class KernelCache:
         timeout = min(until - now, MAX_TIMEOUT)
         if not timeout >= MIN_TIMEOUT or math.isnan(timeout):
             return False
+        where = (key.dst, str(key.proto), int(key.dport))
+        if self._in_kernel.get(where, 0.0) > now:
+            return False  # there already (flows queued before it was added)
         number = self._next
         self._next = self._next % ((1 << (32 - ENTRY_SHIFT)) - 1) + 1
         deny = DENY_MARK if entry.decision.action is not Action.ALLOW else 0
         mark = (number << ENTRY_SHIFT) | CACHED_MARK | deny | (extra_mark & 0xFC)
         dst = str(ipaddress.IPv4Address(key.dst))  # never text from elsewhere in a command
-        element = f"{dst} . {key.proto} . {int(key.dport)} timeout {int(timeout * 1000)}ms"
-        try:
-            self.nft.run(f"add element ip {TABLE} {MAP} {{ {element} : 0x{mark:x} }}")
-        except KernelCacheError as exc:
-            if not any(text in str(exc) for text in _ADD_ELEMENT_EXISTS):
-                raise
-            return False  # decided meanwhile: the element in place says the same
+        ms = int(timeout * 1000)
+        self._pending.append(f"{dst} . {key.proto} . {int(key.dport)} timeout {ms}ms : 0x{mark:x}")
+        self._in_kernel[where] = now + ms / 1000
+        if len(self._in_kernel) > ENTRIES_KEPT:
+            del self._in_kernel[next(iter(self._in_kernel))]
         self.entries[number] = entry
         if len(self.entries) > ENTRIES_KEPT:
             del self.entries[next(iter(self.entries))]
         self.added += 1
         self.elements += 1
+        if self.schedule is None:
+            self.send()
+        elif len(self._pending) == 1:
+            self.schedule(self.send)
         return True
 
+    def send(self) -> None:
+        """The elements added since the last call, in one command."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            self.nft.run(f"add element ip {TABLE} {MAP} {{ {', '.join(pending)} }}")
+        except KernelCacheError:  # one refused (there already?): the others go alone
+            for element in pending:
+                try:
+                    self.nft.run(f"add element ip {TABLE} {MAP} {{ {element} }}")
+                except KernelCacheError as exc:
+                    log.warning("kernel verdict cache: %s", exc)
+
     def clear(self) -> None:
-        """Forget every verdict in the kernel (the entries stay for the log)."""
+        """Forget every verdict in the kernel, and those on their way (the entries
+        stay for the log)."""
+        self._pending.clear()
+        self._in_kernel.clear()
         if self.elements:
             self.nft.run(f"flush map ip {TABLE} {MAP}")
             self.elements = 0

@@ -300,8 +300,9 @@ class Gateway:
         await self.stop()
 
     def start_kernel_cache(self, sandbox_if: str) -> None:
-        """Enforce mode: decided destinations at kernel speed (kernelcache.py), their
-        flows logged from NFLOG. Without it (no libnftables) every flow is queued."""
+        """Enforce mode: destinations decided (and used) twice are decided by the kernel
+        from then on (kernelcache.py), their flows logged from NFLOG. Without it (no
+        libnftables) every flow is queued."""
         try:
             from snitch.gateway.kernelcache import LibNftables
 
@@ -315,6 +316,7 @@ class Gateway:
                 self.nflog.close()
                 self.nflog = None
             return
+        cache.schedule = asyncio.get_running_loop().call_soon
         self.gate.use_kernel(cache)
         self.nflog.start()
 
@@ -375,6 +377,10 @@ class Gateway:
                 f"{self.nflog.lost} NFLOG overflows")))  # fmt: skip
         self.dns.close()
         self.rules.close()
+        if self.web_ports:
+            read = self.gate.peeker.read_count if self.gate.peeker is not None else 0
+            self.bus.log(LogEntry(EntryKind.EVENT, session=self.session,
+                                  message=f"web flows read in passing: {read}"))  # fmt: skip
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
         self.writer.close()
         self.write_state(state=GatewayState.STOPPED, log_dropped=self.writer.dropped)

@@ -27,7 +27,7 @@ from snitch.core.model import Decision, EntryKind, FlowKey, LogEntry
 from snitch.gateway import peek
 from snitch.gateway.asker import claimed_note
 from snitch.gateway.netfilter import DENY_MARK, PEEKED_MARK
-from snitch.gateway.packet import BadPacket, parse_flow, tcp_payload
+from snitch.gateway.packet import BadPacket, parse_flow, tcp_payload, tcp_seq
 from snitch.gateway.queue import QueuedPacket
 
 if TYPE_CHECKING:
@@ -36,12 +36,17 @@ if TYPE_CHECKING:
 MAX_PACKETS = 8  # data packets of a connection read at most before it is let go
 MAX_HEAD = 16384  # bytes of a request's head gathered at most
 KEPT = 4096  # connections being read at once, at most (the oldest are let go)
+IN_FLIGHT = 1 << 24  # sequence space after a read head whose packets are its connection's
 
 
 class Peeker:
     def __init__(self, gate: FlowGate) -> None:
         self.gate = gate
         self._reading: dict[FlowKey, tuple[bytes, int]] = {}  # head so far, packets seen
+        # Connections read: the sequence number of their head. Packets queued while the
+        # head's verdict was on its way (a ClientHello in two segments) pass unread; a
+        # new connection on the same 5-tuple starts elsewhere in sequence space.
+        self._done: dict[FlowKey, int] = {}
         self.read_count = 0
 
     def on_packet(self, pkt: QueuedPacket) -> None:
@@ -56,7 +61,13 @@ class Peeker:
         if not payload:
             pkt.accept()  # the handshake's last ACK, or a bare ACK
             return
+        seq = tcp_seq(data)
+        done = self._done.get(key)
+        if done is not None and (seq - done) % (1 << 32) < IN_FLIGHT:
+            pkt.accept()
+            return
         head, packets = self._reading.pop(key, (b"", 0))
+        first = seq - len(head)
         head, packets = (head + payload)[:MAX_HEAD], packets + 1
         seen = peek.read(head)
         if seen.partial and packets < MAX_PACKETS and len(head) < MAX_HEAD:
@@ -66,6 +77,10 @@ class Peeker:
             pkt.accept()  # its head goes on in the next packet
             return
         self.read_count += 1
+        if len(self._done) >= KEPT:
+            del self._done[next(iter(self._done))]
+        self._done.pop(key, None)
+        self._done[key] = first % (1 << 32)
         denied = self.judge(key, seen)
         pkt.set_mark(PEEKED_MARK | (DENY_MARK if denied else 0))
         pkt.accept()

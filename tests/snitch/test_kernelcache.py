@@ -102,15 +102,17 @@ def test_a_decided_destination_is_decided_in_the_kernel_and_logged_the_same(
     rules = [Rule(Action.ALLOW, host="api.example.test"), Rule(Action.DENY, cidr="10.8.0.5/32")]
     gate, kernel, logged = setup(tmp_path, Mode.ENFORCE, rules)
     gate.names.add("203.0.113.5", "api.example.test", 60)
-    first = [kernel.send(syn("203.0.113.5", 443, sport=p)) for p in (1000, 1001, 1002)]
-    denied = [kernel.send(syn("10.8.0.5", 443, sport=p)) for p in (1000, 1001)]
-    assert first == ["accepted"] * 3 and denied == ["refused"] * 2
-    assert kernel.in_kernel == 3  # only each destination's first SYN was queued
-    assert [e["sport"] for e in logged] == [1000, 1001, 1002, 1000, 1001]
+    ports = (1000, 1001, 1002, 1003)
+    first = [kernel.send(syn("203.0.113.5", 443, sport=p)) for p in ports]
+    denied = [kernel.send(syn("10.8.0.5", 443, sport=p)) for p in ports]
+    assert first == ["accepted"] * 4 and denied == ["refused"] * 4
+    # A destination's second flow puts its verdict in the kernel, which decides the rest.
+    assert kernel.in_kernel == 4
+    assert [e["sport"] for e in logged] == [*ports, *ports]
     # The kernel's flows are logged exactly as the queue's (rule, names, reason...).
-    assert same_line(logged[1]) == same_line(logged[0]) == same_line(logged[2])
-    assert same_line(logged[4]) == same_line(logged[3])
-    assert logged[0]["names"] == ["api.example.test"] and logged[3]["verdict"] == "deny"
+    assert len({repr(same_line(e)) for e in logged[:4]}) == 1
+    assert len({repr(same_line(e)) for e in logged[4:]}) == 1
+    assert logged[0]["names"] == ["api.example.test"] and logged[4]["verdict"] == "deny"
     marks = {dst: mark for (dst, _, _), (mark, _) in kernel.elements.items()}
     assert marks["203.0.113.5"] & (CACHED_MARK | DENY_MARK) == CACHED_MARK
     assert marks["10.8.0.5"] & (CACHED_MARK | DENY_MARK) == CACHED_MARK | DENY_MARK
@@ -118,10 +120,10 @@ def test_a_decided_destination_is_decided_in_the_kernel_and_logged_the_same(
 
 def test_a_rule_change_clears_the_kernel(tmp_path: Path) -> None:
     gate, kernel, logged = setup(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
-    assert [kernel.send(syn("10.9.0.5", 80, sport=p)) for p in (1, 2)] == ["accepted"] * 2
+    assert [kernel.send(syn("10.9.0.5", 80, sport=p)) for p in (1, 2, 3)] == ["accepted"] * 3
     assert kernel.in_kernel == 1
     gate.rules.add_rule(Rule(Action.DENY, cidr="10.9.0.5/32"))
-    assert kernel.send(syn("10.9.0.5", 80, sport=3)) == "refused"
+    assert kernel.send(syn("10.9.0.5", 80, sport=4)) == "refused"
     assert logged[-1]["verdict"] == "deny" and kernel.in_kernel == 1
 
 
@@ -129,13 +131,13 @@ def test_a_rule_expiry_ends_the_kernel_verdict(tmp_path: Path) -> None:
     soon = time.time() + 1.5  # the policy's clock is the wall clock: wait for it
     rules = [Rule(Action.ALLOW, cidr="10.7.0.0/16", expires_at=soon)]
     gate, kernel, logged = setup(tmp_path, Mode.ENFORCE, rules)
-    assert [kernel.send(syn("10.7.0.5", 80, sport=p)) for p in (1, 2)] == ["accepted"] * 2
+    assert [kernel.send(syn("10.7.0.5", 80, sport=p)) for p in (1, 2, 3)] == ["accepted"] * 3
     assert kernel.in_kernel == 1
     [(_, until)] = kernel.elements.values()
     assert until <= soon + 0.01  # the element times out with the rule
     while time.time() < soon:
         time.sleep(0.05)
-    assert kernel.send(syn("10.7.0.5", 80, sport=3)) == "refused"
+    assert kernel.send(syn("10.7.0.5", 80, sport=4)) == "refused"
     assert logged[-1]["verdict"] == "deny"
 
 
@@ -144,7 +146,8 @@ def test_the_rule_books_expiry_check_flushes_the_kernel(tmp_path: Path) -> None:
     rules = [Rule(Action.ALLOW, cidr="10.7.0.0/16", expires_at=soon),
              Rule(Action.ALLOW, cidr="10.9.0.0/16")]  # fmt: skip
     gate, kernel, _ = setup(tmp_path, Mode.ENFORCE, rules)
-    kernel.send(syn("10.9.0.5", 80))
+    kernel.send(syn("10.9.0.5", 80, sport=1))
+    kernel.send(syn("10.9.0.5", 80, sport=2))
     assert kernel.elements
     while time.time() < soon:
         time.sleep(0.05)
@@ -155,14 +158,14 @@ def test_the_rule_books_expiry_check_flushes_the_kernel(tmp_path: Path) -> None:
 def test_a_name_change_clears_the_kernel(tmp_path: Path) -> None:
     rules = [Rule(Action.ALLOW, host="api.example.test")]
     gate, kernel, logged = setup(tmp_path, Mode.ENFORCE, rules)
-    assert kernel.send(syn("203.0.113.5", 443, sport=1)) == "refused"  # no name: no rule
-    assert kernel.send(syn("203.0.113.5", 443, sport=2)) == "refused"
-    assert kernel.in_kernel == 1
+    sent = [kernel.send(syn("203.0.113.5", 443, sport=p)) for p in (1, 2, 3)]
+    assert sent == ["refused"] * 3 and kernel.in_kernel == 1  # no name: no rule
     gate.names.add("203.0.113.5", "api.example.test", 60)
-    assert kernel.send(syn("203.0.113.5", 443, sport=3)) == "accepted"
-    assert logged[-1]["names"] == ["api.example.test"]
-    gate.names.add("203.0.113.5", "api.example.test", 60)  # the same again: kept
     assert kernel.send(syn("203.0.113.5", 443, sport=4)) == "accepted"
+    assert logged[-1]["names"] == ["api.example.test"] and kernel.in_kernel == 1
+    kernel.send(syn("203.0.113.5", 443, sport=5))
+    gate.names.add("203.0.113.5", "api.example.test", 60)  # the same again: kept
+    assert kernel.send(syn("203.0.113.5", 443, sport=6)) == "accepted"
     assert kernel.in_kernel == 2
 
 
@@ -173,34 +176,37 @@ def test_a_name_expiry_ends_the_kernel_verdict(
     now = time.time()
     gate.names.add("203.0.113.5", "api.example.test", 0, now=now - 500)  # kept 600 s: 100 s left
     assert kernel.send(syn("203.0.113.5", 443, sport=1)) == "accepted"
+    assert kernel.send(syn("203.0.113.5", 443, sport=2)) == "accepted"
     [(_, until)] = kernel.elements.values()
     assert until <= gate.names.expiry("203.0.113.5") + 0.5 < now + MAX_TIMEOUT
     later = now + 101
     monkeypatch.setattr(time, "time", lambda: later)
-    assert kernel.send(syn("203.0.113.5", 443, sport=2)) == "refused"
+    assert kernel.send(syn("203.0.113.5", 443, sport=3)) == "refused"
 
 
 def test_a_retransmitted_syn_decided_in_the_kernel_is_logged_once(tmp_path: Path) -> None:
     _, kernel, logged = setup(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
     kernel.send(syn("10.9.0.5", 80, sport=1))
-    kernel.send(syn("10.9.0.5", 80, sport=2, seq=77))
-    kernel.send(syn("10.9.0.5", 80, sport=2, seq=77))
-    assert kernel.in_kernel == 2 and len(logged) == 2
+    kernel.send(syn("10.9.0.5", 80, sport=2))
+    kernel.send(syn("10.9.0.5", 80, sport=3, seq=77))
+    kernel.send(syn("10.9.0.5", 80, sport=3, seq=77))
+    assert kernel.in_kernel == 2 and len(logged) == 3
 
 
 def test_a_line_on_its_way_during_a_flush_keeps_its_verdict(tmp_path: Path) -> None:
     gate, kernel, logged = setup(tmp_path, Mode.ENFORCE, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
     kernel.send(syn("10.9.0.5", 80, sport=1))
+    kernel.send(syn("10.9.0.5", 80, sport=2))
     [(mark, _)] = kernel.elements.values()
     gate.rules.add_rule(Rule(Action.DENY, cidr="10.9.0.5/32"))  # flushed meanwhile
-    gate.on_kernel_log(mark, syn("10.9.0.5", 80, sport=2))  # decided before the flush
-    assert [e["verdict"] for e in logged] == ["allow", "allow"]
+    gate.on_kernel_log(mark, syn("10.9.0.5", 80, sport=3))  # decided before the flush
+    assert [e["verdict"] for e in logged] == ["allow", "allow", "allow"]
 
 
 @pytest.mark.parametrize("mode", [Mode.AUDIT, Mode.ASK])
 def test_audit_and_ask_keep_the_queue_path(tmp_path: Path, mode: Mode) -> None:
     _, kernel, _ = setup(tmp_path, mode, [Rule(Action.ALLOW, cidr="10.9.0.0/16")])
-    for port in (1, 2):
+    for port in (1, 2, 3):
         kernel.send(syn("10.9.0.5", 80, sport=port))
     assert kernel.elements == {} and kernel.in_kernel == 0
 
@@ -222,3 +228,10 @@ def test_nflog_messages_are_read_back_with_their_mark_and_bytes() -> None:
     with pytest.raises(NflogError):
         list(parse(error))
     assert [len(m) % 4 for m in bind_messages(7, 80)] == [0, 0, 0]
+
+
+def test_a_scan_of_ports_puts_nothing_in_the_kernel(tmp_path: Path) -> None:
+    _, kernel, logged = setup(tmp_path, Mode.ENFORCE, [])
+    for port in range(20000, 20200):
+        assert kernel.send(syn("203.0.113.9", port)) == "refused"
+    assert kernel.elements == {} and len(logged) == 200

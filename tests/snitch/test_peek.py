@@ -32,11 +32,13 @@ def client_hello(name: str | None) -> bytes:
     return outgoing.read()
 
 
-def segment(dst: str, dport: int, payload: bytes, sport: int = 40000, flags: int = 0x18) -> bytes:
+def segment(
+    dst: str, dport: int, payload: bytes, sport: int = 40000, flags: int = 0x18, seq: int = 1
+) -> bytes:
     size = 40 + len(payload)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size, 0, 0, 64, 6, 0,
                      socket.inet_aton("10.0.0.2"), socket.inet_aton(dst))  # fmt: skip
-    return ip + struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, flags, 0, 0, 0) + payload
+    return ip + struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 0x50, flags, 0, 0, 0) + payload
 
 
 def test_the_sni_of_a_real_client_hello() -> None:
@@ -137,3 +139,16 @@ def test_a_flow_that_never_completes_its_head_is_let_go(tmp_path: Path) -> None:
         marks.append(pkt.mark)
     assert marks == [0] * 7 + [PEEKED_MARK]
     assert logged[-1]["kind"] == "http"
+
+
+def test_packets_queued_while_the_head_was_judged_pass_unread(tmp_path: Path) -> None:
+    _, peeker, logged = setup(tmp_path, [Rule(Action.ALLOW, cidr="203.0.113.0/24")])
+    hello = client_hello("api.example.test")
+    first = Packet(segment("203.0.113.5", 443, hello, seq=1000))
+    peeker.on_packet(first)
+    later = Packet(segment("203.0.113.5", 443, b"\x17\x03\x03rest", seq=1000 + len(hello)))
+    peeker.on_packet(later)
+    assert (later.verdict, later.mark, len(logged), peeker.read_count) == ("accepted", 0, 1, 1)
+    again = Packet(segment("203.0.113.5", 443, hello, seq=3_000_000_000))  # a new connection
+    peeker.on_packet(again)
+    assert again.mark == PEEKED_MARK and len(logged) == 2

@@ -1,0 +1,94 @@
+"""Issue 18: a web workload logs the same whether mitmproxy relays it or the gateway
+reads its first packets in passing (snitch/gateway/peeker.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sandbox.internet import DemoInternet
+from snitch.core.model import EntryKind, LogEntry
+from tests.e2e.conftest import Result
+
+pytestmark = pytest.mark.docker
+
+POLICY = """
+[[rule]]
+action = "allow"
+host = "api.example.test"
+
+[[rule]]
+action = "deny"
+host = "evil.example.test"
+"""
+
+
+def workload(ip: str) -> str:
+    curl = "curl -sS -o /dev/null --max-time 10"
+    return "; ".join(
+        [
+            f"{curl} http://api.example.test/one",
+            f"{curl} http://api.example.test/two?x=1",
+            f"{curl} -X POST --data-binary @/etc/os-release http://api.example.test/up",
+            f"{curl} --cacert /ca.pem https://api.example.test/three",
+            f"{curl} --cacert /ca.pem https://api.example.test/four",
+            # Names a deny rule refuses wherever they go: a Host, an SNI (fronting).
+            f"{curl} -H 'Host: evil.example.test' http://api.example.test/fronted",
+            f"{curl} --cacert /ca.pem --resolve evil.example.test:443:{ip} "
+            "https://evil.example.test/sni",
+            "true",
+        ]
+    )
+
+
+def identity(entry: LogEntry) -> tuple[object, ...]:
+    """What a line says about a request or a connection (not its timing or sizes, and
+    not the client's source port, which differs from run to run)."""
+    if entry.kind is EntryKind.FLOW:
+        return ("flow", entry.dst, entry.dport, tuple(entry.names), entry.verdict, entry.reason)
+    return (str(entry.kind), entry.dst, entry.dport, tuple(entry.names), entry.sni,
+            entry.method, entry.url, entry.verdict, entry.reason)  # fmt: skip
+
+
+def lines(result: Result) -> list[tuple[object, ...]]:
+    kinds = (EntryKind.FLOW, EntryKind.HTTP, EntryKind.TLS)
+    return sorted((identity(e) for e in result.log if e.kind in kinds and e.dport in (80, 443)),
+                  key=repr)  # fmt: skip
+
+
+def test_the_log_of_a_web_workload_is_the_same_on_both_paths(
+    run_coderun: Callable[..., Result],
+    internet: DemoInternet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(internet.ca_pem())
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    args = ("--policy", str(policy), "-v", f"{ca}:/ca.pem:ro", "--", "sh", "-c",
+            workload(internet.ip))  # fmt: skip
+    read = run_coderun(*args)
+    monkeypatch.setenv("CODERUN_PEEK", "0")  # every web flow through mitmproxy
+    relayed = run_coderun(*args)
+    assert read.status == 0 and relayed.status == 0, (read.stderr, relayed.stderr)
+    assert lines(read) == lines(relayed)
+    got = lines(read)
+    # The workload did what it says, on both paths.
+    http = {(line[5], line[6], line[7]) for line in got if line[0] == "http"}
+    assert http == {
+        ("GET", "http://api.example.test/one", ""),
+        ("GET", "http://api.example.test/two?x=1", ""),
+        ("POST", "http://api.example.test/up", ""),
+        ("GET", "http://evil.example.test/fronted", "deny"),
+    }
+    tls = [line for line in got if line[0] == "tls"]
+    assert [line[4] for line in tls] == ["api.example.test", "api.example.test"]
+    assert any(line[0] == "flow" and line[4] == "deny" and line[2] == 443 for line in got)
+    # And the one path read its flows in passing, the other relayed them.
+    [stats] = [e.message for e in read.log if "read in passing" in (e.message or "")]
+    assert "web flows read in passing: 7" in stats, stats
+    [stats] = [e.message for e in relayed.log if "read in passing" in (e.message or "")]
+    assert "web flows read in passing: 0" in stats, stats
