@@ -21,7 +21,8 @@ from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import CACHED_MARK, DENY_MARK
 from snitch.gateway.packet import parse_flow
 from snitch.gateway.rulebook import RuleBook
-from tests.snitch.test_flowgate import Packet, syn
+from tests.fakes import Packet
+from tests.fakes import tcp as syn
 
 ADD = re.compile(
     rf"add element ip {TABLE} {MAP} \{{ (\S+) \. (tcp|udp) \. (\d+) "

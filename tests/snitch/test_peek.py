@@ -18,7 +18,8 @@ from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK, PEEKED_MARK
 from snitch.gateway.peeker import Peeker
 from snitch.gateway.rulebook import RuleBook
-from tests.snitch.test_flowgate import Packet, syn
+from tests.fakes import Packet
+from tests.fakes import tcp as syn
 
 
 def client_hello(name: str | None) -> bytes:
