@@ -20,7 +20,9 @@ whenever an address gets or loses a name; the element timeouts end each verdict 
 first expiry it depends on. Fail closed: the table is created with ``flags owner`` over
 the gateway's own netlink socket (libnftables in-process, through ctypes), so the
 kernel removes it when the gateway process dies, however it dies; what is left is the
-queue without a listener, which drops everything.
+queue without a listener, which drops everything. A gateway that hangs (frozen, or its
+event loop stuck) stops renewing the element of the set ``alive`` that every lookup
+needs: within ``ALIVE_MS`` the map decides nothing, and new flows wait in the queue.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from snitch.gateway.netfilter import CACHED_MARK, DENY_MARK
 log = logging.getLogger(__name__)
 TABLE = "coderun_cache"
 MAP = "verdicts"
+ALIVE = "alive"  # holds one element while the gateway's event loop runs
+ALIVE_MS = 500  # ... for this long after its last heartbeat
+BEAT_SECONDS = 0.15
 LOG_GROUP = 7  # NFLOG group of the flows the map decided
 LOG_SNAPLEN = 80  # bytes of each such packet copied: the IPv4 and TCP/UDP headers
 ENTRY_SHIFT = 8
@@ -96,13 +101,15 @@ def table_text(sandbox_if: str) -> str:
     """The table: the map and the chain that consults it for new sandbox flows."""
     if not _IFNAME.fullmatch(sandbox_if):
         raise KernelCacheError(f"not an interface name: {sandbox_if!r}")
-    hit = (f"meta mark set ip daddr . meta l4proto . th dport map @{MAP} "
+    # Sandbox packets come with mark 0: "meta mark @alive" holds while 0x0 is there.
+    hit = (f"meta mark @{ALIVE} meta mark set ip daddr . meta l4proto . th dport map @{MAP} "
            f"log group {LOG_GROUP} snaplen {LOG_SNAPLEN}")  # fmt: skip
     return "\n".join(
         [
             f"table ip {TABLE} {{",
             "  flags owner",
             f"  map {MAP} {{ type ipv4_addr . inet_proto . inet_service : mark; flags timeout; }}",
+            f"  set {ALIVE} {{ type mark; flags timeout; }}",
             "  chain prerouting {",
             "    type filter hook prerouting priority mangle - 10; policy accept;",
             f'    iifname "{sandbox_if}" tcp flags & (fin|syn|rst|ack) == syn {hit}',
@@ -141,6 +148,13 @@ class KernelCache:
 
     def install(self) -> None:
         self.nft.run(table_text(self.sandbox_if))
+        self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """The map decides for another ``ALIVE_MS`` (call every ``BEAT_SECONDS``): a hung
+        gateway (frozen, or its loop stuck) stops it within that, as a dead one at once."""
+        self.nft.run(f"destroy element ip {TABLE} {ALIVE} {{ 0x0 }}; "
+                     f"add element ip {TABLE} {ALIVE} {{ 0x0 timeout {ALIVE_MS}ms }}")  # fmt: skip
 
     def add(
         self, key: FlowKey, entry: Entry, until: float, extra_mark: int = 0,

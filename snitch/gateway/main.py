@@ -66,7 +66,13 @@ from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
-from snitch.gateway.kernelcache import LOG_GROUP, LOG_SNAPLEN, KernelCache, KernelCacheError
+from snitch.gateway.kernelcache import (
+    BEAT_SECONDS,
+    LOG_GROUP,
+    LOG_SNAPLEN,
+    KernelCache,
+    KernelCacheError,
+)
 from snitch.gateway.nflog import FLUSH_CENTISECONDS, NflogReader
 from snitch.gateway.ports import Ports
 
@@ -147,6 +153,7 @@ class Gateway:
         self.queue: PacketQueue | None = None
         self.peek_queue: PacketQueue | None = None
         self.nflog: NflogReader | None = None
+        self.heartbeat: asyncio.Task[None] | None = None
         ports = env.get("CODERUN_WEB_PORTS", "80,443")
         self.web_ports = tuple(int(p) for p in ports.split(",") if p.strip())
         self.gate.tls_ports = frozenset(
@@ -319,6 +326,15 @@ class Gateway:
         cache.schedule = asyncio.get_running_loop().call_soon
         self.gate.use_kernel(cache)
         self.nflog.start()
+        self.heartbeat = asyncio.get_running_loop().create_task(self.beat(cache))
+
+    async def beat(self, cache: KernelCache) -> None:
+        while True:
+            await asyncio.sleep(BEAT_SECONDS)
+            try:
+                cache.heartbeat()
+            except KernelCacheError as exc:
+                log.warning("kernel verdict cache heartbeat: %s", exc)
 
     async def start_mitm(self, listen_host: str, report: bool = True) -> None:
         """mitmproxy takes a second to load: it starts after the gateway is ready, and
@@ -367,6 +383,8 @@ class Gateway:
             self.queue.close()
         if self.peek_queue is not None:
             self.peek_queue.close()
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         if self.nflog is not None:
             self.nflog.read()  # what the kernel sent last
             self.nflog.close()

@@ -37,6 +37,7 @@ from docker.models.containers import Container
 from sandbox.internet import DemoInternet
 from sandbox.session import Session, SessionConfig
 from snitch.core.model import Mode
+from snitch.gateway.kernelcache import ALIVE_MS
 from tests.e2e.conftest import coderun_cmd, wait_for
 from tests.escape.helpers import objects_of
 
@@ -327,7 +328,9 @@ def test_paused_gateway_holds_new_connections_until_it_resumes(
     tmp_path: Path,
 ) -> None:
     """A hung handler (no CLI watchdog here): new flows wait in the kernel queue, none
-    gets through; once the handler runs again, new connections are decided again."""
+    gets through; once the handler runs again, new connections are decided again. (The
+    kernel verdict cache goes on deciding the destinations it holds for at most
+    ``ALIVE_MS`` after the gateway's last heartbeat: snitch/gateway/kernelcache.py.)"""
     script, policy = write_loop(tmp_path, internet)
     nonce = uuid.uuid4().hex[:8]
     config = SessionConfig(
@@ -357,7 +360,7 @@ def test_paused_gateway_holds_new_connections_until_it_resumes(
         session.sandbox.start()
         wait_for(lambda: read().successes() >= 5, "the loop's first connections", timeout=60)
         session.gateway.pause()
-        paused_at = time.monotonic()
+        paused_at = time.monotonic() + ALIVE_MS / 1000  # the cache's last heartbeat ran out
         # Wait until 20 attempts that started while paused have ended.
         wait_for(
             lambda: len([s for s in read().started_after(paused_at) if s in loop.outcomes]) >= 20,

@@ -37,11 +37,14 @@ class Kernel:
         self.elements: dict[tuple[str, str, int], tuple[int, float]] = {}  # -> mark, until
         self.installed = ""
         self.in_kernel = 0  # SYNs decided here (never queued)
+        self.beats = 0
         self.gate: FlowGate | None = None
 
     def run(self, commands: str) -> None:
         if commands.startswith(f"table ip {TABLE}"):
             self.installed = commands
+        elif commands.startswith(f"destroy element ip {TABLE} alive"):
+            self.beats += 1
         elif commands == f"flush map ip {TABLE} {MAP}":
             self.elements.clear()
         else:
@@ -89,9 +92,10 @@ def same_line(entry: dict[str, Any]) -> dict[str, Any]:
 def test_the_table_queues_nothing_it_decides_and_logs_what_it_does() -> None:
     text = table_text("eth1")
     assert "flags owner" in text  # the kernel removes it with the gateway's socket
-    assert 'iifname "eth1" tcp flags & (fin|syn|rst|ack) == syn meta mark set' in text
-    assert 'iifname "eth1" meta l4proto udp ct state new meta mark set' in text
+    assert 'iifname "eth1" tcp flags & (fin|syn|rst|ack) == syn meta mark @alive' in text
+    assert 'iifname "eth1" meta l4proto udp ct state new meta mark @alive' in text
     assert text.count("log group 7 snaplen 80") == 2
+    assert text.count("meta mark @alive meta mark set") == 2  # nothing while hung
     assert CACHED_MARK & DENY_MARK == 0
     with pytest.raises(Exception, match="interface"):
         table_text('eth1" accept; #')
