@@ -11,13 +11,12 @@ import pytest
 from snitch.gateway.events import EventBus
 from snitch.gateway.netfilter import Interfaces, ruleset
 from snitch.gateway.ports import PortError, Ports
+from tests.fakes import LogCollector
 
 
 def _ports(tmp_path: Path) -> tuple[Ports, list[tuple[str, dict[str, Any]]]]:
     bus = EventBus()
-    seen: list[tuple[str, dict[str, Any]]] = []
-    bus.subscribe(lambda topic, data: seen.append((topic, data)))
-    return Ports(bus, "s1", tmp_path), seen
+    return Ports(bus, "s1", tmp_path), LogCollector(bus).events
 
 
 def test_a_report_is_an_event_only_when_the_set_changes(tmp_path: Path) -> None:
