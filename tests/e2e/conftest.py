@@ -169,13 +169,13 @@ def run_pm(
 
     def run(
         tool: str, project: Path, *args: str, image: str | None = None, mode: str = "enforce",
-        timeout: float = 300,
+        timeout: float = 300, env: dict[str, str] | None = None,
     ) -> Result:  # fmt: skip
         opts = ["--egress-network", internet.network_name, "--dns-upstream", internet.ip,
                 "--mode", mode, "--policy", str(PM_POLICY)]  # fmt: skip
         if image:
             opts += ["--image", image]
-        for key, value in TOOL_ENV[tool].items():
+        for key, value in {**TOOL_ENV[tool], **(env or {})}.items():
             opts += ["-e", f"{key}={value}"]
         start = time.monotonic()
         proc = subprocess.run(coderun_cmd(tool, *opts, *args), cwd=project, capture_output=True,

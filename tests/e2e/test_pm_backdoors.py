@@ -56,13 +56,32 @@ def test_backdoor_phone_home_is_denied_and_logged(
     assert PHONE_HOME not in internet.logs(net_mark)  # not even looked up
 
 
+@pytest.mark.parametrize("tool", sorted(CASES))
 def test_in_audit_mode_the_same_phone_home_gets_through(
-    run_pm: Callable[..., Result], registry: Registry, internet: DemoInternet, tmp_path: Path
+    tool: str,
+    run_pm: Callable[..., Result],
+    registry: Registry,
+    internet: DemoInternet,
+    tmp_path: Path,
 ) -> None:
-    """The control: without the policy deciding, the npm postinstall does reach its
-    author (so the enforce-mode test above can fail)."""
-    project = registry.project("npm-backdoor", tmp_path / "npm-backdoor")
+    """The control: with nothing denied, each backdoor does reach its author (so the
+    enforce-mode test above can fail). pip's setup.py is given a fake ~/.ssh and sends
+    it; the gem's reverse shell connects to port 4444 (the demo internet refuses it)."""
+    name, args, _, _ = CASES[tool]
+    project = registry.project(name, tmp_path / name)
+    fake_home = project / "home"
+    (fake_home / ".ssh").mkdir(parents=True)
+    key = "-----BEGIN FAKE KEY-----\n" + "k" * 300 + "\n-----END FAKE KEY-----\n"
+    (fake_home / ".ssh" / "id_ed25519").write_text(key)
     mark = len(internet.logs())
-    result = run_pm("npm", project, "ci", mode="audit")
+    result = run_pm(tool, project, *args, mode="audit", env={"HOME": str(fake_home)})
     assert result.status == 0, result.stdout + result.stderr
-    assert f"HTTP POST {PHONE_HOME} /npm" in internet.logs(mark)
+    sent = internet.logs(mark)
+    if tool == "npm":
+        assert f"HTTP POST {PHONE_HOME} /npm" in sent
+    elif tool == "pip":
+        lines = [line for line in sent.splitlines() if f"HTTP POST {PHONE_HOME} /pip" in line]
+        assert lines and int(lines[0].split()[-1]) > len(key), sent  # the key went too
+    else:
+        shell = [e for e in result.flows(dport=4444) if PHONE_HOME in e.names]
+        assert shell, result.log
