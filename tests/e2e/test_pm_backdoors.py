@@ -5,6 +5,7 @@ logged, never reaches the demo internet, and the install itself succeeds."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +86,35 @@ def test_in_audit_mode_the_same_phone_home_gets_through(
     else:
         shell = [e for e in result.flows(dport=4444) if PHONE_HOME in e.names]
         assert shell, result.log
+
+
+def test_in_ask_mode_the_phone_home_waits_for_the_person(
+    home: Path, internet: DemoInternet, registry: Registry, tmp_path: Path
+) -> None:
+    """The demo: `coderun npm ci` in ask mode on a terminal; the registry is allowed by
+    the policy, the postinstall's connection to its author is held and asked about on
+    the line prompt; denied, the install still completes."""
+    from sandbox.line_prompt import SETTLE_SECONDS
+    from sandbox.registry import TOOL_ENV
+    from tests.approver.terminal import Terminal, cli_env
+    from tests.e2e.conftest import PM_POLICY, coderun_cmd, latest_log
+
+    project = registry.project("npm-backdoor", tmp_path / "npm-backdoor")
+    command = coderun_cmd(
+        "npm", "--mode", "ask", "--prompt", "line", "--egress-network", internet.network_name,
+        "--dns-upstream", internet.ip, "--policy", str(PM_POLICY),
+        *(f"-e{k}={v}" for k, v in TOOL_ENV["npm"].items()), "ci",
+    )  # fmt: skip
+    in_project = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(project), *command]
+    term = Terminal(in_project, cli_env(home, CODERUN_CACHE=str(tmp_path / "cache")))
+    try:
+        term.wait_for(f"Allow connection to {PHONE_HOME}".encode(), timeout=240)
+        time.sleep(SETTLE_SECONDS + 0.15)  # a person reads the question first
+        term.type("d\n")
+        term.wait_for(f"denied once: {PHONE_HOME} 80/tcp".encode())
+        assert term.wait(120) == 0, term.shown().decode(errors="replace")
+    finally:
+        term.close()
+    assert (project / "node_modules/colorful-logger/lib/setup.js").exists()
+    verdicts = {e.names[0]: e.verdict for e in latest_log(home) if e.kind == "flow" and e.names}
+    assert verdicts == {"registry.npmjs.test": "allow", PHONE_HOME: "deny"}, verdicts
