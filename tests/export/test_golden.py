@@ -78,6 +78,12 @@ def edge_rules() -> list[Rule]:
         Rule(a, host="ping.test", proto=Proto.ICMP, id=10, created=NOW),
         Rule(d, cidr="2001:db8:dead::/48", proto=Proto.UDP, port_lo=1, port_hi=1024, id=11,
              created=NOW),
+        Rule(a, cidr="2001:db8::9", id=12, created=NOW, **tcp),  # type: ignore[arg-type]
+        Rule(a, host="sixteen.test", proto=Proto.TCP, port_lo=7000, port_hi=7015, id=13,
+             created=NOW),  # as wide as harden-runner lists port by port
+        Rule(a, host="seventeen.test", proto=Proto.TCP, port_lo=7000, port_hi=7016, id=14,
+             created=NOW),
+        Rule(a, host="udp.test", proto=Proto.UDP, port_lo=5353, port_hi=5353, id=15, created=NOW),
     ]  # fmt: skip
 
 
@@ -91,6 +97,9 @@ def edge_resolutions() -> dict[str, list[str]]:
         "a.shared.test": ["192.0.2.30"],
         "b.shared.test": ["192.0.2.30"],
         "ping.test": ["192.0.2.40", "2001:db8::40"],
+        "sixteen.test": ["192.0.2.60"],
+        "seventeen.test": ["192.0.2.61"],
+        "udp.test": ["192.0.2.62"],
         **long,
     }
 
