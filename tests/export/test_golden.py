@@ -84,6 +84,8 @@ def edge_rules() -> list[Rule]:
         Rule(a, host="seventeen.test", proto=Proto.TCP, port_lo=7000, port_hi=7016, id=14,
              created=NOW),
         Rule(a, host="udp.test", proto=Proto.UDP, port_lo=5353, port_hi=5353, id=15, created=NOW),
+        Rule(a, host="noted.test", priority=1, note="ci cache", id=16, created=NOW, **tcp),  # type: ignore[arg-type]
+        Rule(a, cidr="192.0.2.63", proto=Proto.TCP, id=17, created=NOW),  # every tcp port
     ]  # fmt: skip
 
 
@@ -100,6 +102,7 @@ def edge_resolutions() -> dict[str, list[str]]:
         "sixteen.test": ["192.0.2.60"],
         "seventeen.test": ["192.0.2.61"],
         "udp.test": ["192.0.2.62"],
+        "noted.test": ["192.0.2.64"],
         **long,
     }
 
