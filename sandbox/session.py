@@ -99,8 +99,8 @@ class SessionConfig:
     private_answers: str = "deny"  # may a name lead to private/CGNAT ranges? (addresses.py)
 
 
-# Host environment passed to the gateway as is: "0" turns off the kernel verdict cache
-# or the reading of web flows in passing (snitch/gateway/main.py), for benchmarks and tests.
+# Host environment passed to the gateway as is (snitch/gateway/main.py): CODERUN_KERNEL_CACHE
+# "0" turns off the kernel verdict cache, CODERUN_PEEK "1" reads web flows in passing.
 GATEWAY_SWITCHES = ("CODERUN_KERNEL_CACHE", "CODERUN_PEEK")
 
 

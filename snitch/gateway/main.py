@@ -22,8 +22,9 @@ The host starts the container with its settings in the environment:
 ``CODERUN_COMMAND``   the sandboxed command (JSON list), for the dashboards
 ``CODERUN_WEB_PORTS`` TCP ports relayed through mitmproxy for HTTP/TLS logs ("" = none;
                       default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
-``CODERUN_PEEK``      "0": every allowed web flow through mitmproxy (default: only those
-                      that need it; the others are read in passing: snitch/gateway/peeker.py)
+``CODERUN_PEEK``      "1": allowed web flows that need no proxy are read in passing, not
+                      relayed (snitch/gateway/peeker.py: faster; their http/tls lines
+                      have no status, sizes or duration); default "0": all through mitmproxy
 ``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
 ``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
 ``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes (all private: umask 077)
@@ -160,7 +161,7 @@ class Gateway:
             int(p) for p in env.get("CODERUN_TLS_PORTS", "443").split(",") if p.strip()
         ) if self.web_ports else frozenset()  # fmt: skip
         self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
-        if self.web_ports and not self.intercept and env.get("CODERUN_PEEK", "1") != "0":
+        if self.web_ports and not self.intercept and env.get("CODERUN_PEEK") == "1":
             from snitch.gateway.peeker import Peeker
 
             self.gate.peeker = Peeker(self.gate)

@@ -117,6 +117,7 @@ def ruleset(
     redirect: list[str] = []
     peeking: list[str] = []
     peeked: list[str] = []
+    pm = f"0x{PEEK_MARK:x}/0x{PEEK_MARK:x}"
     if peek and web_ports and proxy_port:
         p, done = f"0x{PEEK_MARK:x}", f"0x{PEEKED_MARK:x}"
         peeking = [f"-A CODERUN_QUEUE -p tcp -m connmark --mark {p}/{p} "
@@ -131,8 +132,9 @@ def ruleset(
                     "-j ACCEPT"]  # fmt: skip
         redirect = [f"-A PREROUTING -i {sbx} -m mark --mark {mark} -j RETURN",
                     f"-A PREROUTING -i {sbx} -d {gw} -j RETURN",
-                    *([f"-A PREROUTING -i {sbx} -m mark --mark 0x{PEEK_MARK:x}/0x{PEEK_MARK:x} "
-                       "-j RETURN"] if peek else []),
+                    # Read in passing, not proxied (a synthetic address is still routed).
+                    *([f"-A PREROUTING -i {sbx} -m mark --mark {pm} -j CODERUN_FAKE",
+                       f"-A PREROUTING -i {sbx} -m mark --mark {pm} -j RETURN"] if peek else []),
                     f"-A PREROUTING -i {sbx} -p tcp -m multiport --dports {ports} "
                     f"-j REDIRECT --to-ports {proxy_port}"]  # fmt: skip
     return "\n".join(

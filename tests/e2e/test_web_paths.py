@@ -70,8 +70,9 @@ def test_the_log_of_a_web_workload_is_the_same_on_both_paths(
     policy.write_text(POLICY)
     args = ("--policy", str(policy), "-v", f"{ca}:/ca.pem:ro", "--", "sh", "-c",
             workload(internet.ip))  # fmt: skip
+    monkeypatch.setenv("CODERUN_PEEK", "1")  # read in passing what needs no proxy
     read = run_coderun(*args)
-    monkeypatch.setenv("CODERUN_PEEK", "0")  # every web flow through mitmproxy
+    monkeypatch.setenv("CODERUN_PEEK", "0")  # every web flow through mitmproxy (the default)
     relayed = run_coderun(*args)
     assert read.status == 0 and relayed.status == 0, (read.stderr, relayed.stderr)
     assert lines(read) == lines(relayed)
