@@ -43,6 +43,8 @@ async def ask_port(prompt: Asking, client: GatewayClient, item: dict[str, Any]) 
     the prompt's question machinery: the sandbox's output is held while it is open.)"""
     port = int(item["port"])
     bound = safe(item.get("addr", ""))
+    if item.get("process"):
+        bound += f", {safe(item['process'])}"
     prompt._withdrawn = asyncio.get_running_loop().create_future()
     prompt._hold()
     try:

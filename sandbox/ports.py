@@ -57,14 +57,15 @@ def listening():
                 if len(f) > 3 and f[3] == STATES[proto] and f[2].endswith(":0000"):
                     ip, port = addr(f[1])
                     if port and ip != DOCKER_DNS:
-                        out.add((proto, port, ip))
+                        out.add((proto, port, ip, f[9]))
     return out
 last = None
 while True:
     now = listening()
     if now != last:
         t = time.monotonic()
-        items = [{"proto": p, "port": n, "addr": a, "seen": t} for p, n, a in sorted(now)]
+        items = [{"proto": p, "port": n, "addr": a, "seen": t, "inode": i}
+                 for p, n, a, i in sorted(now)]
         sys.stdout.write(json.dumps(items) + "\n")
         sys.stdout.flush()
         last = now
@@ -103,6 +104,42 @@ def _api(session: Session, method: str, path: str, body: Any = None) -> Any:
     return asyncio.run(client.request(method, path, body))
 
 
+def processes_of(session: Session, inodes: set[str]) -> dict[str, str]:
+    """``socket inode -> "NAME (pid N)"`` for the sandbox's processes holding those
+    sockets (N as the sandbox sees it). Read from the host's /proc: where this user may
+    not look at the sandbox's processes (another uid, no root), nothing is known."""
+    import os
+    from pathlib import Path
+
+    found: dict[str, str] = {}
+    if session.sandbox is None:
+        return found
+    try:
+        top = session.sandbox.top(ps_args="-o pid")
+        pids = [str(row[0]) for row in top.get("Processes") or []]
+    except docker.errors.DockerException:
+        return found
+    wanted = {f"socket:[{inode}]": inode for inode in inodes}
+    for pid in pids:
+        proc = Path("/proc") / pid
+        try:
+            links = {os.readlink(proc / "fd" / fd) for fd in os.listdir(proc / "fd")}
+        except OSError:
+            continue
+        hits = [wanted[link] for link in links if link in wanted]
+        if not hits:
+            continue
+        with contextlib.suppress(OSError):
+            name = (proc / "comm").read_text().strip()
+            inner = pid
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("NSpid:"):
+                    inner = line.split()[-1]
+            for inode in hits:
+                found.setdefault(inode, f"{name} (pid {inner})")
+    return found
+
+
 class PortWatch:
     """Reports the sandbox's listening sockets to its gateway while the session runs."""
 
@@ -111,6 +148,7 @@ class PortWatch:
         self.session = session
         self.on_change = on_change
         self.stopped = threading.Event()
+        self.known: set[tuple[str, int]] = set()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
@@ -138,6 +176,13 @@ class PortWatch:
                     self._report(json.loads(line))
 
     def _report(self, items: list[dict[str, Any]]) -> None:
+        fresh = {str(x.pop("inode", "")): x for x in items}
+        unknown = {inode for inode, x in fresh.items()
+                   if (x["proto"], x["port"]) not in self.known and inode not in ("", "0")}
+        names = processes_of(self.session, unknown) if unknown else {}
+        for inode, item in fresh.items():
+            item["process"] = names.get(inode, "")
+        self.known = {(x["proto"], x["port"]) for x in items}
         with contextlib.suppress(Exception):
             _api(self.session, "POST", "/ports",
                  {"address": self.session.sandbox_ip, "listening": items})  # fmt: skip

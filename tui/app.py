@@ -375,8 +375,9 @@ class DashboardApp(DecidingApp):
                        announce: bool = True) -> None:  # fmt: skip
         new = self.ports_view.set_state(link.index, link.name, state)
         for row in new if announce else []:
+            by = f", {row.process}" if row.process else ""
             self.notify(safe(f"{link.short}: the sandbox listens on {row.port}/{row.proto} "
-                             f"({row.addr}); 5 Ports, f forwards it"), title="Port",
+                             f"({row.addr}{by}); 5 Ports, f forwards it"), title="Port",
                         markup=False)  # fmt: skip
         if new and announce:
             self.bell()

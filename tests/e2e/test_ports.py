@@ -121,6 +121,7 @@ def test_a_sandbox_server_is_seen_within_a_second_and_reachable_only_once_forwar
         at, state = wait_for(seen, "the port in the gateway's events", 10)  # type: ignore[misc]
         [item] = [x for x in state["listening"] if x["port"] == 8000]
         assert (item["proto"], item["addr"]) == ("tcp", "0.0.0.0")
+        assert item["process"].startswith("python3 (pid "), item  # as the sandbox sees it
         print(f"listening port seen by the watcher {item['seen'] - started:.3f} s and by the "
               f"API's clients {at - started:.3f} s after listen()")
         assert item["seen"] - started <= 1.0
@@ -200,7 +201,8 @@ def test_the_line_prompt_offers_to_forward_a_new_port(
                                 f"{script}:/server.py:ro", "--", "python3", "/server.py"),
                     cli_env(home))  # fmt: skip
     try:
-        term.wait_for(f"the sandbox listens on {port}/tcp (bound to 0.0.0.0)".encode())
+        term.wait_for(f"the sandbox listens on {port}/tcp (bound to 0.0.0.0, python3 (pid "
+                      .encode())  # fmt: skip
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=3).close()
         time.sleep(SETTLE_SECONDS + 0.15)

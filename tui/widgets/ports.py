@@ -26,6 +26,7 @@ class PortRow:
     port: int
     addr: str
     forward: str  # "127.0.0.1:8000" or ""
+    process: str = ""  # what the host could tell of the program that opened it
 
 
 class PortsTable(DataTable[Cell]):
@@ -57,7 +58,8 @@ class PortsView(Vertical):
         if self.multi:
             table.add_column("Session", key="session", width=8)
         table.add_column("Port", key="port", width=10)
-        table.add_column("Bound to", key="addr", width=16)
+        table.add_column("Bound to", key="addr", width=15)
+        table.add_column("Process", key="process", width=20)
         table.add_column("Forward", key="forward")
         yield table
         yield Static("", classes="detail")
@@ -88,12 +90,14 @@ class PortsView(Vertical):
                 proto, port = str(item.get("proto")), int(item.get("port", 0))
                 fwd = forwards.get(port) if proto == "tcp" else None
                 target = f"{fwd.get('bind', '127.0.0.1')}:{fwd['host_port']}" if fwd else ""
-                addr = str(item.get("addr", ""))
-                rows[f"{link}/{proto}/{port}"] = PortRow(link, session, proto, port, addr, target)
+                addr, process = str(item.get("addr", "")), str(item.get("process", ""))
+                rows[f"{link}/{proto}/{port}"] = PortRow(link, session, proto, port, addr, target,
+                                                        process)  # fmt: skip
         table = self.query_one(PortsTable)
         table.clear()
         for key, row in rows.items():
-            cells: list[Cell] = [f"{row.port}/{safe(row.proto)}", safe(row.addr)]
+            cells: list[Cell] = [f"{row.port}/{safe(row.proto)}", safe(row.addr),
+                                 safe(row.process)[:20]]
             cells.append(Text(f"→ {safe(row.forward)}", style="green") if row.forward
                          else Text("f: forward to 127.0.0.1" if row.proto == "tcp" else "",
                                    style="dim"))  # fmt: skip
