@@ -120,6 +120,19 @@ def _mounts(value: Any) -> list[str]:
     return list(value)
 
 
+def _publish(value: Any) -> list[str]:
+    from sandbox.ports import parse_publish
+
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError('must be a list of "[BIND:]HOSTPORT:PORT" strings')
+    for item in value:
+        try:
+            parse_publish(item)
+        except OSError:
+            raise ValueError(f"{item!r}: bad bind address") from None
+    return list(value)
+
+
 def _env(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError('must be a table of strings, e.g. { NODE_ENV = "test" }')
@@ -158,6 +171,9 @@ TOP_KEYS: dict[str, tuple[str, Check]] = {
     "ask_timeout": ("ask_timeout", _number(0.1)),
     "ask_default": ("ask_default", _choice("deny", "allow")),
     "max_pending": ("max_pending", _number(1, 10_000, integer=True)),
+    "interactive": ("interactive", _bool),
+    "tty": ("tty", _bool),
+    "publish": ("publish", _publish),
     "egress_network": ("egress_network", _string),
     "dns_upstream": ("dns_upstream", _string),
     "web_ports": ("web_ports", _string),
@@ -197,6 +213,8 @@ class Profile:
             out["volumes"] = [resolve_mount(m, cwd or Path.cwd()) for m in out["volumes"]]
         if "env" in out:
             out["env"] = tuple(f"{k}={v}" for k, v in out["env"].items())
+        if "publish" in out:
+            out["publish"] = tuple(out["publish"])
         return out
 
 

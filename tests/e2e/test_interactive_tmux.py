@@ -134,3 +134,44 @@ def test_piped_stdin_reaches_the_sandbox_and_its_end_too(
     assert result.status == 4, result.stderr
     assert result.stdout == "HELLO\nSANDBOX\n"
     assert leftovers(client) == []
+
+
+def test_inside_tmux_the_dashboard_opens_in_a_split_and_closes_with_the_run(
+    home: Path, internet: DemoInternet, tags: dict[str, str], tmp_path: Path,
+    client: docker.DockerClient,
+) -> None:  # fmt: skip
+    exit_file = tmp_path / "exit"
+    run = coderun_cmd("run", "-it", "--split", "--mode", "ask", "--image", "python",
+                      "--egress-network", internet.network_name, "--dns-upstream", internet.ip,
+                      "-v", f"{PROBE}:/probe.py:ro", "-e", "PROBE_TIMEOUT=120", "-e", "PS1=sbx$ ",
+                      "--", "bash", "--norc", "-i")  # fmt: skip
+    term = Windows(_shell(home, run, f"; echo $? > {exit_file}; sleep 30"), width=220, height=40)
+    try:
+        def panes() -> list[str]:
+            return term.tmux(["list-panes", "-t", term.target(0), "-F", "#{pane_id}"],
+                             check=False).split()  # fmt: skip
+
+        wait_for(lambda: len(panes()) == 2, "the dashboard's pane", 60)
+        sandbox_pane, dashboard_pane = panes()
+        term.wait_in(0, "sbx$")
+        term.tmux(["send-keys", "-t", sandbox_pane, "-l",
+                   "python3 /probe.py http:http://api.example.test/split"])  # fmt: skip
+        term.tmux(["send-keys", "-t", sandbox_pane, "Enter"])
+
+        def row() -> bool:
+            screen = term.tmux(["capture-pane", "-p", "-t", dashboard_pane], check=False)
+            return any("api.example.test" in ln and "/tcp" in ln for ln in screen.splitlines())
+
+        wait_for(row, "a pending row in the split", 60)
+        time.sleep(SETTLE_SECONDS + 0.2)
+        term.tmux(["send-keys", "-t", dashboard_pane, "a"])
+        wait_for(lambda: "hello from api.example.test /split" in term.tmux(
+            ["capture-pane", "-p", "-t", sandbox_pane], check=False), "the answer", 60)  # fmt: skip
+        term.tmux(["send-keys", "-t", sandbox_pane, "-l", "exit 5"])
+        term.tmux(["send-keys", "-t", sandbox_pane, "Enter"])
+        wait_for(exit_file.exists, "coderun to exit", 60)
+        assert exit_file.read_text().strip() == "5"
+        assert panes() == [sandbox_pane]  # the run closed the pane it opened
+    finally:
+        term.kill()
+    wait_for(lambda: leftovers(client) == [], "the session to be removed", timeout=30)

@@ -81,6 +81,8 @@ def test_the_name_defaults_to_the_file_name(tmp_path: Path) -> None:
         ('command = ["x"]\nmounts = ["/a"]\n', "2:1", "want HOST:CONTAINER"),
         ('command = ["x"]\nenv = { "A B" = "1" }\n', "2:1", "names are"),
         ('command = ["x"]\ncolour = "red"\n', "2:1", "unknown key 'colour'"),
+        ('command = ["x"]\npublish = ["80"]\n', "2:1", "publish: '80': want"),
+        ('command = ["x"]\ntty = "yes"\n', "2:1", "tty: must be true or false"),
         ('command = ["x"]\n[limits]\n  memory = "lots"\n', "3:3", "limits.memory"),
         ('command = ["x"]\n[limits]\npids = 3\n', "3:1", "limits.pids: must be >= 16"),
         ('command = ["x"]\n[limits]\nuser = "bob"\n', "3:1", "UID"),
@@ -214,3 +216,10 @@ def test_exec_hands_run_the_profile_with_its_args(
     assert (seen["mode"], seen["profile"], seen["image"]) == ("audit", "tool", "python")
     assert (seen["memory"], seen["tmpfs_size"], seen["egress_network"]) == ("512m", "1g", None)
     assert "api.example.test" in str(seen["policy_text"])
+    assert (seen["tty"], seen["publish"]) == (False, ())
+
+
+def test_a_profile_may_take_the_terminal_and_publish(tmp_path: Path) -> None:
+    text = 'command = ["bash"]\ntty = true\ninteractive = true\npublish = ["0.0.0.0:8080:80"]\n'
+    opts = loads_profile(text, tmp_path / "sh.toml").run_options()
+    assert (opts["tty"], opts["interactive"], opts["publish"]) == (True, True, ("0.0.0.0:8080:80",))
