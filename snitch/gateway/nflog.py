@@ -151,9 +151,11 @@ class NflogReader:
     def start(self) -> None:
         if self._sock is None:
             self.open()
-        assert self._sock is not None
+        sock = self._sock
+        if sock is None:  # open() sets it or raises (no assert: the gateway runs -O)
+            raise OSError("the NFLOG socket did not open")
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._sock.fileno(), self.read)
+        self._loop.add_reader(sock.fileno(), self.read)
 
     def read(self) -> None:
         sock = self._sock

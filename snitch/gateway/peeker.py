@@ -21,7 +21,7 @@ later requests are not seen.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from snitch.core.model import Decision, EntryKind, FlowKey, LogEntry
 from snitch.gateway import peek
@@ -31,7 +31,26 @@ from snitch.gateway.packet import BadPacket, parse_flow, tcp_payload, tcp_seq
 from snitch.gateway.queue import QueuedPacket
 
 if TYPE_CHECKING:
-    from snitch.gateway.flowgate import FlowGate
+    from snitch.gateway.events import EventBus
+    from snitch.gateway.fakeip import FakeIPs
+    from snitch.gateway.names import NameTable
+    from snitch.gateway.rulebook import RuleBook
+
+
+class Gate(Protocol):
+    """What the peeker uses of the flow gate (``flowgate.FlowGate``; named by this
+    interface, not imported, so the two modules do not depend on each other)."""
+
+    names: NameTable
+    rules: RuleBook
+    fake: FakeIPs | None
+    bus: EventBus
+    session: str
+
+    def log_flow(
+        self, key: FlowKey, decision: Decision, verdict: str = "",
+        names: tuple[str, ...] | None = None, shown: str | None = None,
+    ) -> None: ...  # fmt: skip
 
 MAX_PACKETS = 8  # data packets of a connection read at most before it is let go
 MAX_HEAD = 16384  # bytes of a request's head gathered at most
@@ -40,7 +59,7 @@ IN_FLIGHT = 1 << 24  # sequence space after a read head whose packets are its co
 
 
 class Peeker:
-    def __init__(self, gate: FlowGate) -> None:
+    def __init__(self, gate: Gate) -> None:
         self.gate = gate
         self._reading: dict[FlowKey, tuple[bytes, int]] = {}  # head so far, packets seen
         # Connections read: the sequence number of their head. Packets queued while the
