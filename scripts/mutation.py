@@ -270,6 +270,7 @@ def prepare(key: str) -> Path:
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
         "",
     ]
+    _sync(work, module)
     new = head + "\n".join(narrowed) + (nxt and "\n[" + tail)
     target = work / "pyproject.toml"
     if not target.exists() or target.read_text(encoding="utf-8") != new:
@@ -280,6 +281,23 @@ def prepare(key: str) -> Path:
 # The fuzz examples per property test (tests/snitch/test_dns_property.py): 1,000 take 20 s
 # a run under mutmut, and each surviving mutant runs every test that reaches its function.
 ENV = {"CODERUN_FUZZ_EXAMPLES": "50"}
+
+
+def _sync(work: Path, module: Module) -> None:
+    """Refresh mutmut's copies of the files it does not mutate (it copies a file only once,
+    so after a rebase the tests would run against stale neighbours of the module)."""
+    copies = work / "mutants"
+    if not copies.exists():
+        return
+    for part in ("snitch", "sandbox", "tui"):
+        for src in (ROOT / part).rglob("*.py"):
+            rel = src.relative_to(ROOT)
+            if any(fnmatch.fnmatch(str(rel), f) for f in module.files):
+                continue  # mutmut regenerates the mutants of a changed module itself
+            dst = copies / rel
+            if not dst.exists() or dst.read_bytes() != src.read_bytes():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
 
 
 def run(keys: list[str], children: int) -> int:
