@@ -38,6 +38,12 @@ def new_ports(state: dict[str, Any], seen: set[str]) -> list[dict[str, Any]]:
     return out
 
 
+def loopback_only(item: dict[str, Any]) -> bool:
+    """Bound to the sandbox's loopback: a forward (which arrives at the sandbox's
+    address) cannot reach it; the program has to listen on 0.0.0.0."""
+    return str(item.get("addr", "")).startswith("127.")
+
+
 async def ask_port(prompt: Asking, client: GatewayClient, item: dict[str, Any]) -> bool:
     """Ask whether to forward ``item``'s port; False at the end of input. (It drives
     the prompt's question machinery: the sandbox's output is held while it is open.)"""
@@ -45,6 +51,10 @@ async def ask_port(prompt: Asking, client: GatewayClient, item: dict[str, Any]) 
     bound = safe(item.get("addr", ""))
     if item.get("process"):
         bound += f", {safe(item['process'])}"
+    if loopback_only(item):
+        prompt._say(f"the sandbox listens on {port}/tcp on its loopback ({bound}) only: a "
+                    "forward cannot reach it (the program would have to listen on 0.0.0.0)")
+        return True
     prompt._withdrawn = asyncio.get_running_loop().create_future()
     prompt._hold()
     try:

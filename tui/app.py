@@ -321,6 +321,11 @@ class DashboardApp(RuleActions):
         row = self.ports_view.get(message.key)
         if row is None or row.proto != "tcp" or row.forward:
             return
+        if row.loopback:
+            self.notify(safe(f"{row.port}/tcp listens on the sandbox's loopback only: a forward "
+                             "cannot reach it"), title="Forward", severity="warning",
+                        markup=False)  # fmt: skip
+            return
         link = self.links[row.link]
         self._track(self.run_worker(self._forward(link, row.port), group="ports"))
 

@@ -28,6 +28,11 @@ class PortRow:
     forward: str  # "127.0.0.1:8000" or ""
     process: str = ""  # what the host could tell of the program that opened it
 
+    @property
+    def loopback(self) -> bool:
+        """Bound to the sandbox's loopback: a forward cannot reach it."""
+        return self.addr.startswith("127.")
+
 
 class PortsTable(DataTable[Cell]):
     BINDINGS = [Binding("f", "forward", "Forward", id="ports.forward")]
@@ -99,13 +104,20 @@ class PortsView(Vertical):
             cells: list[Cell] = [f"{row.port}/{safe(row.proto)}", safe(row.addr),
                                  safe(row.process)[:20]]
             cells.append(Text(f"→ {safe(row.forward)}", style="green") if row.forward
-                         else Text("f: forward to 127.0.0.1" if row.proto == "tcp" else "",
-                                   style="dim"))  # fmt: skip
+                         else Text(self._hint(row), style="dim"))  # fmt: skip
             if self.multi:
                 cells.insert(0, safe(row.session[:8]))
             table.add_row(*cells, key=key)
         self.rows = rows
         self._detail()
+
+    @staticmethod
+    def _hint(row: PortRow) -> str:
+        if row.proto != "tcp":
+            return ""
+        if row.loopback:
+            return "its loopback only: not forwardable"
+        return "f: forward to 127.0.0.1"
 
     def _detail(self) -> None:
         text = ("Nothing listens in the sandbox yet." if not self.rows else
