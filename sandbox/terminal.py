@@ -4,7 +4,8 @@ With ``-t`` the sandbox runs on a pseudo-terminal of its own: this terminal goes
 keys (Ctrl-C as well) go to the sandboxed program, its screen size follows this one
 (SIGWINCH). Its output reaches this terminal as an interactive program's must, through
 ``safetext.TerminalFilter`` (no title, clipboard or passthrough sequences). With ``-i``
-alone stdin is piped and its end is passed on; Ctrl-C is sent to the sandbox's process.
+alone stdin is piped and its end is passed on; Ctrl-C is sent to the sandbox's process
+(three within two seconds stop the run).
 
 Ask-mode questions cannot share this terminal: they go to ``coderun dashboard`` in
 another one. The run says how to attach, rings the bell when something waits and, inside
@@ -38,6 +39,7 @@ from snitch.core.model import Mode
 from snitch.core.safetext import TerminalFilter, safe
 
 BELL_INTERVAL = 2.0  # at most one bell this often
+STOP_WINDOW = 2.0  # -i without -t: three Ctrl-C within it stop the run
 ATTACH_PARAMS = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
 
 
@@ -75,6 +77,7 @@ class TerminalFront:
         self._write_lock = threading.Lock()
         self._bell_thread: threading.Thread | None = None
         self._last_bell = 0.0
+        self._interrupts: list[float] = []
         self._wake_r, self._wake_w = os.pipe()
 
     # -- before the sandbox starts ---------------------------------------------------------
@@ -156,6 +159,12 @@ class TerminalFront:
                 reading = False
 
     def _forward_interrupt(self, _signum: int, _frame: FrameType | None) -> None:
+        """Ctrl-C goes to the sandbox's process; three within STOP_WINDOW seconds stop
+        the run (cleaned up as always), for a program that ignores it."""
+        now = time.monotonic()
+        self._interrupts = [t for t in self._interrupts if now - t < STOP_WINDOW] + [now]
+        if len(self._interrupts) >= 3:
+            raise KeyboardInterrupt
         if self.session is not None and self.session.sandbox is not None:
             with contextlib.suppress(Exception):
                 self.session.sandbox.kill(signal="SIGINT")

@@ -54,3 +54,22 @@ def test_the_split_runs_this_coderun_with_this_data_dir(monkeypatch: pytest.Monk
     command = dashboard_command()
     assert "'CODERUN_HOME=/tmp/some home'" in command
     assert command.endswith("-m sandbox.cli dashboard")
+
+
+def test_ctrl_c_goes_to_the_sandbox_and_three_stop_the_run() -> None:
+    sent: list[str] = []
+
+    class Sandbox:
+        def kill(self, signal: str) -> None:
+            sent.append(signal)
+
+    class Session:
+        sandbox = Sandbox()
+
+    front = TerminalFront(tty_mode=False)
+    front.session = Session()  # type: ignore[assignment]
+    front._forward_interrupt(2, None)
+    front._forward_interrupt(2, None)
+    assert sent == ["SIGINT", "SIGINT"]
+    with pytest.raises(KeyboardInterrupt):
+        front._forward_interrupt(2, None)
