@@ -82,7 +82,7 @@ def _started_at(container: Any) -> float:
     return stamp + float(f"0.{frac or 0}")
 
 
-def phases(lab: Lab, runs: int, web_ports: str = "80,443") -> dict[str, float]:
+def phases(lab: Lab, runs: int, web_ports: tuple[int, ...] = (80, 443)) -> dict[str, float]:
     """Median seconds of a session running ``true``, step by step (Session API).
 
     ``Session.start()`` is timed whole; inside it the moments the gateway's container
@@ -92,8 +92,10 @@ def phases(lab: Lab, runs: int, web_ports: str = "80,443") -> dict[str, float]:
     """
     from sandbox import images
     from sandbox.cleanup import gc
-    from sandbox.session import Session, SessionConfig
+    from sandbox.config import SessionConfig
+    from sandbox.session import Session
     from snitch.core.model import Mode
+    from snitch.core.settings import NetworkShape, RunSettings
 
     samples: dict[str, list[float]] = {}
 
@@ -116,10 +118,11 @@ def phases(lab: Lab, runs: int, web_ports: str = "80,443") -> dict[str, float]:
             with timed("gc (leftovers of killed runs)"):
                 gc(c)
             config = SessionConfig(
-                command=["true"], image=lab.tags["sandbox-bash"],
-                gateway_image=lab.tags["gateway"], mode=Mode.ENFORCE,
-                egress_network=lab.network.name, dns_upstream=lab.server_ip,
-                web_ports=web_ports,
+                image=lab.tags["sandbox-bash"],
+                network=NetworkShape(gateway_image=lab.tags["gateway"],
+                                     egress_network=lab.network.name,
+                                     dns_upstream=lab.server_ip, web_ports=web_ports),
+                run=RunSettings(command=("true",), mode=Mode.ENFORCE),
             )  # fmt: skip
             session = Session(c, config)
             try:
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = warm_pool_runs(lab, coderun, image, runs, env, 0 if args.smoke else 1)
         steps = phases(lab, max(1, runs // 2))
         # The smoke run only checks that numbers come out: one session, no extras.
-        plain = {} if args.smoke else phases(lab, max(1, runs // 2), web_ports="")
+        plain = {} if args.smoke else phases(lab, max(1, runs // 2), web_ports=())
         imports = import_costs(lab) if not args.smoke else {}
         cli = cli_import(1 if args.smoke else 3)
     docker_s = results["docker run --rm IMAGE true"]["median"]

@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 from docker.models.volumes import Volume
 
-from sandbox.session import LABEL, OWNER_HOST, OWNER_PID
+from sandbox.labels import LABEL, OWNER_HOST, OWNER_PID
 
 RETRIES = 6  # up to ~4 s in all: a busy engine may take that long to remove a container
 RETRY_SECONDS = 0.25

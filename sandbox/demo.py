@@ -16,13 +16,15 @@ import sys
 import docker
 
 from sandbox import images, paths
+from sandbox.config import SessionConfig
 from sandbox.data import examples_dir
 from sandbox.internet import start_internet
 from sandbox.records import find_session, format_entry
 from sandbox.runner import run_session
-from sandbox.session import SessionConfig
-from snitch.core.logfile import read_log
+from snitch.core.loglimit import LogLimits
 from snitch.core.model import Mode
+from snitch.core.session_dir import SessionDir
+from snitch.core.settings import NetworkShape, RunSettings
 
 
 def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
@@ -38,14 +40,16 @@ def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
         ca = paths.data_dir() / "demo-internet-ca.pem"
         paths.write_private(ca, internet.ca_pem())
         config = SessionConfig(
-            command=[], script=examples / "install.sh", image=tags["sandbox-bash"],
-            gateway_image=tags["gateway"], image_name="bash",
-            mode=Mode.ASK if terminal else Mode.ENFORCE,
-            policy_file=None if terminal else examples / "demo-policy.toml",
-            egress_network=internet.network_name, dns_upstream=internet.ip,
-            intercept_tls=True, upstream_ca=ca,
+            image=tags["sandbox-bash"], script=examples / "install.sh",
+            network=NetworkShape(gateway_image=tags["gateway"],
+                                 egress_network=internet.network_name,
+                                 dns_upstream=internet.ip, intercept_tls=True),
+            run=RunSettings(image="bash", mode=Mode.ASK if terminal else Mode.ENFORCE,
+                            log_limits=LogLimits.from_env(os.environ)),
+            policy_file=None if terminal else examples / "demo-policy.toml", upstream_ca=ca,
         )  # fmt: skip
         if terminal:
+            # Start-up time: Textual loads only with a terminal.
             from sandbox.interactive import run_interactive
 
             status = run_interactive(client, config, "dashboard")
@@ -62,7 +66,7 @@ def print_summary() -> None:
     if folder is None:
         return
     print(f"\n--- what the script did (coderun log {folder.name}) ---")
-    for entry in read_log(folder / "flows.jsonl"):
+    for entry in SessionDir(folder).read_log():
         if entry.kind != "event":
             print(format_entry(entry))
     print(

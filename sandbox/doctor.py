@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import stat
 import tempfile
 import uuid
@@ -121,12 +120,11 @@ def _image_exists(client: Any, ref: str) -> bool:
 def probe_kernel(client: Any, gateway_image: str) -> list[Check]:
     """The kernel and bind-mount checks, from one throwaway container."""
     from sandbox.gateway_code import gateway_volumes
-    from sandbox.session import LABEL, OWNER_HOST, OWNER_PID, ROLE
+    from sandbox.labels import ROLE, owner_labels
 
     token = secrets.token_hex(8)
     ident = "doctor-" + uuid.uuid4().hex[:8]
-    labels = {LABEL: ident, OWNER_PID: str(os.getpid()), OWNER_HOST: socket.gethostname(),
-              ROLE: "doctor"}  # fmt: skip
+    labels = {**owner_labels(ident), ROLE: "doctor"}
     with tempfile.TemporaryDirectory(prefix="coderun-doctor-") as tmp:
         (Path(tmp) / "token").write_text(token)
         os.chmod(tmp, 0o755)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 
 def docker_client() -> docker.DockerClient:
+    # Start-up time: the Docker SDK (a tenth of a second) loads on first use.
     import docker
     import docker.errors
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Callable
 import docker
 
 from sandbox import paths
+from sandbox.config import SessionConfig
 from sandbox.line_prompt import LinePrompt
 from sandbox.runner import run_session
-from sandbox.session import Session, SessionConfig
+from sandbox.session import Session
 from snitch.review.client import GatewayClient
 
 
@@ -42,10 +43,11 @@ class DashboardFront:
                 return
 
     def run(self, session: Session) -> None:
+        # Start-up time: Textual loads only for the dashboard front.
         from tui.app import DashboardApp
 
         client = GatewayClient(session.api_socket, paths.api_token(), session.id)
-        command = " ".join(session.config.command) or str(session.config.script or "")
+        command = " ".join(session.config.run.command) or str(session.config.script or "")
         app = DashboardApp([client], output=self._output(), title=f"coderun — {command}",
                            keymap=self.keymap)  # fmt: skip
         app.run()

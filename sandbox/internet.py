@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,7 +11,9 @@ import docker
 from docker.models.containers import Container
 from docker.models.networks import Network
 
-from sandbox.session import LABEL, OWNER_HOST, OWNER_PID, ROLE, SessionError
+from sandbox.cleanup import remove_session
+from sandbox.config import SessionError
+from sandbox.labels import LABEL, ROLE, owner_labels
 
 
 @dataclass
@@ -39,15 +39,13 @@ class DemoInternet:
         return bytes(self.container.logs()).decode(errors="replace")[since:]
 
     def stop(self) -> None:
-        from sandbox.cleanup import remove_session
-
         remove_session(self.container.client, self.container.labels[LABEL])
 
 
 def start_internet(client: docker.DockerClient, image: str, timeout: float = 30.0) -> DemoInternet:
     """Start the demo internet on a network of its own (give it as --egress-network)."""
     ident = "internet-" + uuid.uuid4().hex[:8]
-    labels = {LABEL: ident, OWNER_PID: str(os.getpid()), OWNER_HOST: socket.gethostname()}
+    labels = owner_labels(ident)
     network = client.networks.create(
         f"coderun-{ident}", driver="bridge", labels={**labels, ROLE: "internet-net"}
     )

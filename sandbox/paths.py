@@ -20,6 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
+from snitch.core.atomic import write_atomic
+
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 _checked: set[str] = set()  # data dirs already verified by this process
@@ -108,16 +110,7 @@ def private_dir(path: Path) -> Path:
 
 def write_private(path: Path, data: bytes | str) -> None:
     """Write ``path`` atomically (a temporary file renamed over it), mode 0600."""
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    try:
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def rules_dir() -> Path:
@@ -158,7 +151,7 @@ def api_token_path() -> Path:
 
 def api_token() -> str:
     """The control API's token (made on first use, readable by this user only)."""
-    import secrets
+    import secrets  # start-up time: only the first run makes a token
 
     path = data_dir() / "api-token"
     if not path.exists():

@@ -38,9 +38,13 @@ import docker.errors
 
 from sandbox import paths
 from sandbox.cleanup import pid_alive, remove_session
+from sandbox.config import SessionConfig, SessionError
 from sandbox.gateway_code import code_digest
-from sandbox.session import LABEL, ROLE, Session, SessionConfig, SessionError
+from sandbox.labels import LABEL, ROLE
+from sandbox.session import Session
 from snitch.core.grammar import GatewayState
+from snitch.core.session_dir import SessionDir
+from snitch.core.settings import NetworkShape, from_json, to_json
 
 TICK_SECONDS = 0.1
 CLAIM_GRACE_SECONDS = 30.0  # a claimed pair whose run never said who it is
@@ -57,10 +61,7 @@ def shape_key(config: SessionConfig) -> str | None:
     """What a warm pair was made for; None when this run cannot use one."""
     if config.upstream_ca is not None:
         return None  # a per-run file the gateway reads at start
-    shape = [
-        config.gateway_image, code_digest(), config.egress_network or "",
-        config.dns_upstream or "", config.web_ports, config.intercept_tls, os.getuid(),
-    ]  # fmt: skip
+    shape = [to_json(config.network), code_digest(), os.getuid()]
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
@@ -118,7 +119,9 @@ def claim(client: docker.DockerClient, config: SessionConfig) -> Session | None:
         except FileNotFoundError:
             continue
         _write(claimed, {**data, "claimer": os.getpid(), "claimed": time.time()})
-        return Session(client, config, warm_id=sid)
+        session = Session(client, config, warm_id=sid)
+        session.hand_back = hand_back
+        return session
     return None
 
 
@@ -129,9 +132,9 @@ def hand_back(session: Session) -> bool:
     if gw is not None:
         with contextlib.suppress(docker.errors.APIError):
             gw.kill(signal="SIGTERM")
-        state = session.dir / "gateway.json"
         deadline = time.monotonic() + STOP_WAIT_SECONDS
-        while time.monotonic() < deadline and _read(state).get("state") != GatewayState.STOPPED:
+        stopped = GatewayState.STOPPED
+        while time.monotonic() < deadline and session.folder.gateway_state() != stopped:
             time.sleep(0.01)
     if session.sandbox is not None:
         with contextlib.suppress(docker.errors.NotFound):
@@ -240,7 +243,7 @@ class PoolDaemon:
         with contextlib.suppress(docker.errors.DockerException):
             remove_session(self.client, sid)
         path.unlink(missing_ok=True)
-        shutil.rmtree(paths.sessions_dir() / sid, ignore_errors=True)
+        shutil.rmtree(SessionDir.of(paths.sessions_dir(), sid).path, ignore_errors=True)
 
     def shutdown(self) -> None:
         """Remove what no run holds; claimed pairs are their runs' to remove now."""
@@ -256,15 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox.pool")
     parser.add_argument("--size", type=int, default=1)
     parser.add_argument("--idle", type=float, default=900.0)
-    parser.add_argument("--gateway-image", required=True)
-    parser.add_argument("--egress-network")
-    parser.add_argument("--dns-upstream")
-    parser.add_argument("--web-ports", default="80,443")
-    parser.add_argument("--intercept-tls", action="store_true")
+    parser.add_argument("--network", required=True, help="a NetworkShape as JSON")
     args = parser.parse_args(argv)
-    config = SessionConfig(command=[], image="", gateway_image=args.gateway_image,
-                           egress_network=args.egress_network, dns_upstream=args.dns_upstream,
-                           web_ports=args.web_ports, intercept_tls=args.intercept_tls)  # fmt: skip
+    config = SessionConfig(image="", network=from_json(NetworkShape, args.network))
     daemon = PoolDaemon(docker.from_env(timeout=120), config, args.size, args.idle)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: daemon.stop.set())

@@ -1,7 +1,7 @@
 """Reading session records and logs from the data dir, and printing them for people.
 
-A session folder is ``sessions/<id>/`` with ``session.json`` (id, command, image, mode,
-start, end, exit), ``flows.jsonl`` (the traffic log) and ``gateway.json`` (its state).
+A session folder is ``sessions/<id>/``, read through ``SessionDir``
+(snitch/core/session_dir.py): its record, its traffic log and its gateway's state.
 
 The ``format_*`` functions are for people: every field that came from a log or a record
 is escaped (``snitch/core/safetext.py``) before it is laid out.
@@ -19,15 +19,8 @@ from sandbox.textout import show_name
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
 from snitch.core.safetext import safe
-from snitch.review.logquery import (
-    HostSummary,
-    read_json,
-    session_ended,
-    session_running,
-    verdict_class,
-)
-
-LOG_NAME = "flows.jsonl"
+from snitch.core.session_dir import SessionDir
+from snitch.review.logquery import HostSummary, verdict_class
 
 
 def count_entries(path: Path) -> dict[str, int]:
@@ -51,12 +44,13 @@ def count_entries(path: Path) -> dict[str, int]:
 
 def session_record(folder: Path) -> dict[str, Any] | None:
     """A session's record with ``running`` and ``counts`` added; None if it has none."""
-    rec = read_json(folder / "session.json")
-    if not rec:
+    sd = SessionDir(folder)
+    record = sd.read_record()
+    if record is None:
         return None
-    rec.setdefault("id", folder.name)
-    rec["running"] = session_running(folder)
-    rec["counts"] = count_entries(folder / LOG_NAME)
+    rec: dict[str, Any] = record.to_dict()
+    rec["running"] = sd.running()
+    rec["counts"] = count_entries(sd.log_path)
     return rec
 
 
@@ -87,7 +81,7 @@ def all_logs(root: Path) -> Iterator[LogEntry]:
     """The entries of every session's log, session by session."""
     for folder in sorted(root.iterdir()) if root.exists() else []:
         if folder.is_dir():
-            yield from read_log(folder / LOG_NAME)
+            yield from SessionDir(folder).read_log()
 
 
 def follow(
@@ -95,10 +89,11 @@ def follow(
 ) -> Iterator[LogEntry]:
     """A session's log entries as they are written, until its record has an ``end``
     (whatever is written up to then is read; a torn last line waits for its end)."""
-    path = folder / LOG_NAME
+    sd = SessionDir(folder)
+    path = sd.log_path
     pos, tail = 0, ""
     while True:
-        ended = session_ended(folder)  # checked before reading: nothing written is missed
+        ended = sd.ended()  # checked before reading: nothing written is missed
         try:
             with open(path, encoding="utf-8") as f:
                 f.seek(pos)

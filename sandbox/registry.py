@@ -25,8 +25,9 @@ from pathlib import Path
 import docker
 from docker.models.containers import Container
 
+from sandbox.config import SessionError
 from sandbox.internet import DemoInternet
-from sandbox.session import LABEL, OWNER_HOST, OWNER_PID, ROLE, SessionError
+from sandbox.labels import LABEL, OWNER_HOST, OWNER_PID, ROLE
 
 HOSTS = ("registry.npmjs.test", "pypi.test", "rubygems.test", "proxy.golang.test")
 NAMES_FILE = "/etc/internet/names.json"  # images/internet/internet.py reads it

@@ -8,6 +8,7 @@ one, output goes to this process's stdout/stderr.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -18,9 +19,12 @@ from typing import Any, Protocol
 import docker
 import requests
 
+from sandbox import paths
 from sandbox.cleanup import gc
+from sandbox.config import SessionConfig, SessionError
+from sandbox.pool import claim
 from sandbox.ports import HostForwards, PortWatch
-from sandbox.session import Session, SessionConfig, SessionError
+from sandbox.session import Session
 
 GATEWAY_DIED = 125  # like docker run: the failure is coderun's, not the command's
 USER_QUIT = 130
@@ -118,9 +122,7 @@ class _Watch:
 def prune_logs() -> None:
     """Log retention, off the critical path: ``CODERUN_LOG_KEEP_DAYS`` (default 30) and
     ``CODERUN_LOG_MAX_MB`` (default 1024); running sessions are never pruned."""
-    import os
-
-    from sandbox import paths
+    # Start-up time: the log queries load in this thread, off the run's critical path.
     from snitch.review.logquery import prune
 
     try:
@@ -133,8 +135,6 @@ def prune_logs() -> None:
 
 def _warm_session(client: docker.DockerClient, config: SessionConfig) -> Session | None:
     """A started session from ``coderun pool``'s warm pairs, if one fits this run."""
-    from sandbox.pool import claim
-
     session = claim(client, config)
     if session is None:
         return None

@@ -20,20 +20,21 @@ import os
 import posixpath
 import re
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.models.volumes import Volume
 
 from sandbox import injected, paths
-
-if TYPE_CHECKING:
-    from sandbox.session import Session, SessionConfig
+from sandbox.config import SessionConfig, SessionError
+from sandbox.images import RUNTIMES
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-DEFAULT_USER = "1000:1000"  # the coderun user of the sandbox images
 USER_HOME = "/home/coderun"
 RUNTIME_WORKDIR = "/work"  # the WORKDIR of coderun's own sandbox images
 CPU_PERIOD = 100_000  # microseconds; the quota is cpus * this
@@ -76,13 +77,11 @@ def _inside(path: str, root: str) -> bool:
 def writable_mounts(cfg: SessionConfig, user: SandboxUser, targets: list[str]) -> dict[str, str]:
     """The size-limited tmpfs mounts of a read-only root (none where a ``-v`` mount
     covers the place: its files go to the host folder the person chose)."""
-    from sandbox.images import RUNTIMES
-
     size = cfg.tmpfs_size
     owned = f"size={size},uid={user.uid},gid={user.gid},exec,nosuid,nodev"
     shared = f"size={size},mode=1777,exec,nosuid,nodev"
     wanted = {"/tmp": shared, "/var/tmp": shared, user.home: f"{owned},mode=0700"}
-    workdir = cfg.workdir or (RUNTIME_WORKDIR if cfg.image_name in RUNTIMES else None)
+    workdir = cfg.workdir or (RUNTIME_WORKDIR if cfg.run.image in RUNTIMES else None)
     if workdir and posixpath.normpath(workdir) != "/":
         wanted.setdefault(posixpath.normpath(workdir), f"{owned},mode=0755")
     return {
@@ -92,12 +91,12 @@ def writable_mounts(cfg: SessionConfig, user: SandboxUser, targets: list[str]) -
     }
 
 
-def create_sandbox(session: Session, name: str) -> Container:
-    """Create (not start) the sandbox in the holder's network namespace."""
-    from sandbox.session import SessionError
-
-    cfg = session.config
-    assert session.holder is not None
+def create_sandbox(
+    client: docker.DockerClient, cfg: SessionConfig, holder: Container,
+    files_volume: Volume | None, labels: Callable[[str], dict[str, str]], name: str,
+) -> Container:  # fmt: skip
+    """Create (not start) the sandbox ``NAME-sandbox`` in the holder's network
+    namespace; ``labels(role)`` labels what it creates."""
     try:
         user = parse_user(cfg.user)
     except ValueError as exc:
@@ -115,15 +114,15 @@ def create_sandbox(session: Session, name: str) -> Container:
     env.setdefault("HOME", user.home)
     files: dict[str, tuple[bytes, int]] = {}
     places: dict[str, str] = {}
-    if cfg.intercept_tls:
-        files["ca-bundle.pem"] = (ca_bundle(session), 0o444)
+    if cfg.network.intercept_tls:
+        files["ca-bundle.pem"] = (ca_bundle(client, cfg.image, labels("probe")), 0o444)
         files["ca.pem"] = (ca_cert().read_bytes(), 0o444)
         places.update({"ca-bundle.pem": SYSTEM_BUNDLE, "ca.pem": "/coderun/ca.pem"})
         for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
                     "GIT_SSL_CAINFO"):  # fmt: skip
             env.setdefault(var, SYSTEM_BUNDLE)
         env.setdefault("NODE_EXTRA_CA_CERTS", "/coderun/ca.pem")
-    command = list(cfg.command)
+    command = list(cfg.run.command)
     if cfg.script is not None:
         target = f"/coderun/{cfg.script.name}"
         files["script"] = (cfg.script.read_bytes(), 0o555)
@@ -131,23 +130,23 @@ def create_sandbox(session: Session, name: str) -> Container:
         interpreter = ["python3"] if cfg.script.suffix == ".py" else ["bash"]
         command = [*interpreter, target, *command]
     if files:
-        if session.files_volume is None:
-            raise SessionError(f"session {session.id} has no files volume")
+        if files_volume is None:
+            raise SessionError(f"session {name} has no files volume")
         try:
-            injected.put_files(session.holder, files)
+            injected.put_files(holder, files)
         except (RuntimeError, docker.errors.APIError) as exc:
             raise SessionError(f"putting the script/CA into the sandbox failed: {exc}") from exc
-        volumes.update(injected.binds(session.files_volume, places))
+        volumes.update(injected.binds(files_volume, places))
     cpus = cfg.cpus if cfg.cpus is not None else default_cpus()
     options: dict[str, Any] = {}
     if cfg.runtime:
         options["runtime"] = cfg.runtime
-    container: Container = session.client.containers.create(
+    container: Container = client.containers.create(
         cfg.image,
         command=command,
         name=f"{name}-sandbox",
-        network_mode=f"container:{session.holder.id}",
-        labels=session.role_labels("sandbox"),
+        network_mode=f"container:{holder.id}",
+        labels=labels("sandbox"),
         environment=env,
         volumes=volumes,
         working_dir=cfg.workdir,
@@ -172,10 +171,9 @@ def ca_cert() -> Path:
     return paths.ca_dir() / "mitmproxy-ca-cert.pem"
 
 
-def ca_bundle(session: Session) -> bytes:
+def ca_bundle(client: docker.DockerClient, image: str, labels: dict[str, str]) -> bytes:
     """The sandbox image's own CA bundle plus the install's interception CA."""
-    probe = session.client.containers.create(session.config.image, command=["true"],
-                                             labels=session.role_labels("probe"))  # fmt: skip
+    probe = client.containers.create(image, command=["true"], labels=labels)
     try:
         chunks, _ = probe.get_archive(SYSTEM_BUNDLE)
         with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:

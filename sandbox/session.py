@@ -11,14 +11,12 @@ interrupted run's leftovers are found by ``coderun gc`` or the next run.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,29 @@ from docker.models.networks import Network
 from docker.models.volumes import Volume
 
 from sandbox import injected, paths
+from sandbox.cleanup import remove_session
+from sandbox.config import SessionConfig, SessionError
 from sandbox.gateway_code import gateway_volumes
-from sandbox.sandbox_container import DEFAULT_USER
+from sandbox.host_networks import host_networks
+from sandbox.labels import LABEL, ROLE, owner_labels
+from sandbox.sandbox_container import create_sandbox
+from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
-from snitch.core.model import Mode
-from snitch.core.settings import DEFAULT_MAX_PENDING
+from snitch.core.policyfile import dump_policy, load_policy_file, loads_policy
+from snitch.core.session_dir import (
+    POLICY,
+    UPSTREAM_CA,
+    GatewayStatus,
+    SessionDir,
+    SessionRecord,
+)
+from snitch.core.settings import (
+    DATA_MOUNT,
+    GatewaySettings,
+    RunSettings,
+    fast_paths_from_env,
+)
 
-LABEL = "coderun.session"
-OWNER_PID = "coderun.owner-pid"
-OWNER_HOST = "coderun.owner-host"
-ROLE = "coderun.role"
 READY_TIMEOUT = 30.0
 
 # Run in the holder (by exec, once the gateway's address is known).
@@ -60,76 +71,10 @@ printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$GATEWAY_IP" > /etc/reso
 """
 
 
-class SessionError(RuntimeError):
-    pass
-
-
-@dataclass
-class SessionConfig:
-    command: list[str]
-    image: str  # resolved image reference for the sandbox
-    gateway_image: str
-    image_name: str = "bash"  # as the user named it (for rule scopes and the record)
-    mode: Mode = Mode.ENFORCE
-    policy_file: Path | None = None
-    policy_text: str | None = None  # rules of the run (a profile's), with policy_file's
-    egress_network: str | None = None
-    dns_upstream: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    volumes: list[str] = field(default_factory=list)  # HOST:CONTAINER[:ro]
-    workdir: str | None = None
-    script: Path | None = None
-    profile: str | None = None
-    tty: bool = False  # a pseudo-terminal for the sandbox (run -t)
-    stdin: bool = False  # the sandbox reads our stdin (run -i)
-    publish: list[str] = field(default_factory=list)  # -p [BIND:]HOSTPORT:PORT
-    split: bool | None = None  # -t in ask mode in tmux: the dashboard in a split (None: ask)
-    memory: str = "2g"  # and as much with swap: none
-    pids: int = 1024
-    user: str = DEFAULT_USER  # "root", "UID" or "UID:GID"
-    cpus: float | None = None  # None: half of this machine's CPUs, at least one
-    tmpfs_size: str = "1g"  # each writable place of the read-only root
-    runtime: str | None = None  # e.g. "runsc" (gVisor); None: the engine's default
-    ask_timeout: float = 60.0
-    ask_default: str = "deny"
-    max_pending: int = DEFAULT_MAX_PENDING  # ask mode: items waiting at once
-    intercept_tls: bool = False
-    upstream_ca: Path | None = None  # a CA the gateway trusts upstream (when intercepting)
-    web_ports: str = "80,443"
-    private_answers: str = "deny"  # may a name lead to private/CGNAT ranges? (addresses.py)
-
-
-# Host environment passed to the gateway as is (snitch/gateway/main.py): CODERUN_KERNEL_CACHE
-# "0" turns off the kernel verdict cache, CODERUN_PEEK "1" reads web flows in passing.
-GATEWAY_SWITCHES = ("CODERUN_KERNEL_CACHE", "CODERUN_PEEK")
-
-
-def log_limits_env(host_env: dict[str, str] | None = None) -> dict[str, str]:
-    """The gateway's log limits from this user's environment: ``CODERUN_LOG_SESSION_MAX_MB``
-    (a session log's size cap), ``CODERUN_LOG_RATE`` (lines a second per kind of line) and
-    ``CODERUN_LOG_BURST``; "0" lifts a limit, unset keeps the gateway's default."""
-    from snitch.core.loglimit import ENV_BURST, ENV_MAX_BYTES, ENV_RATE, LogLimits
-
-    src = os.environ if host_env is None else host_env
-    out: dict[str, str] = {}
-    try:
-        if src.get("CODERUN_LOG_SESSION_MAX_MB"):
-            out[ENV_MAX_BYTES] = str(int(float(src["CODERUN_LOG_SESSION_MAX_MB"]) * 1024 * 1024))
-        for var, key in (("CODERUN_LOG_RATE", ENV_RATE), ("CODERUN_LOG_BURST", ENV_BURST)):
-            if src.get(var):
-                out[key] = src[var]
-        LogLimits.from_env(out)
-    except ValueError as exc:
-        raise SessionError(f"bad CODERUN_LOG_* setting: {exc}") from exc
-    return out
-
-
 def run_policy(config: SessionConfig) -> bytes | None:
     """The run's policy file for the gateway: ``--policy``'s rules and a profile's."""
     if config.policy_text is None:
         return config.policy_file.read_bytes() if config.policy_file is not None else None
-    from snitch.core.policyfile import dump_policy, load_policy_file, loads_policy
-
     rules = loads_policy(config.policy_text, "<profile>").rules
     blocklist: list[str] = []
     if config.policy_file is not None:
@@ -164,14 +109,14 @@ class Session:
         self.client = client
         self.config = config
         self.id = warm_id or uuid.uuid4().hex[:12]
-        self.dir = paths.sessions_dir() / self.id
+        self.folder = SessionDir.of(paths.sessions_dir(), self.id)
+        self.dir = self.folder.path
         self.dir.mkdir(mode=paths.PRIVATE_DIR, exist_ok=warm_id is not None)
         self.warm = warm_id is not None  # adopting a pool's pair: record saved on claim
-        self.labels = {
-            LABEL: self.id,
-            OWNER_PID: str(os.getpid()),
-            OWNER_HOST: socket.gethostname(),
-        }
+        self.labels = owner_labels(self.id)
+        # A pool's pair goes back to its daemon when the run ends (set by pool.claim):
+        # True when the daemon took it, False to remove it here.
+        self.hand_back: Callable[[Session], bool] | None = None
         self.networks: list[Network] = []
         self.containers: list[Container] = []
         self.gateway: Container | None = None
@@ -180,29 +125,22 @@ class Session:
         self.files_volume: Volume | None = None  # the script and CA bundle (injected.py)
         self.gateway_ip = ""
         self.sandbox_ip = ""
-        self.record: dict[str, Any] = {
-            "id": self.id,
-            "command": config.command,
-            "image": config.image_name,
-            "mode": str(config.mode),
-            "start": time.time(),
-            "end": None,
-            "exit": None,
-        }
+        self.record = SessionRecord(self.id, list(config.run.command), config.run.image,
+                                    str(config.run.mode), start=time.time())  # fmt: skip
         if record and not self.warm:
             self.save_record()
 
     # -- record -----------------------------------------------------------------------------
     def save_record(self) -> None:
-        paths.write_private(self.dir / "session.json", json.dumps(self.record, indent=1))
+        self.folder.write_record(self.record)
 
     @property
     def log_path(self) -> Path:
-        return self.dir / "flows.jsonl"
+        return self.folder.log_path
 
     @property
     def api_socket(self) -> Path:
-        return self.dir / "api.sock"
+        return self.folder.api_socket
 
     # -- lifecycle --------------------------------------------------------------------------
     def role_labels(self, role: str) -> dict[str, str]:
@@ -220,7 +158,7 @@ class Session:
     def start_standby(self) -> None:
         """A pool's warm pair: networks, a gateway waiting for its claim, the holder."""
         self._start_pair(standby=True)
-        _wait(self._gateway_state(lambda s: s.get("state") == GatewayState.STANDBY),
+        _wait(self._gateway_state(lambda s: s.state == GatewayState.STANDBY),
               "the gateway to stand by")  # fmt: skip
 
     def _start_adopted(self) -> None:
@@ -241,7 +179,7 @@ class Session:
         self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner]["IPAddress"]
         self.sandbox_ip = self.holder.attrs["NetworkSettings"]["Networks"][inner]["IPAddress"]
         self.containers = [self.gateway, self.holder]
-        paths.write_private(self.dir / "claim.json", json.dumps(self._run_env()))
+        self.folder.write_claim(self.run_settings())
         self.save_record()
         self._create_sandbox(f"coderun-{self.id}")
         _wait(self._ready_check(), "the gateway")
@@ -249,11 +187,12 @@ class Session:
     def _start_pair(self, standby: bool) -> Callable[[], bool]:
         c = self.client
         name = f"coderun-{self.id}"
-        if self.config.egress_network:
+        named = self.config.network.egress_network
+        if named:
             try:
-                egress = c.networks.get(self.config.egress_network)
+                egress = c.networks.get(named)
             except docker.errors.NotFound as exc:
-                raise SessionError(f"no Docker network {self.config.egress_network!r}") from exc
+                raise SessionError(f"no Docker network {named!r}") from exc
         else:
             egress = c.networks.create(
                 f"{name}-egress", driver="bridge", labels=self.role_labels("egress")
@@ -276,63 +215,46 @@ class Session:
         self._setup_holder()
         return gateway_ready
 
-    def _run_env(self) -> dict[str, str]:
+    def run_settings(self) -> RunSettings:
         """The gateway settings that belong to this run (a warm gateway gets them last)."""
-        env = {
-            "CODERUN_COMMAND": json.dumps(self.config.command),
-            "CODERUN_ASK_TIMEOUT": str(self.config.ask_timeout),
-            "CODERUN_ASK_DEFAULT": self.config.ask_default,
-            "CODERUN_MAX_PENDING": str(self.config.max_pending),
-            "CODERUN_MODE": str(self.config.mode),
-            "CODERUN_IMAGE": self.config.image_name,
-            "CODERUN_PRIVATE_ANSWERS": self.config.private_answers,
-        }
-        env.update(log_limits_env())
-        if self.config.profile:
-            env["CODERUN_PROFILE"] = self.config.profile
         policy = run_policy(self.config)
-        if policy is not None:
-            paths.write_private(self.dir / "policy.toml", policy)
-            env["CODERUN_POLICY"] = f"/data/sessions/{self.id}/policy.toml"
-        return env
+        if policy is None:
+            return self.config.run
+        write_atomic(self.folder.file(POLICY), policy)
+        return replace(self.config.run, policy=POLICY)
 
-    def _start_gateway(
-        self, name: str, egress: Network, inner: Network, standby: bool = False
-    ) -> Callable[[], bool]:
+    def gateway_settings(self, egress: Network, standby: bool) -> GatewaySettings:
+        """Everything the gateway starts with (a warm one: all but the run)."""
         egress.reload()
         ipam = (egress.attrs.get("IPAM", {}).get("Config") or [{}])[0]
         if not ipam.get("Subnet"):
             raise SessionError(f"egress network {egress.name} has no IPv4 subnet")
-        from sandbox.host_networks import ENV, host_networks
-
-        env = {
-            "CODERUN_EGRESS_SUBNET": ipam["Subnet"],
-            "CODERUN_EGRESS_GATEWAY": ipam.get("Gateway", ""),
-            ENV: ",".join(host_networks(self.client, egress, bool(self.config.egress_network))),
-            "CODERUN_SESSION": self.id,
-            "CODERUN_DATA": "/data",
-            "HOST_UID": str(os.getuid()),
-            "HOST_GID": str(os.getgid()),
-            **({"CODERUN_STANDBY": "1"} if standby else self._run_env()),
-        }
-        env["CODERUN_WEB_PORTS"] = self.config.web_ports
-        for switch in GATEWAY_SWITCHES:  # the gateway's fast paths, off for comparisons
-            if os.environ.get(switch):
-                env[switch] = os.environ[switch]
-        if self.config.intercept_tls:
-            env["CODERUN_INTERCEPT_TLS"] = "1"
+        upstream_ca = None
         if self.config.upstream_ca is not None:
-            paths.write_private(self.dir / "upstream-ca.pem", self.config.upstream_ca.read_bytes())
-            env["CODERUN_UPSTREAM_CA"] = f"/data/sessions/{self.id}/upstream-ca.pem"
-        if self.config.dns_upstream:
-            env["CODERUN_DNS_UPSTREAM"] = self.config.dns_upstream
+            write_atomic(self.folder.file(UPSTREAM_CA), self.config.upstream_ca.read_bytes())
+            upstream_ca = UPSTREAM_CA
+        named = bool(self.config.network.egress_network)
+        kernel_cache, peek = fast_paths_from_env(os.environ)  # benchmarks' switches
+        return GatewaySettings(
+            session=self.id, egress_subnet=ipam["Subnet"],
+            egress_gateway=ipam.get("Gateway") or None, network=self.config.network,
+            run=None if standby else self.run_settings(),
+            host_networks=tuple(host_networks(self.client, egress, named)),
+            upstream_ca=upstream_ca, uid=os.getuid(), gid=os.getgid(),
+            kernel_cache=kernel_cache, peek=peek,
+        )  # fmt: skip
+
+    def _start_gateway(
+        self, name: str, egress: Network, inner: Network, standby: bool = False
+    ) -> Callable[[], bool]:
+        settings = self.gateway_settings(egress, standby)
         self.gateway = self.client.containers.run(
-            self.config.gateway_image,
+            self.config.network.gateway_image,
             name=f"{name}-gw",
             detach=True,
             network=egress.name,
             labels=self.role_labels("gateway"),
-            environment=env,
+            environment=settings.to_env(),
             cap_add=["NET_ADMIN"],
             init=True,
             sysctls={
@@ -358,34 +280,31 @@ class Session:
         store (read-write), the API token (read-only) and, only when it intercepts TLS,
         the CA. No other session, not the pool."""
         mounts = {
-            str(self.dir): {"bind": f"/data/sessions/{self.id}", "mode": "rw"},
-            str(paths.rules_dir()): {"bind": "/data/rules", "mode": "rw"},
-            str(paths.api_token_path()): {"bind": "/data/api-token", "mode": "ro"},
+            str(self.dir): {"bind": f"{DATA_MOUNT}/sessions/{self.id}", "mode": "rw"},
+            str(paths.rules_dir()): {"bind": f"{DATA_MOUNT}/rules", "mode": "rw"},
+            str(paths.api_token_path()): {"bind": f"{DATA_MOUNT}/api-token", "mode": "ro"},
         }
-        if self.config.intercept_tls:
-            mounts[str(paths.ca_dir())] = {"bind": "/data/ca", "mode": "rw"}
+        if self.config.network.intercept_tls:
+            mounts[str(paths.ca_dir())] = {"bind": f"{DATA_MOUNT}/ca", "mode": "rw"}
         return mounts
 
     def _ready_check(self) -> Callable[[], bool]:
         # With web ports, wait for mitmproxy too (it loads after "ready"): the sandbox's
         # first request must already be logged and path rules apply.
-        web = bool(self.config.web_ports.strip(" ,"))
-        return self._gateway_state(
-            lambda s: s.get("state") == GatewayState.READY and (bool(s.get("mitm")) or not web)
-        )
+        web = bool(self.config.network.web_ports)
+        return self._gateway_state(lambda s: s.state == GatewayState.READY and (s.mitm or not web))
 
-    def _gateway_state(self, reached: Callable[[dict[str, Any]], bool]) -> Callable[[], bool]:
+    def _gateway_state(self, reached: Callable[[GatewayStatus], bool]) -> Callable[[], bool]:
         """A condition for ``_wait``: the gateway's ``gateway.json`` has ``reached`` the
         state wanted (and Docker is asked now and then whether the gateway exited)."""
-        state_file = self.dir / "gateway.json"
         checks = 0
 
         def check() -> bool:
             nonlocal checks
             checks += 1
-            with contextlib.suppress(OSError, ValueError):
-                if reached(json.loads(state_file.read_text())):
-                    return True
+            status = self.folder.gateway_status()
+            if status is not None and reached(status):
+                return True
             return checks % 10 == 0 and self._gateway_failed()
 
         return check
@@ -401,7 +320,7 @@ class Session:
 
     def _start_holder(self, name: str, inner: Network) -> None:
         holder = self.client.containers.create(
-            self.config.gateway_image,
+            self.config.network.gateway_image,
             name=f"{name}-ns",
             entrypoint=["sleep", "infinity"],
             network=inner.name,
@@ -433,9 +352,9 @@ class Session:
             raise SessionError(f"setting up the sandbox network failed: {out.decode().strip()}")
 
     def _create_sandbox(self, name: str) -> None:
-        from sandbox.sandbox_container import create_sandbox
-
-        self.sandbox = create_sandbox(self, name)
+        assert self.holder is not None
+        self.sandbox = create_sandbox(self.client, self.config, self.holder, self.files_volume,
+                                      self.role_labels, name)  # fmt: skip
         self.containers.append(self.sandbox)
 
     def gateway_alive(self) -> bool:
@@ -448,20 +367,16 @@ class Session:
         return bool(self.gateway.status == "running")
 
     def finish(self, exit_code: int | None, error: str | None = None) -> None:
-        self.record["end"] = time.time()
-        self.record["exit"] = exit_code
+        self.record.end = time.time()
+        self.record.exit = exit_code
         if error:
-            self.record["error"] = error
+            self.record.error = error
         self.save_record()
 
     def close(self) -> None:
         """Remove every container and network of this session (idempotent)."""
-        from sandbox.cleanup import remove_session
-
-        if self.warm:
-            from sandbox.pool import hand_back
-
-            if hand_back(self):  # the pool's daemon removes the pair
+        if self.hand_back is not None:
+            if self.hand_back(self):  # the pool's daemon removes the pair
                 self.containers.clear()
                 self.networks.clear()
                 return

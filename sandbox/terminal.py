@@ -87,7 +87,7 @@ class TerminalFront:
         self.session = session
         raw = session.sandbox.attach_socket(params=ATTACH_PARAMS)
         self.sock = _raw_socket(raw)
-        if session.config.mode == Mode.ASK:
+        if session.config.run.mode == Mode.ASK:
             self._announce(session)
         return chunks(raw, self.tty)
 

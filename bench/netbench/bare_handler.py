@@ -33,6 +33,7 @@ from pathlib import Path
 
 from netfilterqueue import COPY_PACKET, NetfilterQueue
 
+from snitch.core.settings import GatewaySettings
 from snitch.gateway import netfilter
 from snitch.gateway.queue import COPY_RANGE, MAX_QUEUED
 
@@ -57,11 +58,9 @@ async def plain_router(folder: Path, egress: str) -> None:
 
 
 async def main() -> None:
-    folder = Path(os.environ.get("CODERUN_DATA", "/data")) / "sessions"
-    folder = folder / os.environ["CODERUN_SESSION"]
-    ifs = netfilter.discover(
-        os.environ["CODERUN_EGRESS_SUBNET"], os.environ.get("CODERUN_EGRESS_GATEWAY") or None
-    )
+    settings = GatewaySettings.from_env(os.environ)
+    folder = Path(settings.data) / "sessions" / settings.session
+    ifs = netfilter.discover(settings.egress_subnet, settings.egress_gateway)
     if "--router" in sys.argv:
         await plain_router(folder, ifs.egress)
         return

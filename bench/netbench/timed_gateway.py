@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from snitch.core.settings import GatewaySettings
 from snitch.gateway import events, flowgate, queue, rulebook
 from snitch.gateway import main as gateway_main
 
@@ -86,8 +87,8 @@ def _wrap_on_packet() -> None:
 
 
 def _writer() -> None:
-    folder = Path(os.environ.get("CODERUN_DATA", "/data")) / "sessions"
-    path = folder / os.environ["CODERUN_SESSION"] / "timing.json"
+    settings = GatewaySettings.from_env(os.environ)
+    path = Path(settings.data) / "sessions" / settings.session / "timing.json"
     while True:
         time.sleep(0.25)
         tmp = path.with_suffix(".tmp")

@@ -33,8 +33,10 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from sandbox.session import Session, SessionConfig
+from sandbox.config import SessionConfig
+from sandbox.session import Session
 from snitch.core.model import Mode
+from snitch.core.settings import NetworkShape, RunSettings
 
 HERE = Path(__file__).resolve().parent
 BENCH_LABEL = "coderun.bench"
@@ -267,16 +269,16 @@ class Lab:
         if kind in VARIANTS:
             gateway_image = gateway_variant_image(self.client, gateway_image, *VARIANTS[kind])
         config = SessionConfig(
-            command=["sleep", "infinity"],
             image=self.tags["sandbox-bash"],
-            gateway_image=gateway_image,
-            mode=Mode.ENFORCE,
+            network=NetworkShape(
+                gateway_image=gateway_image, egress_network=self.network.name,
+                dns_upstream=self.server_ip,  # never asked: no lookups in the benchmark
+                web_ports=(80, 443) if web else (),
+            ),
+            run=RunSettings(command=("sleep", "infinity"), mode=Mode.ENFORCE),
             policy_file=self.policy(),
-            egress_network=self.network.name,
-            dns_upstream=self.server_ip,  # never asked: no lookups in the benchmark
             volumes=[f"{host}:{v['bind']}:ro" for host, v in self._volumes().items()],
-            web_ports="80,443" if web else "",
-        )
+        )  # fmt: skip
         session = Session(self.client, config)
         self.sessions.append(session)
         session.start()

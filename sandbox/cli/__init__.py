@@ -42,6 +42,7 @@ class LazyGroup(click.Group):
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Start-up time (here and below): `coderun --help` loads no command's module.
         from sandbox.textout import guard_streams
 
         with guard_streams():

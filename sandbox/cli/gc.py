@@ -11,6 +11,7 @@ from sandbox.engine import docker_client
 @click.option("--all", "everything", is_flag=True, help="Also remove sessions that are running.")
 def gc_command(everything: bool) -> None:
     """Remove containers and networks left by interrupted runs."""
+    # Start-up time: the Docker SDK loads only when gc runs.
     from sandbox.cleanup import gc
 
     removed = gc(docker_client(), everything=everything)

@@ -24,6 +24,7 @@ def images_build(names: tuple[str, ...], force: bool, verbose: bool) -> None:
     """Build coderun's images (only what changed). NAME is a runtime (node, go, ruby,
     rails, bash, python) or an image (gateway, internet, registry, sandbox-node, ...);
     without one: the gateway, the demo internet and the bash and python runtimes."""
+    # Start-up time: the Docker SDK loads only when a build runs.
     from sandbox import images
     from sandbox.buildview import BuildView
 

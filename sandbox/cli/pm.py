@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from sandbox import pm
+from sandbox.cli.options import network_options
 
 HELP = {
     "npm": "npm for this project (npm install | ci | ...) in the node image.",
@@ -43,9 +44,7 @@ def make_command(tool: str) -> click.Command:
                   help="As `coderun run --prompt`.")
     @click.option("--profile", help="Rule profile of the run (besides global rules).")
     @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
-    @click.option("--egress-network", help="As `coderun run --egress-network`.")
-    @click.option("--dns-upstream", help="As `coderun run --dns-upstream`.")
-    @click.option("--intercept-tls", is_flag=True, help="As `coderun run --intercept-tls`.")
+    @network_options
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     @click.pass_context
     def command(ctx: click.Context, /, image: str, policy_file: Path | None, env: tuple[str, ...],

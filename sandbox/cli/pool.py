@@ -8,10 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from typing import Any
 
 import click
 
+from sandbox.cli.options import network_options, take_settings
 from sandbox.pool import daemon_info, entries, pool_dir
+from snitch.core.settings import NetworkShape, to_json
 
 WAIT_SECONDS = 120.0
 
@@ -26,30 +30,25 @@ def pool() -> None:
               help="Pairs kept ready.")
 @click.option("--idle", type=float, default=900.0, show_default=True,
               help="Stop (and remove every pair) after this many seconds without a run.")
-@click.option("--egress-network", help="As `coderun run --egress-network` (runs must match).")
-@click.option("--dns-upstream", help="As `coderun run --dns-upstream` (runs must match).")
-@click.option("--web-ports", default="80,443", show_default=True,
-              help="As `coderun run --web-ports` (runs must match).")
-@click.option("--intercept-tls", is_flag=True, help="As `coderun run --intercept-tls`.")
+@network_options
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Return once the pairs are ready.")
-def pool_start(size: int, idle: float, egress_network: str | None, dns_upstream: str | None,
-               web_ports: str, intercept_tls: bool, wait: bool) -> None:  # fmt: skip
-    """Start the pool daemon; runs with the same network settings use its pairs."""
+def pool_start(size: int, idle: float, wait: bool, **network: Any) -> None:
+    """Start the pool daemon; runs with the same network options use its pairs."""
+    # Start-up time: the Docker SDK loads only when a pool starts.
     from sandbox import images
     from sandbox.engine import docker_client
 
     if daemon_info() is not None:
         raise click.ClickException("a pool is running already (`coderun pool stop` first)")
+    try:
+        shape = NetworkShape(**take_settings(NetworkShape, network))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     tags = images.build(docker_client())
+    shape = replace(shape, gateway_image=tags["gateway"])
     cmd = [sys.executable, "-m", "sandbox.pool", "--size", str(size), "--idle", str(idle),
-           "--gateway-image", tags["gateway"], "--web-ports", web_ports]  # fmt: skip
-    if egress_network:
-        cmd += ["--egress-network", egress_network]
-    if dns_upstream:
-        cmd += ["--dns-upstream", dns_upstream]
-    if intercept_tls:
-        cmd.append("--intercept-tls")
+           "--network", to_json(shape)]  # fmt: skip
     fd = os.open(pool_dir() / "daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     log = os.fdopen(fd, "ab")  # handed to the daemon
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,

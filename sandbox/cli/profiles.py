@@ -97,11 +97,10 @@ def save_session_rules(profile: Profile, session: Session) -> list[str]:
     """The lasting rules a person decided in ``session`` (they decided a flow of it),
     appended to the profile's file; returns their descriptions."""
     from sandbox.profiles import describe_rule
-    from snitch.core.logfile import read_log
     from snitch.core.store import RuleStore
 
-    used = {e.rule_id for e in read_log(session.log_path) if e.rule_id is not None}
-    start = float(session.record.get("start") or 0)
+    used = {e.rule_id for e in session.folder.read_log() if e.rule_id is not None}
+    start = session.record.start or 0.0
     with RuleStore(paths.rules_db()) as store:
         decided = [r for r in store.list() if r.id in used and r.source == "prompt"
                    and r.created >= start]  # fmt: skip

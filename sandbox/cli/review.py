@@ -16,7 +16,6 @@ import click
 
 from sandbox import paths
 from sandbox.records import (
-    LOG_NAME,
     SESSION_HEADER,
     SUMMARY_HEADER,
     all_logs,
@@ -29,9 +28,9 @@ from sandbox.records import (
 )
 from sandbox.textout import echo_exact, exact_output, rule_text
 from snitch.core.grammar import Verdict, choices
-from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry, Proto
 from snitch.core.safetext import safe
+from snitch.core.session_dir import SessionDir
 from snitch.core.store import RuleStore, StoreError
 from snitch.review.export import FORMATS, ExportError, ExportOptions, export
 from snitch.review.export.proposal import format_diff, propose_rules
@@ -186,9 +185,10 @@ def show(
         kinds=frozenset(kinds),
     )
     folder = _session_folder(session)
-    source = follow(folder) if follow_ else read_log(folder / LOG_NAME)
+    source = follow(folder) if follow_ else SessionDir(folder).read_log()
     entries = filter_entries(source, filt)
     if pcap is not None:
+        # Start-up time: only `log --pcap` needs the pcap writer.
         from snitch.review.pcap import write_pcap
 
         try:
@@ -265,7 +265,7 @@ def export_command(
     root = paths.sessions_dir()
     if session_id:
         folder = _session_folder(session_id)
-        entries = list(read_log(folder / LOG_NAME))
+        entries = list(SessionDir(folder).read_log())
         rules = propose_rules(entries, [], folder.name)
         seen = resolutions(entries)
         source = f"session {folder.name}"
@@ -309,7 +309,7 @@ def export_command(
 def from_session(session: str, apply: bool, as_json: bool) -> None:
     """Propose allow rules for what SESSION was allowed to do (by name where known)."""
     folder = _session_folder(session)
-    entries = list(read_log(folder / LOG_NAME))
+    entries = list(SessionDir(folder).read_log())
     with _store() as store:
         existing = store.list()
         proposed = propose_rules(entries, existing, folder.name)

@@ -6,20 +6,23 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from sandbox import paths
+from sandbox.cli.options import network_options, run_options, take_settings
 from sandbox.engine import docker_client
 from snitch.core.model import Mode
-from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
+from snitch.core.settings import NetworkShape, RunSettings
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
-    from sandbox.session import Session, SessionConfig
+    from sandbox.config import SessionConfig
+    from sandbox.session import Session
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -32,31 +35,13 @@ if TYPE_CHECKING:
 @click.option("--mode", type=click.Choice([m.value for m in Mode]), default=None,
               help="ask: hold what no rule decides (default with a terminal); enforce: rules "
               "decide, the rest is denied (default without one); audit: allow and log all.")
-@click.option("--ask-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds a held flow waits for a decision.")
-@click.option("--ask-default", type=click.Choice(["deny", "allow"]), default="deny",
-              show_default=True, help="What happens to a held flow nobody decides.")
-@click.option("--max-pending", type=click.IntRange(1, 10_000), default=DEFAULT_MAX_PENDING,
-              show_default=True,
-              help="Ask mode: at most this many items wait for a decision; connections "
-              f"beyond it (or faster than {PROMPT_RATE:g} new items a second) are refused "
-              "at once.")
 @click.option("--prompt", type=click.Choice(["dashboard", "line", "none"]), default=None,
               help="How ask mode asks: the dashboard (default with a terminal), a line "
               "prompt, or not at all (wait for `coderun dashboard` or the deadline).")
-@click.option("--intercept-tls", is_flag=True,
-              help="Terminate TLS with this install's CA (trusted in the sandbox) to log "
-              "full URLs.")
 @click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An extra CA the gateway trusts for upstream servers when intercepting.")
-@click.option("--web-ports", default="80,443", show_default=True,
-              help="TCP ports relayed through mitmproxy for HTTP and TLS logs ('' for none).")
-@click.option("--egress-network", help="Docker network the gateway uses to reach the outside.")
-@click.option("--dns-upstream", help="Resolver the gateway forwards allowed lookups to.")
-@click.option("--private-answers", type=click.Choice(["deny", "allow"]), default="deny",
-              show_default=True, help="May an allowed name lead to private and CGNAT "
-              "addresses (other than the host's)? deny drops such DNS answers (rebind).")
-@click.option("--profile", help="Rule profile that applies to this run (besides global rules).")
+@network_options
+@run_options
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
 @click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER[:ro] bind mount.")
 @click.option("-w", "--workdir", help="Working directory inside the sandbox (a fresh tmpfs "
@@ -99,20 +84,34 @@ def run_defaults() -> dict[str, Any]:
 
 
 def build_config(
-    image: str, policy_file: Path | None, mode: str | None, ask_timeout: float,
-    ask_default: str, max_pending: int, prompt: str | None, intercept_tls: bool,
-    upstream_ca: Path | None, web_ports: str, egress_network: str | None,
-    dns_upstream: str | None, private_answers: str, profile: str | None, env: tuple[str, ...],
-    volumes: tuple[str, ...], workdir: str | None, user: str | None, cpus: float | None,
-    memory: str, pids: int, tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
+    image: str, policy_file: Path | None, mode: str | None, prompt: str | None,
+    upstream_ca: Path | None, env: tuple[str, ...], volumes: tuple[str, ...],
+    workdir: str | None, user: str | None, cpus: float | None, memory: str, pids: int,
+    tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
     policy_text: str | None = None, interactive: bool = False, tty: bool = False,
-    split: bool | None = None, publish: tuple[str, ...] = (),
+    split: bool | None = None, publish: tuple[str, ...] = (), **settings: Any,
 ) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
     """Check the options and build the session's config (images built if needed);
-    click errors for bad input, before any container starts."""
+    click errors for bad input, before any container starts. ``settings`` are the
+    options of the settings model (sandbox/cli/options.py), by field name."""
+    # Start-up time: `coderun run --help` loads neither Docker nor the session.
     from sandbox import images
-    from sandbox.sandbox_container import DEFAULT_USER, parse_user
-    from sandbox.session import SessionConfig
+    from sandbox.config import DEFAULT_USER, SessionConfig
+    from sandbox.sandbox_container import parse_user
+    from snitch.core.loglimit import LogLimits
+
+    network = take_settings(NetworkShape, settings)
+    run_settings = take_settings(RunSettings, settings)
+    if settings:
+        raise TypeError(f"unknown options of coderun run: {', '.join(settings)}")
+    try:
+        shape = NetworkShape(**network)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        log_limits = LogLimits.from_env(os.environ)
+    except ValueError as exc:
+        raise click.ClickException(f"bad CODERUN_LOG_* setting: {exc}") from exc
 
     if policy_file is not None:
         from snitch.core.policyfile import PolicyError, load_policy
@@ -161,14 +160,13 @@ def build_config(
             param_hint="--runtime",
         )
     tags = images.build(client)
+    run_part = RunSettings(command=tuple(args), image=image, mode=Mode(mode),
+                           log_limits=log_limits, **run_settings)  # fmt: skip
     config = SessionConfig(
-        command=args, image=images.resolve_runtime(client, image, tags),
-        gateway_image=tags["gateway"], image_name=image, mode=Mode(mode),
-        policy_file=policy_file, policy_text=policy_text, egress_network=egress_network,
-        dns_upstream=dns_upstream, env=envs, volumes=list(volumes), workdir=workdir,
-        script=script, profile=profile, ask_timeout=ask_timeout, ask_default=ask_default,
-        max_pending=max_pending, intercept_tls=intercept_tls, upstream_ca=upstream_ca,
-        web_ports=web_ports, private_answers=private_answers, user=user or DEFAULT_USER,
+        image=images.resolve_runtime(client, image, tags),
+        network=replace(shape, gateway_image=tags["gateway"]), run=run_part,
+        policy_file=policy_file, policy_text=policy_text, upstream_ca=upstream_ca, env=envs,
+        volumes=list(volumes), workdir=workdir, script=script, user=user or DEFAULT_USER,
         cpus=cpus, memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
         tty=tty, stdin=interactive or tty, split=split, publish=list(publish),
     )  # fmt: skip
@@ -182,6 +180,7 @@ def launch(
     started: Callable[[Session], None] | None = None,
 ) -> int:
     """Run the session to its end (with the dashboard or line prompt in ask mode)."""
+    # Start-up time: the session's modules (and Textual, a terminal) load only to run.
     from sandbox.runner import run_session
 
     if config.stdin:
@@ -189,7 +188,7 @@ def launch(
 
         front = TerminalFront(config.tty, config.split)
         return run_session(client, config, front, started=started)
-    if config.mode == Mode.ASK and prompt != "none":
+    if config.run.mode == Mode.ASK and prompt != "none":
         from sandbox.cli.dashboard import dashboard_keymap
         from sandbox.interactive import run_interactive
 
@@ -200,7 +199,7 @@ def launch(
 
 def finish(status: int, config: SessionConfig, prompt: str) -> None:
     """Leave with ``status`` (a dashboard run leaves the ordinary way: its terminal)."""
-    if config.mode == Mode.ASK and prompt != "none":
+    if config.run.mode == Mode.ASK and prompt != "none":
         sys.exit(status)
     _exit_now(status)
 

@@ -33,8 +33,9 @@ LEFT_KINDS = frozenset({"http", "tls"})  # made only for flows that were let thr
 SUMMARY_RESERVE = 64 * 1024  # bytes beyond the cap for the "dropped" summaries
 OTHER = "other"
 
-# Environment of the gateway (set by the host from its own, see sandbox/session.py).
-ENV_MAX_BYTES = "CODERUN_LOG_MAX_BYTES"
+# The user's environment on the host (docs/log.md); the gateway gets the limits in its
+# settings (snitch/core/settings.py).
+ENV_MAX_MB = "CODERUN_LOG_SESSION_MAX_MB"
 ENV_RATE = "CODERUN_LOG_RATE"
 ENV_BURST = "CODERUN_LOG_BURST"
 
@@ -48,16 +49,19 @@ class LogLimits:
     rate: float | None = 200.0
     burst: int = 5000
 
+    def __post_init__(self) -> None:
+        if (self.max_bytes or 0) < 0 or (self.rate or 0) < 0 or self.burst < 1:
+            raise ValueError(f"bad log limits: {self.max_bytes=} {self.rate=} {self.burst=}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LogLimits:
-        """From ``CODERUN_LOG_MAX_BYTES``/``_RATE``/``_BURST`` ("0" = no limit); the
-        defaults where unset. A bad value raises ValueError."""
+        """From ``CODERUN_LOG_SESSION_MAX_MB``/``_RATE``/``_BURST`` ("0" = no limit);
+        the defaults where unset. A bad value raises ValueError."""
         d = cls()
-        max_bytes = int(env[ENV_MAX_BYTES]) if env.get(ENV_MAX_BYTES) else d.max_bytes
+        mb = env.get(ENV_MAX_MB)
+        max_bytes = int(float(mb) * 1024 * 1024) if mb else d.max_bytes
         rate = float(env[ENV_RATE]) if env.get(ENV_RATE) else d.rate
         burst = int(env[ENV_BURST]) if env.get(ENV_BURST) else d.burst
-        if (max_bytes or 0) < 0 or (rate or 0) < 0 or burst < 1:
-            raise ValueError(f"bad log limits: {max_bytes=} {rate=} {burst=}")
         return cls(max_bytes or None, rate or None, burst)
 
 

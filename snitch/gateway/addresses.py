@@ -21,20 +21,14 @@ Only an address/CIDR rule reaches such an address (see snitch/gateway/rebind.py)
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections.abc import Iterable
+
+from snitch.core.settings import PrivateAnswers
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 CACHE_SIZE = 4096
-
-
-class PrivateAnswers(enum.StrEnum):
-    """``--private-answers``: may a name lead to private and CGNAT ranges?"""
-
-    DENY = "deny"
-    ALLOW = "allow"
 
 
 def _nets(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[IPNetwork, str], ...]:

@@ -1,43 +1,22 @@
 """The gateway appliance's entry point (``python3 -m snitch.gateway`` in its container).
 
-The host starts the container with its settings in the environment:
+The host starts the container with its settings in one environment variable,
+``CODERUN_SETTINGS``: a ``GatewaySettings`` document (snitch/core/settings.py) with its
+session (its files live in ``<data>/sessions/<id>/``: snitch/core/session_dir.py), where
+the host mounts what the gateway gets of its data dir (that folder, the rule store
+``rules/rules.db``, the API token and, when intercepting, ``ca/``), the egress network,
+the host's networks (a DNS answer never leads there: snitch/gateway/addresses.py), the
+owner of the files it writes (all private: umask 077), the network shape (DNS upstream,
+web ports, interception) and the run (mode, policy, profile, image, ask deadlines, max
+pending, private answers, log limits, command), and its fast paths (the kernel verdict
+cache, on unless the host's ``CODERUN_KERNEL_CACHE=0``; reading web flows in passing, on
+with ``CODERUN_PEEK=1``).
 
-``CODERUN_SESSION``   session id; its files live in ``$CODERUN_DATA/sessions/<id>/``
-``CODERUN_MODE``      enforce | audit | ask
-``CODERUN_DATA``      where the host mounts what the gateway gets of its data dir: this
-                      session's folder (``sessions/<id>/``), the rule store
-                      (``rules/rules.db``), the API token and, when intercepting, ``ca/``
-``CODERUN_EGRESS_SUBNET`` / ``CODERUN_EGRESS_GATEWAY`` the egress network (its default route)
-``CODERUN_HOST_NETWORKS`` the host's addresses and the networks it hosts (comma-separated
-                      addresses/CIDRs): a DNS answer never leads there (snitch/gateway/addresses.py)
-``CODERUN_PRIVATE_ANSWERS`` deny (default) | allow: may a name lead to private and CGNAT
-                      ranges outside the egress network?
-``CODERUN_DNS_UPSTREAM`` resolver to forward allowed lookups to (default: resolv.conf's)
-``CODERUN_POLICY``    optional policy file (path inside the container) for this run
-``CODERUN_PROFILE`` / ``CODERUN_IMAGE`` rule scopes that apply to this run
-``CODERUN_ASK_TIMEOUT`` / ``CODERUN_ASK_DEFAULT`` ask mode: seconds a flow is held, and
-                      the action when nobody decides (default 60, deny)
-``CODERUN_MAX_PENDING`` ask mode: at most this many items wait for a decision at once
-                      (default 50; snitch/gateway/flood.py)
-``CODERUN_COMMAND``   the sandboxed command (JSON list), for the dashboards
-``CODERUN_WEB_PORTS`` TCP ports relayed through mitmproxy for HTTP/TLS logs ("" = none;
-                      default "80,443"); ``CODERUN_TLS_PORTS`` those that carry TLS ("443")
-``CODERUN_PEEK``      "1": allowed web flows that need no proxy are read in passing, not
-                      relayed (snitch/gateway/peeker.py: faster; their http/tls lines
-                      have no status, sizes or duration); default "0": all through mitmproxy
-``CODERUN_INTERCEPT_TLS`` "1": terminate TLS with the install's CA (in ``$CODERUN_DATA/ca``)
-``CODERUN_UPSTREAM_CA`` an extra CA file the gateway trusts upstream when intercepting
-``HOST_UID`` / ``HOST_GID`` owner for the files the gateway writes (all private: umask 077)
-``CODERUN_LOG_MAX_BYTES`` / ``CODERUN_LOG_RATE`` / ``CODERUN_LOG_BURST`` what the session's
-                      log takes (``snitch/core/loglimit.py``; "0" = no limit)
-``CODERUN_KERNEL_CACHE`` "0": no kernel verdict cache (enforce mode has one by default:
-                      snitch/gateway/kernelcache.py)
-``CODERUN_STANDBY``   "1": a warm gateway of ``coderun pool``. It sets up the network
-                      and mitmproxy, reports ``standby`` and waits for ``claim.json`` in
-                      its session folder: the run's settings (mode, policy, profile,
-                      image, ask deadlines, command), applied before any packet is judged
+A warm gateway of ``coderun pool`` starts without a run: it sets up the network and
+mitmproxy, reports ``standby`` and waits for ``claim.json`` in its session folder, the
+run's ``RunSettings``, applied before any packet is judged.
 
-The control API listens on ``sessions/<id>/api.sock`` (token: ``$CODERUN_DATA/api-token``).
+The control API listens on ``sessions/<id>/api.sock`` (token: ``<data>/api-token``).
 """
 
 from __future__ import annotations
@@ -45,22 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from snitch.core.grammar import GatewayState
-from snitch.core.loglimit import LogLimits
-from snitch.core.settings import DEFAULT_MAX_PENDING
+from snitch.core.session_dir import GatewayStatus, SessionDir
+from snitch.core.settings import GatewaySettings, PrivateAnswers, RunSettings
 from snitch.gateway import netfilter
-from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, networks
+from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.api import ControlApi
-from snitch.gateway.asker import DEFAULT_TIMEOUT, Asker
+from snitch.gateway.asker import Asker
 from snitch.gateway.conntrack import Conntrack
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.events import EventBus
@@ -79,7 +57,7 @@ from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
     from snitch.gateway.mitm import Mitm
-from snitch.core.model import Action, EntryKind, LogEntry, Mode, Rule
+from snitch.core.model import EntryKind, LogEntry, Mode, Rule
 from snitch.gateway.names import NameTable
 from snitch.gateway.queue import PacketQueue
 from snitch.gateway.rebind import RebindGuard
@@ -105,26 +83,28 @@ def resolv_conf_upstream() -> str:
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "nameserver":
             return parts[1]
-    raise RuntimeError("no upstream resolver: set CODERUN_DNS_UPSTREAM")
+    raise RuntimeError("no upstream resolver: give the gateway a DNS upstream")
 
 
 class Gateway:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.session = env["CODERUN_SESSION"]
-        self.data = Path(env.get("CODERUN_DATA", "/data"))
-        self.session_dir = self.data / "sessions" / self.session
-        self.session_dir.mkdir(parents=True, exist_ok=True)
-        self.upstream = env.get("CODERUN_DNS_UPSTREAM") or resolv_conf_upstream()
-        self.egress_subnet = env["CODERUN_EGRESS_SUBNET"]
-        self.egress_gateway = env.get("CODERUN_EGRESS_GATEWAY") or None
-        self.uid = int(env["HOST_UID"]) if "HOST_UID" in env else None
-        self.gid = int(env["HOST_GID"]) if "HOST_GID" in env else None
-        self.standby = env.get("CODERUN_STANDBY") == "1"
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.session = settings.session
+        self.data = Path(settings.data)
+        self.folder = SessionDir.of(self.data / "sessions", self.session)
+        self.folder.path.mkdir(parents=True, exist_ok=True)
+        net = settings.network
+        self.upstream = net.dns_upstream or resolv_conf_upstream()
+        self.egress_subnet = settings.egress_subnet
+        self.egress_gateway = settings.egress_gateway
+        self.uid = settings.uid
+        self.gid = settings.gid
+        self.standby = settings.standby
         self.bus = EventBus()
         self.names = NameTable()
-        self.writer = LogWriter(self.session_dir / "flows.jsonl", self.uid, self.gid,
-                                LogLimits.from_env(env), self.session)  # fmt: skip
+        self.writer = LogWriter(self.folder.log_path, self.uid, self.gid,
+                                (settings.run or RunSettings()).log_limits,
+                                self.session)  # fmt: skip
         self.bus.subscribe(self.writer.on_event)
         # The store's rules and blocklist load once; configure() sets the run's part.
         self.rules = RuleBook(self.data / "rules" / "rules.db", [], Mode.ENFORCE, self.session)
@@ -140,7 +120,7 @@ class Gateway:
         self.started = time.time()
         self.sandbox_ip = ""
         self.api = ControlApi(
-            self.session_dir / "api.sock",
+            self.folder.api_socket,
             (self.data / "api-token").read_text().strip(),
             self.bus,
             self.rules,
@@ -149,40 +129,36 @@ class Gateway:
             self.uid,
             self.gid,
         )
-        self.ports = Ports(self.bus, self.session, self.session_dir, self.uid, self.gid)
+        self.ports = Ports(self.bus, self.session, self.folder.path, self.uid, self.gid)
         self.api.ports = self.ports
         self.queue: PacketQueue | None = None
         self.peek_queue: PacketQueue | None = None
         self.nflog: NflogReader | None = None
         self.heartbeat: asyncio.Task[None] | None = None
-        ports = env.get("CODERUN_WEB_PORTS", "80,443")
-        self.web_ports = tuple(int(p) for p in ports.split(",") if p.strip())
-        self.gate.tls_ports = frozenset(
-            int(p) for p in env.get("CODERUN_TLS_PORTS", "443").split(",") if p.strip()
-        ) if self.web_ports else frozenset()  # fmt: skip
-        self.intercept = env.get("CODERUN_INTERCEPT_TLS") == "1"
-        if self.web_ports and not self.intercept and env.get("CODERUN_PEEK") == "1":
+        self.web_ports = net.web_ports
+        self.gate.tls_ports = frozenset(net.tls_ports) if self.web_ports else frozenset()
+        self.intercept = net.intercept_tls
+        ca = settings.upstream_ca
+        self.upstream_ca = str(self.folder.file(ca)) if ca else None
+        if self.web_ports and not self.intercept and settings.peek:
             from snitch.gateway.peeker import Peeker
 
             self.gate.peeker = Peeker(self.gate)
-        self.upstream_ca = env.get("CODERUN_UPSTREAM_CA") or None
         self.mitm: Mitm | None = None
         self.unused_ca: asyncio.Future[None] | None = None
-        self.configure(env)
+        self.configure(settings.run or RunSettings())
 
-    def configure(self, env: dict[str, str]) -> None:
+    def configure(self, run: RunSettings) -> None:
         """This run's settings: mode, rules, ask deadlines, command. A warm gateway
-        (``CODERUN_STANDBY``) gets them again from its claim, before any packet."""
-        self.mode = Mode(env.get("CODERUN_MODE", "enforce"))
-        self.writer.set_limits(LogLimits.from_env(env))
+        (no run in its settings) gets them from its claim, before any packet."""
+        self.mode = run.mode
+        self.writer.set_limits(run.log_limits)
         extra: list[Rule] = []
-        if env.get("CODERUN_POLICY"):
+        if run.policy:
             from snitch.core.policyfile import load_policy
 
-            extra = load_policy(Path(env["CODERUN_POLICY"]))
-        self.rules.configure(
-            extra, self.mode, env.get("CODERUN_PROFILE") or None, env.get("CODERUN_IMAGE") or None
-        )
+            extra = load_policy(self.folder.file(run.policy))
+        self.rules.configure(extra, self.mode, run.profile or None, run.image or None)
         self.asker = None
         self.gate.fake = self.dns.fake = None
         if self.mode is Mode.ASK:
@@ -191,23 +167,23 @@ class Gateway:
                 self.bus,
                 self.session,
                 self.gate.finish,
-                timeout=float(env.get("CODERUN_ASK_TIMEOUT") or DEFAULT_TIMEOUT),
-                default=Action(env.get("CODERUN_ASK_DEFAULT") or "deny"),
-                max_pending=int(env.get("CODERUN_MAX_PENDING") or DEFAULT_MAX_PENDING),
+                timeout=run.ask_timeout,
+                default=run.ask_default,
+                max_pending=run.max_pending,
             )
             self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup_all)
             self.asker.fake = self.gate.fake
         self.gate.asker = self.api.asker = self.asker
-        self.private = PrivateAnswers(env.get("CODERUN_PRIVATE_ANSWERS") or "deny")
+        self.private = run.private_answers
         self.protect()
-        self.command = json.loads(env.get("CODERUN_COMMAND") or "[]")
-        self.image = env.get("CODERUN_IMAGE", "")
+        self.command = list(run.command)
+        self.image = run.image
 
     def protect(self) -> None:
         """Where no name may lead: the gateway, the sandbox network, the host (its
         networks, the egress gateway) and, unless allowed, private ranges; the egress
         network's other members are the outside (snitch/gateway/addresses.py)."""
-        host = self.env.get("CODERUN_HOST_NETWORKS", "").split(",")
+        host = list(self.settings.host_networks)
         self.guard.protected = ProtectedAddresses(
             gateway=networks(self.own),
             host=networks([*host, *self.host_hops, self.egress_gateway or ""]),
@@ -229,13 +205,9 @@ class Gateway:
             "log_dropped": self.writer.dropped,
         }
 
-    def write_state(self, **state: object) -> None:
-        path = self.session_dir / "gateway.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"time": time.time(), **state}))
-        if self.uid is not None and self.gid is not None:
-            os.chown(tmp, self.uid, self.gid)
-        tmp.replace(path)
+    def write_state(self, state: GatewayState, **more: Any) -> None:
+        status = GatewayStatus(state, time.time(), os.getpid(), **more)
+        self.folder.write_gateway_status(status, self.uid, self.gid)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -260,16 +232,13 @@ class Gateway:
             # Everything slow happens before the claim; no packet is judged before it.
             if self.web_ports:
                 await self.start_mitm(ifs.sandbox_ip, report=False)
-            self.write_state(state=GatewayState.STANDBY, pid=os.getpid())
-            claim = self.session_dir / "claim.json"
-            while not claim.exists():
+            self.write_state(GatewayState.STANDBY)
+            while not self.folder.claimed():
                 if stop.is_set():
                     await self.stop()
                 await asyncio.sleep(STANDBY_POLL_SECONDS)
-            settings = json.loads(claim.read_text())
-            self.configure({**self.env, **{k: str(v) for k, v in settings.items()
-                                           if k.startswith("CODERUN_")}})  # fmt: skip
-        if self.mode is Mode.ENFORCE and self.env.get("CODERUN_KERNEL_CACHE", "1") != "0":
+            self.configure(self.folder.read_claim())
+        if self.mode is Mode.ENFORCE and self.settings.kernel_cache:
             self.start_kernel_cache(ifs.sandbox)
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
@@ -292,10 +261,8 @@ class Gateway:
                 message=f"gateway ready: mode={self.mode} upstream={self.upstream}",
             )
         )
-        self.write_state(
-            state=GatewayState.READY, sandbox_ip=ifs.sandbox_ip, mode=str(self.mode),
-            pid=os.getpid(), mitm=self.mitm is not None,
-        )  # fmt: skip
+        self.write_state(GatewayState.READY, sandbox_ip=ifs.sandbox_ip, mode=str(self.mode),
+                         mitm=self.mitm is not None)  # fmt: skip
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
         gc.freeze()  # what start-up made lives on: the collector need not scan it again
         mitm_task = None
@@ -358,8 +325,8 @@ class Gateway:
         self.mitm = mitm
         self.gate.web_ready()
         if report:
-            self.write_state(state=GatewayState.READY, sandbox_ip=listen_host, mode=str(self.mode),
-                             pid=os.getpid(), mitm=True)  # fmt: skip
+            self.write_state(GatewayState.READY, sandbox_ip=listen_host, mode=str(self.mode),
+                             mitm=True)  # fmt: skip
 
     async def stop(self) -> None:
         """Flush and close everything first; mitmproxy gets a moment, then we are gone
@@ -402,7 +369,7 @@ class Gateway:
                                   message=f"web flows read in passing: {read}"))  # fmt: skip
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
         self.writer.close()
-        self.write_state(state=GatewayState.STOPPED, log_dropped=self.writer.dropped)
+        self.write_state(GatewayState.STOPPED, log_dropped=self.writer.dropped)
 
 
 def main() -> None:
@@ -411,7 +378,7 @@ def main() -> None:
     )
     os.umask(0o077)  # every file it writes into the host's data dir is private
     try:
-        gateway = Gateway(dict(os.environ))
+        gateway = Gateway(GatewaySettings.from_env(os.environ))
         asyncio.run(gateway.run())
     except Exception as exc:
         log.exception("gateway failed")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.model import DecisionRequest, Event, LogEntry, Pending, Rule
+from snitch.core.session_dir import SessionDir
 
 API_VERSION = "v1"
 
@@ -160,4 +161,5 @@ def running_sessions(data_dir: Path) -> list[GatewayClient]:
     if not sessions.exists() or not (data_dir / "api-token").exists():
         return []
     token = read_token(data_dir)
-    return [GatewayClient(sock, token) for sock in sorted(sessions.glob("*/api.sock"))]
+    folders = [SessionDir(p) for p in sorted(sessions.iterdir()) if p.is_dir()]
+    return [GatewayClient(f.api_socket, token) for f in folders if f.api_socket.exists()]

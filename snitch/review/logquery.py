@@ -1,9 +1,8 @@
 """Questions about traffic logs: filters, per-host summaries, CSV, name -> address maps,
 and retention (pruning whole old sessions, never running ones).
 
-A session folder is ``ROOT/<id>/`` with ``session.json`` (id, command, image, mode,
-start, end, exit), ``flows.jsonl`` (one LogEntry a line) and, while the gateway runs,
-``gateway.json`` (``state: ready``).
+A session folder is ``ROOT/<id>/``, read through ``snitch/core/session_dir.py``
+(its record, its gateway's state, its log).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import csv
 import datetime as dt
 import fnmatch
 import io
-import json
 import os
 import shutil
 import time
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 
 from snitch.core.grammar import GatewayState, Verdict, is_address, parse_duration
 from snitch.core.model import EntryKind, LogEntry
+from snitch.core.session_dir import SessionDir
 
 FRESH_SECONDS = 600.0  # a folder touched this recently is never pruned (it may be starting)
 
@@ -288,24 +287,13 @@ def resolutions(entries: Iterable[LogEntry]) -> dict[str, list[str]]:
 # -- sessions: running, following, pruning ---------------------------------------------------
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def session_running(folder: Path) -> bool:
     """True while the session has no end and its gateway says it is ready."""
-    rec = read_json(folder / "session.json")
-    if not rec or rec.get("end") is not None:
-        return False
-    return read_json(folder / "gateway.json").get("state") == GatewayState.READY
+    return SessionDir(folder).running()
 
 
 def session_ended(folder: Path) -> bool:
-    return read_json(folder / "session.json").get("end") is not None
+    return SessionDir(folder).ended()
 
 
 def folder_bytes(folder: Path) -> int:
@@ -332,14 +320,14 @@ def _sessions(root: Path) -> list[_Session]:
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if not folder.is_dir():
             continue
-        rec = read_json(folder / "session.json")
+        sd = SessionDir(folder)
+        rec = sd.read_record()
         mtime = folder.stat().st_mtime
-        when = rec.get("end") or rec.get("start") or mtime
-        running = session_running(folder) or not rec and (
+        when = ((rec.end or rec.start) if rec is not None else None) or mtime
+        running = sd.running() or rec is None and (
             time.time() - mtime < FRESH_SECONDS  # being set up
-            # a pool's gateway waiting for its claim
-            or read_json(folder / "gateway.json").get("state") == GatewayState.STANDBY
-        )  # fmt: skip
+            or sd.gateway_state() == GatewayState.STANDBY  # a pool's
+        )
         out.append(_Session(folder, float(when), folder_bytes(folder), running))
     return sorted(out, key=lambda s: s.when)
 

@@ -34,9 +34,11 @@ import docker
 import pytest
 from docker.models.containers import Container
 
+from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
-from sandbox.session import Session, SessionConfig
+from sandbox.session import Session
 from snitch.core.model import Mode
+from snitch.core.settings import NetworkShape, RunSettings
 from snitch.gateway.kernelcache import ALIVE_MS
 from tests.e2e.conftest import coderun_cmd, wait_for
 from tests.escape.helpers import objects_of
@@ -334,15 +336,14 @@ def test_paused_gateway_holds_new_connections_until_it_resumes(
     script, policy = write_loop(tmp_path, internet)
     nonce = uuid.uuid4().hex[:8]
     config = SessionConfig(
-        command=["python3", "/fcloop.py", internet.ip, "80", nonce],
         image=tags["sandbox-bash"],
-        gateway_image=tags["gateway"],
-        mode=Mode.ENFORCE,
+        network=NetworkShape(gateway_image=tags["gateway"],
+                             egress_network=internet.network_name, dns_upstream=internet.ip),
+        run=RunSettings(command=("python3", "/fcloop.py", internet.ip, "80", nonce),
+                        mode=Mode.ENFORCE),
         policy_file=policy,
-        egress_network=internet.network_name,
-        dns_upstream=internet.ip,
         volumes=[f"{script}:/fcloop.py:ro"],
-    )
+    )  # fmt: skip
     session = Session(client, config)
     loop = Loop()
 

@@ -518,8 +518,10 @@ def test_slow_verdict_logs_a_flow_once(
     tmp_path: Path,
     client: docker.DockerClient,
 ) -> None:
-    from sandbox.session import Session, SessionConfig
+    from sandbox.config import SessionConfig
+    from sandbox.session import Session
     from snitch.core.model import Mode
+    from snitch.core.settings import NetworkShape, RunSettings
 
     script, policy = tmp_path / "slow.py", tmp_path / "slow.toml"
     script.write_text(SLOW)
@@ -527,15 +529,14 @@ def test_slow_verdict_logs_a_flow_once(
     session = Session(
         client,
         SessionConfig(
-            command=["python3", "/slow.py", internet.ip],
             image=tags["sandbox-bash"],
-            gateway_image=tags["gateway"],
-            mode=Mode.ENFORCE,
+            network=NetworkShape(gateway_image=tags["gateway"],
+                                 egress_network=internet.network_name,
+                                 dns_upstream=internet.ip),
+            run=RunSettings(command=("python3", "/slow.py", internet.ip), mode=Mode.ENFORCE),
             policy_file=policy,
-            egress_network=internet.network_name,
-            dns_upstream=internet.ip,
             volumes=[f"{script}:/slow.py:ro"],
-        ),
+        ),  # fmt: skip
     )
     try:
         session.start()

@@ -12,9 +12,11 @@ from pathlib import Path
 import docker
 import pytest
 
+from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
-from sandbox.session import Session, SessionConfig
+from sandbox.session import Session
 from snitch.core.model import Mode
+from snitch.core.settings import NetworkShape, RunSettings
 from tests.e2e.conftest import Result, coderun_cmd, leftovers, wait_for
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -237,14 +239,13 @@ def test_killing_the_queue_handler_leaves_no_network(
     """Drive a session through the orchestration API (no CLI watchdog stopping the
     sandbox), kill the gateway's handler and watch the sandbox keep trying."""
     config = SessionConfig(
-        command=["python3", "/probe.py", f"loop:{internet.ip}:80:30"],
         image=tags["sandbox-bash"],
-        gateway_image=tags["gateway"],
-        mode=Mode.AUDIT,
-        egress_network=internet.network_name,
-        dns_upstream=internet.ip,
+        network=NetworkShape(gateway_image=tags["gateway"],
+                             egress_network=internet.network_name, dns_upstream=internet.ip),
+        run=RunSettings(command=("python3", "/probe.py", f"loop:{internet.ip}:80:30"),
+                        mode=Mode.AUDIT),
         volumes=[f"{PROBE}:/probe.py:ro"],
-    )
+    )  # fmt: skip
     session = Session(client, config)
     try:
         session.start()

@@ -29,7 +29,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.networks import Network
 
-from sandbox.session import LABEL, OWNER_HOST, OWNER_PID, ROLE
+from sandbox.labels import LABEL, OWNER_HOST, OWNER_PID, ROLE
 from tests.e2e.conftest import wait_for
 
 HERE = Path(__file__).resolve().parent

@@ -35,10 +35,12 @@ import docker.types
 import pytest
 
 from sandbox.cleanup import remove_session
+from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
-from sandbox.session import Session, SessionConfig
+from sandbox.session import Session
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry, Mode
+from snitch.core.settings import NetworkShape, RunSettings
 from tests.e2e.conftest import wait_for
 from tests.escape.helpers import (
     HERE,
@@ -187,15 +189,14 @@ def _session(
     policy_file: Path | None,
 ) -> Session:
     config = SessionConfig(
-        command=["python3", "/esc/hostile.py", "/ctl/targets.json"],
         image=tags["sandbox-bash"],
-        gateway_image=tags["gateway"],
-        mode=mode,
+        network=NetworkShape(gateway_image=tags["gateway"],
+                             egress_network=internet.network_name, dns_upstream=internet.ip),
+        run=RunSettings(command=("python3", "/esc/hostile.py", "/ctl/targets.json"),
+                        mode=mode),
         policy_file=policy_file,
-        egress_network=internet.network_name,
-        dns_upstream=internet.ip,
         volumes=[f"{HERE}:/esc:ro", f"{ctl}:/ctl:ro"],
-    )
+    )  # fmt: skip
     return Session(client, config)
 
 

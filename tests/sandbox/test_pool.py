@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 
 from sandbox import gateway_code, pool
-from sandbox.session import Session, SessionConfig
+from sandbox.config import SessionConfig
+from sandbox.session import Session
+from snitch.core.settings import NetworkShape, RunSettings
 
 NO_DOCKER: Any = object()  # claiming only touches files; the client is kept for later
 
 
-def config(**kw: Any) -> SessionConfig:
-    return SessionConfig(command=["true"], image="img", gateway_image="gw:1", **kw)
+def config(upstream_ca: Path | None = None, **network: Any) -> SessionConfig:
+    return SessionConfig(image="img", network=NetworkShape(gateway_image="gw:1", **network),
+                         run=RunSettings(command=("true",)), upstream_ca=upstream_ca)
 
 
 def warm(sid: str, shape: str | None) -> None:
@@ -35,7 +38,7 @@ def states() -> dict[str, str]:
 
 def test_a_run_claims_a_pair_of_its_shape_once(home: Path) -> None:
     daemon(os.getpid())
-    mine, other = config(), config(web_ports="")
+    mine, other = config(), config(web_ports=())
     assert pool.shape_key(mine) != pool.shape_key(other)
     warm("aaaaaaaaaaaa", pool.shape_key(other))
     warm("bbbbbbbbbbbb", pool.shape_key(mine))

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from sandbox.cli import main
+from sandbox.config import SessionConfig
 from sandbox.profiles import (
     SHEBANG,
     append_rules,
@@ -17,9 +18,10 @@ from sandbox.profiles import (
     loads_profile,
     new_profile,
 )
-from sandbox.session import SessionConfig, run_policy
+from sandbox.session import run_policy
 from snitch.core.model import Action, Proto, Rule
 from snitch.core.policyfile import PolicyError, loads_policy
+from snitch.core.settings import NetworkShape
 
 GOOD = f"""{SHEBANG}
 name = "tool"
@@ -135,15 +137,15 @@ def test_the_gateway_gets_the_profile_rules_with_the_policy_file(tmp_path: Path)
     policy = tmp_path / "policy.toml"
     policy.write_text('blocklist = ["ads.example.test"]\n[[rule]]\naction = "deny"\nport = 25\n')
     text = '[[rule]]\naction = "allow"\nhost = "api.example.test"\n'
-    config = SessionConfig(command=["x"], image="i", gateway_image="g", policy_file=policy,
-                           policy_text=text)  # fmt: skip
+    config = SessionConfig(image="i", network=NetworkShape(gateway_image="g"),
+                           policy_file=policy, policy_text=text)  # fmt: skip
     out = run_policy(config)
     assert out is not None
     loaded = loads_policy(out.decode())
     assert [(r.action, r.host, r.port_lo) for r in loaded.rules] == [
         ("deny", None, 25), ("allow", "api.example.test", 0)]  # fmt: skip
     assert loaded.blocklist == ["ads.example.test"]
-    assert run_policy(SessionConfig(command=["x"], image="i", gateway_image="g")) is None
+    assert run_policy(SessionConfig(image="i", network=NetworkShape(gateway_image="g"))) is None
 
 
 @pytest.fixture()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from snitch.core.model import Action, Decision, Mode, Proto, Rule
-from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, networks
+from snitch.core.settings import PrivateAnswers
+from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.rebind import RebindGuard
 from snitch.gateway.rulebook import RuleBook
 

@@ -23,8 +23,9 @@ import pytest
 from dnslib import AAAA, CNAME, OPCODE, QTYPE, RCODE, RR, TXT, A, DNSHeader, DNSQuestion, DNSRecord
 
 from snitch.core.model import Action, Mode, Proto, Rule
+from snitch.core.settings import PrivateAnswers
 from snitch.gateway import dns as dns_module
-from snitch.gateway.addresses import PrivateAnswers, ProtectedAddresses, networks
+from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.dnscache import DnsCache
 from snitch.gateway.dnsmsg import ALLOWED_QTYPE_NAMES

@@ -1,8 +1,9 @@
 """Issue 12, item 9: how the run's settings reach the rebinding guard.
 
-``--private-answers`` becomes ``CODERUN_PRIVATE_ANSWERS`` (a run setting: a warm
-gateway gets it with its claim), the host's networks ``CODERUN_HOST_NETWORKS`` (the
-session lists every Docker network; a named egress network's members are the outside).
+``--private-answers`` becomes ``RunSettings.private_answers`` (a run setting: a warm
+gateway gets it with its claim), the host's networks ``GatewaySettings.host_networks``
+(the session lists every Docker network; a named egress network's members are the
+outside).
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from typing import Any
 import pytest
 
 from sandbox.host_networks import host_networks
-from snitch.gateway.addresses import PrivateAnswers
+from snitch.core.settings import (
+    GatewaySettings,
+    NetworkShape,
+    PrivateAnswers,
+    RunSettings,
+    SettingsError,
+    from_dict,
+    from_json,
+    to_json,
+)
 from snitch.gateway.main import Gateway
 
 
@@ -68,15 +78,12 @@ def test_an_egress_network_coderun_made_is_the_host_s() -> None:
 @pytest.fixture()
 def gateway(tmp_path: Path) -> Gateway:
     (tmp_path / "api-token").write_text("t" * 32)
-    env = {
-        "CODERUN_SESSION": "s1",
-        "CODERUN_DATA": str(tmp_path),
-        "CODERUN_DNS_UPSTREAM": "127.0.0.1",
-        "CODERUN_EGRESS_SUBNET": "172.29.0.0/16",
-        "CODERUN_EGRESS_GATEWAY": "172.29.0.1",
-        "CODERUN_HOST_NETWORKS": "172.17.0.0/16,172.17.0.1,192.168.80.0/20",
-    }
-    return Gateway(env)
+    settings = GatewaySettings(
+        session="s1", data=str(tmp_path), network=NetworkShape(dns_upstream="127.0.0.1"),
+        egress_subnet="172.29.0.0/16", egress_gateway="172.29.0.1",
+        host_networks=("172.17.0.0/16", "172.17.0.1", "192.168.80.0/20"), run=RunSettings(),
+    )  # fmt: skip
+    return Gateway(settings)
 
 
 def test_the_gateway_guards_the_host_and_the_private_ranges_by_default(gateway: Gateway) -> None:
@@ -90,13 +97,13 @@ def test_the_gateway_guards_the_host_and_the_private_ranges_by_default(gateway: 
 
 
 def test_private_answers_allow_is_a_run_setting(gateway: Gateway) -> None:
-    gateway.configure({**gateway.env, "CODERUN_PRIVATE_ANSWERS": "allow"})  # a claim
+    gateway.configure(RunSettings(private_answers=PrivateAnswers.ALLOW))  # a claim
     why = gateway.guard.protected.why
     assert gateway.guard.protected.private is PrivateAnswers.ALLOW
     assert why("10.1.2.3") is None
     assert why("172.17.0.1") == "the host or a network it hosts"
-    with pytest.raises(ValueError):
-        gateway.configure({**gateway.env, "CODERUN_PRIVATE_ANSWERS": "maybe"})
+    with pytest.raises(SettingsError):
+        from_dict(RunSettings, {"private_answers": "maybe"})
 
 
 def test_the_run_option_reaches_the_gateway_environment(
@@ -105,14 +112,17 @@ def test_the_run_option_reaches_the_gateway_environment(
     from click.testing import CliRunner
 
     from sandbox.cli.run import run
-    from sandbox.session import Session, SessionConfig
+    from sandbox.config import SessionConfig
+    from sandbox.session import Session
 
     result = CliRunner().invoke(run, ["--private-answers", "sometimes", "--", "true"])
     assert result.exit_code == 2 and "--private-answers" in result.output
     monkeypatch.setenv("CODERUN_HOME", str(tmp_path))
-    for value in ("deny", "allow"):
-        config = SessionConfig(command=["true"], image="i", gateway_image="g",
-                               private_answers=value)  # fmt: skip
+    for value in PrivateAnswers:
+        run_settings = RunSettings(command=("true",), private_answers=value)
+        config = SessionConfig(image="i", network=NetworkShape(gateway_image="g"),
+                               run=run_settings)  # fmt: skip
         session = Session(None, config, record=False)  # type: ignore[arg-type]
-        assert session._run_env()["CODERUN_PRIVATE_ANSWERS"] == value  # claim or env
-    assert SessionConfig(command=[], image="i", gateway_image="g").private_answers == "deny"
+        claim = from_json(RunSettings, to_json(session.run_settings()))  # claim or env
+        assert claim.private_answers is value
+    assert RunSettings().private_answers is PrivateAnswers.DENY

@@ -98,11 +98,12 @@ def test_summary_says_what_was_dropped(clock: Clock) -> None:
 
 def test_limits_from_the_environment() -> None:
     assert LogLimits.from_env({}) == LogLimits()
-    got = LogLimits.from_env({"CODERUN_LOG_MAX_BYTES": "0", "CODERUN_LOG_RATE": "0",
+    got = LogLimits.from_env({"CODERUN_LOG_SESSION_MAX_MB": "0", "CODERUN_LOG_RATE": "0",
                               "CODERUN_LOG_BURST": "7"})  # fmt: skip
     assert got == LogLimits(None, None, 7)
+    assert LogLimits.from_env({"CODERUN_LOG_SESSION_MAX_MB": "1.5"}).max_bytes == 1572864
     for bad in ({"CODERUN_LOG_RATE": "fast"}, {"CODERUN_LOG_BURST": "0"},
-                {"CODERUN_LOG_MAX_BYTES": "-1"}):  # fmt: skip
+                {"CODERUN_LOG_SESSION_MAX_MB": "-1"}):  # fmt: skip
         with pytest.raises(ValueError):
             LogLimits.from_env(bad)
 
