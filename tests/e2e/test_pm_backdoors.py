@@ -13,7 +13,7 @@ import pytest
 
 from sandbox.internet import DemoInternet
 from sandbox.registry import Registry
-from tests.e2e.conftest import Result
+from tests.e2e.conftest import Result, leftovers
 
 PHONE_HOME = "evil.example.test"
 CASES = {
@@ -55,6 +55,7 @@ def test_backdoor_phone_home_is_denied_and_logged(
     assert attempts, f"no attempt to reach {PHONE_HOME} logged: {result.log}"
     assert all(a.endswith(" deny") for a in attempts), attempts
     assert PHONE_HOME not in internet.logs(net_mark)  # not even looked up
+    assert leftovers(registry.container.client) == []
 
 
 @pytest.mark.parametrize("tool", sorted(CASES))
