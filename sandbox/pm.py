@@ -4,7 +4,8 @@ Each tool runs for the current directory (the project), in its ecosystem's runti
 image, with:
 
 - the project folder mounted read-write at the same path, as the working directory
-  (what the tool installs lands there: ``node_modules/``, ``.venv/``, ``vendor/bundle/``);
+  (what the tool installs lands there: ``node_modules/``, ``.venv/``, ``vendor/bundle/``),
+  except ``.git/``, read-only (its hooks run on the host);
 - the sandbox running as the calling user's uid:gid, so the files it writes are yours;
 - the tool's cache in a per-user folder of coderun's cache dir (``pm/<tool>/`` in
   ``~/.cache/coderun``, ``$CODERUN_CACHE``; mounted at ``CACHE_MOUNT``), kept between
@@ -110,6 +111,20 @@ def project_dir(cwd: Path | None = None) -> Path:
             "project's own folder"
         )
     return here
+
+
+# Folders of the project a package's install scripts must not change: git runs the
+# hooks in .git/ on the host (a post-checkout hook is code the host would run).
+READ_ONLY = (".git",)
+
+
+def project_mounts(project: Path) -> list[str]:
+    """The project read-write at its own path, and its ``READ_ONLY`` parts read-only."""
+    mounts = [f"{project}:{project}"]
+    for name in READ_ONLY:
+        if (project / name).exists():
+            mounts.append(f"{project / name}:{project / name}:ro")
+    return mounts
 
 
 def caller_user() -> str:

@@ -63,7 +63,7 @@ def make_command(tool: str) -> click.Command:
             image=image,
             policy_file=pm.policy_for(tool, policy_file),
             env=(*tool_env, *env),  # the person's -e come last and win
-            volumes=(f"{project}:{project}", f"{cache}:{pm.CACHE_MOUNT}"),
+            volumes=(*pm.project_mounts(project), f"{cache}:{pm.CACHE_MOUNT}"),
             workdir=str(project),
             user=pm.caller_user(),
             command=tuple(spec.command(args)),

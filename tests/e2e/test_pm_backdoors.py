@@ -119,3 +119,16 @@ def test_in_ask_mode_the_phone_home_waits_for_the_person(
     assert (project / "node_modules/colorful-logger/lib/setup.js").exists()
     verdicts = {e.names[0]: e.verdict for e in latest_log(home) if e.kind == "flow" and e.names}
     assert verdicts == {"registry.npmjs.test": "allow", PHONE_HOME: "deny"}, verdicts
+
+
+def test_an_install_cannot_plant_a_git_hook(
+    run_pm: Callable[..., Result], registry: Registry, tmp_path: Path
+) -> None:
+    """The project is writable, its .git is not: a hook planted there would run on the host."""
+    project = registry.project("npm", tmp_path / "npm")
+    (project / ".git" / "hooks").mkdir(parents=True)
+    plant = "echo owned > .git/hooks/post-checkout; echo ok > planted-beside"
+    result = run_pm("npm", project, "exec", "--call", plant)
+    assert (project / "planted-beside").read_text() == "ok\n"  # the project itself: writable
+    assert not (project / ".git/hooks/post-checkout").exists()
+    assert "Read-only file system" in result.stderr, result.stderr

@@ -119,3 +119,13 @@ def test_cache_is_listed_and_cleaned(home: Path) -> None:
     assert "2 kB" in listing
     assert "removed" in runner.invoke(main, ["pm", "cache", "--clean", "go"]).output
     assert not (home.parent / "cache" / "pm" / "go" / "mod").exists()
+
+
+def test_git_of_the_project_is_read_only(
+    home: Path, tmp_path: Path, recorded: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(main, ["npm", "ci"]).exit_code == 0
+    here = tmp_path.resolve()
+    assert recorded[0]["volumes"][:2] == (f"{here}:{here}", f"{here}/.git:{here}/.git:ro")
