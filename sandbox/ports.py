@@ -300,6 +300,8 @@ class HostForwards:
         self.stopped.set()
         with self._lock:
             for server in self.listeners.values():
+                with contextlib.suppress(OSError):  # wakes a thread blocked in accept()
+                    server.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     server.close()
             self.listeners.clear()
