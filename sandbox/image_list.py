@@ -18,6 +18,7 @@ class ImageRow:
     size: int  # bytes (shared layers counted in each image)
     created: datetime | None
     current: bool
+    added: int = 0  # bytes over what it is built on (the base, or its parent image)
 
     def age(self, now: datetime) -> str:
         if self.created is None:
@@ -42,19 +43,29 @@ def list_images(client: docker.DockerClient, show_all: bool = False) -> list[Ima
     newest of each name."""
     base = images.present_base(client)
     base_obj = images._exists(client, base) if base else None
-    current = {
-        name: images.image_tag(name, base_obj.id) for name in images.ALL_NAMES
-    } if base_obj is not None else {}
+    current = (
+        {name: images.image_tag(name, base_obj.id) for name in images.ALL_NAMES}
+        if base_obj is not None
+        else {}
+    )
+    sizes: dict[str, int] = {}  # name -> size of its current image (parents come first)
     rows: list[ImageRow] = []
     for name in images.ALL_NAMES:
+        parent = images.PARENTS.get(name)
+        base_size = int(base_obj.attrs.get("Size", 0)) if base_obj is not None else 0
+        under = sizes.get(parent, 0) if parent else base_size
         found = client.images.list(name=f"coderun-{name}", filters={"label": images.LABEL})
         tagged = []
         for img in found:
             for ref in img.tags:
                 if ref.startswith(f"coderun-{name}:") and not ref.endswith(":latest"):
+                    size = int(img.attrs.get("Size", 0))
                     created = _created(str(img.attrs.get("Created", "")))
-                    tagged.append(ImageRow(name, ref, int(img.attrs.get("Size", 0)), created,
-                                           ref == current.get(name)))  # fmt: skip
+                    is_current = ref == current.get(name)
+                    if is_current:
+                        sizes[name] = size
+                    tagged.append(ImageRow(name, ref, size, created, is_current,
+                                           max(0, size - under) if under else 0))  # fmt: skip
         tagged.sort(key=lambda r: (r.current, r.created or datetime.min.replace(tzinfo=UTC)),
                     reverse=True)  # fmt: skip
         if not tagged:

@@ -46,8 +46,9 @@ def images_build(names: tuple[str, ...], force: bool, verbose: bool) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Older builds too, not only the newest.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def images_list(show_all: bool, as_json: bool) -> None:
-    """coderun's images: name, tag, size, age and whether it is current (built from
-    the inputs as they are now; a stale one is rebuilt on next use)."""
+    """coderun's images: name, tag, size, what it adds to the image it is built on
+    (the base, or ruby for rails), age and whether it is current (built from the inputs
+    as they are now; a stale one is rebuilt on next use)."""
     from sandbox.image_list import human_size, list_images
 
     rows = list_images(docker_client(), show_all)
@@ -55,13 +56,14 @@ def images_list(show_all: bool, as_json: bool) -> None:
     if as_json:
         for r in rows:
             click.echo(json.dumps({
-                "name": r.name, "tag": r.tag or None, "size": r.size,
+                "name": r.name, "tag": r.tag or None, "size": r.size, "added": r.added,
                 "created": r.created.isoformat() if r.created else None,
                 "current": r.current,
             }))  # fmt: skip
         return
-    click.echo(f"{'NAME':16} {'TAG':40} {'SIZE':>9} {'AGE':>5}  CURRENT")
+    click.echo(f"{'NAME':16} {'TAG':36} {'SIZE':>9} {'ADDED':>9} {'AGE':>5}  CURRENT")
     for r in rows:
         state = "yes" if r.current else ("not built" if not r.tag else "no (stale)")
         size = human_size(r.size) if r.tag else "-"
-        click.echo(f"{r.name:16} {r.tag or '-':40} {size:>9} {r.age(now):>5}  {state}")
+        added = human_size(r.added) if r.added else "-"
+        click.echo(f"{r.name:16} {r.tag or '-':36} {size:>9} {added:>9} {r.age(now):>5}  {state}")

@@ -64,3 +64,53 @@ def test_age_and_size_are_short() -> None:
     assert ImageRow("x", "", 0, None, False).age(now) == "-"
     assert human_size(412_345_678) == "412.3 MB"
     assert human_size(999) == "999 B"
+
+
+class FakeImage:
+    def __init__(self, tags: list[str], size: int, image_id: str = "sha256:img") -> None:
+        self.tags, self.id = tags, image_id
+        self.attrs = {"Size": size, "Created": "2026-01-01T10:00:00.123456789Z"}
+
+
+class FakeImages:
+    def __init__(self, found: dict[str, FakeImage]) -> None:
+        self.found = found
+
+    def get(self, ref: str) -> FakeImage:
+        import docker.errors
+
+        if ref not in self.found:
+            raise docker.errors.ImageNotFound(ref)
+        return self.found[ref]
+
+    def list(self, name: str, filters: object = None) -> list[FakeImage]:
+        return [img for ref, img in self.found.items() if ref.startswith(name + ":")]
+
+
+class FakeClient:
+    def __init__(self, found: dict[str, FakeImage]) -> None:
+        self.images = FakeImages(found)
+
+
+def test_list_shows_current_stale_missing_and_what_each_adds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sandbox.image_list import list_images
+
+    monkeypatch.delenv("CODERUN_BASE_IMAGE", raising=False)
+    base = images.local_base_tag()
+    base_img = FakeImage([base], 100, "sha256:base")
+    ruby = images.image_tag("sandbox-ruby", "sha256:base")
+    rails = images.image_tag("sandbox-rails", "sha256:base")
+    found = {
+        base: base_img,
+        ruby: FakeImage([ruby], 700),
+        rails: FakeImage([rails], 850),
+        "coderun-sandbox-node:0ld": FakeImage(["coderun-sandbox-node:0ld"], 900),
+    }
+    rows = {r.name: r for r in list_images(FakeClient(found))}  # type: ignore[arg-type]
+    assert (rows["sandbox-ruby"].current, rows["sandbox-ruby"].added) == (True, 600)
+    assert (rows["sandbox-rails"].current, rows["sandbox-rails"].added) == (True, 150)  # on ruby
+    assert not rows["sandbox-node"].current and rows["sandbox-node"].tag.endswith(":0ld")
+    assert rows["sandbox-go"].tag == "" and not rows["sandbox-go"].current  # not built
+    assert rows["sandbox-ruby"].created == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
