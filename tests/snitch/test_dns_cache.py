@@ -52,7 +52,7 @@ def test_a_repeated_lookup_is_answered_from_the_cache_and_logged_each_time() -> 
 
 
 def test_a_cached_answer_is_judged_by_the_rules_of_now() -> None:
-    fwd, up, logged = forwarder(ALLOW_ALL_EXAMPLE)
+    fwd, up, logged = forwarder(list(ALLOW_ALL_EXAMPLE))  # add_rule appends to the list it gets
     ask(fwd, query("api.example.test"))
     fwd.rules.add_rule(Rule(Action.DENY, host="api.example.test"))
     reply = ask(fwd, query("api.example.test"))
