@@ -50,11 +50,12 @@ class Question:
 
     @property
     def type_name(self) -> str:
-        return str(QTYPE.get(self.qtype, str(self.qtype)))
+        return type_name(self.qtype)
 
 
 def type_name(qtype: int) -> str:
-    return str(QTYPE.get(qtype, str(qtype)))
+    """``A``, ``AAAA``...; the number as text for a type dnslib does not know."""
+    return str(QTYPE.get(qtype))
 
 
 def judge_question(request: Any) -> Question:
@@ -92,7 +93,7 @@ def name_question(name: str, qtype: int = int(QTYPE.A)) -> Question:
     """A question for a name the gateway looks up itself (ValueError when malformed)."""
     name = name[:-1] if name.endswith(".") else name
     labels = tuple(label.encode("ascii", "replace").lower() for label in name.split("."))
-    if name == "" or not all(label and LABEL_BYTES.issuperset(label) for label in labels):
+    if not all(label and LABEL_BYTES.issuperset(label) for label in labels):  # ("" too)
         raise ValueError(f"not a name the gateway looks up: {name!r}")
     return Question(labels, qtype)
 
