@@ -1,0 +1,315 @@
+"""Issue 18's table in one run: decided traffic at kernel speed, the proxy only where needed.
+
+    python bench/bench_issue18.py            # about 4 minutes; updates docs/benchmarks.md
+    python bench/bench_issue18.py --smoke    # tiny sizes, prints only
+
+Paths, all between containers this benchmark starts (the Lab of netbench/topology.py,
+and the demo internet for TLS): *direct* = a client container on the server's network;
+*coderun* = a real session in enforce mode whose policy allows the server, as a user
+runs it (default web ports: mitmproxy relays web flows; the kernel verdict cache on);
+*coderun, no kernel cache* (``CODERUN_KERNEL_CACHE=0``); *coderun, peek*
+(``CODERUN_PEEK=1``: web flows that need no proxy read in passing, not relayed);
+*coderun, no web ports* (``--web-ports ''``). Repetitions are interleaved; medians shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from netbench import figures, profile  # noqa: E402
+from netbench.common import fmt, machine, median, met, preamble, table, update_section  # noqa: E402
+from netbench.topology import Lab, Path_, docker_client, tags_for  # noqa: E402
+from netbench.workload import ACCEPT_PORT, HTTP_PORT  # noqa: E402
+
+SECTION = "Issue 18: decided traffic at kernel speed"
+HERE = Path(__file__).resolve().parent
+
+TLS_CLIENT = r"""
+import json, socket, ssl, sys, time, urllib.request
+mode, host, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile="/bench-ca/ca.pem")
+t0 = time.perf_counter()
+ok = 0
+if mode == "handshake":  # a TLS handshake to the address, a new connection each
+    for _ in range(n):
+        with socket.create_connection((host, 443), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="api.example.test"):
+                ok += 1
+else:  # like a package manager: name lookup, new HTTPS connection, one small file each
+    for i in range(n):
+        with urllib.request.urlopen(f"https://api.example.test/pkg/file-{i % 50}.tgz",
+                                    context=ctx, timeout=10) as r:
+            ok += len(r.read()) > 0
+elapsed = time.perf_counter() - t0
+print(json.dumps({"ok": ok, "seconds": elapsed, "per_s": ok / elapsed}))
+"""
+
+
+@dataclass
+class Sizes:
+    reps: int
+    flow_s: float
+    bulk: int
+    http_new: int
+    http_keep: int
+    tls: int
+    files: int
+    starts: int
+    profile_s: int
+
+
+FULL = Sizes(reps=3, flow_s=3.0, bulk=300_000_000, http_new=600, http_keep=2000, tls=150,
+             files=200, starts=5, profile_s=6)  # fmt: skip
+SMOKE = Sizes(reps=1, flow_s=0.5, bulk=20_000_000, http_new=30, http_keep=60, tls=10,
+              files=20, starts=1, profile_s=0)  # fmt: skip
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def named(path: Path_, name: str) -> Path_:
+    path.name = name
+    return path
+
+
+def lab_figures(lab: Lab, sizes: Sizes) -> dict[str, Any]:
+    ip, direct, out = lab.server_ip, lab.direct, {}
+    gw = named(lab.session("gateway"), "coderun")
+    with env(CODERUN_KERNEL_CACHE="0"):
+        nocache = named(lab.session("gateway"), "coderun, no kernel cache")
+    router = named(lab.session("router"), "plain router")
+    log("new flows/s to a decided destination")
+    out["flows"] = figures.flow_rate([direct, router, nocache, gw], ip, sizes.flow_s, sizes.reps)
+    log("bulk TCP")
+    out["bulk"] = figures.bulk([direct, router, gw], ip, sizes.bulk, sizes.reps)
+    if sizes.profile_s:
+        log("profiling the gateway while the kernel decides a flow-rate load")
+        seconds = sizes.profile_s + 1
+        prof, _ = profile.record(gw.gateway_pid, sizes.profile_s,
+                                 lambda: gw.run("rate", ip, ACCEPT_PORT, seconds))  # fmt: skip
+        out["_prof_flows"] = prof
+    lab.end_session(nocache)
+    lab.end_session(router)
+    web = named(lab.session("gateway", web=True), "coderun")
+    with env(CODERUN_PEEK="1"):
+        peek = named(lab.session("gateway", web=True), "coderun, peek")
+    gw.name = "coderun, no web ports"
+    log("HTTP GETs")
+    out["http"] = figures.http([direct, web, peek, gw], ip, sizes.http_new, sizes.http_keep,
+                               sizes.reps)  # fmt: skip
+    if sizes.profile_s:
+        log("profiling the gateway under HTTP load (new connections) with peek")
+        n = sizes.http_new
+        prof, _ = profile.record(peek.gateway_pid, sizes.profile_s,
+                                 lambda: peek.run("http", ip, HTTP_PORT, n))  # fmt: skip
+        out["_prof_http_peek"] = prof
+    return out
+
+
+def tls_figures(client: Any, tags: dict[str, str], sizes: Sizes, home: Path) -> dict[str, Any]:
+    """HTTPS to the demo internet (its own CA; names from its DNS): handshakes and a
+    package-manager-like download of small files, each on a new connection."""
+    from sandbox import images
+    from sandbox.internet import start_internet
+    from sandbox.session import Session, SessionConfig
+    from snitch.core.model import Mode
+
+    internet = start_internet(client, images.build(client)["internet"])
+    cadir = home / "bench-ca"
+    cadir.mkdir(exist_ok=True)
+    (cadir / "ca.pem").write_bytes(internet.ca_pem())
+    (cadir / "tls_client.py").write_text(TLS_CLIENT)
+    policy = home / "tls-policy.toml"
+    policy.write_text('[[rule]]\naction = "allow"\nhost = "api.example.test"\n')
+    volumes = [f"{cadir}:/bench-ca:ro"]
+    sessions: list[Session] = []
+    direct = None
+    try:
+        direct = client.containers.run(
+            tags["sandbox-bash"], ["sleep", "infinity"], detach=True,
+            network=internet.network_name, dns=[internet.ip], volumes=volumes,
+            labels={"coderun.bench": "tls", "coderun.bench.owner-pid": str(os.getpid())},
+        )  # fmt: skip
+        paths: dict[str, Any] = {"direct": direct}
+        for name, switches in (("coderun", {}), ("coderun, peek", {"CODERUN_PEEK": "1"})):
+            with env(**switches):
+                s = Session(client, SessionConfig(
+                    command=["sleep", "infinity"], image=tags["sandbox-bash"],
+                    gateway_image=tags["gateway"], mode=Mode.ENFORCE, policy_file=policy,
+                    egress_network=internet.network_name, dns_upstream=internet.ip,
+                    volumes=volumes,
+                ))  # fmt: skip
+                sessions.append(s)
+                s.start()
+                assert s.sandbox is not None
+                s.sandbox.start()
+                Lab._wait_for_mitmproxy(s)
+                paths[name] = s.sandbox
+        out: dict[str, Any] = {}
+        for mode, n in (("handshake", sizes.tls), ("files", sizes.files)):
+            runs: dict[str, list[float]] = {name: [] for name in paths}
+            for _ in range(sizes.reps):
+                for name, container in paths.items():
+                    target = internet.ip if mode == "handshake" else "-"
+                    code, text = container.exec_run(
+                        ["python3", "/bench-ca/tls_client.py", mode, target, str(n)]
+                    )
+                    lines = [x for x in text.decode().splitlines() if x.startswith("{")]
+                    if code != 0 or not lines:
+                        raise RuntimeError(f"{name}: {mode} failed:\n{text.decode()[-2000:]}")
+                    runs[name].append(float(json.loads(lines[-1])["per_s"]))
+            out[mode] = {name: median(v) for name, v in runs.items()}
+        return out
+    finally:
+        for s in sessions:
+            with contextlib.suppress(Exception):
+                s.close()
+        if direct is not None:
+            with contextlib.suppress(Exception):
+                direct.remove(force=True)
+        internet.stop()
+
+
+def startup(client: Any, tags: dict[str, str], sizes: Sizes, network: str) -> dict[str, float]:
+    """`coderun run --mode enforce -- true` against `docker run --rm IMAGE true` (median)."""
+    image = tags["sandbox-bash"]
+    commands = {
+        "docker": ["docker", "run", "--rm", image, "true"],
+        "coderun": [sys.executable, "-m", "sandbox.cli", "run", "--mode", "enforce",
+                    "--egress-network", network, "--", "true"],
+    }  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(sizes.starts):
+        for name, cmd in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def rows(out: dict[str, Any]) -> list[list[str]]:
+    def m(fig: dict[str, Any], path: str, key: str) -> float:
+        return float(fig[path]["median"][key])
+
+    def pct(a: float, b: float) -> str:
+        return f"{a / b * 100:.0f} %" if b else "–"
+
+    flows, bulk, http, tls = out["flows"], out["bulk"], out["http"], out["tls"]
+    d_flow = m(flows, "direct", "flows_per_s")
+    d_http_new, d_http_keep = m(http["new"], "direct", "req_per_s"), m(http["keep"], "direct",
+                                                                        "req_per_s")  # fmt: skip
+    table_rows: list[list[str]] = []
+
+    def row(what: str, base: float, value: float, target: float | None, unit: str) -> None:
+        ok = None if target is None else value / base >= target
+        table_rows.append([what, fmt(base, unit), fmt(value, unit), pct(value, base),
+                           f"≥ {target * 100:.0f} %" if target else "–", met(ok)])  # fmt: skip
+
+    for path, target in (("coderun", 0.6), ("coderun, peek", 0.6), ("coderun, no web ports", None)):
+        row(f"HTTP GETs/s, new connection each — {path}", d_http_new,
+            m(http["new"], path, "req_per_s"), target, "/s")  # fmt: skip
+    for path, target in (("coderun", 0.9), ("coderun, peek", 0.9), ("coderun, no web ports", None)):
+        row(f"HTTP GETs/s, one keep-alive connection — {path}", d_http_keep,
+            m(http["keep"], path, "req_per_s"), target, "/s")  # fmt: skip
+    for path, target in (("coderun", 0.6), ("coderun, peek", 0.6)):
+        row(f"HTTPS (TLS, not intercepted) handshakes/s, new connection each — {path}",
+            tls["handshake"]["direct"], tls["handshake"][path], target, "/s")  # fmt: skip
+    for path, target in (("coderun", 0.9), ("coderun, no kernel cache", None),
+                         ("plain router", None)):  # fmt: skip
+        row(f"new flows/s to a decided destination — {path}", d_flow,
+            m(flows, path, "flows_per_s"), target, "/s")  # fmt: skip
+    row(
+        "new flows/s — coderun vs the plain router (what coderun costs)",
+        m(flows, "plain router", "flows_per_s"),
+        m(flows, "coderun", "flows_per_s"),
+        None,
+        "/s",
+    )
+    for path, target in (("coderun", 0.9), ("plain router", None)):
+        row(f"bulk TCP, one connection — {path}", m(bulk, "direct", "mb_per_s"),
+            m(bulk, path, "mb_per_s"), target, "MB/s")  # fmt: skip
+    for path in ("coderun", "coderun, peek"):
+        row(f"like a package manager: HTTPS files/s (lookup + new connection each) — {path}",
+            tls["files"]["direct"], tls["files"][path], None, "/s")  # fmt: skip
+    start = out["startup"]
+    ratio = start["coderun"] / start["docker"]
+    table_rows.append(["`coderun run --mode enforce -- true`, no pool (vs `docker run --rm`)",
+                       fmt(start["docker"], "s"), fmt(start["coderun"], "s"),
+                       f"{ratio:.2f}×", "≤ 2×", met(ratio <= 2)])  # fmt: skip
+    return table_rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes; print, do not write docs")
+    ap.add_argument("--json", type=Path, help="also write the raw results here")
+    args = ap.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    started = time.monotonic()
+    client = docker_client()
+    tags = tags_for(client)
+    out: dict[str, Any] = {}
+    with Lab(client, tags) as lab:
+        log(f"server {lab.server_ip}; client {lab.client_kind}")
+        out.update(lab_figures(lab, sizes))
+        for s in list(lab.sessions):
+            with contextlib.suppress(Exception):
+                s.close()
+        lab.sessions.clear()
+        log("HTTPS: handshakes and small files from the demo internet")
+        out["tls"] = tls_figures(client, tags, sizes, lab.home)
+        log("start-up: coderun run -- true vs docker run --rm")
+        out["startup"] = startup(client, tags, sizes, lab.network.name)
+        out["client"] = lab.client_kind
+    out["seconds"] = time.monotonic() - started
+    body = table(["figure", "direct/baseline", "coderun", "ratio", "target", "met?"], rows(out))
+    for key, title in (("_prof_flows", "Profile of the gateway while the kernel decides a "
+                        "flow-rate load (its work: the NFLOG lines)"),
+                       ("_prof_http_peek", "Profile of the gateway under HTTP load (new "
+                        "connections), peek on")):  # fmt: skip
+        if key in out:
+            body += "\n\n" + profile.markdown(out[key], title)
+    print(body)
+    if args.json:
+        clean = {k: v for k, v in out.items() if not k.startswith("_")}
+        args.json.write_text(json.dumps(clean, indent=1, default=str))
+    if not args.smoke:
+        info = machine()
+        extra = [f"- sizes: {sizes}; run took {out['seconds'] / 60:.1f} min; flow/HTTP "
+                 f"client: {out['client']}; TLS client: Python (ssl, urllib)"]  # fmt: skip
+        update_section(SECTION, preamble(info, extra) + "\n\n" + body + "\n")
+        log("docs/benchmarks.md updated")
+    log(f"done in {out['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
