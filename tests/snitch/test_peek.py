@@ -153,3 +153,24 @@ def test_packets_queued_while_the_head_was_judged_pass_unread(tmp_path: Path) ->
     again = Packet(segment("203.0.113.5", 443, hello, seq=3_000_000_000))  # a new connection
     peeker.on_packet(again)
     assert again.mark == PEEKED_MARK and len(logged) == 2
+
+
+def test_the_rules_for_flows_read_in_passing() -> None:
+    from snitch.gateway.netfilter import Interfaces, ruleset
+
+    text = ruleset(Interfaces("eth1", "10.0.0.1", 24, "eth0"), (80, 443), 8080, peek=True)
+    lines = text.splitlines()
+    # Not redirected to the proxy, but a synthetic address is still routed.
+    fake = lines.index("-A PREROUTING -i eth1 -m mark --mark 0x4/0x4 -j CODERUN_FAKE")
+    skip = lines.index("-A PREROUTING -i eth1 -m mark --mark 0x4/0x4 -j RETURN")
+    redirect = next(i for i, line in enumerate(lines) if "REDIRECT" in line)
+    assert fake < skip < redirect
+    # A refused head is refused although its connection is established.
+    reject = lines.index("-A FORWARD -i eth1 -m mark --mark 0x1/0x1 -p tcp "
+                         "-j REJECT --reject-with tcp-reset")  # fmt: skip
+    established = lines.index("-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
+    assert reject < established
+    assert "-A CODERUN_QUEUE -p tcp -m connmark --mark 0x4/0x4 -j NFQUEUE --queue-num 1" in lines
+    assert "-A FORWARD -i eth1 -m mark --mark 0x8/0x8 -j CONNMARK --and-mark 0xfffffffb" in lines
+    plain = ruleset(Interfaces("eth1", "10.0.0.1", 24, "eth0"), (80, 443), 8080)
+    assert "connmark" not in plain and "0x4/0x4" not in plain
