@@ -197,8 +197,9 @@ class CliRun:
             self.loop.feed(line)
 
     def gateway(self, client: docker.DockerClient) -> Container:
+        session = self.session_dir().name  # this run's own session, never another's
         found = client.containers.list(
-            filters={"label": ["coderun.role=gateway", f"coderun.owner-pid={self.proc.pid}"]}
+            filters={"label": [f"coderun.session={session}", "coderun.role=gateway"]}
         )
         assert len(found) == 1, found
         return found[0]
