@@ -58,10 +58,6 @@ class LazyGroup(click.Group):
 
         module, attr = LAZY_COMMANDS[cmd_name]
         command: click.Command = getattr(importlib.import_module(module), attr)
-        if cmd_name == "rules" and isinstance(command, click.Group):
-            from sandbox.cli.review import from_session
-
-            command.add_command(from_session)
         return command
 
     def invoke(self, ctx: click.Context) -> object:

@@ -1,39 +1,37 @@
-"""``coderun sessions``, ``coderun log``, ``coderun export`` and
-``coderun rules from-session``: reviewing what runs did and turning it into rules.
+"""``coderun sessions``, ``coderun log`` and ``coderun export``: reviewing what runs did
+(``coderun rules from-session`` is in sandbox/cli/rules.py).
 
 Exit codes: 0 ok, 1 no such session, 2 usage error, 3 the rule store is unusable.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
 from sandbox import paths
+from sandbox.cli.common import open_store, session_folder
 from sandbox.records import (
     SESSION_HEADER,
     SUMMARY_HEADER,
     all_logs,
-    find_session,
     follow,
     format_entry,
     format_session,
     format_summary,
     list_sessions,
 )
-from sandbox.textout import echo_exact, exact_output, rule_text
+from sandbox.textout import echo_exact, exact_output
 from snitch.core.grammar import Verdict, choices
 from snitch.core.model import EntryKind, LogEntry, Proto
 from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir
-from snitch.core.store import RuleStore, StoreError
 from snitch.review.export import FORMATS, ExportError, ExportOptions, export
-from snitch.review.export.proposal import format_diff, propose_rules
+from snitch.review.export.proposal import propose_rules
 from snitch.review.logquery import (
     CSV_FIELDS,
     CsvRows,
@@ -50,32 +48,6 @@ VERDICTS = choices(Verdict)  # deny includes rebind
 KINDS = choices(EntryKind)
 # What ``entry_proto`` says: a protocol, or http for a request seen through interception.
 PROTOS = [p for p in choices(Proto) if p != Proto.ANY] + [str(EntryKind.HTTP)]
-
-
-class NotFound(click.ClickException):
-    exit_code = 1
-
-
-class StoreFailed(click.ClickException):
-    exit_code = 3
-
-
-@contextlib.contextmanager
-def _store() -> Iterator[RuleStore]:
-    try:
-        with RuleStore(paths.rules_db()) as store:
-            yield store
-    except StoreError as e:
-        raise StoreFailed(str(e)) from e
-
-
-def _session_folder(session: str | None) -> Path:
-    folder = find_session(paths.sessions_dir(), session)
-    if folder is None:
-        if session is None:
-            raise NotFound("no session recorded yet")
-        raise NotFound(f"no session {session!r} (see `coderun sessions`; a prefix must be unique)")
-    return folder
 
 
 # -- sessions --------------------------------------------------------------------------------
@@ -184,7 +156,7 @@ def show(
         until=_when(until, "--until"),
         kinds=frozenset(kinds),
     )
-    folder = _session_folder(session)
+    folder = session_folder(session)
     source = follow(folder) if follow_ else SessionDir(folder).read_log()
     entries = filter_entries(source, filt)
     if pcap is not None:
@@ -264,13 +236,13 @@ def export_command(
         raise click.UsageError("--rules and --session exclude each other")
     root = paths.sessions_dir()
     if session_id:
-        folder = _session_folder(session_id)
+        folder = session_folder(session_id)
         entries = list(SessionDir(folder).read_log())
         rules = propose_rules(entries, [], folder.name)
         seen = resolutions(entries)
         source = f"session {folder.name}"
     else:
-        with _store() as store:
+        with open_store() as store:
             rules = store.list(include_disabled=False)
         seen = resolutions(all_logs(root))
         source = "the rule store"
@@ -297,35 +269,3 @@ def export_command(
         click.echo(f"wrote {safe(output)}", err=True)
     else:
         echo_exact(result.text)
-
-
-# -- rules from-session ----------------------------------------------------------------------
-
-
-@click.command("from-session")
-@click.argument("session")
-@click.option("--apply", "--yes", "-y", "apply", is_flag=True, help="Add the proposed rules.")
-@click.option("--json", "as_json", is_flag=True, help="The proposed rules, one JSON a line.")
-def from_session(session: str, apply: bool, as_json: bool) -> None:
-    """Propose allow rules for what SESSION was allowed to do (by name where known)."""
-    folder = _session_folder(session)
-    entries = list(SessionDir(folder).read_log())
-    with _store() as store:
-        existing = store.list()
-        proposed = propose_rules(entries, existing, folder.name)
-        if as_json:
-            for r in proposed:
-                click.echo(json.dumps(r.to_dict(), sort_keys=True))
-        elif proposed:
-            click.echo(format_diff(proposed, existing, describe=rule_text), nl=False)
-        if not proposed:
-            click.echo("nothing to propose: the store already allows all of it", err=True)
-            return
-        if apply:
-            try:
-                store.add_many(proposed)
-            except StoreError as e:
-                raise StoreFailed(str(e)) from e
-            click.echo(f"added {len(proposed)} rules (source session:{folder.name})", err=True)
-        else:
-            click.echo(f"{len(proposed)} rules proposed; add them with --apply", err=True)

@@ -6,15 +6,14 @@ policy file or target), 3 the rule store is unusable (corrupt, locked, too new).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from sandbox.paths import rules_db
+from sandbox.cli.common import NotFound, StoreFailed, open_store, session_folder
 from sandbox.textout import echo_exact, rule_text, show_name
 from snitch.core.blocklist import load_blocklist_file
 from snitch.core.grammar import (
@@ -34,30 +33,15 @@ from snitch.core.model import Action, Proto, Rule
 from snitch.core.policy import Policy, check_rule, endpoint_query
 from snitch.core.policyfile import PolicyError, dump_policy, load_policy_file
 from snitch.core.safetext import safe
-from snitch.core.store import RuleStore, StoreError
-
-
-class NotFound(click.ClickException):
-    exit_code = 1
+from snitch.core.session_dir import SessionDir
+from snitch.core.store import StoreError
+from snitch.review.export.proposal import format_diff, propose_rules
 
 
 class BadInput(click.ClickException):
     """A malformed file given on the command line (a usage error, so 2)."""
 
     exit_code = 2
-
-
-class StoreFailed(click.ClickException):
-    exit_code = 3
-
-
-@contextlib.contextmanager
-def _store() -> Iterator[RuleStore]:
-    try:
-        with RuleStore(rules_db()) as store:
-            yield store
-    except StoreError as e:
-        raise StoreFailed(str(e)) from e
 
 
 def lifetime(rule: Rule, now: float) -> str:
@@ -83,7 +67,7 @@ def rules() -> None:
 @click.option("--enabled-only", is_flag=True, help="Leave out disabled rules.")
 def list_command(as_json: bool, enabled_only: bool) -> None:
     """List rules (and the size of the blocklist)."""
-    with _store() as store:
+    with open_store() as store:
         found, blocked = store.list(include_disabled=not enabled_only), store.blocklist_count()
     for r in found:  # disabled when the store was opened; they never match
         if is_synthetic_cidr(r.cidr):
@@ -142,7 +126,7 @@ def add_command(
         check_rule(rule)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
-    with _store() as store:
+    with open_store() as store:
         rule.id = store.add(rule)
     if as_json:
         click.echo(json.dumps(rule.to_dict(), indent=2))
@@ -163,7 +147,7 @@ def _each_id(ids: tuple[int, ...], op: str, fn: Callable[[int], bool]) -> None:
 @click.argument("ids", type=int, nargs=-1, required=True)
 def rm_command(ids: tuple[int, ...]) -> None:
     """Remove rules by id."""
-    with _store() as store:
+    with open_store() as store:
         _each_id(ids, "removed", store.remove)
 
 
@@ -171,7 +155,7 @@ def rm_command(ids: tuple[int, ...]) -> None:
 @click.argument("ids", type=int, nargs=-1, required=True)
 def enable_command(ids: tuple[int, ...]) -> None:
     """Switch rules on."""
-    with _store() as store:
+    with open_store() as store:
         try:
             _each_id(ids, "enabled", lambda i: store.set_enabled(i, True))
         except ValueError as e:  # a rule for a synthetic address
@@ -182,7 +166,7 @@ def enable_command(ids: tuple[int, ...]) -> None:
 @click.argument("ids", type=int, nargs=-1, required=True)
 def disable_command(ids: tuple[int, ...]) -> None:
     """Switch rules off (they stay stored and never match)."""
-    with _store() as store:
+    with open_store() as store:
         _each_id(ids, "disabled", lambda i: store.set_enabled(i, False))
 
 
@@ -198,7 +182,7 @@ def import_command(file: Path, blocklist: bool) -> None:
     """Import a TOML policy file (all or nothing), or a blocklist with --blocklist."""
     if blocklist:
         parsed = load_blocklist_file(file)
-        with _store() as store:
+        with open_store() as store:
             added = store.blocklist_add(parsed.entries, source=file.name)
         dup = len(parsed.entries) - added
         click.echo(f"blocklist {safe(file.name)}: {added} new entries, {dup} already listed, "
@@ -208,7 +192,7 @@ def import_command(file: Path, blocklist: bool) -> None:
         policy = load_policy_file(file)
     except PolicyError as e:
         raise BadInput(str(e)) from e
-    with _store() as store:
+    with open_store() as store:
         have = {_signature(r) for r in store.list()}
         new = [r for r in policy.rules if _signature(r) not in have]
         store.add_many(new, blocklist=policy.blocklist, source=f"policy:{file.name}")
@@ -223,7 +207,7 @@ def import_command(file: Path, blocklist: bool) -> None:
 @click.option("--blocklist", is_flag=True, help="Include the blocklist entries.")
 def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
     """Export rules as a TOML policy file (to FILE, or stdout)."""
-    with _store() as store:
+    with open_store() as store:
         found = store.list()
         entries = store.blocklist_list() if blocklist else []
     if as_json:
@@ -261,7 +245,7 @@ def explain_command(
         raise click.UsageError(str(e)) from e
     query = endpoint_query(host, port, Proto(proto), profile=profile, image=image,
                            session=session, path=path)  # fmt: skip
-    with _store() as store:
+    with open_store() as store:
         explanation = Policy(store.list(), store.blocklist_view()).explain(query)
     if as_json:
         click.echo(json.dumps(explanation.to_dict(), indent=2))
@@ -277,3 +261,32 @@ def explain_command(
                 click.echo(f" {mark} {rid:>4}  {rule_text(m.rule):<32} {safe(m.why)}")
     if explanation.decision is None:
         raise SystemExit(1)
+
+
+@rules.command("from-session")
+@click.argument("session")
+@click.option("--apply", "--yes", "-y", "apply", is_flag=True, help="Add the proposed rules.")
+@click.option("--json", "as_json", is_flag=True, help="The proposed rules, one JSON a line.")
+def from_session(session: str, apply: bool, as_json: bool) -> None:
+    """Propose allow rules for what SESSION was allowed to do (by name where known)."""
+    folder = session_folder(session)
+    entries = list(SessionDir(folder).read_log())
+    with open_store() as store:
+        existing = store.list()
+        proposed = propose_rules(entries, existing, folder.name)
+        if as_json:
+            for r in proposed:
+                click.echo(json.dumps(r.to_dict(), sort_keys=True))
+        elif proposed:
+            click.echo(format_diff(proposed, existing, describe=rule_text), nl=False)
+        if not proposed:
+            click.echo("nothing to propose: the store already allows all of it", err=True)
+            return
+        if apply:
+            try:
+                store.add_many(proposed)
+            except StoreError as e:
+                raise StoreFailed(str(e)) from e
+            click.echo(f"added {len(proposed)} rules (source session:{folder.name})", err=True)
+        else:
+            click.echo(f"{len(proposed)} rules proposed; add them with --apply", err=True)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sandbox.cli.review import export_command, from_session, log, sessions
+from sandbox.cli.review import export_command, log, sessions
+from sandbox.cli.rules import rules
 from sandbox.paths import rules_db
 from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
 from snitch.core.store import RuleStore
@@ -28,12 +29,7 @@ cli.add_command(log)
 cli.add_command(export_command)
 
 
-@cli.group()
-def rules() -> None:
-    pass
-
-
-rules.add_command(from_session)
+cli.add_command(rules)  # the real group: from-session is one of its commands
 
 ENTRIES = [
     LogEntry(EntryKind.DNS, time=T0 + 1, proto="dns", qname="api.example.test", qtype="A",
