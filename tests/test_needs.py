@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.needs import need, need_tool
@@ -36,3 +39,18 @@ def test_a_switch_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODERUN_REQUIRE_RUNSC", "1")
     with pytest.raises(pytest.fail.Exception):
         need(False, "gVisor", "CODERUN_REQUIRE_RUNSC")
+
+
+def test_every_skip_goes_through_needs() -> None:
+    """A test skips only through tests/needs.py, so that in CI it fails instead."""
+    root = Path(__file__).parent
+    allowed = {root / "needs.py", Path(__file__)}
+    pattern = re.compile(r"pytest\.skip\(|pytest\.mark\.skip(if)?\b|pytest\.importorskip\(")
+    found = [
+        f"{path.relative_to(root.parent)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        if path not in allowed
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert found == [], found
