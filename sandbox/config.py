@@ -44,3 +44,11 @@ class SessionConfig:
     cpus: float | None = None  # None: half of this machine's CPUs, at least one
     tmpfs_size: str = "1g"  # each writable place of the read-only root
     runtime: str | None = None  # e.g. "runsc" (gVisor); None: the engine's default
+    # --secret values by name (sandbox/secrets.py): to the gateway only, never printed.
+    secret_values: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def uses_ca(self) -> bool:
+        """The install's CA is the gateway's and trusted in the sandbox: interception,
+        or secrets (TLS to their bound hosts is terminated)."""
+        return self.network.intercept_tls or bool(self.run.secrets)

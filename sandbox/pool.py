@@ -107,7 +107,9 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 def claim(client: docker.DockerClient, config: SessionConfig) -> Session | None:
     """A warm session for this run, or None (no daemon, no pair of this shape ready)."""
     key = shape_key(config)
-    if key is None or daemon_info() is None:
+    if key is None or config.uses_ca != config.network.intercept_tls:
+        return None  # secrets: the gateway needs the CA, which a warm one was not given
+    if daemon_info() is None:
         return None
     for sid, _, path in sorted(entries("ready"), key=lambda e: _age(e[2])):
         data = _read(path)  # {} when another run took it meanwhile

@@ -114,7 +114,9 @@ def create_sandbox(
     env.setdefault("HOME", user.home)
     files: dict[str, tuple[bytes, int]] = {}
     places: dict[str, str] = {}
-    if cfg.network.intercept_tls:
+    for binding in cfg.run.secrets:
+        env[binding.name] = binding.placeholder
+    if cfg.uses_ca:
         files["ca-bundle.pem"] = (ca_bundle(client, cfg.image, labels("probe")), 0o444)
         files["ca.pem"] = (ca_cert().read_bytes(), 0o444)
         places.update({"ca-bundle.pem": SYSTEM_BUNDLE, "ca.pem": "/coderun/ca.pem"})

@@ -154,6 +154,19 @@ class Session:
         gateway_ready = self._start_pair(standby=False)
         _wait(gateway_ready, "the gateway")
         self._create_sandbox(f"coderun-{self.id}")
+        self._put_secrets()
+
+    def _put_secrets(self) -> None:
+        """The --secret values into the gateway's own filesystem (sandbox/secrets.py)."""
+        if not self.config.secret_values:
+            return
+        assert self.gateway is not None
+        from sandbox.secrets import put_values
+
+        try:
+            put_values(self.gateway, self.config.secret_values)
+        except (RuntimeError, docker.errors.APIError) as exc:
+            raise SessionError(f"handing the secrets to the gateway failed: {exc}") from exc
 
     def start_standby(self) -> None:
         """A pool's warm pair: networks, a gateway waiting for its claim, the holder."""
@@ -284,7 +297,7 @@ class Session:
             str(paths.rules_dir()): {"bind": f"{DATA_MOUNT}/rules", "mode": "rw"},
             str(paths.api_token_path()): {"bind": f"{DATA_MOUNT}/api-token", "mode": "ro"},
         }
-        if self.config.network.intercept_tls:
+        if self.config.uses_ca:
             mounts[str(paths.ca_dir())] = {"bind": f"{DATA_MOUNT}/ca", "mode": "rw"}
         return mounts
 

@@ -235,6 +235,9 @@ async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
             body = await reader.readexactly(length)
         host = headers.get("host", "")
         print(f"HTTP {method} {host} {path} {len(body)}", flush=True)
+        if path.startswith("/record"):  # what arrived, for tests (placeholder secrets)
+            seen = {"path": path, "headers": headers, "body": body.decode("latin-1")}
+            print(f"RECORD {json.dumps(seen, sort_keys=True)}", flush=True)
         if path.startswith("/bytes/"):
             payload = b"x" * min(int(path.split("/")[2]), 100_000_000)
         elif path == "/ca.pem":

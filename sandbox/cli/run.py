@@ -43,6 +43,12 @@ if TYPE_CHECKING:
 @network_options
 @run_options
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
+@click.option("--secret", "secret", multiple=True, metavar="NAME[=@FILE]",
+              help="A credential from this environment (or FILE): the sandbox's NAME is a "
+              "placeholder the gateway replaces only in requests to the --secret-host hosts "
+              "(see docs/files-and-secrets.md). Repeatable.")
+@click.option("--secret-host", "secret_host", multiple=True, metavar="NAME=HOST[,HOST]",
+              help="Hosts (names, * globs) a --secret's real value may be sent to.")
 @click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER[:ro] bind mount.")
 @click.option("-w", "--workdir", help="Working directory inside the sandbox (a fresh tmpfs "
               "unless a -v mount covers it).")
@@ -89,7 +95,8 @@ def build_config(
     workdir: str | None, user: str | None, cpus: float | None, memory: str, pids: int,
     tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
     policy_text: str | None = None, interactive: bool = False, tty: bool = False,
-    split: bool | None = None, publish: tuple[str, ...] = (), **settings: Any,
+    split: bool | None = None, publish: tuple[str, ...] = (),
+    secret: tuple[str, ...] = (), secret_host: tuple[str, ...] = (), **settings: Any,
 ) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
     """Check the options and build the session's config (images built if needed);
     click errors for bad input, before any container starts. ``settings`` are the
@@ -134,6 +141,12 @@ def build_config(
             parse_publish(item)
         except (ValueError, OSError) as exc:
             raise click.BadParameter(str(exc), param_hint="-p") from exc
+    from sandbox.secrets import SecretSpecError, parse_secrets
+
+    try:
+        bindings, secret_values = parse_secrets(secret, secret_host, os.environ)
+    except SecretSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
     paths.data_dir()  # a data dir that is not this user's is refused before anything starts
     envs: dict[str, str] = {}
     for item in env:
@@ -161,7 +174,8 @@ def build_config(
         )
     tags = images.build(client)
     run_part = RunSettings(command=tuple(args), image=image, mode=Mode(mode),
-                           log_limits=log_limits, **run_settings)  # fmt: skip
+                           log_limits=log_limits, secrets=bindings,
+                           **run_settings)  # fmt: skip
     config = SessionConfig(
         image=images.resolve_runtime(client, image, tags),
         network=replace(shape, gateway_image=tags["gateway"]), run=run_part,
@@ -169,6 +183,7 @@ def build_config(
         volumes=list(volumes), workdir=workdir, script=script, user=user or DEFAULT_USER,
         cpus=cpus, memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
         tty=tty, stdin=interactive or tty, split=split, publish=list(publish),
+        secret_values=secret_values,
     )  # fmt: skip
     return client, config, prompt
 

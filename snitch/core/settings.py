@@ -32,6 +32,7 @@ import dataclasses
 import enum
 import ipaddress
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -45,6 +46,9 @@ DEFAULT_MAX_PENDING = 50  # ask mode: items waiting for a person at once (--max-
 PROMPT_RATE = 10.0  # ask mode: new items per second, once a burst of max_pending is used
 SETTINGS_ENV = "CODERUN_SETTINGS"  # the gateway's environment: GatewaySettings as JSON
 DATA_MOUNT = "/data"  # where the gateway finds what it gets of the data dir
+SECRETS_FILE = "/run/coderun-secrets.json"  # in the gateway container: {name: value}, 0600
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+PLACEHOLDER = re.compile(r"coderun-secret-[0-9a-f]{32}")
 
 
 class SettingsError(ValueError):
@@ -113,6 +117,24 @@ class NetworkShape:
 
 
 @dataclass(frozen=True)
+class SecretBinding:
+    """A placeholder secret of a run (``--secret``/``--secret-host``): the sandbox's
+    environment has ``name`` = ``placeholder``; the gateway puts the real value in its
+    place only in requests to ``hosts``. The value itself is never part of the settings
+    (it reaches the gateway as a private file: snitch/gateway/secrets.py)."""
+
+    name: str
+    placeholder: str
+    hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not SECRET_NAME.fullmatch(self.name):
+            raise SettingsError(f"secret name {self.name!r}: letters, digits and _")
+        if not PLACEHOLDER.fullmatch(self.placeholder):
+            raise SettingsError(f"secret {self.name}: bad placeholder")
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """What belongs to one run (a warm gateway gets it with its claim)."""
 
@@ -134,6 +156,7 @@ class RunSettings:
         "--private-answers", "May an allowed name lead to private and CGNAT addresses "
         "(other than the host's)? deny drops such DNS answers (rebind)."))
     log_limits: LogLimits = LogLimits()
+    secrets: tuple[SecretBinding, ...] = ()  # --secret, --secret-host (placeholders only)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_pending <= 10_000:

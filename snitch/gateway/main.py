@@ -178,6 +178,7 @@ class Gateway:
         self.protect()
         self.command = list(run.command)
         self.image = run.image
+        self.secrets = run.secrets  # a warm gateway never has any (the pool is skipped)
 
     def protect(self) -> None:
         """Where no name may lead: the gateway, the sandbox network, the host (its
@@ -211,7 +212,7 @@ class Gateway:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.web_ports and not self.intercept:  # made meanwhile, off the event loop
+        if self.web_ports and not self.intercept and not self.secrets:  # made meanwhile
             self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
         self.gate.own_addresses = frozenset(netfilter.own_addresses())
@@ -312,12 +313,15 @@ class Gateway:
 
         # Only an intercepting gateway is given the install's CA (and may make it);
         # mitmproxy wants one anyway: the others make a throwaway one of their own.
-        confdir = self.data / "ca" if self.intercept else UNUSED_CA_DIR
+        # A run with secrets terminates TLS to their bound hosts: it has the CA too.
+        uses_ca = self.intercept or bool(self.secrets)
+        confdir = self.data / "ca" if uses_ca else UNUSED_CA_DIR
         if self.unused_ca is not None:
             await self.unused_ca
-        mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca)
+        mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca,
+                    self.secrets)  # fmt: skip
         await mitm.start()
-        if self.intercept and self.uid is not None and self.gid is not None:  # the host's CA
+        if uses_ca and self.uid is not None and self.gid is not None:  # the host's CA
             for path in [mitm.confdir, *mitm.confdir.iterdir()]:
                 os.chown(path, self.uid, self.gid)
         await mitm.listening()

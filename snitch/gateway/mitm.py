@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from snitch.core.grammar import is_address
 from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
+from snitch.core.settings import SecretBinding
 from snitch.gateway.asker import claimed_note
+from snitch.gateway.secrets import SecretsAddon
 
 if TYPE_CHECKING:
     from snitch.gateway.flowgate import FlowGate
@@ -70,9 +72,11 @@ class FutureVerdict:
 
 
 class SnitchAddon:
-    def __init__(self, gate: FlowGate, intercept: bool) -> None:
+    def __init__(self, gate: FlowGate, intercept: bool,
+                 secrets: SecretsAddon | None = None) -> None:  # fmt: skip
         self.gate = gate
         self.intercept = intercept
+        self.secrets = secrets  # TLS to a secret's bound host is terminated (secrets.py)
         self.sni: dict[str, str] = {}  # client connection id -> SNI
         self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
         self.ready = asyncio.Event()
@@ -128,8 +132,11 @@ class SnitchAddon:
         self.sni[ctx.client.id] = sni
         if not await self.decide(ctx, sni):
             nextlayer.layer = Refuse(ctx)
-        elif not self.intercept:
+        elif not self.intercept and not self._secret_host(sni, ctx):
             nextlayer.layer = layers.TCPLayer(ctx)  # relayed as is; counted by tcp hooks
+
+    def _secret_host(self, sni: str, ctx: Any) -> bool:
+        return self.secrets is not None and self.secrets.intercepts(sni, ctx.server.address[0])
 
     def _key(self, ctx: Any) -> FlowKey:
         src, sport = ctx.client.peername[:2]
@@ -279,7 +286,8 @@ class SnitchAddon:
                 src=flow.client_conn.peername[0], sport=flow.client_conn.peername[1],
                 dst=flow.server_conn.address[0] if flow.server_conn.address else "",
                 dport=req.port, names=[req.pretty_host], sni=sni, method=req.method,
-                url=req.pretty_url, status=resp.status_code if resp is not None else 0,
+                url=flow.metadata.get("coderun.url") or req.pretty_url,
+                status=resp.status_code if resp is not None else 0,
                 bytes_out=len(req.raw_content or b""),
                 bytes_in=len(resp.raw_content or b"") if resp is not None else 0,
                 duration_ms=(end - req.timestamp_start) * 1000, message=error,
@@ -321,14 +329,16 @@ class Mitm:
     """Runs mitmproxy's master in the current event loop."""
 
     def __init__(self, gate: FlowGate, listen_host: str, confdir: Path, intercept: bool,
-                 upstream_ca: str | None = None) -> None:  # fmt: skip
+                 upstream_ca: str | None = None,
+                 secrets: tuple[SecretBinding, ...] = ()) -> None:  # fmt: skip
         self.gate = gate
         self.listen_host = listen_host
         self.confdir = confdir
         self.intercept = intercept
         self.upstream_ca = upstream_ca
         self.master: Any = None
-        self.addon = SnitchAddon(gate, intercept)
+        self.secrets = SecretsAddon(gate, secrets) if secrets else None
+        self.addon = SnitchAddon(gate, intercept, self.secrets)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -346,6 +356,8 @@ class Mitm:
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
         # Ours first: its next_layer decision must come before mitmproxy's default one.
         self.master.addons.add(self.addon)
+        if self.secrets is not None:  # after ours: a request a rule refused stays refused
+            self.master.addons.add(self.secrets)
         # Only the addons a logging transparent proxy needs: every hook walks them all.
         self.master.addons.add(
             core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()
