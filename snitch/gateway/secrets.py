@@ -114,7 +114,9 @@ def read_values(path: Path) -> dict[str, bytes] | None:
 
 
 class SecretsAddon:
-    """mitmproxy addon: substitutes bound placeholders, refuses and logs leaks."""
+    """mitmproxy addon: substitutes bound placeholders, refuses and logs leaks. (Its
+    methods other than the hooks must not be named like mitmproxy's hooks: configure,
+    load, running, ...)"""
 
     def __init__(self, gate: FlowGate, bindings: Sequence[SecretBinding],
                  path: Path = Path(SECRETS_FILE)) -> None:  # fmt: skip
@@ -122,9 +124,6 @@ class SecretsAddon:
         self.bindings = list(bindings)
         self.path = path
         self.values: dict[str, bytes] | None = None
-
-    def configure(self, bindings: Sequence[SecretBinding]) -> None:
-        self.bindings = list(bindings)
 
     def intercepts(self, sni: str, dst: str) -> bool:
         """Whether TLS to ``sni`` at ``dst`` is terminated (a bound host, verified)."""
@@ -152,7 +151,7 @@ class SecretsAddon:
         body = req.raw_content or b""
         if req.headers.get("content-encoding"):
             body = req.get_content(strict=False) or b""
-        url = req.url
+        url = str(req.pretty_url)
         found = find(self.bindings, url, headers, body)
         if not found:
             return
@@ -169,9 +168,11 @@ class SecretsAddon:
             self._refuse(flow, f"secret {', '.join(missing)}: no value in the gateway")
             return
         flow.metadata["coderun.url"] = url  # logged as sent, with the placeholder
-        new_url, new_headers, new_body = substitute(
-            {b.placeholder: values[b.name] for b in found}, url, headers, body)  # fmt: skip
-        req.url = new_url
+        # Only the path and query change: the host was checked, and setting the whole URL
+        # would rewrite the Host header from the connection's address.
+        released = {b.placeholder: values[b.name] for b in found}
+        new_path, new_headers, new_body = substitute(released, str(req.path), headers, body)
+        req.path = new_path
         req.headers.fields = tuple(new_headers)
         if new_body != body:
             if req.headers.get("content-encoding"):
