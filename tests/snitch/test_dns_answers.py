@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dnslib import QTYPE, DNSRecord
+from dnslib import CNAME, QTYPE, RR, A, DNSRecord
 
 from snitch.core.model import Action, Mode, Rule
 from snitch.gateway.fakeip import SYNTHETIC_TTL
@@ -74,3 +74,23 @@ def test_a_tcp_query_goes_upstream_over_tcp() -> None:
         asyncio.run(fwd.resolve(query("api.example.test"), "172.30.5.3", tcp=tcp))
         fwd.cache._entries.clear()  # (or the second is answered from the cache)
     assert seen == [True, False]
+
+
+def test_the_chain_s_names_are_learnt_for_its_address() -> None:
+    def chain(q: DNSRecord) -> DNSRecord:
+        reply = q.reply()
+        reply.add_answer(RR(q.q.qname, QTYPE.CNAME, rdata=CNAME("LB.Cdn.test."), ttl=30))
+        reply.add_answer(RR("LB.Cdn.test.", QTYPE.A, rdata=A(OUTSIDE), ttl=30))
+        return reply
+
+    fwd, _, _ = forwarder(list(API), chain)
+    ask(fwd, query("api.example.test"))
+    assert sorted(fwd.names.names_for(OUTSIDE)) == ["api.example.test", "lb.cdn.test"]
+    plain, _, _ = forwarder(list(API))
+    ask(plain, query("api.example.test"))
+    assert plain.names.names_for(OUTSIDE) == ("api.example.test",)
+
+
+def test_a_new_forwarder_asks_port_53_and_has_no_synthetic_answers() -> None:
+    fwd, _, _ = forwarder(list(API))
+    assert (fwd.upstream_port, fwd.fake, fwd.session) == (53, None, "s1")
