@@ -162,11 +162,14 @@ def test_inside_tmux_the_dashboard_opens_in_a_split_and_closes_with_the_run(
             screen = term.tmux(["capture-pane", "-p", "-t", dashboard_pane], check=False)
             return any("api.example.test" in ln and "/tcp" in ln for ln in screen.splitlines())
 
-        wait_for(row, "a pending row in the split", 60)
+        wait_for(row, "a pending row in the split", 120)  # a loaded machine starts Textual slowly
         time.sleep(SETTLE_SECONDS + 0.2)
         term.tmux(["send-keys", "-t", dashboard_pane, "a"])
-        wait_for(lambda: "hello from api.example.test /split" in term.tmux(
-            ["capture-pane", "-p", "-t", sandbox_pane], check=False), "the answer", 60)  # fmt: skip
+        def answered() -> bool:
+            screen = term.tmux(["capture-pane", "-p", "-t", sandbox_pane], check=False)
+            return "hello from api.example.test /split" in screen
+
+        wait_for(answered, "the answer", 120)
         term.tmux(["send-keys", "-t", sandbox_pane, "-l", "exit 5"])
         term.tmux(["send-keys", "-t", sandbox_pane, "Enter"])
         wait_for(exit_file.exists, "coderun to exit", 60)
