@@ -139,7 +139,7 @@ def parse_port(value: object) -> tuple[int, int]:
         lo = hi = value
     elif isinstance(value, str):
         text = value.strip().lower()
-        if text in ANY_WORDS or text == "0":
+        if text in ANY_WORDS:  # ("0" is (0, 0) below)
             return (0, 0)
         a, sep, b = text.partition("-")
         try:

@@ -10,10 +10,15 @@ import pytest
 
 from snitch.core.grammar import (
     check_scope,
+    format_endpoint,
     is_synthetic_address,
     is_synthetic_cidr,
+    lifetime_text,
+    lifetime_value,
+    network_of,
     normalize_cidr,
     normalize_host,
+    parent_pattern,
     parse_endpoint,
     parse_lifetime,
     parse_port,
@@ -139,3 +144,51 @@ def test_check_rule_names_the_field() -> None:
         assert str(err.value) == message
     check_rule(Rule(Action.ALLOW, path_prefix="/v1", port_lo=443, port_hi=443, proto=Proto.TCP))
     check_rule(Rule(Action.ALLOW, proto=Proto.DNS, cidr="192.0.2.0/24", scope="image:x"))
+
+
+def test_parent_patterns_and_networks() -> None:
+    assert parent_pattern("api.example.test") == "*.example.test"
+    assert parent_pattern("a.b.example.test.") == "*.b.example.test"
+    assert parent_pattern("example.test.") == "*.example.test"  # never *.test
+    assert parent_pattern("localhost") == "*.localhost"
+    assert network_of("192.0.2.77", 24) == "192.0.2.0/24"
+    assert network_of("2001:db8::7", 64) == "2001:db8::/64"
+    assert network_of("192.0.2.77", 32) == "192.0.2.77/32"
+
+
+def test_endpoints_written_back() -> None:
+    assert format_endpoint("a.test", 443) == "a.test:443"
+    assert format_endpoint("2001:db8::1", 443) == "[2001:db8::1]:443"
+    assert format_endpoint("a.test", 0) == "a.test"
+    with pytest.raises(ValueError):
+        parse_endpoint("[a]b]:1")  # the first ] closes the address
+
+
+def test_more_bounds() -> None:
+    every = "abcdefghijklmnopqrstuvwxyz.a0123456789-_b.test"  # each allowed character
+    assert normalize_host(every) == every
+    assert normalize_host("*.a.test") == "*.a.test"
+    with pytest.raises(ValueError) as err:
+        parse_target("192.0.2.7/24")
+    assert str(err.value) == "bad address or CIDR '192.0.2.7/24': 192.0.2.7/24 has host bits set"
+
+
+class Lasting:
+    def __init__(self, once_key: str | None = None, session: str | None = None,
+                 expires_at: float | None = None) -> None:  # fmt: skip
+        self.once_key, self.session, self.expires_at = once_key, session, expires_at
+
+
+def test_lifetimes_of_rules() -> None:
+    now = 1000.0
+    assert lifetime_value(Lasting(session="s1"), now) == "session"
+    assert lifetime_value(Lasting(), now) == "always"
+    assert lifetime_value(Lasting(once_key="k"), now) == "once"
+    assert lifetime_value(Lasting(expires_at=now + 90), now) == "1m30s"
+    assert lifetime_value(Lasting(expires_at=now - 5), now) == "1s"  # at least 1s
+    assert lifetime_text(Lasting(expires_at=now + 0.5), now) == "0s left"
+    assert lifetime_text(Lasting(expires_at=now), now) == "expired"
+    assert lifetime_text(Lasting(expires_at=now + 90061), now, parts=2) == "1d1h left"
+    assert lifetime_text(Lasting(session="s1"), now) == "session"
+    assert lifetime_text(Lasting(), now) == "always"
+    assert lifetime_text(Lasting(once_key="k"), now) == "once"
