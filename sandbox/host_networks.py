@@ -15,11 +15,10 @@ import ipaddress
 import docker
 from docker.models.networks import Network
 
-ENV = "CODERUN_HOST_NETWORKS"
-
 
 def host_networks(client: docker.DockerClient, egress: Network, named: bool) -> list[str]:
-    """Addresses and subnets (IPv4 and IPv6) no name may lead to, for ``ENV``."""
+    """Addresses and subnets (IPv4 and IPv6) no name may lead to
+    (``GatewaySettings.host_networks``)."""
     found: list[str] = []
     for net in client.networks.list():
         for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
