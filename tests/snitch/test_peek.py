@@ -174,3 +174,23 @@ def test_the_rules_for_flows_read_in_passing() -> None:
     assert "-A FORWARD -i eth1 -m mark --mark 0x8/0x8 -j CONNMARK --and-mark 0xfffffffb" in lines
     plain = ruleset(Interfaces("eth1", "10.0.0.1", 24, "eth0"), (80, 443), 8080)
     assert "connmark" not in plain and "0x4/0x4" not in plain
+
+
+def test_a_line_read_in_passing_is_what_its_log_entry_would_write() -> None:
+    from snitch.core.model import EntryKind, LogEntry
+    from snitch.gateway.peeker import line
+
+    for fields in (
+        {"names": ["api.example.test"], "sni": "api.example.test", "url": "tls://a:443"},
+        {"names": ["h"], "method": "GET", "url": "http://h/", "verdict": "deny",
+         "rule_id": -2, "rule": "deny h/any", "reason": "Host h named by ..."},
+        {"names": []},
+    ):  # fmt: skip
+        for kind in (EntryKind.TLS, EntryKind.HTTP):
+            made = line(kind, "s1", "10.0.0.2", 40000, "203.0.113.5", 443,
+                        **{"sni": "", "method": "", "url": "", "verdict": "", "rule_id": None,
+                           "rule": "", "reason": "", **fields})  # type: ignore[arg-type]
+            entry = LogEntry(kind, session="s1", proto="tcp", src="10.0.0.2", sport=40000,
+                             dst="203.0.113.5", dport=443, **fields).to_dict()  # type: ignore[arg-type]
+            made.pop("time"), entry.pop("time")
+            assert list(made.items()) == list(entry.items())
