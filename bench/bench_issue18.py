@@ -56,10 +56,12 @@ READING = """Reading the table (the machine was shared by several engineers' tes
   the kernel; the gateway's work per flow is reading its NFLOG copy and writing the log
   line (profile below: the log line's kind check, the retransmit memory, the JSON
   encoder), off the SYN's path. *no kernel cache* is every SYN through the queue.
-- `coderun run -- true` ≤ 2×: not met; nothing in start-up changed in this issue (the
-  "Startup" section above has the phases: two networks, two containers and mitmproxy's
-  load before the sandbox starts). Under this load every Docker call is several times
-  slower than on a quiet machine.
+- `coderun run -- true` ≤ 2×: not met; nothing in start-up changed in this issue. The
+  "Startup" section above (`python bench/bench_startup.py`) has the phases: with the
+  default web ports the gateway reports ready only once mitmproxy has loaded (Session
+  waits for it); the rest is two networks and two containers before the sandbox. What
+  would remove it (not done): not waiting for mitmproxy, or loading it only when a flow
+  needs it (peek makes that rare), and a long-lived egress network.
 - *like a package manager*: 200 files over HTTPS from the demo internet, each with a name
   lookup (A + AAAA: answered from the forwarder's cache after the first) and a new
   connection, Python's urllib; direct = a container on the demo internet's network using
