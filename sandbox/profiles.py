@@ -25,10 +25,13 @@ file is checked whole before anything starts: the first problem raises PolicyErr
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import os
 import re
 import shlex
 import time
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,7 @@ from snitch.core.policyfile import (
     policy_from_data,
     toml_string,
 )
+from snitch.core.settings import NetworkShape, Option, RunSettings, option_of
 
 SHEBANG = "#!/usr/bin/env -S coderun exec"
 SUFFIX = ".toml"
@@ -168,18 +172,35 @@ TOP_KEYS: dict[str, tuple[str, Check]] = {
     "env": ("env", _env),
     "mode": ("mode", _choice(*(m.value for m in Mode))),
     "prompt": ("prompt", _choice("dashboard", "line", "none")),
-    "ask_timeout": ("ask_timeout", _number(0.1)),
-    "ask_default": ("ask_default", _choice("deny", "allow")),
-    "max_pending": ("max_pending", _number(1, 10_000, integer=True)),
     "interactive": ("interactive", _bool),
     "tty": ("tty", _bool),
     "publish": ("publish", _publish),
-    "egress_network": ("egress_network", _string),
-    "dns_upstream": ("dns_upstream", _string),
-    "web_ports": ("web_ports", _string),
-    "intercept_tls": ("intercept_tls", _bool),
-    "private_answers": ("private_answers", _choice("deny", "allow")),
 }
+
+
+def _setting_check(kind: Any, opt: Option) -> Check:
+    """The check of a settings-model option as a profile writes it (its type and range
+    from the model; sandbox/cli/options.py converts the value as it does the CLI's)."""
+    if kind is bool:
+        return _bool
+    if kind in (int, float):
+        low = -float("inf") if opt.min is None else opt.min
+        return _number(low, opt.max, integer=kind is int)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return _choice(*(str(m.value) for m in kind))
+    return _string  # names, addresses, and ports as the CLI writes them ("80,443")
+
+
+# Every option of the settings model (snitch/core/settings.py) is a profile key too, by
+# its field name: a new `coderun run` option the gateway needs is one without more code.
+for _cls in (NetworkShape, RunSettings):
+    _hints = typing.get_type_hints(_cls)
+    for _f in dataclasses.fields(_cls):
+        _opt = option_of(_f)
+        if _opt is not None and _f.name != "profile":  # the profile's name is its `name`
+            _args = [a for a in typing.get_args(_hints[_f.name]) if a is not type(None)]
+            _kind = _args[0] if len(_args) == 1 else _hints[_f.name]
+            TOP_KEYS[_f.name] = (_f.name, _setting_check(_kind, _opt))
 LIMIT_KEYS: dict[str, tuple[str, Check]] = {
     "cpus": ("cpus", _number(0.01)),
     "memory": ("memory", _size),

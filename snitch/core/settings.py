@@ -145,7 +145,7 @@ class RunSettings:
     profile: str | None = field(default=None, metadata=option(
         "--profile", "Rule profile that applies to this run (besides global rules)."))
     ask_timeout: float = field(default=60.0, metadata=option(
-        "--ask-timeout", "Seconds a held flow waits for a decision."))
+        "--ask-timeout", "Seconds a held flow waits for a decision.", min=0.1))
     ask_default: Action = field(default=Action.DENY, metadata=option(
         "--ask-default", "What happens to a held flow nobody decides."))
     max_pending: int = field(default=DEFAULT_MAX_PENDING, metadata=option(
@@ -161,6 +161,8 @@ class RunSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.max_pending <= 10_000:
             raise SettingsError(f"max pending {self.max_pending} is not in 1-10000")
+        if not self.ask_timeout >= 0.1:
+            raise SettingsError(f"ask timeout {self.ask_timeout} is under 0.1 s")
 
 
 @dataclass(frozen=True)

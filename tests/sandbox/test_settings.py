@@ -160,6 +160,7 @@ def test_a_typo_is_a_usage_error_on_the_host(captured: list[SessionConfig]) -> N
         (["--web-ports", "80,44x"], "--web-ports"),
         (["--web-ports", "70000"], "--web-ports"),
         (["--max-pending", "0"], "--max-pending"),
+        (["--ask-timeout", "0"], "--ask-timeout"),
         (["--ask-default", "maybe"], "--ask-default"),
         (["--private-answers", "sometimes"], "--private-answers"),
         (["--dns-upstream", "resolver.test"], "resolver.test"),
@@ -222,7 +223,8 @@ def test_documents_are_checked_when_read() -> None:
     run = RunSettings(command=("a",), mode=Mode.AUDIT, log_limits=LogLimits(None, 3.0, 4))
     assert from_json(RunSettings, to_json(run)) == run
     for bad in ({"mode": "loud"}, {"max_pending": "5"}, {"max_pending": 0}, {"command": "ls"},
-                {"ask_timeout": True}, {"typo": 1}, {"log_limits": {"burst": 0}}):  # fmt: skip
+                {"ask_timeout": True}, {"ask_timeout": 0}, {"typo": 1},
+                {"log_limits": {"burst": 0}}):  # fmt: skip
         with pytest.raises(SettingsError):
             from_dict(RunSettings, bad)
     with pytest.raises(SettingsError):
@@ -232,3 +234,21 @@ def test_documents_are_checked_when_read() -> None:
     with pytest.raises(SettingsError):
         GatewaySettings.from_env({SETTINGS_ENV: json.dumps({"session": "s"})})  # no subnet
     assert os.environ.get(SETTINGS_ENV) is None
+
+
+def test_every_option_field_is_a_profile_key_checked_by_its_type() -> None:
+    """A profile (sandbox/profiles.py) sets the same options by field name, checked by the
+    field's type and range: nothing to add there for a new option either."""
+    from sandbox.profiles import TOP_KEYS
+
+    for cls in (NetworkShape, RunSettings):
+        for f in dataclasses.fields(cls):
+            if option_of(f) is not None and f.name != "profile":
+                assert TOP_KEYS[f.name][0] == f.name
+    check = {k: c for k, (_, c) in TOP_KEYS.items()}
+    assert check["max_pending"](9) == 9 and check["intercept_tls"](True) is True
+    for key, bad in (("max_pending", 0), ("max_pending", "9"), ("ask_timeout", 0.0),
+                     ("intercept_tls", "yes"), ("ask_default", "maybe"),
+                     ("private_answers", "ALLOW")):  # fmt: skip
+        with pytest.raises(ValueError):
+            check[key](bad)
