@@ -147,4 +147,9 @@ def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
     removed: list[str] = []
     for session_id in orphaned_sessions(client, everything):
         removed.extend(remove_session(client, session_id))
+    from sandbox import paths
+    from sandbox.shares.mounts import gc_shares
+
+    with contextlib.suppress(OSError, paths.DataDirError):  # FUSE mounts of runs that died
+        removed.extend(gc_shares(paths.sessions_dir()))
     return removed

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.shares.spec import Share
 from snitch.core.settings import NetworkShape, RunSettings
 
 DEFAULT_USER = "1000:1000"  # the coderun user of the sandbox images
@@ -44,6 +45,8 @@ class SessionConfig:
     cpus: float | None = None  # None: half of this machine's CPUs, at least one
     tmpfs_size: str = "1g"  # each writable place of the read-only root
     runtime: str | None = None  # e.g. "runsc" (gVisor); None: the engine's default
+    shares: list[Share] = field(default_factory=list)  # --share (sandbox/shares/)
+    share_max_mb: int = 100  # a writable share's files grow to this at most
     # --secret values by name (sandbox/secrets.py): to the gateway only, never printed.
     secret_values: dict[str, str] = field(default_factory=dict, repr=False)
 

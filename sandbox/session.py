@@ -33,6 +33,7 @@ from sandbox.gateway_code import gateway_volumes
 from sandbox.host_networks import host_networks
 from sandbox.labels import LABEL, ROLE, owner_labels
 from sandbox.sandbox_container import create_sandbox
+from sandbox.shares.mounts import SessionShares
 from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
 from snitch.core.policyfile import dump_policy, load_policy_file, loads_policy
@@ -123,6 +124,7 @@ class Session:
         self.holder: Container | None = None
         self.sandbox: Container | None = None
         self.files_volume: Volume | None = None  # the script and CA bundle (injected.py)
+        self.shares: SessionShares | None = None  # --share daemons and mounts
         self.gateway_ip = ""
         self.sandbox_ip = ""
         self.record = SessionRecord(self.id, list(config.run.command), config.run.image,
@@ -366,7 +368,17 @@ class Session:
 
     def _create_sandbox(self, name: str) -> None:
         assert self.holder is not None
-        self.sandbox = create_sandbox(self.client, self.config, self.holder, self.files_volume,
+        config = self.config
+        if config.shares:  # mounted before the sandbox exists: its binds need them
+            from sandbox.shares.mounts import ShareError, start_shares
+
+            try:
+                self.shares = start_shares(config.shares, self.dir, self.id,
+                                           config.share_max_mb * 1024 * 1024)  # fmt: skip
+            except (ShareError, OSError) as exc:
+                raise SessionError(f"--share: {exc}") from exc
+            config = replace(config, volumes=[*config.volumes, *self.shares.volume_specs()])
+        self.sandbox = create_sandbox(self.client, config, self.holder, self.files_volume,
                                       self.role_labels, name)  # fmt: skip
         self.containers.append(self.sandbox)
 
@@ -388,6 +400,13 @@ class Session:
 
     def close(self) -> None:
         """Remove every container and network of this session (idempotent)."""
+        try:
+            self._close_containers()
+        finally:
+            if self.shares is not None:  # after the sandbox: it held the mounts
+                self.shares.stop()
+
+    def _close_containers(self) -> None:
         if self.hand_back is not None:
             if self.hand_back(self):  # the pool's daemon removes the pair
                 self.containers.clear()

@@ -15,6 +15,7 @@ command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v iptables-restore >/dev/null 2>&1 || need_pkgs+=(iptables)
 command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)  # the start-up benchmark
+command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)  # --share: the FUSE mounts
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

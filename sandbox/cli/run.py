@@ -43,6 +43,12 @@ if TYPE_CHECKING:
 @network_options
 @run_options
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
+@click.option("--share", "share", multiple=True, metavar="PATH[:CONTAINER_PATH][:ro|rw]",
+              help="Show a host file or folder in the sandbox through coderun's FUSE "
+              "filesystem (read-only by default; at /shares/NAME without CONTAINER_PATH); "
+              "every open is logged. Repeatable.")
+@click.option("--share-max-mb", type=click.IntRange(min=1), default=100, show_default=True,
+              help="A file of a writable --share cannot grow past this.")
 @click.option("--secret", "secret", multiple=True, metavar="NAME[=@FILE]",
               help="A credential from this environment (or FILE): the sandbox's NAME is a "
               "placeholder the gateway replaces only in requests to the --secret-host hosts "
@@ -96,7 +102,8 @@ def build_config(
     tmpfs_size: str, runtime: str | None, command: tuple[str, ...],
     policy_text: str | None = None, interactive: bool = False, tty: bool = False,
     split: bool | None = None, publish: tuple[str, ...] = (),
-    secret: tuple[str, ...] = (), secret_host: tuple[str, ...] = (), **settings: Any,
+    secret: tuple[str, ...] = (), secret_host: tuple[str, ...] = (),
+    share: tuple[str, ...] = (), share_max_mb: int = 100, **settings: Any,
 ) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
     """Check the options and build the session's config (images built if needed);
     click errors for bad input, before any container starts. ``settings`` are the
@@ -147,6 +154,12 @@ def build_config(
         bindings, secret_values = parse_secrets(secret, secret_host, os.environ)
     except SecretSpecError as exc:
         raise click.UsageError(str(exc)) from exc
+    from sandbox.shares.spec import ShareSpecError, parse_share
+
+    try:
+        shares = [parse_share(item) for item in share]
+    except ShareSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--share") from exc
     paths.data_dir()  # a data dir that is not this user's is refused before anything starts
     envs: dict[str, str] = {}
     for item in env:
@@ -183,7 +196,7 @@ def build_config(
         volumes=list(volumes), workdir=workdir, script=script, user=user or DEFAULT_USER,
         cpus=cpus, memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
         tty=tty, stdin=interactive or tty, split=split, publish=list(publish),
-        secret_values=secret_values,
+        secret_values=secret_values, shares=shares, share_max_mb=share_max_mb,
     )  # fmt: skip
     return client, config, prompt
 

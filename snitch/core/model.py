@@ -154,6 +154,7 @@ class EntryKind(enum.StrEnum):
     HTTP = "http"
     TLS = "tls"  # a TLS connection relayed without interception: SNI and byte counts
     EVENT = "event"  # gateway lifecycle and dropped garbage
+    FILE = "file"  # an open (and its close: bytes read and written) of a --share file
     LEAK = "leak"  # a secret's placeholder sent to a host it is not bound to (refused)
 
 

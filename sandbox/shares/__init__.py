@@ -1,0 +1,1 @@
+"""``--share``: host files shown in the sandbox through a FUSE filesystem coderun runs."""
