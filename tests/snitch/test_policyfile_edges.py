@@ -99,3 +99,38 @@ def test_a_key_of_a_table_is_found_under_its_header() -> None:
     assert loc.in_table("name") == (1, 1)  # not a table: where the key is
     indented = Locator("x = 1\n  [limits]  # caps\ncpus = 2\n")
     assert indented.in_table("limits", "pids") == (2, 3)
+
+
+KNOWN = (
+    "action, host, cidr, port, proto, scope, priority, path, lifetime, session, "
+    "expires_at, enabled, source, note, created, hits, last_hit"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('host = "a.test"\n', "1:1: rule 1: rule has no action (allow or deny)"),
+        ("action = 1\n", "2:1: rule 1: action must be a string, not int"),
+        ('action = "allow"\nbogus = 1\n', f"3:1: rule 1: unknown key 'bogus' (known: {KNOWN})"),
+        ('action = "allow"\nhost = 5\n', "3:1: rule 1: host must be a string, not int"),
+        ('action = "allow"\ncidr = 1\n', "3:1: rule 1: cidr must be a string, not int"),
+        ('action = "allow"\nproto = 5\n', "3:1: rule 1: proto must be a string, not int"),
+        ('action = "allow"\nscope = 5\n', "3:1: rule 1: scope must be a string, not int"),
+        ('action = "allow"\npath = 5\n', "3:1: rule 1: path must be a string, not int"),
+        ('action = "allow"\nsession = 1\n', "3:1: rule 1: session must be a string, not int"),
+        ('action = "allow"\nnote = 1\n', "3:1: rule 1: note must be a string, not int"),
+        ('action = "allow"\nsource = 1\n', "3:1: rule 1: source must be a string, not int"),
+        ('action = "allow"\ncreated = "x"\n',
+         "3:1: rule 1: created must be a date-time (2024-05-01T12:00:00Z) or epoch seconds"),
+        ('action = "allow"\nenabled = 1\n', "3:1: rule 1: enabled must be true or false"),
+        ('action = "allow"\nhits = "1"\n', "3:1: rule 1: hits must be an integer"),
+        ('action = "allow"\npriority = true\n', "3:1: rule 1: priority must be an integer"),
+        ('action = "allow"\nproto = "dns"\nport = 443\n',
+         "4:1: rule 1: a port makes no sense with proto dns"),
+    ],
+)  # fmt: skip
+def test_each_field_refusal_names_the_field_and_its_line(body: str, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        loads_policy("[[rule]]\n" + body, "p.toml", now=NOW)
+    assert str(err.value) == "p.toml:" + message
