@@ -23,9 +23,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.toml"
@@ -208,6 +210,17 @@ def load_equivalents() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.get("equivalent", {}).items()}
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A ``.meta`` file, read again if a running mutmut is rewriting it."""
+    for _ in range(20):
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return data
+        except json.JSONDecodeError:
+            time.sleep(0.1)
+    return {}
+
+
 def workdir(key: str) -> Path:
     return ROOT / "mutants" / key
 
@@ -217,7 +230,7 @@ def results() -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for key in MODULES:
         for meta in (workdir(key) / "mutants").rglob("*.py.meta"):
-            data = json.loads(meta.read_text(encoding="utf-8"))
+            data = _read_json(meta)
             for name, code in data.get("exit_code_by_key", {}).items():
                 if module_of(name) == key:
                     out[name] = code

@@ -7,7 +7,7 @@ import pytest
 
 from snitch.core.blocklist import Blocklist
 from snitch.core.model import Action, Proto, Query, Rule
-from snitch.core.policy import Policy
+from snitch.core.policy import Policy, check_rule, endpoint_query, precedence_key
 
 ALLOW, DENY = Action.ALLOW, Action.DENY
 NOW = 1_700_000_000.0
@@ -161,3 +161,60 @@ def test_blocklist_hits_are_built_once_and_the_cache_stays_bounded() -> None:
     for name in names:
         p.decide(Query(Proto.TCP, None, 443, (name,)), now=NOW)
     assert 0 < len(p._bl_cache) <= 4096  # cleared when full, like the decision cache
+
+
+def test_endpoint_queries() -> None:
+    assert endpoint_query("api.example.test", 443, Proto.TCP) == Query(
+        Proto.TCP, None, 443, ("api.example.test",)
+    )
+    assert endpoint_query("192.0.2.7", 53, Proto.UDP, profile="p", image="i", session="s",
+                          path="/x") == Query(Proto.UDP, "192.0.2.7", 53, (), "p", "i", "s",
+                                              None, "/x")  # fmt: skip
+    assert endpoint_query("api.example.test", 443, Proto.DNS).port == 0
+
+
+def test_precedence_keys() -> None:
+    assert precedence_key(Rule(ALLOW)) == (0, 0, 0, -65536, 0, 0, 0)
+    narrow = Rule(DENY, host="a.test", proto=Proto.TCP, port_lo=80, port_hi=89, priority=2,
+                  path_prefix="/v1")  # fmt: skip
+    assert precedence_key(narrow) == (2, 2, 0, -10, 1, 3, 1)
+    assert precedence_key(Rule(ALLOW, host="*.a.example.test")) == (0, 1, 3, -65536, 0, 0, 0)
+    assert precedence_key(Rule(ALLOW, cidr="192.0.2.0/24")) == (0, 3, 24, -65536, 0, 0, 0)
+
+
+def test_blocklist_hits_against_rules_of_the_same_network() -> None:
+    bl = Blocklist(["203.0.113.0/24", "ads.example.test"])
+    net = Query(Proto.TCP, "203.0.113.5", 443, ())
+    cases = [  # (the rule, who decides)
+        (rule(ALLOW, 1, cidr="203.0.113.0/24"), None),  # a full tie but deny: the blocklist
+        (rule(ALLOW, 1, cidr="203.0.113.0/24", port_lo=443, port_hi=443), 1),  # narrower
+        (rule(ALLOW, 1, cidr="203.0.113.0/24", proto=Proto.TCP), 1),  # specific protocol
+        (rule(ALLOW, 1, cidr="203.0.113.0/24", path_prefix="/"), None),  # (no path here)
+        (rule(DENY, 1, cidr="203.0.113.0/24"), 1),  # a full tie: the rule, not the blocklist
+    ]
+    for r, winner in cases:
+        d = Policy([r], bl).decide(net, now=NOW)
+        assert d is not None and d.rule_id == winner, r
+    name = Query(Proto.TCP, None, 443, ("y.x.ads.example.test",))
+    for r, winner in [
+        (rule(ALLOW, 1, host="*.ads.example.test"), None),  # as long a suffix, deny wins
+        (rule(DENY, 1, host="*.ads.example.test"), 1),  # a full tie: the rule
+        (rule(ALLOW, 1, host="*.ads.example.test", proto=Proto.TCP), 1),
+        (rule(ALLOW, 1, host="*.x.ads.example.test"), 1),  # a longer suffix
+    ]:
+        d = Policy([r], bl).decide(name, now=NOW)
+        assert d is not None and d.rule_id == winner, r
+    (m,) = Policy([], bl).explain(net, now=NOW).to_dict()["matches"]
+    assert m["rule"]["created"] == 0 and m["rule"]["id"] is None
+
+
+def test_a_rule_without_id_is_not_taken_for_a_blocklist_entry() -> None:
+    (m,) = Policy([Rule(ALLOW, host="a.test")]).explain(Query(Proto.TCP, None, 1, ("a.test",)),
+                                                       now=NOW).matches  # fmt: skip
+    assert m.why == "exact host a.test, port any, proto any"
+
+
+def test_check_rule_refuses_a_relative_path() -> None:
+    with pytest.raises(ValueError) as err:
+        check_rule(Rule(ALLOW, path_prefix="v1"))
+    assert str(err.value) == "bad path 'v1' (must start with /)"
