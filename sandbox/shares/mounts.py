@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.shares.spec import Share
+from snitch.core.session_dir import FILES_LOG
 
 MOUNT_TIMEOUT = 10.0
-FILES_LOG = "files.jsonl"
 
 
 class ShareError(RuntimeError):

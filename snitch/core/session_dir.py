@@ -4,6 +4,7 @@
 - ``gateway.json`` (the gateway): ``GatewayStatus``, its ``GatewayState`` and more;
 - ``claim.json`` (a run claiming a warm pair): the run's ``RunSettings``;
 - ``flows.jsonl`` (the gateway): the traffic log, one ``LogEntry`` a line;
+- ``files.jsonl`` (the run's --share daemons): ``file`` entries, merged in by ``read_log``;
 - ``api.sock`` (the gateway): the control API (docs/api.md);
 - ``policy.toml``, ``upstream-ca.pem`` (the run): the gateway's copies of its files.
 
@@ -18,6 +19,7 @@ Standard library only: it runs in the gateway too.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,6 +36,7 @@ RECORD = "session.json"
 STATE = "gateway.json"
 CLAIM = "claim.json"
 LOG = "flows.jsonl"
+FILES_LOG = "files.jsonl"  # the --share daemons' ``file`` lines (host-side, not the gateway)
 API_SOCKET = "api.sock"
 POLICY = "policy.toml"
 UPSTREAM_CA = "upstream-ca.pem"
@@ -212,4 +215,8 @@ class SessionDir:
 
     # -- the log ------------------------------------------------------------------------------
     def read_log(self) -> Iterator[LogEntry]:
-        return read_log(self.log_path)
+        """The gateway's log and the shares' ``file`` lines, in time order."""
+        files = self.path / FILES_LOG
+        if not files.exists():
+            return read_log(self.log_path)
+        return heapq.merge(read_log(self.log_path), read_log(files), key=lambda e: e.time)

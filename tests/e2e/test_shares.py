@@ -64,6 +64,12 @@ def test_a_share_serves_reads_refuses_escapes_and_logs(
               and line["names"] == ["/s/a.txt"]]  # fmt: skip
     assert closes and closes[0]["bytes_in"] == len("hello from the share\n")
     assert not [m for m in fuse_mounts() if str(home) in m]  # unmounted with the session
+    # `coderun log` shows them (merged with the gateway's log), as JSON too.
+    log = subprocess.run(coderun_cmd("log", "--kind", "file", "--json"), capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert log.returncode == 0, log.stderr
+    shown = [json.loads(line) for line in log.stdout.splitlines() if line.strip()]
+    assert any(e.get("names") == ["/s/a.txt"] and e.get("method") == "read" for e in shown), shown
 
 
 def test_a_writable_share_refuses_links_devices_setuid_and_growth(
