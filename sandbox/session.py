@@ -305,9 +305,12 @@ class Session:
 
     def _ready_check(self) -> Callable[[], bool]:
         # With web ports, wait for mitmproxy too (it loads after "ready"): the sandbox's
-        # first request must already be logged and path rules apply.
+        # first request must already be logged and path rules apply. A gateway that reads
+        # web flows in passing (peek) needs it for few flows, which wait for it, parked.
         web = bool(self.config.network.web_ports)
-        return self._gateway_state(lambda s: s.state == GatewayState.READY and (s.mitm or not web))
+        return self._gateway_state(
+            lambda s: s.state == GatewayState.READY and (s.mitm or s.peek or not web)
+        )
 
     def _gateway_state(self, reached: Callable[[GatewayStatus], bool]) -> Callable[[], bool]:
         """A condition for ``_wait``: the gateway's ``gateway.json`` has ``reached`` the

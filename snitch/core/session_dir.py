@@ -103,6 +103,7 @@ class GatewayStatus:
     sandbox_ip: str | None = None
     mode: str | None = None
     mitm: bool = False  # mitmproxy is listening
+    peek: bool = False  # web flows read in passing: the run need not wait for mitmproxy
     log_dropped: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,7 +120,8 @@ class GatewayStatus:
         return cls(
             state=GatewayState(str(data.get("state"))), time=float(get("time", int | float) or 0.0),
             pid=get("pid", int), sandbox_ip=get("sandbox_ip", str), mode=get("mode", str),
-            mitm=data.get("mitm") is True, log_dropped=get("log_dropped", int),
+            mitm=data.get("mitm") is True, peek=data.get("peek") is True,
+            log_dropped=get("log_dropped", int),
         )  # fmt: skip
 
 

@@ -147,6 +147,8 @@ class Gateway:
         self.mitm: Mitm | None = None
         self.unused_ca: asyncio.Future[None] | None = None
         self.configure(settings.run or RunSettings())
+        if self.secrets:  # their hosts' TLS is terminated: every web flow through mitmproxy
+            self.gate.peeker = None
 
     def configure(self, run: RunSettings) -> None:
         """This run's settings: mode, rules, ask deadlines, command. A warm gateway
@@ -212,7 +214,8 @@ class Gateway:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.web_ports and not self.intercept and not self.secrets:  # made meanwhile
+        if self.web_ports and not self.intercept and not self.secrets and self.gate.peeker is None:
+            # made meanwhile (with peek: after "ready", with mitmproxy, not slowing it)
             self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
         ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
         self.gate.own_addresses = frozenset(netfilter.own_addresses())
@@ -262,13 +265,15 @@ class Gateway:
                 message=f"gateway ready: mode={self.mode} upstream={self.upstream}",
             )
         )
+        peek = self.gate.peeker is not None and self.mitm is None
         self.write_state(GatewayState.READY, sandbox_ip=ifs.sandbox_ip, mode=str(self.mode),
-                         mitm=self.mitm is not None)  # fmt: skip
+                         mitm=self.mitm is not None, peek=peek)  # fmt: skip
         log.info("ready on %s (%s), egress %s", ifs.sandbox, ifs.sandbox_ip, ifs.egress)
         gc.freeze()  # what start-up made lives on: the collector need not scan it again
         mitm_task = None
         if self.web_ports and self.mitm is None:
-            # Loads in the background; a SIGTERM meanwhile is served at once.
+            # Loads in the background; a SIGTERM meanwhile is served at once. (With peek
+            # the run does not wait for it: few flows need it, and those wait, parked.)
             mitm_task = loop.create_task(self.start_mitm(ifs.sandbox_ip))
         await stop.wait()
         if mitm_task is not None and not mitm_task.done():
@@ -316,6 +321,9 @@ class Gateway:
         # A run with secrets terminates TLS to their bound hosts: it has the CA too.
         uses_ca = self.intercept or bool(self.secrets)
         confdir = self.data / "ca" if uses_ca else UNUSED_CA_DIR
+        if self.unused_ca is None and not uses_ca:
+            self.unused_ca = asyncio.get_running_loop().run_in_executor(
+                None, make_unused_ca, UNUSED_CA_DIR)  # fmt: skip
         if self.unused_ca is not None:
             await self.unused_ca
         mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca,
