@@ -17,10 +17,12 @@ import docker
 import pytest
 
 from sandbox import paths
+from sandbox.config import SessionConfig
 from sandbox.gateway_code import gateway_volumes
 from sandbox.internet import DemoInternet
-from sandbox.session import Session, SessionConfig
+from sandbox.session import Session
 from snitch.core.model import Action, EntryKind, Mode, Rule
+from snitch.core.settings import NetworkShape, RunSettings
 from snitch.core.store import RuleStore
 from tests.e2e.conftest import latest_log, leftovers, wait_for
 from tests.e2e.test_failclosed import CliRun, Events, arrived, kill_process_tree, mine
@@ -64,16 +66,13 @@ def test_decided_flows_go_by_the_kernel_all_logged_until_a_rule_changes(
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{internet.ip}/32"\nport = 80\n')
     config = SessionConfig(
-        command=["python3", "/loop.py", internet.ip, "80"],
         image=tags["sandbox-bash"],
-        gateway_image=tags["gateway"],
-        mode=Mode.ENFORCE,
+        network=NetworkShape(gateway_image=tags["gateway"], egress_network=internet.network_name,
+                             dns_upstream=internet.ip, web_ports=(), tls_ports=()),
+        run=RunSettings(command=("python3", "/loop.py", internet.ip, "80"), mode=Mode.ENFORCE),
         policy_file=policy,
-        egress_network=internet.network_name,
-        dns_upstream=internet.ip,
-        web_ports="",
         volumes=[f"{script}:/loop.py:ro"],
-    )
+    )  # fmt: skip
     session = Session(client, config)
 
     def results() -> list[dict[str, object]]:
