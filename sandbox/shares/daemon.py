@@ -21,25 +21,29 @@ from snitch.core.model import EntryKind, LogEntry
 
 
 class FileLog:
-    def __init__(self, path: Path, session: str, target: str) -> None:
+    def __init__(self, path: Path, session: str, target: str, only: str | None) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.session = session
         self.target = target.rstrip("/")
-        self.opened: dict[str, float] = {}
+        self.only = only  # a file share: its one file is the target itself
+
+    def shown(self, path: str) -> str:
+        """The path as the sandbox sees it."""
+        return self.target if self.only is not None else self.target + path
 
     def _write(self, entry: LogEntry) -> None:
         os.write(self.fd, (json.dumps(entry.to_dict()) + "\n").encode())
 
     def on_open(self, path: str, write: bool, pid: int) -> None:
         self._write(LogEntry(
-            EntryKind.FILE, session=self.session, names=[self.target + path],
+            EntryKind.FILE, session=self.session, names=[self.shown(path)],
             method="write" if write else "read", verdict="allow", src=str(pid),
             message=process_name(pid),
         ))  # fmt: skip
 
     def on_close(self, path: str, read: int, written: int) -> None:
         self._write(LogEntry(
-            EntryKind.FILE, session=self.session, names=[self.target + path],
+            EntryKind.FILE, session=self.session, names=[self.shown(path)],
             method="close", bytes_in=read, bytes_out=written,
         ))  # fmt: skip
 
@@ -65,7 +69,7 @@ def main() -> None:
     parser.add_argument("--log", required=True)
     parser.add_argument("--session", default="")
     args = parser.parse_args()
-    log = FileLog(Path(args.log), args.session, args.target)
+    log = FileLog(Path(args.log), args.session, args.target, args.only)
     fs = ShareFS(Path(args.root), args.only, args.rw, args.max_bytes, log.on_open, log.on_close)
     mfusepy.FUSE(fs, args.mount, foreground=True, allow_other=True, nothreads=True,
                  ro=not args.rw, fsname="coderun-share")  # fmt: skip
