@@ -16,11 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.textout import show_name
+from snitch.core.grammar import Origin, Verdict
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
 from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir
 from snitch.review.logquery import HostSummary, verdict_class
+
+
+ASKED = frozenset({Origin.PERSON, Origin.DEADLINE, Origin.LIMIT})  # ask mode's own verdicts
+
+
+def _asked_before_origin(e: LogEntry) -> bool:
+    """A log written before ``origin`` was logged said ask mode's verdicts in its reason."""
+    return not e.origin and e.reason.startswith("ask:")
 
 
 def count_entries(path: Path) -> dict[str, int]:
@@ -30,7 +39,7 @@ def count_entries(path: Path) -> dict[str, int]:
         if e.kind is EntryKind.FLOW:
             if e.verdict in ("allow", "deny", "rebind"):  # a rebind is a refusal
                 counts[verdict_class(e.verdict)] += 1
-            if e.verdict == "ask" or e.reason.startswith("ask:"):
+            if e.verdict == Verdict.ASK or e.origin in ASKED or _asked_before_origin(e):
                 counts["ask"] += 1
         elif e.kind is EntryKind.DNS:
             counts["dns"] += 1

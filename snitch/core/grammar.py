@@ -49,8 +49,8 @@ class Topic(enum.StrEnum):
     """The topics of the gateway's event bus and of the API's event stream."""
 
     PENDING = "pending"  # data: Pending (new, or updated under the same id)
-    DECIDED = "decided"  # data: {id, action, by, rule}
-    EXPIRED = "expired"  # data: {id, action}: the deadline decided
+    DECIDED = "decided"  # data: {id, action, by, rule_id, reason, origin}
+    EXPIRED = "expired"  # data: as decided: the deadline decided
     LOG = "log"  # data: LogEntry
     RULES = "rules"  # data: {}: the rules changed
     SESSION = "session"  # data: the session info, sent first on every stream
@@ -74,6 +74,7 @@ class Origin(enum.StrEnum):
     PERSON = "person"  # a person's answer in ask mode, without a stored rule
     DEADLINE = "deadline"  # ask mode's deadline passed: its default applied
     AUDIT = "audit"  # audit mode let it through whatever the rules say
+    LIMIT = "limit"  # ask mode refused it at once: too many items waiting, or too fast
 
 
 def choices(enum_type: type[enum.StrEnum]) -> list[str]:
@@ -301,13 +302,6 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"bad port in {text!r} (1..65535)")
     return host, int(port)
-
-
-def format_endpoint(host: str, port: int) -> str:
-    """``host:port`` (``[v6]:port``), or the host alone for port 0."""
-    if not port:
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- lifetimes --------------------------------------------------------------------------

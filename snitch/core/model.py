@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from snitch.core.grammar import Origin, format_port, format_target
+
 
 class Proto(enum.StrEnum):
     TCP = "tcp"
@@ -119,14 +121,9 @@ class Rule:
 
     def describe(self) -> str:
         """A short human form, e.g. ``allow *.example.test:443/tcp``."""
-        target = self.host or self.cidr or "*"
+        target = format_target(self.host, self.cidr)
         if self.port_lo:
-            port = (
-                str(self.port_lo)
-                if self.port_lo == self.port_hi
-                else f"{self.port_lo}-{self.port_hi}"
-            )
-            target += f":{port}"
+            target += f":{format_port(self.port_lo, self.port_hi)}"
         if self.path_prefix:
             target += self.path_prefix
         return f"{self.action} {target}/{self.proto}"
@@ -134,18 +131,22 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A verdict with the rule that made it (``rule_id`` None for a default)."""
+    """A verdict with the rule that made it (``rule_id`` None when no rule did) and who
+    made it (``origin``: ask it, never search ``reason``, which is for people)."""
 
     action: Action
     rule_id: int | None = None
     reason: str = ""
+    origin: Origin = Origin.DEFAULT
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": str(self.action), "rule_id": self.rule_id, "reason": self.reason}
+        return {"action": str(self.action), "rule_id": self.rule_id, "reason": self.reason,
+                "origin": str(self.origin)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Decision:
-        return cls(Action(d["action"]), d.get("rule_id"), d.get("reason", ""))
+        origin = Origin(d.get("origin") or Origin.DEFAULT)
+        return cls(Action(d["action"]), d.get("rule_id"), d.get("reason", ""), origin)
 
 
 class EntryKind(enum.StrEnum):
@@ -179,6 +180,7 @@ class LogEntry:
     rule_id: int | None = None
     rule: str = ""  # the rule's description at decision time
     reason: str = ""
+    origin: str = ""  # an Origin: who decided (rule, default, person, deadline, audit)
     qname: str = ""
     qtype: str = ""
     answers: list[str] = field(default_factory=list)
@@ -222,6 +224,7 @@ _LOG_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
 def flow_log_dict(
     session: str, proto: str, src: str, sport: int, dst: str, dport: int,
     names: tuple[str, ...], verdict: str, rule_id: int | None, rule: str, reason: str,
+    origin: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     """``LogEntry(EntryKind.FLOW, ...).to_dict()`` without making the LogEntry: the
     packet path logs every flow (tests/snitch/test_model.py keeps the two equal)."""
@@ -243,6 +246,8 @@ def flow_log_dict(
         out["rule"] = rule
     if reason:
         out["reason"] = reason
+    if origin:
+        out["origin"] = origin
     return out
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from snitch.core.blocklist import BlocklistLookup
 from snitch.core.grammar import (
     IPNetwork,
+    Origin,
     check_scope,
     format_port,
     is_address,
@@ -129,7 +130,7 @@ class _Entry:
         kind, _, name = rule.scope.partition(":")
         self.scope: tuple[str, str] | None = None if rule.scope == "global" else (kind, name)
         self.rank: tuple[int, ...] = (*precedence_key(rule, net), -order)
-        self.decision = Decision(rule.action, rule.id, rule.describe())
+        self.decision = Decision(rule.action, rule.id, rule.describe(), Origin.RULE)
 
 
 def precedence_key(rule: Rule, net: IPNetwork | None = None) -> tuple[int, ...]:
@@ -354,7 +355,7 @@ def _blocklist_entry(target: str, is_net: bool) -> _Entry:
     """A blocklist hit as a virtual deny rule (any port/proto, priority 0) that loses full
     ties: a network ranks as a CIDR rule, a domain as a wildcard that also covers the apex."""
     e = _Entry.__new__(_Entry)  # built directly: this runs for every blocklisted lookup
-    e.scope, e.decision = None, Decision(Action.DENY, None, f"blocklist {target}")
+    e.scope, e.decision = None, Decision(Action.DENY, None, f"blocklist {target}", Origin.RULE)
     if is_net:
         e.host, e.wild, e.rule = None, False, Rule(Action.DENY, cidr=target, created=0)
         e.rank = (0, DEST_CIDR, int(target.rsplit("/", 1)[1]), -65536, 0, 0, 1, -_LAST)

@@ -371,7 +371,6 @@ class RuleStore:
             except sqlite3.Error as e:
                 raise self._error(e) from e
 
-    blocklist_domains = blocklist_load  # the name the gateway's RuleBook uses
 
     def blocklist_view(self) -> StoreBlocklist:
         """A lookup that asks SQLite each time: for one-off checks such as ``explain``."""
@@ -405,26 +404,3 @@ class StoreBlocklist:
         nets = [ipaddress.ip_network(f"{addr}/{p}", strict=False) for p in range(bits, -1, -1)]
         return self._longest([str(n) for n in nets])
 
-
-class HitCounter:
-    """Accumulates rule hits in memory; ``flush`` writes them with one ``record_hits``."""
-
-    def __init__(self) -> None:
-        self.pending: dict[int, tuple[int, float]] = {}
-
-    def hit(self, rule_id: int | None, now: float | None = None) -> None:
-        if rule_id is None:
-            return
-        count, _ = self.pending.get(rule_id, (0, 0.0))
-        self.pending[rule_id] = (count + 1, time.time() if now is None else now)
-
-    def flush(self, store: RuleStore) -> int:
-        pending, self.pending = self.pending, {}
-        try:
-            store.record_hits(pending)
-        except StoreError:
-            for rid, (count, last) in pending.items():  # keep them for the next try
-                old, _ = self.pending.get(rid, (0, 0.0))
-                self.pending[rid] = (old + count, last)
-            raise
-        return len(pending)

@@ -17,6 +17,7 @@ rule is ever made for a synthetic address.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from snitch.core.grammar import (
     Lifetime,
+    Origin,
     Topic,
     is_synthetic_address,
     network_of,
@@ -187,15 +189,14 @@ class Asker:
     def _refuse(
         self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str, why: str
     ) -> None:
-        decision = self._marked(Decision(Action.DENY, None, why), claimed)
+        decision = self._marked(Decision(Action.DENY, None, why, Origin.LIMIT), claimed)
         self.finish(packet, key, decision, "", names)
 
     @staticmethod
     def _marked(decision: Decision, claimed: str) -> Decision:
         if not claimed:
             return decision
-        return Decision(decision.action, decision.rule_id,
-                        f"{decision.reason} ({claimed_note(claimed)})")  # fmt: skip
+        return dataclasses.replace(decision, reason=f"{decision.reason} ({claimed_note(claimed)})")
 
     def pending(self) -> list[Pending]:
         return [h.item for h in self.held.values()]
@@ -220,7 +221,9 @@ class Asker:
         if request.lifetime == Lifetime.ONCE:
             if request.dry_run:
                 return {"decided": [held.item.id], "rule": None, "dry_run": True}
-            decision = Decision(request.action, None, f"ask: {request.action} once by {by}")
+            decision = Decision(
+                request.action, None, f"ask: {request.action} once by {by}", Origin.PERSON
+            )
             self._release(held, decision, by)
             return {"decided": [held.item.id], "rule": None}
         rule = self.rule_for(held.item, request)
@@ -243,7 +246,7 @@ class Asker:
             return {"decided": ids, "rule": None, "dry_run": True}
         reason = f"ask: {request.action} once by {by} ({pattern})"
         for held in chosen:
-            self._release(held, Decision(request.action, None, reason), by)
+            self._release(held, Decision(request.action, None, reason, Origin.PERSON), by)
         return {"decided": ids, "rule": None}
 
     def rule_for(self, item: Pending, request: DecisionRequest) -> Rule:
@@ -329,6 +332,7 @@ class Asker:
                 "by": by,
                 "rule_id": decision.rule_id,
                 "reason": final.reason,
+                "origin": str(final.origin),
             },
         )
 
@@ -338,7 +342,8 @@ class Asker:
         expired = []
         for held in list(self.held.values()):
             if held.item.deadline <= now:
-                decision = Decision(self.default, None, f"ask: expired, default {self.default}")
+                why = f"ask: expired, default {self.default}"
+                decision = Decision(self.default, None, why, Origin.DEADLINE)
                 self._release(held, decision, "deadline", topic=Topic.EXPIRED)
                 expired.append(held.item.id)
         return expired

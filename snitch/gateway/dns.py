@@ -13,6 +13,7 @@ addresses are learnt into the NameTable so flows carry names.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -170,7 +171,7 @@ class DnsForwarder:
                 answers = got.answers
                 if got.dropped:
                     verdict = str(Verdict.REBIND)
-                    decision = Decision(decision.action, decision.rule_id, got.rebind_reason())
+                    decision = dataclasses.replace(decision, reason=got.rebind_reason())
             except Exception as exc:  # timeouts, garbage, a reply to another question
                 reply = request.reply()
                 reply.header.rcode = RCODE.SERVFAIL
@@ -194,6 +195,7 @@ class DnsForwarder:
                 rule_id=decision.rule_id,
                 rule=self.rules.describe(decision.rule_id),
                 reason=decision.reason,
+                origin=str(decision.origin),
             )
         )
         return out

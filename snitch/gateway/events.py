@@ -22,9 +22,6 @@ class EventBus:
     def subscribe(self, listener: Listener) -> None:
         self._listeners = (*self._listeners, listener)
 
-    def unsubscribe(self, listener: Listener) -> None:
-        self._listeners = tuple(x for x in self._listeners if x != listener)
-
     def publish(self, topic: Topic, payload: dict[str, Any]) -> None:
         for listener in self._listeners:
             listener(topic, payload)

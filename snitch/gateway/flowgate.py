@@ -373,6 +373,7 @@ class FlowGate:
                 names, verdict or str(decision.action), decision.rule_id,
                 self.rules.describe(decision.rule_id),
                 decision.reason + (f" (via synthetic {key.dst})" if real else ""),
+                str(decision.origin),
             ),
         )  # fmt: skip
 

@@ -25,6 +25,7 @@ mitmproxy is imported lazily: it exists only in the gateway image (Python >= 3.1
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -32,7 +33,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snitch.core.grammar import is_address
+from snitch.core.grammar import Origin, is_address
 from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
 from snitch.core.settings import SecretBinding
 from snitch.gateway.asker import claimed_note
@@ -156,8 +157,9 @@ class SnitchAddon:
         if denied is not None:  # a deny rule names the SNI: refused wherever it went
             gate.deferred.pop(key, None)
             if not verified:
-                denied = Decision(denied.action, denied.rule_id,
-                                  f"{denied.reason} ({claimed_note(sni)})")  # fmt: skip
+                denied = dataclasses.replace(
+                    denied, reason=f"{denied.reason} ({claimed_note(sni)})"
+                )
             gate.log_flow(key, denied, names=(sni,) if verified else ())
             return False
         if gate.deferred.pop(key, None) is None:
@@ -178,8 +180,9 @@ class SnitchAddon:
         else:
             decision = gate.rules.verdict(query)
         if claimed:
-            decision = Decision(decision.action, decision.rule_id,
-                                f"{decision.reason} ({claimed_note(claimed)})")  # fmt: skip
+            decision = dataclasses.replace(
+                decision, reason=f"{decision.reason} ({claimed_note(claimed)})"
+            )
         if gate.revoker is not None:
             gate.revoker.note(key, decision, names)
         gate.log_flow(key, decision, names=names)
@@ -237,7 +240,7 @@ class SnitchAddon:
         """Answer 403 without contacting the server; the http log line says why."""
         from mitmproxy import http
 
-        flow.metadata["coderun.denied"] = Decision(Action.DENY, decision.rule_id, why)
+        flow.metadata["coderun.denied"] = Decision(Action.DENY, decision.rule_id, why, Origin.RULE)
         text = f"blocked by coderun: {why}\n"
         flow.response = http.Response.make(403, text.encode(), {"Content-Type": "text/plain"})
 
@@ -295,6 +298,7 @@ class SnitchAddon:
                 rule_id=denied.rule_id if denied is not None else None,
                 rule=self.gate.rules.describe(denied.rule_id) if denied is not None else "",
                 reason=denied.reason if denied is not None else "",
+                origin=str(denied.origin) if denied is not None else "",
             )
         )  # fmt: skip
 

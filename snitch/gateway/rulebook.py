@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from snitch.core.blocklist import Blocklist
+from snitch.core.grammar import Origin
 from snitch.core.model import Action, Decision, Mode, Proto, Query, Rule
 from snitch.core.policy import Policy
 from snitch.core.store import RuleStore, StoreError
@@ -181,7 +182,7 @@ class RuleBook:
         if self.mode is Mode.AUDIT:
             would = decision.action if decision is not None else Action.DENY
             rule_id = decision.rule_id if decision is not None else None
-            return Decision(Action.ALLOW, rule_id, f"audit (enforce would {would})")
+            return Decision(Action.ALLOW, rule_id, f"audit (enforce would {would})", Origin.AUDIT)
         if decision is None:
             return Decision(Action.DENY, None, "no rule matched")
         return decision

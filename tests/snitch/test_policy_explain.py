@@ -137,6 +137,7 @@ def test_to_dict_is_the_whole_explanation() -> None:
         "action": "deny",
         "rule_id": None,
         "reason": "blocklist 203.0.113.0/24",
+        "origin": "rule",
     }
     assert d["reason"] == (
         "blocklist 203.0.113.0/24 wins: a more specific destination "
