@@ -74,6 +74,15 @@ MODULES: dict[str, Module] = {
             "tests/snitch", k="(policy or rulebook or synthetic) and not property", ignore=_SLOW
         ),
     ),  # fmt: skip
+    "explain": Module(
+        ("snitch/core/explain.py",),
+        _tests("tests/snitch", "tests/sandbox/test_rules_cli.py",
+               k="(policy or explain or rules_cli) and not property", ignore=_SLOW),
+    ),  # fmt: skip
+    "precedence": Module(
+        ("snitch/core/precedence.py",),
+        _tests("tests/snitch", k="(policy or export) and not property", ignore=_SLOW),
+    ),
     "blocklist": Module(
         ("snitch/core/blocklist.py",),
         (

@@ -16,6 +16,7 @@ import click
 from sandbox.cli.common import NotFound, StoreFailed, open_store, session_folder
 from sandbox.textout import echo_exact, rule_text, show_name
 from snitch.core.blocklist import load_blocklist_file
+from snitch.core.explain import endpoint_query
 from snitch.core.grammar import (
     Lifetime,
     check_scope,
@@ -30,7 +31,7 @@ from snitch.core.grammar import (
     synthetic_target,
 )
 from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import Policy, check_rule, endpoint_query
+from snitch.core.policy import Policy, check_rule
 from snitch.core.policyfile import PolicyError, dump_policy, load_policy_file
 from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir

@@ -13,22 +13,18 @@ the earlier rule (lower id, or earlier in the list).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from snitch.core.blocklist import BlocklistLookup
+from snitch.core.explain import NO_MATCH, Explanation, Match, match_why
 from snitch.core.grammar import (
     IPNetwork,
     Origin,
     check_scope,
-    format_port,
-    is_address,
     is_synthetic_net,
     normalize_cidr,
     normalize_host,
@@ -36,9 +32,8 @@ from snitch.core.grammar import (
     parse_port,
 )
 from snitch.core.model import Action, Decision, Proto, Query, Rule
+from snitch.core.precedence import DEST_CIDR, DEST_WILDCARD, precedence_key, win_reason
 
-DEST_ANY, DEST_WILDCARD, DEST_HOST, DEST_CIDR = 0, 1, 2, 3
-DEST_KIND_NAMES = {0: "any destination", 1: "wildcard domain", 2: "exact host", 3: "address/CIDR"}
 _DNS_ALLOW_PROTOS = frozenset({Proto.DNS, Proto.ANY, Proto.TCP, Proto.UDP})
 _DNS_DENY_PROTOS = frozenset({Proto.DNS, Proto.ANY})
 _LAST = 1 << 62
@@ -64,54 +59,7 @@ def check_rule(rule: Rule) -> None:
         raise ValueError(f"bad path {rule.path_prefix!r} (must start with /)")
 
 
-def endpoint_query(
-    host: str, port: int, proto: Proto, *, profile: str | None = None, image: str | None = None,
-    session: str | None = None, path: str | None = None,
-) -> Query:  # fmt: skip
-    """The query for a connection to ``host:port`` (``rules explain``, the API's explain): an
-    address is matched by address rules, a name as if the sandbox connected by that name;
-    a DNS lookup has no port."""
-    dst, names = (host, ()) if is_address(host) else (None, (host,))
-    port = 0 if proto is Proto.DNS else port
-    return Query(proto, dst, port, names, profile, image, session, None, path)
-
-
 # -- the engine --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A rule that matched a query, and on what."""
-
-    rule: Rule
-    why: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule.to_dict(), "describe": self.rule.describe(), "why": self.why}
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """Every rule that matched, in precedence order (the deciding one first)."""
-
-    query: Query
-    decision: Decision | None
-    matches: tuple[Match, ...]
-    reason: str  # why the first match beat the second one
-
-    @property
-    def rule(self) -> Rule | None:
-        return self.matches[0].rule if self.matches else None
-
-    def to_dict(self) -> dict[str, Any]:
-        q = {f.name: getattr(self.query, f.name) for f in dataclasses.fields(self.query)}
-        q["proto"], q["names"] = str(self.query.proto), list(self.query.names)
-        return {
-            "query": q,
-            "decision": self.decision.to_dict() if self.decision else None,
-            "reason": self.reason,
-            "matches": [m.to_dict() for m in self.matches],
-        }
 
 
 class _Entry:
@@ -131,23 +79,6 @@ class _Entry:
         self.scope: tuple[str, str] | None = None if rule.scope == "global" else (kind, name)
         self.rank: tuple[int, ...] = (*precedence_key(rule, net), -order)
         self.decision = Decision(rule.action, rule.id, rule.describe(), Origin.RULE)
-
-
-def precedence_key(rule: Rule, net: IPNetwork | None = None) -> tuple[int, ...]:
-    """The rule's precedence key; among matching rules the largest one decides."""
-    if rule.cidr is not None:
-        if net is None:
-            net = ipaddress.ip_network(rule.cidr, strict=False)
-        dest, detail = DEST_CIDR, net.prefixlen
-    elif rule.host is not None:
-        h = normalize_name(rule.host)
-        wild = h.startswith("*.")
-        dest, detail = (DEST_WILDCARD, h.count(".")) if wild else (DEST_HOST, 0)
-    else:
-        dest, detail = DEST_ANY, 0
-    width = rule.port_hi - rule.port_lo + 1 if rule.port_lo else 65536
-    return (rule.priority, dest, detail, -width, int(rule.proto is not Proto.ANY),
-            len(rule.path_prefix or ""), int(rule.action is Action.DENY))  # fmt: skip
 
 
 def proto_port_matches(rule: Rule, q: Query) -> bool:
@@ -344,11 +275,14 @@ class Policy:
                 seen.add(id(e))
                 found.append((e, on))
         found.sort(key=lambda m: m[0].rank, reverse=True)
-        matches = tuple(Match(e.rule, _why(e, on, query)) for e, on in found)
+        matches = tuple(Match(e.rule, match_why(e.rule, e.host, e.wild, on, query))
+                        for e, on in found)  # fmt: skip
         if not found:
-            return Explanation(query, None, (), "no rule matches; the mode's default applies")
-        reason = _win_reason(found[0][0], found[1][0] if len(found) > 1 else None)
-        return Explanation(query, found[0][0].decision, matches, reason)
+            return Explanation(query, None, (), NO_MATCH)
+        best = found[0][0]
+        label = f"rule {best.rule.id}" if best.rule.id is not None else best.decision.reason
+        reason = win_reason(label, best.rank, found[1][0].rank if len(found) > 1 else None)
+        return Explanation(query, best.decision, matches, reason)
 
 
 def _blocklist_entry(target: str, is_net: bool) -> _Entry:
@@ -364,45 +298,3 @@ def _blocklist_entry(target: str, is_net: bool) -> _Entry:
         e.rank = (0, DEST_WILDCARD, target.count(".") + 1, -65536, 0, 0, 1, -_LAST)
     e.rule.source, e.rule.note = "blocklist", "blocklist: the entry and all it covers"
     return e
-
-
-def _why(e: _Entry, on: str, q: Query) -> str:
-    r = e.rule
-    if r.source == "blocklist" and r.id is None:
-        what = f"blocklisted {e.host or r.cidr} covers {on}"
-    elif r.cidr is not None:
-        what = f"{r.cidr} contains {on}"
-    elif r.host is not None:
-        what = f"{on} is a subdomain of {e.host}" if e.wild else f"exact host {on}"
-    else:
-        what = "any destination"
-    if q.proto is Proto.DNS and r.action is Action.ALLOW and r.proto is not Proto.DNS:
-        what += f" (a name you may reach over {r.proto} may be resolved)"
-    parts = [what, f"port {format_port(r.port_lo, r.port_hi)}", f"proto {r.proto}"]
-    if r.priority:
-        parts.append(f"priority {r.priority}")
-    if r.scope != "global":
-        parts.append(f"scope {r.scope}")
-    if r.path_prefix:
-        parts.append(f"path {r.path_prefix}*")
-    return ", ".join(parts)
-
-
-def _win_reason(best: _Entry, second: _Entry | None) -> str:
-    label = f"rule {best.rule.id}" if best.rule.id is not None else best.decision.reason
-    if second is None:
-        return f"{label} is the only matching rule"
-    a, b = best.rank, second.rank
-    reasons = [
-        f"a higher priority ({a[0]} > {b[0]})",
-        f"a more specific destination ({DEST_KIND_NAMES[a[1]]} beats {DEST_KIND_NAMES[b[1]]})",
-        f"a longer {'prefix' if a[1] == DEST_CIDR else 'domain suffix'} ({a[2]} > {b[2]})",
-        "a narrower port range",
-        "a specific protocol (beats any)",
-        "a longer path prefix",
-        "deny (deny beats allow at equal specificity)",
-    ]
-    for i, text in enumerate(reasons):
-        if a[i] != b[i]:
-            return f"{label} wins: {text}"
-    return f"{label} wins a full tie by being the earlier rule"

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from snitch.core.explain import endpoint_query
 from snitch.core.grammar import Topic
 from snitch.core.model import DecisionRequest, Proto, Rule
-from snitch.core.policy import check_rule, endpoint_query
+from snitch.core.policy import check_rule
 from snitch.core.store import StoreError
 from snitch.gateway.asker import Asker, DecideError
 from snitch.gateway.events import EventBus

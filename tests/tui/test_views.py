@@ -166,7 +166,8 @@ async def test_rules_explain() -> None:
         "reason": "rule 3 has a more specific destination (exact host beats wildcard domain)",
         "matches": [
             {"rule": rule3.to_dict(), "describe": rule3.describe(), "why": "exact host"},
-            {"rule": {"id": 9}, "describe": "deny *.example.test/any", "why": "a subdomain"},
+            {"rule": Rule(Action.DENY, host="*.example.test", id=9).to_dict(),
+             "describe": "deny *.example.test/any", "why": "a subdomain"},
         ],
     }
     app = make_app(fake)

@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 from textual.worker import Worker
 
+from snitch.core.explain import NO_MATCH, Explanation
 from snitch.core.grammar import (
     Lifetime,
     format_port,
@@ -143,31 +144,29 @@ class RuleForm(ModalScreen[Rule | None]):
         )
 
 
-def render_explanation(result: dict[str, Any]) -> Group:
-    """The deciding rule first (starred), then every other rule that matched."""
-    decision = result.get("decision")
+def render_explanation(explanation: Explanation) -> Group:
+    """The deciding rule first (starred), then every other rule that matched (the object
+    ``coderun rules explain`` prints)."""
+    decision = explanation.decision
     lines: list[Text] = []
     if decision:
-        action = str(decision.get("action", ""))
-        style = "bold green" if action == "allow" else "bold red"
-        lines.append(Text.assemble((action, style), " — ", safe(decision.get("reason", ""))))
+        style = "bold green" if decision.action is Action.ALLOW else "bold red"
+        lines.append(Text.assemble((str(decision.action), style), " — ", safe(decision.reason)))
     else:
-        lines.append(Text("no rule matches; the mode's default applies", style="bold yellow"))
-    if result.get("reason"):
-        lines.append(Text(f"why: {safe(result['reason'])}", style="italic"))
-    matches = result.get("matches") or []
-    if matches:
+        lines.append(Text(NO_MATCH, style="bold yellow"))
+    if explanation.reason:
+        lines.append(Text(f"why: {safe(explanation.reason)}", style="italic"))
+    if explanation.matches:
         lines.append(Text("matching rules, best first:", style="bold"))
-    for i, match in enumerate(matches):
-        rule = match.get("rule") or {}
-        rid = "-" if rule.get("id") is None else safe(rule["id"])
+    for i, match in enumerate(explanation.matches):
+        rid = "-" if match.rule.id is None else str(match.rule.id)
         mark = ("★ ", "bold yellow") if i == 0 else ("  ", "")
         lines.append(
             Text.assemble(
                 mark,
                 (f"{rid:>4}  ", "bold"),
-                f"{safe(match.get('describe', ''))}  ",
-                (safe(match.get("why", "")), "dim"),
+                f"{safe(match.rule.describe())}  ",
+                (safe(match.why), "dim"),
             )  # fmt: skip
         )
     return Group(*lines)
@@ -226,4 +225,9 @@ class ExplainDialog(ModalScreen[None]):
         except (ApiError, OSError) as exc:
             out.update(Text(safe(f"the gateway did not answer: {exc}"), style="red"))
             return
-        out.update(render_explanation(result))
+        try:
+            explanation = Explanation.from_dict(result)
+        except (KeyError, TypeError, ValueError) as exc:
+            out.update(Text(safe(f"the gateway's answer makes no sense: {exc!r}"), style="red"))
+            return
+        out.update(render_explanation(explanation))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from snitch.core.grammar import is_address, normalize_name
 from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import precedence_key
+from snitch.core.precedence import precedence_key
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolutions = Mapping[str, Sequence[str]]
