@@ -311,15 +311,6 @@ class RuleStore:
         with self._write() as conn:
             conn.executemany(sql, rows)
 
-    def prune_expired(self, now: float | None = None) -> int:
-        """Delete rules whose ``expires_at`` has passed; returns how many."""
-        t = time.time() if now is None else now
-        with self._write() as conn:
-            n = conn.execute("DELETE FROM rules WHERE expires_at <= ?", (t,)).rowcount
-            if n:
-                conn.execute(_BUMP, ("generation",))
-        return n
-
     def list(self, include_disabled: bool = True) -> builtins.list[Rule]:
         where = "" if include_disabled else " WHERE enabled = 1"
         return [_rule_from_row(r) for r in self._query(f"{_SELECT}{where} ORDER BY id")]
@@ -343,13 +334,6 @@ class RuleStore:
         """Add domains/networks (all or none); returns how many were new."""
         with self._write("generation", "blocklist_generation") as conn:
             return self._blocklist_insert(conn, entries, source)
-
-    def blocklist_remove(self, source: str | None = None) -> int:
-        """Remove the entries of one source, or all of them."""
-        with self._write("generation", "blocklist_generation") as conn:
-            if source is None:
-                return conn.execute("DELETE FROM blocklist").rowcount
-            return conn.execute("DELETE FROM blocklist WHERE source = ?", (source,)).rowcount
 
     def blocklist_count(self) -> int:
         return int(self._query("SELECT count(*) FROM blocklist")[0][0])

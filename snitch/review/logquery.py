@@ -245,18 +245,6 @@ class CsvRows:
         self.out.write(self._buf.getvalue()[:-2] + "\n")
 
 
-def write_csv(entries: Iterable[LogEntry], out: IO[str], header: bool = True) -> int:
-    """Entries as CSV (time in UTC ISO 8601, lists space-separated); returns the count."""
-    w = CsvRows(out)
-    if header:
-        w.writerow(CSV_FIELDS)
-    n = 0
-    for e in entries:
-        w.writerow(csv_row(e))
-        n += 1
-    return n
-
-
 # -- names -> addresses ----------------------------------------------------------------------
 
 
