@@ -23,7 +23,6 @@ from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir
 from snitch.review.logquery import HostSummary, verdict_class
 
-
 ASKED = frozenset({Origin.PERSON, Origin.DEADLINE, Origin.LIMIT})  # ask mode's own verdicts
 
 
