@@ -74,7 +74,8 @@ def hostile_gateway() -> FakeGateway:
     fake.explanation = {
         "decision": {"action": "allow", "rule_id": 1, "reason": "[/x] x[/x]"},
         "reason": "[@click=app.quit]why",
-        "matches": [{"rule": {"id": 1}, "describe": "allow x[/x].example.test", "why": "[/]"}],
+        "matches": [{"rule": Rule(Action.ALLOW, host="x[/x].example.test", id=1).to_dict(),
+                     "describe": "allow x[/x].example.test", "why": "[/]"}],  # fmt: skip
     }
     return fake
 
