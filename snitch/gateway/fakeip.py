@@ -70,6 +70,9 @@ class FakeIPs:
         self.names.add(ip, name, 24 * 3600)
         return ip
 
+    def name_of(self, ip: str) -> str | None:
+        return self._name_of.get(ip)
+
     def real_address(self, ip: str) -> str | None:
         return self._real.get(ip)
 
