@@ -28,17 +28,18 @@ def test_allowed_denied_and_rebound_lookups_are_logged_whole() -> None:
     rule = "allow api.example.test/any"
     assert entries(logged) == [
         {**COMMON, "names": ["api.example.test"], "verdict": "allow", "rule_id": -1,
-         "rule": rule, "reason": rule, "qname": "api.example.test", "qtype": "A",
-         "answers": [OUTSIDE]},
+         "rule": rule, "reason": rule, "origin": "rule", "qname": "api.example.test",
+         "qtype": "A", "answers": [OUTSIDE]},
         {**COMMON, "names": ["other.test"], "verdict": "deny", "reason": "no rule matched",
-         "qname": "other.test", "qtype": "AAAA"},
+         "origin": "default", "qname": "other.test", "qtype": "AAAA"},
     ]  # fmt: skip
     fwd, _, logged = forwarder(list(API), answer_a(HOST, OUTSIDE))
     ask(fwd, query("api.example.test"))
     assert entries(logged) == [
         {**COMMON, "names": ["api.example.test"], "verdict": "rebind", "rule_id": -1,
          "rule": rule, "qname": "api.example.test", "qtype": "A", "answers": [OUTSIDE],
-         "reason": "rebind: dropped 172.29.0.1 (the host or a network it hosts) from the answer"},
+         "reason": "rebind: dropped 172.29.0.1 (the host or a network it hosts) from the answer",
+         "origin": "rule"},
     ]  # fmt: skip
 
 
@@ -54,9 +55,9 @@ def test_ask_mode_answers_a_with_a_synthetic_address_and_nothing_else() -> None:
     reason = "ask: synthetic answer until decided"
     assert entries(logged) == [
         {**COMMON, "names": ["x.example.test"], "verdict": "ask", "reason": reason,
-         "qname": "x.example.test", "qtype": "A", "answers": [fake]},
+         "origin": "default", "qname": "x.example.test", "qtype": "A", "answers": [fake]},
         {**COMMON, "names": ["x.example.test"], "verdict": "ask", "reason": reason,
-         "qname": "x.example.test", "qtype": "AAAA"},
+         "origin": "default", "qname": "x.example.test", "qtype": "AAAA"},
     ]  # fmt: skip
 
 
