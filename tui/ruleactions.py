@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from rich.text import Text
 
+from snitch.core.grammar import format_endpoint
 from snitch.core.model import Rule
 from snitch.core.safetext import safe
 from tui.client import ApiError
@@ -39,8 +40,7 @@ class RuleActions(DecidingApp):
         if message.what == "explain":
             initial = ""
             if row and row.rule.host and not row.rule.host.startswith("*"):
-                port = f":{row.rule.port_lo}" if row.rule.port_lo else ""
-                initial = safe(row.rule.host) + port
+                initial = format_endpoint(safe(row.rule.host), row.rule.port_lo)
             proto = str(row.rule.proto) if row else "tcp"
             self.push_screen(ExplainDialog(client.explain, initial, proto))
         elif message.what == "new":

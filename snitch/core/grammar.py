@@ -304,6 +304,14 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def format_endpoint(host: str, port: int) -> str:
+    """``host:port`` (``[v6]:port``), or the host alone for port 0: what ``parse_endpoint``
+    reads back."""
+    if not port:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 # -- lifetimes --------------------------------------------------------------------------
 
 
