@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from snitch.core.blocklist import Blocklist
+from snitch.core.explain import endpoint_query
 from snitch.core.model import Action, Proto, Query, Rule
-from snitch.core.policy import Policy, check_rule, endpoint_query, precedence_key
+from snitch.core.policy import Policy, check_rule
+from snitch.core.precedence import precedence_key
 
 ALLOW, DENY = Action.ALLOW, Action.DENY
 NOW = 1_700_000_000.0
