@@ -59,9 +59,10 @@ READING = """Reading the table (the machine was shared by several engineers' tes
 - `coderun run -- true` ≤ 2×: not met; nothing in start-up changed in this issue. The
   "Startup" section above (`python bench/bench_startup.py`) has the phases: with the
   default web ports the gateway reports ready only once mitmproxy has loaded (Session
-  waits for it); the rest is two networks and two containers before the sandbox. What
-  would remove it (not done): not waiting for mitmproxy, or loading it only when a flow
-  needs it (peek makes that rare), and a long-lived egress network.
+  waits for it); the rest is two networks and two containers before the sandbox. With
+  peek the run does not wait for mitmproxy (it still loads, in the background, for the
+  few flows that need it): the *peek* start-up row. Not done: a long-lived egress
+  network, loading mitmproxy only when a flow needs it.
 - *like a package manager*: 200 files over HTTPS from the demo internet, each with a name
   lookup (A + AAAA: answered from the forwarder's cache after the first) and a new
   connection, Python's urllib; direct = a container on the demo internet's network using
@@ -238,11 +239,13 @@ def startup(client: Any, tags: dict[str, str], sizes: Sizes, network: str) -> di
         "coderun": [sys.executable, "-m", "sandbox.cli", "run", "--mode", "enforce",
                     "--egress-network", network, "--", "true"],
     }  # fmt: skip
+    commands["coderun, peek"] = commands["coderun"]
     times: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(sizes.starts):
         for name, cmd in commands.items():
+            run_env = {**os.environ, "CODERUN_PEEK": "1" if "peek" in name else "0"}
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
+            subprocess.run(cmd, check=True, capture_output=True, env=run_env)
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -292,10 +295,11 @@ def rows(out: dict[str, Any]) -> list[list[str]]:
         row(f"like a package manager: HTTPS files/s (lookup + new connection each) — {path}",
             tls["files"]["direct"], tls["files"][path], None, "/s")  # fmt: skip
     start = out["startup"]
-    ratio = start["coderun"] / start["docker"]
-    table_rows.append(["`coderun run --mode enforce -- true`, no pool (vs `docker run --rm`)",
-                       fmt(start["docker"], "s"), fmt(start["coderun"], "s"),
-                       f"{ratio:.2f}×", "≤ 2×", met(ratio <= 2)])  # fmt: skip
+    for path in ("coderun", "coderun, peek"):
+        ratio = start[path] / start["docker"]
+        table_rows.append([f"`coderun run --mode enforce -- true`, no pool — {path} (vs "
+                           "`docker run --rm`)", fmt(start["docker"], "s"), fmt(start[path], "s"),
+                           f"{ratio:.2f}×", "≤ 2×", met(ratio <= 2)])  # fmt: skip
     return table_rows
 
 
