@@ -29,6 +29,7 @@ BENCHES = {
     "gateway": ["bench/bench_gateway.py", "--smoke"],
     "startup": ["bench/bench_startup.py", "--smoke"],
     "memory": ["bench/bench_memory.py", "--smoke"],
+    "issue18": ["bench/bench_issue18.py", "--smoke"],
 }
 
 
@@ -88,6 +89,20 @@ def test_startup_figures_are_numbers(results: dict[str, Any]) -> None:
     assert number(out["phases"]["… at +: gateway ready (gateway.json)"]) > 0
     warm = out["warm_pool"]["coderun run -- true (warm pool)"]
     assert number(warm["median"]) > 0 and warm["failures"] == 0
+
+
+def test_issue18_figures_are_numbers(results: dict[str, Any]) -> None:
+    out = results["issue18"]
+    for path in ("direct", "plain router", "coderun, no kernel cache", "coderun"):
+        assert number(out["flows"][path]["median"]["flows_per_s"]) > 0
+    for mode in ("new", "keep"):
+        for path in ("direct", "coderun", "coderun, peek", "coderun, no web ports"):
+            assert number(out["http"][mode][path]["median"]["req_per_s"]) > 0
+    for mode in ("handshake", "files"):
+        for path in ("direct", "coderun", "coderun, peek"):
+            assert number(out["tls"][mode][path]) > 0
+    for command in ("docker", "coderun", "coderun, peek"):
+        assert number(out["startup"][command]) > 0
 
 
 def test_memory_figures_are_numbers(results: dict[str, Any]) -> None:
