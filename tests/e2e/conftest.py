@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+from docker.models.containers import Container
 
 from sandbox import images
 from sandbox.internet import DemoInternet, start_internet
@@ -184,3 +185,19 @@ def run_pm(
         return Result(proc.returncode, proc.stdout, proc.stderr, seconds, latest_log(home))
 
     return run
+
+
+def pause(container: Container, deadline: float = 10.0) -> None:
+    """``docker pause``, retried while the engine's cgroup freezer reports a transient
+    "unable to freeze" (seen on a machine loaded far past its cores); any other error, or
+    still failing at the deadline, is raised."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            container.pause()
+            return
+        except docker.errors.APIError as exc:
+            if "unable to freeze" not in str(exc) or time.monotonic() > end:
+                raise
+        time.sleep(0.2)
+

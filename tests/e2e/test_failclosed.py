@@ -40,7 +40,7 @@ from sandbox.session import Session
 from snitch.core.model import Mode
 from snitch.core.settings import NetworkShape, RunSettings
 from snitch.gateway.kernelcache import ALIVE_MS
-from tests.e2e.conftest import coderun_cmd, wait_for
+from tests.e2e.conftest import coderun_cmd, pause, wait_for
 from tests.escape.helpers import objects_of
 
 pytestmark = pytest.mark.docker
@@ -282,7 +282,7 @@ def docker_kill(container: Container) -> None:
 
 
 def docker_pause(container: Container) -> None:
-    container.pause()
+    pause(container)
 
 
 @pytest.mark.parametrize(
@@ -361,7 +361,7 @@ def test_paused_gateway_holds_new_connections_until_it_resumes(
         assert session.sandbox is not None and session.gateway is not None
         session.sandbox.start()
         wait_for(lambda: read().successes() >= 5, "the loop's first connections", timeout=60)
-        session.gateway.pause()
+        pause(session.gateway)
         paused_at = time.monotonic() + ALIVE_MS / 1000  # the cache's last heartbeat ran out
         # Wait until 20 attempts that started while paused have ended.
         wait_for(

@@ -32,7 +32,7 @@ from sandbox.internet import DemoInternet
 from snitch.core.logfile import read_log
 from snitch.core.model import Action, DecisionRequest, EntryKind, Pending
 from snitch.review.client import GatewayClient
-from tests.e2e.conftest import coderun_cmd, wait_for
+from tests.e2e.conftest import coderun_cmd, pause, wait_for
 from tests.escape.helpers import objects_of
 
 pytestmark = pytest.mark.docker
@@ -542,7 +542,7 @@ def test_slow_verdict_logs_a_flow_once(
         session.start()
         assert session.sandbox is not None and session.gateway is not None
         session.sandbox.start()
-        session.gateway.pause()  # a slow handler: the first SYN waits in the queue ...
+        pause(session.gateway)  # a slow handler: the first SYN waits in the queue ...
         session.sandbox.exec_run(["touch", "/tmp/coderun-go"])
         # ... until the sandbox retransmits it (after its 1 s RTO): two copies queued.
         wait_for(lambda: queued(session.gateway) >= 2, "the SYN and its retransmission")
