@@ -8,7 +8,7 @@ from typing import Any
 
 from dnslib import CNAME, QTYPE, RR, A, DNSRecord
 
-from snitch.core.model import Action, Mode, Rule
+from snitch.core.model import Action, Mode, Proto, Rule
 from snitch.gateway.fakeip import SYNTHETIC_TTL
 from tests.fakes import answer_a
 from tests.snitch.test_dns_forwarder import HOST, OUTSIDE, ask, forwarder, query
@@ -75,6 +75,16 @@ def test_a_tcp_query_goes_upstream_over_tcp() -> None:
         asyncio.run(fwd.resolve(query("api.example.test"), "172.30.5.3", tcp=tcp))
         fwd.cache._entries.clear()  # (or the second is answered from the cache)
     assert seen == [True, False]
+    fwd.cache._entries.clear()
+    asyncio.run(fwd.lookup("api.example.test"))  # the gateway's own lookups go over UDP
+    assert seen == [True, False, False]
+
+
+def test_a_name_allowed_for_connections_may_be_looked_up() -> None:
+    rule = Rule(Action.ALLOW, host="api.example.test", proto=Proto.TCP, port_lo=443, port_hi=443)
+    fwd, up, logged = forwarder([rule])
+    assert [str(r.rdata) for r in ask(fwd, query("api.example.test")).rr] == [OUTSIDE]
+    assert logged[-1]["verdict"] == "allow"
 
 
 def test_the_chain_s_names_are_learnt_for_its_address() -> None:

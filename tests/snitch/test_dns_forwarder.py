@@ -40,6 +40,7 @@ OUTSIDE = "203.0.113.9"
 EGRESS = "172.29.0.0/16"
 HOST = "172.29.0.1"
 
+
 def forwarder(
     rules: list[Rule],
     answer: Answerer | None = None,
@@ -436,7 +437,10 @@ def test_on_the_wire_the_upstream_sees_the_judged_question_with_a_fresh_id(
     fwd.cache = DnsCache(max_ttl=0)  # every query goes upstream
     for _ in range(4):
         out = asyncio.run(fwd.resolve(query("WWW.Example.Test", qid=4660), CLIENT, tcp=tcp))
-        assert out is not None and DNSRecord.parse(out).header.id == 4660
+        assert out is not None
+        reply = DNSRecord.parse(out)
+        assert (reply.header.id, reply.header.rcode) == (4660, RCODE.NOERROR)
+        assert [str(rr.rdata) for rr in reply.rr] == [OUTSIDE]
     assert [str(q.q.qname) for q in upstream.received] == ["www.example.test."] * 4
     assert sum(q.header.id == 4660 for q in upstream.received) < 2
 

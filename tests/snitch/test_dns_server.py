@@ -41,6 +41,14 @@ async def udp_ask(port: int, data: bytes) -> DNSRecord:
 
 async def test_udp_and_tcp_queries_are_answered_and_garbage_ends_a_tcp_stream() -> None:
     fwd, up, logged = forwarder(list(RULES))
+    over_tcp: list[bool] = []
+    upstream = fwd.forward
+
+    async def forward(data: bytes, tcp: bool) -> bytes:
+        over_tcp.append(tcp)
+        return await upstream(data, tcp)
+
+    fwd.forward = forward  # type: ignore[method-assign]
     await fwd.start("127.0.0.1", 0)
     try:
         udp_port, _ = ports(fwd)
@@ -61,15 +69,24 @@ async def test_udp_and_tcp_queries_are_answered_and_garbage_ends_a_tcp_stream() 
         await writer.drain()
         assert await asyncio.wait_for(reader.read(), 5) == b""  # the server hung up
         writer.close()
-        assert [e.get("qname") for e in logged if e.get("kind") == "dns"] == [
-            "api.example.test", "www.example.test", "www.example.test",
+        assert [(e.get("qname"), e.get("src")) for e in logged if e.get("kind") == "dns"] == [
+            ("api.example.test", "127.0.0.1"), ("www.example.test", "127.0.0.1"),
+            ("www.example.test", "127.0.0.1"),
         ]  # fmt: skip
+        assert over_tcp == [False, True]  # (the second www query is answered from the cache)
         assert any("dropped bad DNS query" in e.get("message", "") for e in logged)
     finally:
         fwd.close()
     await asyncio.sleep(0)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", tcp_port)
+    with pytest.raises(TimeoutError):  # nobody answers on the UDP port any more
+        await asyncio.wait_for(udp_ask(udp_port, query("api.example.test")), 0.5)
+
+
+def test_a_forwarder_never_started_closes() -> None:
+    fwd, _, _ = forwarder(list(RULES))
+    fwd.close()
 
 
 async def test_a_garbage_datagram_gets_no_answer_and_the_server_goes_on() -> None:
