@@ -100,3 +100,31 @@ def test_a_placeholder_becomes_the_value_only_at_its_bound_host(
         if path.is_file():
             assert value.encode() not in path.read_bytes(), path
     assert value not in result.stdout and value not in result.stderr
+
+
+def test_ask_mode_synthetic_addresses_still_release_to_the_bound_host(
+    run_coderun: Callable[..., Result], internet: DemoInternet, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """In ask mode the sandbox gets synthetic addresses: the bound host is recognised by
+    the synthetic address given for its name (rules decide here; nobody is asked)."""
+    value = "real-" + secrets.token_hex(12)
+    monkeypatch.setenv("TOKEN", value)
+    ca = tmp_path / "internet-ca.pem"
+    ca.write_bytes(internet.ca_pem())
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rule]]\naction = "allow"\nhost = "api.example.test"\n')
+    since = len(internet.logs())
+    curl = "curl -sS -o /dev/null -w '%{http_code}\\n' --max-time 10"
+    result = run_coderun(
+        "--mode", "ask", "--prompt", "none", "--policy", str(policy), "--upstream-ca", str(ca),
+        "--secret", "TOKEN", "--secret-host", "TOKEN=api.example.test", "--", "sh", "-c",
+        f'{curl} -H "X-Token: $TOKEN" http://api.example.test/record/ask; '
+        f'{curl} -H "X-Token: $TOKEN" https://api.example.test/record/asktls',
+    )  # fmt: skip
+    assert result.status == 0, result.stderr
+    assert result.stdout.split() == ["200", "200"], result.stderr
+    got = records(internet, since)
+    assert [r["path"] for r in got] == ["/record/ask", "/record/asktls"]
+    assert all(r["headers"]["x-token"] == value for r in got)  # type: ignore[index]
+    assert not [e for e in result.log if e.kind is EntryKind.LEAK]
