@@ -137,6 +137,24 @@ def _publish(value: Any) -> list[str]:
     return list(value)
 
 
+def _strings(what: str) -> Check:
+    def check(value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ValueError(f"must be a list of {what} strings")
+        return list(value)
+
+    return check
+
+
+def _secret_hosts(value: Any) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise ValueError('must be a table, e.g. { GITHUB_TOKEN = ["api.github.com"] }')
+    for key, hosts in value.items():
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+            raise ValueError(f"{key!r}: a list of host names")
+    return {k: list(v) for k, v in value.items()}
+
+
 def _env(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError('must be a table of strings, e.g. { NODE_ENV = "test" }')
@@ -175,6 +193,10 @@ TOP_KEYS: dict[str, tuple[str, Check]] = {
     "interactive": ("interactive", _bool),
     "tty": ("tty", _bool),
     "publish": ("publish", _publish),
+    # docs/files-and-secrets.md: the values never go in a profile, only their names.
+    "secrets": ("secret", _strings('"NAME" or "NAME=@FILE"')),
+    "secret_hosts": ("secret_host", _secret_hosts),
+    "shares": ("share", _strings('"PATH[:CONTAINER_PATH][:ro|rw]"')),
 }
 
 
@@ -236,13 +258,25 @@ class Profile:
             out["env"] = tuple(f"{k}={v}" for k, v in out["env"].items())
         if "publish" in out:
             out["publish"] = tuple(out["publish"])
+        if "secret" in out:
+            out["secret"] = tuple(out["secret"])
+        if "secret_host" in out:
+            out["secret_host"] = tuple(f"{k}={','.join(v)}" for k, v in out["secret_host"].items())
+        if "share" in out:
+            out["share"] = tuple(resolve_mount(m, cwd or Path.cwd()) if ":" in m
+                                 else str(resolve_path(m, cwd or Path.cwd()))
+                                 for m in out["share"])  # fmt: skip
         return out
+
+
+def resolve_path(host: str, cwd: Path) -> Path:
+    path = Path(os.path.expanduser(host))
+    return (path if path.is_absolute() else cwd / path).resolve()
 
 
 def resolve_mount(mount: str, cwd: Path) -> str:
     host, rest = mount.split(":", 1)
-    path = Path(os.path.expanduser(host))
-    return f"{(path if path.is_absolute() else cwd / path).resolve()}:{rest}"
+    return f"{resolve_path(host, cwd)}:{rest}"
 
 
 def _check_keys(

@@ -225,3 +225,15 @@ def test_a_profile_may_take_the_terminal_and_publish(tmp_path: Path) -> None:
     text = 'command = ["bash"]\ntty = true\ninteractive = true\npublish = ["0.0.0.0:8080:80"]\n'
     opts = loads_profile(text, tmp_path / "sh.toml").run_options()
     assert (opts["tty"], opts["interactive"], opts["publish"]) == (True, True, ("0.0.0.0:8080:80",))
+
+
+def test_a_profile_names_secrets_their_hosts_and_shares(tmp_path: Path) -> None:
+    text = ('command = ["bash"]\nsecrets = ["TOKEN", "KEY=@~/key"]\n'
+            'secret_hosts = { TOKEN = ["api.example.test", "b.example.test"] }\n'
+            'shares = ["data", "conf:/etc/app:rw"]\n')  # fmt: skip
+    opts = loads_profile(text, tmp_path / "s.toml").run_options(cwd=tmp_path)
+    assert opts["secret"] == ("TOKEN", "KEY=@~/key")
+    assert opts["secret_host"] == ("TOKEN=api.example.test,b.example.test",)
+    assert opts["share"] == (str(tmp_path / "data"), f"{tmp_path / 'conf'}:/etc/app:rw")
+    with pytest.raises(PolicyError):
+        loads_profile('secret_hosts = { TOKEN = "a.test" }\n', tmp_path / "bad.toml")
