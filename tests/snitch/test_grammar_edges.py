@@ -151,6 +151,8 @@ def test_parent_patterns_and_networks() -> None:
     assert parent_pattern("a.b.example.test.") == "*.b.example.test"
     assert parent_pattern("example.test.") == "*.example.test"  # never *.test
     assert parent_pattern("localhost") == "*.localhost"
+    assert parent_pattern("api.TEX") == "*.api.TEX"  # (only dots are stripped)
+    assert parent_pattern("a.b.TEX.") == "*.b.TEX"
     assert network_of("192.0.2.77", 24) == "192.0.2.0/24"
     assert network_of("2001:db8::7", 64) == "2001:db8::/64"
     assert network_of("192.0.2.77", 32) == "192.0.2.77/32"
