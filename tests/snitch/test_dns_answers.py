@@ -4,9 +4,10 @@ synthetic answers as the sandbox receives them."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
-from dnslib import CNAME, QTYPE, RR, A, DNSRecord
+from dnslib import CNAME, QTYPE, RCODE, RR, A, DNSRecord
 
 from snitch.core.model import Action, Mode, Proto, Rule
 from snitch.gateway.fakeip import SYNTHETIC_TTL
@@ -105,3 +106,16 @@ def test_the_chain_s_names_are_learnt_for_its_address() -> None:
 def test_a_new_forwarder_asks_port_53_and_has_no_synthetic_answers() -> None:
     fwd, _, _ = forwarder(list(API))
     assert (fwd.upstream_port, fwd.fake, fwd.session) == (53, None, "s1")
+
+
+def test_refused_queries_are_logged_whole() -> None:
+    fwd, up, logged = forwarder(list(API))
+    ask(fwd, query("API.Example.TEST.", "ANY"))
+    no_question = struct.pack("!HHHHHH", 9, 0x0100, 0, 0, 0, 0)
+    assert ask(fwd, no_question).header.rcode == RCODE.FORMERR
+    assert entries(logged) == [
+        {**COMMON, "verdict": "deny", "reason": "refused: query type ANY is not on the list",
+         "qname": "api.example.test", "qtype": "ANY"},
+        {**COMMON, "verdict": "deny", "reason": "refused: not a query with exactly one question"},
+    ]  # fmt: skip
+    assert up.sent == []
