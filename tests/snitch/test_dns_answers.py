@@ -110,7 +110,7 @@ def test_a_new_forwarder_asks_port_53_and_has_no_synthetic_answers() -> None:
 
 def test_refused_queries_are_logged_whole() -> None:
     fwd, up, logged = forwarder(list(API))
-    ask(fwd, query("API.Example.TEST.", "ANY"))
+    ask(fwd, query("API.Example.TEST", "ANY"))
     no_question = struct.pack("!HHHHHH", 9, 0x0100, 0, 0, 0, 0)
     assert ask(fwd, no_question).header.rcode == RCODE.FORMERR
     assert entries(logged) == [
