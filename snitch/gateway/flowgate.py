@@ -141,12 +141,28 @@ class FlowGate:
                     # A retransmitted SYN of a flow just decided: the same verdict, no line.
                     self.apply(pkt, hit[0], key)
                     return
-            self.judge(pkt, key)
+            self.judge_packet(pkt, key)
         except Exception as exc:  # pragma: no cover
             log.exception("deciding %s", key)
             self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
 
-    def judge(self, pkt: QueuedPacket, key: FlowKey) -> None:
+    def judge(self, query: Query) -> Decision | None:
+        """The rules' verdict on ``query``; None in ask mode when no rule decides it (then
+        a person does: ``hold`` the flow)."""
+        if self.rules.mode is Mode.ASK and self.asker is not None:
+            return self.rules.decide(query)
+        return self.rules.verdict(query)
+
+    def hold(
+        self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str = ""
+    ) -> None:
+        """Hold a flow for a person (after ``judge`` said None); nobody to ask: dropped."""
+        if self.asker is None:
+            packet.drop()
+        else:
+            self.asker.hold(packet, key, names, claimed)
+
+    def judge_packet(self, pkt: QueuedPacket, key: FlowKey) -> None:
         rules_alone = self.asker is None and self.fake is None  # enforce or audit
         if rules_alone:
             kept = self._verdicts.get((key.proto, key.dst, key.dport))
@@ -176,17 +192,13 @@ class FlowGate:
             self._defer(key)
             self.apply(pkt, Decision(Action.ALLOW), key, proxy=True)
             return
-        if self.rules.mode is not Mode.ASK or self.asker is None:
-            verdict = self.rules.verdict(query)
-            if rules_alone:
-                self._keep(key, verdict, names)
-            self.finish(pkt, key, verdict, names=names)
-            return
-        decision = self.rules.decide(query)
+        decision = self.judge(query)
         if decision is None:
-            self.asker.hold(pkt, key, names)
-        else:
-            self.finish(pkt, key, decision)
+            self.hold(pkt, key, names)
+            return
+        if rules_alone:
+            self._keep(key, decision, names)
+        self.finish(pkt, key, decision, names=names)
 
     def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> None:
         if len(self._verdicts) >= VERDICTS_KEPT:

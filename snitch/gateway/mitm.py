@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snitch.core.grammar import Origin, is_address
-from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Mode, Proto, Query
+from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Proto, Query
 from snitch.core.settings import SecretBinding
 from snitch.gateway.asker import claimed_note
 from snitch.gateway.secrets import SecretsAddon
@@ -170,15 +170,11 @@ class SnitchAddon:
             names = (sni,)
         elif sni:
             claimed = sni  # judged by its address; the name is shown as unverified
-        query = Query(Proto.TCP, key.dst, key.dport, names)
-        if gate.rules.mode is Mode.ASK and gate.asker is not None:
-            decision = gate.rules.decide(query)
-            if decision is None:
-                future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                gate.asker.hold(FutureVerdict(future), key, names, claimed)
-                return await future
-        else:
-            decision = gate.rules.verdict(query)
+        decision = gate.judge(Query(Proto.TCP, key.dst, key.dport, names))
+        if decision is None:  # ask mode, no rule: a person decides
+            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            gate.hold(FutureVerdict(future), key, names, claimed)
+            return await future
         if claimed:
             decision = dataclasses.replace(
                 decision, reason=f"{decision.reason} ({claimed_note(claimed)})"
