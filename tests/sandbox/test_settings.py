@@ -44,12 +44,6 @@ from snitch.core.settings import (
 from snitch.gateway.main import Gateway
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CODERUN_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 class Stop(Exception):
     """Raised where the run would start its session."""
 
