@@ -38,6 +38,15 @@ from typing import Any
 
 from sandbox import paths
 from sandbox.port_prompt import ask_port, new_ports
+from sandbox.prompt_text import (
+    ANSWERS,
+    lasting_target,
+    options_text,
+    question_text,
+    rule_preview,
+    same_target,
+    where,
+)
 from sandbox.session import Session
 from sandbox.textout import rule_text, show_name, write_trusted
 from snitch.core.grammar import Lifetime, Topic
@@ -45,67 +54,12 @@ from snitch.core.model import Action, DecisionRequest, Pending, Rule, Target
 from snitch.core.safetext import safe, safe_block
 from snitch.review.client import ApiError, GatewayClient
 
-ANSWERS = {
-    "a": (Action.ALLOW, Lifetime.ONCE),
-    "A": (Action.ALLOW, Lifetime.ALWAYS),
-    "d": (Action.DENY, Lifetime.ONCE),
-    "D": (Action.DENY, Lifetime.ALWAYS),
-}
 SETTLE_SECONDS = 0.25  # an answer this soon after its question was typed before it
 HOLD_CHARS = 4 * 1024 * 1024  # output held while asking; beyond it the command waits
 TAG_ON, TAG_OFF = "\x1b[7m", "\x1b[0m"  # reverse video around "coderun" (a terminal only)
 TAG = "coderun"
 
 Line = tuple[float, str] | None  # (time.monotonic() it was read, text); None: end of input
-
-
-def where(item: Pending) -> str:
-    """``NAME 443/tcp`` for a person: the verified name (or the address), escaped."""
-    port = "icmp" if item.proto == "icmp" else f"{item.dport}/{safe(item.proto)}"
-    if item.kind == "dns":
-        return f"{show_name(item.label)} (lookup)"
-    return f"{show_name(item.label) if item.names else safe(item.dst)} {port}"
-
-
-def lasting_target(item: Pending) -> str | None:
-    """What an "always" rule on ``item`` is stored for: its verified name, else its real
-    address; None for a synthetic address without a name (never a rule target)."""
-    if item.names:
-        return item.names[0]
-    return None if item.synthetic else item.dst
-
-
-def question_text(item: Pending) -> str:
-    """The question, untrusted parts escaped (without the tag)."""
-    what = "lookup of" if item.kind == "dns" else "connection to"
-    text = f"Allow {what} {where(item)}"
-    if item.names and not item.synthetic and item.kind != "dns":
-        text += f" (address {safe(item.dst)})"
-    elif item.synthetic:
-        text += " (not looked up yet)"
-    if item.claimed:
-        text += f", which claims to be {show_name(item.claimed)} (unverified)"
-    if item.flows > 1:
-        text += f" [{item.flows} connections]"
-    return text + "? "
-
-
-def options_text(item: Pending) -> str:
-    if lasting_target(item) is None:
-        return "[a]llow once / [d]eny once "
-    return "[a]llow once / [A]lways / [d]eny / [D]eny always "
-
-
-def rule_preview(item: Pending, action: Action) -> str:
-    """The lasting rule an "always" answer stores (as the gateway makes it)."""
-    target = lasting_target(item) or ""
-    port = f":{item.dport}" if item.proto in ("tcp", "udp") else ""
-    proto = "dns" if item.kind == "dns" else safe(item.proto)
-    return f"{action} {show_name(target)}{port}/{proto}"
-
-
-def _same_target(typed: str, target: str) -> bool:
-    return typed.strip().lower().rstrip(".") == target.lower().rstrip(".")
 
 
 class _StdinLines(threading.Thread):
@@ -360,7 +314,7 @@ class LinePrompt:
         line = await self._answer()
         if line is None or isinstance(line, _Withdrawn):
             return line
-        if _same_target(line, target):
+        if same_target(line, target):
             return True
         self._say(f"not stored: that is not {show_name(target)}")
         return False

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.line_prompt import (
+from sandbox.prompt_text import (
     lasting_target,
     options_text,
     question_text,
