@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from rich.text import Text
 
-from snitch.core.grammar import Lifetime, choices, is_address, lifetime_text
+from snitch.core.grammar import Lifetime, choices, format_port, is_address, lifetime_text
 from snitch.core.model import EntryKind, LogEntry, Pending, Proto, Rule
 from snitch.core.safetext import ELLIPSIS, safe
 from tui.inert import shown_name
@@ -164,10 +164,7 @@ def filter_matches(query: str, entry: LogEntry) -> bool:
 def rule_target(rule: Rule, width: int | None = None) -> str:
     """What a rule matches (``api.example.test:443/tcp``), made safe; a long name is
     elided in the middle to fit ``width``."""
-    port = ""
-    if rule.port_lo:
-        port = f":{rule.port_lo}"
-        port += f"-{rule.port_hi}" if rule.port_hi != rule.port_lo else ""
+    port = f":{format_port(rule.port_lo, rule.port_hi)}" if rule.port_lo else ""
     tail = port + safe(rule.path_prefix or "") + f"/{safe(rule.proto)}"
     if rule.host:
         room = None if width is None else max(12, width - len(tail))
