@@ -51,7 +51,6 @@ class FlowGate:
         self.names = names
         self.bus = bus
         self.session = session
-        self.garbage = 0
         self.asker: Asker | None = None  # set in ask mode
         self.fake: FakeIPs | None = None  # set in ask mode: synthetic answers to route
         # Notes which rule let each flow through; cuts them when it ends (not in audit).
@@ -390,7 +389,6 @@ class FlowGate:
         )  # fmt: skip
 
     def _dropped(self, why: str) -> None:
-        self.garbage += 1
         self.bus.log(
             LogEntry(
                 EntryKind.EVENT, session=self.session, verdict="deny", message=f"dropped: {why}"
