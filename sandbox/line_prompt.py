@@ -50,7 +50,7 @@ from sandbox.prompt_text import (
 from sandbox.session import Session
 from sandbox.textout import rule_text, show_name, write_trusted
 from snitch.core.grammar import Lifetime, Topic
-from snitch.core.model import Action, DecisionRequest, Pending, Rule, Target
+from snitch.core.model import Action, DecisionRequest, Pending, Target
 from snitch.core.safetext import safe, safe_block
 from snitch.review.client import ApiError, GatewayClient
 
@@ -359,11 +359,10 @@ class LinePrompt:
                 self._say(f"the decision on {where(item)} failed: {safe(exc)}")
             return
         verb = "allowed" if action is Action.ALLOW else "denied"
-        rule = result.get("rule")
-        if lifetime == Lifetime.ONCE or not rule:
+        stored = result.rule
+        if lifetime == Lifetime.ONCE or stored is None:
             self._say(f"{verb} once: {where(item)}")
         else:
-            stored = Rule.from_dict(rule)
             self._say(f"{verb} always: {where(item)} (stored rule {safe(stored.id)}: "
                       f"{rule_text(stored)})")  # fmt: skip
 

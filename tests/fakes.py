@@ -24,6 +24,7 @@ from typing import Any
 
 from dnslib import QTYPE, RR, A, DNSRecord
 
+from snitch.core.apitypes import SessionInfo
 from snitch.core.model import (
     Action,
     Decision,
@@ -204,7 +205,7 @@ class ApiGateway:
         self.asker = Asker(self.rules, self.bus, session, self.finish, timeout=30)
         self.socket = tmp / "api.sock"
         self.api = ControlApi(self.socket, TOKEN, self.bus, self.rules, self.asker,
-                              lambda: {"session": session, "mode": "ask"})  # fmt: skip
+                              lambda: SessionInfo(session, "ask"))  # fmt: skip
 
     def finish(self, pkt: Any, key: FlowKey, decision: Decision, verdict: str,
                names: tuple[str, ...]) -> None:  # fmt: skip

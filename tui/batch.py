@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
+from snitch.core.apitypes import SessionInfo
 from snitch.core.grammar import Topic
-from snitch.core.model import PROMPT_COUNTS, Event, LogEntry, Pending, PromptCounts
+from snitch.core.model import Event, LogEntry, Pending, PromptCounts
 
 FLUSH_EVERY = 0.1
 """Seconds between two applications of gathered events (a flood redraws 10 times a second)."""
@@ -28,7 +28,7 @@ class Changes:
     pending: dict[str, Pending | None] = field(default_factory=dict)  # None: decided/expired
     log: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
     rules: bool = False
-    info: dict[str, Any] | None = None
+    info: SessionInfo | None = None
     counts: PromptCounts | None = None
     events: int = 0
 
@@ -62,9 +62,9 @@ class EventBatch:
         elif topic == Topic.RULES:
             changes.rules = True
         elif topic == Topic.SESSION:
-            changes.info = dict(data)
-            if isinstance(data.get(PROMPT_COUNTS), dict):
-                changes.counts = PromptCounts.from_dict(data[PROMPT_COUNTS])
+            changes.info = SessionInfo.from_dict(data)
+            if changes.info.prompts is not None:
+                changes.counts = changes.info.prompts
         elif topic == Topic.PROMPTS:
             changes.counts = PromptCounts.from_dict(data)
         changes.events += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from snitch.core.apitypes import DecideResult, SessionInfo
 from snitch.core.model import DecisionRequest, Event, LogEntry, Pending, Rule
 from snitch.review.client import ApiError, GatewayClient
 
@@ -25,7 +26,7 @@ class GatewayLike(Protocol):
     session: str
     """The session id, shown as the label of the session's items."""
 
-    async def info(self) -> dict[str, Any]: ...
+    async def info(self) -> SessionInfo: ...
 
     async def pending(self) -> list[Pending]: ...
 
@@ -38,8 +39,8 @@ class GatewayLike(Protocol):
         "matches": [{"rule": {...}, "describe": str, "why": str}, ...]}``."""
         ...
 
-    async def decide(self, request: DecisionRequest) -> dict[str, Any]:
-        """``{"decided": [ids], "rule": dict | None}``; ApiError(409) if already decided."""
+    async def decide(self, request: DecisionRequest) -> DecideResult:
+        """The ids decided and the rule stored; ApiError(409) if already decided."""
         ...
 
     async def add_rule(self, rule: Rule) -> Rule: ...

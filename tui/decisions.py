@@ -138,7 +138,7 @@ class DecidingApp(App[None]):
         except (ApiError, OSError) as exc:
             await self._not_decided(link, exc)
             return
-        question = lasting_rule_text(preview.get("rule"), subject, self.clock())
+        question = lasting_rule_text(preview.rule, subject, self.clock())
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -160,7 +160,7 @@ class DecidingApp(App[None]):
             self.pending_view.set_busy(keys, "")
             await self._not_decided(link, exc)
             return
-        if result.get("rule"):  # a lasting rule was made: show it
+        if result.rule is not None:  # a lasting rule was made: show it
             self._reload_rules(link.index)
 
     async def _not_decided(self, link: SessionLink, exc: ApiError | OSError) -> None:

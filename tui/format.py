@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from rich.text import Text
@@ -172,15 +171,14 @@ def rule_target(rule: Rule, width: int | None = None) -> str:
     return safe(rule.cidr or "*") + tail
 
 
-def lasting_rule_text(rule: dict[str, Any] | None, subject: Text, now: float) -> Text:
+def lasting_rule_text(stored: Rule | None, subject: Text, now: float) -> Text:
     """The question before a lasting decision: the rule the gateway will store."""
     text = Text("Decide: ", style="bold")
     text.append_text(subject)
-    if rule is None:
+    if stored is None:
         text.append("\n\nNo rule will be stored (the gateway made none for this decision).")
         text.append("\n\nSend it?")
         return text
-    stored = Rule.from_dict(rule)
     life = lifetime_text(stored, now, LIFETIME_PARTS)
     span: dict[str, str] = {
         Lifetime.ALWAYS: "from now on, in every session",

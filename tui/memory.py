@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from snitch.core.apitypes import DecideResult, SessionInfo
 from snitch.core.grammar import Lifetime
 from snitch.core.model import (
     DecisionRequest,
@@ -92,9 +93,12 @@ class MemoryGateway:
         """An event stream opens (a subclass may refuse it)."""
 
     # -- GatewayLike -------------------------------------------------------------------------
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> SessionInfo:
         self._check("info")
-        return {"session": self.session, **self.extra}
+        return self._info()
+
+    def _info(self) -> SessionInfo:
+        return SessionInfo.from_dict({"session": self.session, **self.extra})
 
     async def pending(self) -> list[Pending]:
         self._check("pending")
@@ -112,14 +116,14 @@ class MemoryGateway:
         self._check("explain", (host, port, proto))
         return self.explanation
 
-    async def decide(self, request: DecisionRequest) -> dict[str, Any]:
+    async def decide(self, request: DecisionRequest) -> DecideResult:
         self._check("decide", request)
         if request.dry_run:  # like the gateway: the rule it would store, nothing changed
             self.previews.append(request)
             if not request.pattern and request.pending_id not in self.items:
                 raise ApiError(409, "not pending")
             would = self._rule_for(request, self._targets(request))
-            return {"rule": would.to_dict() if would else None, "decided": []}
+            return DecideResult((), would, dry_run=True)
         self.decisions.append(request)
         ids = self._targets(request)
         made = self._rule_for(request, ids)
@@ -130,7 +134,7 @@ class MemoryGateway:
         if self.auto_decide:
             for pending_id in ids:
                 self.resolve(pending_id, str(request.action))
-        return {"decided": ids, "rule": made.to_dict() if made else None}
+        return DecideResult(tuple(ids), dataclasses.replace(made) if made else None)
 
     def _targets(self, request: DecisionRequest) -> list[str]:
         if request.pattern:
@@ -199,7 +203,7 @@ class MemoryGateway:
         self._queues.append(queue)
         self.connects += 1
         try:
-            yield Event("session", {"id": self.session, **self.extra})
+            yield Event("session", self._info().to_dict())
             for item in list(self.items.values()):  # like the real API: the queue first
                 yield Event("pending", item.to_dict())
             for old in self.replay:

@@ -11,8 +11,8 @@ import contextlib
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from snitch.core.apitypes import SessionInfo
 from snitch.core.model import Event, PromptCounts
 from tui.client import ApiError, GatewayLike
 from tui.format import short_session
@@ -39,7 +39,7 @@ class SessionLink:
     state: LinkState = LinkState.CONNECTING
     failures: int = 0
     error: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
+    info: SessionInfo | None = None  # from the gateway's ``session`` event
     counts: PromptCounts = field(default_factory=PromptCounts)  # what the gateway held back
 
     @property

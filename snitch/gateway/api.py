@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from snitch.core.apitypes import SessionInfo
 from snitch.core.explain import endpoint_query
 from snitch.core.grammar import Topic
 from snitch.core.model import DecisionRequest, Proto, Rule
@@ -55,7 +56,7 @@ class ControlApi:
         bus: EventBus,
         rules: RuleBook,
         asker: Asker | None,
-        info: Callable[[], dict[str, Any]],
+        info: Callable[[], SessionInfo],
         uid: int | None = None,
         gid: int | None = None,
     ) -> None:
@@ -182,7 +183,7 @@ class ControlApi:
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
                 b"Connection: close\r\n\r\n"
             )
-            first = {"topic": Topic.SESSION, "data": self.info(), "seq": 0}
+            first = {"topic": Topic.SESSION, "data": self.info().to_dict(), "seq": 0}
             writer.write(json.dumps(first).encode() + b"\n")
             if self.asker is not None:
                 for item in self.asker.pending():
@@ -238,7 +239,7 @@ class ControlApi:
         return 200, await self.ports.forward(r.body)
 
     async def _info(self, _r: Request) -> tuple[int, Any]:
-        return 200, self.info()
+        return 200, self.info().to_dict()
 
     async def _pending(self, _r: Request) -> tuple[int, Any]:
         items = self.asker.pending() if self.asker is not None else []
@@ -247,7 +248,7 @@ class ControlApi:
     async def _decide(self, r: Request) -> tuple[int, Any]:
         if self.asker is None:
             return 409, {"error": "this session is not in ask mode"}
-        return 200, self.asker.decide(DecisionRequest.from_dict(r.body), by="api")
+        return 200, self.asker.decide(DecisionRequest.from_dict(r.body), by="api").to_dict()
 
     async def _rules_list(self, _r: Request) -> tuple[int, Any]:
         return 200, [rule.to_dict() for rule in self.rules.all_rules()]

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from snitch.core.apitypes import DecideResult
 from snitch.core.grammar import (
     Lifetime,
     Origin,
@@ -208,7 +209,7 @@ class Asker:
         return counts
 
     # -- decisions --------------------------------------------------------------------------
-    def decide(self, request: DecisionRequest, by: str = "api") -> dict[str, object]:
+    def decide(self, request: DecisionRequest, by: str = "api") -> DecideResult:
         """Apply a person's decision; returns the ids it decided and the rule it made.
 
         With ``request.dry_run`` nothing changes: the answer says what would be decided
@@ -220,18 +221,18 @@ class Asker:
             raise DecideError(409, f"{request.pending_id} is not pending (decided or expired)")
         if request.lifetime == Lifetime.ONCE:
             if request.dry_run:
-                return {"decided": [held.item.id], "rule": None, "dry_run": True}
+                return DecideResult((held.item.id,), None, dry_run=True)
             decision = Decision(
                 request.action, None, f"ask: {request.action} once by {by}", Origin.PERSON
             )
             self._release(held, decision, by)
-            return {"decided": [held.item.id], "rule": None}
+            return DecideResult((held.item.id,))
         rule = self.rule_for(held.item, request)
         if request.dry_run:
             return self._dry_run(rule)
         return self._apply_rule(rule, by)
 
-    def _decide_pattern(self, request: DecisionRequest, by: str) -> dict[str, object]:
+    def _decide_pattern(self, request: DecisionRequest, by: str) -> DecideResult:
         pattern = request.pattern.lower()
         rule = Rule(action=request.action, host=pattern, source="prompt", note=request.note)
         if request.lifetime != Lifetime.ONCE:
@@ -243,11 +244,11 @@ class Asker:
         chosen = [h for h in self.held.values() if matcher.decide(h.query()) is not None]
         ids = [h.item.id for h in chosen]
         if request.dry_run:
-            return {"decided": ids, "rule": None, "dry_run": True}
+            return DecideResult(tuple(ids), None, dry_run=True)
         reason = f"ask: {request.action} once by {by} ({pattern})"
         for held in chosen:
             self._release(held, Decision(request.action, None, reason, Origin.PERSON), by)
-        return {"decided": ids, "rule": None}
+        return DecideResult(tuple(ids))
 
     def rule_for(self, item: Pending, request: DecisionRequest) -> Rule:
         """The lasting rule a decision on ``item`` means: by name where a verified one is
@@ -290,19 +291,19 @@ class Asker:
         elif not isinstance(life, Lifetime):
             rule.expires_at = self.clock() + life
 
-    def _dry_run(self, rule: Rule) -> dict[str, object]:
+    def _dry_run(self, rule: Rule) -> DecideResult:
         """What storing ``rule`` would decide now; nothing changes."""
         check_rule(rule)  # the error the real decision would get
         ids = [
             h.item.id for h in self.held.values()
             if self.rules.decide_with(rule, h.query()) is not None
         ]  # fmt: skip
-        return {"decided": ids, "rule": rule.to_dict(), "dry_run": True}
+        return DecideResult(tuple(ids), dataclasses.replace(rule), dry_run=True)
 
-    def _apply_rule(self, rule: Rule, by: str) -> dict[str, object]:
+    def _apply_rule(self, rule: Rule, by: str) -> DecideResult:
         rule = self.rules.add_rule(rule)
         decided = self.recheck(by)
-        return {"decided": decided, "rule": rule.to_dict()}
+        return DecideResult(tuple(decided), dataclasses.replace(rule))
 
     def recheck(self, by: str = "rules") -> list[str]:
         """Release every held item that the rules now decide (after a rule change)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from snitch.core.apitypes import SessionInfo
 from snitch.core.grammar import GatewayState
 from snitch.core.session_dir import GatewayStatus, SessionDir
 from snitch.core.settings import GatewaySettings, PrivateAnswers, RunSettings
@@ -194,19 +196,20 @@ class Gateway:
             private=self.private,
         )
 
-    def info(self) -> dict[str, object]:
-        return {
-            "session": self.session,
-            "mode": str(self.mode),
-            "command": self.command,
-            "image": self.image,
-            "started": self.started,
-            "gateway_ip": self.sandbox_ip,
-            "ask_timeout": self.asker.timeout if self.asker else None,
-            "ask_default": str(self.asker.default) if self.asker else None,
-            "prompts": self.asker.prompt_counts().to_dict() if self.asker else None,
-            "log_dropped": self.writer.dropped,
-        }
+    def info(self) -> SessionInfo:
+        asker = self.asker
+        return SessionInfo(
+            session=self.session,
+            mode=str(self.mode),
+            command=tuple(self.command),
+            image=self.image,
+            started=self.started,
+            gateway_ip=self.sandbox_ip,
+            ask_timeout=asker.timeout if asker else None,
+            ask_default=str(asker.default) if asker else None,
+            prompts=dataclasses.replace(asker.prompt_counts()) if asker else None,
+            log_dropped=self.writer.dropped,
+        )
 
     def write_state(self, state: GatewayState, **more: Any) -> None:
         status = GatewayStatus(state, time.time(), os.getpid(), **more)

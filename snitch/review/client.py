@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from snitch.core.apitypes import DecideResult, SessionInfo
 from snitch.core.model import DecisionRequest, Event, LogEntry, Pending, Rule
 from snitch.core.session_dir import SessionDir
 
@@ -83,9 +84,8 @@ class GatewayClient:
         return payload
 
     # -- reads ------------------------------------------------------------------------------
-    async def info(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/info")
-        return result
+    async def info(self) -> SessionInfo:
+        return SessionInfo.from_dict(await self.request("GET", "/info"))
 
     async def pending(self) -> list[Pending]:
         return [Pending.from_dict(d) for d in await self.request("GET", "/pending")]
@@ -113,14 +113,13 @@ class GatewayClient:
         result: dict[str, Any] = await self.request("POST", "/ports/forward", body)
         return result
 
-    async def decide(self, request: DecisionRequest) -> dict[str, Any]:
+    async def decide(self, request: DecisionRequest) -> DecideResult:
         """Answer a pending item (or every item matching ``request.pattern``).
 
-        Returns ``{"decided": [pending ids], "rule": rule dict or None}``; raises
+        Returns the pending ids decided and the rule stored (None for "once"); raises
         ApiError(409) when the item was already decided (first decision wins).
         """
-        result: dict[str, Any] = await self.request("POST", "/decide", request.to_dict())
-        return result
+        return DecideResult.from_dict(await self.request("POST", "/decide", request.to_dict()))
 
     async def add_rule(self, rule: Rule) -> Rule:
         return Rule.from_dict(await self.request("POST", "/rules", rule.to_dict()))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from snitch.core.model import Action, DecisionRequest, Rule, Target
+from snitch.core.model import Action, DecisionRequest, Target
 from snitch.review.client import ApiError, GatewayClient
 from tests.fakes import TOKEN, ApiGateway
 
@@ -36,14 +36,16 @@ async def test_a_dry_run_answers_the_rule_and_changes_nothing(tmp_path: Path) ->
         item = (await client.pending())[0]
         always = DecisionRequest(Action.ALLOW, pending_id=item.id, lifetime="always")
         preview = await client.decide(dataclasses.replace(always, dry_run=True))
-        assert preview["decided"] == [item.id] and preview["dry_run"] is True
-        assert Rule.from_dict(preview["rule"]).describe() == "allow api.example.test:443/tcp"
+        assert preview.decided == (item.id,) and preview.dry_run is True
+        assert preview.rule is not None
+        assert preview.rule.describe() == "allow api.example.test:443/tcp"
         # nothing happened: no rule, the flow still held, no decision announced
         assert await client.rules() == [] and pkt.verdict == ""
         assert [p.id for p in await client.pending()] == [item.id]
         by_ip = DecisionRequest(Action.DENY, pending_id=item.id, target=Target.CIDR,
                                 lifetime="5m", cidr_prefix=24, dry_run=True)  # fmt: skip
-        rule = Rule.from_dict((await client.decide(by_ip))["rule"])
+        rule = (await client.decide(by_ip)).rule
+        assert rule is not None
         # a synthetic address is never a rule's target: the name stands in for it
         assert (rule.cidr, rule.host, rule.expires_at is not None) == (
             None,
@@ -52,15 +54,16 @@ async def test_a_dry_run_answers_the_rule_and_changes_nothing(tmp_path: Path) ->
         )
         once = await client.decide(DecisionRequest(Action.ALLOW, pending_id=item.id,
                                                    dry_run=True))  # fmt: skip
-        assert once == {"rule": None, "decided": [item.id], "dry_run": True}
+        assert once.to_dict() == {"rule": None, "decided": [item.id], "dry_run": True}
         batch = DecisionRequest(Action.DENY, pattern="*.Example.test", lifetime="session",
                                 dry_run=True)  # fmt: skip
         pattern = await client.decide(batch)
-        assert Rule.from_dict(pattern["rule"]).host == "*.example.test"
+        assert pattern.rule is not None and pattern.rule.host == "*.example.test"
         assert await client.rules() == [] and pkt.verdict == ""
         # the real decision stores what the dry run showed
         result = await client.decide(always)
-        assert Rule.from_dict(result["rule"]).describe() == "allow api.example.test:443/tcp"
+        assert result.rule is not None
+        assert result.rule.describe() == "allow api.example.test:443/tcp"
         assert pkt.verdict == "accepted"
         with pytest.raises(ApiError) as gone:  # a dry run on an item no longer held
             await client.decide(dataclasses.replace(always, dry_run=True))

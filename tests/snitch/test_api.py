@@ -35,7 +35,7 @@ async def test_requests_without_the_right_token_are_rejected(tmp_path: Path) -> 
         with pytest.raises(ApiError) as wrong:
             await GatewayClient(gw.socket, "not-the-token").info()
         assert wrong.value.status == 401
-        assert (await GatewayClient(gw.socket, TOKEN).info())["session"] == "sess1"
+        assert (await GatewayClient(gw.socket, TOKEN).info()).session == "sess1"
     finally:
         gw.api.close()
 
@@ -58,8 +58,9 @@ async def test_decisions_first_wins_and_events_are_streamed(tmp_path: Path) -> N
         other_pkt = gw.hold(443, "cdn.example.test")
         items = await client.pending()
         assert [p.names for p in items] == [["api.example.test"], ["cdn.example.test"]]
-        result = await client.decide(DecisionRequest(Action.ALLOW, pending_id=items[0].id))
-        assert result == {"decided": [items[0].id], "rule": None}
+        once = DecisionRequest(Action.ALLOW, pending_id=items[0].id).to_dict()
+        raw = await client.request("POST", "/decide", once)  # the JSON on the wire
+        assert raw == {"decided": [items[0].id], "rule": None}
         assert api_pkt.verdict == "accepted" and other_pkt.verdict == ""
         with pytest.raises(ApiError) as late:  # a second dashboard, too late
             await client.decide(DecisionRequest(Action.DENY, pending_id=items[0].id))
@@ -67,7 +68,7 @@ async def test_decisions_first_wins_and_events_are_streamed(tmp_path: Path) -> N
         # A lasting decision by pattern releases every matching item and makes a rule.
         result = await client.decide(DecisionRequest(Action.DENY, pattern="*.example.test",
                                                      lifetime="always"))  # fmt: skip
-        assert result["decided"] == [items[1].id] and other_pkt.verdict == "refused"
+        assert result.decided == (items[1].id,) and other_pkt.verdict == "refused"
         assert [(r.action, r.host) for r in await client.rules()] == [("deny", "*.example.test")]
         deadline = asyncio.get_running_loop().time() + 5
         while len([t for t, _ in seen if t == "decided"]) < 2:

@@ -26,8 +26,9 @@ async def test_a_dry_run_answers_what_would_be_stored_and_changes_nothing(
         request = DecisionRequest(Action.ALLOW, pending_id=item.id, target=Target.IP,
                                   lifetime="always", dry_run=True)  # fmt: skip
         answer = await client.decide(request)
-        assert answer["dry_run"] is True and answer["decided"] == [item.id]
-        assert answer["rule"]["host"] == "api.example.test" and answer["rule"]["cidr"] is None
+        assert answer.dry_run is True and answer.decided == (item.id,)
+        assert answer.rule is not None
+        assert answer.rule.host == "api.example.test" and answer.rule.cidr is None
         assert pkt.verdict == "" and await client.rules() == [] and len(await client.pending()) == 1
     finally:
         gw.api.close()

@@ -66,7 +66,7 @@ def test_a_batch_once_decides_exactly_the_items_pending_then(tmp_path: Path) -> 
     gate.on_packet(c)
     result = asker.decide(DecisionRequest(Action.ALLOW, pattern="*.example.test",
                                           lifetime="once"))  # fmt: skip
-    assert result["rule"] is None and len(result["decided"]) == 1  # type: ignore[arg-type]
+    assert result.rule is None and len(result.decided) == 1
     assert (a.verdict, c.verdict) == ("accepted", "")
     later = Packet(tcp("203.0.113.6", 443, sport=3))  # matches, but came after the decision
     gate.on_packet(later)
@@ -121,11 +121,11 @@ def test_a_dry_run_says_what_would_be_stored_and_changes_nothing(tmp_path: Path)
     request = DecisionRequest(Action.ALLOW, pending_id=first.id, target=Target.DOMAIN,
                               lifetime="always", dry_run=True)  # fmt: skip
     result = asker.decide(request)
-    assert result["dry_run"] is True
-    assert result["rule"]["host"] == "*.example.test"  # type: ignore[index]
-    assert sorted(result["decided"]) == sorted(p.id for p in asker.pending())  # type: ignore[arg-type]
+    assert result.dry_run is True
+    assert result.rule is not None and result.rule.host == "*.example.test"
+    assert sorted(result.decided) == sorted(p.id for p in asker.pending())
     once = asker.decide(DecisionRequest(Action.ALLOW, pending_id=first.id, dry_run=True))
-    assert once == {"decided": [first.id], "rule": None, "dry_run": True}
+    assert once.to_dict() == {"decided": [first.id], "rule": None, "dry_run": True}
     assert (api.verdict, cdn.verdict, logged) == ("", "", [])
     assert len(asker.pending()) == 2 and stored(tmp_path) == []
 

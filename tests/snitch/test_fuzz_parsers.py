@@ -31,6 +31,7 @@ from dnslib import QTYPE, RR, A, DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from snitch.core.apitypes import SessionInfo
 from snitch.core.logfile import read_log
 from snitch.core.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule
 from snitch.core.policyfile import PolicyError, load_policy
@@ -578,7 +579,7 @@ def test_decision_on_a_locked_store_gets_a_clear_error(tmp_path: Path) -> None:
     sock = Path(tempfile.mkdtemp(dir="/tmp")) / "api.sock"  # unix socket paths are short
 
     async def scenario() -> tuple[int, str]:
-        api = ControlApi(sock, "t", bus, book, asker, lambda: {})
+        api = ControlApi(sock, "t", bus, book, asker, lambda: SessionInfo("fuzz"))
         await api.start()
         try:
             key = FlowKey(Proto.TCP, "172.30.0.3", 40000, "192.0.2.10", 443)

@@ -152,7 +152,8 @@ async def test_a_person_s_decisions_once_and_lasting(tmp_path: Path) -> None:
     result = gate.asker.decide(DecisionRequest(Action.ALLOW, pending_id=item.id,
                                                lifetime="always"))  # fmt: skip
     assert (once.verdict, lasting.verdict) == ("accepted", "accepted")
-    gate.rules.remove_rule(int(result["rule"]["id"]))  # type: ignore[index]
+    assert result.rule is not None and result.rule.id is not None
+    gate.rules.remove_rule(result.rule.id)
     await settle(gate)
     assert table.deleted == [FlowKey(Proto.TCP, SANDBOX, 2, "203.0.113.5", 80)]
 
