@@ -13,6 +13,7 @@ import pytest
 from docker.models.containers import Container
 
 from sandbox.internet import DemoInternet
+from snitch.core.apitypes import DecideResult
 from snitch.core.model import Action, DecisionRequest, Pending
 from snitch.core.store import RuleStore
 from snitch.review.client import ApiError, GatewayClient
@@ -50,7 +51,7 @@ class LiveRun:
         return wait_for(lambda: (p := self.pending()) and len(p) >= n and p, f"{n} pending",
                         timeout)  # type: ignore[return-value]
 
-    def decide(self, request: DecisionRequest) -> dict[str, object]:
+    def decide(self, request: DecisionRequest) -> DecideResult:
         return asyncio.run(self.client.decide(request))
 
     def finish(self, timeout: float = 60) -> tuple[int, list[dict[str, object]], str]:
@@ -113,7 +114,7 @@ def test_always_is_stored_and_the_next_run_does_not_ask(
     try:
         item = run.wait_pending(1)[0]
         result = run.decide(DecisionRequest(Action.ALLOW, pending_id=item.id, lifetime="always"))
-        assert result["decided"] == [item.id]
+        assert result.decided == (item.id,)
         status, results, err = run.finish()
     finally:
         run.kill()

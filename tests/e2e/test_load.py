@@ -29,6 +29,7 @@ import docker.errors
 import pytest
 
 from sandbox.internet import DemoInternet
+from snitch.core.apitypes import DecideResult
 from snitch.core.logfile import read_log
 from snitch.core.model import Action, DecisionRequest, EntryKind, Pending
 from snitch.review.client import GatewayClient
@@ -252,11 +253,13 @@ print(json.dumps({"stage": "done", "outcome": outcome}), flush=True)
 """
 
 
-async def decide_all(client: GatewayClient, items: list[Pending], rule: Any) -> list[Any]:
+async def decide_all(
+    client: GatewayClient, items: list[Pending], rule: Any
+) -> list[DecideResult]:
     """Every item decided through the API (``rule(item)`` gives the action), 16 at a time."""
     gate = asyncio.Semaphore(16)
 
-    async def one(item: Pending) -> Any:
+    async def one(item: Pending) -> DecideResult:
         async with gate:
             return await client.decide(DecisionRequest(rule(item), pending_id=item.id))
 
@@ -326,7 +329,7 @@ def held_flows(home: Path, internet: DemoInternet, tmp: Path, n: int) -> dict[st
         "stderr": err[-2000:],
         "pending": len(items),
         "distinct_ports": len({i.sport for i in items}),
-        "decided": sum(len(a["decided"]) for a in answers),
+        "decided": sum(len(a.decided) for a in answers),
         "outcome": {int(k): v for k, v in done["outcome"].items()},
         "flows": [(e.sport, e.verdict, e.reason) for e in flows],
         "arrived": [int(i) for i in arrived],
