@@ -64,6 +64,14 @@ def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
     return removed
 
 
+def session_objects_left(client: docker.DockerClient, session_id: str) -> bool:
+    """Whether any container, network or volume of the session is still there."""
+    selector = {"label": f"{LABEL}={session_id}"}
+    return bool(client.containers.list(all=True, filters=selector, ignore_removed=True)
+                or client.networks.list(filters=selector)
+                or client.volumes.list(filters=selector))  # fmt: skip
+
+
 def _remove_container(container: Container) -> str | None:
     try:
         container.remove(force=True)

@@ -37,7 +37,7 @@ import docker
 import docker.errors
 
 from sandbox import paths
-from sandbox.cleanup import pid_alive, remove_session
+from sandbox.cleanup import pid_alive, remove_session, session_objects_left
 from sandbox.config import SessionConfig, SessionError
 from sandbox.gateway_code import code_digest
 from sandbox.labels import LABEL, ROLE
@@ -50,6 +50,7 @@ TICK_SECONDS = 0.1
 CLAIM_GRACE_SECONDS = 30.0  # a claimed pair whose run never said who it is
 STOP_WAIT_SECONDS = 3.0
 HEALTH_SECONDS = 5.0  # how often ready pairs are checked for a running gateway
+DISCARD_SECONDS = 10.0  # how long a discarded pair's removal is retried
 REAP_DELAY_SECONDS = 0.5  # a used pair is removed this long after its run ended
 
 
@@ -241,9 +242,20 @@ class PoolDaemon:
                 self._discard(sid, path)
 
     def _discard(self, sid: str, path: Path) -> None:
-        """Remove an unused pair, its pool file and its (empty) session folder."""
-        with contextlib.suppress(docker.errors.DockerException):
-            remove_session(self.client, sid)
+        """Remove an unused pair, its pool file and its (empty) session folder. A pair
+        removed under the daemon may still be going away (someone else's removal holds its
+        network a moment): tried again until nothing of it is left, for a few seconds."""
+        deadline = time.monotonic() + DISCARD_SECONDS
+        while True:
+            with contextlib.suppress(docker.errors.DockerException):
+                remove_session(self.client, sid)
+                if not session_objects_left(self.client, sid):
+                    break
+            if time.monotonic() > deadline:
+                print(f"coderun pool: pair {sid} not fully removed (coderun gc will)",
+                      file=sys.stderr, flush=True)
+                break
+            time.sleep(0.5)
         path.unlink(missing_ok=True)
         shutil.rmtree(SessionDir.of(paths.sessions_dir(), sid).path, ignore_errors=True)
 
