@@ -6,7 +6,8 @@
 Paths, all between containers this benchmark starts (the Lab of netbench/topology.py,
 and the demo internet for TLS): *direct* = a client container on the server's network;
 *coderun* = a real session in enforce mode whose policy allows the server, as a user
-runs it (default web ports: mitmproxy relays web flows; the kernel verdict cache on);
+runs it (default web ports: mitmproxy relays web flows) with the kernel verdict cache on
+(``CODERUN_KERNEL_CACHE=1``: it is opt-in);
 *coderun, no kernel cache* (``CODERUN_KERNEL_CACHE=0``); *coderun, peek*
 (``CODERUN_PEEK=1``: web flows that need no proxy read in passing, not relayed);
 *coderun, no web ports* (``--web-ports ''``). Repetitions are interleaved; medians shown.
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes; print, do not write docs")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)
+    os.environ["CODERUN_KERNEL_CACHE"] = "1"  # opt-in; the 'no kernel cache' path sets 0
     sizes = SMOKE if args.smoke else FULL
     started = time.monotonic()
     client = docker_client()

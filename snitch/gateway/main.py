@@ -9,7 +9,7 @@ the host's networks (a DNS answer never leads there: snitch/gateway/addresses.py
 owner of the files it writes (all private: umask 077), the network shape (DNS upstream,
 web ports, interception) and the run (mode, policy, profile, image, ask deadlines, max
 pending, private answers, log limits, command), and its fast paths (the kernel verdict
-cache, on unless the host's ``CODERUN_KERNEL_CACHE=0``; reading web flows in passing, on
+cache, on with the host's ``CODERUN_KERNEL_CACHE=1``; reading web flows in passing, on
 with ``CODERUN_PEEK=1``).
 
 A warm gateway of ``coderun pool`` starts without a run: it sets up the network and

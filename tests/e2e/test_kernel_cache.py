@@ -22,7 +22,7 @@ from sandbox.gateway_code import gateway_volumes
 from sandbox.internet import DemoInternet
 from sandbox.session import Session
 from snitch.core.model import Action, EntryKind, Mode, Rule
-from snitch.core.settings import NetworkShape, RunSettings
+from snitch.core.settings import KERNEL_CACHE_ENV, NetworkShape, RunSettings
 from snitch.core.store import RuleStore
 from tests.e2e.conftest import latest_log, leftovers, wait_for
 from tests.e2e.test_failclosed import CliRun, Events, arrived, kill_process_tree, mine
@@ -52,6 +52,12 @@ def kernel_map(session: Session) -> str:
     code, out = session.gateway.exec_run(["nft", "list", "map", "ip", "coderun_cache", "verdicts"])
     assert code == 0, out
     return bytes(out).decode()
+
+
+@pytest.fixture(autouse=True)
+def kernel_cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache is opt-in: these runs (in-process sessions and `coderun run`) turn it on."""
+    monkeypatch.setenv(KERNEL_CACHE_ENV, "1")
 
 
 def test_decided_flows_go_by_the_kernel_all_logged_until_a_rule_changes(
