@@ -233,7 +233,7 @@ def test_documents_are_checked_when_read() -> None:
 def test_every_option_field_is_a_profile_key_checked_by_its_type() -> None:
     """A profile (sandbox/profiles.py) sets the same options by field name, checked by the
     field's type and range: nothing to add there for a new option either."""
-    from sandbox.profiles import TOP_KEYS
+    from sandbox.profile_keys import TOP_KEYS
 
     for cls in (NetworkShape, RunSettings):
         for f in dataclasses.fields(cls):
