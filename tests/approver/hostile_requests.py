@@ -9,7 +9,7 @@ import socket
 
 OSC_TITLE = b"\x1b]0;pwned\x07"
 CLEAR = b"\x1b[2J\x1b[H"
-CLIPBOARD = b"\x1b]52;c;cHlwaS5vcmc=\x07"
+CLIPBOARD = b"\x1b]52;c;cHlwaS50ZXN0\x07"
 BIDI = "\u202e".encode()
 ZERO_WIDTH = "\u200b".encode()
 

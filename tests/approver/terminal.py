@@ -21,13 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # What a hostile sandbox puts in names, URLs, headers and its output.
 OSC_TITLE = "\x1b]0;pwned\x07"  # set the window title
 CLEAR = "\x1b[2J\x1b[H"  # clear the screen, cursor home
-CLIPBOARD = "\x1b]52;c;cHlwaS5vcmc=\x07"  # OSC 52: write the clipboard
+CLIPBOARD = "\x1b]52;c;cHlwaS50ZXN0\x07"  # OSC 52: write the clipboard
 C1_CSI = "\x9b2J"  # a C1 CSI (8-bit) clear screen
 BIDI = "\u202e"  # right-to-left override
 ZERO_WIDTH = "\u200b"
 CYRILLIC_NAME = "p\u0430ypal.example.test"  # a Cyrillic а
 PUNY_NAME = "xn--pypal-4ve.example.test"  # the same name in its ASCII form
-FORGED = "12:00:00 allow  tcp  pypi.org"  # a log line a name tries to forge
+FORGED = "12:00:00 allow  tcp  pypi.test"  # a log line a name tries to forge
 
 
 def coderun(*args: str) -> list[str]:

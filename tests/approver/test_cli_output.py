@@ -53,7 +53,7 @@ ENTRIES = [
              url=f"http://api.example.test/{OSC_TITLE}{BIDI}gpj.exe", status=200, bytes_out=10,
              bytes_in=99, verdict="allow", message=f"via {C1_CSI}proxy"),
     LogEntry(EntryKind.TLS, session=SID, time=T0 + 5, proto="tcp", dst="198.51.100.8", dport=443,
-             sni=f"{ZERO_WIDTH}pypi.org", verdict="allow"),
+             sni=f"{ZERO_WIDTH}pypi.test", verdict="allow"),
     LogEntry(EntryKind.EVENT, session=SID, time=T0 + 6, message=f"ended\r\x1b[2K{FORGED}\x7f"),
 ]  # fmt: skip
 

@@ -23,7 +23,7 @@ from tui.widgets.choice import ChoiceSet
 
 pytestmark = pytest.mark.asyncio
 SIZE = (120, 40)
-LONG = "pypi.org." + "a" * 70 + ".evil.example.test"
+LONG = "pypi.test." + "a" * 70 + ".evil.example.test"
 HOSTILE_NAMES = [
     "x[/x].example.test",
     "[b]bold.example.test",
@@ -139,12 +139,12 @@ async def test_a_long_name_keeps_its_end() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await queue_ready(pilot, app, 1)
         row = [line for line in screen_lines(app) if "443/tcp" in line][0]
-        assert "pypi.org.aaa" in row and "…" in row and "evil.example.test " in row
+        assert "pypi.test.aaa" in row and "…" in row and "evil.example.test " in row
 
 
 def claimed_item() -> Pending:
     item = pending("p1", "", "203.0.113.66", 443)
-    item.claimed = "pypi.org"  # the SNI the sandbox sent; it does not lead to this address
+    item.claimed = "pypi.test"  # the SNI the sandbox sent; it does not lead to this address
     return item
 
 
@@ -154,8 +154,8 @@ async def test_a_claimed_name_is_marked_unverified_and_decided_by_address() -> N
     async with app.run_test(size=(80, 24)) as pilot:
         await queue_ready(pilot, app, 1)
         screen = "\n".join(screen_lines(app))
-        assert "203.0.113.66" in screen and "claims pypi.org (unverified)" in screen
-        assert not [line for line in screen_lines(app) if line.lstrip().startswith("pypi.org")]
+        assert "203.0.113.66" in screen and "claims pypi.test (unverified)" in screen
+        assert not [line for line in screen_lines(app) if line.lstrip().startswith("pypi.test")]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DecisionDialog))
         target = app.screen.query_one("#target", ChoiceSet)

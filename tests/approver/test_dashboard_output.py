@@ -1,7 +1,7 @@
 """Issue 12, item 2: the dashboard's output pane shows the command's bytes as inert text.
 
 Reproduced attack: the sandbox printed escape sequences that repainted the held row
-``evil-dash.example.test 4444/tcp`` as ``pypi.org 443/tcp``, retitled the terminal and wrote
+``evil-dash.example.test 4444/tcp`` as ``pypi.test 443/tcp``, retitled the terminal and wrote
 the clipboard (OSC 52). Now every byte a terminal would act on is shown escaped in the
 pane; only SGR colours are kept (not conceal). tests/e2e/test_dashboard_tmux.py tries the
 same through a real terminal against a real gateway.
@@ -25,13 +25,13 @@ from tui.widgets.output import FLUSH_AFTER, MAX_PARTIAL, OutputPane
 SIZE = (100, 30)
 HOSTILE = (
     "\x1b]0;pwned title\x07"  # OSC 0: the terminal's title
-    "\x1b]52;c;cHlwaS5vcmc=\x07"  # OSC 52: write "pypi.org" to the clipboard
+    "\x1b]52;c;cHlwaS50ZXN0\x07"  # OSC 52: write "pypi.test" to the clipboard
     "\x1b[2J\x1b[H"  # clear the screen, cursor home
-    "\x1b[5;1H    30s  pypi.org                     443/tcp\x1b[K"  # a fake row
+    "\x1b[5;1H    30s  pypi.test                     443/tcp\x1b[K"  # a fake row
     "\x9b1;1H"  # C1 CSI: cursor home in one byte
     "\x1bP+q544e\x1b\\"  # DCS: a terminal query
     "\x1b]8;;http://evil.example.test/\x1b\\click\x1b]8;;\x1b\\"  # a hyperlink
-    "ok\rpypi.org"  # a carriage return that would overwrite the line
+    "ok\rpypi.test"  # a carriage return that would overwrite the line
     "\u202eabc\n"  # a bidi override
 )
 
@@ -49,10 +49,10 @@ async def test_the_commands_escape_sequences_never_reach_the_terminal() -> None:
         border = next(i for i, line in enumerate(lines) if "output · exit 1" in line)
         rows = [line for line in lines[:border] if "4444/tcp" in line]  # the row, the detail
         assert rows and all("evil-dash.example.test" in row for row in rows)
-        assert not [line for line in lines[:border] if "pypi.org" in line]  # only in the pane
+        assert not [line for line in lines[:border] if "pypi.test" in line]  # only in the pane
         pane_text = "\n".join(lines[border:])
-        for shown in ("\\x1b]0;pwned title\\x07", "\\x1b]52;c;cHlwaS5vcmc=", "\\x1b[2J",
-                      "\\x9b1;1H", "\\x1bP+q", "\\x1b]8;;http", "ok\\x0dpypi.org",
+        for shown in ("\\x1b]0;pwned title\\x07", "\\x1b]52;c;cHlwaS50ZXN0", "\\x1b[2J",
+                      "\\x9b1;1H", "\\x1bP+q", "\\x1b]8;;http", "ok\\x0dpypi.test",
                       "\\u202eabc"):  # fmt: skip
             assert shown in pane_text, shown
         assert app.title == "coderun"

@@ -52,7 +52,7 @@ def test_log_of_a_hostile_run_is_inert_on_a_terminal(
     assert sum(e["kind"] == "http" for e in hostile) == 3, entries  # (dnslib escapes qnames)
     for args, visible in (
         (("log",), b"/\\x1b]0;pwned\\x07/\\u202egpj.exe"),
-        (("log", "--summary"), b"\\x1b]52;c;cHlwaS5vcmc=\\x07"),
+        (("log", "--summary"), b"\\x1b]52;c;cHlwaS50ZXN0\\x07"),
         (("log", "--csv"), b"/x\\x1b[2J\\x1b[H"),
     ):
         status, shown = run_on_terminal(coderun(*args), cli_env(home))

@@ -106,9 +106,9 @@ def test_a_verified_name_is_asked_by_name_with_its_address() -> None:
 
 
 def test_a_claimed_name_is_shown_unverified_and_never_the_rule_target() -> None:
-    item = _item(claimed="pypi.org", sni="pypi.org")
+    item = _item(claimed="pypi.test", sni="pypi.test")
     assert question_text(item) == (
-        "Allow connection to 203.0.113.9 443/tcp, which claims to be pypi.org (unverified)? "
+        "Allow connection to 203.0.113.9 443/tcp, which claims to be pypi.test (unverified)? "
     )
     assert where(item) == "203.0.113.9 443/tcp"
     assert lasting_target(item) == "203.0.113.9"
@@ -126,7 +126,7 @@ def test_a_synthetic_address_is_never_offered_as_a_rule_target() -> None:
 
 
 def test_question_escapes_everything_the_sandbox_controls() -> None:
-    item = _item(names=[f"x{CLEAR}.example.test"], claimed=f"pypi.org{OSC_TITLE}", flows=3)
+    item = _item(names=[f"x{CLEAR}.example.test"], claimed=f"pypi.test{OSC_TITLE}", flows=3)
     text = question_text(item)
     assert terminal_problems(text.encode()) == []
     assert "\\x1b[2J" in text and "\\x1b]0;pwned" in text and "[3 connections]" in text

@@ -2,7 +2,7 @@
 
 ``overwrite HOST PORT``: connect to HOST:PORT in a thread (a connection the prompt asks
 about) while printing, every 0.1 s, a carriage return, an erase-line and a fake question
-naming ``pypi.org``, as if to repaint the real one; ends when the connection is decided.
+naming ``pypi.test``, as if to repaint the real one; ends when the connection is decided.
 
 ``linger HOST PORT SECONDS``: start the same connection, then end the whole command after
 SECONDS while it is still held (the question still open).
@@ -17,8 +17,8 @@ import threading
 import time
 
 FAKE = (
-    "\r\x1b[2K\x1b[1A\x1b[2K\x1b]0;pypi.org\x07"
-    "coderun Allow connection to pypi.org 443/tcp (address 151.101.0.223)? "
+    "\r\x1b[2K\x1b[1A\x1b[2K\x1b]0;pypi.test\x07"
+    "coderun Allow connection to pypi.test 443/tcp (address 198.51.100.223)? "
     "[a]llow once / [A]lways / [d]eny / [D]eny always "
 )
 

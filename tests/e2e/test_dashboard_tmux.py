@@ -146,13 +146,13 @@ def test_dashboard_allows_always_and_denies(
 
 
 # The sandbox holds a connection to evil-dash.example.test:4444 and meanwhile prints, on
-# both streams, what would repaint that row as pypi.org 443/tcp, retitle the terminal and
+# both streams, what would repaint that row as pypi.test 443/tcp, retitle the terminal and
 # write the clipboard, until its connection is decided.
 HOSTILE_SCRIPT = r"""
 import socket, sys, threading, time
 ESC = "\x1b"
-ATTACK = (ESC + "]0;pwned-title\x07" + ESC + "]52;c;cHlwaS5vcmc=\x07" + ESC + "[2J" + ESC + "[H"
-          + ESC + "[6;1H     30s  pypi.org                      443/tcp" + ESC + "[K"
+ATTACK = (ESC + "]0;pwned-title\x07" + ESC + "]52;c;cHlwaS50ZXN0\x07" + ESC + "[2J" + ESC + "[H"
+          + ESC + "[6;1H     30s  pypi.test                      443/tcp" + ESC + "[K"
           + ESC + "]2;pwned-title2\x07" + "\x9b" + "1;1H" + ESC + "[8mhidden" + ESC + "[0m\n")
 done = threading.Event()
 def hold():
@@ -180,18 +180,18 @@ def test_output_pane_cannot_take_over_the_terminal(
                      "python3", "/hostile.py")  # fmt: skip
     try:
         tmux.wait_row("evil-dash.example.test")
-        tmux.wait_screen("pypi.org")  # the attack has been printed (twice a second)
-        tmux.wait_screen("pypi.org")
+        tmux.wait_screen("pypi.test")  # the attack has been printed (twice a second)
+        tmux.wait_screen("pypi.test")
         assert tmux.buffers() == ""  # no clipboard write reached the terminal
         assert "pwned" not in tmux.title()
-        tmux.wait_screen("\\x1b]52;c;cHlwaS5vcmc=")  # the attack, shown as text in the pane
+        tmux.wait_screen("\\x1b]52;c;cHlwaS50ZXN0")  # the attack, shown as text in the pane
         tmux.wait_screen("\\x1b]0;pwned-title")
         lines = [SGR.sub("", line) for line in tmux.screen_with_attributes().splitlines()]
         assert not [line for line in lines if "\x1b" in line or "\x9b" in line], lines
         border = next(i for i, line in enumerate(lines) if "output" in line and "──" in line)
         rows = [line for line in lines[:border] if "4444/tcp" in line]
         assert rows and all("evil-dash.example.test" in row for row in rows), lines
-        assert not [line for line in lines[:border] if "pypi.org" in line], lines
+        assert not [line for line in lines[:border] if "pypi.test" in line], lines
         tmux.keys("d")  # deny it: the script ends
         tmux.wait_screen("hostile script done", timeout=60)
         assert tmux.buffers() == "" and "pwned" not in tmux.title()

@@ -75,7 +75,7 @@ def test_line_prompt_allows_and_denies(home: Path, internet: DemoInternet,
 def test_sandbox_cannot_overwrite_the_question_and_always_needs_the_name(
     home: Path, internet: DemoInternet, client: docker.DockerClient, tags: dict[str, str]
 ) -> None:
-    """The reproduced attack: the sandbox repaints the question as one about pypi.org; a
+    """The reproduced attack: the sandbox repaints the question as one about pypi.test; a
     person answering "always" stored a rule for the attacker's host on 4444."""
     term = Terminal(_line_run(internet, "/hostile.py", "overwrite", "evil-dash.example.test",
                               "4444"), cli_env(home))  # fmt: skip
@@ -88,34 +88,34 @@ def test_sandbox_cannot_overwrite_the_question_and_always_needs_the_name(
         )
 
         def fakes() -> int:
-            return sandbox.logs().count(b"Allow connection to pypi.org")
+            return sandbox.logs().count(b"Allow connection to pypi.test")
 
         # While the question is open the sandbox goes on printing its fake question
         # (its own log shows it) and the terminal shows none of it.
         before = fakes()
         wait_for(lambda: fakes() >= before + 5, "the sandbox to print 5 more fakes")
         after_question = term.shown()[term.shown().rfind(question) :]
-        assert b"pypi.org" not in after_question
+        assert b"pypi.test" not in after_question
         assert "Allow connection to evil-dash.example.test 4444/tcp" in term.cursor_line()
-        assert "pypi.org" not in term.cursor_line()
+        assert "pypi.test" not in term.cursor_line()
 
         # "always" shows what it stores and needs the name typed: the name the fake
         # question showed (or a stray key) stores nothing.
-        for typed in ("pypi.org", "A", "y"):
+        for typed in ("pypi.test", "A", "y"):
             _answer(term, "A")
             term.wait_for(b"this stores a lasting rule: allow evil-dash.example.test:4444/tcp")
             wanted = b"type evil-dash.example.test to store it"
-            term.wait_for(wanted, count=("pypi.org", "A", "y").index(typed) + 1)
+            term.wait_for(wanted, count=("pypi.test", "A", "y").index(typed) + 1)
             _answer(term, typed)
             term.wait_for(b"not stored: that is not evil-dash.example.test",
-                          count=("pypi.org", "A", "y").index(typed) + 1)  # fmt: skip
+                          count=("pypi.test", "A", "y").index(typed) + 1)  # fmt: skip
             assert _stored_rules(home) == []
         _answer(term, "A")
         term.wait_for(b"type evil-dash.example.test to store it", count=4)
         _answer(term, "evil-dash.example.test")
         term.wait_for(b"allowed always: evil-dash.example.test 4444/tcp (stored rule")
         # The held output follows the answer, inert: its escapes shown, not acted on.
-        term.wait_for(b"\\x0d\\x1b[2K\\x1b[1A\\x1b[2K\\x1b]0;pypi.org\\x07")
+        term.wait_for(b"\\x0d\\x1b[2K\\x1b[1A\\x1b[2K\\x1b]0;pypi.test\\x07")
         assert term.wait(60) == 0
     finally:
         term.close()

@@ -57,10 +57,10 @@ async def test_an_unverified_sni_is_held_by_the_address_and_stored_as_the_addres
     addon, logged, looked_up = setup(tmp_path, Mode.ASK, [])
     asker = addon.gate.asker
     assert asker is not None
-    verdict = asyncio.create_task(addon.decide(deferred_ctx(addon), "pypi.org"))
+    verdict = asyncio.create_task(addon.decide(deferred_ctx(addon), "pypi.test"))
     await asyncio.sleep(0)
     [item] = asker.pending()
-    assert item.names == [] and item.claimed == "pypi.org" and item.label == ATTACKER
+    assert item.names == [] and item.claimed == "pypi.test" and item.label == ATTACKER
     assert looked_up == [], "the claimed name was looked up upstream before any decision"
     asker.decide(DecisionRequest(Action.ALLOW, pending_id=item.id, target=Target.HOST,
                                  lifetime="always"))  # fmt: skip
@@ -69,7 +69,7 @@ async def test_an_unverified_sni_is_held_by_the_address_and_stored_as_the_addres
     assert (rule.host, rule.cidr) == (None, f"{ATTACKER}/32")
     [line] = logged
     assert line["dst"] == ATTACKER and "names" not in line
-    assert "claimed SNI pypi.org, unverified" in line["reason"]
+    assert "claimed SNI pypi.test, unverified" in line["reason"]
 
 
 async def test_an_sni_the_name_table_maps_to_the_address_is_verified(tmp_path: Path) -> None:

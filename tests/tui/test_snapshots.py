@@ -55,7 +55,7 @@ def test_pending_queue_with_output(snap_compare: SnapCompare) -> None:
 
 def test_pending_queue_two_sessions_large(snap_compare: SnapCompare) -> None:
     other = session("b71c0e55d2a4f0")
-    other.items = {"p7": pending("p7", "registry.npmjs.org", "104.16.0.35", left=55,
+    other.items = {"p7": pending("p7", "registry.npm.test", "198.51.100.35", left=55,
                                  session=other.session)}  # fmt: skip
     app = make_app(session("4f8e21aa"), other)
     assert snap_compare(app, terminal_size=BIG, run_before=loaded(app, 5, 8))
@@ -94,11 +94,11 @@ def test_hostile_names(snap_compare: SnapCompare) -> None:
         pending("p2", "[b]bold.[@click=app.quit]q.example.test", left=40),
         pending("p3", "abc\u202egro.elpmaxe.example.test", left=38),
         pending("p4", "t\x1b]0;pwned\x07.example.test", left=36),
-        pending("p5", "pypi.org." + "a" * 70 + ".evil.example.test", left=34),
+        pending("p5", "pypi.test." + "a" * 70 + ".evil.example.test", left=34),
         pending("p6", "p\u0430ypal.example.test", left=32),
         pending("p7", "", "203.0.113.66", left=30),
     ]
-    items[-1].claimed = "pypi.org"
+    items[-1].claimed = "pypi.test"
     items[0].flows = 14
     fake = FakeGateway("s1", items, sample_rules(), [])
     fake.replay = [Event(PROMPT_COUNTS, PromptCounts(collapsed=13, refused_rate=250).to_dict())]

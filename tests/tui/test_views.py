@@ -126,12 +126,12 @@ async def test_rules_edit() -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, RuleForm))
         form = app.screen
         await pilot.press("right")  # deny
-        form.query_one("#target", Input).value = "*.pythonhosted.org"
+        form.query_one("#target", Input).value = "*.pythonhosted.test"
         form.query_one("#note", Input).value = "no wheels"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: [c for c in fake.calls if c[0] == "update_rule"])
         rule = [c for c in fake.calls if c[0] == "update_rule"][0][1]
-        assert (rule.id, rule.action, rule.host, rule.cidr) == (1, Action.DENY, "*.pythonhosted.org", None)  # fmt: skip  # noqa: E501
+        assert (rule.id, rule.action, rule.host, rule.cidr) == (1, Action.DENY, "*.pythonhosted.test", None)  # fmt: skip  # noqa: E501
         assert (rule.port_lo, rule.proto, rule.note, rule.source) == (443, Proto.TCP, "no wheels", "policy")  # fmt: skip  # noqa: E501
         await wait_for(pilot, lambda: app.query_one(RulesView).rows["1"].rule.note == "no wheels")
 
