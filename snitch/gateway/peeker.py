@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from snitch.core.grammar import Topic
+from snitch.core.grammar import Topic, is_address
 from snitch.core.model import Decision, EntryKind, FlowKey
 from snitch.gateway import peek
 from snitch.gateway.asker import claimed_note
@@ -126,7 +126,7 @@ class Peeker:
             port = "" if key.dport == 80 else f":{key.dport}"
             url = f"http://{host or self._dst(key)}{port}{seen.path}"
             denied = None
-            if host and not _is_address(host):
+            if host and not is_address(host.strip("[]")):
                 denied = self.name_denied(host, key.dport)
             if denied is not None:
                 why = f"Host {host} named by {denied.reason}"
@@ -183,13 +183,3 @@ def line(
         if value:
             out[name] = value
     return out
-
-
-def _is_address(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
