@@ -21,11 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
 import pytest
 
-from tests.needs import need
+from tests.e2e.conftest import client  # noqa: F401  (the one Docker client fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 CI_CACHE = Path("/var/cache/coderun-ci")
@@ -163,14 +161,3 @@ def _install(top: Path) -> Installed:
     workdir = top / "cwd"
     workdir.mkdir()
     return Installed(venv, wheel, workdir, env)
-
-
-@pytest.fixture(scope="session")
-def client() -> docker.DockerClient:
-    try:
-        c = docker.from_env(timeout=120)
-        c.ping()
-        return c
-    except docker.errors.DockerException as exc:
-        need(False, f"no Docker engine: {exc}")
-        raise
