@@ -57,6 +57,7 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         q = {f.name: getattr(self.query, f.name) for f in dataclasses.fields(self.query)}
         q["proto"], q["names"] = str(self.query.proto), list(self.query.names)
+        q["labels"] = list(self.query.labels)
         return {
             "query": q,
             "decision": self.decision.to_dict() if self.decision else None,
@@ -72,6 +73,7 @@ class Explanation:
         kw = {k: v for k, v in q.items() if k in names}
         kw["proto"] = Proto(kw.get("proto", "any"))
         kw["names"] = tuple(kw.get("names") or ())
+        kw["labels"] = tuple(kw.get("labels") or ())
         decision = d.get("decision")
         return cls(
             Query(**kw),
@@ -97,6 +99,9 @@ def match_why(rule: Rule, host: str | None, wild: bool, on: str, q: Query) -> st
         what = f"{r.cidr} contains {on}"
     elif r.host is not None:
         what = f"{on} is a subdomain of {host}" if wild else f"exact host {on}"
+    elif r.proto is Proto.FILE:
+        access = f", {r.access} only" if r.access else ", read or write"
+        return f"{q.file} matches {r.file}{access}" + (f", program {r.exe}" if r.exe else "")
     else:
         what = "any destination"
     if q.proto is Proto.DNS and r.action is Action.ALLOW and r.proto is not Proto.DNS:
@@ -108,4 +113,8 @@ def match_why(rule: Rule, host: str | None, wild: bool, on: str, q: Query) -> st
         parts.append(f"scope {r.scope}")
     if r.path_prefix:
         parts.append(f"path {r.path_prefix}*")
+    if r.method:
+        parts.append(f"method {r.method}")
+    if r.exe:
+        parts.append(f"program {r.exe}")
     return ", ".join(parts)

@@ -19,6 +19,7 @@ string, so JSON written before them reads the same.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 from typing import Protocol
@@ -274,12 +275,94 @@ def format_target(host: str | None, cidr: str | None) -> str:
     return host or cidr or "*"
 
 
+# A label as Kubernetes writes one: an optional DNS-subdomain prefix and "/", a name of
+# 1..63 alphanumerics, "-", "_", "." (alphanumeric at both ends); a value of 0..63 of the same.
+_LABEL_NAME = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+LABEL_RE = re.compile(
+    rf"^(?:[a-z0-9]([a-z0-9.-]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}=(?:{_LABEL_NAME})?$"
+)
+
+
+def check_label(label: str) -> str:
+    """A session label ``KEY=VALUE`` (Kubernetes label syntax); ValueError else."""
+    if not LABEL_RE.match(label):
+        raise ValueError(f"bad label {label!r} (want KEY=VALUE, as a Kubernetes label)")
+    return label
+
+
 def check_scope(scope: str) -> str:
-    """A rule's scope: ``global``, ``profile:NAME`` or ``image:NAME``; ValueError else."""
+    """A rule's scope: ``global``, ``profile:NAME``, ``image:NAME`` or ``label:KEY=VALUE``
+    (the rule applies to sessions carrying that label); ValueError else."""
     kind, _, name = scope.partition(":")
     if scope == "global" or (kind in ("profile", "image") and name and name.strip() == name):
         return scope
-    raise ValueError(f"bad scope {scope!r} (want global, profile:NAME or image:NAME)")
+    if kind == "label" and LABEL_RE.match(name):
+        return scope
+    raise ValueError(
+        f"bad scope {scope!r} (want global, profile:NAME, image:NAME or label:KEY=VALUE)"
+    )
+
+
+# -- HTTP methods and path globs ----------------------------------------------------------
+
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+
+def normalize_methods(text: str) -> str:
+    """``get,head`` -> ``GET,HEAD`` (sorted, unique); ValueError for an unknown method."""
+    methods = {m.strip().upper() for m in text.split(",") if m.strip()}
+    if not methods:
+        raise ValueError("no HTTP method given (want e.g. GET or GET,HEAD)")
+    bad = sorted(methods - HTTP_METHODS)
+    if bad:
+        raise ValueError(
+            f"unknown HTTP method {bad[0]!r} (want one of {', '.join(sorted(HTTP_METHODS))})"
+        )
+    return ",".join(sorted(methods))
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob_regex(glob: str) -> re.Pattern[str]:
+    """A path glob as a regex: ``*``/``?``/``[...]`` within one path segment, ``**`` any
+    number of whole segments (``**/.env`` matches ``.env`` and ``a/b/.env``)."""
+    parts: list[str] = []
+    segments = glob.split("/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == "**":
+            parts.append(".*" if last else "(?:[^/]*/)*")
+            continue
+        out, j = [], 0
+        while j < len(seg):
+            c = seg[j]
+            if c == "*":
+                out.append("[^/]*")
+            elif c == "?":
+                out.append("[^/]")
+            elif c == "[" and "]" in seg[j + 2 :]:
+                k = seg.index("]", j + 2)
+                body = seg[j + 1 : k]
+                neg = body.startswith("!")
+                body = body[1:] if neg else body
+                out.append(f"[{'^' if neg else ''}{re.escape(body)}]")
+                j = k
+            else:
+                out.append(re.escape(c))
+            j += 1
+        parts.append("".join(out) + ("" if last else "/"))
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+def path_glob_matches(glob: str, path: str) -> bool:
+    """Whether ``path`` matches the path glob ``glob`` (``~/.aws/*``, ``**/.env``)."""
+    return _glob_regex(glob).match(path) is not None
+
+
+def glob_literal_length(glob: str) -> int:
+    """How specific a path glob is: its characters that are not wildcards."""
+    return sum(1 for c in glob if c not in "*?[]")
 
 
 # -- endpoints (host:port) ----------------------------------------------------------------

@@ -21,7 +21,8 @@ class Proto(enum.StrEnum):
     UDP = "udp"
     ICMP = "icmp"
     DNS = "dns"  # a DNS query to the gateway's resolver, decided like a flow
-    ANY = "any"
+    FILE = "file"  # an open of a --share file (``Rule.file``/``Rule.access``), never a network flow
+    ANY = "any"  # any network protocol (never a file)
 
     @classmethod
     def from_number(cls, number: int) -> Proto | None:
@@ -71,6 +72,11 @@ class Query:
     session: str | None = None
     flow: str | None = None  # str(FlowKey) of the connection; only once-rules look at it
     path: str | None = None  # HTTP(S) URL path, set only for requests seen through interception
+    method: str | None = None  # HTTP method (upper case), set only with ``path``
+    exe: str | None = None  # executable of the sandbox process that asked, when attributed
+    file: str | None = None  # Proto.FILE: the opened path as the person knows it (``~/...``)
+    access: str | None = None  # Proto.FILE: "read" or "write"
+    labels: tuple[str, ...] = ()  # "KEY=VALUE" labels of the session (scope ``label:K=V``)
 
 
 @dataclass(slots=True)
@@ -80,7 +86,9 @@ class Rule:
     Matches on ``host`` (exact name, or ``*.domain`` for every subdomain of domain but
     not the apex), ``cidr`` (an address or a network), ``port_lo``..``port_hi`` (0..0 for
     any port) and ``proto``. At least one of host/cidr may be set; neither means any
-    destination. ``scope`` is ``global``, ``profile:NAME`` or ``image:NAME``.
+    destination. ``method``/``path_prefix`` narrow it to HTTP requests, ``exe`` to one
+    program. A file rule (``proto`` FILE) matches ``file`` (a path glob) and ``access``
+    instead. ``scope`` is ``global``, ``profile:NAME``, ``image:NAME`` or ``label:K=V``.
     Lifetime: ``once`` (one connection, ``once_key`` holds its 5-tuple), ``session``
     (``session`` holds the session id), ``expires_at`` (an absolute time), or always.
     """
@@ -94,6 +102,10 @@ class Rule:
     scope: str = "global"
     priority: int = 0
     path_prefix: str | None = None  # HTTP(S) URL path prefix, only with TLS interception
+    method: str | None = None  # HTTP methods, comma-separated upper case ("GET,HEAD"); needs a path
+    exe: str | None = None  # a glob of the asking process's executable path (``/usr/bin/curl``)
+    file: str | None = None  # Proto.FILE: a path glob (``~/.aws/*``, ``**/.env``)
+    access: str | None = None  # Proto.FILE: "read", "write" or None for both
     once_key: str | None = None
     session: str | None = None
     expires_at: float | None = None
@@ -121,12 +133,21 @@ class Rule:
 
     def describe(self) -> str:
         """A short human form, e.g. ``allow *.example.test:443/tcp``."""
+        if self.proto == Proto.FILE:
+            access = f" ({self.access})" if self.access else ""
+            program = f" exe={self.exe}" if self.exe else ""
+            return f"{self.action}-file {self.file}{access}{program}"
         target = format_target(self.host, self.cidr)
         if self.port_lo:
             target += f":{format_port(self.port_lo, self.port_hi)}"
         if self.path_prefix:
             target += self.path_prefix
-        return f"{self.action} {target}/{self.proto}"
+        text = f"{self.action} {target}/{self.proto}"
+        if self.method:
+            text += f" [{self.method}]"
+        if self.exe:
+            text += f" exe={self.exe}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +214,14 @@ class LogEntry:
     duration_ms: float = 0.0
     message: str = ""
     dropped: int = 0  # a "log limit" event: lines dropped since the last one
+    # who asked (process attribution, best effort): pid inside the sandbox, 0 = unknown
+    pid: int = 0
+    uid: int | None = None
+    exe: str = ""
+    cmdline: str = ""
+    parents: list[str] = field(default_factory=list)  # exe of each ancestor, nearest first
+    path: str = ""  # a file entry: the path as the person knows it
+    access: str = ""  # a file entry: read / write
 
     def to_dict(self) -> dict[str, Any]:
         """A compact dict: only fields that differ from their defaults, plus kind and time.

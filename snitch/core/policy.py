@@ -13,6 +13,7 @@ the earlier rule (lower id, or earlier in the list).
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import ipaddress
 import math
@@ -28,8 +29,10 @@ from snitch.core.grammar import (
     is_synthetic_net,
     normalize_cidr,
     normalize_host,
+    normalize_methods,
     normalize_name,
     parse_port,
+    path_glob_matches,
 )
 from snitch.core.model import Action, Decision, Proto, Query, Rule
 from snitch.core.precedence import DEST_CIDR, DEST_WILDCARD, precedence_key, win_reason
@@ -55,8 +58,33 @@ def check_rule(rule: Rule) -> None:
         if rule.proto in (Proto.DNS, Proto.ICMP):
             raise ValueError(f"a port makes no sense with proto {rule.proto}")
     check_scope(rule.scope)
+    if rule.proto is Proto.FILE:
+        _check_file_rule(rule)
+        return
+    if rule.file is not None or rule.access is not None:
+        raise ValueError("a file path or access needs a file rule (allow-file / deny-file)")
     if rule.path_prefix is not None and not rule.path_prefix.startswith("/"):
         raise ValueError(f"bad path {rule.path_prefix!r} (must start with /)")
+    if rule.method is not None and rule.method != normalize_methods(rule.method):
+        raise ValueError(f"bad method list {rule.method!r} (want e.g. GET,HEAD in upper case)")
+    if rule.exe is not None and not rule.exe.startswith(("/", "*")):
+        raise ValueError(f"bad executable {rule.exe!r} (want an absolute path or a glob)")
+
+
+FILE_ACCESS = ("read", "write")
+
+
+def _check_file_rule(rule: Rule) -> None:
+    if rule.host is not None or rule.cidr is not None or rule.port_lo or rule.path_prefix:
+        raise ValueError("a file rule has a path glob, not a host, address, port or URL path")
+    if rule.method is not None:
+        raise ValueError("a file rule has no HTTP method")
+    if not rule.file or "\0" in rule.file:
+        raise ValueError("a file rule needs a path glob (e.g. ~/.aws/* or **/.env)")
+    if rule.access is not None and rule.access not in FILE_ACCESS:
+        raise ValueError(f"bad access {rule.access!r} (want read or write)")
+    if rule.exe is not None and not rule.exe.startswith(("/", "*")):
+        raise ValueError(f"bad executable {rule.exe!r} (want an absolute path or a glob)")
 
 
 # -- the engine --------------------------------------------------------------------------
@@ -82,7 +110,12 @@ class _Entry:
 
 
 def proto_port_matches(rule: Rule, q: Query) -> bool:
-    """The protocol/port part of matching, including the DNS-lookup semantics."""
+    """The protocol/port part of matching, including the DNS-lookup semantics. File rules
+    match file queries only, and network rules (``any`` included) network queries only."""
+    if (rule.proto is Proto.FILE) is not (q.proto is Proto.FILE):
+        return False
+    if q.proto is Proto.FILE:
+        return True
     if q.proto is Proto.DNS:
         if rule.action is Action.ALLOW:
             return rule.proto in _DNS_ALLOW_PROTOS
@@ -191,9 +224,20 @@ class Policy:
             return False
         if e.scope is not None:
             kind, name = e.scope
-            if (q.profile if kind == "profile" else q.image if kind == "image" else None) != name:
+            if kind == "label":
+                if name not in q.labels:
+                    return False
+            elif (q.profile if kind == "profile" else q.image if kind == "image" else None) != name:
                 return False
         if r.path_prefix is not None and (q.path is None or not q.path.startswith(r.path_prefix)):
+            return False
+        if r.method is not None and (q.method is None or q.method not in r.method.split(",")):
+            return False
+        if r.exe is not None and (q.exe is None or not fnmatch.fnmatchcase(q.exe, r.exe)):
+            return False
+        if r.file is not None and (q.file is None or not path_glob_matches(r.file, q.file)):
+            return False
+        if r.access is not None and q.access != r.access:
             return False
         return proto_port_matches(r, q)
 
@@ -292,9 +336,9 @@ def _blocklist_entry(target: str, is_net: bool) -> _Entry:
     e.scope, e.decision = None, Decision(Action.DENY, None, f"blocklist {target}", Origin.RULE)
     if is_net:
         e.host, e.wild, e.rule = None, False, Rule(Action.DENY, cidr=target, created=0)
-        e.rank = (0, DEST_CIDR, int(target.rsplit("/", 1)[1]), -65536, 0, 0, 1, -_LAST)
+        e.rank = (0, DEST_CIDR, int(target.rsplit("/", 1)[1]), -65536, 0, 0, 0, 0, 1, -_LAST)
     else:
         e.host, e.wild, e.rule = target, True, Rule(Action.DENY, host=target, created=0)
-        e.rank = (0, DEST_WILDCARD, target.count(".") + 1, -65536, 0, 0, 1, -_LAST)
+        e.rank = (0, DEST_WILDCARD, target.count(".") + 1, -65536, 0, 0, 0, 0, 1, -_LAST)
     e.rule.source, e.rule.note = "blocklist", "blocklist: the entry and all it covers"
     return e

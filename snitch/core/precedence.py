@@ -3,14 +3,14 @@
 Among the rules that match a query the one with the largest key decides (docs/rules.md)::
 
     (priority, destination kind, destination detail, -port range width,
-     specific proto, path prefix length, deny)
+     specific proto, path prefix (or file glob) length, method, program, deny)
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-from snitch.core.grammar import IPNetwork, normalize_name
+from snitch.core.grammar import IPNetwork, glob_literal_length, normalize_name
 from snitch.core.model import Action, Proto, Rule
 
 DEST_ANY, DEST_WILDCARD, DEST_HOST, DEST_CIDR = 0, 1, 2, 3
@@ -30,8 +30,10 @@ def precedence_key(rule: Rule, net: IPNetwork | None = None) -> tuple[int, ...]:
     else:
         dest, detail = DEST_ANY, 0
     width = rule.port_hi - rule.port_lo + 1 if rule.port_lo else 65536
-    return (rule.priority, dest, detail, -width, int(rule.proto is not Proto.ANY),
-            len(rule.path_prefix or ""), int(rule.action is Action.DENY))  # fmt: skip
+    path = glob_literal_length(rule.file) if rule.file else len(rule.path_prefix or "")
+    return (rule.priority, dest, detail, -width, int(rule.proto is not Proto.ANY), path,
+            int(rule.method is not None), int(rule.exe is not None),
+            int(rule.action is Action.DENY))  # fmt: skip
 
 
 def win_reason(label: str, a: tuple[int, ...], b: tuple[int, ...] | None) -> str:
@@ -44,7 +46,9 @@ def win_reason(label: str, a: tuple[int, ...], b: tuple[int, ...] | None) -> str
         f"a longer {'prefix' if a[1] == DEST_CIDR else 'domain suffix'} ({a[2]} > {b[2]})",
         "a narrower port range",
         "a specific protocol (beats any)",
-        "a longer path prefix",
+        "a longer path prefix (or a more specific file glob)",
+        "a method list (beats any method)",
+        "a program (beats any program)",
         "deny (deny beats allow at equal specificity)",
     ]
     for i, text in enumerate(reasons):

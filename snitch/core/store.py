@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 COLUMNS = (
     "action", "host", "cidr", "port_lo", "port_hi", "proto", "scope", "priority",
     "path_prefix", "once_key", "session", "expires_at", "enabled", "source", "note",
-    "created", "hits", "last_hit",
+    "created", "hits", "last_hit", "method", "exe", "file", "access",
 )  # fmt: skip
 _SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM rules"
 _INSERT = f"INSERT INTO rules ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -69,8 +69,14 @@ def _v1(conn: sqlite3.Connection) -> None:
     conn.executemany("INSERT INTO meta VALUES (?, 0)", [("generation",), ("blocklist_generation",)])
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    """Request-level (method), per-program (exe) and file (file, access) rules."""
+    for column in ("method", "exe", "file", "access"):
+        conn.execute(f"ALTER TABLE rules ADD COLUMN {column} TEXT")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1; the store is at len(MIGRATIONS).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 
 
 def _rule_from_row(row: tuple[Any, ...]) -> Rule:

@@ -50,7 +50,7 @@ REASONS = [
      "a specific protocol (beats any)",
      "any destination, port any, proto tcp", f"any destination, {ANY}"),
     (rule(ALLOW, 1, path_prefix="/v1/a"), rule(DENY, 2, path_prefix="/v1"),
-     "a longer path prefix",
+     "a longer path prefix (or a more specific file glob)",
      f"any destination, {ANY}, path /v1/a*", f"any destination, {ANY}, path /v1*"),
     (rule(DENY, 1, host="*.example.test"), rule(ALLOW, 2, host="*.example.test"),
      "deny (deny beats allow at equal specificity)", SUB, SUB),
@@ -134,6 +134,7 @@ def test_to_dict_is_the_whole_explanation() -> None:
     assert d["query"] == {
         "proto": "tcp", "dst": "203.0.113.5", "port": 8080, "names": ["x.example.test"],
         "profile": "web", "image": None, "session": None, "flow": None, "path": "/v1/a",
+        "method": None, "exe": None, "file": None, "access": None, "labels": [],
     }  # fmt: skip
     assert d["decision"] == {
         "action": "deny",
@@ -177,12 +178,14 @@ def test_endpoint_queries() -> None:
 
 
 def test_precedence_keys() -> None:
-    assert precedence_key(Rule(ALLOW)) == (0, 0, 0, -65536, 0, 0, 0)
+    assert precedence_key(Rule(ALLOW)) == (0, 0, 0, -65536, 0, 0, 0, 0, 0)
     narrow = Rule(DENY, host="a.test", proto=Proto.TCP, port_lo=80, port_hi=89, priority=2,
                   path_prefix="/v1")  # fmt: skip
-    assert precedence_key(narrow) == (2, 2, 0, -10, 1, 3, 1)
-    assert precedence_key(Rule(ALLOW, host="*.a.example.test")) == (0, 1, 3, -65536, 0, 0, 0)
-    assert precedence_key(Rule(ALLOW, cidr="192.0.2.0/24")) == (0, 3, 24, -65536, 0, 0, 0)
+    assert precedence_key(narrow) == (2, 2, 0, -10, 1, 3, 0, 0, 1)
+    assert precedence_key(Rule(ALLOW, host="*.a.example.test")) == (0, 1, 3, -65536, 0, 0, 0, 0, 0)
+    assert precedence_key(Rule(ALLOW, cidr="192.0.2.0/24")) == (0, 3, 24, -65536, 0, 0, 0, 0, 0)
+    assert precedence_key(Rule(ALLOW, method="GET", exe="/usr/bin/curl"))[6:8] == (1, 1)
+    assert precedence_key(Rule(ALLOW, proto=Proto.FILE, file="~/.aws/*"))[5] == 7
 
 
 def test_blocklist_hits_against_rules_of_the_same_network() -> None:

@@ -6,6 +6,7 @@ indexes, so a bug in the index (a missed bucket, a wrong suffix walk) shows up h
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 from typing import Any
 
@@ -23,6 +24,8 @@ CIDRS = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3", "0.0.0.0/0",
 IPS = ["10.1.2.3", "10.1.2.4", "10.2.0.1", "192.0.2.1", "2001:db8::1", "2001:db8::2", "::1"]
 PORTS = [(0, 0), (443, 443), (80, 80), (1, 1024), (400, 500)]
 BLOCKED = ["x.test", "b.x.test", "10.1.0.0/16", "2001:db8::/48"]
+NET_PROTOS = [p for p in Proto if p is not Proto.FILE]  # file rules: test_file_rules.py
+EXES = ["/usr/bin/curl", "/usr/bin/*", "*/python3*"]
 
 
 def pick(pool: list[Any], byte: int) -> Any:
@@ -35,7 +38,7 @@ def rule_from_bytes(b: bytes, position: int) -> Rule:
     Two rules in three are plain (global, no lifetime, no path), so that matches are
     common; the rest draw every lifetime/scope/path attribute.
     """
-    proto = pick(list(Proto), b[0])
+    proto = pick(NET_PROTOS, b[0])
     lo, hi = (0, 0) if proto in (Proto.DNS, Proto.ICMP) else pick(PORTS, b[1])
     exotic = b[13] % 3 == 0
     return Rule(
@@ -45,9 +48,13 @@ def rule_from_bytes(b: bytes, position: int) -> Rule:
         port_lo=lo,
         port_hi=hi,
         proto=proto,
-        scope=pick(["global", "profile:p", "image:i"], b[5]) if exotic else "global",
+        scope=pick(["global", "profile:p", "image:i", "label:team=ci"], b[5])
+        if exotic
+        else "global",
         priority=pick([0, 0, 0, 1, -1], b[6]),
         path_prefix=pick([None, "/v1"], b[7]) if exotic else None,
+        method=pick([None, "GET", "GET,HEAD"], b[7] >> 2) if exotic else None,
+        exe=pick([None, None, *EXES], b[13] >> 2) if exotic else None,
         once_key=pick([None, "k1", "k2"], b[8]) if exotic else None,
         session=pick([None, "s1"], b[9]) if exotic else None,
         expires_at=pick([None, NOW - 1, NOW, NOW + 100], b[10]) if exotic else None,
@@ -64,12 +71,14 @@ rule_sets = st.lists(st.binary(min_size=14, max_size=14), max_size=12).map(
 
 @st.composite
 def queries(draw: st.DrawFn) -> Query:
-    b = draw(st.binary(min_size=10, max_size=10))
-    proto = pick(list(Proto), b[0])
+    b = draw(st.binary(min_size=12, max_size=12))
+    proto = pick(NET_PROTOS, b[0])
     ctx: dict[str, Any] = {
         "profile": pick([None, "p", "i"], b[1]),
         "image": pick([None, "i", "p"], b[2]),
         "session": pick([None, "s1", "s2"], b[3]),
+        "labels": pick([(), ("team=ci",), ("team=web", "x=y")], b[10]),
+        "exe": pick([None, "/usr/bin/curl", "/usr/bin/python3.11", "/bin/sh"], b[11]),
     }
     if proto is Proto.DNS:
         return Query(proto, None, 0, (pick(NAMES, b[4]),), **ctx)
@@ -81,6 +90,7 @@ def queries(draw: st.DrawFn) -> Query:
         names,
         flow=pick([None, "k1", "k2"], b[8]),
         path=pick([None, None, "/v1/a", "/v2"], b[9]),
+        method=pick([None, "GET", "POST", "HEAD"], b[9] >> 2),
         **ctx,
     )
 
@@ -98,6 +108,12 @@ def ref_matches(r: Rule, q: Query, now: float) -> bool:
     if r.scope.startswith("profile:") and q.profile != r.scope[8:]:
         return False
     if r.scope.startswith("image:") and q.image != r.scope[6:]:
+        return False
+    if r.scope.startswith("label:") and r.scope[6:] not in q.labels:
+        return False
+    if r.method is not None and q.method not in r.method.split(","):
+        return False
+    if r.exe is not None and (q.exe is None or not fnmatch.fnmatchcase(q.exe, r.exe)):
         return False
     if r.path_prefix is not None and (q.path is None or not q.path.startswith(r.path_prefix)):
         return False
@@ -134,7 +150,8 @@ def ref_key(r: Rule) -> tuple[int, ...]:
         dest = (0, 0)
     width = 65536 if r.port_lo == 0 else r.port_hi - r.port_lo + 1
     return (r.priority, *dest, -width, int(r.proto is not Proto.ANY),
-            len(r.path_prefix or ""), int(r.action is Action.DENY))  # fmt: skip
+            len(r.path_prefix or ""), int(r.method is not None), int(r.exe is not None),
+            int(r.action is Action.DENY))  # fmt: skip
 
 
 def ref_blocked(blocked: list[str], q: Query) -> list[tuple[int, ...]]:
@@ -145,9 +162,9 @@ def ref_blocked(blocked: list[str], q: Query) -> list[tuple[int, ...]]:
         if "/" in entry:
             net = ipaddress.ip_network(entry)
             if q.dst is not None and ipaddress.ip_address(q.dst) in net:
-                keys.append((0, 3, net.prefixlen, -65536, 0, 0, 1))
+                keys.append((0, 3, net.prefixlen, -65536, 0, 0, 0, 0, 1))
         elif any(n == entry or n.endswith("." + entry) for n in names):
-            keys.append((0, 1, len(entry.split(".")), -65536, 0, 0, 1))
+            keys.append((0, 1, len(entry.split(".")), -65536, 0, 0, 0, 0, 1))
     return keys
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -204,24 +205,57 @@ def test_newer_schema_is_refused(db: Path) -> None:
 
 
 def test_migration_backs_up_first(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = len(store_mod.MIGRATIONS)
     with RuleStore(db) as s:
         rid = s.add(sample(note="before"))
-        assert s.schema_version() == 1
+        assert s.schema_version() == now
 
-    def v2(conn: sqlite3.Connection) -> None:
+    def extra(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE rules ADD COLUMN extra TEXT")
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, v2])
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, extra])
     with RuleStore(db) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == now + 1
         assert s.get(rid) is not None
-    backups = list(db.parent.glob("rules.db.bak-v1-*"))
+    backups = list(db.parent.glob(f"rules.db.bak-v{now}-*"))
     assert len(backups) == 1
     assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
-    with RuleStore(backups[0]) as old:  # the backup is a complete v1 store
-        assert old.schema_version() == 1
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:now])
+    with RuleStore(backups[0]) as old:  # the backup is a complete store of the old version
+        assert old.schema_version() == now
         assert [r.note for r in old.list()] == ["before"]
+
+
+def test_a_v1_store_gains_the_method_exe_and_file_columns(db: Path) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        store_mod.MIGRATIONS[0](conn)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', 1)")
+        conn.execute(
+            "INSERT INTO rules (action, host, created, note) "
+            "VALUES ('allow', 'a.example.test', 1, 'old')"
+        )
+    with RuleStore(db) as s:
+        assert s.schema_version() == 2
+        (old,) = s.list()
+        assert (old.host, old.note, old.method, old.exe, old.file) == (
+            "a.example.test",
+            "old",
+            None,
+            None,
+            None,
+        )
+        rid = s.add(
+            Rule(Action.ALLOW, proto=Proto.FILE, file="~/.aws/*", access="read", exe="/usr/bin/*")
+        )
+        back = s.get(rid)
+        assert back is not None and (back.file, back.access, back.exe) == (
+            "~/.aws/*",
+            "read",
+            "/usr/bin/*",
+        )
+        rid = s.add(Rule(Action.DENY, host="api.example.test", path_prefix="/v1", method="POST"))
+        back = s.get(rid)
+        assert back is not None and back.method == "POST"
 
 
 def test_root_gives_new_files_to_the_directory_owner(tmp_path: Path) -> None:
