@@ -160,3 +160,8 @@ def api_token() -> str:
             f.write(secrets.token_urlsafe(32) + "\n")
     os.chmod(path, PRIVATE_FILE)
     return path.read_text().strip()
+
+
+def fleet_tls_dir() -> Path:
+    """The decision service's generated certificate and key (``coderun serve``)."""
+    return private_dir(private_dir(data_dir() / "fleet") / "tls")

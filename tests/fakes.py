@@ -316,3 +316,40 @@ def sample_log(session: str = "s1") -> list[LogEntry]:
         flow(session, 10, "169.254.169.254", 80, [], "deny", 2, "deny 169.254.169.254/any"),
         flow(session, 5, "198.18.0.1", 443, ["api.example.test"], "pending"),
     ]
+
+
+# -- the decision service ----------------------------------------------------------------------
+
+
+class FleetService:
+    """A real decision service (``coderun serve``'s server) on 127.0.0.1, its own
+    certificate, token and rule store in ``tmp``; ``client()`` is a gateway's or a
+    dashboard's client of it."""
+
+    def __init__(self, tmp: Path) -> None:
+        from snitch.core.store import RuleStore
+        from snitch.fleet.hub import Fleet
+        from snitch.fleet.rules import FleetRules
+        from snitch.fleet.server import FleetServer
+        from snitch.fleet.tls import ensure_certificate, server_context
+
+        self.cert, key = ensure_certificate(tmp / "tls", ["127.0.0.1"])
+        self.token = "fleet-token-" + "x" * 20
+        self.store = RuleStore(tmp / "fleet-rules.db")
+        self.fleet = Fleet(FleetRules(self.store))
+        self.server = FleetServer(self.fleet, self.token, server_context(self.cert, key))
+        self.url = ""
+
+    async def start(self) -> FleetService:
+        port = await self.server.start("127.0.0.1", 0)
+        self.url = f"https://127.0.0.1:{port}"
+        return self
+
+    def client(self, token: str | None = None) -> Any:
+        from snitch.core.fleetclient import ServiceClient
+
+        return ServiceClient(self.url, token or self.token, self.cert.read_text())
+
+    async def close(self) -> None:
+        await self.server.close()
+        self.store.close()

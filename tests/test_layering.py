@@ -48,8 +48,11 @@ PLANTED = {
     "tui reaches gateways only through snitch.review.client": {
         "tui/planted.py": "import snitch.gateway.flowgate\n",
     },
-    "sandbox > tui > (snitch.review | snitch.gateway) > snitch.core": {
+    "sandbox > tui > (snitch.review | snitch.gateway | snitch.fleet) > snitch.core": {
         "snitch/core/planted.py": "import snitch.review.client\n",
+    },
+    "the decision service needs only snitch.core": {
+        "snitch/fleet/planted.py": "import snitch.gateway.asker\n",
     },
     "the gateway's code reaches no host-side package or library": {
         "snitch/gateway/planted.py": "import docker\n",

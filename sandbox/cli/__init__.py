@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "bundle": ("sandbox.cli.pm", "bundle"),
     "go": ("sandbox.cli.pm", "go"),
     "pm": ("sandbox.cli.pm", "pm_group"),
+    "serve": ("sandbox.cli.serve", "serve_command"),
 }
 
 

@@ -25,6 +25,7 @@ class SessionInfo:
     ask_default: str | None = None  # ask mode only
     prompts: PromptCounts | None = None  # ask mode only
     log_dropped: int = 0
+    labels: tuple[str, ...] = ()  # "KEY=VALUE": the session's labels (a decision service's fleet)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class SessionInfo:
             "ask_default": self.ask_default,
             "prompts": self.prompts.to_dict() if self.prompts is not None else None,
             "log_dropped": self.log_dropped,
+            "labels": list(self.labels),
         }
 
     @classmethod
@@ -56,6 +58,7 @@ class SessionInfo:
             ask_default=str(default) if default is not None else None,
             prompts=PromptCounts.from_dict(prompts) if isinstance(prompts, dict) else None,
             log_dropped=int(d.get("log_dropped") or 0),
+            labels=tuple(str(label) for label in d.get("labels") or ()),
         )
 
 

@@ -25,16 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from snitch.core.apitypes import DecideResult
-from snitch.core.grammar import (
-    Lifetime,
-    Origin,
-    Topic,
-    is_synthetic_address,
-    network_of,
-    parent_pattern,
-    parse_lifetime,
-    synthetic_target,
-)
+from snitch.core.decide import DecideError, rule_for, set_lifetime
+from snitch.core.grammar import Lifetime, Origin, Topic, is_synthetic_address
 from snitch.core.model import (
     Action,
     Decision,
@@ -45,7 +37,6 @@ from snitch.core.model import (
     Proto,
     Query,
     Rule,
-    Target,
 )
 from snitch.core.policy import Policy, check_rule
 from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
@@ -63,17 +54,11 @@ from snitch.gateway.rulebook import RuleBook
 if TYPE_CHECKING:
     from snitch.gateway.fakeip import FakeIPs
 
+__all__ = ["Asker", "DecideError", "Held", "claimed_note"]
+
 DEFAULT_TIMEOUT = 60.0
 # What makes two connections "the same destination": proto, dst, dport, names, claimed.
 GroupKey = tuple[str, str, int, tuple[str, ...], str]
-
-
-class DecideError(ValueError):
-    """A decision that cannot be applied; ``status`` is the HTTP status to report."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -251,45 +236,13 @@ class Asker:
         return DecideResult(tuple(ids))
 
     def rule_for(self, item: Pending, request: DecisionRequest) -> Rule:
-        """The lasting rule a decision on ``item`` means: by name where a verified one is
-        known (never the claimed one), never for a synthetic address (the real address
-        once resolved, else the name)."""
-        name = item.names[0] if item.names else ""
-        rule = Rule(action=request.action, source="prompt", note=request.note)
-        target = request.target
-        if not name and target in (Target.HOST, Target.DOMAIN):
-            target = Target.IP
-        address = item.dst
-        synthetic = item.synthetic or is_synthetic_address(item.dst)
-        if target in (Target.IP, Target.CIDR) and synthetic:
-            real = self.fake.real_address(item.dst) if self.fake is not None else None
-            if real is not None and not is_synthetic_address(real):
-                address = real
-            elif name:
-                target = Target.HOST
-            else:
-                why = synthetic_target(address)
-                raise DecideError(409, f"no lasting rule for this item: {why}")
-        if target is Target.HOST:
-            rule.host = name
-        elif target is Target.DOMAIN:
-            rule.host = parent_pattern(name)
-        elif target is Target.IP:
-            rule.cidr = f"{address}/32"
-        else:
-            rule.cidr = network_of(address, request.cidr_prefix)
-        if request.port == "this" and item.proto in ("tcp", "udp"):
-            rule.port_lo = rule.port_hi = item.dport
-        rule.proto = Proto(item.proto) if item.kind == "flow" else Proto.DNS
-        self._set_lifetime(rule, request.lifetime)
-        return rule
+        """The lasting rule a decision on ``item`` means (snitch/core/decide.py)."""
+        fake = self.fake
+        real = fake.real_address if fake is not None else (lambda _address: None)
+        return rule_for(item, request, self.session, self.clock(), real)
 
     def _set_lifetime(self, rule: Rule, lifetime: str) -> None:
-        life = parse_lifetime(lifetime)
-        if life is Lifetime.SESSION:
-            rule.session = self.session
-        elif not isinstance(life, Lifetime):
-            rule.expires_at = self.clock() + life
+        set_lifetime(rule, lifetime, self.session, self.clock())
 
     def _dry_run(self, rule: Rule) -> DecideResult:
         """What storing ``rule`` would decide now; nothing changes."""

@@ -19,11 +19,13 @@ def test_session_info_round_trips_through_json() -> None:
         session="s1", mode="ask", command=("python3", "-c", "print(1)"), image="py:test",
         started=1_700_000_000.5, gateway_ip="172.30.0.2", ask_timeout=30.0, ask_default="deny",
         prompts=PromptCounts(max_pending=5, rate=2.5, pending=1, held=2, refused_full=3),
-        log_dropped=4,
+        log_dropped=4, labels=("team=web", "env=ci"),
     )  # fmt: skip
     d = wire(info.to_dict())
     assert list(d) == ["session", "mode", "command", "image", "started", "gateway_ip",
-                       "ask_timeout", "ask_default", "prompts", "log_dropped"]  # fmt: skip
+                       "ask_timeout", "ask_default", "prompts", "log_dropped",
+                       "labels"]  # fmt: skip
+    assert d["labels"] == ["team=web", "env=ci"]
     assert d["command"] == ["python3", "-c", "print(1)"]
     assert d["prompts"] == PromptCounts(5, 2.5, 1, 2, 0, 3, 0).to_dict()
     assert SessionInfo.from_dict(d) == info
