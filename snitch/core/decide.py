@@ -18,7 +18,8 @@ from snitch.core.grammar import (
     parse_lifetime,
     synthetic_target,
 )
-from snitch.core.model import DecisionRequest, Pending, Proto, Rule, Target
+from snitch.core.fileask import file_rule
+from snitch.core.model import DecisionRequest, Pending, PendingKind, Proto, Rule, Target
 
 
 class DecideError(ValueError):
@@ -45,7 +46,11 @@ def rule_for(
     now: float,
     real_address: Callable[[str], str | None] = lambda _address: None,
 ) -> Rule:
-    """The lasting rule a decision on ``item`` means."""
+    """The lasting rule a decision on ``item`` means (a file item's: snitch/core/fileask.py)."""
+    if item.kind == PendingKind.FILE:
+        rule = file_rule(item, request)
+        set_lifetime(rule, request.lifetime, session, now)
+        return rule
     name = item.names[0] if item.names else ""
     rule = Rule(action=request.action, source="prompt", note=request.note)
     target = request.target
@@ -72,6 +77,6 @@ def rule_for(
         rule.cidr = network_of(address, request.cidr_prefix)
     if request.port == "this" and item.proto in ("tcp", "udp"):
         rule.port_lo = rule.port_hi = item.dport
-    rule.proto = Proto(item.proto) if item.kind == "flow" else Proto.DNS
+    rule.proto = Proto(item.proto) if item.kind == PendingKind.FLOW else Proto.DNS
     set_lifetime(rule, request.lifetime, session, now)
     return rule

@@ -280,6 +280,14 @@ def flow_log_dict(
     return out
 
 
+class PendingKind(enum.StrEnum):
+    """What a pending item holds (``Pending.kind``)."""
+
+    FLOW = "flow"  # a connection
+    DNS = "dns"  # a lookup
+    FILE = "file"  # an open of a --share file (``path``, ``access``; no network fields)
+
+
 class Target(enum.StrEnum):
     """What a decision's rule matches: the name, its parent domain, the address, its /24."""
 
@@ -302,11 +310,17 @@ class Pending:
     is an address coderun made up for an undecided name (ask mode): no rule may ever be
     stored for it. ``flows``: connections to the same destination collapsed into this
     item (one decision releases them all).
+
+    A ``file`` item (PendingKind.FILE) is an open of a shared file held by its FUSE
+    daemon: ``path`` as the person knows it (``~/.aws/credentials``), ``dst`` the path as
+    the sandbox sees it, ``access`` read or write, ``pid`` (inside the sandbox, 0 =
+    unknown) and ``cmdline`` of the process that asked (the sandbox's text: show it
+    through safetext). Its network fields are empty.
     """
 
     id: str
     session: str
-    kind: str  # "flow" or "dns"
+    kind: str  # a PendingKind: "flow", "dns" or "file"
     proto: str
     src: str
     sport: int
@@ -320,11 +334,17 @@ class Pending:
     claimed: str = ""  # a name the sandbox sent (SNI/Host) that does not lead to dst
     synthetic: bool = False  # dst is a synthetic address (ask mode), never a rule target
     flows: int = 1  # connections collapsed into this item
+    path: str = ""  # a file item: the path as the person knows it (``~/...``)
+    access: str = ""  # a file item: read / write
+    pid: int = 0  # the asking process inside the sandbox, 0 = unknown
+    cmdline: str = ""  # its command line (the sandbox's text)
 
     @property
     def label(self) -> str:
         """The best *verified* name for the destination, else the address (never the
-        unverified ``claimed`` name: show that beside it, marked)."""
+        unverified ``claimed`` name: show that beside it, marked); a file item's path."""
+        if self.kind == PendingKind.FILE:
+            return self.path or self.dst
         return self.names[0] if self.names else self.dst
 
     def to_dict(self) -> dict[str, Any]:
@@ -343,6 +363,8 @@ class DecisionRequest:
 
     ``lifetime``: ``once`` (this connection only), ``session``, ``always`` or a duration
     such as ``5m``. ``port``: ``this`` or ``any``. ``cidr_prefix`` with Target.CIDR.
+    On a file item: Target.HOST is the file's path, Target.DOMAIN its folder
+    (``~/.aws/*``); ``port`` ``this`` is this access (read or write), ``any`` both.
     """
 
     action: Action

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from snitch.core.apitypes import SessionInfo
 from snitch.core.explain import endpoint_query
+from snitch.core.fileask import FileAsk
 from snitch.core.grammar import Topic
 from snitch.core.model import DecisionRequest, Proto, Rule
 from snitch.core.policy import check_rule
@@ -215,6 +216,7 @@ class ControlApi:
             ("GET", "/info"): self._info,
             ("GET", "/pending"): self._pending,
             ("POST", "/decide"): self._decide,
+            ("POST", "/files/ask"): self._files_ask,
             ("GET", "/rules"): self._rules_list,
             ("POST", "/rules"): self._rules_add,
             ("GET", "/log"): self._log,
@@ -249,6 +251,14 @@ class ControlApi:
         if self.asker is None:
             return 409, {"error": "this session is not in ask mode"}
         return 200, self.asker.decide(DecisionRequest.from_dict(r.body), by="api").to_dict()
+
+    async def _files_ask(self, r: Request) -> tuple[int, Any]:
+        """A share's daemon holds an open no rule decides (ask mode): answer when it is
+        decided (a person, a rule, its deadline)."""
+        if self.asker is None:
+            return 409, {"error": "this session is not in ask mode"}
+        decision = await self.asker.hold_file(FileAsk.from_dict(r.body))
+        return 200, decision.to_dict()
 
     async def _rules_list(self, _r: Request) -> tuple[int, Any]:
         return 200, [rule.to_dict() for rule in self.rules.all_rules()]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from snitch.core.apitypes import DecideResult
 from snitch.core.decide import DecideError, rule_for, set_lifetime
+from snitch.core.fileask import FileAsk, file_query
 from snitch.core.grammar import Lifetime, Origin, Topic, is_synthetic_address
 from snitch.core.model import (
     Action,
@@ -33,6 +34,7 @@ from snitch.core.model import (
     DecisionRequest,
     FlowKey,
     Pending,
+    PendingKind,
     PromptCounts,
     Proto,
     Query,
@@ -66,9 +68,13 @@ class Held:
     item: Pending
     group: GroupKey
     flows: list[tuple[QueuedPacket, FlowKey]] = field(default_factory=list)
+    # a file item: the answers its daemon waits for (one per open joined into it)
+    waiters: list[asyncio.Future[Decision]] = field(default_factory=list)
 
     def query(self) -> Query:
         item = self.item
+        if item.kind == PendingKind.FILE:
+            return file_query(item)
         return Query(Proto(item.proto), item.dst, item.dport, tuple(item.names))
 
 
@@ -154,7 +160,7 @@ class Asker:
         item = Pending(
             id=f"{self.session[:6]}-{next(self._ids)}",
             session=self.session,
-            kind="flow",
+            kind=PendingKind.FLOW,
             proto=str(key.proto),
             src=key.src,
             sport=key.sport,
@@ -183,6 +189,39 @@ class Asker:
         if not claimed:
             return decision
         return dataclasses.replace(decision, reason=f"{decision.reason} ({claimed_note(claimed)})")
+
+    async def hold_file(self, ask: FileAsk) -> Decision:
+        """Hold an open of a shared file until it is decided (a rule, a person, its
+        deadline: deny). Opens of the same path and access join one item."""
+        item = Pending(id="", session=self.session, kind=PendingKind.FILE, proto=str(Proto.FILE),
+                       src="", sport=0, dst=ask.shown, dport=0, path=ask.path,
+                       access=ask.access, pid=ask.pid, cmdline=ask.cmdline)  # fmt: skip
+        decided = self.rules.decide(file_query(item))  # a rule stored since the daemon looked
+        if decided is not None:
+            return decided
+        group: GroupKey = (str(Proto.FILE), ask.path, 0, (ask.access,), "")
+        waiter: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        joined = self._by_group.get(group)
+        if joined is not None:
+            held = self.held[joined]
+            held.waiters.append(waiter)
+            held.item.flows += 1
+            self._counts.collapsed += 1
+            self.bus.publish(Topic.PENDING, held.item.to_dict())  # the same id: an update
+            return await waiter
+        if len(self.held) >= self.max_pending:
+            self._counts.refused_full += 1
+            return Decision(Action.DENY, None, refused_full(self.max_pending), Origin.LIMIT)
+        if not self._bucket.take():
+            self._counts.refused_rate += 1
+            return Decision(Action.DENY, None, refused_rate(), Origin.LIMIT)
+        now = self.clock()
+        item.id = f"{self.session[:6]}-{next(self._ids)}"
+        item.created, item.deadline = now, now + self.timeout
+        self.held[item.id] = Held(item, group, waiters=[waiter])
+        self._by_group[group] = item.id
+        self.bus.publish(Topic.PENDING, item.to_dict())
+        return await waiter
 
     def pending(self) -> list[Pending]:
         return [h.item for h in self.held.values()]
@@ -278,6 +317,9 @@ class Asker:
         for packet, key in held.flows:
             self._by_key.pop(key, None)
             self.finish(packet, key, final, "", tuple(item.names))
+        for waiter in held.waiters:
+            if not waiter.done():
+                waiter.set_result(final)
         self.bus.publish(
             topic,
             {
@@ -296,8 +338,10 @@ class Asker:
         expired = []
         for held in list(self.held.values()):
             if held.item.deadline <= now:
-                why = f"ask: expired, default {self.default}"
-                decision = Decision(self.default, None, why, Origin.DEADLINE)
+                # A file is never handed over by default: its deadline denies.
+                default = Action.DENY if held.item.kind == PendingKind.FILE else self.default
+                why = f"ask: expired, default {default}"
+                decision = Decision(default, None, why, Origin.DEADLINE)
                 self._release(held, decision, "deadline", topic=Topic.EXPIRED)
                 expired.append(held.item.id)
         return expired

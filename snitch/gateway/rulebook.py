@@ -106,7 +106,8 @@ class RuleBook:
         # Built directly: dataclasses.replace costs more than the rest of a lookup.
         return Query(
             query.proto, query.dst, query.port, query.names, self.profile, self.image,
-            self.session, query.flow, query.path,
+            self.session, query.flow, query.path, query.method, query.exe, query.file,
+            query.access, query.labels,
         )  # fmt: skip
 
     def for_flow(self, proto: Proto, dst: str, port: int, names: tuple[str, ...]) -> Query:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.apitypes import DecideResult, SessionInfo
-from snitch.core.model import DecisionRequest, Event, LogEntry, Pending, Rule
+from snitch.core.fileask import FileAsk
+from snitch.core.model import Decision, DecisionRequest, Event, LogEntry, Pending, Rule
 from snitch.core.session_dir import SessionDir
 
 API_VERSION = "v1"
@@ -120,6 +121,11 @@ class GatewayClient:
         ApiError(409) when the item was already decided (first decision wins).
         """
         return DecideResult.from_dict(await self.request("POST", "/decide", request.to_dict()))
+
+    async def ask_file(self, ask: FileAsk) -> Decision:
+        """Hold an open of a shared file until it is decided (ask mode; a share's daemon
+        asks). Raises ApiError(409) when the session does not ask."""
+        return Decision.from_dict(await self.request("POST", "/files/ask", ask.to_dict()))
 
     async def add_rule(self, rule: Rule) -> Rule:
         return Rule.from_dict(await self.request("POST", "/rules", rule.to_dict()))
