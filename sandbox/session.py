@@ -33,7 +33,7 @@ from sandbox.gateway_code import gateway_volumes
 from sandbox.host_networks import host_networks
 from sandbox.labels import LABEL, ROLE, owner_labels
 from sandbox.sandbox_container import create_sandbox
-from sandbox.shares.mounts import SessionShares
+from sandbox.shares.mounts import Deciding, SessionShares
 from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
 from snitch.core.policyfile import dump_policy, load_policy_file, loads_policy
@@ -377,13 +377,26 @@ class Session:
 
             try:
                 self.shares = start_shares(config.shares, self.dir, self.id,
-                                           config.share_max_mb * 1024 * 1024)  # fmt: skip
+                                           config.share_max_mb * 1024 * 1024,
+                                           self._share_deciding())  # fmt: skip
             except (ShareError, OSError) as exc:
                 raise SessionError(f"--share: {exc}") from exc
             config = replace(config, volumes=[*config.volumes, *self.shares.volume_specs()])
         self.sandbox = create_sandbox(self.client, config, self.holder, self.files_volume,
                                       self.role_labels, name)  # fmt: skip
         self.containers.append(self.sandbox)
+
+    def _share_deciding(self) -> Deciding:
+        """How the share daemons decide opens: this run's mode, rules and gateway (its
+        policy file was written to the session folder with the run's settings)."""
+        run = self.config.run
+        policy = self.folder.file(POLICY)
+        return Deciding(
+            mode=str(run.mode), rules=paths.rules_db(),
+            policy=policy if policy.exists() else None, profile=run.profile or "",
+            image=run.image or "", home=str(Path.home()), api=self.api_socket,
+            token_file=paths.api_token_path(), ask_timeout=run.ask_timeout,
+        )  # fmt: skip
 
     def gateway_alive(self) -> bool:
         if self.gateway is None:

@@ -9,8 +9,9 @@ It serves one host folder (or one file of it) and never lets a path lead out of 
   setgid bits; a read-only share refuses every change (``EROFS``); a file of a writable
   share cannot grow past ``max_bytes`` (``EFBIG``);
 - every open is reported to ``on_open(path, write, pid)`` (the host pid of the process
-  that asked); an ``EACCES`` it raises is the sandbox's ``Permission denied``; each
-  release reports the bytes read and written (``on_close``).
+  that asked) before the file is opened; an ``EACCES`` it raises is the sandbox's
+  ``Permission denied``; each release reports the bytes read and written
+  (``on_close``). The daemon runs it in several threads: the byte counts take a lock.
 
 If the daemon dies, the kernel answers the sandbox's calls with ``ENOTCONN``: the raw
 files are never exposed.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
         self.on_close = on_close
         self.counts: dict[int, list[int]] = {}  # fh -> [read, written]
         self.paths: dict[int, str] = {}
+        self._lock = threading.Lock()
 
     # -- paths ------------------------------------------------------------------------------
     def _inside(self, path: str) -> bool:
@@ -115,17 +118,24 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
         return fh
 
     def _opened(self, fh: int, path: str) -> None:
-        self.counts[fh] = [0, 0]
-        self.paths[fh] = path
+        with self._lock:
+            self.counts[fh] = [0, 0]
+            self.paths[fh] = path
+
+    def _count(self, fh: int, which: int, n: int) -> None:
+        with self._lock:
+            self.counts.setdefault(fh, [0, 0])[which] += n
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         data = os.pread(fh, size, offset)
-        self.counts.setdefault(fh, [0, 0])[0] += len(data)
+        self._count(fh, 0, len(data))
         return data
 
     def release(self, path: str, fh: int) -> int:
-        read, written = self.counts.pop(fh, [0, 0])
-        self.on_close(self.paths.pop(fh, path), read, written)
+        with self._lock:
+            read, written = self.counts.pop(fh, [0, 0])
+            opened = self.paths.pop(fh, path)
+        self.on_close(opened, read, written)
         os.close(fh)
         return 0
 
@@ -135,7 +145,7 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
         if offset + len(data) > self.max_bytes:
             raise refuse(errno.EFBIG)
         written = os.pwrite(fh, data, offset)
-        self.counts.setdefault(fh, [0, 0])[1] += written
+        self._count(fh, 1, written)
         return written
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:

@@ -28,6 +28,33 @@ class ShareError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Deciding:
+    """How a run's share daemons decide opens (sandbox/shares/gate.py): the mode, the
+    rules in force (the store, the run's policy file, the session's scopes), the home
+    that ``~`` in file rules means, and the gateway that asks a person (ask mode)."""
+
+    mode: str = "audit"
+    rules: Path | None = None
+    policy: Path | None = None
+    profile: str = ""
+    image: str = ""
+    home: str = ""
+    api: Path | None = None
+    token_file: Path | None = None
+    ask_timeout: float = 60.0
+
+    def args(self) -> list[str]:
+        out = ["--mode", self.mode, "--ask-timeout", str(self.ask_timeout)]
+        named = (("--rules", self.rules), ("--policy", self.policy), ("--profile", self.profile),
+                 ("--image", self.image), ("--home", self.home), ("--api", self.api),
+                 ("--token-file", self.token_file))  # fmt: skip
+        for flag, value in named:
+            if value:
+                out += [flag, str(value)]
+        return out
+
+
 @dataclass
 class Mounted:
     share: Share
@@ -61,7 +88,7 @@ class SessionShares:
 
 
 def start_shares(shares: list[Share], session_dir: Path, session: str,
-                 max_bytes: int) -> SessionShares:  # fmt: skip
+                 max_bytes: int, deciding: Deciding | None = None) -> SessionShares:  # fmt: skip
     folder = session_dir / "shares"
     folder.mkdir(mode=0o700, exist_ok=True)
     (folder / "owner").write_text(str(os.getpid()))
@@ -73,7 +100,7 @@ def start_shares(shares: list[Share], session_dir: Path, session: str,
             cmd = [sys.executable, "-m", "sandbox.shares.daemon", "--root", str(share.folder),
                    "--mount", str(mount), "--target", share.target,
                    "--max-bytes", str(max_bytes), "--log", str(session_dir / FILES_LOG),
-                   "--session", session]  # fmt: skip
+                   "--session", session, *(deciding or Deciding()).args()]  # fmt: skip
             if share.only:
                 cmd += ["--only", share.only]
             if share.writable:
