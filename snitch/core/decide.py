@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from snitch.core.fileask import file_rule
 from snitch.core.grammar import (
     Lifetime,
     is_synthetic_address,
@@ -18,7 +19,6 @@ from snitch.core.grammar import (
     parse_lifetime,
     synthetic_target,
 )
-from snitch.core.fileask import file_rule
 from snitch.core.model import DecisionRequest, Pending, PendingKind, Proto, Rule, Target
 
 
