@@ -39,7 +39,8 @@ from typing import Any
 from sandbox import paths
 from sandbox.port_prompt import ask_port, new_ports
 from sandbox.prompt_text import (
-    ANSWERS,
+    answer_hint,
+    answers,
     lasting_target,
     options_text,
     question_text,
@@ -271,9 +272,9 @@ class LinePrompt:
                 line = await self._answer()
                 if line is None or isinstance(line, _Withdrawn):
                     return self._unanswered(item, line)
-                answer = ANSWERS.get(line.strip())
+                answer = answers(item).get(line.strip())
                 if answer is None:
-                    self._say("answer a, A, d or D (then Enter)")
+                    self._say(answer_hint(item))
                     continue
                 action, lifetime = answer
                 if lifetime == Lifetime.ALWAYS:
@@ -362,6 +363,9 @@ class LinePrompt:
         stored = result.rule
         if lifetime == Lifetime.ONCE or stored is None:
             self._say(f"{verb} once: {where(item)}")
+        elif lifetime == Lifetime.SESSION:
+            self._say(f"{verb} for this session: {where(item)} (rule {safe(stored.id)}: "
+                      f"{rule_text(stored)})")  # fmt: skip
         else:
             self._say(f"{verb} always: {where(item)} (stored rule {safe(stored.id)}: "
                       f"{rule_text(stored)})")  # fmt: skip

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sandbox.textout import show_name
+from snitch.core.fileask import glob_escape
 from snitch.core.grammar import Lifetime
-from snitch.core.model import Action, Pending
+from snitch.core.model import Action, Pending, PendingKind
 from snitch.core.safetext import safe
 
 ANSWERS = {
@@ -14,10 +17,45 @@ ANSWERS = {
     "d": (Action.DENY, Lifetime.ONCE),
     "D": (Action.DENY, Lifetime.ALWAYS),
 }
+FILE_ANSWERS = {**ANSWERS, "s": (Action.ALLOW, Lifetime.SESSION)}  # an open of a shared file
+CMDLINE_SHOWN = 80
+
+
+def is_file(item: Pending) -> bool:
+    return item.kind == PendingKind.FILE
+
+
+def answers(item: Pending) -> Mapping[str, tuple[Action, str]]:
+    return FILE_ANSWERS if is_file(item) else ANSWERS
+
+
+def answer_hint(item: Pending) -> str:
+    keys = "a, s, A, d or D" if is_file(item) else "a, A, d or D"
+    return f"answer {keys} (then Enter)"
+
+
+def file_question(item: Pending) -> str:
+    """``Allow read of ~/.aws/credentials (/home/coderun/.aws/credentials in the
+    sandbox) by pid 12 "cat ..."? `` (escaped)."""
+    text = f"Allow {safe(item.access)} of {safe(item.path)}"
+    if item.dst and item.dst != item.path:
+        text += f" ({safe(item.dst)} in the sandbox)"
+    if item.pid:
+        text += f" by pid {item.pid}"
+    if item.cmdline:
+        command = safe(item.cmdline)
+        if len(command) > CMDLINE_SHOWN:
+            command = command[: CMDLINE_SHOWN - 1] + "…"
+        text += f' "{command}"'
+    if item.flows > 1:
+        text += f" [{item.flows} opens]"
+    return text + "? "
 
 
 def where(item: Pending) -> str:
     """``NAME 443/tcp`` for a person: the verified name (or the address), escaped."""
+    if is_file(item):
+        return f"{safe(item.path)} ({safe(item.access)})"
     port = "icmp" if item.proto == "icmp" else f"{item.dport}/{safe(item.proto)}"
     if item.kind == "dns":
         return f"{show_name(item.label)} (lookup)"
@@ -26,7 +64,10 @@ def where(item: Pending) -> str:
 
 def lasting_target(item: Pending) -> str | None:
     """What an "always" rule on ``item`` is stored for: its verified name, else its real
-    address; None for a synthetic address without a name (never a rule target)."""
+    address; None for a synthetic address without a name (never a rule target). A file
+    item's: its path."""
+    if is_file(item):
+        return item.path
     if item.names:
         return item.names[0]
     return None if item.synthetic else item.dst
@@ -34,6 +75,8 @@ def lasting_target(item: Pending) -> str | None:
 
 def question_text(item: Pending) -> str:
     """The question, untrusted parts escaped (without the tag)."""
+    if is_file(item):
+        return file_question(item)
     what = "lookup of" if item.kind == "dns" else "connection to"
     text = f"Allow {what} {where(item)}"
     if item.names and not item.synthetic and item.kind != "dns":
@@ -48,6 +91,8 @@ def question_text(item: Pending) -> str:
 
 
 def options_text(item: Pending) -> str:
+    if is_file(item):
+        return "[a]llow once / [s]ession / [A]lways / [d]eny / [D]eny always "
     if lasting_target(item) is None:
         return "[a]llow once / [d]eny once "
     return "[a]llow once / [A]lways / [d]eny / [D]eny always "
@@ -56,6 +101,8 @@ def options_text(item: Pending) -> str:
 def rule_preview(item: Pending, action: Action) -> str:
     """The lasting rule an "always" answer stores (as the gateway makes it)."""
     target = lasting_target(item) or ""
+    if is_file(item):
+        return f"{action}-file {safe(glob_escape(target))} ({safe(item.access)})"
     port = f":{item.dport}" if item.proto in ("tcp", "udp") else ""
     proto = "dns" if item.kind == "dns" else safe(item.proto)
     return f"{action} {show_name(target)}{port}/{proto}"

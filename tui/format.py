@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from rich.text import Text
 
 from snitch.core.grammar import Lifetime, choices, format_port, is_address, lifetime_text
-from snitch.core.model import EntryKind, LogEntry, Pending, Proto, Rule
+from snitch.core.model import EntryKind, LogEntry, Pending, PendingKind, Proto, Rule
 from snitch.core.safetext import ELLIPSIS, safe
 from tui.inert import shown_name
 
@@ -46,7 +46,10 @@ def host_name(item: Pending) -> str | None:
 
 
 def item_names(item: Pending) -> list[str]:
-    """Every name a batch pattern may match on, lower-cased."""
+    """Every name a batch pattern may match on, lower-cased (none for a held open of a
+    file: a batch decides connections and lookups)."""
+    if item.kind == PendingKind.FILE:
+        return []
     found = [item.sni, *item.names, item.dst]
     return [n.lower().rstrip(".") for n in found if n]
 

@@ -13,8 +13,9 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, RadioButton, Static
 
+from snitch.core.fileask import folder_glob
 from snitch.core.grammar import is_address, network_of, parent_pattern
-from snitch.core.model import Action, DecisionRequest, Target
+from snitch.core.model import Action, DecisionRequest, PendingKind, Target
 from snitch.core.safetext import safe
 from tui.format import LIFETIMES, countdown, host_name
 from tui.inert import shown_name
@@ -92,6 +93,12 @@ class DecisionDialog(AllowDenyScreen):
         ]
         dns = item.kind == "dns"
         ports = [("this", "any lookup" if dns else f"this port {item.dport}"), ("any", "any port")]
+        if item.kind == PendingKind.FILE:  # a file rule: the file or its folder, an access
+            targets[:2] = [
+                ("host", Text(f"this file {safe(item.path)}")),
+                ("domain", Text(f"its folder {safe(folder_glob(item.path))}")),
+            ]
+            ports = [("this", f"{safe(item.access)} only"), ("any", "read and write")]
         with Vertical(id="dialog", classes="dialog") as box:
             box.border_title = "Decide"
             summary = describe(self.row)

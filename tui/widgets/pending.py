@@ -21,12 +21,14 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from snitch.core.model import Action, Pending, PromptCounts
+from snitch.core.model import Action, Pending, PendingKind, PromptCounts
 from tui.format import countdown, port_proto, short_session
 from tui.inert import name_text, plain, shown_name
 
 Cell = str | Text
 MIN_LABEL_WIDTH = 30
+FILE_MARK = "▤ file "  # before a held open's path (the sandbox cannot style a cell)
+CMDLINE_SHOWN = 80
 SETTLE_SECONDS = 0.6
 """Keys are ignored this long after the highlighted row changed under the cursor."""
 _FIXED = {"left": 6, "port": 9, "tries": 5, "flows": 5}
@@ -55,6 +57,8 @@ def row_key(link: int, pending_id: str) -> str:
 def describe(row: PendingRow) -> Text:
     """The detail line under the table (and the dialog's summary) for an item."""
     p = row.item
+    if p.kind == PendingKind.FILE:
+        return _describe_file(row)
     if p.kind == "dns":
         what = f"DNS lookup of {shown_name(p.label)} from {safe_cell(p.src)}"
     else:
@@ -73,6 +77,26 @@ def describe(row: PendingRow) -> Text:
         text.append(f" · {p.flows} connections")
     if p.attempts > 1:
         text.append(f" · {p.attempts} attempts")
+    text.append(f" · session {safe_cell(row.session)}")
+    return text
+
+
+def _describe_file(row: PendingRow) -> Text:
+    """A held open: the path (and where the sandbox sees it), read or write, the process."""
+    p = row.item
+    text = Text(f"open for {safe_cell(p.access)} of ")
+    text.append(safe_cell(p.path), style="bold")
+    if p.dst and p.dst != p.path:
+        text.append(f" ({safe_cell(p.dst)} in the sandbox)")
+    if p.pid:
+        text.append(f" · pid {p.pid}")
+    if p.cmdline:
+        command = safe_cell(p.cmdline)
+        if len(command) > CMDLINE_SHOWN:
+            command = command[: CMDLINE_SHOWN - 1] + "…"
+        text.append(f" · {command}", style="italic")
+    if p.flows > 1:
+        text.append(f" · {p.flows} opens")
     text.append(f" · session {safe_cell(row.session)}")
     return text
 
@@ -351,6 +375,14 @@ class PendingView(Vertical):
 
     def _label(self, p: Pending) -> Text:
         width = self.label_width
+        if p.kind == PendingKind.FILE:
+            path = safe_cell(p.path)
+            room = max(8, width - len(FILE_MARK))
+            if len(path) > room:  # the end of a path says the most
+                path = "…" + path[-(room - 1) :]
+            text = Text(FILE_MARK, style="bold magenta")
+            text.append(path, style="bold")
+            return text
         if p.names:
             return name_text(p.label, width, style="bold")
         text = plain(p.dst)
@@ -363,7 +395,10 @@ class PendingView(Vertical):
 
     def _cells(self, row: PendingRow) -> list[Cell]:
         p = row.item
-        port = "lookup" if p.kind == "dns" else port_proto(p.dport, safe_cell(p.proto))
+        if p.kind == PendingKind.FILE:
+            port = safe_cell(p.access)
+        else:
+            port = "lookup" if p.kind == "dns" else port_proto(p.dport, safe_cell(p.proto))
         cells: list[Cell] = [
             self._left(row),
             self._label(p),
@@ -402,4 +437,3 @@ class PendingView(Vertical):
 
 def _height(item: Pending) -> int:
     return 2 if item.claimed and not item.names else 1
-
