@@ -93,7 +93,7 @@ class Fleet:
         info = member.info
         return Query(
             Proto(item.proto), item.dst, item.dport, tuple(item.names),
-            image=info.image or None, session=info.session,  # LABELS: once Query has them
+            image=info.image or None, session=info.session, labels=info.labels,
         )  # fmt: skip
 
     def ask(self, session: str, item: Pending) -> asyncio.Future[FleetAnswer]:

@@ -156,3 +156,21 @@ async def test_sessions_list_their_labels(service: FleetService) -> None:
         await client.request("GET", session_path("nope", "pending"))
     assert unknown.value.status == 404
     client.close()
+
+
+async def test_a_label_scoped_rule_decides_only_for_sessions_with_that_label(
+    service: FleetService,
+) -> None:
+    service.fleet.rules.add(Rule(Action.ALLOW, host="ci.example.test", scope="label:team=web"))
+    web, other = service.client(), service.client()
+    await join(web, "s1", "team=web")
+    await join(other, "s2", "team=data")
+    answer = await ask(web, "s1", "s1-1", "ci.example.test")
+    assert answer.decision.action is Action.ALLOW
+    assert answer.rule is not None and answer.rule.scope == "label:team=web"
+    waiting = asyncio.create_task(ask(other, "s2", "s2-1", "ci.example.test"))
+    await until(lambda: service.fleet.pending("s2"), "held for a person")
+    assert not waiting.done()
+    waiting.cancel()
+    web.close()
+    other.close()
