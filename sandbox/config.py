@@ -49,6 +49,8 @@ class SessionConfig:
     share_max_mb: int = 100  # a writable share's files grow to this at most
     # --secret values by name (sandbox/secrets.py): to the gateway only, never printed.
     secret_values: dict[str, str] = field(default_factory=dict, repr=False)
+    # --decision-service's token and certificate (sandbox/decision.py): to the gateway only.
+    decision_credentials: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def uses_ca(self) -> bool:

@@ -110,6 +110,8 @@ def claim(client: docker.DockerClient, config: SessionConfig) -> Session | None:
     key = shape_key(config)
     if key is None or config.uses_ca != config.network.intercept_tls:
         return None  # secrets: the gateway needs the CA, which a warm one was not given
+    if config.run.decision_service:
+        return None  # its token goes into a gateway that starts with this run
     if daemon_info() is None:
         return None
     for sid, _, path in sorted(entries("ready"), key=lambda e: _age(e[2])):

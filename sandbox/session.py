@@ -159,7 +159,17 @@ class Session:
         self._put_secrets()
 
     def _put_secrets(self) -> None:
-        """The --secret values into the gateway's own filesystem (sandbox/secrets.py)."""
+        """The --secret values into the gateway's own filesystem (sandbox/secrets.py),
+        and the decision service's token (sandbox/decision.py)."""
+        if self.config.decision_credentials:
+            from sandbox.decision import put_credentials
+
+            assert self.gateway is not None
+            try:
+                put_credentials(self.gateway, self.config.decision_credentials)
+            except (RuntimeError, docker.errors.APIError) as exc:
+                why = f"handing the decision token to the gateway failed: {exc}"
+                raise SessionError(why) from exc
         if not self.config.secret_values:
             return
         assert self.gateway is not None

@@ -42,6 +42,18 @@ if TYPE_CHECKING:
               help="An extra CA the gateway trusts for upstream servers when intercepting.")
 @network_options
 @run_options
+@click.option("--decision-service", "decision_service", metavar="URL",
+              help="Ask this decision service (https://HOST:PORT, `coderun serve`) about "
+              "flows no rule of this run decides; when it cannot be reached they are denied "
+              "(docs/scale.md). Implies ask mode.")
+@click.option("--decision-token-file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="The decision service's bearer token.")
+@click.option("--decision-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The decision service's certificate (default: the one `coderun serve` "
+              "made on this machine).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="A label of this session (rules scoped label:KEY=VALUE apply; the fleet "
+              "dashboard shows them). Repeatable.")
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the sandbox.")
 @click.option("--share", "share", multiple=True, metavar="PATH[:CONTAINER_PATH][:ro|rw]",
               help="Show a host file or folder in the sandbox through coderun's FUSE "
@@ -103,7 +115,9 @@ def build_config(
     policy_text: str | None = None, interactive: bool = False, tty: bool = False,
     split: bool | None = None, publish: tuple[str, ...] = (),
     secret: tuple[str, ...] = (), secret_host: tuple[str, ...] = (),
-    share: tuple[str, ...] = (), share_max_mb: int = 100, **settings: Any,
+    share: tuple[str, ...] = (), share_max_mb: int = 100, decision_service: str | None = None,
+    decision_token_file: Path | None = None, decision_ca: Path | None = None,
+    labels: tuple[str, ...] = (), **settings: Any,
 ) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
     """Check the options and build the session's config (images built if needed);
     click errors for bad input, before any container starts. ``settings`` are the
@@ -161,6 +175,16 @@ def build_config(
     except ShareSpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--share") from exc
     paths.data_dir()  # a data dir that is not this user's is refused before anything starts
+    from sandbox.decision import DecisionError, check_labels, credentials
+
+    try:
+        decision = credentials(decision_service, decision_token_file, decision_ca)
+        labels = check_labels(labels)
+    except (DecisionError, OSError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if decision_service and mode not in (None, "ask"):
+        raise click.BadParameter("a decision service decides held flows: ask mode only",
+                                 param_hint="--mode")  # fmt: skip
     envs: dict[str, str] = {}
     for item in env:
         key, sep, value = item.partition("=")
@@ -173,7 +197,7 @@ def build_config(
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
     if tty and not sys.stdin.isatty():
         raise click.UsageError("-t: the input is not a terminal (use -i alone for a pipe)")
-    mode = mode or ("ask" if terminal else "enforce")
+    mode = mode or ("ask" if terminal or decision_service else "enforce")
     if (interactive or tty) and prompt in ("dashboard", "line"):
         raise click.BadParameter("the terminal is the sandbox's with -i/-t: ask mode asks in "
                                  "`coderun dashboard` (another terminal)", param_hint="--prompt")
@@ -188,6 +212,7 @@ def build_config(
     tags = images.build(client)
     run_part = RunSettings(command=tuple(args), image=image, mode=Mode(mode),
                            log_limits=log_limits, secrets=bindings,
+                           decision_service=decision_service, labels=labels,
                            **run_settings)  # fmt: skip
     config = SessionConfig(
         image=images.resolve_runtime(client, image, tags),
@@ -197,6 +222,7 @@ def build_config(
         cpus=cpus, memory=memory, pids=pids, tmpfs_size=tmpfs_size, runtime=runtime,
         tty=tty, stdin=interactive or tty, split=split, publish=list(publish),
         secret_values=secret_values, shares=shares, share_max_mb=share_max_mb,
+        decision_credentials=decision,
     )  # fmt: skip
     return client, config, prompt
 

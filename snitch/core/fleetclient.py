@@ -13,9 +13,10 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
-from snitch.core.fleetwire import API_PREFIX, client_context
+from snitch.core.fleetwire import API_PREFIX, client_context, parse_url
+
+__all__ = ["ServiceClient", "ServiceError", "parse_url"]
 
 CONNECT_TIMEOUT = 5.0
 REPLY_TIMEOUT = 15.0
@@ -36,16 +37,6 @@ class ServiceError(RuntimeError):
     @property
     def unreachable(self) -> bool:
         return self.status == 0
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    """``https://HOST[:PORT]`` -> (host, port); ValueError for anything else."""
-    parts = urlsplit(url)
-    if parts.scheme != "https":
-        raise ValueError(f"the decision service is reached over https:// only, not {url!r}")
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
-        raise ValueError(f"want https://HOST[:PORT], not {url!r}")
-    return parts.hostname, parts.port or 443
 
 
 class ServiceClient:

@@ -17,6 +17,7 @@ import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from snitch.core.model import Decision, Rule
 
@@ -41,6 +42,16 @@ def parse_label(text: str) -> str:
             "a key of at most 63 characters)"
         )
     return text
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """``https://HOST[:PORT]`` -> (host, port); ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise ValueError(f"the decision service is reached over https:// only, not {url!r}")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
+        raise ValueError(f"want https://HOST[:PORT], not {url!r}")
+    return parts.hostname, parts.port or 443
 
 
 def session_path(session: str, rest: str = "") -> str:

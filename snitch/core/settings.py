@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from snitch.core.fleetwire import parse_label, parse_url
 from snitch.core.loglimit import LogLimits
 from snitch.core.model import Action, Mode
 
@@ -47,6 +48,8 @@ PROMPT_RATE = 10.0  # ask mode: new items per second, once a burst of max_pendin
 SETTINGS_ENV = "CODERUN_SETTINGS"  # the gateway's environment: GatewaySettings as JSON
 DATA_MOUNT = "/data"  # where the gateway finds what it gets of the data dir
 SECRETS_FILE = "/run/coderun-secrets.json"  # in the gateway container: {name: value}, 0600
+# in the gateway container, 0600: {"token": ..., "ca": PEM} of the decision service
+DECISION_FILE = "/run/coderun-decision.json"
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 PLACEHOLDER = re.compile(r"coderun-secret-[0-9a-f]{32}")
 
@@ -157,12 +160,24 @@ class RunSettings:
         "(other than the host's)? deny drops such DNS answers (rebind)."))
     log_limits: LogLimits = LogLimits()
     secrets: tuple[SecretBinding, ...] = ()  # --secret, --secret-host (placeholders only)
+    # --decision-service URL (its token and certificate reach the gateway as DECISION_FILE)
+    decision_service: str | None = None
+    labels: tuple[str, ...] = ()  # --label KEY=VALUE: the session's (rule scopes label:K=V)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_pending <= 10_000:
             raise SettingsError(f"max pending {self.max_pending} is not in 1-10000")
         if not self.ask_timeout >= 0.1:
             raise SettingsError(f"ask timeout {self.ask_timeout} is under 0.1 s")
+        try:
+            for label in self.labels:
+                parse_label(label)
+            if self.decision_service is not None:
+                parse_url(self.decision_service)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
+        if self.decision_service and self.mode is not Mode.ASK:
+            raise SettingsError("a decision service decides held flows: it needs ask mode")
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,15 @@ class Asker:
         decided = self.recheck(by)
         return DecideResult(tuple(decided), dataclasses.replace(rule))
 
+    def settle(self, item_id: str, decision: Decision, by: str) -> bool:
+        """Release ``item_id`` with a decision made elsewhere (the decision service);
+        False when it is no longer held."""
+        held = self.held.get(item_id)
+        if held is None:
+            return False
+        self._release(held, decision, by)
+        return True
+
     def recheck(self, by: str = "rules") -> list[str]:
         """Release every held item that the rules now decide (after a rule change)."""
         decided = []

@@ -45,6 +45,7 @@ from snitch.gateway.conntrack import Conntrack
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.fleetlink import FleetLink
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
 from snitch.gateway.kernelcache import (
@@ -162,6 +163,7 @@ class Gateway:
             from snitch.core.policyfile import load_policy
 
             extra = load_policy(self.folder.file(run.policy))
+        self.rules.labels = run.labels
         self.rules.configure(extra, self.mode, run.profile or None, run.image or None)
         self.asker = None
         self.gate.fake = self.dns.fake = None
@@ -178,6 +180,8 @@ class Gateway:
             self.gate.fake = self.dns.fake = FakeIPs(self.names, self.dns.lookup_all)
             self.asker.fake = self.gate.fake
         self.gate.asker = self.api.asker = self.asker
+        self.fleet = FleetLink.of_run(run.decision_service, self.session, self.asker,
+                                      self.rules, self.bus, self.info)  # fmt: skip
         self.private = run.private_answers
         self.protect()
         self.command = list(run.command)
@@ -209,6 +213,7 @@ class Gateway:
             ask_default=str(asker.default) if asker else None,
             prompts=dataclasses.replace(asker.prompt_counts()) if asker else None,
             log_dropped=self.writer.dropped,
+            labels=self.rules.labels,
         )
 
     def write_state(self, state: GatewayState, **more: Any) -> None:
@@ -259,6 +264,8 @@ class Gateway:
         self.rules.start()
         if self.asker is not None:
             self.asker.start()
+        if self.fleet is not None:
+            self.fleet.start()
         if self.gate.revoker is not None:
             self.gate.revoker.start()
         self.bus.log(
@@ -348,6 +355,8 @@ class Gateway:
         (nothing of its state is worth waiting for when the session ends)."""
         if self.nflog is not None:  # the kernel sends what it gathered within this
             await asyncio.sleep(FLUSH_CENTISECONDS / 100 + 0.03)
+        if self.fleet is not None:  # withdraw its questions, leave the fleet
+            await self.fleet.close()
         self.close()
         if self.mitm is not None:
             with contextlib.suppress(Exception):

@@ -41,6 +41,7 @@ class RuleBook:
         self.session = session
         self.profile = profile
         self.image = image
+        self.labels: tuple[str, ...] = ()  # "KEY=VALUE": scopes label:K=V apply
         self._extra = extra
         self._blocklist: Blocklist | None = None
         self._blocklist_generation = -1
@@ -99,20 +100,29 @@ class RuleBook:
         self._extra = extra
         self.reload()
 
+    def learn(self, rule: Rule) -> None:
+        """Keep ``rule`` for this run beside its policy-file rules (a lasting decision of
+        the decision service, for this session only): the rules in force are reloaded."""
+        self._extra = [*self._extra, rule]
+        self.reload()
+
     def query(self, query: Query) -> Query:
         """The query with this session's context (profile, image, session id) filled in."""
-        if (query.session, query.profile, query.image) == (self.session, self.profile, self.image):
+        if (query.session, query.profile, query.image, query.labels) == (
+            self.session, self.profile, self.image, self.labels
+        ):  # fmt: skip
             return query  # built by for_flow() already
         # Built directly: dataclasses.replace costs more than the rest of a lookup.
         return Query(
             query.proto, query.dst, query.port, query.names, self.profile, self.image,
             self.session, query.flow, query.path, query.method, query.exe, query.file,
-            query.access, query.labels,
+            query.access, self.labels,
         )  # fmt: skip
 
     def for_flow(self, proto: Proto, dst: str, port: int, names: tuple[str, ...]) -> Query:
         """A connection's query, with this session's context (the packet path's way)."""
-        return Query(proto, dst, port, names, self.profile, self.image, self.session)
+        return Query(proto, dst, port, names, self.profile, self.image, self.session,
+                     labels=self.labels)  # fmt: skip
 
     def decide(self, query: Query) -> Decision | None:
         """The matching rule's decision (hit counted), or None when no rule matches."""
