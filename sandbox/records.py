@@ -172,11 +172,15 @@ def format_entry(e: LogEntry) -> str:
         sni = show_name(e.sni) if e.sni else "-"
         what = f"tls  {safe(e.dst)}:{e.dport} sni={sni} out={e.bytes_out} in={e.bytes_in}"
     elif e.kind is EntryKind.FILE:
-        path = safe(e.names[0]) if e.names else "-"
+        path = safe(e.names[0]) if e.names else "-"  # as the sandbox sees it
+        if e.path and e.path != (e.names[0] if e.names else ""):
+            path += f" = {safe(e.path)}"  # as the person knows it
         if e.method == "close":
             what = f"file close {path} read={e.bytes_in} written={e.bytes_out}"
         else:
-            what = f"file {safe(e.method)} {path} pid={safe(e.src)} ({safe(e.message)[:60]})"
+            pid = e.pid or safe(e.src)  # older lines: the host pid in src, the command in message
+            command = safe(e.cmdline or e.message)[:60]
+            what = f"file {safe(e.access or e.method)} {path} pid={pid} ({command})"
     elif e.kind is EntryKind.LEAK:
         host = show_name(e.names[0]) if e.names else "-"
         what = f"leak {safe(e.method)} to {host} {safe(e.dst)}:{e.dport}"

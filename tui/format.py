@@ -96,6 +96,9 @@ def entry_target(entry: LogEntry, width: int = 40) -> str:
     if entry.kind is EntryKind.EVENT:
         text = safe(entry.message)
         return text if len(text) <= width else text[: width - 1] + ELLIPSIS
+    if entry.kind is EntryKind.FILE:
+        text = safe(entry.path or (entry.names[0] if entry.names else ""))
+        return text if len(text) <= width else ELLIPSIS + text[-(width - 1) :]
     name = entry.sni or (entry.names[0] if entry.names else "")
     dst = safe(entry.dst)
     if not name:
@@ -110,6 +113,8 @@ def entry_port(entry: LogEntry) -> str:
         return safe(f"dns {entry.qtype}".strip())
     if entry.kind is EntryKind.EVENT:
         return ""
+    if entry.kind is EntryKind.FILE:
+        return safe(f"file {entry.access or entry.method}")
     return safe(port_proto(entry.dport, entry.proto))
 
 
@@ -125,6 +130,14 @@ def describe_entry(entry: LogEntry) -> str:
     elif entry.kind is EntryKind.HTTP:
         what = f"{safe(entry.method)} {shown_url(entry.url, 100)} → {entry.status or '-'}"
         what += f" · {entry.bytes_out} B out, {entry.bytes_in} B in"
+    elif entry.kind is EntryKind.FILE:
+        shown = safe(entry.names[0]) if entry.names else ""
+        what = f"file {safe(entry.access or entry.method)} {safe(entry.path or shown)}"
+        what += f" ({shown} in the sandbox)" if entry.path and shown else ""
+        if entry.method == "close":
+            what += f" · {entry.bytes_in} B read, {entry.bytes_out} B written"
+        if entry.pid:
+            what += f" · pid {entry.pid} {safe(entry.cmdline)[:80]}"
     elif entry.kind is EntryKind.TLS:
         sni = shown_name(entry.sni) if entry.sni else "(no SNI)"
         what = f"TLS {sni} → {safe(entry.dst)}:{entry.dport}"

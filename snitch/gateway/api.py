@@ -96,6 +96,11 @@ class ControlApi:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
+    def show(self, topic: Topic, payload: dict[str, Any]) -> None:
+        """An event for the API's streams only, not the bus (e.g. the share daemons'
+        file lines, logged by them: snitch/gateway/filetail.py)."""
+        self._on_event(topic, payload)
+
     def _on_event(self, topic: Topic, payload: dict[str, Any]) -> None:
         seq = next(self._seq)
         if topic == Topic.LOG:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from snitch.core.apitypes import SessionInfo
 from snitch.core.grammar import GatewayState
-from snitch.core.session_dir import GatewayStatus, SessionDir
+from snitch.core.session_dir import FILES_LOG, GatewayStatus, SessionDir
 from snitch.core.settings import GatewaySettings, PrivateAnswers, RunSettings
 from snitch.gateway import netfilter
 from snitch.gateway.addresses import ProtectedAddresses, networks
@@ -45,6 +45,7 @@ from snitch.gateway.conntrack import Conntrack
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.filetail import FileTail
 from snitch.gateway.fleetlink import FleetLink
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
@@ -134,6 +135,7 @@ class Gateway:
         )
         self.ports = Ports(self.bus, self.session, self.folder.path, self.uid, self.gid)
         self.api.ports = self.ports
+        self.files = FileTail(self.folder.path / FILES_LOG, self.api.show)  # shares' lines
         self.queue: PacketQueue | None = None
         self.peek_queue: PacketQueue | None = None
         self.nflog: NflogReader | None = None
@@ -260,6 +262,7 @@ class Gateway:
         self.sandbox_ip = ifs.sandbox_ip
         await self.dns.start(ifs.sandbox_ip)
         await self.api.start()
+        self.files.start()
         self.writer.start()
         self.rules.start()
         if self.asker is not None:
@@ -369,6 +372,7 @@ class Gateway:
             self.asker.close()
         if self.gate.revoker is not None:
             self.gate.revoker.close()
+        self.files.close()
         self.api.close()
         self.ports.close()
         if self.queue is not None:

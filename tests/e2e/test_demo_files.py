@@ -1,6 +1,7 @@
-"""Issue 15's demo step: ``coderun demo`` (no terminal: enforce mode) reads a fake
-~/.aws/credentials through a --share (``file`` lines) and sends its token to a host it
-is not bound to (refused: a ``leak`` line); the token's value reaches no log."""
+"""Issue 15's demo step: ``coderun demo`` (no terminal: enforce mode) tries to read a
+fake ~/.aws/credentials through a --share (no file rule allows it: refused, a ``file``
+line) and sends its token to a host it is not bound to (refused: a ``leak`` line); the
+token's value reaches no log."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ def test_the_demo_shows_a_file_read_and_a_refused_token(home: Path, tags: dict[s
                           stdin=subprocess.DEVNULL)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "(read ~/.aws/credentials: 3 lines)" in out
-    assert "file read /home/coderun/.aws/credentials" in out
-    assert "file close /home/coderun/.aws/credentials read=" in out
+    # No file rule allows it (enforce mode): the open is refused, a decision in the log.
+    assert "(could not read ~/.aws/credentials)" in out and "aws_secret" not in out
+    assert "deny   file read /home/coderun/.aws/credentials = " in out
+    assert "demo-aws-credentials" in out and "(no rule matched)" in out
     assert "leak GET to cdn.example.test" in out and "FANCY_TOKEN" in out
     assert "hello from api.example.test /v1/me" in out  # the bound host got it
     for path in (home / "demo" / "sessions").rglob("*"):
