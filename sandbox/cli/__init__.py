@@ -21,6 +21,8 @@ LAZY_COMMANDS = {
     "sessions": ("sandbox.cli.review", "sessions"),
     "log": ("sandbox.cli.review", "log"),
     "export": ("sandbox.cli.review", "export_command"),
+    "report": ("sandbox.cli.report", "report_command"),
+    "baseline": ("sandbox.cli.report", "baseline_group"),
     "pool": ("sandbox.cli.pool", "pool"),
     "doctor": ("sandbox.cli.doctor", "doctor_command"),
     "exec": ("sandbox.cli.profiles", "exec_command"),

@@ -14,6 +14,7 @@ import click
 
 from sandbox import paths
 from sandbox.cli.options import network_options, run_options, take_settings
+from sandbox.cli.report import RUN_OPTIONS, RunOutputs, report_options
 from sandbox.engine import docker_client
 from snitch.core.model import Mode
 from snitch.core.settings import NetworkShape, RunSettings
@@ -94,17 +95,21 @@ if TYPE_CHECKING:
 @click.option("--split/--no-split", default=None,
               help="With -t in ask mode inside tmux: open the dashboard in a split beside "
               "(default: ask).")
+@report_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(**options: Any) -> None:
     """Run COMMAND (or ./script.sh, mounted read-only) in a new sandbox session."""
+    outputs = RunOutputs.take(options)
     client, config, prompt = build_config(**options)
-    finish(launch(client, config, prompt), config, prompt)
+    sessions: list[Session] = []
+    status = launch(client, config, prompt, started=sessions.append)
+    finish(outputs.after(sessions, status), config, prompt)
 
 
 def run_defaults() -> dict[str, Any]:
     """Every option of ``coderun run`` at its default (for runs made from a profile)."""
     with run.make_context("run", ["--", "true"]) as ctx:
-        return {k: v for k, v in ctx.params.items() if k != "command"}
+        return {k: v for k, v in ctx.params.items() if k != "command" and k not in RUN_OPTIONS}
 
 
 def build_config(

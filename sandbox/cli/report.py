@@ -1,0 +1,255 @@
+"""``coderun report``, ``coderun baseline`` and the report options of ``coderun run``
+(``--report FILE``, ``--report-format``, ``--baseline FILE``, ``--fail-on-new``).
+
+Exit codes: 0 ok, 1 no such session (or it is still running), 2 usage error (a bad
+baseline file too), 3 (``NEW_ENDPOINT_STATUS``) ``--fail-on-new`` found an endpoint that
+is not in the baseline. docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from sandbox.cli.common import NotFound, session_folder
+from sandbox.textout import echo_exact
+from snitch.core.atomic import write_atomic
+from snitch.core.grammar import choices
+from snitch.core.safetext import safe
+from snitch.review.logquery import session_running
+from snitch.review.report import ReportFormat, format_for, render
+from snitch.review.report.baseline import (
+    NEW_ENDPOINT_STATUS,
+    Baseline,
+    BaselineError,
+    diff,
+    dump_baseline,
+    from_report,
+    load_baseline,
+    mark_new,
+)
+from snitch.review.report.build import session_report
+from snitch.review.report.model import Report
+
+if TYPE_CHECKING:
+    from sandbox.session import Session
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = choices(ReportFormat)
+
+
+def _format(path: Path | None, fmt: str | None, hint: str) -> ReportFormat:
+    try:
+        return format_for(path, fmt)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
+
+
+def _baseline_file(path: Path) -> Baseline:
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        raise click.BadParameter(str(exc), param_hint="--baseline") from exc
+
+
+def _ended_report(session: str | None) -> Report:
+    folder = session_folder(session)
+    if session_running(folder):
+        raise NotFound(f"session {folder.name} is still running: report it once it has ended")
+    return session_report(folder)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {safe(path)}: {exc}") from exc
+
+
+# -- coderun report --------------------------------------------------------------------------
+
+
+@click.command("report")
+@click.argument("session", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="json, markdown or sarif (default: from -o's suffix, else markdown).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to FILE (default: standard output).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Mark the endpoints that are not in this baseline file as new.",
+)
+def report_command(session: str | None, fmt: str | None, output: Path | None,
+                   baseline: Path | None) -> None:  # fmt: skip
+    """Report what an ended SESSION (the latest by default) contacted, what was denied
+    and what files it opened."""
+    chosen = _format(output, fmt, "--format")
+    known = _baseline_file(baseline) if baseline is not None else None
+    report = _ended_report(session)
+    if known is not None:
+        mark_new(report, known)
+    text = render(report, chosen)
+    if output is None:
+        echo_exact(text)
+    else:
+        _write(output, text)
+        click.echo(f"wrote {safe(output)}", err=True)
+
+
+# -- coderun baseline ------------------------------------------------------------------------
+
+
+@click.group("baseline")
+def baseline_group() -> None:
+    """Save the endpoints a run contacted; compare runs with them."""
+
+
+def _baseline_of(what: str) -> Baseline:
+    """A baseline file, or the endpoints of an ended session (id or unique prefix)."""
+    path = Path(what)
+    if path.is_file():
+        try:
+            return load_baseline(path)
+        except BaselineError as exc:
+            raise click.UsageError(str(exc)) from exc
+    report = _ended_report(what)
+    return from_report(report, f"session {report.session.id}")
+
+
+@baseline_group.command("save")
+@click.argument("session")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def baseline_save(session: str, file: Path) -> None:
+    """Save every endpoint SESSION tried (allowed or denied) into FILE."""
+    base = _baseline_of_session(session)
+    _write(file, dump_baseline(base))
+    click.echo(f"wrote {len(base.endpoints)} endpoints to {safe(file)}", err=True)
+
+
+def _baseline_of_session(session: str) -> Baseline:
+    report = _ended_report(session)
+    return from_report(report, f"session {report.session.id}")
+
+
+@baseline_group.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: new and gone.")
+@click.option(
+    "--fail-on-new",
+    is_flag=True,
+    help=f"Exit {NEW_ENDPOINT_STATUS} when B has an endpoint A has not.",
+)
+def baseline_diff(a: str, b: str, as_json: bool, fail_on_new: bool) -> None:
+    """Compare A with B (each a baseline file or a session): lines "+ ENDPOINT" for
+    what only B has, "- ENDPOINT" for what only A has."""
+    result = diff(_baseline_of(a), _baseline_of(b))
+    if as_json:
+        click.echo(json.dumps({
+            "new": [{"name": k.name, "port": k.port, "proto": k.proto} for k in result.new],
+            "gone": [{"name": k.name, "port": k.port, "proto": k.proto} for k in result.gone],
+        }, sort_keys=True))  # fmt: skip
+    else:
+        for key in result.new:
+            click.echo(f"+ {safe(key)}")
+        for key in result.gone:
+            click.echo(f"- {safe(key)}")
+        click.echo(f"{len(result.new)} new, {len(result.gone)} gone", err=True)
+    if fail_on_new and result.new:
+        raise SystemExit(NEW_ENDPOINT_STATUS)
+
+
+# -- coderun run --report / --baseline -------------------------------------------------------
+
+RUN_OPTIONS = ("report", "report_format", "baseline", "fail_on_new")
+
+
+def report_options(f: F) -> F:
+    """The report and baseline options of ``coderun run``."""
+    for option in reversed([
+        click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+                     help="After the run, write its report to FILE (format from the "
+                     "suffix: .json, .md, .sarif)."),
+        click.option("--report-format", type=click.Choice(FORMATS),
+                     help="The --report format, whatever the file's suffix."),
+        click.option("--baseline", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), help="Compare the run's endpoints with this baseline "
+                     "file (`coderun baseline save`); new ones are marked in the report."),
+        click.option("--fail-on-new", is_flag=True,
+                     help=f"Exit {NEW_ENDPOINT_STATUS} when the run contacted an endpoint "
+                     "that is not in --baseline."),
+    ]):  # fmt: skip
+        f = option(f)
+    return f
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """What ``coderun run`` does after the command ended: the report, the baseline check."""
+
+    report: Path | None = None
+    fmt: ReportFormat = ReportFormat.JSON
+    baseline: Baseline | None = None
+    fail_on_new: bool = False
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> RunOutputs:
+        """Pop and check the report options (usage errors before anything starts)."""
+        report: Path | None = options.pop("report", None)
+        fmt: str | None = options.pop("report_format", None)
+        baseline_path: Path | None = options.pop("baseline", None)
+        fail_on_new: bool = options.pop("fail_on_new", False)
+        if fail_on_new and baseline_path is None:
+            raise click.UsageError("--fail-on-new needs --baseline FILE")
+        if fmt is not None and report is None:
+            raise click.UsageError("--report-format needs --report FILE")
+        if report is not None and not report.parent.is_dir():
+            raise click.BadParameter(f"no folder {safe(report.parent)}", param_hint="--report")
+        chosen = _format(report, fmt, "--report") if report is not None else ReportFormat.JSON
+        baseline = _baseline_file(baseline_path) if baseline_path is not None else None
+        return cls(report, chosen, baseline, fail_on_new)
+
+    @property
+    def wanted(self) -> bool:
+        return self.report is not None or self.baseline is not None
+
+    def after(self, sessions: list[Session], status: int) -> int:
+        """Write the report and compare with the baseline; the exit status to leave with."""
+        if not self.wanted:
+            return status
+        if not sessions:
+            click.echo("coderun: no report: the session did not start", err=True)
+            return status
+        report = session_report(sessions[0].dir)
+        new = mark_new(report, self.baseline) if self.baseline is not None else []
+        if self.report is not None:
+            try:
+                write_atomic(self.report, render(report, self.fmt))
+            except OSError as exc:
+                click.echo(f"coderun: cannot write the report {safe(self.report)}: {exc}",
+                           err=True)  # fmt: skip
+            else:
+                click.echo(f"coderun: report written to {safe(self.report)}", err=True)
+        if self.baseline is None:
+            return status
+        for key in new:
+            click.echo(f"coderun: new endpoint (not in the baseline): {safe(key)}", err=True)
+        if new and self.fail_on_new:
+            click.echo(f"coderun: {len(new)} new endpoints: exit {NEW_ENDPOINT_STATUS} (the "
+                       f"command exited {status})", err=True)  # fmt: skip
+            return NEW_ENDPOINT_STATUS
+        return status

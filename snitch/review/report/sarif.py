@@ -1,0 +1,116 @@
+"""The run report as SARIF 2.1.0 (for code-scanning tools).
+
+One run; its results are the endpoints a reader should look at:
+
+- every **denied** attempt: level ``error``, ruleId the coderun rule that refused it (its
+  description, e.g. ``deny evil.example.test/any``) or ``no-rule`` (enforce mode refused
+  what no rule allowed);
+- with a baseline, every **new** endpoint that was let through: level ``warning``, ruleId
+  the rule that allowed it or ``no-rule``.
+
+An endpoint is a logical location (``name:port/proto``, kind ``resource``) and its
+partial fingerprint, so a code-scanning service tracks the same endpoint across runs.
+Texts are the report's safe forms.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from typing import Any, Final
+
+from snitch.review.report.model import NO_RULE, Endpoint, Report, iso_time
+
+SARIF_VERSION: Final = "2.1.0"
+SARIF_SCHEMA: Final = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
+FINGERPRINT: Final = "coderunEndpoint/v1"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("coderun")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def _rule_text(rule_id: str) -> str:
+    if rule_id == NO_RULE:
+        return "No rule matched: enforce mode refuses what no rule allows."
+    return f"coderun rule: {rule_id}"
+
+
+def _message(e: Endpoint, denied: bool, baseline: str | None) -> str:
+    what = "DNS lookup of" if e.key.proto == "dns" else f"{e.key.proto} connection to"
+    head = (f"Denied: {what} {e.key}" if denied
+            else f"New endpoint (not in baseline {baseline}): {what} {e.key}")  # fmt: skip
+    parts = [head, f"{e.connections} time(s)"]
+    if e.addresses:
+        parts.append(f"address {', '.join(e.addresses)}")
+    parts.append(f"rule {e.rule}" if e.rule else "no rule matched")
+    if e.process.exe:
+        parts.append(f"process {e.process.exe}")
+    return "; ".join(parts) + "."
+
+
+def _result(e: Endpoint, index: int, denied: bool, baseline: str | None) -> dict[str, Any]:
+    return {
+        "ruleId": e.rule_id,
+        "ruleIndex": index,
+        "kind": "fail",
+        "level": "error" if denied else "warning",
+        "message": {"text": _message(e, denied, baseline)},
+        "locations": [{"logicalLocations": [{"name": str(e.key), "kind": "resource"}]}],
+        "partialFingerprints": {FINGERPRINT: str(e.key)},
+        "properties": {
+            "verdict": e.verdict,
+            "new": e.new,
+            "addresses": list(e.addresses),
+            "exe": e.process.exe,
+            "connections": e.connections,
+            "firstSeen": iso_time(e.first),
+            "lastSeen": iso_time(e.last),
+        },
+    }
+
+
+def sarif_dict(r: Report) -> dict[str, Any]:
+    flagged = [(e, True) for e in r.denied] + [(e, False) for e in r.endpoints if e.new]
+    rule_ids: list[str] = []
+    for e, _ in flagged:
+        if e.rule_id not in rule_ids:
+            rule_ids.append(e.rule_id)
+    rules = [
+        {"id": rid, "shortDescription": {"text": _rule_text(rid)},
+         "defaultConfiguration": {"level": "error"}}
+        for rid in rule_ids
+    ]  # fmt: skip
+    results = [_result(e, rule_ids.index(e.rule_id), denied, r.baseline) for e, denied in flagged]
+    s = r.session
+    invocation: dict[str, Any] = {
+        "executionSuccessful": s.error is None,
+        "commandLine": " ".join(s.command),
+    }
+    if s.exit is not None:
+        invocation["exitCode"] = s.exit
+    if s.start is not None:
+        invocation["startTimeUtc"] = iso_time(s.start)
+    if s.end is not None:
+        invocation["endTimeUtc"] = iso_time(s.end)
+    if s.error is not None:
+        invocation["toolExecutionNotifications"] = [{"message": {"text": s.error}}]
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": SARIF_VERSION,
+        "runs": [{
+            "tool": {"driver": {"name": "coderun", "version": _version(), "rules": rules}},
+            "automationDetails": {"id": f"coderun/{s.id}"},
+            "invocations": [invocation],
+            "results": results,
+        }],
+    }  # fmt: skip
+
+
+def render_sarif(r: Report) -> str:
+    return json.dumps(sarif_dict(r), indent=2) + "\n"
