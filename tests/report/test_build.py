@@ -83,3 +83,35 @@ def test_session_info_from_the_record_or_the_id() -> None:
 def test_an_empty_log_is_an_empty_report() -> None:
     r = build_report([], session_info(None, "s9"))
     assert (r.endpoints, r.denied, r.files, r.log_dropped) == ([], [], [], 0)
+
+
+def test_two_programs_to_one_endpoint_are_two_rows_with_their_process() -> None:
+    from snitch.core.model import EntryKind, LogEntry
+
+    def made_by(t: float, exe: str, pid: int, sport: int) -> LogEntry:
+        return LogEntry(EntryKind.FLOW, "s", T0 + t, "tcp", "10.0.0.2", sport, "198.51.100.7",
+                        443, ["api.example.test"], "allow", pid=pid, exe=exe,
+                        cmdline=f"{exe} x", parents=["/bin/sh", "/usr/bin/npm\x1b"])  # fmt: skip
+
+    entries = [made_by(1, "/usr/bin/curl", 7, 1), made_by(2, "/usr/bin/python3", 8, 2),
+               made_by(3, "/usr/bin/curl", 9, 3)]  # fmt: skip
+    r = build_report(entries, session_info(None, "s"))
+    rows = {e.process.exe: e for e in r.endpoints}
+    assert set(rows) == {"/usr/bin/curl", "/usr/bin/python3"}
+    curl = rows["/usr/bin/curl"]
+    assert curl.connections == 2 and curl.process.pid == 7
+    assert curl.process.cmdline == "/usr/bin/curl x"
+    assert curl.process.parents == ("/bin/sh", "/usr/bin/npm\\x1b")
+
+
+def test_file_lines_with_path_and_access() -> None:
+    from snitch.core.model import EntryKind, LogEntry
+
+    entries = [
+        LogEntry(EntryKind.FILE, "s", T0, path="/w/.env", access="write", verdict="allow",
+                 cmdline="node evil.js"),
+        LogEntry(EntryKind.FILE, "s", T0 + 1, path="/w/.env", method="close", bytes_out=12),
+    ]  # fmt: skip
+    (f,) = build_report(entries, session_info(None, "s")).files
+    assert (f.path, f.access, f.opens, f.bytes_written, f.processes) == (
+        "/w/.env", "write", 1, 12, ["node evil.js"])  # fmt: skip

@@ -167,3 +167,15 @@ def test_format_from_the_suffix(name: str, fmt: str | None, want: ReportFormat) 
 def test_an_unknown_suffix_needs_a_format() -> None:
     with pytest.raises(ValueError, match="--report-format"):
         format_for(Path("r.txt"), None)
+
+
+def test_the_asking_process_is_in_every_format() -> None:
+    r = report()
+    md = render(r, ReportFormat.MARKDOWN)
+    assert "`/usr/bin/ssh ← /bin/sh`" in md
+    doc = json.loads(render(r, ReportFormat.JSON))
+    (ssh,) = [e for e in doc["denied"] if e["port"] == 22]
+    assert ssh["process"] == {"exe": "/usr/bin/ssh", "pid": 31, "cmdline": "ssh -p 22 x",
+                              "parents": ["/bin/sh"]}  # fmt: skip
+    sarif = json.loads(render(r, ReportFormat.SARIF))["runs"][0]["results"]
+    assert any("process /usr/bin/ssh" in x["message"]["text"] for x in sarif)

@@ -42,8 +42,10 @@ def endpoint_name(name: str) -> str:
 
 
 def process_of(e: LogEntry) -> Process:
-    """The process that made an entry (process attribution fills these fields)."""
-    return Process()
+    """The process that made an entry, as attribution logged it (empty when unknown)."""
+    if not (e.exe or e.pid):
+        return Process()
+    return Process(safe(e.exe), e.pid, safe(e.cmdline), tuple(safe(p) for p in e.parents))
 
 
 def session_info(record: SessionRecord | None, session_id: str) -> SessionInfo:
@@ -138,11 +140,12 @@ class _Builder:
         row.bytes_in += e.bytes_in
 
     def file(self, e: LogEntry) -> None:
-        path = safe(e.names[0]) if e.names else ""
+        """An open (``access`` read/write; older logs said it in ``method``) or a close."""
+        path = safe(e.path or (e.names[0] if e.names else ""))
         if e.method == "close":
             access = self.file_access.get(path, "read")
         else:
-            access = self.file_access[path] = safe(e.method)
+            access = self.file_access[path] = safe(e.access or e.method)
         item = self.files.get((path, access))
         if item is None:
             item = self.files[(path, access)] = FileAccess(path, access, first=e.time)
@@ -152,7 +155,7 @@ class _Builder:
             item.bytes_written += e.bytes_out
             return
         item.opens += 1
-        who = safe(e.message)
+        who = safe(e.cmdline or e.message or e.exe)
         if who and who not in item.processes and len(item.processes) < MAX_PROCESSES:
             item.processes.append(who)
 
