@@ -45,6 +45,9 @@ def sample_entries() -> list[LogEntry]:
                  verdict="allow", src="4242", message="cat /shares/data/a.txt"),
         LogEntry(EntryKind.FILE, "s1", T0 + 13, names=["/shares/data/a.txt"], method="close",
                  bytes_in=321),
+        LogEntry(EntryKind.FILE, "s1", T0 + 13.5, names=["/home/coderun/.ssh/id_rsa"],
+                 path="~/.ssh/id_rsa", method="read", access="read", verdict="deny",
+                 rule="deny-file ~/.ssh/*", exe="/usr/bin/cat", cmdline="cat id_rsa"),
         LogEntry(EntryKind.EVENT, "s1", T0 + 14, message="log limit", dropped=4),
         flow(15, "198.51.100.9", 443, ["pаypal.example.test"], "allow", 40006),
     ]  # fmt: skip

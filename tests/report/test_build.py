@@ -56,9 +56,12 @@ def test_udp_and_icmp_ports() -> None:
 
 
 def test_files_opened_and_their_bytes() -> None:
-    (f,) = report().files
+    (refused, f) = report().files
     assert (f.path, f.access, f.opens, f.bytes_read) == ("/shares/data/a.txt", "read", 1, 321)
-    assert f.processes == ["cat /shares/data/a.txt"]
+    assert f.processes == ["cat /shares/data/a.txt"] and f.verdict == "allow"
+    assert (refused.path, refused.verdict, refused.rule) == (
+        "/home/coderun/.ssh/id_rsa", "deny", "deny-file ~/.ssh/*")  # fmt: skip
+    assert refused.processes == ["cat id_rsa"] and refused.bytes_read == 0
 
 
 def test_dropped_lines_are_counted() -> None:
@@ -115,3 +118,16 @@ def test_file_lines_with_path_and_access() -> None:
     (f,) = build_report(entries, session_info(None, "s")).files
     assert (f.path, f.access, f.opens, f.bytes_written, f.processes) == (
         "/w/.env", "write", 1, 12, ["node evil.js"])  # fmt: skip
+
+
+def test_a_close_adds_its_bytes_to_the_allowed_open_only() -> None:
+    from snitch.core.model import EntryKind, LogEntry
+
+    def line(t: float, **kw: object) -> LogEntry:
+        return LogEntry(EntryKind.FILE, "s", T0 + t, names=["/s/f"], **kw)  # type: ignore[arg-type]
+
+    entries = [line(0, method="read", access="read", verdict="allow"),
+               line(1, method="read", access="read", verdict="deny", rule="deny-file /s/*"),
+               line(2, method="close", bytes_in=5)]  # fmt: skip
+    files = build_report(entries, session_info(None, "s")).files
+    assert [(f.verdict, f.bytes_read) for f in files] == [("allow", 5), ("deny", 0)]

@@ -101,7 +101,10 @@ def test_sarif_results_are_the_denied_and_with_a_baseline_the_new() -> None:
     plain = json.loads(render(report(), ReportFormat.SARIF))["runs"][0]["results"]
     assert {r["level"] for r in plain} == {"error"}
     assert {r["ruleId"] for r in plain} >= {"no-rule", "deny evil.example.test/any"}
-    assert len(plain) == len(report().denied)
+    assert len(plain) == len(report().denied) + 1  # and the denied file open
+    (secret,) = [r for r in plain if r["ruleId"] == "deny-file ~/.ssh/*"]
+    where = secret["locations"][0]["logicalLocations"][0]["name"]
+    assert where == "/home/coderun/.ssh/id_rsa"
     based = json.loads(render(report(True), ReportFormat.SARIF))["runs"][0]["results"]
     warnings = [r for r in based if r["level"] == "warning"]
     names = {r["locations"][0]["logicalLocations"][0]["name"] for r in warnings}

@@ -67,8 +67,8 @@ class _Builder:
     def __init__(self) -> None:
         self.rows: dict[tuple[EndpointKey, str, str, str], Endpoint] = {}
         self.by_source: dict[tuple[str, int], Endpoint] = {}  # an allowed flow's (src, sport)
-        self.files: dict[tuple[str, str], FileAccess] = {}
-        self.file_access: dict[str, str] = {}  # path -> the access of its latest open
+        self.files: dict[tuple[str, str, str, str], FileAccess] = {}
+        self.opened: dict[str, FileAccess] = {}  # path -> its latest allowed open
         self.dropped = 0
 
     def row(self, key: EndpointKey, verdict: str, e: LogEntry) -> Endpoint:
@@ -140,20 +140,27 @@ class _Builder:
         row.bytes_in += e.bytes_in
 
     def file(self, e: LogEntry) -> None:
-        """An open (``access`` read/write; older logs said it in ``method``) or a close."""
-        path = safe(e.path or (e.names[0] if e.names else ""))
+        """An open (``access`` read/write; older logs said it in ``method``), decided, or
+        the close of an allowed one (its bytes)."""
+        path = safe(e.names[0] if e.names else e.path)
         if e.method == "close":
-            access = self.file_access.get(path, "read")
-        else:
-            access = self.file_access[path] = safe(e.access or e.method)
-        item = self.files.get((path, access))
-        if item is None:
-            item = self.files[(path, access)] = FileAccess(path, access, first=e.time)
-        item.first, item.last = min(item.first, e.time), max(item.last, e.time)
-        if e.method == "close":
-            item.bytes_read += e.bytes_in
-            item.bytes_written += e.bytes_out
+            opened = self.opened.get(path)
+            if opened is not None:
+                opened.last = max(opened.last, e.time)
+                opened.bytes_read += e.bytes_in
+                opened.bytes_written += e.bytes_out
             return
+        access = safe(e.access or e.method)
+        verdict = verdict_class(e.verdict) or str(Verdict.ALLOW)
+        rule = safe(e.rule)
+        item = self.files.get((path, access, verdict, rule))
+        if item is None:
+            item = self.files[(path, access, verdict, rule)] = FileAccess(
+                path, access, verdict, rule, first=e.time
+            )
+        item.first, item.last = min(item.first, e.time), max(item.last, e.time)
+        if verdict == Verdict.ALLOW:
+            self.opened[path] = item
         item.opens += 1
         who = safe(e.cmdline or e.message or e.exe)
         if who and who not in item.processes and len(item.processes) < MAX_PROCESSES:
@@ -164,7 +171,7 @@ class _Builder:
                       key=lambda r: (r.key, r.verdict, r.rule, r.process.exe))  # fmt: skip
         denied = [r for r in rows if r.verdict == Verdict.DENY]
         allowed = [r for r in rows if r.verdict != Verdict.DENY]
-        files = sorted(self.files.values(), key=lambda f: (f.path, f.access))
+        files = sorted(self.files.values(), key=lambda f: (f.path, f.access, f.verdict, f.rule))
         return Report(session, allowed, denied, files, self.dropped)
 
 

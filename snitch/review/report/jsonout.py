@@ -74,6 +74,8 @@ def file_dict(f: FileAccess) -> dict[str, Any]:
     return {
         "path": f.path,
         "access": f.access,
+        "verdict": f.verdict,
+        "rule": f.rule,
         "opens": f.opens,
         "bytes_read": f.bytes_read,
         "bytes_written": f.bytes_written,
@@ -92,6 +94,7 @@ def report_dict(r: Report) -> dict[str, Any]:
             "endpoints": len(r.endpoints),
             "denied": len(r.denied),
             "files": len(r.files),
+            "files_denied": sum(f.verdict == "deny" for f in r.files),
             "new": len(r.new),
             "bytes_out": sum(e.bytes_out for e in r.endpoints),
             "bytes_in": sum(e.bytes_in for e in r.endpoints),

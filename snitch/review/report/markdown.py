@@ -75,14 +75,15 @@ ENDPOINT_HEADER = (
 
 
 def _file_row(f: FileAccess) -> str:
-    cells = [code(f.path), f.access, str(f.opens), str(f.bytes_read), str(f.bytes_written),
+    cells = [code(f.path), f.access, f.verdict, code(f.rule) or "*no rule*", str(f.opens),
+             str(f.bytes_read), str(f.bytes_written),
              code("; ".join(f.processes)), iso_time(f.first), iso_time(f.last)]  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
 
 FILE_HEADER = (
-    "| path | access | opens | bytes read | bytes written | processes | first | last |\n"
-    "|---|---|--:|--:|--:|---|---|---|"
+    "| path | access | verdict | rule | opens | bytes read | bytes written | processes | first "
+    "| last |\n|---|---|---|---|--:|--:|--:|---|---|---|"
 )
 
 
@@ -102,7 +103,7 @@ def render_markdown(r: Report) -> str:
         f"- command: {code(' '.join(s.command), cell=False)}",
         f"- image: {code(s.image, False)} · mode: {code(s.mode, False)} · exit: {exit_text}",
         f"- endpoints contacted: **{len(r.endpoints)}** · denied attempts: **{len(r.denied)}**"
-        f" · files opened: **{len(r.files)}**",
+        f" · files: **{len(r.files)}** ({sum(f.verdict == 'deny' for f in r.files)} denied)",
     ]
     if s.error:
         lines.append(f"- error: {code(s.error, cell=False)}")
@@ -119,6 +120,6 @@ def render_markdown(r: Report) -> str:
     lines += _table(ENDPOINT_HEADER, [_endpoint_row(e) for e in r.denied]) if r.denied \
         else ["*none*"]  # fmt: skip
     if r.files:
-        lines += ["", "### Files opened", ""]
+        lines += ["", "### Files", ""]
         lines += _table(FILE_HEADER, [_file_row(f) for f in r.files])
     return "\n".join(lines) + "\n"

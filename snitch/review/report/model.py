@@ -78,16 +78,22 @@ class Endpoint:
 
 @dataclass(slots=True)
 class FileAccess:
-    """Opens of one path of a ``--share`` with one access (read or write)."""
+    """Opens of one path of a ``--share`` with one access (read or write) and verdict."""
 
-    path: str
+    path: str  # as the sandbox sees it
     access: str
+    verdict: str = "allow"  # allow, or deny (a file rule, enforce mode, a person refused)
+    rule: str = ""  # the deciding file rule's description, "" when no rule decided
     opens: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
     processes: list[str] = field(default_factory=list)  # command lines (or exe) that opened it
     first: float = 0.0
     last: float = 0.0
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule or NO_RULE
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ One run; its results are the endpoints a reader should look at:
   description, e.g. ``deny evil.example.test/any``) or ``no-rule`` (enforce mode refused
   what no rule allowed);
 - with a baseline, every **new** endpoint that was let through: level ``warning``, ruleId
-  the rule that allowed it or ``no-rule``.
+  the rule that allowed it or ``no-rule``;
+- every **denied file open** of a ``--share``: level ``error``, ruleId the file rule or
+  ``no-rule``, located at the path.
 
 An endpoint is a logical location (``name:port/proto``, kind ``resource``) and its
 partial fingerprint, so a code-scanning service tracks the same endpoint across runs.
@@ -19,13 +21,14 @@ import importlib.metadata
 import json
 from typing import Any, Final
 
-from snitch.review.report.model import NO_RULE, Endpoint, Report, iso_time
+from snitch.review.report.model import NO_RULE, Endpoint, FileAccess, Report, iso_time
 
 SARIF_VERSION: Final = "2.1.0"
 SARIF_SCHEMA: Final = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
 FINGERPRINT: Final = "coderunEndpoint/v1"
+FILE_FINGERPRINT: Final = "coderunFile/v1"
 
 
 def _version() -> str:
@@ -75,18 +78,37 @@ def _result(e: Endpoint, index: int, denied: bool, baseline: str | None) -> dict
     }
 
 
+def _file_result(f: FileAccess, index: int) -> dict[str, Any]:
+    text = f"Denied: {f.access} of {f.path}; {f.opens} time(s); " + (
+        f"rule {f.rule}." if f.rule else "no rule matched."
+    )
+    return {
+        "ruleId": f.rule_id,
+        "ruleIndex": index,
+        "kind": "fail",
+        "level": "error",
+        "message": {"text": text},
+        "locations": [{"logicalLocations": [{"name": f.path, "kind": "resource"}]}],
+        "partialFingerprints": {FILE_FINGERPRINT: f"{f.access}:{f.path}"},
+        "properties": {"access": f.access, "processes": list(f.processes),
+                       "firstSeen": iso_time(f.first), "lastSeen": iso_time(f.last)},
+    }  # fmt: skip
+
+
 def sarif_dict(r: Report) -> dict[str, Any]:
     flagged = [(e, True) for e in r.denied] + [(e, False) for e in r.endpoints if e.new]
+    files = [f for f in r.files if f.verdict == "deny"]
     rule_ids: list[str] = []
-    for e, _ in flagged:
-        if e.rule_id not in rule_ids:
-            rule_ids.append(e.rule_id)
+    for rid in [e.rule_id for e, _ in flagged] + [f.rule_id for f in files]:
+        if rid not in rule_ids:
+            rule_ids.append(rid)
     rules = [
         {"id": rid, "shortDescription": {"text": _rule_text(rid)},
          "defaultConfiguration": {"level": "error"}}
         for rid in rule_ids
     ]  # fmt: skip
     results = [_result(e, rule_ids.index(e.rule_id), denied, r.baseline) for e, denied in flagged]
+    results += [_file_result(f, rule_ids.index(f.rule_id)) for f in files]
     s = r.session
     invocation: dict[str, Any] = {
         "executionSuccessful": s.error is None,
