@@ -20,7 +20,7 @@ from snitch.core.grammar import Origin, Verdict
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
 from snitch.core.safetext import safe
-from snitch.core.session_dir import SessionDir
+from snitch.core.session_dir import FILES_LOG, SessionDir
 from snitch.review.logquery import HostSummary, verdict_class
 
 ASKED = frozenset({Origin.PERSON, Origin.DEADLINE, Origin.LIMIT})  # ask mode's own verdicts
@@ -92,33 +92,45 @@ def all_logs(root: Path) -> Iterator[LogEntry]:
             yield from SessionDir(folder).read_log()
 
 
+class _Tail:
+    """The whole lines appended to one log file since the last look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.pos, self.tail = path, 0, ""
+
+    def lines(self, ended: bool) -> list[str]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+                self.pos = f.tell()
+        except FileNotFoundError:
+            chunk = ""
+        text = self.tail + chunk
+        cut = len(text) if ended else text.rfind("\n") + 1
+        lines, self.tail = text[:cut], text[cut:]
+        return lines.splitlines()
+
+
 def follow(
     folder: Path, *, poll: float = 0.5, sleep: Callable[[float], None] = time.sleep
 ) -> Iterator[LogEntry]:
-    """A session's log entries as they are written, until its record has an ``end``
-    (whatever is written up to then is read; a torn last line waits for its end)."""
+    """A session's log entries as they are written (the gateway's and the shares' file
+    lines, each look's in time order), until its record has an ``end`` (whatever is
+    written up to then is read; a torn last line waits for its end)."""
     sd = SessionDir(folder)
-    path = sd.log_path
-    pos, tail = 0, ""
+    tails = [_Tail(sd.log_path), _Tail(folder / FILES_LOG)]
     while True:
         ended = sd.ended()  # checked before reading: nothing written is missed
-        try:
-            with open(path, encoding="utf-8") as f:
-                f.seek(pos)
-                chunk = f.read()
-                pos = f.tell()
-        except FileNotFoundError:
-            chunk = ""
-        text = tail + chunk
-        cut = text.rfind("\n") + 1
-        lines, tail = text[:cut], text[cut:]
-        if ended:
-            lines, tail = text, ""
-        for line in lines.splitlines():
-            try:
-                yield LogEntry.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError):
-                continue
+        found: list[LogEntry] = []
+        for tail in tails:
+            for line in tail.lines(ended):
+                try:
+                    found.append(LogEntry.from_dict(json.loads(line)))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        found.sort(key=lambda e: e.time)
+        yield from found
         if ended:
             return
         sleep(poll)
