@@ -115,6 +115,7 @@ def _print(entries: Iterable[LogEntry], as_json: bool, as_csv: bool, live: bool)
 @click.option("--verdict", multiple=True, type=click.Choice(VERDICTS),
               help="Repeatable; deny includes rebind (a name that led inside).")
 @click.option("--host", "hosts", multiple=True, metavar="GLOB", help="On names, qname, dst.")
+@click.option("--path", "paths", multiple=True, metavar="GLOB", help="File lines by path.")
 @click.option("--proto", type=click.Choice(PROTOS))
 @click.option("--port", type=click.IntRange(0, 65535))
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Repeatable.")
@@ -129,6 +130,7 @@ def show(
     session: str | None,
     verdict: tuple[str, ...],
     hosts: tuple[str, ...],
+    paths: tuple[str, ...],
     proto: str | None,
     port: int | None,
     kinds: tuple[str, ...],
@@ -155,6 +157,7 @@ def show(
         since=_when(since, "--since"),
         until=_when(until, "--until"),
         kinds=frozenset(kinds),
+        paths=paths,
     )
     folder = session_folder(session)
     source = follow(folder) if follow_ else SessionDir(folder).read_log()

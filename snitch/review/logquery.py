@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from snitch.core.grammar import GatewayState, Verdict, is_address, parse_duration
+from snitch.core.grammar import (
+    GatewayState,
+    Verdict,
+    is_address,
+    parse_duration,
+    path_glob_matches,
+)
 from snitch.core.model import EntryKind, LogEntry
 from snitch.core.session_dir import SessionDir
 
@@ -41,6 +47,7 @@ class Filter:
     since: float | None = None
     until: float | None = None
     kinds: frozenset[str] = frozenset()
+    paths: tuple[str, ...] = ()  # path globs (``~/.aws/*``): file lines, either path
 
 
 def url_host(url: str) -> str:
@@ -92,11 +99,22 @@ def matches(e: LogEntry, f: Filter) -> bool:
         return False
     if f.port is not None and entry_port(e) != f.port:
         return False
+    if f.paths and not path_matches(e, f.paths):
+        return False
     if f.hosts:
         hosts = entry_hosts(e)
         if not any(fnmatch.fnmatchcase(h, g.lower()) for g in f.hosts for h in hosts):
             return False
     return True
+
+
+def path_matches(e: LogEntry, globs: tuple[str, ...]) -> bool:
+    """A file line whose path, as the person knows it or as the sandbox sees it, matches
+    one of the path globs (``*`` within a folder, ``**`` across folders)."""
+    if e.kind is not EntryKind.FILE:
+        return False
+    paths = [p for p in (e.path, *e.names) if p]
+    return any(path_glob_matches(g, p) for g in globs for p in paths)
 
 
 def verdict_class(verdict: str) -> str:
@@ -209,6 +227,7 @@ CSV_FIELDS = (
     "time", "kind", "session", "verdict", "proto", "src", "sport", "dst", "dport", "names",
     "qname", "qtype", "answers", "sni", "method", "url", "status", "bytes_out", "bytes_in",
     "duration_ms", "rule_id", "rule", "reason", "message",
+    "origin", "path", "access",
 )  # fmt: skip
 
 

@@ -210,3 +210,21 @@ def test_follow_reads_until_the_session_ends(tmp_path: Path) -> None:
     got = list(follow(folder, poll=0.01, sleep=sleep))
     assert got == LOG[:4]
     assert next(steps) == 2  # it stopped right after seeing the end
+
+
+def test_file_lines_are_filtered_by_path_and_carry_their_fields_in_csv() -> None:
+    from snitch.core.model import EntryKind, LogEntry
+    from snitch.review.logquery import Filter, filter_entries
+
+    opened = LogEntry(EntryKind.FILE, names=["/home/coderun/.aws/credentials"],
+                      path="~/.aws/credentials", access="read", verdict="deny",
+                      origin="default", pid=12)  # fmt: skip
+    other = LogEntry(EntryKind.FILE, names=["/s/a.txt"], path="/tmp/x/a.txt", access="read")
+    flow = LogEntry(EntryKind.FLOW, dst="192.0.2.1", names=["api.example.test"])
+    entries = [opened, other, flow]
+    assert list(filter_entries(entries, Filter(paths=("~/.aws/*",)))) == [opened]
+    assert list(filter_entries(entries, Filter(paths=("/s/**",)))) == [other]
+    assert list(filter_entries(entries, Filter(paths=("/home/**",)))) == [opened]
+    row = dict(zip(CSV_FIELDS, csv_row(opened), strict=True))
+    assert row["path"] == "~/.aws/credentials" and row["access"] == "read"
+    assert row["origin"] == "default" and row["verdict"] == "deny"
