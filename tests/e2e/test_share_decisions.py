@@ -154,3 +154,18 @@ def test_dashboard_allows_one_held_open_and_denies_another(
     finally:
         tmux.kill()
     assert verdicts(home) == [("a.txt", "allow", "person"), ("b.txt", "deny", "person")]
+
+
+def test_an_open_nobody_answers_is_refused_at_its_deadline(
+    run_coderun: Callable[..., Result], shared: Path, home: Path
+) -> None:
+    """Ask mode with nobody to ask (--prompt none): the open waits for its deadline and is
+    refused then, whatever --ask-default says (a file is never handed over by default)."""
+    started = time.monotonic()
+    result = run_coderun("--mode", "ask", "--prompt", "none", "--ask-timeout", "2",
+                         "--ask-default", "allow", "--share", f"{shared}:/s", "--", "sh", "-c",
+                         "cat /s/a.txt 2>&1 || echo a-refused")  # fmt: skip
+    assert result.status == 0, result.stderr
+    assert "alpha" not in result.stdout and "a-refused" in result.stdout
+    assert time.monotonic() - started >= 2
+    assert verdicts(home) == [("a.txt", "deny", "deadline")]
