@@ -80,6 +80,11 @@ class LazyClient(ServiceClient):
             self._client = ServiceClient(self.url, token, ca)
         return await self._client.request(method, path, body, timeout=timeout)
 
+    def ready(self) -> bool:
+        """Whether the credentials arrived (the report loop waits for them quietly;
+        a question, which comes after the sandbox started, always finds them)."""
+        return self._client is not None or self.credentials.exists()
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -176,6 +181,8 @@ class FleetLink:
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(REPORT_EVERY)
+            if isinstance(self.client, LazyClient) and not self.client.ready():
+                continue
             try:
                 if not self.joined:
                     await self._join()
