@@ -141,3 +141,70 @@ def test_without_the_service_undecided_flows_are_denied_and_rule_allowed_ones_wo
     assert asked[0].verdict == "allow" and "decision service" in asked[0].reason
     assert run.returncode == 0, err  # the probe reports failures as lines, not a status
     assert wait_for(lambda: not leftovers(client), "no leftovers", 60)
+
+
+def fleet_pending(service: Service) -> dict[str, int]:
+    """Session id -> how many items wait at the service (asked from the host)."""
+    import asyncio
+
+    from snitch.core.fleetclient import ServiceClient
+    from snitch.core.fleetwire import session_path
+
+    async def ask() -> dict[str, int]:
+        client = ServiceClient(service.url, TOKEN, service.cert.read_text())
+        try:
+            sessions = await client.request("GET", "/sessions")
+            return {s["session"]: len(await client.request(
+                "GET", session_path(s["session"], "pending"))) for s in sessions}  # fmt: skip
+        finally:
+            client.close()
+
+    return asyncio.run(ask())
+
+
+def test_two_sessions_approved_from_one_fleet_dashboard(
+    service: Service, home: Path, internet: DemoInternet, tmp_path: Path,
+    client: docker.DockerClient,
+) -> None:  # fmt: skip
+    from tests.e2e.test_dashboard_tmux import Tmux
+    from tests.needs import need_tool
+
+    need_tool("tmux")
+    runs = []
+    for team, host in (("a", "alpha.example.test"), ("b", "beta.example.test")):
+        runs.append(subprocess.Popen(
+            coderun_cmd("run", "--egress-network", internet.network_name, "--dns-upstream",
+                        internet.ip, "--decision-service", service.url, "--decision-token-file",
+                        str(service.token), "--label", f"team={team}", "--ask-timeout", "150",
+                        "--image", "python", "-v", f"{PROBE}:/probe.py:ro",
+                        "-e", "PROBE_TIMEOUT=140", "--",
+                        "python3", "/probe.py", f"http:http://{host}/fleet"),
+            env={**os.environ, "CODERUN_HOME": str(home)}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        ))  # fmt: skip
+    tmux = None
+    try:
+        wait_for(lambda: sorted(fleet_pending(service).values()) == [1, 1],
+                 "both sessions' flows held at the service", 120)  # fmt: skip
+        dashboard = coderun_cmd("dashboard", "--server", service.url, "--token-file",
+                                str(service.token))  # fmt: skip
+        tmux = Tmux(f"env CODERUN_HOME={home} {' '.join(dashboard)}", width=140)
+        screen = tmux.wait_row("alpha.example.test")
+        assert "team=a" in screen or "team=b" in screen, screen  # sessions shown with labels
+        tmux.keys("a")  # allow once, the first row
+        wait_for(lambda: sum(fleet_pending(service).values()) == 1, "one decided", 60)
+        tmux.wait_row("example.test")
+        tmux.keys("a")
+        outs = [run.communicate(timeout=150) for run in runs]
+    finally:
+        if tmux is not None:
+            tmux.kill()
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    for (out, err), run in zip(outs, runs, strict=True):
+        (result,) = steps(out.splitlines())
+        assert result["ok"], (out, err)
+        assert run.returncode == 0, err
+    assert wait_for(lambda: not leftovers(client), "no leftovers", 60)
