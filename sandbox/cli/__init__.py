@@ -33,6 +33,7 @@ LAZY_COMMANDS = {
     "go": ("sandbox.cli.pm", "go"),
     "pm": ("sandbox.cli.pm", "pm_group"),
     "serve": ("sandbox.cli.serve", "serve_command"),
+    "k8s": ("sandbox.cli.k8s", "k8s_group"),
 }
 
 

@@ -103,12 +103,14 @@ def _fields(cls: type[Any]) -> list[tuple[str, Option, dict[str, Any], Any]]:
             for f in dataclasses.fields(cls) if (opt := option_of(f)) is not None]  # fmt: skip
 
 
-def settings_options(cls: type[Any]) -> Callable[[F], F]:
+def settings_options(cls: type[Any], skip: tuple[str, ...] = ()) -> Callable[[F], F]:
     """A decorator: a click option for every option field of ``cls`` (the parameter
-    named as the field)."""
+    named as the field), but those named in ``skip``."""
 
     def decorate(func: F) -> F:
         for name, opt, kind, default in reversed(_fields(cls)):
+            if name in skip:
+                continue
             show = default is not None and not kind.get("is_flag")
             func = click.option(
                 opt.flag, name, default=_default_text(default) if show else default,

@@ -1,0 +1,215 @@
+"""The pod of a render: the init steps, the gateway sidecar and the workload.
+
+- ``coderun-netfilter`` (init, root with NET_ADMIN and NET_RAW only): loads the pod's
+  rules (podnet.py) from the ConfigMap, then exits;
+- ``coderun-prepare`` (init, the gateway's uid, no capabilities): lays out the gateway's
+  data folder (its API token, the run's policy file);
+- ``coderun-gateway`` (a native sidecar: an init container with ``restartPolicy:
+  Always``, so it starts before the workload and ends with it, also in a Job): the
+  gateway, as ``GATEWAY_UID``, with NET_ADMIN only to read its queue;
+- ``workload``: the command, non-root, no capabilities, no privilege escalation,
+  seccomp RuntimeDefault, a read-only root with size-limited memory-backed scratch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.k8s.spec import RenderSpec, cpu_quantity, quantity
+from snitch.core.session_dir import POLICY, STATE
+from snitch.core.settings import DATA_MOUNT
+
+CONFIG_MOUNT = "/etc/coderun"  # the ConfigMap, read-only
+RULES_V4 = "pod-rules.v4"  # ConfigMap keys
+RULES_V6 = "pod-rules.v6"
+SETTINGS_KEY = "settings.json"
+HOME = "/home/coderun"  # the images' user's home
+SCRATCH = ("/tmp", "/var/tmp", HOME)
+RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
+
+# The init step's one command: both rule files, loaded beside what the namespace has.
+LOAD_RULES = (
+    f"iptables-restore --noflush {CONFIG_MOUNT}/{RULES_V4} && "
+    f"ip6tables-restore --noflush {CONFIG_MOUNT}/{RULES_V6}"
+)
+# Prepares the gateway's data folder (an emptyDir): the control API's token (new for
+# every pod, never in a manifest) and the run's policy file where the gateway reads it.
+PREPARE = """\
+import os, secrets, shutil, sys
+data, session, policy = sys.argv[1:4]
+os.umask(0o077)
+os.makedirs(os.path.join(data, "rules"), exist_ok=True)
+folder = os.path.join(data, "sessions", session)
+os.makedirs(folder, exist_ok=True)
+fd = os.open(os.path.join(data, "api-token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, secrets.token_hex(32).encode())
+os.close(fd)
+shutil.copyfile(policy, os.path.join(folder, "policy.toml"))
+"""
+# The gateway is started once it says it is ready (the workload waits for that).
+READY = """\
+import json, sys
+state = json.load(open(sys.argv[1])).get("state")
+sys.exit(0 if state == "ready" else 1)
+"""
+
+
+def config_map_name(spec: RenderSpec) -> str:
+    return f"{spec.name}-gateway"
+
+
+def _security(uid: int, gid: int, *, add: list[str] | None = None,
+              escalate: bool = False) -> dict[str, Any]:  # fmt: skip
+    caps: dict[str, Any] = {"drop": ["ALL"]}
+    if add:
+        caps["add"] = add
+    return {
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "runAsNonRoot": uid != 0,
+        "allowPrivilegeEscalation": escalate,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": caps,
+        "seccompProfile": RUNTIME_DEFAULT,
+    }
+
+
+def _netfilter(spec: RenderSpec) -> dict[str, Any]:
+    return {
+        "name": "coderun-netfilter",
+        "image": spec.gateway_image,
+        "command": ["sh", "-c", LOAD_RULES],
+        "securityContext": _security(0, 0, add=["NET_ADMIN", "NET_RAW"]),
+        "volumeMounts": [
+            {"name": "coderun-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "coderun-xtables", "mountPath": "/run"},  # xtables.lock
+        ],
+    }
+
+
+def _prepare(spec: RenderSpec) -> dict[str, Any]:
+    uid = spec.gateway_uid
+    return {
+        "name": "coderun-prepare",
+        "image": spec.gateway_image,
+        "command": [
+            "python3",
+            "-c",
+            PREPARE,
+            DATA_MOUNT,
+            spec.name,
+            f"{CONFIG_MOUNT}/{POLICY}",
+        ],  # fmt: skip
+        "securityContext": _security(uid, uid),
+        "volumeMounts": [
+            {"name": "coderun-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "coderun-data", "mountPath": DATA_MOUNT},
+        ],
+    }
+
+
+def _gateway(spec: RenderSpec) -> dict[str, Any]:
+    uid = spec.gateway_uid
+    mounts: list[dict[str, Any]] = [
+        {"name": "coderun-data", "mountPath": DATA_MOUNT},
+        {"name": "coderun-gateway-tmp", "mountPath": "/tmp"},
+    ]
+    return {
+        "name": "coderun-gateway",
+        "image": spec.gateway_image,
+        "restartPolicy": "Always",  # a native sidecar (Kubernetes >= 1.29)
+        "env": [{"name": "CODERUN_SETTINGS", "valueFrom": {"configMapKeyRef": {
+            "name": config_map_name(spec), "key": SETTINGS_KEY}}}],
+        # NET_ADMIN only to bind its queue and clear conntrack entries; the image gives
+        # its python3 that capability as a file capability, which needs escalation on.
+        "securityContext": _security(uid, uid, add=["NET_ADMIN"], escalate=True),
+        "startupProbe": {
+            "exec": {"command": ["python3", "-c", READY,
+                                 f"{DATA_MOUNT}/sessions/{spec.name}/{STATE}"]},
+            "periodSeconds": 1,
+            "failureThreshold": 120,
+        },
+        "resources": {"limits": {"memory": "512Mi"}, "requests": {"cpu": "100m",
+                                                                   "memory": "128Mi"}},
+        "volumeMounts": mounts,
+    }  # fmt: skip
+
+
+def _workload(spec: RenderSpec) -> dict[str, Any]:
+    w = spec.workload
+    scratch = [*SCRATCH, *([w.workdir] if w.workdir and w.workdir not in SCRATCH else [])]
+    limits = {"memory": quantity(w.memory)}
+    if w.cpus is not None:
+        limits["cpu"] = cpu_quantity(w.cpus)
+    out: dict[str, Any] = {
+        "name": "workload",
+        "image": w.image,
+        "command": list(w.command),
+        "securityContext": _security(w.uid, w.gid),
+        "resources": {"limits": limits},
+        "volumeMounts": [{"name": f"scratch-{i}", "mountPath": p} for i, p in enumerate(scratch)],
+    }
+    if w.env:
+        out["env"] = [{"name": k, "value": v} for k, v in w.env]
+    if w.workdir:
+        out["workingDir"] = w.workdir
+    return out
+
+
+def _volumes(spec: RenderSpec) -> list[dict[str, Any]]:
+    w = spec.workload
+    scratch = [*SCRATCH, *([w.workdir] if w.workdir and w.workdir not in SCRATCH else [])]
+    memory = {"medium": "Memory", "sizeLimit": quantity(w.tmpfs_size)}
+    return [
+        {"name": "coderun-config", "configMap": {"name": config_map_name(spec),
+                                                 "defaultMode": 0o444}},
+        {"name": "coderun-data", "emptyDir": {}},
+        {"name": "coderun-xtables", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {"name": "coderun-gateway-tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        *({"name": f"scratch-{i}", "emptyDir": dict(memory)} for i in range(len(scratch))),
+    ]  # fmt: skip
+
+
+def pod_spec(spec: RenderSpec) -> dict[str, Any]:
+    """The ``spec`` of the pod (of a Pod, a Job's template, a Sandbox's podTemplate)."""
+    out: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "shareProcessNamespace": False,
+        "securityContext": {"seccompProfile": RUNTIME_DEFAULT},
+        "initContainers": [_netfilter(spec), _prepare(spec), _gateway(spec)],
+        "containers": [_workload(spec)],
+        "volumes": _volumes(spec),
+    }
+    if spec.runtime_class:
+        out["runtimeClassName"] = spec.runtime_class
+    return out
+
+
+def metadata(spec: RenderSpec, name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "labels": dict(spec.labels)}
+    if spec.namespace:
+        out["namespace"] = spec.namespace
+    return out
+
+
+def workload_object(spec: RenderSpec) -> dict[str, Any]:
+    """The Pod, or with ``--job`` a batch/v1 Job that runs it once."""
+    if not spec.job:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata(spec, spec.name),
+                "spec": pod_spec(spec)}  # fmt: skip
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(spec, spec.name),
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {"metadata": {"labels": dict(spec.labels)}, "spec": pod_spec(spec)},
+        },
+    }
