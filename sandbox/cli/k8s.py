@@ -18,7 +18,14 @@ import click
 
 from sandbox import paths
 from sandbox.cli.options import EnumChoice, settings_options, take_settings
-from sandbox.k8s.spec import DecisionService, Output, RenderSpec, SpecError, Workload
+from sandbox.k8s.spec import (
+    DNS_LABEL,
+    DecisionService,
+    Output,
+    RenderSpec,
+    SpecError,
+    Workload,
+)
 from snitch.core.model import Mode, Rule
 from snitch.core.policyfile import PolicyError
 from snitch.core.settings import NetworkShape, RunSettings
@@ -231,8 +238,12 @@ def build_spec(ctx: click.Context, options: dict[str, Any]) -> RenderSpec:
         key, _, value = str(item).partition("=")
         env.append((key, value))
     service = cluster["decision_service"]
+    name = cluster["name"] or profile_name or "coderun"
+    if cluster["name"] is None and profile_name and not DNS_LABEL.fullmatch(profile_name):
+        raise SpecError("--name", f"the profile's name {profile_name!r} is no Kubernetes "
+                        "name (lower-case letters, digits and '-'): give --name")  # fmt: skip
     return RenderSpec(
-        name=cluster["name"] or profile_name or "coderun",
+        name=name,
         workload=Workload(
             image=_image(options["image"]), command=args, uid=uid, gid=gid, env=tuple(env),
             workdir=options.get("workdir"), cpus=options.get("cpus"),

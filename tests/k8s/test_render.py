@@ -294,6 +294,14 @@ def test_a_profile_with_host_mounts_is_refused(home: Path, tmp_path: Path) -> No
     assert result.exit_code == 2 and "'mounts' needs this machine" in result.stderr
 
 
+def test_a_profile_name_that_is_no_kubernetes_name(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "tool.toml"
+    path.write_text('name = "Unit_Tests"\nimage = "bash"\ncommand = ["ls"]\n')
+    result = render("--profile", str(path))
+    assert result.exit_code == 2 and "give --name" in result.stderr
+    assert documents("--profile", str(path), "--name", "unit-tests")
+
+
 def test_never_talks_to_docker(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import docker
 
