@@ -32,7 +32,8 @@ from snitch.core.settings import NetworkShape, RunSettings
 
 # Options only a cluster has: they go with --profile as with run options.
 CLUSTER_OPTIONS = ("profile_file", "job", "runtime_class", "namespace", "name",
-                   "decision_service", "gateway_image", "output", "command")  # fmt: skip
+                   "decision_service", "decision_secret", "labels", "gateway_image",
+                   "output", "command")  # fmt: skip
 # What a profile may say that a pod cannot do (a host's folders, its terminal, ports).
 HOST_ONLY = {"volumes": "mounts", "publish": "publish", "secret": "secrets",
              "secret_host": "secret_hosts", "share": "shares", "interactive": "interactive",
@@ -71,10 +72,10 @@ def k8s_group() -> None:
 @click.option(
     "--mode",
     type=click.Choice([m.value for m in Mode]),
-    default=Mode.ENFORCE.value,
-    show_default=True,
-    help="enforce: rules decide, the rest is denied; ask: a "
-    "person decides through --decision-service; audit: allow and log all.",
+    default=None,
+    help="enforce (the default): rules decide, the rest is denied; ask (the default with "
+    "--decision-service): a person decides through the decision service; audit: allow "
+    "and log all.",
 )
 @settings_options(NetworkShape, skip=NETWORK_SKIP)
 @settings_options(RunSettings, skip=("profile",))
@@ -110,7 +111,21 @@ def k8s_group() -> None:
 @click.option(
     "--decision-service",
     metavar="URL",
-    help="https:// URL of the coderun decision service the gateway asks.",
+    help="https://HOST[:PORT] of the coderun decision service (`coderun serve`) the "
+    "gateway asks about held flows.",
+)
+@click.option(
+    "--decision-secret",
+    metavar="NAME",
+    help="The Secret with the decision service's token and certificate (key "
+    'coderun-decision.json: {"token": ..., "ca": PEM}; docs/scale.md).',
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label of the pod and of its session (rules scoped label:KEY=VALUE apply).",
 )
 @click.option(
     "--gateway-image",
@@ -226,10 +241,17 @@ def build_spec(ctx: click.Context, options: dict[str, Any]) -> RenderSpec:
             rules += load_policy(options["policy_file"])
         except PolicyError as exc:
             raise click.BadParameter(str(exc), param_hint="--policy") from exc
+    url = cluster["decision_service"]
+    mode = options["mode"] or (Mode.ASK if url else Mode.ENFORCE)
+    name = cluster["name"] or profile_name or "coderun"
+    labels = [*cluster["labels"], f"pod={name}"]
+    if cluster["namespace"]:
+        labels.append(f"namespace={cluster['namespace']}")
     try:
         network = NetworkShape(**take_settings(NetworkShape, options))
-        run = RunSettings(command=args, image=options["image"], mode=Mode(options["mode"]),
-                          profile=profile_name, **take_settings(RunSettings, options))  # fmt: skip
+        run = RunSettings(command=args, image=options["image"], mode=Mode(mode),
+                          profile=profile_name, decision_service=url, labels=tuple(labels),
+                          **take_settings(RunSettings, options))  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     uid, gid = _user(str(options["user"]))
@@ -237,8 +259,9 @@ def build_spec(ctx: click.Context, options: dict[str, Any]) -> RenderSpec:
     for item in options["env"]:
         key, _, value = str(item).partition("=")
         env.append((key, value))
-    service = cluster["decision_service"]
-    name = cluster["name"] or profile_name or "coderun"
+    service = DecisionService.parse(url, cluster["decision_secret"]) if url else None
+    if url is None and cluster["decision_secret"]:
+        raise SpecError("--decision-secret", "needs --decision-service")
     if cluster["name"] is None and profile_name and not DNS_LABEL.fullmatch(profile_name):
         raise SpecError("--name", f"the profile's name {profile_name!r} is no Kubernetes "
                         "name (lower-case letters, digits and '-'): give --name")  # fmt: skip
@@ -257,6 +280,7 @@ def build_spec(ctx: click.Context, options: dict[str, Any]) -> RenderSpec:
         job=cluster["job"],
         output=cluster["output"],
         runtime_class=cluster["runtime_class"],
-        decision_service=DecisionService.parse(service) if service else None,
+        decision_service=service,
+        pod_labels=tuple(label.partition("=")[::2] for label in cluster["labels"]),
         resolutions=_resolutions(),
     )  # fmt: skip

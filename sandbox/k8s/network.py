@@ -79,7 +79,7 @@ def pod_policy(spec: RenderSpec, warnings: list[str]) -> dict[str, Any]:
         "kind": "NetworkPolicy",
         "metadata": metadata(spec, f"{spec.name}-pod"),
         "spec": {
-            "podSelector": {"matchLabels": dict(spec.labels)},
+            "podSelector": {"matchLabels": dict(spec.selector)},
             "policyTypes": ["Ingress", "Egress"],
             "egress": egress,
         },
@@ -92,7 +92,7 @@ def rule_layers(spec: RenderSpec, warnings: list[str]) -> list[dict[str, Any]]:
         name=spec.name,
         source="the run's policy",
         resolvers=[spec.network.dns_upstream] if spec.network.dns_upstream else [],
-        labels=dict(spec.labels),
+        labels=dict(spec.selector),
         namespace=spec.namespace,
     )
     seen = {name: list(addrs) for name, addrs in spec.resolutions.items()}

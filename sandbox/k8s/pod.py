@@ -2,8 +2,9 @@
 
 - ``coderun-netfilter`` (init, root with NET_ADMIN and NET_RAW only): loads the pod's
   rules (podnet.py) from the ConfigMap, then exits;
-- ``coderun-prepare`` (init, the gateway's uid, no capabilities): lays out the gateway's
-  data folder (its API token, the run's policy file);
+- ``coderun-prepare`` (init, root with CHOWN only): lays out the gateway's folders, its
+  files owned by the gateway's uid (its API token, the run's policy file, the decision
+  service's credentials);
 - ``coderun-gateway`` (a native sidecar: an init container with ``restartPolicy:
   Always``, so it starts before the workload and ends with it, also in a Job): the
   gateway, as ``GATEWAY_UID``, with NET_ADMIN only to read its queue;
@@ -13,13 +14,16 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
-from sandbox.k8s.spec import RenderSpec, cpu_quantity, quantity
+from sandbox.k8s.spec import DECISION_KEY, RenderSpec, cpu_quantity, quantity
 from snitch.core.session_dir import POLICY, STATE
-from snitch.core.settings import DATA_MOUNT
+from snitch.core.settings import DATA_MOUNT, DECISION_FILE
 
 CONFIG_MOUNT = "/etc/coderun"  # the ConfigMap, read-only
+DECISION_MOUNT = "/etc/coderun-decision"  # the decision service's Secret (coderun-prepare)
+GATEWAY_RUN = "/gateway-run"  # the gateway's /run, as coderun-prepare sees it
 RULES_V4 = "pod-rules.v4"  # ConfigMap keys
 RULES_V6 = "pod-rules.v6"
 SETTINGS_KEY = "settings.json"
@@ -32,19 +36,32 @@ LOAD_RULES = (
     f"iptables-restore --noflush {CONFIG_MOUNT}/{RULES_V4} && "
     f"ip6tables-restore --noflush {CONFIG_MOUNT}/{RULES_V6}"
 )
-# Prepares the gateway's data folder (an emptyDir): the control API's token (new for
-# every pod, never in a manifest) and the run's policy file where the gateway reads it.
+# Prepares the gateway's folders (emptyDirs), owned by the gateway's uid: the control
+# API's token (new for every pod, never in a manifest), the run's policy file where the
+# gateway reads it and, with a decision service, its credentials where it reads them
+# once (and removes them).
 PREPARE = """\
 import os, secrets, shutil, sys
-data, session, policy = sys.argv[1:4]
+data, session, policy, uid = sys.argv[1:5]
+uid = int(uid)
 os.umask(0o077)
-os.makedirs(os.path.join(data, "rules"), exist_ok=True)
+def own(path):
+    os.chown(path, uid, uid)
 folder = os.path.join(data, "sessions", session)
-os.makedirs(folder, exist_ok=True)
-fd = os.open(os.path.join(data, "api-token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+for path in (os.path.join(data, "rules"), folder):
+    os.makedirs(path, exist_ok=True)
+for path in (data, os.path.join(data, "rules"), os.path.join(data, "sessions"), folder):
+    own(path)
+token = os.path.join(data, "api-token")
+fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 os.write(fd, secrets.token_hex(32).encode())
 os.close(fd)
+own(token)
 shutil.copyfile(policy, os.path.join(folder, "policy.toml"))
+own(os.path.join(folder, "policy.toml"))
+if len(sys.argv) > 5:
+    shutil.copyfile(sys.argv[5], sys.argv[6])
+    own(sys.argv[6])
 """
 # The gateway is started once it says it is ready (the workload waits for that).
 READY = """\
@@ -89,23 +106,25 @@ def _netfilter(spec: RenderSpec) -> dict[str, Any]:
 
 
 def _prepare(spec: RenderSpec) -> dict[str, Any]:
-    uid = spec.gateway_uid
+    command = ["python3", "-c", PREPARE, DATA_MOUNT, spec.name, f"{CONFIG_MOUNT}/{POLICY}",
+               str(spec.gateway_uid)]  # fmt: skip
+    mounts: list[dict[str, Any]] = [
+        {"name": "coderun-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "coderun-data", "mountPath": DATA_MOUNT},
+        {"name": "coderun-gateway-run", "mountPath": GATEWAY_RUN},
+    ]
+    if spec.decision_service:
+        command += [f"{DECISION_MOUNT}/{DECISION_KEY}",
+                    f"{GATEWAY_RUN}/{posixpath.basename(DECISION_FILE)}"]  # fmt: skip
+        mounts.append({"name": "coderun-decision", "mountPath": DECISION_MOUNT, "readOnly": True})
+    # root for the owner of its files (CHOWN, nothing else): it reads the root-owned
+    # Secret and hands every file to the gateway's uid.
     return {
         "name": "coderun-prepare",
         "image": spec.gateway_image,
-        "command": [
-            "python3",
-            "-c",
-            PREPARE,
-            DATA_MOUNT,
-            spec.name,
-            f"{CONFIG_MOUNT}/{POLICY}",
-        ],  # fmt: skip
-        "securityContext": _security(uid, uid),
-        "volumeMounts": [
-            {"name": "coderun-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-            {"name": "coderun-data", "mountPath": DATA_MOUNT},
-        ],
+        "command": command,
+        "securityContext": _security(0, 0, add=["CHOWN"]),
+        "volumeMounts": mounts,
     }
 
 
@@ -114,6 +133,8 @@ def _gateway(spec: RenderSpec) -> dict[str, Any]:
     mounts: list[dict[str, Any]] = [
         {"name": "coderun-data", "mountPath": DATA_MOUNT},
         {"name": "coderun-gateway-tmp", "mountPath": "/tmp"},
+        # /run: iptables' lock, and the decision service's credentials (read, removed)
+        {"name": "coderun-gateway-run", "mountPath": posixpath.dirname(DECISION_FILE)},
     ]
     return {
         "name": "coderun-gateway",
@@ -167,8 +188,18 @@ def _volumes(spec: RenderSpec) -> list[dict[str, Any]]:
         {"name": "coderun-data", "emptyDir": {}},
         {"name": "coderun-xtables", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         {"name": "coderun-gateway-tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        {"name": "coderun-gateway-run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        *_decision_volume(spec),
         *({"name": f"scratch-{i}", "emptyDir": dict(memory)} for i in range(len(scratch))),
     ]  # fmt: skip
+
+
+def _decision_volume(spec: RenderSpec) -> list[dict[str, Any]]:
+    if spec.decision_service is None:
+        return []
+    items = [{"key": DECISION_KEY, "path": DECISION_KEY}]
+    secret = {"secretName": spec.decision_service.secret, "defaultMode": 0o400, "items": items}
+    return [{"name": "coderun-decision", "secret": secret}]
 
 
 def pod_spec(spec: RenderSpec) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-import urllib.parse
 from dataclasses import dataclass, field
 
+from snitch.core.fleetwire import parse_url
 from snitch.core.model import Mode, Rule
 from snitch.core.settings import NetworkShape, RunSettings
 
@@ -21,6 +21,7 @@ MAX_NAME = 50  # room for the suffixes of the objects made from it (NAME-egress,
 GATEWAY_UID = 10001  # the gateway sidecar's uid: exempt from the pod's rules
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SIZE = re.compile(r"([1-9][0-9]*)([kmgKMG]?)")
+DECISION_KEY = "coderun-decision.json"  # the Secret's key: {"token": ..., "ca": PEM}
 
 
 class SpecError(ValueError):
@@ -41,24 +42,28 @@ class Output(enum.StrEnum):
 
 @dataclass(frozen=True)
 class DecisionService:
-    """``--decision-service https://HOST[:PORT]``: where the gateway asks (TLS only)."""
+    """``--decision-service https://HOST[:PORT]`` (TLS only) and ``--decision-secret``:
+    the Secret that holds the gateway's credentials for it (``DECISION_KEY``)."""
 
     url: str
     host: str
     port: int
+    secret: str
 
     @classmethod
-    def parse(cls, url: str) -> DecisionService:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https":
-            raise SpecError("--decision-service", f"{url!r}: an https:// URL (never plain HTTP)")
+    def parse(cls, url: str, secret: str | None) -> DecisionService:
         try:
-            port = parts.port or 443
+            host, port = parse_url(url)
         except ValueError as exc:
-            raise SpecError("--decision-service", f"{url!r}: {exc}") from None
-        if not parts.hostname:
-            raise SpecError("--decision-service", f"{url!r}: no host")
-        return cls(url, parts.hostname, port)
+            raise SpecError("--decision-service", str(exc)) from None
+        if secret is None:
+            raise SpecError(
+                "--decision-service",
+                "needs --decision-secret NAME (the Secret "
+                f"with the service's token and certificate as {DECISION_KEY})",
+            )
+        _label("--decision-secret", secret, 253)
+        return cls(url, host, port, secret)
 
     @property
     def address(self) -> str | None:
@@ -109,6 +114,7 @@ class RenderSpec:
     decision_service: DecisionService | None = None
     gateway_uid: int = GATEWAY_UID
     resolutions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    pod_labels: tuple[tuple[str, str], ...] = ()  # --label KEY=VALUE: on the pod too
 
     def __post_init__(self) -> None:
         _label("--name", self.name, MAX_NAME)
@@ -141,9 +147,14 @@ class RenderSpec:
                             "--decision-service (or use --mode enforce)")  # fmt: skip
 
     @property
-    def labels(self) -> dict[str, str]:
-        """The labels of the pod (and of every object made for it)."""
+    def selector(self) -> dict[str, str]:
+        """The labels that select this render's pod (its policies' podSelector)."""
         return {"app.kubernetes.io/name": "coderun", "app.kubernetes.io/instance": self.name}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels of the pod (and of every object made for it): ``--label`` ones too."""
+        return {**dict(self.pod_labels), **self.selector}
 
 
 def _label(option: str, value: str, limit: int) -> None:

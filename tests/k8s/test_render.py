@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from sandbox.cli import main
+from sandbox.k8s.pod import PREPARE
 from sandbox.k8s.podnet import DNS_PORT, PROXY_PORT
 from snitch.core.policyfile import loads_policy
 from snitch.core.settings import GatewaySettings, from_json
@@ -115,8 +120,8 @@ RENDERS = {
     "pod": ["--", "make", "test"],
     "job-gvisor": ["--job", "--runtime-class", "gvisor", "--namespace", "ci", "--name",
                    "build-7", "-e", "CI=1", "-w", "/src", "--cpus", "1.5", "--", "make"],
-    "ask": ["--mode", "ask", "--decision-service", "https://decide.coderun.svc:8443", "--",
-            "sh", "-c", "curl https://api.example.test"],
+    "ask": ["--decision-service", "https://decide.coderun.svc:8443", "--decision-secret",
+            "coderun-decision", "--label", "team=ci", "--", "sh", "-c", "curl api.example.test"],
     "agent-sandbox": ["--output", "agent-sandbox", "--", "true"],
 }  # fmt: skip
 
@@ -182,7 +187,8 @@ def test_workload_gateway_and_init_step(home: Path) -> None:
     gsc = gateway["securityContext"]
     assert gsc["runAsNonRoot"] is True and gsc["runAsUser"] == 10001 != sc["runAsUser"]
     assert gsc["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
-    assert by_name["coderun-prepare"]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    prepare = by_name["coderun-prepare"]["securityContext"]
+    assert prepare["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
     # Only the gateway and its init steps see the data folder (its API token).
     assert all(m["name"] != "coderun-data" for m in work["volumeMounts"])
     for c in by_name.values():
@@ -219,14 +225,50 @@ def test_network_policies(home: Path, policy: Path) -> None:
     blocks = [p["ipBlock"]["cidr"] for rule in layer["spec"]["egress"] for p in rule["to"]
               if "ipBlock" in p]  # fmt: skip
     assert "198.51.100.0/24" in blocks
-    ask = documents("--mode", "ask", "--decision-service", "https://192.0.2.10:8443", "--",
-                    "true")  # fmt: skip
+    ask = documents("--decision-service", "https://192.0.2.10:8443", "--decision-secret", "d",
+                    "--", "true")  # fmt: skip
     egress = kind(ask, "NetworkPolicy")[0]["spec"]["egress"]
     assert {"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
             "ports": [{"protocol": "TCP", "port": 8443}]} in egress  # fmt: skip
     internet = [p["ipBlock"] for rule in egress for p in rule.get("to", []) if "ipBlock" in p
                 and p["ipBlock"]["cidr"] == "0.0.0.0/0"]  # fmt: skip
     assert internet and {"169.254.0.0/16", "10.0.0.0/8"} <= set(internet[0]["except"])
+
+
+def test_decision_service_and_labels(home: Path) -> None:
+    docs = documents(
+        "--decision-service",
+        "https://decide.coderun.svc:8443",
+        "--namespace",
+        "ci",
+        "--decision-secret",
+        "fleet",
+        "--label",
+        "team=web",
+        "--",
+        "true",
+    )
+    run = from_json(GatewaySettings, kind(docs, "ConfigMap")[0]["data"]["settings.json"]).run
+    assert run is not None and str(run.mode) == "ask"
+    assert run.decision_service == "https://decide.coderun.svc:8443"
+    assert set(run.labels) == {"team=web", "pod=coderun", "namespace=ci"}
+    pod = kind(docs, "Pod")[0]
+    assert pod["metadata"]["labels"]["team"] == "web"
+    spec = pod_spec(docs)
+    secret = [v for v in spec["volumes"] if "secret" in v][0]["secret"]
+    assert secret["secretName"] == "fleet" and secret["defaultMode"] == 0o400
+    by_name = containers(spec)
+    prepare = by_name["coderun-prepare"]
+    assert "/gateway-run/coderun-decision.json" in prepare["command"]
+    assert prepare["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    # Only coderun-prepare reads the Secret; the gateway finds its copy in its own /run.
+    mounts = {c: [m["name"] for m in by_name[c]["volumeMounts"]] for c in by_name}
+    assert [c for c, names in mounts.items() if "coderun-decision" in names] == ["coderun-prepare"]
+    assert "coderun-gateway-run" in mounts["coderun-gateway"]
+    assert "coderun-gateway-run" not in mounts["workload"]
+    egress = kind(docs, "NetworkPolicy")[0]["spec"]["egress"]
+    ns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "coderun"}}}
+    assert {"to": [ns], "ports": [{"protocol": "TCP", "port": 8443}]} in egress
 
 
 def test_job_and_agent_sandbox(home: Path) -> None:
@@ -269,7 +311,15 @@ BAD = {
                                 "--profile FILE and --image"),
     "job and agent-sandbox": (["--job", "--output", "agent-sandbox", "--", "x"], "--job"),
     "ask without a decision service": (["--mode", "ask", "--", "x"], "--decision-service"),
-    "plain http": (["--decision-service", "http://decide.test", "--", "x"], "https://"),
+    "plain http": (["--decision-service", "http://decide.test", "--decision-secret", "d",
+                    "--", "x"], "https://"),
+    "no decision secret": (["--decision-service", "https://decide.test", "--", "x"],
+                           "--decision-secret"),
+    "a secret without a service": (["--decision-secret", "d", "--", "x"], "--decision-service"),
+    "enforce with a decision service": (["--mode", "enforce", "--decision-service",
+                                         "https://decide.test", "--decision-secret", "d",
+                                         "--", "x"], "ask mode"),
+    "bad label": (["--label", "no-value", "--", "x"], "label"),
     "root": (["--user", "root", "--", "x"], "--user"),
     "the gateway's uid": (["--user", "10001", "--", "x"], "gateway"),
     "bad web ports": (["--web-ports", "80,http", "--", "x"], "--web-ports"),
@@ -316,3 +366,22 @@ def test_never_talks_to_docker(home: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(sandbox.engine, "docker_client", refuse)
     docs = documents("--image", "python", "--job", "--", "python3", "-V")
     assert kind(docs, "Job")
+
+
+def test_the_prepare_step_lays_out_the_gateway_folders(tmp_path: Path) -> None:
+    """coderun-prepare's script, run here as it runs in the pod (as its own uid here)."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    run.mkdir()
+    (tmp_path / "policy.toml").write_text(POLICY)
+    (tmp_path / "secret.json").write_text('{"token": "t", "ca": "pem"}')
+    args = [str(data), "pod-1", str(tmp_path / "policy.toml"), str(os.getuid()),
+            str(tmp_path / "secret.json"), str(run / "coderun-decision.json")]  # fmt: skip
+    subprocess.run([sys.executable, "-c", PREPARE, *args], check=True, timeout=60)
+    token = data / "api-token"
+    assert len(token.read_text()) == 64 and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert (data / "sessions" / "pod-1" / "policy.toml").read_text() == POLICY
+    assert (data / "rules").is_dir()
+    copied = run / "coderun-decision.json"
+    assert json.loads(copied.read_text())["token"] == "t"
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o600
