@@ -13,6 +13,7 @@ Routes (under ``/v1``; ``snitch/core/fleetwire.py`` names them, docs/scale.md li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -148,7 +149,7 @@ class FleetServer:
         try:
             session, rest = _split(request.path)
             if request.method == "GET" and rest == "/events":
-                await self._stream(session, writer)
+                await self._stream(session, reader, writer)
                 return False
             if request.method == "POST" and rest == f"/{ASK}":
                 return await self._ask(session, request, reader, writer)
@@ -195,8 +196,19 @@ class FleetServer:
         await _send(writer, 200, result.to_dict(), close=request.close)
         return not request.close
 
-    async def _stream(self, session: str, writer: asyncio.StreamWriter) -> None:
+    async def _stream(
+        self, session: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """A dashboard's events until it hangs up (noticed at once, not at the next
+        event) or the session leaves."""
         queue = self.fleet.follow(session)
+        hangup: asyncio.Future[bytes] = asyncio.ensure_future(reader.read(1))
+
+        def hung_up(_done: asyncio.Future[bytes]) -> None:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+        hangup.add_done_callback(hung_up)
         try:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
                          b"Connection: close\r\n\r\n")  # fmt: skip
@@ -207,6 +219,8 @@ class FleetServer:
                 writer.write(json.dumps(event).encode() + b"\n")
                 await writer.drain()
         finally:
+            hangup.remove_done_callback(hung_up)
+            hangup.cancel()
             self.fleet.unfollow(session, queue)
 
     # -- routes -----------------------------------------------------------------------------

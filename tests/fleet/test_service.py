@@ -174,3 +174,14 @@ async def test_a_label_scoped_rule_decides_only_for_sessions_with_that_label(
     waiting.cancel()
     web.close()
     other.close()
+
+
+async def test_a_dashboard_that_hangs_up_is_forgotten_at_once(service: FleetService) -> None:
+    client = service.client()
+    await join(client, "s1")
+    events = client.stream(session_path("s1", "events"))
+    assert (await anext(events))["topic"] == "session"
+    assert len(service.fleet.members["s1"].streams) == 1
+    await events.aclose()  # no event comes after: only the hang-up can tell
+    await until(lambda: not service.fleet.members["s1"].streams, "stream freed")
+    client.close()
