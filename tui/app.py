@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from textual.app import ComposeResult
@@ -43,6 +43,8 @@ TABS = {tab: f"{tab}-table" for tab in ("pending", "connections", "log", "rules"
 """Each tab and the table that gets the focus when it is shown."""
 RULES_EVERY = 0.3
 """Seconds between two reloads of a session's rules however often they change."""
+DISCOVER_EVERY = 2.0
+"""Seconds between two askings of a fleet for its sessions (``discover``, ``--server``)."""
 
 
 def log_key(entry: LogEntry) -> tuple[object, ...]:
@@ -56,6 +58,8 @@ class DashboardApp(RuleActions):
 
     ``clock`` is the time source of the countdowns (tests inject a fixed one).
     ``keymap`` gives bindings other keys, by binding id (``tui/keymap.py``).
+    ``discover`` (a fleet dashboard) lists the sessions again every DISCOVER_EVERY
+    seconds: one that joined since is followed too.
     """
 
     CSS_PATH = "dashboard.tcss"
@@ -82,12 +86,14 @@ class DashboardApp(RuleActions):
         gone_after: int = DEFAULT_GONE_AFTER,
         log_limit: int = 500,
         keymap: Mapping[str, str] | None = None,
+        discover: Callable[[], Awaitable[Sequence[GatewayLike]]] | None = None,
     ) -> None:
         super().__init__()
         if keymap:
             self.set_keymap(dict(keymap))
         self.title = safe(title)
         self.links = [SessionLink(i, client) for i, client in enumerate(clients)]
+        self.discover = discover  # a fleet's sessions, asked again every DISCOVER_EVERY s
         self.output = output
         self.clock = clock
         self.retry_delays = tuple(retry_delays)
@@ -105,7 +111,7 @@ class DashboardApp(RuleActions):
         self._rules_dirty: set[int] = set()  # links whose rules changed since the last load
         self._rules_job: Worker[None] | None = None
         # kept here, not queried: app.query_one looks at the active screen (maybe a dialog)
-        multi = len(self.links) > 1
+        multi = len(self.links) > 1 or discover is not None
         self.tabs = TabbedContent(initial="pending", id="tabs")
         self.pending_view = PendingView(clock, multi, id="pending-view")
         self.connections_view = ConnectionsView(multi, id="connections-view")
@@ -135,17 +141,38 @@ class DashboardApp(RuleActions):
     def on_mount(self) -> None:
         self._update_status()
         for link in self.links:
-            job = follow(
-                link, self._connected, self._on_event, self._state_changed,
-                delays=self.retry_delays, gone_after=self.gone_after,
-            )  # fmt: skip
-            self._track(self.run_worker(job, name=f"events {link.name}", group="events"))
+            self._follow(link)
+        if self.discover is not None:
+            self._track(self.run_worker(self._discover(self.discover), name="discover"))
         if self.output is not None and self.output_pane is not None:
             job = self._pump_output(self.output, self.output_pane)
             self._track(self.run_worker(job, name="output"))
         self._ticker = self.set_interval(1.0, self._tick)
         self._show_views(self.tabs.active or "pending")
         self.pending_view.table.focus()
+
+    def _follow(self, link: SessionLink) -> None:
+        job = follow(
+            link, self._connected, self._on_event, self._state_changed,
+            delays=self.retry_delays, gone_after=self.gone_after,
+        )  # fmt: skip
+        self._track(self.run_worker(job, name=f"events {link.name}", group="events"))
+
+    async def _discover(self, discover: Callable[[], Awaitable[Sequence[GatewayLike]]]) -> None:
+        """Sessions that joined the fleet since: followed like the first ones."""
+        while True:
+            await asyncio.sleep(DISCOVER_EVERY)
+            try:
+                found = await discover()
+            except LINK_ERRORS:
+                continue  # the service is away: its links say so
+            known = {link.name for link in self.links}
+            for client in found:
+                if client.session not in known:
+                    link = SessionLink(len(self.links), client)
+                    self.links.append(link)
+                    self._follow(link)
+                    self._update_status()
 
     def _tick(self) -> None:
         with contextlib.suppress(NoMatches):  # quitting: the views' parts are going

@@ -49,7 +49,15 @@ def dashboard_command(server: str | None, token_file: Path | None, ca: Path | No
     keymap = dashboard_keymap()
     if server is not None or token_file is not None or labels:
         fleet = fleet_clients(server, token_file, ca, labels)
-        DashboardApp(fleet, title=f"coderun dashboard · {server}", keymap=keymap).run()
+        service = fleet[0].service
+
+        async def discover() -> list[Any]:
+            from snitch.review.fleetclient import fleet_sessions
+
+            return await fleet_sessions(service, labels)
+
+        DashboardApp(fleet, title=f"coderun dashboard · {server}", keymap=keymap,
+                     discover=discover).run()  # fmt: skip
         return
     paths.api_token()
     clients = running_sessions(paths.data_dir())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from snitch.core.model import Action
-from snitch.review.fleetclient import fleet_sessions
+from snitch.review.fleetclient import FleetSessionClient, fleet_sessions
 from tests.fakes import FleetService
 from tests.fleet.test_service import ask, join
 from tests.tui.conftest import wait_for
@@ -35,7 +35,13 @@ async def test_two_sessions_approved_from_one_dashboard(service: FleetService) -
     clients = await fleet_sessions(lister)
     assert sorted(c.session for c in clients) == ["s1 [team=web]", "s2 [team=data]"]
     assert [c.session_id for c in await fleet_sessions(lister, ["team=data"])] == ["s2"]
-    app = DashboardApp(sorted(clients, key=lambda c: c.session), title="fleet")
+    dashboard = service.client()
+
+    async def discover() -> list[FleetSessionClient]:
+        return await fleet_sessions(dashboard)
+
+    app = DashboardApp(sorted(clients, key=lambda c: c.session), title="fleet",
+                       discover=discover)  # fmt: skip
     app.animation_level = "none"
     async with app.run_test(size=SIZE) as pilot:
         view = app.pending_view
@@ -46,7 +52,17 @@ async def test_two_sessions_approved_from_one_dashboard(service: FleetService) -
         await wait_for(pilot, lambda: len(view.rows) == 1 and view.settled)
         await pilot.press("a")
         await wait_for(pilot, lambda: first.done() and second.done())
+        # a session that joins the fleet later shows up in the running dashboard
+        three = service.client()
+        await join(three, "s3", "team=late")
+        third = asyncio.create_task(ask(three, "s3", "s3-1", "late.example.test"))
+        await wait_for(pilot, lambda: len(view.rows) == 1 and view.settled, timeout=15)
+        assert [r.session for r in view.rows.values()] == ["s3 [team=late]"]
+        await pilot.press("d")
+        await wait_for(pilot, lambda: third.done())
+        assert third.result().decision.action is Action.DENY
+        three.close()
     for answer in (first.result(), second.result()):
         assert answer.decision.action is Action.ALLOW
-    for client in (one, two, lister):
+    for client in (one, two, lister, dashboard):
         client.close()
