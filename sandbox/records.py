@@ -192,7 +192,7 @@ def format_entry(e: LogEntry) -> str:
         else:
             pid = e.pid or safe(e.src)  # older lines: the host pid in src, the command in message
             command = safe(e.cmdline or e.message)[:60]
-            what = f"file {safe(e.access or e.method)} {path} pid={pid} ({command})"
+            what = f"file {safe(e.method or e.access)} {path} pid={pid} ({command})"
     elif e.kind is EntryKind.LEAK:
         host = show_name(e.names[0]) if e.names else "-"
         what = f"leak {safe(e.method)} to {host} {safe(e.dst)}:{e.dport}"

@@ -114,7 +114,7 @@ def entry_port(entry: LogEntry) -> str:
     if entry.kind is EntryKind.EVENT:
         return ""
     if entry.kind is EntryKind.FILE:
-        return safe(f"file {entry.access or entry.method}")
+        return safe(f"file {entry.method or entry.access}")
     return safe(port_proto(entry.dport, entry.proto))
 
 
@@ -132,7 +132,7 @@ def describe_entry(entry: LogEntry) -> str:
         what += f" · {entry.bytes_out} B out, {entry.bytes_in} B in"
     elif entry.kind is EntryKind.FILE:
         shown = safe(entry.names[0]) if entry.names else ""
-        what = f"file {safe(entry.access or entry.method)} {safe(entry.path or shown)}"
+        what = f"file {safe(entry.method or entry.access)} {safe(entry.path or shown)}"
         what += f" ({shown} in the sandbox)" if entry.path and shown else ""
         if entry.method == "close":
             what += f" · {entry.bytes_in} B read, {entry.bytes_out} B written"

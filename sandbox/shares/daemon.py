@@ -42,14 +42,15 @@ class Judge:
         host = f"{self.root}/{self.only}" if self.only is not None else self.root + path
         return shown_path(host or "/", self.home)
 
-    def on_open(self, path: str, write: bool, host_pid: int) -> None:
+    def on_open(self, path: str, write: bool, host_pid: int, what: str = "") -> None:
+        """An open (``what`` empty) or a change that opens nothing (``unlink``...)."""
         access = "write" if write else "read"
         opening = Opening(self.person_path(path), self.log.shown(path), access, asker(host_pid))
         decision = self.gate.decide(opening)
         rule = self.rules.describe(decision.rule_id)
         if not rule and decision.origin is Origin.RULE:
             rule = decision.reason  # a rule stored by the decision, described by the gateway
-        self.log.on_open(opening, decision, rule)
+        self.log.on_open(opening, decision, rule, what)
         if decision.action is not Action.ALLOW:
             raise mfusepy.FuseOSError(errno.EACCES)
 

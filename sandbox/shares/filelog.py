@@ -1,7 +1,8 @@
 """A share's ``file`` lines in the session's ``files.jsonl`` (merged into ``coderun log``
 and, by the gateway, into the dashboard's traffic stream).
 
-An open: ``method`` read or write (and ``access`` the same), ``names`` the path as the
+An open: ``method`` read or write (and ``access`` the same; a change that opens
+nothing: ``method`` unlink, rename, truncate or rmdir, ``access`` write), ``names`` the path as the
 sandbox sees it, ``path`` as the person knows it (``~/...``), the verdict with its rule,
 reason and origin, the asking process (``pid`` inside the sandbox, ``cmdline``, ``exe``).
 A close: ``method`` close with the bytes read (``bytes_in``) and written (``bytes_out``).
@@ -33,11 +34,13 @@ class FileLog:
     def _write(self, entry: LogEntry) -> None:
         os.write(self.fd, (json.dumps(entry.to_dict()) + "\n").encode())
 
-    def on_open(self, opening: Opening, decision: Decision, rule: str) -> None:
+    def on_open(self, opening: Opening, decision: Decision, rule: str, what: str = "") -> None:
+        """An open (``method`` its access) or a change that opens nothing (``method``
+        unlink, rename, truncate or rmdir; ``access`` write)."""
         who = opening.who
         self._write(LogEntry(
             EntryKind.FILE, session=self.session, names=[opening.shown], path=opening.path,
-            method=opening.access, access=opening.access, verdict=str(decision.action),
+            method=what or opening.access, access=opening.access, verdict=str(decision.action),
             rule_id=decision.rule_id, rule=rule, reason=decision.reason,
             origin=str(decision.origin), pid=who.pid, cmdline=who.cmdline, exe=who.exe,
         ))  # fmt: skip

@@ -8,8 +8,10 @@ It serves one host folder (or one file of it) and never lets a path lead out of 
 - the sandbox cannot make symlinks, hard links or device nodes in it, nor set setuid or
   setgid bits; a read-only share refuses every change (``EROFS``); a file of a writable
   share cannot grow past ``max_bytes`` (``EFBIG``);
-- every open is reported to ``on_open(path, write, pid)`` (the host pid of the process
-  that asked) before the file is opened; an ``EACCES`` it raises is the sandbox's
+- every open is reported to ``on_open(path, write, pid, "")`` (the host pid of the
+  process that asked) before the file is opened, and so is every change that opens
+  nothing (``unlink``, ``rename`` — both names —, ``truncate`` by path, ``rmdir``: a
+  write, named in the last argument); an ``EACCES`` it raises is the sandbox's
   ``Permission denied``; each release reports the bytes read and written
   (``on_close``). The daemon runs it in several threads: the byte counts take a lock.
 
@@ -29,7 +31,9 @@ from typing import Any
 
 import mfusepy
 
-OnOpen = Callable[[str, bool, int], None]  # path, write, pid; raises FuseOSError to refuse
+# path, write, pid, what (an open: ""; else the change: unlink, rename, truncate, rmdir);
+# raises FuseOSError to refuse
+OnOpen = Callable[[str, bool, int, str], None]
 OnClose = Callable[[str, int, int], None]  # path, bytes read, bytes written
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -104,7 +108,7 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
         if write:
             self._change()
         full = self._full(path)
-        self.on_open(path, write, mfusepy.fuse_get_context()[2])
+        self.on_open(path, write, mfusepy.fuse_get_context()[2], "")
         fh = os.open(full, (flags & ~os.O_CREAT) | os.O_NOFOLLOW)
         self._opened(fh, path)
         return fh
@@ -112,10 +116,14 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         self._change()
         full = self._full(path)
-        self.on_open(path, True, mfusepy.fuse_get_context()[2])
+        self.on_open(path, True, mfusepy.fuse_get_context()[2], "")
         fh = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o777)
         self._opened(fh, path)
         return fh
+
+    def _changing(self, path: str, what: str) -> None:
+        """A change that opens nothing is decided as a write of ``path``."""
+        self.on_open(path, True, mfusepy.fuse_get_context()[2], what)
 
     def _opened(self, fh: int, path: str) -> None:
         with self._lock:
@@ -155,6 +163,7 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
         if fh is not None:
             os.ftruncate(fh, length)
         else:
+            self._changing(path, "truncate")
             fd = os.open(self._full(path), os.O_WRONLY | os.O_NOFOLLOW)
             try:
                 os.ftruncate(fd, length)
@@ -164,6 +173,7 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
 
     def unlink(self, path: str) -> int:
         self._change()
+        self._changing(path, "unlink")
         os.unlink(self._full(path))
         return 0
 
@@ -174,11 +184,14 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
 
     def rmdir(self, path: str) -> int:
         self._change()
+        self._changing(path, "rmdir")
         os.rmdir(self._full(path))
         return 0
 
     def rename(self, old: str, new: str) -> int:
         self._change()
+        self._changing(old, "rename")
+        self._changing(new, "rename")
         os.rename(self._full(old), self._full(new))
         return 0
 

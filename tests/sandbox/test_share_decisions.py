@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,29 @@ async def _one_pending(client: GatewayClient) -> Any:
             return items[0]
         await asyncio.sleep(0.02)
     raise AssertionError("no open was held")
+
+
+def test_changes_that_open_nothing_are_write_decisions(tmp_path: Path, data: Path) -> None:
+    """In a writable share, deleting, renaming or truncating by name needs a write rule."""
+    with RuleStore(tmp_path / "rules.db") as store:
+        store.add(Rule(Action.ALLOW, proto=Proto.FILE, file="~/data/b.txt", access="write"))
+    deciding = Deciding(home=str(tmp_path / "home"), rules=tmp_path / "rules.db", mode="enforce")
+    shares = start_shares([parse_share(f"{data}:/d:rw")], tmp_path / "session", "sess1",
+                          1 << 20, deciding)  # fmt: skip
+    mount = shares.mounted[0].mount
+    try:
+        for change in (lambda: (mount / "a.txt").unlink(),
+                       lambda: (mount / "a.txt").rename(mount / "c.txt"),
+                       lambda: os.truncate(mount / "a.txt", 0)):  # fmt: skip
+            with pytest.raises(PermissionError):
+                change()
+        assert (data / "a.txt").read_text() == "alpha" and not (data / "c.txt").exists()
+        (mount / "b.txt").unlink()  # a write rule allows it
+        assert not (data / "b.txt").exists()
+    finally:
+        shares.stop()
+    methods = [(Path(o["path"]).name, o["method"], o["verdict"]) for o in _opens(tmp_path)]
+    assert methods == [
+        ("a.txt", "unlink", "deny"), ("a.txt", "rename", "deny"), ("a.txt", "truncate", "deny"),
+        ("b.txt", "unlink", "allow"),
+    ]  # fmt: skip
