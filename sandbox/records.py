@@ -19,6 +19,7 @@ from sandbox.textout import show_name
 from snitch.core.grammar import Origin, Verdict
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
+from snitch.core.process import describe_process
 from snitch.core.safetext import safe
 from snitch.core.session_dir import FILES_LOG, SessionDir
 from snitch.review.logquery import HostSummary, verdict_class
@@ -172,6 +173,8 @@ def format_entry(e: LogEntry) -> str:
     if e.kind is EntryKind.FLOW:
         where = f"{safe(e.dst)}:{e.dport}" if e.proto != "icmp" else safe(e.dst)
         what = f"{safe(e.proto):4} {where:21} {_names(e.names)}"
+        if e.proto in ("tcp", "udp"):
+            what += f"  by {safe(describe_process(e.exe, e.pid, e.parents))}"
     elif e.kind is EntryKind.DNS:
         answers = " ".join(safe(a) for a in e.answers) or "-"
         what = f"dns  {show_name(e.qname)} {safe(e.qtype)} -> {answers}"

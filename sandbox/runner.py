@@ -195,6 +195,7 @@ def run_session(
             stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,
                                             demux=True)  # fmt: skip
         session.sandbox.start()
+        session.sandbox_started()
         ports = _start_ports(session)
         pump = threading.Thread(target=_pump, args=(stream, front), daemon=True)
         pump.start()

@@ -27,6 +27,7 @@ from docker.models.networks import Network
 from docker.models.volumes import Volume
 
 from sandbox import injected, paths
+from sandbox.attribution.service import Attribution, AttributionService
 from sandbox.cleanup import remove_session
 from sandbox.config import SessionConfig, SessionError
 from sandbox.gateway_code import gateway_volumes
@@ -125,6 +126,7 @@ class Session:
         self.sandbox: Container | None = None
         self.files_volume: Volume | None = None  # the script and CA bundle (injected.py)
         self.shares: SessionShares | None = None  # --share daemons and mounts
+        self.attribution: AttributionService | None = None  # which process made a flow
         self.gateway_ip = ""
         self.sandbox_ip = ""
         self.record = SessionRecord(self.id, list(config.run.command), config.run.image,
@@ -395,6 +397,23 @@ class Session:
         self.sandbox = create_sandbox(self.client, config, self.holder, self.files_volume,
                                       self.role_labels, name)  # fmt: skip
         self.containers.append(self.sandbox)
+        self._start_attribution(self.sandbox)
+
+    def _start_attribution(self, sandbox: Container) -> None:
+        """Answer the gateway's "which process made this flow?" (sandbox/attribution/);
+        the sandbox's init pid is asked of Docker until it runs."""
+
+        def init_pid() -> int:
+            return int(self.client.api.inspect_container(sandbox.id)["State"]["Pid"] or 0)
+
+        self.attribution = AttributionService(self.folder.attribution_socket,
+                                              Attribution(init_pid))  # fmt: skip
+        self.attribution.start()
+
+    def sandbox_started(self) -> None:
+        """The sandbox runs: attribution learns its init pid now, not at the first flow."""
+        if self.attribution is not None:
+            self.attribution.attribution.finder()
 
     def _share_deciding(self) -> Deciding:
         """How the share daemons decide opens: this run's mode, rules and gateway (its
@@ -426,6 +445,8 @@ class Session:
 
     def close(self) -> None:
         """Remove every container and network of this session (idempotent)."""
+        if self.attribution is not None:
+            self.attribution.stop()
         try:
             self._close_containers()
         finally:

@@ -353,3 +353,37 @@ class FleetService:
     async def close(self) -> None:
         await self.server.close()
         self.store.close()
+
+
+# -- process attribution: a /proc tree on disk (sandbox/attribution/finder.py) -----------------
+
+
+class FakeProc:
+    """A ``/proc`` folder with the entries attribution reads: pid namespaces, socket
+    tables, fd links, status, exe, cmdline (links need not lead anywhere)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def process(
+        self, pid: int, ns: str, nspid: int, ppid: int, exe: str, argv: list[bytes],
+        sockets: tuple[int, ...] = (), uid: int = 1000,
+    ) -> None:  # fmt: skip
+        p = self.root / str(pid)
+        (p / "ns").mkdir(parents=True)
+        (p / "fd").mkdir()
+        (p / "net").mkdir()
+        (p / "ns" / "pid").symlink_to(f"pid:[{ns}]")
+        (p / "exe").symlink_to(exe)
+        (p / "cmdline").write_bytes(b"\0".join(argv) + b"\0")
+        (p / "status").write_text(
+            f"Name:\tx\nPid:\t{pid}\nPPid:\t{ppid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"
+            f"NSpid:\t{pid}\t{nspid}\n"
+        )
+        (p / "fd" / "0").symlink_to("/dev/null")
+        for n, inode in enumerate(sockets, start=3):
+            (p / "fd" / str(n)).symlink_to(f"socket:[{inode}]")
+
+    def table(self, pid: int, name: str, text: str) -> None:
+        (self.root / str(pid) / "net" / name).write_text(text)

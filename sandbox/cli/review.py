@@ -112,10 +112,21 @@ def _print(entries: Iterable[LogEntry], as_json: bool, as_csv: bool, live: bool)
 
 @log.command("show")
 @click.argument("session", required=False)
-@click.option("--verdict", multiple=True, type=click.Choice(VERDICTS),
-              help="Repeatable; deny includes rebind (a name that led inside).")
+@click.option(
+    "--verdict",
+    multiple=True,
+    type=click.Choice(VERDICTS),
+    help="Repeatable; deny includes rebind (a name that led inside).",
+)
 @click.option("--host", "hosts", multiple=True, metavar="GLOB", help="On names, qname, dst.")
 @click.option("--path", "paths", multiple=True, metavar="GLOB", help="File lines by path.")
+@click.option(
+    "--exe",
+    "exes",
+    multiple=True,
+    metavar="GLOB",
+    help="The asking program's path in the sandbox (repeatable).",
+)
 @click.option("--proto", type=click.Choice(PROTOS))
 @click.option("--port", type=click.IntRange(0, 65535))
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Repeatable.")
@@ -131,6 +142,7 @@ def show(
     verdict: tuple[str, ...],
     hosts: tuple[str, ...],
     paths: tuple[str, ...],
+    exes: tuple[str, ...],
     proto: str | None,
     port: int | None,
     kinds: tuple[str, ...],
@@ -158,6 +170,7 @@ def show(
         until=_when(until, "--until"),
         kinds=frozenset(kinds),
         paths=paths,
+        exes=exes,
     )
     folder = session_folder(session)
     source = follow(folder) if follow_ else SessionDir(folder).read_log()

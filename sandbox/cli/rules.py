@@ -84,6 +84,7 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
         # Every cell escaped before the table is laid out (notes, scopes, sources and
         # paths are free text; a name may be a look-alike, shown marked).
         target = (show_name(r.host) if r.host else safe(r.cidr or "*")) + safe(r.path_prefix or "")
+        target += f" exe={safe(r.exe)}" if r.exe else ""
         rows.append([safe(cell) for cell in (
             r.id, r.action, format_port(r.port_lo, r.port_hi), r.proto,
             r.scope, r.priority, lifetime(r, now), r.hits,
@@ -103,6 +104,7 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
 @click.option("--scope", default="global", help="global, profile:NAME or image:NAME.")
 @click.option("--priority", type=int, default=0, help="Higher wins before specificity.")
 @click.option("--path", help="URL path prefix (HTTP rules, needs TLS interception).")
+@click.option("--exe", help="Only flows of this program: a glob of its path in the sandbox.")
 @click.option("--for", "duration", help="Lifetime as a duration: 30s, 5m, 1h, 2d.")
 @click.option("--session", help="Only for this session id (ends with it).")
 @click.option("--note", default="", help="Free text shown in listings.")
@@ -110,8 +112,8 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new rule as JSON.")
 def add_command(
     action: str, target: str, port: str | None, proto: str, scope: str, priority: int,
-    path: str | None, duration: str | None, session: str | None, note: str, disabled: bool,
-    as_json: bool,
+    path: str | None, exe: str | None, duration: str | None, session: str | None, note: str,
+    disabled: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Add a rule. TARGET is a host, *.domain (subdomains, not the apex), an IP, a CIDR or *."""
     if duration and session:
@@ -121,7 +123,8 @@ def add_command(
         lo, hi = parse_port(port) if port else (0, 0)
         rule = Rule(Action(action), host=host, cidr=cidr, port_lo=lo, port_hi=hi,
                     proto=Proto(proto), scope=check_scope(scope), priority=priority,
-                    path_prefix=path, session=session, enabled=not disabled, note=note)  # fmt: skip
+                    path_prefix=path, session=session, enabled=not disabled, note=note,
+                    exe=exe)  # fmt: skip
         if duration:
             rule.expires_at = time.time() + parse_duration(duration)
         check_rule(rule)
@@ -230,10 +233,11 @@ def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
 @click.option("--image", help="Explain as seen by a run of this image.")
 @click.option("--session", help="Explain as seen by this session id.")
 @click.option("--path", help="URL path, to see HTTP path rules.")
+@click.option("--exe", help="The asking program's path, to see exe rules.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain_command(
     target: str, proto: str, profile: str | None, image: str | None, session: str | None,
-    path: str | None, as_json: bool,
+    path: str | None, exe: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Show which rule decides a connection (or, with --proto dns, a lookup) and why.
 
@@ -245,7 +249,7 @@ def explain_command(
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     query = endpoint_query(host, port, Proto(proto), profile=profile, image=image,
-                           session=session, path=path)  # fmt: skip
+                           session=session, path=path, exe=exe)  # fmt: skip
     with open_store() as store:
         explanation = Policy(store.list(), store.blocklist_view()).explain(query)
     if as_json:

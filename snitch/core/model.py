@@ -336,8 +336,14 @@ class Pending:
     flows: int = 1  # connections collapsed into this item
     path: str = ""  # a file item: the path as the person knows it (``~/...``)
     access: str = ""  # a file item: read / write
-    pid: int = 0  # the asking process inside the sandbox, 0 = unknown
-    cmdline: str = ""  # its command line (the sandbox's text)
+    # the process that asked (attribution, best effort; for a flow it may come in a later
+    # update): pid inside the sandbox (0 = not known yet or not found), uid, exe, cmdline
+    # (the sandbox's text), parents (exe of each ancestor, nearest first)
+    pid: int = 0
+    uid: int | None = None
+    exe: str = ""
+    cmdline: str = ""
+    parents: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:

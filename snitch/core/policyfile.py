@@ -40,7 +40,7 @@ from snitch.core.model import Action, Proto, Rule
 from snitch.core.policy import check_rule
 
 RULE_KEYS = (
-    "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "lifetime",
+    "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "exe", "lifetime",
     "session", "expires_at", "enabled", "source", "note", "created", "hits", "last_hit",
 )  # fmt: skip
 _TABLE = re.compile(r"""\s*\[\[?\s*[\w."' -]+\]\]?\s*(?:#.*)?$""")
@@ -187,6 +187,8 @@ def _rule_from_table(table: dict[str, Any], now: float) -> Rule:
                 rule.path_prefix = _str(value, key)
                 if not rule.path_prefix.startswith("/"):
                     raise ValueError(f"bad path {value!r} (must start with /)")
+            elif key == "exe":
+                rule.exe = _str(value, key)
             elif key == "session":
                 rule.session = _str(value, key)
             elif key in ("expires_at", "created", "last_hit"):
@@ -342,6 +344,8 @@ def dump_rule(rule: Rule) -> str:
         lines.append(f"priority = {rule.priority}")
     if rule.path_prefix is not None:
         lines.append(f"path = {_q(rule.path_prefix)}")
+    if rule.exe is not None:
+        lines.append(f"exe = {_q(rule.exe)}")
     if rule.session is not None:
         lines += ['lifetime = "session"', f"session = {_q(rule.session)}"]
     if rule.expires_at is not None:

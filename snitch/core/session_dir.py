@@ -6,6 +6,7 @@
 - ``flows.jsonl`` (the gateway): the traffic log, one ``LogEntry`` a line;
 - ``files.jsonl`` (the run's --share daemons): ``file`` entries, merged in by ``read_log``;
 - ``api.sock`` (the gateway): the control API (docs/api.md);
+- ``attribution.sock`` (the run): which sandbox process made a flow (snitch/core/process.py);
 - ``policy.toml``, ``upstream-ca.pem`` (the run): the gateway's copies of its files.
 
 Host and gateway both use ``SessionDir``: nothing else builds these paths. Every file is
@@ -30,6 +31,7 @@ from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
 from snitch.core.logfile import read_log
 from snitch.core.model import LogEntry
+from snitch.core.process import ATTRIBUTION_SOCKET
 from snitch.core.settings import RunSettings, from_json, to_json
 
 RECORD = "session.json"
@@ -162,6 +164,11 @@ class SessionDir:
     @property
     def api_socket(self) -> Path:
         return self.path / API_SOCKET
+
+    @property
+    def attribution_socket(self) -> Path:
+        """The host's attribution service (sandbox/attribution/service.py)."""
+        return self.path / ATTRIBUTION_SOCKET
 
     def file(self, name: str) -> Path:
         """One of the run's files for the gateway (``POLICY``, ``UPSTREAM_CA``)."""

@@ -41,6 +41,7 @@ from snitch.core.model import (
     Rule,
 )
 from snitch.core.policy import Policy, check_rule
+from snitch.core.process import ProcessInfo
 from snitch.core.settings import DEFAULT_MAX_PENDING, PROMPT_RATE
 from snitch.gateway.events import EventBus
 from snitch.gateway.flood import (
@@ -75,7 +76,8 @@ class Held:
         item = self.item
         if item.kind == PendingKind.FILE:
             return file_query(item)
-        return Query(Proto(item.proto), item.dst, item.dport, tuple(item.names))
+        return Query(Proto(item.proto), item.dst, item.dport, tuple(item.names),
+                     exe=item.exe or None)  # fmt: skip
 
 
 # Called with the held packet, its key and the final decision, to give the verdict and
@@ -177,6 +179,17 @@ class Asker:
         self._by_key[key] = item.id
         self._by_group[group] = item.id
         self.bus.publish(Topic.PENDING, item.to_dict())
+
+    def attributed(self, key: FlowKey, found: ProcessInfo | None) -> None:
+        """The process of held flow ``key`` is known: its item says so (an update)."""
+        item_id = self._by_key.get(key)
+        held = self.held.get(item_id) if item_id is not None else None
+        if found is None or held is None or held.item.pid:
+            return
+        item = held.item
+        item.pid, item.uid, item.exe = found.pid, found.uid, found.exe
+        item.cmdline, item.parents = found.cmdline, list(found.parents)
+        self.bus.publish(Topic.PENDING, item.to_dict())  # the same id: an update
 
     def _refuse(
         self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str, why: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from snitch.gateway.rulebook import RuleBook
 
 if TYPE_CHECKING:
     from snitch.gateway.asker import Asker
+    from snitch.gateway.attribution import Attributor
     from snitch.gateway.fakeip import FakeIPs
     from snitch.gateway.peeker import Peeker
     from snitch.gateway.revocation import Revoker
@@ -88,6 +90,9 @@ class FlowGate:
         # come back through NFLOG to ``on_kernel_log`` to be logged.
         self.kernel: KernelCache | None = None
         self.kernel_logged = 0  # flows the kernel decided, logged from NFLOG
+        # Which sandbox process made a flow (asked of the host, attribution.py): logged
+        # with the flow; awaited (briefly) only when an exe rule could decide it.
+        self.attributor: Attributor | None = None
 
     def use_kernel(self, cache: KernelCache) -> None:
         """Hand lasting verdicts to ``cache``; it is flushed first thing whenever the
@@ -158,12 +163,20 @@ class FlowGate:
         """Hold a flow for a person (after ``judge`` said None); nobody to ask: dropped."""
         if self.asker is None:
             packet.drop()
-        else:
-            self.asker.hold(packet, key, names, claimed)
+            return
+        self.asker.hold(packet, key, names, claimed)
+        known = self.attributor.known(key) if self.attributor is not None else None
+        if known is not None:
+            asker = self.asker
+            known.add_done_callback(lambda f: asker.attributed(key, f.result()))
 
     def judge_packet(self, pkt: QueuedPacket, key: FlowKey) -> None:
         rules_alone = self.asker is None and self.fake is None  # enforce or audit
-        if rules_alone:
+        by_exe = False  # an exe rule could decide it: wait (briefly) for its process
+        if self.attributor is not None:
+            self.attributor.start(key)
+            by_exe = self.rules.has_exe_rules()
+        if rules_alone and not by_exe:
             kept = self._verdicts.get((key.proto, key.dst, key.dport))
             if (
                 kept is not None
@@ -191,6 +204,10 @@ class FlowGate:
             self._defer(key)
             self.apply(pkt, Decision(Action.ALLOW), key, proxy=True)
             return
+        if by_exe:
+            pkt.retain()  # its verdict comes after this callback
+            self._spawn(self._judge_by_exe(pkt, key, query))
+            return
         decision = self.judge(query)
         if decision is None:
             self.hold(pkt, key, names)
@@ -198,6 +215,23 @@ class FlowGate:
         if rules_alone:
             self._keep(key, decision, names)
         self.finish(pkt, key, decision, names=names)
+
+    async def _judge_by_exe(self, pkt: QueuedPacket, key: FlowKey, query: Query) -> None:
+        """Judge a flow that an exe rule could decide once its process is known (or its
+        deadline passed: then no exe rule matches it). Never kept: the next flow to the
+        destination may be another program's."""
+        try:
+            found = await self.attributor.wait(key) if self.attributor is not None else None
+            if found is not None:
+                query = dataclasses.replace(query, exe=found.exe)
+            decision = self.judge(query)
+            if decision is None:
+                self.hold(pkt, key, query.names)
+            else:
+                self.finish(pkt, key, decision, names=query.names)
+        except Exception as exc:  # pragma: no cover - a bug must not leave it held
+            log.exception("deciding %s", key)
+            self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
 
     def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> None:
         if len(self._verdicts) >= VERDICTS_KEPT:
@@ -377,16 +411,20 @@ class FlowGate:
         real = shown or real
         if names is None:
             names = self.names.names_for(key.dst)
-        self.bus.publish(
-            Topic.LOG,
-            flow_log_dict(
+        line = flow_log_dict(
                 self.session, str(key.proto), key.src, key.sport, real or key.dst, key.dport,
                 names, verdict or str(decision.action), decision.rule_id,
                 self.rules.describe(decision.rule_id),
                 decision.reason + (f" (via synthetic {key.dst})" if real else ""),
                 str(decision.origin),
-            ),
         )  # fmt: skip
+        if self.attributor is None:
+            self.bus.publish(Topic.LOG, line)
+        else:
+            self.attributor.publish_with_process(key, line, self._publish_log)
+
+    def _publish_log(self, line: dict[str, Any]) -> None:
+        self.bus.publish(Topic.LOG, line)
 
     def _dropped(self, why: str) -> None:
         self.bus.log(

@@ -41,6 +41,7 @@ from snitch.gateway import netfilter
 from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.api import ControlApi
 from snitch.gateway.asker import Asker
+from snitch.gateway.attribution import Attributor
 from snitch.gateway.conntrack import Conntrack
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.events import EventBus
@@ -116,6 +117,7 @@ class Gateway:
         self.gate.revoker = Revoker(self.rules, Conntrack(), self.gate.log_flow)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
         self.gate.resolve = self.dns.lookup
+        self.gate.attributor = Attributor(self.folder.attribution_socket)
         self.guard = self.gate.guard = self.dns.guard = RebindGuard(self.rules)
         self.own: list[str] = []  # the gateway's addresses and the sandbox network
         self.host_hops: list[str] = []  # its default route's next hop: the host
@@ -271,6 +273,8 @@ class Gateway:
             self.fleet.start()
         if self.gate.revoker is not None:
             self.gate.revoker.start()
+        if self.gate.attributor is not None:
+            self.gate.attributor.run()
         self.bus.log(
             LogEntry(
                 EntryKind.EVENT,
@@ -389,6 +393,8 @@ class Gateway:
                 f"kernel verdict cache: {kernel.added if kernel else 0} verdicts, "
                 f"{self.gate.kernel_logged} flows decided in the kernel, "
                 f"{self.nflog.lost} NFLOG overflows")))  # fmt: skip
+        if self.gate.attributor is not None:  # the log lines still waiting for a process
+            self.gate.attributor.close()
         self.dns.close()
         self.rules.close()
         if self.web_ports:

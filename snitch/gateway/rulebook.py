@@ -68,6 +68,7 @@ class RuleBook:
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
         self._path_rules = any(r.path_prefix for r in rules)
+        self._exe_rules = any(r.exe for r in rules)
         self._signatures: dict[int, tuple[object, ...]] = {}
         now = time.time()
         self._next_expiry = min(
@@ -145,6 +146,10 @@ class RuleBook:
     def has_path_rules(self) -> bool:
         """Whether a rule in force looks at URL paths (only a proxy sees them)."""
         return self._path_rules
+
+    def has_exe_rules(self) -> bool:
+        """Whether a rule in force narrows itself to a program (``Rule.exe``)."""
+        return self._exe_rules
 
     def peek(self, query: Query) -> Decision | None:
         """Like ``decide``, without counting a hit (a re-check, not a flow)."""

@@ -48,6 +48,7 @@ class Filter:
     until: float | None = None
     kinds: frozenset[str] = frozenset()
     paths: tuple[str, ...] = ()  # path globs (``~/.aws/*``): file lines, either path
+    exes: tuple[str, ...] = ()  # globs of the asking program's path, any of which may match
 
 
 def url_host(url: str) -> str:
@@ -105,7 +106,8 @@ def matches(e: LogEntry, f: Filter) -> bool:
         hosts = entry_hosts(e)
         if not any(fnmatch.fnmatchcase(h, g.lower()) for g in f.hosts for h in hosts):
             return False
-    return True
+    # an entry whose program is unknown matches no --exe
+    return not f.exes or bool(e.exe and any(fnmatch.fnmatchcase(e.exe, g) for g in f.exes))
 
 
 def path_matches(e: LogEntry, globs: tuple[str, ...]) -> bool:
@@ -228,6 +230,7 @@ CSV_FIELDS = (
     "qname", "qtype", "answers", "sni", "method", "url", "status", "bytes_out", "bytes_in",
     "duration_ms", "rule_id", "rule", "reason", "message",
     "origin", "path", "access",
+    "pid", "uid", "exe", "cmdline", "parents",
 )  # fmt: skip
 
 
@@ -331,9 +334,13 @@ def _sessions(root: Path) -> list[_Session]:
         rec = sd.read_record()
         mtime = folder.stat().st_mtime
         when = ((rec.end or rec.start) if rec is not None else None) or mtime
-        running = sd.running() or rec is None and (
-            time.time() - mtime < FRESH_SECONDS  # being set up
-            or sd.gateway_state() == GatewayState.STANDBY  # a pool's
+        running = (
+            sd.running()
+            or rec is None
+            and (
+                time.time() - mtime < FRESH_SECONDS  # being set up
+                or sd.gateway_state() == GatewayState.STANDBY  # a pool's
+            )
         )
         out.append(_Session(folder, float(when), folder_bytes(folder), running))
     return sorted(out, key=lambda s: s.when)

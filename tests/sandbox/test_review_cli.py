@@ -173,3 +173,35 @@ def test_export_rules_and_session(home: Path, tmp_path: Path) -> None:
     assert json.loads(target.read_text())["rules"]
     bad = CliRunner().invoke(cli, ["export", "--format", "k8s", "--rules", "--session", "a"])
     assert bad.exit_code == 2
+
+
+def test_log_shows_and_filters_the_asking_process(home: Path) -> None:
+    hostile = "/tmp/\x1b]0;owned\x07/curl"
+    attributed = [
+        LogEntry(EntryKind.FLOW, time=T0 + 201, proto="tcp", src="10.0.0.2", sport=40010,
+                 dst="198.51.100.7", dport=80, verdict="allow", pid=7, uid=1000,
+                 exe="/usr/bin/curl", cmdline="curl http://api.example.test/",
+                 parents=["/usr/bin/dash"]),
+        LogEntry(EntryKind.FLOW, time=T0 + 202, proto="tcp", src="10.0.0.2", sport=40011,
+                 dst="198.51.100.7", dport=80, verdict="deny", pid=8, uid=1000,
+                 exe="/usr/bin/python3.13", cmdline="python3 -c \x1b[2J", parents=[]),
+        LogEntry(EntryKind.FLOW, time=T0 + 203, proto="tcp", src="10.0.0.2", sport=40012,
+                 dst="198.51.100.7", dport=80, verdict="deny", pid=9, uid=1000, exe=hostile),
+        LogEntry(EntryKind.FLOW, time=T0 + 204, proto="tcp", src="10.0.0.2", sport=40013,
+                 dst="198.51.100.7", dport=80, verdict="deny"),  # not found in time
+    ]  # fmt: skip
+    write_session(home, "cccc3333", T0 + 200, T0 + 260, attributed)
+    text = run("log", "cccc").splitlines()
+    assert text[0].endswith("by /usr/bin/curl (pid 7) ← /usr/bin/dash")
+    assert text[1].endswith("by /usr/bin/python3.13 (pid 8)")
+    assert "\x1b" not in text[2] and "by /tmp/\\x1b]0;owned\\x07/curl (pid 9)" in text[2]
+    assert text[3].endswith("by unknown")
+    curl = [json.loads(x) for x in run("log", "cccc", "--exe", "*/curl", "--json").splitlines()]
+    assert [e["sport"] for e in curl] == [40010, 40012]
+    assert curl[0]["parents"] == ["/usr/bin/dash"] and curl[0]["cmdline"].startswith("curl ")
+    python = run("log", "cccc", "--exe", "/usr/bin/python3*", "--exe", "/nowhere").splitlines()
+    assert len(python) == 1 and "python3.13" in python[0]
+    rows = run("log", "cccc", "--csv").splitlines()
+    assert rows[0].endswith(",pid,uid,exe,cmdline,parents")
+    assert rows[1].endswith(",7,1000,/usr/bin/curl,curl http://api.example.test/,/usr/bin/dash")
+    assert rows[4].endswith(",,,,,")  # unknown: empty cells

@@ -218,3 +218,18 @@ def test_rules_made_elsewhere_are_listed() -> None:
         s.add(Rule(Action.ALLOW, host="p.test", source="prompt", once_key="tcp:a:1->b:2"))
     res = run("list")
     assert "once" in res.stdout and "prompt" in res.stdout
+
+
+def test_exe_rules_are_added_listed_and_explained() -> None:
+    res = run("add", "allow", "api.example.test", "--port", "443", "--exe", "/usr/bin/curl")
+    assert res.exit_code == 0 and "exe=/usr/bin/curl" in res.stdout
+    run("add", "deny", "api.example.test")
+    assert [r.exe for r in stored()] == ["/usr/bin/curl", None]
+    assert "exe=/usr/bin/curl" in run("list").stdout
+    curl = run("explain", "api.example.test:443", "--exe", "/usr/bin/curl")
+    assert curl.exit_code == 0 and curl.stdout.startswith("allow: ")
+    python = run("explain", "api.example.test:443", "--exe", "/usr/bin/python3.13")
+    assert python.stdout.startswith("deny: ")
+    assert run("explain", "api.example.test:443").stdout.startswith("deny: ")  # unknown program
+    bad = run("add", "allow", "api.example.test", "--exe", "curl")
+    assert bad.exit_code == 2 and "absolute path or a glob" in bad.output

@@ -197,3 +197,12 @@ def test_not_utf8(tmp_path: Path) -> None:
     path.write_bytes(b'[[rule]]\naction = "\xff"\n')
     with pytest.raises(PolicyError, match=r"p\.toml:1:1: not UTF-8"):
         load_policy(path)
+
+
+def test_an_exe_rule_round_trips_and_a_bad_exe_names_its_line() -> None:
+    text = '[[rule]]\naction = "allow"\nhost = "api.example.test"\nexe = "/usr/bin/curl"\n'
+    [rule] = loads_policy(text, now=NOW).rules
+    assert rule.exe == "/usr/bin/curl"
+    assert loads_policy(dump_policy([rule]), now=NOW).rules[0].exe == "/usr/bin/curl"
+    with pytest.raises(PolicyError, match="absolute path or a glob"):
+        loads_policy(text.replace("/usr/bin/curl", "curl"), now=NOW)
