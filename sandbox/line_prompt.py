@@ -41,6 +41,7 @@ from sandbox.port_prompt import ask_port, new_ports
 from sandbox.prompt_text import (
     answer_hint,
     answers,
+    asker_text,
     lasting_target,
     options_text,
     question_text,
@@ -108,6 +109,7 @@ class LinePrompt:
         self._ports_seen: set[str] = set()
         self._gone: set[str] = set()
         self._current: str | None = None
+        self._current_pid = 0  # the process of the item being asked, once known
         self._withdrawn: asyncio.Future[str] | None = None
         self._arrived: asyncio.Event | None = None
         self._lines: asyncio.Queue[Line] | None = None
@@ -214,6 +216,9 @@ class LinePrompt:
             async for event in client.events():
                 if event.topic == Topic.PENDING:
                     item = Pending.from_dict(event.data)
+                    if item.id == self._current and item.pid and not self._current_pid:
+                        self._current_pid = item.pid  # asked before its process was known
+                        self._say(f"  (asked by {asker_text(item)})")
                     if item.id not in self._gone and item.id != self._current:
                         self._waiting[item.id] = item  # an update keeps its place
                         assert self._arrived is not None
@@ -264,6 +269,7 @@ class LinePrompt:
     async def _ask(self, client: GatewayClient, item: Pending) -> bool:
         """Ask about ``item`` until it is answered or withdrawn; False at end of input."""
         self._current = item.id
+        self._current_pid = item.pid
         self._withdrawn = asyncio.get_running_loop().create_future()
         self._hold()
         try:

@@ -9,6 +9,7 @@ from sandbox.textout import show_name
 from snitch.core.fileask import glob_escape
 from snitch.core.grammar import Lifetime
 from snitch.core.model import Action, Pending, PendingKind
+from snitch.core.process import describe_process
 from snitch.core.safetext import safe
 
 ANSWERS = {
@@ -87,7 +88,14 @@ def question_text(item: Pending) -> str:
         text += f", which claims to be {show_name(item.claimed)} (unverified)"
     if item.flows > 1:
         text += f" [{item.flows} connections]"
+    if item.pid:
+        text += f" by {asker_text(item)}"
     return text + "? "
+
+
+def asker_text(item: Pending) -> str:
+    """The program that asked, escaped: ``/usr/bin/curl (pid 7) ← /bin/sh``."""
+    return safe(describe_process(item.exe, item.pid, item.parents))
 
 
 def options_text(item: Pending) -> str:

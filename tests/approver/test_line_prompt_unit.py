@@ -63,3 +63,16 @@ def test_end_of_input_is_reported() -> None:
     reader.join(timeout=2)
     assert [line[1] if line else None for line in lines] == ["d", None]
     os.close(read_fd)
+
+
+def test_the_question_names_the_asking_program_escaped() -> None:
+    from sandbox.prompt_text import question_text
+    from snitch.core.model import Pending
+
+    item = Pending("s-1", "s", "flow", "tcp", "10.0.0.2", 40000, "198.51.100.7", 443,
+                   names=["api.example.test"])  # fmt: skip
+    assert " by " not in question_text(item)  # its process is not known yet
+    item.pid, item.exe, item.parents = 7, "/tmp/\x1b]0;x\x07/curl", ["/usr/bin/dash"]
+    text = question_text(item)
+    assert text.endswith("by /tmp/\\x1b]0;x\\x07/curl (pid 7) ← /usr/bin/dash? ")
+    assert terminal_problems(text.encode()) == []

@@ -202,3 +202,27 @@ async def test_auto_decide_round_trip() -> None:
         await pilot.press("d")
         await wait_for(pilot, lambda: len(app.pending_view.rows) == 2)
         assert [d.pending_id for d in fake.decisions] == ["p1", "p2"]
+
+
+async def test_the_asking_program_shows_in_the_row_and_the_detail_once_known() -> None:
+    from dataclasses import replace
+
+    from tui.widgets.pending import describe
+
+    fake = FakeGateway()
+    app = make_app(fake)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await wait_for(pilot, lambda: app.links[0].state is LinkState.LIVE)
+        item = pending("p1", "api.example.test")
+        fake.add_pending(item)
+        await queue_ready(pilot, app, 1)
+        assert " by " not in describe(app.pending_view.rows["0:p1"]).plain
+        hostile = "/tmp/\x1b[2J/curl"
+        fake.add_pending(replace(item, pid=7, exe=hostile, cmdline="curl \x1b]0;x\x07",
+                                 parents=["/usr/bin/dash"]))  # fmt: skip
+        await wait_for(pilot, lambda: app.pending_view.rows["0:p1"].item.pid == 7)
+        detail = describe(app.pending_view.rows["0:p1"]).plain
+        assert "by /tmp/\\x1b[2J/curl (pid 7) ← /usr/bin/dash" in detail
+        assert "curl \\x1b]0;x\\x07" in detail and "\x1b" not in detail
+        label = app.pending_view._label(app.pending_view.rows["0:p1"].item)
+        assert label.plain.endswith("  curl")

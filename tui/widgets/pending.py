@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from snitch.core.model import Action, Pending, PendingKind, PromptCounts
+from snitch.core.process import describe_process
 from tui.format import countdown, port_proto, short_session
 from tui.inert import name_text, plain, shown_name
 
@@ -67,6 +68,11 @@ def describe(row: PendingRow) -> Text:
         name = f"{shown_name(p.label)} → " if p.names else ""
         what = f"{name}{target} from {safe_cell(p.src)}:{p.sport}"
     text = Text(what)
+    if p.pid:
+        text.append(" · by ")
+        text.append(safe_cell(describe_process(p.exe, p.pid, p.parents)), style="bold")
+        if p.cmdline:
+            text.append(f" · {safe_cell(p.cmdline[:200])}", style="dim")
     if p.claimed:
         text.append(" · claims ")
         text.append(shown_name(p.claimed), style="italic")
@@ -303,7 +309,7 @@ class PendingView(Vertical):
         if row is None:
             return None
         p = row.item
-        shown = (tuple(p.names[:1]), p.claimed, p.dst, p.dport, p.proto, p.kind)
+        shown = (tuple(p.names[:1]), p.claimed, p.dst, p.dport, p.proto, p.kind, p.exe)
         return (row.key, self.table.cursor_row, shown)
 
     @contextlib.contextmanager
@@ -384,14 +390,21 @@ class PendingView(Vertical):
             text.append(path, style="bold")
             return text
         if p.names:
-            return name_text(p.label, width, style="bold")
-        text = plain(p.dst)
+            return self._by(p, name_text(p.label, width, style="bold"))
+        text = self._by(p, plain(p.dst))
         if p.claimed:  # the address is what it is; the name is only what the sandbox said
             name = shown_name(p.claimed, max(8, width - len("claims  (unverified)")))
             text.append("\nclaims ", style="italic")
             text.append(name, style="italic")
             text.append(" (unverified)", style="bold red")
         return text
+
+    @staticmethod
+    def _by(p: Pending, label: Text) -> Text:
+        """The label, then the program that asked (its file name; in full in the detail)."""
+        if p.pid:
+            label.append(f"  {safe_cell(p.exe.rsplit('/', 1)[-1] or '?')}", style="dim")
+        return label
 
     def _cells(self, row: PendingRow) -> list[Cell]:
         p = row.item
