@@ -17,10 +17,9 @@ from pathlib import Path
 
 from sandbox.attribution.procfs import (
     Status,
-    find_inode,
     parse_cmdline,
-    parse_socket_table,
     parse_status,
+    search_socket_table,
     socket_inode,
 )
 from snitch.core.process import MAX_PARENTS, ProcessInfo
@@ -52,10 +51,10 @@ class ProcessFinder:
         net = self.proc / str(self.init_pid) / "net"
         for name in TABLES.get(proto, ()):
             try:
-                table = parse_socket_table((net / name).read_text(errors="replace"))
+                text = (net / name).read_text(errors="replace")
             except OSError:
                 continue
-            found = find_inode(table, src, sport, dst, dport)
+            found = search_socket_table(text, src, sport, dst, dport, name.endswith("6"))
             if found is not None:
                 return found
         return None

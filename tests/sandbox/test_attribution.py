@@ -9,9 +9,11 @@ from pathlib import Path
 from sandbox.attribution.finder import ProcessFinder
 from sandbox.attribution.procfs import (
     find_inode,
+    kernel_hex,
     parse_cmdline,
     parse_socket_table,
     parse_status,
+    search_socket_table,
     socket_inode,
 )
 from sandbox.attribution.service import Attribution, AttributionService
@@ -43,6 +45,25 @@ def test_socket_tables_parse_ipv4_ipv6_and_mapped_addresses() -> None:
     udp = parse_socket_table(UDP)
     assert find_inode(udp, "172.18.0.2", 5353, "192.0.2.9", 53) == 5353  # unconnected
     assert parse_socket_table("header only\n") == {}
+
+
+def test_the_table_search_reads_only_the_lines_of_the_flows_port() -> None:
+    closed = "".join(
+        f"  {i}: 020012AC:{i:04X} 0200A8C0:0050 06 00000000:00000000 03:00000064 00000000"
+        "     0        0 0 3 0000000000000000\n"
+        for i in range(1, 5000)
+    )  # closed sockets (TIME_WAIT): inode 0, never a process's
+    for table, flow, ipv6, inode in (
+        (TCP + closed, ("172.18.0.2", 48334, "192.168.0.2", 80), False, 98765),
+        (TCP6, ("172.18.0.2", 40000, "192.168.0.2", 443), True, 777),
+        (UDP, ("172.18.0.2", 5353, "192.0.2.9", 53), False, 5353),
+        (TCP + closed, ("172.18.0.2", 1000, "192.168.0.2", 80), False, None),  # closed
+        (TCP, ("172.18.0.2", 48335, "192.168.0.2", 80), False, None),
+        (TCP, ("not an address", 1, "192.168.0.2", 80), False, None),
+    ):
+        assert search_socket_table(table, *flow, ipv6_table=ipv6) == inode, flow
+    assert kernel_hex("172.18.0.2", False) == "020012AC"
+    assert kernel_hex("172.18.0.2", True) == "0000000000000000FFFF0000020012AC"
 
 
 def test_fd_links_status_and_a_hostile_cmdline() -> None:
