@@ -12,9 +12,11 @@ inode (rebuilt by a scan of the sandbox's fds only when an inode is not known ye
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+from sandbox.attribution.diag import TcpDiag
 from sandbox.attribution.procfs import (
     Status,
     parse_cmdline,
@@ -23,6 +25,8 @@ from sandbox.attribution.procfs import (
     socket_inode,
 )
 from snitch.core.process import MAX_PARENTS, ProcessInfo
+
+log = logging.getLogger(__name__)
 
 TABLES = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
 
@@ -39,6 +43,18 @@ class ProcessFinder:
         self._members: dict[int, bool] = {}  # host pid -> in the sandbox's pid namespace
         self._owners: dict[int, tuple[int, str]] = {}  # socket inode -> (host pid, fd)
         self.scans = 0  # fd scans done (a cache miss each)
+        # IPv4 TCP sockets are asked of the kernel by netlink (diag.py): reading
+        # /proc/net/tcp walks every TCP socket of the machine, ~100 ms when busy.
+        self.diag: TcpDiag | None = None
+        try:
+            self.diag = TcpDiag(init_pid, proc)
+        except OSError as exc:  # not root, or a fixture tree: the tables alone
+            log.debug("attribution: no sock_diag (%s): reading /proc/net", exc)
+
+    def close(self) -> None:
+        if self.diag is not None:
+            self.diag.close()
+            self.diag = None
 
     def find(self, proto: str, src: str, sport: int, dst: str, dport: int) -> ProcessInfo | None:
         inode = self.inode(proto, src, sport, dst, dport)
@@ -48,6 +64,12 @@ class ProcessFinder:
         return self.process(pid) if pid is not None else None
 
     def inode(self, proto: str, src: str, sport: int, dst: str, dport: int) -> int | None:
+        if proto == "tcp" and self.diag is not None and ":" not in src:
+            try:
+                return self.diag.inode(src, sport, dst, dport)
+            except OSError as exc:
+                log.debug("attribution: sock_diag failed (%s): reading /proc/net", exc)
+                self.diag = None
         net = self.proc / str(self.init_pid) / "net"
         for name in TABLES.get(proto, ()):
             try:

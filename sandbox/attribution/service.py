@@ -68,6 +68,11 @@ class Attribution:
             self.busy_ns += time.perf_counter_ns() - start
             return found
 
+    def close(self) -> None:
+        with self._lock:
+            if self._finder is not None:
+                self._finder.close()
+
     def answer(self, line: bytes) -> bytes:
         """One question line -> its answer line (a bad question: an error, no process)."""
         try:
@@ -128,5 +133,6 @@ class AttributionService:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        self.attribution.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

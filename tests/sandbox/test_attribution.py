@@ -145,3 +145,27 @@ def test_a_malformed_answer_is_no_process() -> None:
     assert ProcessInfo.from_dict({"pid": 1, "uid": 0, "exe": "/x", "parents": [1]}) is None
     ok = ProcessInfo.from_dict({"pid": 1, "uid": 0, "exe": "/x" * 1000, "parents": ["/a"] * 50})
     assert ok is not None and len(ok.exe) == 512 and len(ok.parents) == 16
+
+
+def test_sock_diag_finds_a_tcp_socket_in_a_namespace_by_its_4_tuple() -> None:
+    """In this process's own namespace (the sandbox's works the same, by its init pid)."""
+    import os
+    import socket
+
+    from sandbox.attribution.diag import TcpDiag
+    from tests.needs import need_root
+
+    need_root("joining a network namespace (setns)")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as conn:
+            diag = TcpDiag(os.getpid())
+            try:
+                (src, sport), (dst, dport) = conn.getsockname(), conn.getpeername()
+                link = os.readlink(f"/proc/self/fd/{conn.fileno()}")
+                assert link == f"socket:[{diag.inode(src, sport, dst, dport)}]"
+                assert diag.inode(src, sport + 1, dst, dport) is None  # no such socket
+                assert diag.inode("not an address", sport, dst, dport) is None
+            finally:
+                diag.close()
