@@ -47,9 +47,14 @@ DISCOVER_EVERY = 2.0
 """Seconds between two askings of a fleet for its sessions (``discover``, ``--server``)."""
 
 
+CONNECTION_KINDS = (EntryKind.FLOW, EntryKind.FILE)
+"""What the Connections tab shows: flows, and the opens of shared files."""
+
+
 def log_key(entry: LogEntry) -> tuple[object, ...]:
     """What tells a log entry from another one (to skip one seen in a snapshot and live)."""
-    return (entry.time, entry.kind, entry.src, entry.sport, entry.dst, entry.dport, entry.qname)
+    return (entry.time, entry.kind, entry.src, entry.sport, entry.dst, entry.dport, entry.qname,
+            entry.method, tuple(entry.names))  # fmt: skip
 
 
 class DashboardApp(RuleActions):
@@ -321,7 +326,7 @@ class DashboardApp(RuleActions):
         newest = max(entry.time for entry in entries)
         self._last_log[link.index] = max(newest, self._last_log.get(link.index, 0.0))
         self.log_view.add_many(entries)
-        self.connections_view.add_many([e for e in entries if e.kind is EntryKind.FLOW])
+        self.connections_view.add_many([e for e in entries if e.kind in CONNECTION_KINDS])
 
     def _state_changed(self, link: SessionLink) -> None:
         if link.state is LinkState.GONE:

@@ -64,3 +64,25 @@ async def test_hostile_paths_and_command_lines_are_inert() -> None:
     text = describe(PendingRow(0, "s1", item)).plain
     assert "\x1b" not in text and "\n" not in text and "\x07" not in text
     assert len(text) < 300
+
+
+async def test_file_lines_show_in_the_connections_and_log_tabs() -> None:
+    from textual.widgets import DataTable
+
+    from snitch.core.model import EntryKind, LogEntry
+
+    fake = FakeGateway()
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        opened = LogEntry(EntryKind.FILE, "s1", NOW + 1, names=["/home/coderun/.aws/credentials"],
+                          path="~/.aws/credentials", access="read", method="read",
+                          verdict="deny", reason="no rule matched")  # fmt: skip
+        closed = LogEntry(EntryKind.FILE, "s1", NOW + 1, names=["/s/a"], method="close")
+        fake.add_log(opened)
+        fake.add_log(closed)  # the same time: another line all the same
+        connections = app.query_one("#connections-table", DataTable)
+        await wait_for(pilot, lambda: connections.row_count == 2)
+        row = connections.get_row_at(0)
+        assert "~/.aws/credentials" in str(row[1]) and "file read" in str(row[2])
+        assert str(row[3]) == "deny"
