@@ -68,8 +68,9 @@ class FileGate:
             return Decision(Action.DENY, None, why, Origin.LIMIT)
         try:
             assert self.ask is not None
-            ask = FileAsk(opening.path, opening.shown, opening.access, opening.who.pid,
-                          opening.who.cmdline)  # fmt: skip
+            who = opening.who
+            ask = FileAsk(opening.path, opening.shown, opening.access, who.pid, who.cmdline,
+                          who.exe)  # fmt: skip
             return self.ask(ask)
         except (ApiError, OSError, TimeoutError, ValueError, KeyError) as exc:
             return Decision(Action.DENY, None, f"gateway unreachable, refused: {exc}")

@@ -33,10 +33,11 @@ class FileAsk:
     access: str
     pid: int = 0
     cmdline: str = ""
+    exe: str = ""  # the asking program as the sandbox sees it (``/usr/bin/cat``)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "shown": self.shown, "access": self.access,
-                "pid": self.pid, "cmdline": self.cmdline}  # fmt: skip
+                "pid": self.pid, "cmdline": self.cmdline, "exe": self.exe}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Any) -> FileAsk:
@@ -44,7 +45,7 @@ class FileAsk:
         if not isinstance(d, dict):
             raise ValueError("a file ask is a JSON object")
         path, shown, access = d.get("path"), d.get("shown", ""), d.get("access")
-        pid, cmdline = d.get("pid", 0), d.get("cmdline", "")
+        pid, cmdline, exe = d.get("pid", 0), d.get("cmdline", ""), d.get("exe", "")
         for name, value in (("path", path), ("shown", shown)):
             if not isinstance(value, str) or "\0" in value or len(value) > MAX_PATH:
                 raise ValueError(f"bad {name} (a path of at most {MAX_PATH} characters)")
@@ -54,15 +55,16 @@ class FileAsk:
             raise ValueError(f"bad access {access!r} (want read or write)")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
             raise ValueError("bad pid")
-        if not isinstance(cmdline, str):
-            raise ValueError("bad cmdline")
-        return cls(str(path), str(shown), str(access), pid, cmdline[:MAX_CMDLINE])
+        if not isinstance(cmdline, str) or not isinstance(exe, str):
+            raise ValueError("bad cmdline or exe")
+        return cls(str(path), str(shown), str(access), pid, cmdline[:MAX_CMDLINE],
+                   exe[:MAX_PATH])  # fmt: skip
 
 
 def file_query(item: Pending) -> Query:
     """What the rules judge a held open by (the session's context is added by the rule
     book)."""
-    return Query(Proto.FILE, file=item.path, access=item.access or None)
+    return Query(Proto.FILE, exe=item.exe or None, file=item.path, access=item.access or None)
 
 
 def glob_escape(path: str) -> str:

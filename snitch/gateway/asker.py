@@ -208,7 +208,8 @@ class Asker:
         deadline: deny). Opens of the same path and access join one item."""
         item = Pending(id="", session=self.session, kind=PendingKind.FILE, proto=str(Proto.FILE),
                        src="", sport=0, dst=ask.shown, dport=0, path=ask.path,
-                       access=ask.access, pid=ask.pid, cmdline=ask.cmdline)  # fmt: skip
+                       access=ask.access, pid=ask.pid, cmdline=ask.cmdline,
+                       exe=ask.exe)  # fmt: skip
         decided = self.rules.decide(file_query(item))  # a rule stored since the daemon looked
         if decided is not None:
             return decided

@@ -15,7 +15,9 @@ from snitch.core.policy import Policy
 from snitch.review.client import ApiError, GatewayClient
 from tests.fakes import TOKEN, ApiGateway
 
-CREDS = FileAsk("~/.aws/credentials", "/home/coderun/.aws/credentials", "read", 7, "cat x")
+CREDS = FileAsk(
+    "~/.aws/credentials", "/home/coderun/.aws/credentials", "read", 7, "cat x", "/usr/bin/cat"
+)
 
 
 async def _started(tmp_path: Path) -> tuple[ApiGateway, GatewayClient]:
@@ -42,6 +44,7 @@ async def test_an_open_is_held_until_a_person_allows_it_once(tmp_path: Path) -> 
         assert item.kind == PendingKind.FILE and item.path == "~/.aws/credentials"
         assert item.dst == "/home/coderun/.aws/credentials" and item.access == "read"
         assert item.pid == 7 and item.cmdline == "cat x" and item.label == "~/.aws/credentials"
+        assert item.exe == "/usr/bin/cat"
         assert not asked.done()
         await client.decide(DecisionRequest(Action.ALLOW, pending_id=item_id))
         decision = await asyncio.wait_for(asked, 5)
