@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from snitch.core.apitypes import SessionInfo
 from snitch.core.decide import DecideError
 from snitch.core.explain import endpoint_query
-from snitch.core.fleetwire import ASK, LOG, SESSION_ID, SESSIONS, FleetAnswer
+from snitch.core.fleetwire import ASK, LOG, SESSION_ID, SESSIONS, FleetAnswer, parse_label
 from snitch.core.model import DecisionRequest, Pending, Proto, Rule
 from snitch.core.store import StoreError
 from snitch.fleet.hub import Fleet
@@ -235,6 +235,8 @@ class FleetServer:
                 info = SessionInfo.from_dict(r.body)
                 if info.session != session:
                     raise HttpError(400, "the body's session is not the path's")
+                for label in info.labels:  # a gateway's word, checked before rules see it
+                    parse_label(label)
                 fleet.join(info)
                 return 200, {"joined": session}
             if m == "DELETE":

@@ -155,6 +155,10 @@ async def test_sessions_list_their_labels(service: FleetService) -> None:
     with pytest.raises(ServiceError) as unknown:
         await client.request("GET", session_path("nope", "pending"))
     assert unknown.value.status == 404
+    forged = SessionInfo("s2", "ask", labels=("team=web\x1b]0;owned\x07",)).to_dict()
+    with pytest.raises(ServiceError) as refused:
+        await client.request("PUT", session_path("s2"), forged)
+    assert refused.value.status == 400 and "s2" not in service.fleet.members
     client.close()
 
 
