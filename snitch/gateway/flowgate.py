@@ -130,8 +130,10 @@ class FlowGate:
             return
         try:
             revoker = self.revoker
-            if revoker is not None and revoker.cut and revoker.refuses(
-                key, tcp_flags(data) if key.proto is Proto.TCP else 0
+            if (
+                revoker is not None
+                and revoker.cut
+                and revoker.refuses(key, tcp_flags(data) if key.proto is Proto.TCP else 0)
             ):
                 # A packet of a flow whose rule ended: refused, logged once when cut.
                 self.apply(pkt, Decision(Action.DENY, None, "cut"), key)
@@ -215,6 +217,14 @@ class FlowGate:
         if rules_alone:
             self._keep(key, decision, names)
         self.finish(pkt, key, decision, names=names)
+
+    async def exe_of(self, key: FlowKey) -> str | None:
+        """The program of flow ``key`` for a rule to match: waited for (briefly) only when
+        an exe rule is in force (the proxy judges a bare address's flow by its SNI)."""
+        if self.attributor is None or not self.rules.has_exe_rules():
+            return None
+        found = await self.attributor.wait(key)
+        return found.exe if found is not None else None
 
     async def _judge_by_exe(self, pkt: QueuedPacket, key: FlowKey, query: Query) -> None:
         """Judge a flow that an exe rule could decide once its process is known (or its

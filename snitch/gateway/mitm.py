@@ -170,7 +170,8 @@ class SnitchAddon:
             names = (sni,)
         elif sni:
             claimed = sni  # judged by its address; the name is shown as unverified
-        decision = gate.judge(Query(Proto.TCP, key.dst, key.dport, names))
+        exe = await gate.exe_of(key)
+        decision = gate.judge(Query(Proto.TCP, key.dst, key.dport, names, exe=exe))
         if decision is None:  # ask mode, no rule: a person decides
             future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             gate.hold(FutureVerdict(future), key, names, claimed)

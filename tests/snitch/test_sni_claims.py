@@ -115,3 +115,26 @@ async def test_a_deny_rule_naming_the_sni_refuses_it_anywhere(tmp_path: Path) ->
     assert await addon.decide(deferred_ctx(addon), "evil.example.test") is False
     assert logged[-1]["verdict"] == "deny" and "deny evil.example.test" in logged[-1]["reason"]
     assert await addon.decide(deferred_ctx(addon), "fine.example.test") is True
+
+
+async def test_a_bare_address_judged_by_its_sni_is_judged_with_its_program(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from snitch.core.process import ProcessInfo
+    from snitch.gateway.attribution import Attributor
+
+    rule = Rule(Action.ALLOW, host="api.example.test", exe="/usr/bin/curl")
+    addon, logged, _ = setup(tmp_path, Mode.ENFORCE, [rule])
+    addon.gate.attributor = Attributor(tmp_path / "none.sock", deadline=0.05)
+    addon.gate.names.add("10.1.1.1", "api.example.test", 60)
+    answers = addon.gate.attributor._answers  # noqa: SLF001 - what the service said
+    for exe in ("/usr/bin/curl", "/usr/bin/python3.13"):
+        ctx = deferred_ctx(addon, "10.1.1.1")
+        key = FlowKey(Proto.TCP, "10.0.0.2", ctx.client.peername[1], "10.1.1.1", 443)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(ProcessInfo(7, 1000, exe))
+        answers[key] = (time.monotonic(), fut)
+        allowed = await addon.decide(ctx, "api.example.test")
+        assert allowed is (exe == "/usr/bin/curl"), exe
