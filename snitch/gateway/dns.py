@@ -13,14 +13,25 @@ addresses are learnt into the NameTable so flows carry names.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 from typing import Any
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-from snitch.core.grammar import Verdict
-from snitch.core.model import Action, Decision, EntryKind, LogEntry, Mode, Proto, Query
+from snitch.core.grammar import Topic, Verdict
+from snitch.core.model import (
+    Action,
+    Decision,
+    EntryKind,
+    FlowKey,
+    LogEntry,
+    Mode,
+    Proto,
+    Query,
+)
+from snitch.gateway.attribution import Attributor
 from snitch.gateway.dnscache import DnsCache
 from snitch.gateway.dnsmsg import (
     ADDRESS_TYPES,
@@ -44,6 +55,8 @@ from snitch.gateway.rulebook import RuleBook
 
 log = logging.getLogger(__name__)
 UPSTREAM_TIMEOUT = 4.0
+# The lookup being answered in this task: its client's 5-tuple (for attribution).
+_LOOKUP: contextvars.ContextVar[FlowKey | None] = contextvars.ContextVar("lookup", default=None)
 
 
 class _Upstream(asyncio.DatagramProtocol):
@@ -100,6 +113,8 @@ class DnsForwarder:
         self._tasks: set[asyncio.Task[None]] = set()
         self.fake: FakeIPs | None = None  # ask mode: synthetic answers for undecided names
         self.cache = DnsCache()  # upstream's answers for their TTL (dnscache.py)
+        self.attributor: Attributor | None = None  # which process asked (attribution.py)
+        self._host = ""  # the address it listens on (a lookup's destination)
 
     async def start(self, host: str, port: int = 53) -> None:
         loop = asyncio.get_running_loop()
@@ -107,6 +122,7 @@ class DnsForwarder:
             lambda: _UdpServer(self), local_addr=(host, port)
         )
         self._transport = transport
+        self._host = host
         self._server = await asyncio.start_server(self._tcp_client, host, port)
 
     def close(self) -> None:
@@ -181,7 +197,7 @@ class DnsForwarder:
             reply = request.reply()
             reply.header.rcode = RCODE.NXDOMAIN
             out = bytes(reply.pack())
-        self.bus.log(
+        self._log_lookup(
             LogEntry(
                 EntryKind.DNS,
                 session=self.session,
@@ -199,6 +215,24 @@ class DnsForwarder:
             )
         )
         return out
+
+    def _asked(self, proto: Proto, client: tuple[str, int]) -> None:
+        """A lookup came in from ``client``: ask at once which process sent it (its
+        socket is gone soon after the answer); its log line says it (``_log_lookup``)."""
+        if self.attributor is not None and self._host:
+            key = FlowKey(proto, client[0], int(client[1]), self._host, 53)
+            _LOOKUP.set(key)
+            self.attributor.start(key)
+
+    def _log_lookup(self, entry: LogEntry) -> None:
+        key = _LOOKUP.get()
+        if self.attributor is None or key is None:
+            self.bus.log(entry)
+        else:
+            self.attributor.publish_with_process(key, entry.to_dict(), self._publish)
+
+    def _publish(self, line: dict[str, Any]) -> None:
+        self.bus.publish(Topic.LOG, line)
 
     def decide(self, qname: str) -> Decision | None:
         """The lookup's verdict; None in ask mode when no rule decides it."""
@@ -276,12 +310,14 @@ class DnsForwarder:
             transport.close()
 
     async def _answer_udp(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._asked(Proto.UDP, addr)
         out = await self.resolve(data, addr[0])
         if out is not None and self._transport is not None:
             self._transport.sendto(out, addr)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        self._asked(Proto.TCP, peer)
         try:
             while True:
                 size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 10), "big")

@@ -117,7 +117,7 @@ class Gateway:
         self.gate.revoker = Revoker(self.rules, Conntrack(), self.gate.log_flow)
         self.dns = DnsForwarder(self.rules, self.names, self.bus, self.upstream, self.session)
         self.gate.resolve = self.dns.lookup
-        self.gate.attributor = Attributor(self.folder.attribution_socket)
+        self.gate.attributor = self.dns.attributor = Attributor(self.folder.attribution_socket)
         self.guard = self.gate.guard = self.dns.guard = RebindGuard(self.rules)
         self.own: list[str] = []  # the gateway's addresses and the sandbox network
         self.host_hops: list[str] = []  # its default route's next hop: the host

@@ -469,3 +469,29 @@ def test_no_reply_with_the_right_id_is_servfail(
     fwd, _ = loopback(wrong_id)
     out = asyncio.run(fwd.resolve(query("www.example.test", qid=3), CLIENT))
     assert out is not None and DNSRecord.parse(out).header.rcode == RCODE.SERVFAIL
+
+
+def test_a_lookup_is_logged_with_the_process_that_asked(tmp_path: Any) -> None:
+    import time
+
+    from snitch.core.model import FlowKey
+    from snitch.core.process import ProcessInfo
+    from snitch.gateway.attribution import Attributor
+
+    fwd, _, logged = forwarder(ALLOW_ALL_EXAMPLE)
+
+    async def run() -> None:
+        fwd.attributor = Attributor(tmp_path / "none.sock")
+        fwd._host = "172.30.5.1"  # noqa: SLF001 - as start() sets it
+        key = FlowKey(Proto.UDP, CLIENT, 5353, "172.30.5.1", 53)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(ProcessInfo(7, 1000, "/usr/bin/curl", "curl x", ("/usr/bin/dash",)))
+        fwd.attributor._answers[key] = (time.monotonic(), fut)  # noqa: SLF001
+        await fwd._answer_udp(query("api.example.test"), (CLIENT, 5353))  # noqa: SLF001
+        await fwd._answer_udp(query("www.example.test"), (CLIENT, 5354))  # noqa: SLF001
+
+    asyncio.run(run())
+    dns = {e["qname"]: e for e in logged if e["kind"] == "dns"}
+    assert dns["api.example.test"]["exe"] == "/usr/bin/curl"
+    assert dns["api.example.test"]["parents"] == ["/usr/bin/dash"]
+    assert "exe" not in dns["www.example.test"]  # nobody answered: unknown
