@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import Result
+from sandbox.internet import DemoInternet
+from sandbox.line_prompt import SETTLE_SECONDS
+from tests.approver.terminal import Terminal, cli_env
+from tests.e2e.conftest import Result, coderun_cmd, latest_log
 
 CURL_ONLY = """
 [[rule]]
@@ -49,3 +53,29 @@ def test_curl_and_python_told_apart_and_an_exe_rule_allows_only_curl(
     # Lookups too (best effort: the resolver's socket lives until its answer).
     lookups = [e for e in result.dns(qname="api.example.test") if e.exe]
     assert {e.exe for e in lookups} & {"/usr/bin/curl", python[0].exe}, result.dns()
+
+
+def test_a_held_connection_is_asked_about_with_its_program(
+    home: Path, internet: DemoInternet, tags: dict[str, str]
+) -> None:
+    """Ask mode, the line prompt: the question (or a line right after it) names the
+    program that asked and its parent shell; the log line keeps them."""
+    cmd = coderun_cmd("run", "--mode", "ask", "--prompt", "line", "--egress-network",
+                      internet.network_name, "--dns-upstream", internet.ip, "--",
+                      "sh", "-c", "curl -sS http://api.example.test/asked; true")  # fmt: skip
+    term = Terminal(cmd, cli_env(home))
+    try:
+        term.wait_for(b"Allow connection to api.example.test")
+        term.wait_for(b"/usr/bin/curl (pid ")
+        time.sleep(SETTLE_SECONDS + 0.15)  # a person reads before answering
+        term.type("a\n")
+        term.wait_for(b"allowed once: api.example.test 80/tcp")
+        assert term.wait(60) == 0
+    finally:
+        term.close()
+    shown = term.shown()
+    assert b"/usr/bin/curl (pid " in shown and "← /usr/bin/dash".encode() in shown
+    assert b"hello from api.example.test /asked" in shown
+    [flow] = [e for e in latest_log(home) if e.kind == "flow" and e.names == ["api.example.test"]]
+    assert flow.verdict == "allow" and flow.exe == "/usr/bin/curl"
+    assert flow.parents[:1] == ["/usr/bin/dash"]
