@@ -29,6 +29,7 @@ from tui.widgets.pending import SETTLE_SECONDS as DASH_SETTLE
 
 pytestmark = pytest.mark.docker
 READ_BOTH = "cat /s/a.txt; echo; cat /s/b.txt 2>&1 || echo b-refused"
+READ_C_TWICE = "; echo; cat /s/c.txt; echo; cat /s/c.txt 2>&1 || echo c-refused"
 
 
 @pytest.fixture()
@@ -37,6 +38,7 @@ def shared(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "a.txt").write_text("alpha")
     (root / "b.txt").write_text("beta")
+    (root / "c.txt").write_text("gamma")
     os.chmod(tmp_path, 0o755)
     return root
 
@@ -100,7 +102,7 @@ def test_line_prompt_holds_opens_stores_always_and_the_next_run_obeys(
 ) -> None:
     run = coderun_cmd("run", "--mode", "ask", "--prompt", "line", "--egress-network",
                       internet.network_name, "--dns-upstream", internet.ip, "--share",
-                      f"{shared}:/s", "--", "sh", "-c", READ_BOTH)  # fmt: skip
+                      f"{shared}:/s", "--", "sh", "-c", READ_BOTH + READ_C_TWICE)  # fmt: skip
     term = Terminal(run, cli_env(home))
     try:
         term.wait_for(f"Allow read of {shared}/a.txt (/s/a.txt in the sandbox)".encode())
@@ -112,24 +114,31 @@ def test_line_prompt_holds_opens_stores_always_and_the_next_run_obeys(
         term.wait_for(f"Allow read of {shared}/b.txt".encode())
         _answer(term, "d")
         term.wait_for(b"denied once")
+        term.wait_for(f"Allow read of {shared}/c.txt".encode())
+        _answer(term, "s")  # for the session: the second open is not asked
+        term.wait_for(b"allowed for this session")
         assert term.wait(90) == 0
     finally:
         term.close()
     text = term.shown().decode(errors="replace")
     assert "alpha" in text and "b-refused" in text and "beta" not in text
-    assert verdicts(home) == [("a.txt", "allow", "rule"), ("b.txt", "deny", "person")]
+    assert text.count("gamma") == 2 and text.count("Allow read of") == 3
+    assert verdicts(home) == [("a.txt", "allow", "rule"), ("b.txt", "deny", "person"),
+                              ("c.txt", "allow", "rule"), ("c.txt", "allow", "rule")]  # fmt: skip
     with RuleStore(home / "rules" / "rules.db") as store:
-        stored = [(r.action, r.file, r.access) for r in store.list()]
-    assert stored == [("allow", f"{shared}/a.txt", "read")]
-    # The next run (enforce: nothing is asked) obeys the stored rule.
+        stored = [(r.action, r.file, r.access, r.session is not None) for r in store.list()]
+    assert stored == [("allow", f"{shared}/a.txt", "read", False),
+                      ("allow", f"{shared}/c.txt", "read", True)]  # fmt: skip
+    # The next run (enforce: nothing is asked) obeys the stored rule; the session's is over.
     again = subprocess.run(
         coderun_cmd("run", "--mode", "enforce", "--egress-network", internet.network_name,
                     "--dns-upstream", internet.ip, "--share", f"{shared}:/s", "--", "sh", "-c",
-                    READ_BOTH),
+                    READ_BOTH + READ_C_TWICE),
         capture_output=True, text=True, timeout=120, env=cli_env(home),
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == "alpha" and "b-refused" in again.stdout
+    assert "gamma" not in again.stdout and "c-refused" in again.stdout
 
 
 def test_dashboard_allows_one_held_open_and_denies_another(
