@@ -34,7 +34,7 @@ from tui.sessions import (
     status_line,
 )
 from tui.widgets.output import OutputPane
-from tui.widgets.pending import PendingView
+from tui.widgets.pending import SESSION_WIDTH, PendingView
 from tui.widgets.ports import PortsView
 from tui.widgets.rules import RulesView
 from tui.widgets.traffic import ConnectionsView, LogView
@@ -45,6 +45,8 @@ RULES_EVERY = 0.3
 """Seconds between two reloads of a session's rules however often they change."""
 DISCOVER_EVERY = 2.0
 """Seconds between two askings of a fleet for its sessions (``discover``, ``--server``)."""
+FLEET_SESSION_WIDTH = 30
+"""A fleet dashboard's Session column: the id and the labels (``ID [k=v,...]``)."""
 
 
 CONNECTION_KINDS = (EntryKind.FLOW, EntryKind.FILE)
@@ -118,7 +120,8 @@ class DashboardApp(RuleActions):
         # kept here, not queried: app.query_one looks at the active screen (maybe a dialog)
         multi = len(self.links) > 1 or discover is not None
         self.tabs = TabbedContent(initial="pending", id="tabs")
-        self.pending_view = PendingView(clock, multi, id="pending-view")
+        width = FLEET_SESSION_WIDTH if discover is not None else SESSION_WIDTH
+        self.pending_view = PendingView(clock, multi, id="pending-view", session_width=width)
         self.connections_view = ConnectionsView(multi, id="connections-view")
         self.log_view = LogView(multi, id="log-view")
         self.rules_view = RulesView(clock, id="rules-view")

@@ -47,6 +47,8 @@ async def test_two_sessions_approved_from_one_dashboard(service: FleetService) -
         view = app.pending_view
         await wait_for(pilot, lambda: len(view.rows) == 2 and view.settled)
         assert {r.session for r in view.rows.values()} == {"s1 [team=web]", "s2 [team=data]"}
+        shown = {str(view.table.get_row(key)[-1]) for key in view.rows}
+        assert shown == {"s1 [team=web]", "s2 [team=data]"}  # the Session column: labels too
         await pilot.press("a")  # allow once: the first row
         await wait_for(pilot, lambda: first.done() or second.done())
         await wait_for(pilot, lambda: len(view.rows) == 1 and view.settled)

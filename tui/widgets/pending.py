@@ -33,7 +33,7 @@ CMDLINE_SHOWN = 80
 SETTLE_SECONDS = 0.6
 """Keys are ignored this long after the highlighted row changed under the cursor."""
 _FIXED = {"left": 6, "port": 9, "tries": 5, "flows": 5}
-_SESSION_WIDTH = 12
+SESSION_WIDTH = 12
 _CHROME = 2  # the vertical scrollbar
 
 
@@ -170,11 +170,13 @@ class PendingView(Vertical):
         id: str | None = None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        session_width: int = SESSION_WIDTH,
     ) -> None:
         super().__init__(id=id)
         self.clock = clock
         self.monotonic = monotonic
         self.multi = multi
+        self.session_width = session_width  # a fleet's: wide enough for the labels too
         self.rows: dict[str, PendingRow] = {}
         self.label_width = MIN_LABEL_WIDTH + 4
         self.unsettled_until = 0.0
@@ -199,7 +201,7 @@ class PendingView(Vertical):
         table.add_column(Text("Tries", justify="right"), key="tries", width=_FIXED["tries"])
         table.add_column(Text("Conns", justify="right"), key="flows", width=_FIXED["flows"])
         if self.multi:
-            table.add_column("Session", key="session", width=_SESSION_WIDTH)
+            table.add_column("Session", key="session", width=self.session_width)
 
     @property
     def table(self) -> PendingTable:
@@ -212,7 +214,7 @@ class PendingView(Vertical):
     def on_resize(self) -> None:
         """Give the destination what is left of the width (names are elided to fit it)."""
         columns = len(_FIXED) + 1 + self.multi
-        fixed = sum(_FIXED.values()) + (_SESSION_WIDTH if self.multi else 0)
+        fixed = sum(_FIXED.values()) + (self.session_width if self.multi else 0)
         width = max(MIN_LABEL_WIDTH, self.size.width - fixed - 2 * columns - _CHROME)
         if width == self.label_width:
             return
@@ -420,7 +422,7 @@ class PendingView(Vertical):
             Text(str(p.flows), justify="right", style="bold" if p.flows > 1 else "dim"),
         ]
         if self.multi:
-            cells.append(Text(short_session(safe_cell(row.session))))
+            cells.append(Text(short_session(safe_cell(row.session), self.session_width)))
         return cells
 
     def _show_detail(self) -> None:
