@@ -136,3 +136,36 @@ async def test_without_the_service_undecided_flows_are_denied_and_logged_once(
     assert allowed is not None and allowed.action is Action.ALLOW
     assert REACHABLE not in said
     await gateway.link.close()
+
+
+async def test_the_log_reaches_the_service_and_an_outage_is_said_to_end(
+    service: FleetService, tmp_path: Path
+) -> None:
+    from snitch.fleet.server import FleetServer
+    from snitch.fleet.tls import server_context
+
+    gateway = LinkedGateway(tmp_path, service, "team=web")
+    gateway.link.start()
+    first = gateway.hold("one.example.test")
+    await until(lambda: SESSION in service.fleet.members and service.fleet.pending(SESSION))
+    gateway.asker.decide(DecisionRequest(Action.ALLOW, f"{SESSION[:6]}-1"), by="api")
+    assert await settled(first) == "accepted"
+    from snitch.core.model import EntryKind, LogEntry
+
+    gateway.bus.log(LogEntry(EntryKind.FLOW, session=SESSION, dst="203.0.113.7", verdict="allow"))
+    await until(lambda: any(line.get("kind") == "flow"
+                            for line in service.fleet.members[SESSION].log))  # fmt: skip
+    port = int(service.url.rsplit(":", 1)[1])
+    await service.server.close()  # an outage...
+    denied = gateway.hold("two.example.test")
+    assert await settled(denied) == "refused"
+    context = server_context(service.cert, service.cert.with_name("key.pem"))
+    again = FleetServer(service.fleet, service.token, context)
+    await again.start("127.0.0.1", port)  # ...that ends
+    try:
+        said = lambda: [e["message"] for e in gateway.log if e.get("kind") == "event"]  # noqa: E731
+        await until(lambda: REACHABLE in said())
+        assert [m.split(":")[0] for m in said()] == [UNREACHABLE, REACHABLE]
+    finally:
+        await gateway.link.close()
+        await again.close()
