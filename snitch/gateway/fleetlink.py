@@ -102,6 +102,7 @@ class FleetLink:
         self.bus = bus
         self.info = info
         self.down = False  # in an outage (said once in the log)
+        self.down_since = ""  # the outage's first error
         self.joined = False
         self.asked: dict[str, asyncio.Task[None]] = {}
         self.backlog: deque[dict[str, Any]] = deque(maxlen=LOG_BACKLOG)
@@ -138,6 +139,13 @@ class FleetLink:
 
     async def _ask(self, item: Pending) -> None:
         path = session_path(self.session, ASK)
+        if self.down and self._task is not None:
+            # In an outage, denied at once: the report loop tries the service every
+            # second and ends the outage when it answers (no connect timeout per flow).
+            self.asked.pop(item.id, None)
+            why = f"{UNREACHABLE} (since {self.down_since})"
+            self.asker.settle(item.id, Decision(Action.DENY, None, why, Origin.DEFAULT), BY_SERVICE)
+            return
         try:
             if not self.joined:
                 await self._join()
@@ -201,7 +209,7 @@ class FleetLink:
         if exc.unreachable or exc.status >= 500:
             self.joined = False
             if not self.down:
-                self.down = True
+                self.down, self.down_since = True, exc.message
                 self._say(f"{UNREACHABLE}: {exc.message}; undecided flows are denied")
                 log.warning("%s: %s", UNREACHABLE, exc.message)
 
