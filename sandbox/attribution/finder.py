@@ -42,6 +42,7 @@ class ProcessFinder:
         self.pid_ns = os.readlink(proc / str(init_pid) / "ns" / "pid")
         self._members: dict[int, bool] = {}  # host pid -> in the sandbox's pid namespace
         self._owners: dict[int, tuple[int, str]] = {}  # socket inode -> (host pid, fd)
+        self._shared: dict[int, list[int]] = {}  # inode -> every pid holding it, if several
         self.scans = 0  # fd scans done (a cache miss each)
         # IPv4 TCP sockets are asked of the kernel by netlink (diag.py): reading
         # /proc/net/tcp walks every TCP socket of the machine, ~100 ms when busy.
@@ -61,7 +62,15 @@ class ProcessFinder:
         if inode is None:
             return None
         pid = self.owner(inode)
-        return self.process(pid) if pid is not None else None
+        if pid is None:
+            return None
+        holders = self._shared.get(inode)
+        if holders is not None and len({self._exe(p) for p in holders if self.is_member(p)}) > 1:
+            # Held by different programs (a socket inherited across fork and exec): which
+            # one asked is not known, and naming one would let a program borrow another's
+            # exe rule (make the socket, start an allowed program holding it, connect).
+            return None
+        return self.process(pid)
 
     def inode(self, proto: str, src: str, sport: int, dst: str, dport: int) -> int | None:
         if proto == "tcp" and self.diag is not None and ":" not in src:
@@ -119,6 +128,7 @@ class ProcessFinder:
     def _scan(self) -> None:
         self.scans += 1
         owners: dict[int, tuple[int, str]] = {}
+        shared: dict[int, list[int]] = {}
         for pid in self.members():
             fd_dir = self.proc / str(pid) / "fd"
             try:
@@ -130,10 +140,16 @@ class ProcessFinder:
                     inode = socket_inode(os.readlink(fd_dir / fd))
                 except OSError:
                     continue
+                if inode is None:
+                    continue
+                known = owners.get(inode)
+                if known is not None and known[0] != pid:
+                    shared.setdefault(inode, [known[0]]).append(pid)
                 # A socket shared after fork: the newest process (highest pid) holds it.
-                if inode is not None and (inode not in owners or owners[inode][0] < pid):
+                if known is None or known[0] < pid:
                     owners[inode] = (pid, fd)
         self._owners = owners
+        self._shared = shared
 
     def _status(self, pid: int) -> Status | None:
         try:

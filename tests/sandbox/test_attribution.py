@@ -169,3 +169,17 @@ def test_sock_diag_finds_a_tcp_socket_in_a_namespace_by_its_4_tuple() -> None:
                 assert diag.inode("not an address", sport, dst, dport) is None
             finally:
                 diag.close()
+
+
+def test_a_socket_held_by_two_programs_is_nobodys(tmp_path: Path) -> None:
+    """python makes the socket, starts curl holding it too, then connects: naming curl
+    would hand python curl's exe rule; the flow's program is unknown instead."""
+    proc = sandbox_proc(tmp_path)
+    proc.process(103, "sbx", 9, 102, "/usr/bin/curl", [b"curl", b"-T", b"-"], sockets=(777,))
+    finder = ProcessFinder(100, tmp_path)
+    assert finder.find("tcp", "172.18.0.2", 40000, "192.168.0.2", 443) is None
+    # a forked child of the same program sharing it: that program
+    proc.process(104, "sbx", 10, 101, "/usr/bin/curl", [b"curl"], sockets=(98765,))
+    finder = ProcessFinder(100, tmp_path)
+    found = finder.find("tcp", "172.18.0.2", 48334, "192.168.0.2", 80)
+    assert found is not None and found.exe == "/usr/bin/curl" and found.pid == 10
