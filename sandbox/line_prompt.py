@@ -110,6 +110,7 @@ class LinePrompt:
         self._gone: set[str] = set()
         self._current: str | None = None
         self._current_pid = 0  # the process of the item being asked, once known
+        self._open_question = ""  # the last question shown (again after a late line)
         self._withdrawn: asyncio.Future[str] | None = None
         self._arrived: asyncio.Event | None = None
         self._lines: asyncio.Queue[Line] | None = None
@@ -163,6 +164,17 @@ class LinePrompt:
             sys.stdout.write(text if question else text + "\n")
             sys.stdout.flush()
             self._line_open = question
+            if question:
+                self._open_question = text
+
+    def _say_again(self, text: str) -> None:
+        """A line of ours while a question is open: the question is shown again under it
+        (the answer is typed after it)."""
+        with self._cv:
+            question = self._open_question if self._asking and self._line_open else ""
+        self._say(text)
+        if question:
+            self._say(question, question=True)
 
     def _hold(self) -> None:
         with self._cv:
@@ -216,9 +228,10 @@ class LinePrompt:
             async for event in client.events():
                 if event.topic == Topic.PENDING:
                     item = Pending.from_dict(event.data)
-                    if item.id == self._current and item.pid and not self._current_pid:
+                    current = item.id == self._current and item.id not in self._gone
+                    if current and item.pid and not self._current_pid:
                         self._current_pid = item.pid  # asked before its process was known
-                        self._say(f"  (asked by {asker_text(item)})")
+                        self._say_again(f"(asked by {asker_text(item)})")
                     if item.id not in self._gone and item.id != self._current:
                         self._waiting[item.id] = item  # an update keeps its place
                         assert self._arrived is not None
