@@ -76,3 +76,20 @@ def test_the_question_names_the_asking_program_escaped() -> None:
     text = question_text(item)
     assert text.endswith("by /tmp/\\x1b]0;x\\x07/curl (pid 7) ← /usr/bin/dash? ")
     assert terminal_problems(text.encode()) == []
+
+
+def test_a_late_line_shows_the_open_question_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    prompt = LinePrompt()
+    prompt._tag = False
+    prompt._hold()
+    prompt._say("Allow connection to api.example.test 80/tcp? ", question=True)
+    prompt._say_again("(asked by /usr/bin/curl (pid 7))")
+    lines = out.getvalue().split("\n")
+    assert lines[-2].endswith("(asked by /usr/bin/curl (pid 7))")
+    assert lines[-1].endswith("Allow connection to api.example.test 80/tcp? ")  # cursor here
+    prompt._release()
+    prompt._say("allowed once: api.example.test 80/tcp")
+    prompt._say_again("(asked by …)")  # no question open: nothing shown again
+    assert out.getvalue().count("Allow connection") == 2
