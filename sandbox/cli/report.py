@@ -93,8 +93,15 @@ def _write(path: Path, text: str) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Mark the endpoints that are not in this baseline file as new.",
 )
+@click.option(
+    "--sarif-location",
+    metavar="FILE",
+    help="SARIF: place every result at this file of the repository (e.g. the policy "
+    "file, relative to the repository's root): GitHub code scanning shows only results "
+    "placed in a file.",
+)
 def report_command(session: str | None, fmt: str | None, output: Path | None,
-                   baseline: Path | None) -> None:  # fmt: skip
+                   baseline: Path | None, sarif_location: str | None) -> None:  # fmt: skip
     """Report what an ended SESSION (the latest by default) contacted, what was denied
     and what files it opened."""
     chosen = _format(output, fmt, "--format")
@@ -102,7 +109,7 @@ def report_command(session: str | None, fmt: str | None, output: Path | None,
     report = _ended_report(session)
     if known is not None:
         mark_new(report, known)
-    text = render(report, chosen)
+    text = render(report, chosen, sarif_location)
     if output is None:
         echo_exact(text)
     else:

@@ -170,6 +170,11 @@ class Decision:
         return cls(Action(d["action"]), d.get("rule_id"), d.get("reason", ""), origin)
 
 
+INBOUND_REASON = "inbound: "
+"""How the reason of a flow forwarded *into* the sandbox (``run -p``) starts: such a flow
+is not a connection the sandbox made (run reports leave it out)."""
+
+
 class EntryKind(enum.StrEnum):
     FLOW = "flow"
     DNS = "dns"

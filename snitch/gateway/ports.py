@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.grammar import Topic
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.model import INBOUND_REASON, EntryKind, LogEntry
 from snitch.gateway.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,8 @@ class Ports:
         entry = LogEntry(EntryKind.FLOW, session=self.session, time=start, proto="tcp",
                          src=fwd.bind, sport=fwd.host_port, dst=self.address, dport=fwd.port,
                          verdict="allow",
-                         reason=f"inbound: forwarded from {fwd.bind}:{fwd.host_port}")  # fmt: skip
+                         reason=f"{INBOUND_REASON}forwarded from {fwd.bind}:"
+                         f"{fwd.host_port}")  # fmt: skip
         try:
             if not self.address:
                 raise OSError("the sandbox's address is not known yet")

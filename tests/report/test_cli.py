@@ -57,6 +57,9 @@ def test_report_json_to_stdout_and_file(home: Path, tmp_path: Path) -> None:
     cli("report", "aaaa1111", "-o", str(out))
     assert json.loads(out.read_text())["version"] == "2.1.0"
     assert cli("report", "aaaa1111").startswith("## coderun report")  # markdown by default
+    sarif = json.loads(cli("report", "aaaa1111", "--format", "sarif", "--sarif-location", "p.toml"))
+    place = sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert place["artifactLocation"]["uri"] == "p.toml"
 
 
 def test_report_refuses_a_running_or_unknown_session(home: Path) -> None:

@@ -182,3 +182,14 @@ def test_the_asking_process_is_in_every_format() -> None:
                               "parents": ["/bin/sh"]}  # fmt: skip
     sarif = json.loads(render(r, ReportFormat.SARIF))["runs"][0]["results"]
     assert any("process /usr/bin/ssh" in x["message"]["text"] for x in sarif)
+
+
+def test_sarif_results_placed_at_a_repository_file() -> None:
+    doc = json.loads(render(report(), ReportFormat.SARIF, ".github/coderun policy.toml"))
+    assert errors(sarif_validator(), doc) == []
+    for result in doc["runs"][0]["results"]:
+        place = result["locations"][0]["physicalLocation"]
+        assert place["artifactLocation"]["uri"] == ".github/coderun%20policy.toml"
+        assert place["region"]["startLine"] == 1
+    plain = json.loads(render(report(), ReportFormat.SARIF))["runs"][0]["results"]
+    assert not any("physicalLocation" in r["locations"][0] for r in plain)

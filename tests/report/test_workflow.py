@@ -62,6 +62,13 @@ def test_the_workflow_has_the_shape_actions_reads() -> None:
     assert summary and summary[0]["if"] == "always()"
 
 
+def test_the_sarif_report_is_placed_at_the_policy_file() -> None:
+    (sarif,) = [c for c in commands() if c[0] == "report" and "sarif" in c]
+    (build,) = [c for c in commands() if c[0] == "run" and "enforce" in c]
+    place = sarif[sarif.index("--sarif-location") + 1]
+    assert place == build[build.index("--policy") + 1]
+
+
 def test_the_build_runs_in_enforce_mode_with_a_policy_and_a_baseline() -> None:
     (build,) = [c for c in commands() if c[0] == "run" and "enforce" in c]
     assert "--policy" in build and "--fail-on-new" in build and "--baseline" in build

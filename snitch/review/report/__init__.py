@@ -45,5 +45,9 @@ def format_for(path: Path | None, fmt: str | None) -> ReportFormat:
                      "or .sarif, or give --report-format")  # fmt: skip
 
 
-def render(report: Report, fmt: ReportFormat) -> str:
+def render(report: Report, fmt: ReportFormat, sarif_location: str | None = None) -> str:
+    """The report in ``fmt``; ``sarif_location``: the repository file SARIF results are
+    placed at (code scanning needs one)."""
+    if fmt is ReportFormat.SARIF:
+        return render_sarif(report, sarif_location)
     return RENDERERS[fmt](report)

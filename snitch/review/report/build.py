@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from snitch.core.grammar import Verdict
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.model import INBOUND_REASON, EntryKind, LogEntry
 from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir, SessionRecord
 from snitch.review.logquery import url_host, verdict_class
@@ -32,7 +32,6 @@ from snitch.review.report.model import (
     SessionInfo,
 )
 
-INBOUND_REASON = "inbound:"  # how the gateway's port forwards start a flow's reason
 MAX_PROCESSES = 5  # command lines kept per file
 
 

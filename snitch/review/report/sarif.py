@@ -12,6 +12,9 @@ One run; its results are the endpoints a reader should look at:
 
 An endpoint is a logical location (``name:port/proto``, kind ``resource``) and its
 partial fingerprint, so a code-scanning service tracks the same endpoint across runs.
+GitHub's code scanning shows only results placed in a file of the repository: with
+``artifact`` (``coderun report --sarif-location FILE``, e.g. the policy file) every
+result is also placed at that file's first line.
 Texts are the report's safe forms.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from typing import Any, Final
+from urllib.parse import quote
 
 from snitch.review.report.model import NO_RULE, Endpoint, FileAccess, Report, iso_time
 
@@ -57,14 +61,27 @@ def _message(e: Endpoint, denied: bool, baseline: str | None) -> str:
     return "; ".join(parts) + "."
 
 
-def _result(e: Endpoint, index: int, denied: bool, baseline: str | None) -> dict[str, Any]:
+def _location(name: str, artifact: str | None) -> list[dict[str, Any]]:
+    """The endpoint (or file) as a logical location; with ``artifact`` (a file of the
+    repository, e.g. the policy file) also a physical one, which code scanning needs."""
+    where: dict[str, Any] = {"logicalLocations": [{"name": name, "kind": "resource"}]}
+    if artifact:
+        where["physicalLocation"] = {
+            "artifactLocation": {"uri": quote(artifact.lstrip("/"))},
+            "region": {"startLine": 1},
+        }
+    return [where]
+
+
+def _result(e: Endpoint, index: int, denied: bool, baseline: str | None,
+            artifact: str | None) -> dict[str, Any]:  # fmt: skip
     return {
         "ruleId": e.rule_id,
         "ruleIndex": index,
         "kind": "fail",
         "level": "error" if denied else "warning",
         "message": {"text": _message(e, denied, baseline)},
-        "locations": [{"logicalLocations": [{"name": str(e.key), "kind": "resource"}]}],
+        "locations": _location(str(e.key), artifact),
         "partialFingerprints": {FINGERPRINT: str(e.key)},
         "properties": {
             "verdict": e.verdict,
@@ -78,7 +95,7 @@ def _result(e: Endpoint, index: int, denied: bool, baseline: str | None) -> dict
     }
 
 
-def _file_result(f: FileAccess, index: int) -> dict[str, Any]:
+def _file_result(f: FileAccess, index: int, artifact: str | None) -> dict[str, Any]:
     text = f"Denied: {f.access} of {f.path}; {f.opens} time(s); " + (
         f"rule {f.rule}." if f.rule else "no rule matched."
     )
@@ -88,14 +105,15 @@ def _file_result(f: FileAccess, index: int) -> dict[str, Any]:
         "kind": "fail",
         "level": "error",
         "message": {"text": text},
-        "locations": [{"logicalLocations": [{"name": f.path, "kind": "resource"}]}],
+        "locations": _location(f.path, artifact),
         "partialFingerprints": {FILE_FINGERPRINT: f"{f.access}:{f.path}"},
         "properties": {"access": f.access, "processes": list(f.processes),
                        "firstSeen": iso_time(f.first), "lastSeen": iso_time(f.last)},
     }  # fmt: skip
 
 
-def sarif_dict(r: Report) -> dict[str, Any]:
+def sarif_dict(r: Report, artifact: str | None = None) -> dict[str, Any]:
+    """The SARIF log; ``artifact``: the repository file every result is placed at."""
     flagged = [(e, True) for e in r.denied] + [(e, False) for e in r.endpoints if e.new]
     files = [f for f in r.files if f.verdict == "deny"]
     rule_ids: list[str] = []
@@ -107,8 +125,9 @@ def sarif_dict(r: Report) -> dict[str, Any]:
          "defaultConfiguration": {"level": "error"}}
         for rid in rule_ids
     ]  # fmt: skip
-    results = [_result(e, rule_ids.index(e.rule_id), denied, r.baseline) for e, denied in flagged]
-    results += [_file_result(f, rule_ids.index(f.rule_id)) for f in files]
+    results = [_result(e, rule_ids.index(e.rule_id), denied, r.baseline, artifact)
+               for e, denied in flagged]  # fmt: skip
+    results += [_file_result(f, rule_ids.index(f.rule_id), artifact) for f in files]
     s = r.session
     invocation: dict[str, Any] = {
         "executionSuccessful": s.error is None,
@@ -134,5 +153,5 @@ def sarif_dict(r: Report) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def render_sarif(r: Report) -> str:
-    return json.dumps(sarif_dict(r), indent=2) + "\n"
+def render_sarif(r: Report, artifact: str | None = None) -> str:
+    return json.dumps(sarif_dict(r, artifact), indent=2) + "\n"
