@@ -63,6 +63,9 @@ def test_reports_in_three_formats_and_a_baseline_that_fails_on_new(
     (api,) = [e for e in doc["endpoints"] if e["name"] == "api.example.test" and e["port"] == 80]
     assert api["verdict"] == "allow" and api["rule"] == "allow api.example.test/any"
     assert api["bytes_in"] > 0 and api["requests"] >= 1  # the HTTP request's bytes
+    # the program that made the flow (process attribution, as the log has it)
+    assert api["process"]["exe"].startswith("/usr/bin/python3"), api["process"]
+    assert "/probe.py" in api["process"]["cmdline"]
     assert doc["session"]["exit"] == 0 and doc["session"]["mode"] == "enforce"
     base = tmp_path / "base.json"
     coderun("baseline", "save", doc["session"]["id"], str(base))
@@ -76,6 +79,7 @@ def test_reports_in_three_formats_and_a_baseline_that_fails_on_new(
     md = (tmp_path / "second.md").read_text()
     assert md.startswith("## coderun report") and "### Endpoints contacted" in md
     assert "| `api.example.test` | 80 | tcp |" in md and "new endpoints: none" in md
+    assert "| `/usr/bin/python3" in md  # the process column
 
     # 3. A name the baseline lacks (refused, too: enforce mode): exit 3; SARIF.
     third = probe(
