@@ -27,7 +27,9 @@ from typing import Any
 import docker.errors
 
 from sandbox import paths
+from sandbox.pod import GATEWAY_UID
 from sandbox.session import Session
+from snitch.core.settings import Topology
 
 POLL = 0.25  # seconds between two looks at /proc/net (the issue asks <= 0.5)
 LOOPBACK = "127.0.0.1"
@@ -37,6 +39,7 @@ WATCHER = r"""
 import json, sys, time
 STATES = {"tcp": "0A", "udp": "07"}
 DOCKER_DNS = "127.0.0.11"  # Docker's embedded resolver listens in every such namespace
+NOT_OURS = sys.argv[2]  # a pod's gateway uid: its forwarder and proxy are not the sandbox's
 def addr(hexaddr):
     ip, port = hexaddr.split(":")
     if len(ip) == 8:
@@ -56,7 +59,7 @@ def listening():
                 f = line.split()
                 if len(f) > 3 and f[3] == STATES[proto] and f[2].endswith(":0000"):
                     ip, port = addr(f[1])
-                    if port and ip != DOCKER_DNS:
+                    if port and ip != DOCKER_DNS and f[7] != NOT_OURS:
                         out.add((proto, port, ip, f[9]))
     return out
 last = None
@@ -160,7 +163,10 @@ class PortWatch:
             return
         api = self.session.client.api
         try:
-            exec_id = api.exec_create(holder.id, ["python3", "-c", WATCHER, str(POLL)])["Id"]
+            pod = self.session.config.network.topology is Topology.POD
+            gateway_uid = str(GATEWAY_UID) if pod else ""
+            exec_id = api.exec_create(holder.id, ["python3", "-c", WATCHER, str(POLL),
+                                                  gateway_uid])["Id"]  # fmt: skip
             stream = api.exec_start(exec_id, stream=True)
         except docker.errors.DockerException as exc:
             print(f"coderun: cannot watch the sandbox's ports: {exc}", file=sys.stderr)

@@ -49,6 +49,7 @@ from snitch.core.settings import (
     DATA_MOUNT,
     GatewaySettings,
     RunSettings,
+    Topology,
     fast_paths_from_env,
 )
 
@@ -209,22 +210,31 @@ class Session:
         self.folder.write_claim(self.run_settings())
         self.save_record()
         self._create_sandbox(f"coderun-{self.id}")
-        _wait(self._ready_check(), "the gateway")
+        _wait(self.ready_check(), "the gateway")
+
+    def _egress_network(self, name: str) -> Network:
+        named = self.config.network.egress_network
+        if named:
+            try:
+                return self.client.networks.get(named)
+            except docker.errors.NotFound as exc:
+                raise SessionError(f"no Docker network {named!r}") from exc
+        egress = self.client.networks.create(
+            f"{name}-egress", driver="bridge", labels=self.role_labels("egress")
+        )
+        self.networks.append(egress)
+        return egress
 
     def _start_pair(self, standby: bool) -> Callable[[], bool]:
         c = self.client
         name = f"coderun-{self.id}"
-        named = self.config.network.egress_network
-        if named:
-            try:
-                egress = c.networks.get(named)
-            except docker.errors.NotFound as exc:
-                raise SessionError(f"no Docker network {named!r}") from exc
-        else:
-            egress = c.networks.create(
-                f"{name}-egress", driver="bridge", labels=self.role_labels("egress")
-            )
-            self.networks.append(egress)
+        egress = self._egress_network(name)
+        if self.config.network.topology is Topology.POD:  # one namespace (sandbox/pod.py)
+            from sandbox.pod import start_pod
+
+            self.files_volume = injected.create_volume(c, f"{name}-files",
+                                                       self.role_labels("files"))  # fmt: skip
+            return start_pod(self, egress, standby)
         inner = c.networks.create(
             f"{name}-net",
             driver="bridge",
@@ -293,16 +303,16 @@ class Session:
             },
             volumes={
                 **gateway_volumes(),
-                **self._gateway_data_mounts(),
+                **self.gateway_data_mounts(),
             },
         )
         self.containers.append(self.gateway)
         inner.connect(self.gateway)
         self.gateway.reload()
         self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
-        return self._ready_check()
+        return self.ready_check()
 
-    def _gateway_data_mounts(self) -> dict[str, dict[str, str]]:
+    def gateway_data_mounts(self) -> dict[str, dict[str, str]]:
         """What the gateway gets of the data dir: its own session folder and the rule
         store (read-write), the API token (read-only) and, only when it intercepts TLS,
         the CA. No other session, not the pool."""
@@ -315,7 +325,7 @@ class Session:
             mounts[str(paths.ca_dir())] = {"bind": f"{DATA_MOUNT}/ca", "mode": "rw"}
         return mounts
 
-    def _ready_check(self) -> Callable[[], bool]:
+    def ready_check(self) -> Callable[[], bool]:
         # With web ports, wait for mitmproxy too (it loads after "ready"): the sandbox's
         # first request must already be logged and path rules apply. A gateway that reads
         # web flows in passing (peek) needs it for few flows, which wait for it, parked.

@@ -15,7 +15,7 @@ import click
 
 from sandbox.cli.options import network_options, take_settings
 from sandbox.pool import daemon_info, entries, pool_dir
-from snitch.core.settings import NetworkShape, to_json
+from snitch.core.settings import NetworkShape, Topology, to_json
 
 WAIT_SECONDS = 120.0
 
@@ -45,6 +45,8 @@ def pool_start(size: int, idle: float, wait: bool, **network: Any) -> None:
         shape = NetworkShape(**take_settings(NetworkShape, network))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if shape.topology is not Topology.ROUTED:
+        raise click.BadParameter("the pool keeps routed sessions only", param_hint="--topology")
     tags = images.build(docker_client())
     shape = replace(shape, gateway_image=tags["gateway"])
     cmd = [sys.executable, "-m", "sandbox.pool", "--size", str(size), "--idle", str(idle),

@@ -17,7 +17,7 @@ from sandbox.cli.options import network_options, run_options, take_settings
 from sandbox.cli.report import RUN_OPTIONS, RunOutputs, report_options
 from sandbox.engine import docker_client
 from snitch.core.model import Mode
-from snitch.core.settings import NetworkShape, RunSettings
+from snitch.core.settings import NetworkShape, RunSettings, Topology
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -157,6 +157,14 @@ def build_config(
         parse_user(user or DEFAULT_USER)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--user") from exc
+    if shape.topology is Topology.POD:
+        from sandbox.config import SessionError
+        from sandbox.pod import check_user
+
+        try:
+            check_user(user or DEFAULT_USER)
+        except SessionError as exc:
+            raise click.BadParameter(str(exc), param_hint="--user") from exc
     for value, hint in ((memory, "--memory"), (tmpfs_size, "--tmpfs-size")):
         if not re.fullmatch(r"[1-9][0-9]*[kmgKMG]?", value):
             raise click.BadParameter(f"{value!r}: a size like 512m or 2g", param_hint=hint)

@@ -58,6 +58,18 @@ class SettingsError(ValueError):
     """A settings document (or value) that cannot be used."""
 
 
+class Topology(enum.StrEnum):
+    """``--topology``: how the gateway stands between the sandbox and the network.
+
+    ``routed``: the gateway is the sandbox's router (its own namespace, the sandbox's
+    only route). ``pod``: the gateway is a sidecar in the sandbox's namespace, as
+    containers in a Kubernetes pod are; an init step's OUTPUT rules queue the
+    workload's flows (snitch/gateway/podrules.py)."""
+
+    ROUTED = "routed"
+    POD = "pod"
+
+
 class PrivateAnswers(enum.StrEnum):
     """``--private-answers``: may a name lead to private and CGNAT ranges?"""
 
@@ -108,6 +120,9 @@ class NetworkShape:
         "--intercept-tls", "Terminate TLS with this install's CA (trusted in the sandbox) "
         "to log full URLs."))
     tls_ports: tuple[int, ...] = (443,)  # of the web ports, those that carry TLS
+    topology: Topology = field(default=Topology.ROUTED, metadata=option(
+        "--topology", "routed: the gateway is the sandbox's router; pod: a sidecar in the "
+        "sandbox's network namespace, as in a Kubernetes pod (docs/architecture.md)."))
 
     def __post_init__(self) -> None:
         for port in (*self.web_ports, *self.tls_ports):

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 from snitch.core.apitypes import SessionInfo
 from snitch.core.grammar import GatewayState
 from snitch.core.session_dir import FILES_LOG, GatewayStatus, SessionDir
-from snitch.core.settings import GatewaySettings, PrivateAnswers, RunSettings
-from snitch.gateway import netfilter
+from snitch.core.settings import GatewaySettings, PrivateAnswers, RunSettings, Topology
+from snitch.gateway import netfilter, podrules
 from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.api import ControlApi
 from snitch.gateway.asker import Asker
@@ -143,11 +143,14 @@ class Gateway:
         self.nflog: NflogReader | None = None
         self.heartbeat: asyncio.Task[None] | None = None
         self.web_ports = net.web_ports
+        # A pod's sidecar (podrules.py): its forwarder and proxy listen on loopback.
+        self.pod = net.topology is Topology.POD
+        self.dns_port = podrules.POD_DNS_PORT if self.pod else 53
         self.gate.tls_ports = frozenset(net.tls_ports) if self.web_ports else frozenset()
         self.intercept = net.intercept_tls
         ca = settings.upstream_ca
         self.upstream_ca = str(self.folder.file(ca)) if ca else None
-        if self.web_ports and not self.intercept and settings.peek:
+        if self.web_ports and not self.intercept and settings.peek and not self.pod:
             from snitch.gateway.peeker import Peeker
 
             self.gate.peeker = Peeker(self.gate)
@@ -229,18 +232,7 @@ class Gateway:
         if self.web_ports and not self.intercept and not self.secrets and self.gate.peeker is None:
             # made meanwhile (with peek: after "ready", with mitmproxy, not slowing it)
             self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
-        ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
-        self.gate.own_addresses = frozenset(netfilter.own_addresses())
-        self.own = [*self.gate.own_addresses, f"{ifs.sandbox_ip}/{ifs.sandbox_prefix}"]
-        self.host_hops = netfilter.default_gateways()
-        self.protect()
-        if self.web_ports:
-            from snitch.gateway.mitm import PROXY_PORT
-
-            self.gate.park_web_flows(frozenset(self.web_ports))
-            netfilter.apply(ifs, self.web_ports, PROXY_PORT, peek=self.gate.peeker is not None)
-        else:
-            netfilter.apply(ifs)
+        ifs = self.attach()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -254,7 +246,7 @@ class Gateway:
                     await self.stop()
                 await asyncio.sleep(STANDBY_POLL_SECONDS)
             self.configure(self.folder.read_claim())
-        if self.mode is Mode.ENFORCE and self.settings.kernel_cache:
+        if self.mode is Mode.ENFORCE and self.settings.kernel_cache and not self.pod:
             self.start_kernel_cache(ifs.sandbox)
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
@@ -262,7 +254,7 @@ class Gateway:
             self.peek_queue = PacketQueue(self.gate.peeker.on_packet, netfilter.PEEK_QUEUE)
             self.peek_queue.start()
         self.sandbox_ip = ifs.sandbox_ip
-        await self.dns.start(ifs.sandbox_ip)
+        await self.dns.start(ifs.sandbox_ip, self.dns_port)
         await self.api.start()
         self.files.start()
         self.writer.start()
@@ -296,6 +288,29 @@ class Gateway:
         if mitm_task is not None and not mitm_task.done():
             mitm_task.cancel()
         await self.stop()
+
+    def attach(self) -> netfilter.Interfaces:
+        """Routed: find both interfaces and install the rules (netfilter.py). A pod's
+        rules were installed by its init step (podrules.py): checked, never changed."""
+        if self.pod:
+            podrules.wait_installed()
+            ifs = netfilter.Interfaces("lo", podrules.POD_LISTEN, 8, "")
+        else:
+            ifs = netfilter.discover(self.egress_subnet, self.egress_gateway)
+        self.gate.own_addresses = frozenset(netfilter.own_addresses())
+        self.own = [*self.gate.own_addresses, f"{ifs.sandbox_ip}/{ifs.sandbox_prefix}"]
+        self.host_hops = netfilter.default_gateways()
+        self.protect()
+        if self.web_ports:
+            from snitch.gateway.mitm import PROXY_PORT
+
+            self.gate.park_web_flows(frozenset(self.web_ports))
+            if not self.pod:
+                netfilter.apply(ifs, self.web_ports, PROXY_PORT,
+                                peek=self.gate.peeker is not None)  # fmt: skip
+        elif not self.pod:
+            netfilter.apply(ifs)
+        return ifs
 
     def start_kernel_cache(self, sandbox_if: str) -> None:
         """Enforce mode: destinations decided (and used) twice are decided by the kernel
@@ -343,8 +358,9 @@ class Gateway:
                 None, make_unused_ca, UNUSED_CA_DIR)  # fmt: skip
         if self.unused_ca is not None:
             await self.unused_ca
+        port = podrules.POD_PROXY_PORT if self.pod else None
         mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca,
-                    self.secrets)  # fmt: skip
+                    self.secrets, port)  # fmt: skip
         await mitm.start()
         if uses_ca and self.uid is not None and self.gid is not None:  # the host's CA
             for path in [mitm.confdir, *mitm.confdir.iterdir()]:

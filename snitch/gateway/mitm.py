@@ -331,9 +331,11 @@ class Mitm:
 
     def __init__(self, gate: FlowGate, listen_host: str, confdir: Path, intercept: bool,
                  upstream_ca: str | None = None,
-                 secrets: tuple[SecretBinding, ...] = ()) -> None:  # fmt: skip
+                 secrets: tuple[SecretBinding, ...] = (),
+                 port: int | None = None) -> None:  # fmt: skip
         self.gate = gate
         self.listen_host = listen_host
+        self.port = port or PROXY_PORT
         self.confdir = confdir
         self.intercept = intercept
         self.upstream_ca = upstream_ca
@@ -365,7 +367,7 @@ class Mitm:
         )
         # Options that addons define exist only once the addons are added.
         opts.update(
-            mode=["transparent"], listen_host=self.listen_host, listen_port=PROXY_PORT,
+            mode=["transparent"], listen_host=self.listen_host, listen_port=self.port,
             confdir=str(self.confdir), connection_strategy="lazy",
             stream_large_bodies="1m",
         )  # fmt: skip

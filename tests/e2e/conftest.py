@@ -26,6 +26,7 @@ from sandbox.internet import DemoInternet, start_internet
 from sandbox.registry import Registry
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry
+from snitch.core.settings import Topology
 from tests.needs import need
 
 pytestmark = pytest.mark.docker
@@ -87,13 +88,24 @@ def latest_log(home: Path) -> list[LogEntry]:
 
 
 @pytest.fixture()
-def run_coderun(home: Path, internet: DemoInternet, tags: dict[str, str]) -> Callable[..., Result]:
-    """Run ``coderun run`` as a subprocess against the demo internet."""
+def topology() -> Topology:
+    """The topology of this test's runs (a module that runs its tests in every topology
+    overrides it with ``params=list(Topology)``)."""
+    return Topology.ROUTED
+
+
+@pytest.fixture()
+def run_coderun(
+    home: Path, internet: DemoInternet, tags: dict[str, str], topology: Topology
+) -> Callable[..., Result]:
+    """Run ``coderun run`` as a subprocess against the demo internet (``--topology``
+    from the ``topology`` fixture)."""
 
     def run(*args: str, timeout: float = 120, **kw: object) -> Result:
         cmd = coderun_cmd(
-            "run", "--egress-network", internet.network_name, "--dns-upstream", internet.ip, *args
-        )
+            "run", "--egress-network", internet.network_name, "--dns-upstream", internet.ip,
+            "--topology", str(topology), *args,
+        )  # fmt: skip
         start = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
         seconds = time.monotonic() - start

@@ -8,12 +8,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from sandbox.internet import DemoInternet
 from snitch.core.model import Action, DecisionRequest
+from snitch.core.settings import Topology
 from tests.e2e.conftest import Result, latest_log
 from tests.e2e.test_ask_mode import LiveRun, by_label
 
 PROBE = Path(__file__).with_name("probe.py")
+
+
+@pytest.fixture(params=list(Topology), ids=str)
+def topology(request: pytest.FixtureRequest) -> Topology:
+    """The runs here go both ways: routed, and the gateway as a pod's sidecar."""
+    return Topology(request.param)
+
+
 ALLOW_API_DENY_EVIL = """
 [[rule]]
 action = "allow"
@@ -210,6 +221,7 @@ def test_bare_ip_with_an_sni_it_does_not_answer_to_is_held_by_its_address(
     internet: DemoInternet,
     tags: dict[str, str],
     tmp_path: Path,
+    topology: Topology,
 ) -> None:
     """Issue 12, item 4: the SNI names a host whose address is not this one, so the
     person sees the address with the name marked unverified, and "always" stores the
@@ -219,6 +231,8 @@ def test_bare_ip_with_an_sni_it_does_not_answer_to_is_held_by_its_address(
     run = LiveRun(
         home,
         internet,
+        "--topology",
+        str(topology),
         "-v",
         f"{ca}:/ca.pem:ro",
         "--",

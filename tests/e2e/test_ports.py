@@ -19,6 +19,7 @@ import pytest
 
 from sandbox.internet import DemoInternet
 from snitch.core.logfile import read_log
+from snitch.core.settings import Topology
 from snitch.review.client import GatewayClient
 from tests.e2e.conftest import coderun_cmd, leftovers, wait_for
 
@@ -153,8 +154,10 @@ def test_a_sandbox_server_is_seen_within_a_second_and_reachable_only_once_forwar
     wait_for(lambda: leftovers(client) == [], "the session to be removed", 30)
 
 
+@pytest.mark.parametrize("topology", list(Topology), ids=str)
 def test_publish_up_front_forwards_from_loopback(
     run_coderun: Any, home: Path, tmp_path: Path, client: docker.DockerClient,
+    topology: Topology,
 ) -> None:  # fmt: skip
     script = tmp_path / "client.py"
     host_port = _free_port()

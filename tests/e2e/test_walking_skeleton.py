@@ -16,10 +16,17 @@ from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
 from sandbox.session import Session
 from snitch.core.model import Mode
-from snitch.core.settings import NetworkShape, RunSettings
+from snitch.core.settings import NetworkShape, RunSettings, Topology
 from tests.e2e.conftest import Result, coderun_cmd, leftovers, wait_for
 
 PROBE = Path(__file__).with_name("probe.py")
+
+
+@pytest.fixture(params=list(Topology), ids=str)
+def topology(request: pytest.FixtureRequest) -> Topology:
+    """Every test here runs in both topologies: routed, and the gateway as a pod's sidecar."""
+    return Topology(request.param)
+
 
 POLICY = """
 [[rule]]
@@ -190,6 +197,7 @@ def test_signal_cleans_up(
     client: docker.DockerClient,
     sig: signal.Signals,
     status: int,
+    topology: Topology,
 ) -> None:
     proc = subprocess.Popen(
         coderun_cmd(
@@ -198,6 +206,8 @@ def test_signal_cleans_up(
             internet.network_name,
             "--dns-upstream",
             internet.ip,
+            "--topology",
+            str(topology),
             "--",
             "sleep",
             "60",
@@ -235,12 +245,13 @@ def test_killing_the_queue_handler_leaves_no_network(
     internet: DemoInternet,
     tags: dict[str, str],
     client: docker.DockerClient,
+    topology: Topology,
 ) -> None:
     """Drive a session through the orchestration API (no CLI watchdog stopping the
     sandbox), kill the gateway's handler and watch the sandbox keep trying."""
     config = SessionConfig(
         image=tags["sandbox-bash"],
-        network=NetworkShape(gateway_image=tags["gateway"],
+        network=NetworkShape(gateway_image=tags["gateway"], topology=topology,
                              egress_network=internet.network_name, dns_upstream=internet.ip),
         run=RunSettings(command=("python3", "/probe.py", f"loop:{internet.ip}:80:30"),
                         mode=Mode.AUDIT),
@@ -276,10 +287,13 @@ def test_cli_reports_a_dead_gateway(
     internet: DemoInternet,
     tags: dict[str, str],
     client: docker.DockerClient,
+    topology: Topology,
 ) -> None:
     proc = subprocess.Popen(
         coderun_cmd(
             "run",
+            "--topology",
+            str(topology),
             "--mode",
             "audit",
             "--egress-network",
