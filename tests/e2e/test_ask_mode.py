@@ -15,6 +15,7 @@ from docker.models.containers import Container
 from sandbox.internet import DemoInternet
 from snitch.core.apitypes import DecideResult
 from snitch.core.model import Action, DecisionRequest, Pending
+from snitch.core.settings import Topology
 from snitch.core.store import RuleStore
 from snitch.review.client import ApiError, GatewayClient
 from tests.e2e.conftest import coderun_cmd, latest_log, leftovers, wait_for
@@ -70,11 +71,13 @@ def by_label(items: list[Pending], label: str) -> Pending:
     return next(p for p in items if p.label == label)
 
 
+@pytest.mark.parametrize("topology", list(Topology), ids=str)
 def test_unknown_names_are_held_by_name_and_decided(
     home: Path, internet: DemoInternet, tags: dict[str, str], client: docker.DockerClient,
+    topology: Topology,
 ) -> None:
     mark = len(internet.logs())
-    run = LiveRun(home, internet, "--", "python3", "/probe.py",
+    run = LiveRun(home, internet, "--topology", str(topology), "--", "python3", "/probe.py",
                   "http:http://api.example.test/held", "connect:evil.example.test:80")
     try:
         items = run.wait_pending(1)

@@ -38,7 +38,7 @@ from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
 from sandbox.session import Session
 from snitch.core.model import Mode
-from snitch.core.settings import NetworkShape, RunSettings
+from snitch.core.settings import NetworkShape, RunSettings, Topology
 from snitch.gateway.kernelcache import ALIVE_MS
 from tests.e2e.conftest import coderun_cmd, pause, wait_for
 from tests.escape.helpers import objects_of
@@ -222,9 +222,9 @@ class CliRun:
 
 @pytest.fixture()
 def cli_run(
-    home: Path, internet: DemoInternet, tags: dict[str, str], tmp_path: Path
+    home: Path, internet: DemoInternet, tags: dict[str, str], tmp_path: Path, topology: Topology
 ) -> Iterator[CliRun]:
-    run = CliRun(home, internet, tmp_path)
+    run = CliRun(home, internet, tmp_path, ("--topology", str(topology)))
     try:
         yield run
     finally:
@@ -285,6 +285,7 @@ def docker_pause(container: Container) -> None:
     pause(container)
 
 
+@pytest.mark.parametrize("topology", list(Topology), ids=str)
 @pytest.mark.parametrize(
     "action", [kill_process_tree, docker_kill, docker_pause], ids=["process-tree", "kill", "pause"]
 )
