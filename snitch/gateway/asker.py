@@ -122,11 +122,13 @@ class Asker:
 
     # -- the packet path --------------------------------------------------------------------
     def hold(
-        self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str = ""
-    ) -> None:
+        self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str = "",
+        program: str = "",
+    ) -> None:  # fmt: skip
         """Keep ``packet`` in the kernel queue and publish it as pending (or refuse it at
         once when the person is being flooded). ``claimed``: a name the sandbox sent that
-        was not verified to lead to ``key.dst`` (then ``names`` is empty)."""
+        was not verified to lead to ``key.dst`` (then ``names`` is empty). ``program``:
+        the flow's program, when it is known to differ from its destination's item's."""
         existing = self._by_key.get(key)
         if existing is not None:
             # A retransmission of a held flow: drop the copy, keep the first packet.
@@ -135,7 +137,8 @@ class Asker:
             packet.drop()
             self.bus.publish(Topic.PENDING, held.item.to_dict())  # the same id: an update
             return
-        group: GroupKey = (str(key.proto), key.dst, key.dport, names, claimed)
+        group: GroupKey = (str(key.proto), key.dst, key.dport, names,
+                           claimed + (f"\0{program}" if program else ""))  # fmt: skip
         joined = self._by_group.get(group)
         if joined is not None:
             held = self.held[joined]
@@ -184,9 +187,21 @@ class Asker:
         """The process of held flow ``key`` is known: its item says so (an update)."""
         item_id = self._by_key.get(key)
         held = self.held.get(item_id) if item_id is not None else None
-        if found is None or held is None or held.item.pid:
+        if found is None or held is None:
             return
         item = held.item
+        if item.pid:
+            flow = next((f for f in held.flows if f[1] == key), None)
+            if found.exe != item.exe and flow is not None and len(held.flows) > 1:
+                # Another program's connection joined this item: asked about on its own
+                # (one answer must never release a program the question did not name).
+                held.flows.remove(flow)
+                item.flows -= 1
+                del self._by_key[key]
+                self.bus.publish(Topic.PENDING, item.to_dict())
+                self.hold(flow[0], key, tuple(item.names), item.claimed, found.exe)
+                self.attributed(key, found)
+            return
         item.pid, item.uid, item.exe = found.pid, found.uid, found.exe
         item.cmdline, item.parents = found.cmdline, list(found.parents)
         self.bus.publish(Topic.PENDING, item.to_dict())  # the same id: an update

@@ -98,3 +98,35 @@ def test_a_held_item_gets_its_process_as_an_update(tmp_path: Path) -> None:
         assert [u["exe"] for u in updates] == ["", "/usr/bin/curl"]
 
     asyncio.run(run())
+
+
+def test_another_programs_connection_is_asked_about_on_its_own(tmp_path: Path) -> None:
+    async def run() -> None:
+        g, _ = gate(tmp_path, Mode.ASK, [])
+        g.attributor = Attributor(tmp_path / "none.sock")
+        first, second, third = (
+            answer(g.attributor, 1),
+            answer(g.attributor, 2),
+            answer(g.attributor, 3),
+        )
+        pkts = [Packet(tcp("10.9.0.5", 80, sport=p)) for p in (1, 2, 3)]
+        for pkt in pkts:
+            g.on_packet(pkt)
+        assert g.asker is not None
+        [item] = g.asker.pending()
+        assert item.flows == 3  # joined: their programs are not known yet
+        first.set_result(CURL)
+        second.set_result(PYTHON)
+        third.set_result(CURL)
+        await asyncio.sleep(0)
+        items = {i.exe: i for i in g.asker.pending()}
+        assert sorted(items) == ["/usr/bin/curl", "/usr/bin/python3.13"]
+        assert items["/usr/bin/curl"].flows == 2 and items["/usr/bin/python3.13"].flows == 1
+        assert items["/usr/bin/python3.13"].sport == 2
+        # allowing curl's item releases curl's connections only
+        from snitch.core.model import DecisionRequest
+
+        g.asker.decide(DecisionRequest(Action.ALLOW, pending_id=items["/usr/bin/curl"].id))
+        assert [p.verdict for p in pkts] == ["accepted", "", "accepted"]
+
+    asyncio.run(run())
