@@ -17,10 +17,13 @@ import pytest
 
 from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
+from sandbox.pod import GATEWAY_UID
+from sandbox.ports import WATCHER
 from sandbox.session import Session
 from snitch.core.logfile import read_log
 from snitch.core.model import EntryKind, LogEntry, Mode
 from snitch.core.settings import NetworkShape, RunSettings, Topology
+from snitch.gateway.podrules import GATEWAY_PORTS
 from tests.e2e.conftest import leftovers
 
 pytestmark = pytest.mark.docker
@@ -47,6 +50,7 @@ class Pod:
     gateway_mode: str
     sandbox_attrs: dict[str, Any]
     evil: str
+    watched: dict[str, set[int]] = field(default_factory=dict)
     left: list[str] = field(default_factory=list)
 
 
@@ -55,6 +59,15 @@ def _pod_rules(session: Session) -> str:
     code, out = session.gateway.exec_run(["iptables-save"])
     assert code == 0, out
     return "\n".join(x for x in out.decode().splitlines() if "CODERUN_POD" in x)
+
+
+def _watched_ports(session: Session, not_ours: str) -> set[int]:
+    """The ports the run's port watcher (sandbox/ports.py) reports, its first look."""
+    assert session.holder is not None
+    cmd = ["timeout", "2", "python3", "-c", WATCHER, "0.25", not_ours]
+    out = session.holder.exec_run(cmd).output.decode()
+    first = next(line for line in out.splitlines() if line.startswith("["))
+    return {int(item["port"]) for item in json.loads(first)}
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +107,13 @@ def pod(
         session.gateway.reload()
         session.sandbox.reload()
         mode = session.gateway.attrs["HostConfig"]["NetworkMode"]
+        watched = {uid: _watched_ports(session, uid) for uid in ("", str(GATEWAY_UID))}
         attrs = session.sandbox.attrs
     finally:
         session.close()
         mp.undo()
     pod = Pod(results, before, after, list(read_log(session.log_path)),
-              internet.logs(mark), mode, attrs, evil)  # fmt: skip
+              internet.logs(mark), mode, attrs, evil, watched)  # fmt: skip
     mp.setenv("CODERUN_HOME", str(home))
     pod.left = leftovers(client)
     mp.undo()
@@ -174,6 +188,12 @@ def test_same_verdicts_and_log_as_the_routed_topology(pod: Pod) -> None:
     assert any(e.verdict == "allow" and e.dport == 80 and "api.example.test" in e.names
                for e in flows)  # fmt: skip
     assert [e for e in pod.log if e.kind is EntryKind.HTTP and "api.example.test/hello" in e.url]
+
+
+def test_the_gateways_listeners_are_not_shown_as_the_sandboxs(pod: Pod) -> None:
+    ours = set(range(GATEWAY_PORTS[0], GATEWAY_PORTS[1] + 1))
+    assert pod.watched[""] & ours  # control: without the filter, the gateway's show
+    assert not pod.watched[str(GATEWAY_UID)] & ours
 
 
 def test_the_pod_leaves_nothing_behind(pod: Pod) -> None:
