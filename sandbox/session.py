@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -416,9 +417,13 @@ class Session:
         def init_pid() -> int:
             return int(self.client.api.inspect_container(sandbox.id)["State"]["Pid"] or 0)
 
-        self.attribution = AttributionService(self.folder.attribution_socket,
-                                              Attribution(init_pid))  # fmt: skip
-        self.attribution.start()
+        service = AttributionService(self.folder.attribution_socket, Attribution(init_pid))
+        try:
+            service.start()
+        except OSError as exc:  # best effort: a run without it logs every process unknown
+            print(f"coderun: process attribution is off: {exc}", file=sys.stderr)
+            return
+        self.attribution = service
 
     def sandbox_started(self) -> None:
         """The sandbox runs: attribution learns its init pid now, not at the first flow."""

@@ -115,7 +115,13 @@ class AttributionService:
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        server = _Server(str(self.path), _Handler)
+        # A unix socket's path is limited to 107 bytes; a deep data dir passes it. Bound
+        # through /proc/self/fd/N of the folder, the path is short whatever the folder's.
+        folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            server = _Server(f"/proc/self/fd/{folder}/{self.path.name}", _Handler)
+        finally:
+            os.close(folder)
         server.attribution = self.attribution
         # The session folder is private to the user; the gateway (root in its container,
         # maybe without DAC_OVERRIDE) must be able to connect.

@@ -6,8 +6,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from sandbox.internet import DemoInternet
 from sandbox.line_prompt import SETTLE_SECONDS
+from snitch.core.settings import Topology
 from tests.approver.terminal import Terminal, cli_env
 from tests.e2e.conftest import Result, coderun_cmd, latest_log
 
@@ -24,6 +27,13 @@ exe = "/usr/bin/curl"
 """
 
 PYTHON_GET = "import urllib.request as u; u.urlopen('http://api.example.test/hello', timeout=10)"
+
+
+@pytest.fixture(params=list(Topology), ids=str)
+def topology(request: pytest.FixtureRequest) -> Topology:
+    """Attribution works in each topology (the pod's gateway shares the sandbox's
+    network namespace; the host still finds the process by the sandbox's init pid)."""
+    return Topology(request.param)
 
 
 def test_curl_and_python_told_apart_and_an_exe_rule_allows_only_curl(

@@ -183,3 +183,26 @@ def test_a_socket_held_by_two_programs_is_nobodys(tmp_path: Path) -> None:
     finder = ProcessFinder(100, tmp_path)
     found = finder.find("tcp", "172.18.0.2", 48334, "192.168.0.2", 80)
     assert found is not None and found.exe == "/usr/bin/curl" and found.pid == 10
+
+
+def test_the_service_binds_in_a_folder_deeper_than_a_socket_path_may_be(tmp_path: Path) -> None:
+    """A unix socket's path is at most 107 bytes; a deep data dir must not break a run."""
+    import json
+    import os
+    import socket
+
+    deep = tmp_path / ("d" * 100) / ("e" * 100)
+    deep.mkdir(parents=True)
+    service = AttributionService(deep / "attribution.sock", Attribution(lambda: 0))
+    service.start()
+    try:
+        folder = os.open(deep, os.O_RDONLY)
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(f"/proc/self/fd/{folder}/attribution.sock")
+            os.close(folder)
+            conn.sendall(b'{"id": 5, "proto": "tcp", "src": "10.0.0.2", "sport": 1, '
+                         b'"dst": "192.0.2.1", "dport": 80}\n')  # fmt: skip
+            assert json.loads(conn.makefile().readline()) == {"id": 5}
+    finally:
+        service.stop()
+    assert not (deep / "attribution.sock").exists()
