@@ -160,6 +160,7 @@ TOP_KEYS: dict[str, tuple[str, Check]] = {
     "secrets": ("secret", _strings('"NAME" or "NAME=@FILE"')),
     "secret_hosts": ("secret_host", _secret_hosts),
     "shares": ("share", _strings('"PATH[:CONTAINER_PATH][:ro|rw]"')),
+    "secret_files": ("secret_file", _strings('"PATH[:CONTAINER_PATH]=HOST[,HOST]"')),
 }
 
 

@@ -76,10 +76,17 @@ class Profile:
         if "secret_host" in out:
             out["secret_host"] = tuple(f"{k}={','.join(v)}" for k, v in out["secret_host"].items())
         if "share" in out:
-            out["share"] = tuple(resolve_mount(m, cwd or Path.cwd()) if ":" in m
-                                 else str(resolve_path(m, cwd or Path.cwd()))
-                                 for m in out["share"])  # fmt: skip
+            out["share"] = tuple(_resolve_share(m, cwd) for m in out["share"])
+        if "secret_file" in out:  # PATH[:CONTAINER_PATH]=HOSTS
+            split = (item.rpartition("=") for item in out["secret_file"])
+            out["secret_file"] = tuple(f"{_resolve_share(w, cwd)}={h}" for w, _, h in split)
         return out
+
+
+def _resolve_share(share: str, cwd: Path | None) -> str:
+    """A profile's share (PATH[:REST]) with PATH resolved against ``cwd``."""
+    here = cwd or Path.cwd()
+    return resolve_mount(share, here) if ":" in share else str(resolve_path(share, here))
 
 
 def resolve_path(host: str, cwd: Path) -> Path:

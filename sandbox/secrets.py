@@ -63,16 +63,23 @@ def _value(spec: str, environ: Mapping[str, str]) -> tuple[str, str]:
     return name, value
 
 
+def parse_host_list(what: str, hosts: str) -> tuple[str, ...]:
+    """``HOST[,HOST...]`` (names, ``*`` globs allowed; never addresses) for ``what``."""
+    out = []
+    for host in (h.strip().rstrip(".").lower() for h in hosts.split(",")):
+        if not host or is_address(host) or "/" in host or ":" in host:
+            raise SecretSpecError(f"{what}: {host!r} is not a host name")
+        out.append(host)
+    return tuple(out)
+
+
 def _hosts(specs: tuple[str, ...]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for spec in specs:
         name, sep, hosts = spec.partition("=")
         if not sep or not name:
             raise SecretSpecError(f"--secret-host {spec!r}: expected NAME=HOST[,HOST...]")
-        for host in (h.strip().rstrip(".").lower() for h in hosts.split(",")):
-            if not host or is_address(host) or "/" in host or ":" in host:
-                raise SecretSpecError(f"--secret-host {spec!r}: {host!r} is not a host name")
-            out.setdefault(name, []).append(host)
+        out.setdefault(name, []).extend(parse_host_list(f"--secret-host {spec!r}", hosts))
     return out
 
 

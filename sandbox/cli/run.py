@@ -68,6 +68,11 @@ if TYPE_CHECKING:
               "(see docs/files-and-secrets.md). Repeatable.")
 @click.option("--secret-host", "secret_host", multiple=True, metavar="NAME=HOST[,HOST]",
               help="Hosts (names, * globs) a --secret's real value may be sent to.")
+@click.option("--secret-file", "secret_file", multiple=True,
+              metavar="PATH[:CONTAINER_PATH]=HOST[,HOST]",
+              help="Share a credentials file read-only with placeholders where its secrets "
+              "are (token, password, auth, ... values); the gateway releases them only to "
+              "HOST. Repeatable.")
 @click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CONTAINER[:ro] bind mount.")
 @click.option("-w", "--workdir", help="Working directory inside the sandbox (a fresh tmpfs "
               "unless a -v mount covers it).")
@@ -120,7 +125,8 @@ def build_config(
     policy_text: str | None = None, interactive: bool = False, tty: bool = False,
     split: bool | None = None, publish: tuple[str, ...] = (),
     secret: tuple[str, ...] = (), secret_host: tuple[str, ...] = (),
-    share: tuple[str, ...] = (), share_max_mb: int = 100, decision_service: str | None = None,
+    secret_file: tuple[str, ...] = (), share: tuple[str, ...] = (), share_max_mb: int = 100,
+    decision_service: str | None = None,
     decision_token_file: Path | None = None, decision_ca: Path | None = None,
     labels: tuple[str, ...] = (), **settings: Any,
 ) -> tuple[DockerClient, SessionConfig, str]:  # fmt: skip
@@ -187,6 +193,17 @@ def build_config(
         shares = [parse_share(item) for item in share]
     except ShareSpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--share") from exc
+    from sandbox.shares.secretfile import secret_file_shares
+
+    try:
+        masked, file_bindings, file_values = secret_file_shares(
+            secret_file, shares, set(secret_values)
+        )
+    except SecretSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--secret-file") from exc
+    shares += masked
+    bindings += file_bindings
+    secret_values.update(file_values)
     paths.data_dir()  # a data dir that is not this user's is refused before anything starts
     from sandbox.decision import DecisionError, check_labels, credentials
 

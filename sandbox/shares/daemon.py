@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--api", help="the gateway's control socket (ask mode)")
     parser.add_argument("--token-file", help="the control API's token (ask mode)")
     parser.add_argument("--ask-timeout", type=float, default=60.0)
+    parser.add_argument("--masked", help="--secret-file: serve this file's text instead")
     args = parser.parse_args()
     log = FileLog(Path(args.log), args.session, args.target, args.only)
     rules = FileRules(Path(args.rules) if args.rules else None,
@@ -89,8 +90,9 @@ def main() -> None:
         ask = gateway_asker(client, args.ask_timeout + ASK_SLACK)
     gate = FileGate(rules, Mode(args.mode), ask)
     judge = Judge(gate, rules, log, os.path.realpath(args.root), args.only, args.home)
+    masked = Path(args.masked).read_bytes() if args.masked else None
     fs = ShareFS(Path(args.root), args.only, args.rw, args.max_bytes, judge.on_open,
-                 judge.on_close)  # fmt: skip
+                 judge.on_close, masked)  # fmt: skip
     try:
         mfusepy.FUSE(fs, args.mount, foreground=True, allow_other=True, ro=not args.rw,
                      fsname="coderun-share", max_threads=MAX_HELD + 16)  # fmt: skip

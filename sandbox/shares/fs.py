@@ -46,9 +46,12 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
     use_ns = True  # utimens gets nanoseconds
 
     def __init__(self, root: Path, only: str | None, writable: bool, max_bytes: int,
-                 on_open: OnOpen, on_close: OnClose) -> None:  # fmt: skip
+                 on_open: OnOpen, on_close: OnClose,
+                 masked: bytes | None = None) -> None:  # fmt: skip
         self.root = os.path.realpath(root)
         self.only = only
+        # --secret-file: the one file's text as the sandbox reads it (never the real bytes)
+        self.masked = masked if only is not None and not writable else None
         self.writable = writable
         self.max_bytes = max_bytes
         self.on_open = on_open
@@ -86,6 +89,8 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
                 "st_ctime")  # fmt: skip
         out = {k: getattr(st, k) for k in keys}
         out["st_mode"] &= ~(stat.S_ISUID | stat.S_ISGID)
+        if self.masked is not None and stat.S_ISREG(st.st_mode):
+            out["st_size"] = len(self.masked)
         return out
 
     def readdir(self, path: str, fh: int) -> list[str]:
@@ -135,7 +140,10 @@ class ShareFS(mfusepy.Operations):  # type: ignore[misc]
             self.counts.setdefault(fh, [0, 0])[which] += n
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        data = os.pread(fh, size, offset)
+        if self.masked is not None:
+            data = self.masked[offset : offset + size]
+        else:
+            data = os.pread(fh, size, offset)
         self._count(fh, 0, len(data))
         return data
 

@@ -105,6 +105,12 @@ def start_shares(shares: list[Share], session_dir: Path, session: str,
                 cmd += ["--only", share.only]
             if share.writable:
                 cmd.append("--rw")
+            if share.masked is not None:  # placeholders only: no real value is in it
+                masked = folder / f"{n}.masked"
+                fd = os.open(masked, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(share.masked)
+                cmd += ["--masked", str(masked)]
             with open(folder / f"{n}.err", "wb") as err:
                 process = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,
                                            stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SHARES_ROOT = "/shares"  # where a share goes in the sandbox when no CONTAINER_PATH is given
@@ -18,6 +18,9 @@ class Share:
     host: Path  # a folder or a file on the host (resolved)
     target: str  # where the sandbox sees it
     writable: bool = False
+    # --secret-file: what the sandbox reads instead of the file (placeholders for its
+    # secrets); the real file is never served. Read-only, a file share only.
+    masked: bytes | None = field(default=None, repr=False)
 
     @property
     def folder(self) -> Path:

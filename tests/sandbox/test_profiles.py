@@ -230,8 +230,14 @@ def test_a_profile_may_take_the_terminal_and_publish(tmp_path: Path) -> None:
 def test_a_profile_names_secrets_their_hosts_and_shares(tmp_path: Path) -> None:
     text = ('command = ["bash"]\nsecrets = ["TOKEN", "KEY=@~/key"]\n'
             'secret_hosts = { TOKEN = ["api.example.test", "b.example.test"] }\n'
-            'shares = ["data", "conf:/etc/app:rw"]\n')  # fmt: skip
+            'shares = ["data", "conf:/etc/app:rw"]\n'
+            'secret_files = ["npmrc=r.example.test", "netrc:/home/u/.netrc=a.test,b.test"]'
+            '\n')  # fmt: skip
     opts = loads_profile(text, tmp_path / "s.toml").run_options(cwd=tmp_path)
+    assert opts["secret_file"] == (
+        f"{tmp_path / 'npmrc'}=r.example.test",
+        f"{tmp_path / 'netrc'}:/home/u/.netrc=a.test,b.test",
+    )
     assert opts["secret"] == ("TOKEN", "KEY=@~/key")
     assert opts["secret_host"] == ("TOKEN=api.example.test,b.example.test",)
     assert opts["share"] == (str(tmp_path / "data"), f"{tmp_path / 'conf'}:/etc/app:rw")
