@@ -19,7 +19,7 @@ from sandbox.k8s.podnet import init_rules
 from sandbox.k8s.spec import Output, RenderSpec
 from snitch.core.policyfile import dump_policy
 from snitch.core.session_dir import POLICY
-from snitch.core.settings import GatewaySettings, to_dict
+from snitch.core.settings import GatewaySettings, Topology, to_dict
 
 NO_EGRESS_NETWORK = "0.0.0.0/32"  # a pod has no egress network of its own
 
@@ -63,7 +63,7 @@ def gateway_settings(spec: RenderSpec) -> GatewaySettings:
     return GatewaySettings(
         session=spec.name,
         egress_subnet=NO_EGRESS_NETWORK,
-        network=replace(spec.network, gateway_image=spec.gateway_image),
+        network=replace(spec.network, gateway_image=spec.gateway_image, topology=Topology.POD),
         run=replace(spec.run, policy=POLICY),
         uid=spec.gateway_uid,
         gid=spec.gateway_uid,

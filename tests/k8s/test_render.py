@@ -23,7 +23,8 @@ from sandbox.cli import main
 from sandbox.k8s.pod import PREPARE
 from sandbox.k8s.podnet import DNS_PORT, PROXY_PORT
 from snitch.core.policyfile import loads_policy
-from snitch.core.settings import GatewaySettings, from_json
+from snitch.core.settings import GatewaySettings, Topology, from_json
+from snitch.gateway.podrules import pod_rules
 
 # The Kubernetes versions the manifests are checked against (docs/scale.md names them):
 # the first with native sidecars on by default, and later ones.
@@ -62,6 +63,11 @@ host = "pypi.test"
 port = 443
 proto = "tcp"
 """
+
+
+def v4_rules_of_the_gateway() -> str:
+    """What `coderun run --topology pod` installs: the renderer's init step says the same."""
+    return pod_rules(10001, web_ports=(80, 443, 8080))
 
 
 def render(*args: str) -> Result:
@@ -204,6 +210,8 @@ def test_config_map_holds_policy_settings_and_rules(home: Path, policy: Path) ->
     assert settings.uid == 10001 and settings.run is not None
     assert settings.run.command == ("true",) and settings.run.policy == "policy.toml"
     assert settings.network.web_ports == (80, 443, 8080)
+    assert settings.network.topology is Topology.POD  # the gateway as the pod's sidecar
+    assert v4_rules_of_the_gateway() in data["pod-rules.v4"]
     v4 = data["pod-rules.v4"]
     assert "-m owner --uid-owner 10001 -j RETURN" in v4
     assert f"-j REDIRECT --to-ports {DNS_PORT}" in v4
