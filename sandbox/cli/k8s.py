@@ -36,7 +36,8 @@ CLUSTER_OPTIONS = ("profile_file", "job", "runtime_class", "namespace", "name",
                    "output", "command")  # fmt: skip
 # What a profile may say that a pod cannot do (a host's folders, its terminal, ports).
 HOST_ONLY = {"volumes": "mounts", "publish": "publish", "secret": "secrets",
-             "secret_host": "secret_hosts", "share": "shares", "interactive": "interactive",
+             "secret_host": "secret_hosts",
+    "secret_file": "secret_files", "share": "shares", "interactive": "interactive",
              "tty": "tty", "intercept_tls": "intercept_tls",
              "egress_network": "egress_network"}  # fmt: skip
 NETWORK_SKIP = ("egress_network", "intercept_tls", "topology")

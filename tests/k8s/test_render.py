@@ -345,11 +345,17 @@ def test_bad_options_are_usage_errors(home: Path, profile: Path, case: str) -> N
     assert result.stdout == ""  # nothing half-written
 
 
-def test_a_profile_with_host_mounts_is_refused(home: Path, tmp_path: Path) -> None:
-    path = tmp_path / "mounts.toml"
-    path.write_text('image = "bash"\ncommand = ["ls"]\nmounts = [".:/work"]\n')
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("mounts", '[".:/work"]'), ("secret_files", '["~/.npmrc=registry.npm.test"]')],
+)
+def test_a_profile_with_host_things_is_refused(
+    home: Path, tmp_path: Path, key: str, value: str
+) -> None:
+    path = tmp_path / "host.toml"
+    path.write_text(f'image = "bash"\ncommand = ["ls"]\n{key} = {value}\n')
     result = render("--profile", str(path))
-    assert result.exit_code == 2 and "'mounts' needs this machine" in result.stderr
+    assert result.exit_code == 2 and f"'{key}' needs this machine" in result.stderr
 
 
 def test_a_profile_name_that_is_no_kubernetes_name(home: Path, tmp_path: Path) -> None:
