@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from sandbox.textout import show_name
 from snitch.core.fileask import glob_escape
-from snitch.core.grammar import Lifetime
+from snitch.core.grammar import Lifetime, request_folder, url_path
 from snitch.core.model import Action, Pending, PendingKind
 from snitch.core.process import describe_process
 from snitch.core.safetext import safe
@@ -74,10 +74,20 @@ def lasting_target(item: Pending) -> str | None:
     return None if item.synthetic else item.dst
 
 
+def request_text(item: Pending) -> str:
+    """A held request: ``POST http://api.example.test/v1/x (12 bytes, application/json)``."""
+    about = [f"{item.size} bytes"] if item.size else []
+    about += [safe(item.content_type)] if item.content_type else []
+    extra = f" ({', '.join(about)})" if about else ""
+    return f"{safe(item.method)} {safe(item.url)}{extra}"
+
+
 def question_text(item: Pending) -> str:
     """The question, untrusted parts escaped (without the tag)."""
     if is_file(item):
         return file_question(item)
+    if item.kind == PendingKind.REQUEST:
+        return f"Allow request {request_text(item)} to {where(item)}? "
     what = "lookup of" if item.kind == "dns" else "connection to"
     text = f"Allow {what} {where(item)}"
     if item.names and not item.synthetic and item.kind != "dns":
@@ -103,6 +113,8 @@ def options_text(item: Pending) -> str:
         return "[a]llow once / [s]ession / [A]lways / [d]eny / [D]eny always "
     if lasting_target(item) is None:
         return "[a]llow once / [d]eny once "
+    if item.kind == PendingKind.REQUEST:
+        return "[a]llow once / [A]llow this path prefix / [d]eny / [D]eny this path prefix "
     return "[a]llow once / [A]lways / [d]eny / [D]eny always "
 
 
@@ -113,6 +125,9 @@ def rule_preview(item: Pending, action: Action) -> str:
         return f"{action}-file {safe(glob_escape(target))} ({safe(item.access)})"
     port = f":{item.dport}" if item.proto in ("tcp", "udp") else ""
     proto = "dns" if item.kind == "dns" else safe(item.proto)
+    if item.kind == PendingKind.REQUEST:  # this method under the URL's folder
+        folder = safe(request_folder(url_path(item.url)))
+        return f"{action} {show_name(target)}{port}{folder} [{safe(item.method)}]"
     return f"{action} {show_name(target)}{port}/{proto}"
 
 

@@ -202,6 +202,8 @@ def format_entry(e: LogEntry) -> str:
     else:
         return f"{stamp} ---- {safe(e.message)}"
     rule = f"  [{safe(e.rule)}]" if e.rule else (f"  ({safe(e.reason)})" if e.reason else "")
+    if e.kind is EntryKind.HTTP and e.verdict == "deny" and e.reason:
+        rule = f"  ({safe(e.reason)})"  # what the 403's X-Coderun-Denied said (names the rule)
     return f"{stamp} {safe(e.verdict):6} {what}{rule}"
 
 

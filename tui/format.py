@@ -181,6 +181,7 @@ def rule_target(rule: Rule, width: int | None = None) -> str:
     elided in the middle to fit ``width``."""
     port = f":{format_port(rule.port_lo, rule.port_hi)}" if rule.port_lo else ""
     tail = port + safe(rule.path_prefix or "") + f"/{safe(rule.proto)}"
+    tail += f" [{safe(rule.method)}]" if rule.method else ""
     if rule.host:
         room = None if width is None else max(12, width - len(tail))
         return shown_name(rule.host, room) + tail

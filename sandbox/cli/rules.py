@@ -24,6 +24,8 @@ from snitch.core.grammar import (
     format_port,
     is_synthetic_cidr,
     lifetime_text,
+    normalize_methods,
+    normalize_path_prefix,
     parse_duration,
     parse_endpoint,
     parse_port,
@@ -85,6 +87,7 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
         # paths are free text; a name may be a look-alike, shown marked).
         target = (show_name(r.host) if r.host else safe(r.cidr or "*")) + safe(r.path_prefix or "")
         target += f" exe={safe(r.exe)}" if r.exe else ""
+        target += f" [{safe(r.method)}]" if r.method else ""
         rows.append([safe(cell) for cell in (
             r.id, r.action, format_port(r.port_lo, r.port_hi), r.proto,
             r.scope, r.priority, lifetime(r, now), r.hits,
@@ -103,7 +106,10 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
 @click.option("--proto", type=click.Choice(choices(Proto)), default="any")
 @click.option("--scope", default="global", help="global, profile:NAME or image:NAME.")
 @click.option("--priority", type=int, default=0, help="Higher wins before specificity.")
-@click.option("--path", help="URL path prefix (HTTP rules, needs TLS interception).")
+@click.option(
+    "--path", help="URL path prefix, /v1/ or /v1/* (HTTP requests; HTTPS needs TLS interception)."
+)
+@click.option("--method", help="HTTP methods, GET or GET,HEAD (HTTP requests, as --path).")
 @click.option("--exe", help="Only flows of this program: a glob of its path in the sandbox.")
 @click.option("--for", "duration", help="Lifetime as a duration: 30s, 5m, 1h, 2d.")
 @click.option("--session", help="Only for this session id (ends with it).")
@@ -112,10 +118,13 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new rule as JSON.")
 def add_command(
     action: str, target: str, port: str | None, proto: str, scope: str, priority: int,
-    path: str | None, exe: str | None, duration: str | None, session: str | None, note: str,
+    path: str | None, method: str | None, exe: str | None, duration: str | None,
+    session: str | None, note: str,
     disabled: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Add a rule. TARGET is a host, *.domain (subdomains, not the apex), an IP, a CIDR or *."""
+    """Add a rule. TARGET is a host, *.domain (subdomains, not the apex), an IP, a CIDR or *.
+
+    With --path and/or --method it decides HTTP requests (docs/rules.md)."""
     if duration and session:
         raise click.UsageError("--for and --session are exclusive")
     try:
@@ -123,8 +132,9 @@ def add_command(
         lo, hi = parse_port(port) if port else (0, 0)
         rule = Rule(Action(action), host=host, cidr=cidr, port_lo=lo, port_hi=hi,
                     proto=Proto(proto), scope=check_scope(scope), priority=priority,
-                    path_prefix=path, session=session, enabled=not disabled, note=note,
-                    exe=exe)  # fmt: skip
+                    path_prefix=normalize_path_prefix(path) if path is not None else None,
+                    method=normalize_methods(method) if method is not None else None,
+                    session=session, enabled=not disabled, note=note, exe=exe)  # fmt: skip
         if duration:
             rule.expires_at = time.time() + parse_duration(duration)
         check_rule(rule)
@@ -176,7 +186,7 @@ def disable_command(ids: tuple[int, ...]) -> None:
 
 def _signature(r: Rule) -> tuple[object, ...]:
     return (r.action, r.host, r.cidr, r.port_lo, r.port_hi, r.proto, r.scope, r.priority,
-            r.path_prefix, r.session, r.expires_at)  # fmt: skip
+            r.path_prefix, r.method, r.session, r.expires_at)  # fmt: skip
 
 
 @rules.command("import")
@@ -233,11 +243,14 @@ def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
 @click.option("--image", help="Explain as seen by a run of this image.")
 @click.option("--session", help="Explain as seen by this session id.")
 @click.option("--path", help="URL path, to see HTTP path rules.")
+@click.option(
+    "--method", help="HTTP method (GET, POST...), to see method rules; path / if no --path."
+)
 @click.option("--exe", help="The asking program's path, to see exe rules.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain_command(
     target: str, proto: str, profile: str | None, image: str | None, session: str | None,
-    path: str | None, exe: str | None, as_json: bool,
+    path: str | None, method: str | None, exe: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Show which rule decides a connection (or, with --proto dns, a lookup) and why.
 
@@ -246,10 +259,15 @@ def explain_command(
     """
     try:
         host, port = parse_endpoint(target)
+        if method is not None:
+            if "," in method:
+                raise ValueError("give one HTTP method (a request has one)")
+            method = normalize_methods(method)
+            path = path or "/"
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     query = endpoint_query(host, port, Proto(proto), profile=profile, image=image,
-                           session=session, path=path, exe=exe)  # fmt: skip
+                           session=session, path=path, method=method, exe=exe)  # fmt: skip
     with open_store() as store:
         explanation = Policy(store.list(), store.blocklist_view()).explain(query)
     if as_json:

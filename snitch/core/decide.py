@@ -3,7 +3,8 @@ by the gateway's asker and by the decision service alike).
 
 A lasting decision is stored by verified name where one is known (never a claimed one),
 by address otherwise, and never for a synthetic address: the real address once resolved
-(``real_address``), else the name, else it is refused (``DecideError``).
+(``real_address``), else the name, else it is refused (``DecideError``). A held HTTP
+request's rule is for its method under its URL's folder (``--path /v1/items/``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from snitch.core.grammar import (
     Lifetime,
     is_synthetic_address,
     network_of,
+    normalize_methods,
+    normalize_path_prefix,
     parent_pattern,
     parse_lifetime,
+    request_folder,
     synthetic_target,
+    url_path,
 )
 from snitch.core.model import DecisionRequest, Pending, PendingKind, Proto, Rule, Target
 
@@ -77,6 +82,13 @@ def rule_for(
         rule.cidr = network_of(address, request.cidr_prefix)
     if request.port == "this" and item.proto in ("tcp", "udp"):
         rule.port_lo = rule.port_hi = item.dport
-    rule.proto = Proto(item.proto) if item.kind == PendingKind.FLOW else Proto.DNS
+    network = item.kind in (PendingKind.FLOW, PendingKind.REQUEST)
+    rule.proto = Proto(item.proto) if network else Proto.DNS
+    if item.kind == PendingKind.REQUEST:  # this method under the URL's folder
+        try:
+            rule.path_prefix = normalize_path_prefix(request_folder(url_path(item.url)))
+            rule.method = normalize_methods(item.method)
+        except ValueError as e:
+            raise DecideError(409, f"no lasting rule for this request: {e}") from None
     set_lifetime(rule, request.lifetime, session, now)
     return rule

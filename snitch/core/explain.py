@@ -16,14 +16,15 @@ NO_MATCH = "no rule matches; the mode's default applies"
 
 def endpoint_query(
     host: str, port: int, proto: Proto, *, profile: str | None = None, image: str | None = None,
-    session: str | None = None, path: str | None = None, exe: str | None = None,
+    session: str | None = None, path: str | None = None, method: str | None = None,
+    exe: str | None = None,
 ) -> Query:  # fmt: skip
     """The query for a connection to ``host:port`` (``rules explain``, the API's explain): an
     address is matched by address rules, a name as if the sandbox connected by that name;
     a DNS lookup has no port; ``exe``: as asked by that program."""
     dst, names = (host, ()) if is_address(host) else (None, (host,))
     port = 0 if proto is Proto.DNS else port
-    return Query(proto, dst, port, names, profile, image, session, None, path, exe=exe)
+    return Query(proto, dst, port, names, profile, image, session, None, path, method, exe)
 
 
 @dataclass(frozen=True, slots=True)

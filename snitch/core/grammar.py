@@ -22,6 +22,7 @@ import enum
 import functools
 import ipaddress
 import re
+import urllib.parse
 from typing import Protocol
 
 
@@ -321,6 +322,35 @@ def normalize_methods(text: str) -> str:
             f"unknown HTTP method {bad[0]!r} (want one of {', '.join(sorted(HTTP_METHODS))})"
         )
     return ",".join(sorted(methods))
+
+
+def normalize_path_prefix(text: str) -> str:
+    """A URL path prefix as typed: ``/v1/`` or ``/v1/*`` (a trailing ``*`` says the same:
+    every path starting with ``/v1/``) -> ``/v1/``; ValueError for anything else (no
+    other wildcard, no space or control character, must start with ``/``)."""
+    prefix = text[:-1] if text.endswith("*") else text
+    if not prefix.startswith("/"):
+        raise ValueError(f"bad path {text!r} (must start with /, e.g. /v1/ or /v1/*)")
+    if any(c in "*?" or c.isspace() or not c.isprintable() for c in prefix):
+        raise ValueError(
+            f"bad path {text!r} (a prefix such as /v1/; only a trailing * is a wildcard)"
+        )
+    return prefix
+
+
+def url_path(url: str) -> str:
+    """The path and query of a URL (what a request rule's path prefix is matched with)."""
+    parts = urllib.parse.urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def request_folder(path: str) -> str:
+    """The folder of a request's URL path, as a path prefix: ``/v1/items/7?x=1`` ->
+    ``/v1/items/``; ``/`` for a path without one."""
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    if not path.startswith("/"):
+        return "/"
+    return path[: path.rfind("/") + 1]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -291,6 +291,7 @@ class PendingKind(enum.StrEnum):
     FLOW = "flow"  # a connection
     DNS = "dns"  # a lookup
     FILE = "file"  # an open of a --share file (``path``, ``access``; no network fields)
+    REQUEST = "request"  # one HTTP request (``method``, ``url``); its connection goes on
 
 
 class Target(enum.StrEnum):
@@ -325,7 +326,7 @@ class Pending:
 
     id: str
     session: str
-    kind: str  # a PendingKind: "flow", "dns" or "file"
+    kind: str  # a PendingKind: "flow", "dns", "file" or "request"
     proto: str
     src: str
     sport: int
@@ -349,6 +350,11 @@ class Pending:
     exe: str = ""
     cmdline: str = ""
     parents: list[str] = field(default_factory=list)
+    # kind "request": an HTTP request held (its connection goes on); sandbox text all
+    method: str = ""
+    url: str = ""
+    size: int = 0  # the body's announced size (Content-Length), 0 if none
+    content_type: str = ""
 
     @property
     def label(self) -> str:

@@ -71,6 +71,11 @@ def check_rule(rule: Rule) -> None:
         raise ValueError(f"bad executable {rule.exe!r} (want an absolute path or a glob)")
 
 
+def is_request_rule(rule: Rule) -> bool:
+    """A rule about HTTP requests (a URL path prefix or methods), not bare connections."""
+    return rule.path_prefix is not None or rule.method is not None
+
+
 FILE_ACCESS = ("read", "write")
 
 

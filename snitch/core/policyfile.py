@@ -33,6 +33,8 @@ from snitch.core.grammar import (
     format_port,
     normalize_cidr,
     normalize_host,
+    normalize_methods,
+    normalize_path_prefix,
     parse_lifetime,
     parse_port,
 )
@@ -40,8 +42,9 @@ from snitch.core.model import Action, Proto, Rule
 from snitch.core.policy import check_rule
 
 RULE_KEYS = (
-    "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "exe", "lifetime",
-    "session", "expires_at", "enabled", "source", "note", "created", "hits", "last_hit",
+    "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "method", "exe",
+    "lifetime", "session", "expires_at", "enabled", "source", "note", "created", "hits",
+    "last_hit",
 )  # fmt: skip
 _TABLE = re.compile(r"""\s*\[\[?\s*[\w."' -]+\]\]?\s*(?:#.*)?$""")
 _RULE_HEADER = re.compile(r"\s*\[\[\s*rule\s*\]\]")
@@ -184,9 +187,9 @@ def _rule_from_table(table: dict[str, Any], now: float) -> Rule:
             elif key == "priority":
                 rule.priority = _int(value, key)
             elif key == "path":
-                rule.path_prefix = _str(value, key)
-                if not rule.path_prefix.startswith("/"):
-                    raise ValueError(f"bad path {value!r} (must start with /)")
+                rule.path_prefix = normalize_path_prefix(_str(value, key))
+            elif key == "method":
+                rule.method = normalize_methods(_str(value, key))
             elif key == "exe":
                 rule.exe = _str(value, key)
             elif key == "session":
@@ -344,6 +347,8 @@ def dump_rule(rule: Rule) -> str:
         lines.append(f"priority = {rule.priority}")
     if rule.path_prefix is not None:
         lines.append(f"path = {_q(rule.path_prefix)}")
+    if rule.method is not None:
+        lines.append(f"method = {_q(rule.method)}")
     if rule.exe is not None:
         lines.append(f"exe = {_q(rule.exe)}")
     if rule.session is not None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from snitch.core.apitypes import DecideResult
 from snitch.core.decide import DecideError, rule_for, set_lifetime
 from snitch.core.fileask import FileAsk, file_query
-from snitch.core.grammar import Lifetime, Origin, Topic, is_synthetic_address
+from snitch.core.grammar import Lifetime, Origin, Topic, is_synthetic_address, url_path
 from snitch.core.model import (
     Action,
     Decision,
@@ -56,6 +56,7 @@ from snitch.gateway.rulebook import RuleBook
 
 if TYPE_CHECKING:
     from snitch.gateway.fakeip import FakeIPs
+    from snitch.gateway.requestgate import SeenRequest
 
 __all__ = ["Asker", "DecideError", "Held", "claimed_note"]
 
@@ -69,13 +70,16 @@ class Held:
     item: Pending
     group: GroupKey
     flows: list[tuple[QueuedPacket, FlowKey]] = field(default_factory=list)
-    # a file item: the answers its daemon waits for (one per open joined into it)
+    # a file or request item: the answers waited for (one per open/request joined)
     waiters: list[asyncio.Future[Decision]] = field(default_factory=list)
 
     def query(self) -> Query:
         item = self.item
         if item.kind == PendingKind.FILE:
             return file_query(item)
+        if item.kind == PendingKind.REQUEST:
+            return Query(Proto.TCP, item.dst, item.dport, tuple(item.names),
+                         path=url_path(item.url), method=item.method)  # fmt: skip
         return Query(Proto(item.proto), item.dst, item.dport, tuple(item.names),
                      exe=item.exe or None)  # fmt: skip
 
@@ -228,7 +232,23 @@ class Asker:
         decided = self.rules.decide(file_query(item))  # a rule stored since the daemon looked
         if decided is not None:
             return decided
-        group: GroupKey = (str(Proto.FILE), ask.path, 0, (ask.access,), "")
+        return await self._wait(item, (str(Proto.FILE), ask.path, 0, (ask.access,), ""))
+
+    async def hold_request(self, seen: SeenRequest, names: tuple[str, ...]) -> Decision:
+        """Hold one HTTP request (its connection goes on) until a person or the deadline
+        decides. The same request again (method and URL, to the same place) joins it."""
+        item = Pending(
+            id="", session=self.session, kind=PendingKind.REQUEST, proto="tcp", src=seen.src,
+            sport=seen.sport, dst=seen.dst, dport=seen.port, names=list(names),
+            synthetic=is_synthetic_address(seen.dst), method=seen.method, url=seen.url,
+            size=seen.size, content_type=seen.content_type,
+        )  # fmt: skip
+        return await self._wait(item, ("request", seen.dst, seen.port, names,
+                                       f"{seen.method} {seen.url}"))  # fmt: skip
+
+    async def _wait(self, item: Pending, group: GroupKey) -> Decision:
+        """Publish ``item`` (or join the waiting one of ``group``) and wait for its
+        decision; over the cap or the rate: refused at once."""
         waiter: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         joined = self._by_group.get(group)
         if joined is not None:

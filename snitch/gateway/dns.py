@@ -20,7 +20,7 @@ from typing import Any
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-from snitch.core.grammar import Topic, Verdict
+from snitch.core.grammar import Origin, Topic, Verdict
 from snitch.core.model import (
     Action,
     Decision,
@@ -51,7 +51,7 @@ from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import SYNTHETIC_TTL, FakeIPs
 from snitch.gateway.names import NameTable
 from snitch.gateway.rebind import RebindGuard
-from snitch.gateway.rulebook import RuleBook
+from snitch.gateway.rulebook import RuleBook, requests_decided
 
 log = logging.getLogger(__name__)
 UPSTREAM_TIMEOUT = 4.0
@@ -238,8 +238,12 @@ class DnsForwarder:
         """The lookup's verdict; None in ask mode when no rule decides it."""
         query = Query(Proto.DNS, None, 53, (qname,))
         if self.rules.mode is Mode.ASK:
-            return self.rules.decide(query)
-        return self.rules.verdict(query)
+            decision = self.rules.decide(query)
+        else:
+            decision = self.rules.verdict(query)
+        if decision is None or (decision.rule_id is None and decision.origin is Origin.DEFAULT):
+            return requests_decided(self.rules, query) or decision
+        return decision
 
     async def ask_upstream(self, question: Question, tcp: bool = False) -> Filtered:
         """Send the judged question upstream; the checked reply, cut to the question's

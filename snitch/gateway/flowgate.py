@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from snitch.core.grammar import Topic
+from snitch.core.grammar import Origin, Topic
 from snitch.core.grammar import Verdict as LogVerdict
 from snitch.core.model import (
     Action,
@@ -31,7 +31,7 @@ from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
 from snitch.gateway.queue import QueuedPacket
 from snitch.gateway.rebind import RebindGuard
-from snitch.gateway.rulebook import RuleBook
+from snitch.gateway.rulebook import RuleBook, requests_decided
 
 if TYPE_CHECKING:
     from snitch.gateway.asker import Asker
@@ -59,6 +59,9 @@ class FlowGate:
         self.revoker: Revoker | None = None
         # With mitmproxy: TLS ports whose bare-address flows wait for their SNI.
         self.tls_ports: frozenset[int] = frozenset()
+        # With mitmproxy: TCP ports whose HTTP requests it sees (plain HTTP, or TLS it
+        # intercepts): a connection there may go through for its requests to be judged.
+        self.request_ports: frozenset[int] = frozenset()
         self.deferred: dict[FlowKey, float] = {}
         # TCP ports redirected to mitmproxy; allowed packets to them wait in _parked
         # until it listens (the gateway is ready before mitmproxy has loaded).
@@ -156,8 +159,20 @@ class FlowGate:
         """The rules' verdict on ``query``; None in ask mode when no rule decides it (then
         a person does: ``hold`` the flow)."""
         if self.rules.mode is Mode.ASK and self.asker is not None:
-            return self.rules.decide(query)
-        return self.rules.verdict(query)
+            decision = self.rules.decide(query)
+        else:
+            decision = self.rules.verdict(query)
+        if decision is None or (decision.rule_id is None and decision.origin is Origin.DEFAULT):
+            return self.for_requests(query) or decision
+        return decision
+
+    def for_requests(self, query: Query) -> Decision | None:
+        """A connection no rule decides, to a destination that request rules (``--path``,
+        ``--method``) are about, on a port where mitmproxy sees its requests: it goes
+        through, and each request is decided (mitm.py). None otherwise."""
+        if query.proto is not Proto.TCP or query.port not in self.request_ports:
+            return None
+        return requests_decided(self.rules, query)
 
     def hold(
         self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str = ""

@@ -148,6 +148,9 @@ class Gateway:
         self.dns_port = podrules.POD_DNS_PORT if self.pod else 53
         self.gate.tls_ports = frozenset(net.tls_ports) if self.web_ports else frozenset()
         self.intercept = net.intercept_tls
+        self.gate.request_ports = frozenset(
+            p for p in self.web_ports if self.intercept or p not in self.gate.tls_ports
+        )
         ca = settings.upstream_ca
         self.upstream_ca = str(self.folder.file(ca)) if ca else None
         if self.web_ports and not self.intercept and settings.peek and not self.pod:

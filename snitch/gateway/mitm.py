@@ -15,8 +15,9 @@ verdict. This addon, in the gateway's own event loop, then:
   may be looked up and its answer holds the address. Otherwise the flow is judged (and
   held, and logged) by its address, the name shown only as *claimed, unverified*; a
   name nobody allowed is never looked up to check it (that would leak it);
-- refuses an HTTP request whose Host (the inner Host, with interception) a deny rule
-  names, whatever address it goes to (403, logged);
+- judges every HTTP request it sees by its method and path (requestgate.py): a deny
+  rule naming its Host, a request rule, or (ask mode) a person; a refused request gets
+  403 with an ``X-Coderun-Denied`` header (refusal.py), logged;
 - connects to the real address behind a synthetic (ask mode) one.
 
 mitmproxy is imported lazily: it exists only in the gateway image (Python >= 3.12).
@@ -33,10 +34,10 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snitch.core.grammar import Origin, is_address
 from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Proto, Query
 from snitch.core.settings import SecretBinding
 from snitch.gateway.asker import claimed_note
+from snitch.gateway.requestgate import DECISION_KEY, DENIED_KEY, RequestGate, seen_request
 from snitch.gateway.secrets import SecretsAddon
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class SnitchAddon:
         self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
         self.ready = asyncio.Event()
         self.waiting: dict[str, FlowKey] = {}  # client id -> deferred flow, until decided
+        self.requests = RequestGate(gate)
 
     def client_disconnected(self, client: Any) -> None:
         """A deferred connection that closed before saying who it wants (a silent port
@@ -210,36 +212,21 @@ class SnitchAddon:
             if real is not None:
                 data.server.address = (real, port)
 
-    # -- URL path rules (plain HTTP, or HTTPS with interception) ----------------------------
-    def requestheaders(self, flow: Any) -> None:
-        """A deny rule naming the Host refuses the request (whatever address it goes to:
-        no fronting through an allowed address); a rule with a path prefix refines an
-        allowed host: it may refuse one URL."""
-        req = flow.request
-        dst, port = flow.server_conn.address[:2] if flow.server_conn.address else ("", req.port)
-        host = str(req.pretty_host).rstrip(".").lower()
-        if host and not is_address(host.strip("[]")):
-            denied = self.name_denied(host, int(port))
-            if denied is not None:
-                self._refuse(flow, denied, f"Host {host} named by {denied.reason}")
-                return
-        query = Query(Proto.TCP, dst, req.port, (req.pretty_host,), path=req.path)
-        decision = self.gate.rules.decide(query)
-        if decision is None or decision.action is Action.ALLOW:
+    # -- request rules (plain HTTP, or HTTPS with interception): requestgate.py -------------
+    async def requestheaders(self, flow: Any) -> None:
+        """Judge the request (it may wait for a person: the event loop goes on); a
+        refused one is answered 403 without contacting the server."""
+        outcome = await self.requests.judge(seen_request(flow))
+        if outcome is None:
             return
-        rule = self.gate.rules.rule(decision.rule_id)
-        if rule is None or not rule.path_prefix:
-            return  # the connection itself was allowed; only path rules act here
-        self._refuse(flow, decision, f"path {req.path} refused by {rule.describe()}")
+        flow.metadata[DECISION_KEY] = outcome.decision
+        if outcome.refusal is not None:
+            from mitmproxy import http
 
-    @staticmethod
-    def _refuse(flow: Any, decision: Decision, why: str) -> None:
-        """Answer 403 without contacting the server; the http log line says why."""
-        from mitmproxy import http
-
-        flow.metadata["coderun.denied"] = Decision(Action.DENY, decision.rule_id, why, Origin.RULE)
-        text = f"blocked by coderun: {why}\n"
-        flow.response = http.Response.make(403, text.encode(), {"Content-Type": "text/plain"})
+            refusal = outcome.refusal
+            flow.metadata[DENIED_KEY] = outcome.decision
+            flow.response = http.Response.make(refusal.status, refusal.body,
+                                               dict(refusal.headers))  # fmt: skip
 
     # -- logging ----------------------------------------------------------------------------
     def tcp_message(self, flow: Any) -> None:
@@ -279,7 +266,8 @@ class SnitchAddon:
         req, resp = flow.request, flow.response
         end = resp.timestamp_end if resp is not None and resp.timestamp_end else time.time()
         sni = flow.client_conn.sni or ""
-        denied: Decision | None = flow.metadata.get("coderun.denied")
+        denied: Decision | None = flow.metadata.get(DENIED_KEY)
+        decided: Decision | None = denied or flow.metadata.get(DECISION_KEY)
         self.gate.bus.log(
             LogEntry(
                 EntryKind.HTTP, session=self.gate.session, proto="tcp",
@@ -291,11 +279,11 @@ class SnitchAddon:
                 bytes_out=len(req.raw_content or b""),
                 bytes_in=len(resp.raw_content or b"") if resp is not None else 0,
                 duration_ms=(end - req.timestamp_start) * 1000, message=error,
-                verdict="deny" if denied is not None else "",
-                rule_id=denied.rule_id if denied is not None else None,
-                rule=self.gate.rules.describe(denied.rule_id) if denied is not None else "",
-                reason=denied.reason if denied is not None else "",
-                origin=str(denied.origin) if denied is not None else "",
+                verdict="deny" if denied is not None else str(decided.action) if decided else "",
+                rule_id=decided.rule_id if decided is not None else None,
+                rule=self.gate.rules.describe(decided.rule_id) if decided is not None else "",
+                reason=decided.reason if decided is not None else "",
+                origin=str(decided.origin) if decided is not None else "",
             )
         )  # fmt: skip
 

@@ -30,6 +30,7 @@ from snitch.gateway.asker import claimed_note
 from snitch.gateway.netfilter import DENY_MARK, PEEKED_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_payload, tcp_seq
 from snitch.gateway.queue import QueuedPacket
+from snitch.gateway.refusal import host_named
 
 if TYPE_CHECKING:
     from snitch.gateway.events import EventBus
@@ -52,6 +53,7 @@ class Gate(Protocol):
         self, key: FlowKey, decision: Decision, verdict: str = "",
         names: tuple[str, ...] | None = None, shown: str | None = None,
     ) -> None: ...  # fmt: skip
+
 
 MAX_PACKETS = 8  # data packets of a connection read at most before it is let go
 MAX_HEAD = 16384  # bytes of a request's head gathered at most
@@ -129,7 +131,7 @@ class Peeker:
             if host and not is_address(host.strip("[]")):
                 denied = self.name_denied(host, key.dport)
             if denied is not None:
-                why = f"Host {host} named by {denied.reason}"
+                why = host_named(host, gate.rules.rule(denied.rule_id), denied.rule_id)
                 self._log(EntryKind.HTTP, key, names=[host], method=seen.method, url=url,
                           verdict="deny", rule_id=denied.rule_id,
                           rule=gate.rules.describe(denied.rule_id), reason=why)  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
@@ -19,7 +20,7 @@ from pathlib import Path
 from snitch.core.blocklist import Blocklist
 from snitch.core.grammar import Origin
 from snitch.core.model import Action, Decision, Mode, Proto, Query, Rule
-from snitch.core.policy import Policy
+from snitch.core.policy import Policy, is_request_rule
 from snitch.core.store import RuleStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,13 @@ class RuleBook:
             rule.id = -n
             rules.append(rule)
         self._rules = {r.id: r for r in rules if r.id is not None}
-        self._path_rules = any(r.path_prefix for r in rules)
+        self._path_rules = any(is_request_rule(r) for r in rules)
+        # The request rules with their path and method left out: which destinations have
+        # their requests decided one by one (``request_rules``).
+        self._requests = Policy(
+            [dataclasses.replace(r, path_prefix=None, method=None, action=Action.ALLOW)
+             for r in rules if is_request_rule(r)]
+        )  # fmt: skip
         self._exe_rules = any(r.exe for r in rules)
         self._signatures: dict[int, tuple[object, ...]] = {}
         now = time.time()
@@ -144,12 +151,21 @@ class RuleBook:
         return decision
 
     def has_path_rules(self) -> bool:
-        """Whether a rule in force looks at URL paths (only a proxy sees them)."""
+        """Whether a rule in force looks at URL paths or methods (only a proxy sees them)."""
         return self._path_rules
 
     def has_exe_rules(self) -> bool:
         """Whether a rule in force narrows itself to a program (``Rule.exe``)."""
         return self._exe_rules
+
+    def request_rules(self, query: Query) -> Decision | None:
+        """Whether a request rule (``--path``/``--method``) is about this destination
+        (its path and method left out): a connection no other rule decides then goes
+        through, and each of its requests is decided (docs/rules.md). An allow naming
+        the most specific such rule (whatever its action), or None."""
+        if not self._path_rules:
+            return None
+        return self._requests.decide(self.query(query))
 
     def peek(self, query: Query) -> Decision | None:
         """Like ``decide``, without counting a hit (a re-check, not a flow)."""
@@ -170,7 +186,7 @@ class RuleBook:
                 return None
             found = self._signatures[rule_id] = (
                 r.action, r.host, r.cidr, r.port_lo, r.port_hi, r.proto, r.scope, r.priority,
-                r.path_prefix, r.once_key, r.session, r.expires_at, r.enabled,
+                r.path_prefix, r.method, r.once_key, r.session, r.expires_at, r.enabled,
             )  # fmt: skip
         return found
 
@@ -290,3 +306,13 @@ class RuleBook:
             self._task.cancel()
         with contextlib.suppress(StoreError):
             self.flush_hits()
+
+
+def requests_decided(rules: RuleBook, query: Query) -> Decision | None:
+    """Let a connection (or a lookup) through that no rule decides when request rules are
+    about its destination: its requests are then decided one by one; None otherwise."""
+    via = rules.request_rules(query)
+    if via is None:
+        return None
+    why = f"its HTTP requests are decided one by one ({rules.describe(via.rule_id)})"
+    return Decision(Action.ALLOW, via.rule_id, why, Origin.RULE)

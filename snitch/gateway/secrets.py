@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from snitch.core.model import Action, Decision, EntryKind, LogEntry
 from snitch.core.settings import SECRETS_FILE, SecretBinding
+from snitch.gateway.requestgate import DENIED_KEY
 
 if TYPE_CHECKING:
     from snitch.gateway.flowgate import FlowGate
@@ -201,7 +202,6 @@ class SecretsAddon:
     def _refuse(flow: Any, why: str) -> None:
         from mitmproxy import http
 
-        flow.metadata["coderun.denied"] = Decision(Action.DENY, None, why)
+        flow.metadata[DENIED_KEY] = Decision(Action.DENY, None, why)
         text = f"blocked by coderun: {why}\n"
         flow.response = http.Response.make(403, text.encode(), {"Content-Type": "text/plain"})
-

@@ -233,3 +233,33 @@ def test_exe_rules_are_added_listed_and_explained() -> None:
     assert run("explain", "api.example.test:443").stdout.startswith("deny: ")  # unknown program
     bad = run("add", "allow", "api.example.test", "--exe", "curl")
     assert bad.exit_code == 2 and "absolute path or a glob" in bad.output
+
+
+def test_add_a_method_rule_with_the_star_path_form_and_explain_a_request() -> None:
+    res = run("add", "allow", "api.example.test", "--method", "get,head", "--path", "/v1/*")
+    assert res.exit_code == 0, res.output
+    assert "allow api.example.test/v1/" in res.output and "[GET,HEAD]" in res.output
+    assert run("add", "deny", "api.example.test", "--path", "/v1/").exit_code == 0
+    (allow, deny) = stored()
+    assert (allow.path_prefix, allow.method, deny.method) == ("/v1/", "GET,HEAD", None)
+    assert "api.example.test/v1/ [GET,HEAD]" in run("list").output
+    got = run("explain", "api.example.test:80", "--method", "GET", "--path", "/v1/items")
+    assert got.exit_code == 0 and got.output.startswith("allow:"), got.output
+    assert "method GET,HEAD" in got.output
+    post = run("explain", "api.example.test:80", "--method", "post", "--path", "/v1/items")
+    assert post.output.startswith("deny:"), post.output
+    bare = run("explain", "api.example.test:80")  # a connection: no request rule matches it
+    assert bare.exit_code == 1 and "no rule matches" in bare.output
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--method", "FETCH"], "unknown HTTP method 'FETCH'"),
+        (["--path", "v1"], "bad path"),
+        (["--path", "/v*/x"], "bad path"),
+    ],
+)
+def test_add_refuses_a_bad_method_or_path(args: list[str], error: str) -> None:
+    res = CliRunner().invoke(rules, ["add", "allow", "api.example.test", *args])
+    assert res.exit_code == 2 and error in res.output and stored() == []

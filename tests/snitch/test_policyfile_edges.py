@@ -102,7 +102,7 @@ def test_a_key_of_a_table_is_found_under_its_header() -> None:
 
 
 KNOWN = (
-    "action, host, cidr, port, proto, scope, priority, path, exe, lifetime, session, "
+    "action, host, cidr, port, proto, scope, priority, path, method, exe, lifetime, session, "
     "expires_at, enabled, source, note, created, hits, last_hit"
 )
 

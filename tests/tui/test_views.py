@@ -145,16 +145,22 @@ async def test_rules_new_with_validation() -> None:
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, RuleForm))
         form = app.screen
-        inputs = list(form.query(Input))
-        inputs[0].value, inputs[1].value, inputs[2].value = "10.0.0.0/8", "99999", "5m"
+        inputs = {i.id: i for i in form.query(Input)}
+        inputs["target"].value, inputs["port"].value = "10.0.0.0/8", "99999"
+        inputs["lifetime"].value = "5m"
         await pilot.press("ctrl+s")
         assert "bad port" in _text(form.query_one("#form-error", Static))
-        inputs[1].value = "8000-8100"
+        inputs["port"].value = "8000-8100"
+        inputs["method"].value = "FETCH"
+        await pilot.press("ctrl+s")
+        assert "unknown HTTP method 'FETCH'" in _text(form.query_one("#form-error", Static))
+        inputs["method"].value, inputs["path"].value = "post,get", "/v1/*"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: table(app, "rules").row_count == 5)
         rule = [c for c in fake.calls if c[0] == "add_rule"][0][1]
         assert rule == Rule(Action.ALLOW, cidr="10.0.0.0/8", port_lo=8000, port_hi=8100,
                             proto=Proto.ANY, source="dashboard", expires_at=NOW + 300,
+                            path_prefix="/v1/", method="GET,POST",
                             created=rule.created)  # fmt: skip
 
 
@@ -166,8 +172,11 @@ async def test_rules_explain() -> None:
         "reason": "rule 3 has a more specific destination (exact host beats wildcard domain)",
         "matches": [
             {"rule": rule3.to_dict(), "describe": rule3.describe(), "why": "exact host"},
-            {"rule": Rule(Action.DENY, host="*.example.test", id=9).to_dict(),
-             "describe": "deny *.example.test/any", "why": "a subdomain"},
+            {
+                "rule": Rule(Action.DENY, host="*.example.test", id=9).to_dict(),
+                "describe": "deny *.example.test/any",
+                "why": "a subdomain",
+            },
         ],
     }
     app = make_app(fake)

@@ -21,6 +21,8 @@ from snitch.core.grammar import (
     Lifetime,
     format_port,
     lifetime_value,
+    normalize_methods,
+    normalize_path_prefix,
     parse_endpoint,
     parse_lifetime,
     parse_port,
@@ -69,7 +71,19 @@ class RuleForm(ModalScreen[Rule | None]):
             )
             hint = "name, *.domain, IP or CIDR; empty: any"
             yield field_row("Target", Input(target, placeholder=hint, compact=True, id="target"))
-            yield field_row("Port", Input(port, placeholder="443, 8000-8100, any", compact=True))
+            yield field_row(
+                "Port", Input(port, placeholder="443, 8000-8100, any", compact=True, id="port")
+            )
+            yield field_row(
+                "Path",
+                Input(safe(r.path_prefix or ""), placeholder="HTTP requests: /v1/ or /v1/*",
+                      compact=True, id="path"),
+            )  # fmt: skip
+            yield field_row(
+                "Methods",
+                Input(r.method or "", placeholder="HTTP requests: GET or GET,HEAD; empty: any",
+                      compact=True, id="method"),
+            )  # fmt: skip
             yield field_row(
                 "Proto",
                 ChoiceSet(
@@ -78,7 +92,12 @@ class RuleForm(ModalScreen[Rule | None]):
             )
             yield field_row(
                 "Lifetime",
-                Input(self.life0, placeholder="always, session, 30s, 5m, 1h", compact=True),
+                Input(
+                    self.life0,
+                    placeholder="always, session, 30s, 5m, 1h",
+                    compact=True,
+                    id="lifetime",
+                ),  # fmt: skip
             )
             yield field_row("Note", Input(safe(r.note), compact=True, id="note"))
             yield Static("", id="form-error")
@@ -113,7 +132,11 @@ class RuleForm(ModalScreen[Rule | None]):
 
     def build(self) -> Rule:
         """The rule the form describes; ValueError with a message for a bad field."""
-        target, port, life, note = (i.value for i in self._inputs())
+        values = {i.id: i.value for i in self._inputs()}
+        target, port, life, note = (values[n] for n in ("target", "port", "lifetime", "note"))
+        path, methods = values["path"], values["method"]
+        path_prefix = normalize_path_prefix(path.strip()) if path.strip() else None
+        method = normalize_methods(methods) if methods.strip() else None
         host, cidr = parse_target(target.strip() or "any")  # an empty field: any
         lo, hi = parse_port(port)
         proto = Proto(self.query_one("#proto", ChoiceSet).value)
@@ -139,6 +162,8 @@ class RuleForm(ModalScreen[Rule | None]):
             port_lo=lo,
             port_hi=hi,
             proto=proto,
+            path_prefix=path_prefix,
+            method=method,
             note=note.strip(),
             **fields,
         )

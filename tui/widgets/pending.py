@@ -62,6 +62,12 @@ def describe(row: PendingRow) -> Text:
         return _describe_file(row)
     if p.kind == "dns":
         what = f"DNS lookup of {shown_name(p.label)} from {safe_cell(p.src)}"
+    elif p.kind == PendingKind.REQUEST:
+        size = f" · {p.size} bytes" if p.size else ""
+        kind = f" · {safe_cell(p.content_type)}" if p.content_type else ""
+        what = (f"HTTP request {safe_cell(p.method)} {safe_cell(p.url)}{size}{kind} to "
+                f"{shown_name(p.label)} from {safe_cell(p.src)}:{p.sport} (its connection "
+                "goes on; a lasting answer is for this method under the URL's folder)")  # fmt: skip
     else:
         dst, proto = safe_cell(p.dst), safe_cell(p.proto)
         target = f"{dst}:{p.dport}/{proto}" if p.dport else f"{dst} {proto}"
@@ -414,6 +420,8 @@ class PendingView(Vertical):
             port = safe_cell(p.access)
         else:
             port = "lookup" if p.kind == "dns" else port_proto(p.dport, safe_cell(p.proto))
+        if p.kind == PendingKind.REQUEST:
+            port = f"{safe_cell(p.method)[:8]} {port}"  # a request, not a connection
         cells: list[Cell] = [
             self._left(row),
             self._label(p),

@@ -86,9 +86,10 @@ def prepare(rules: Sequence[Rule], now: float | None = None) -> Prepared:
             if rule.expires_at <= t:
                 continue
             warnings.append(f"{rule.describe()}: expires later in coderun, exported as permanent")
-        if rule.path_prefix:
+        if rule.path_prefix or rule.method:
+            what = "a URL path" if rule.path_prefix else "an HTTP method"
             warnings.append(
-                f"{rule.describe()}: a URL path cannot be matched by a firewall; rule left out"
+                f"{rule.describe()}: {what} cannot be matched by a firewall; rule left out"
             )
             continue
         if rule.scope != "global":
