@@ -14,14 +14,23 @@ from pathlib import Path
 import click
 
 from sandbox.cli.common import NotFound, StoreFailed, open_store, session_folder
-from sandbox.textout import echo_exact, rule_text, show_name
+from sandbox.cli.file_rules import (
+    ACTIONS,
+    FILE_ACTIONS,
+    NETWORK_PROTOS,
+    action_cell,
+    home_hint,
+    is_file_target,
+    port_cell,
+    query_path,
+    target_cell,
+)
+from sandbox.textout import echo_exact, rule_text
 from snitch.core.blocklist import load_blocklist_file
-from snitch.core.explain import endpoint_query
+from snitch.core.explain import endpoint_query, file_query
 from snitch.core.grammar import (
     Lifetime,
     check_scope,
-    choices,
-    format_port,
     is_synthetic_cidr,
     lifetime_text,
     normalize_methods,
@@ -32,8 +41,8 @@ from snitch.core.grammar import (
     parse_target,
     synthetic_target,
 )
-from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import Policy, check_rule
+from snitch.core.model import Action, Proto, Query, Rule
+from snitch.core.policy import FILE_ACCESS, Policy, check_rule
 from snitch.core.policyfile import PolicyError, dump_policy, load_policy_file
 from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir
@@ -84,57 +93,68 @@ def list_command(as_json: bool, enabled_only: bool) -> None:
     rows = [[*head, "STATE", "SOURCE", "NOTE"]]
     for r in found:
         # Every cell escaped before the table is laid out (notes, scopes, sources and
-        # paths are free text; a name may be a look-alike, shown marked).
-        target = (show_name(r.host) if r.host else safe(r.cidr or "*")) + safe(r.path_prefix or "")
-        target += f" exe={safe(r.exe)}" if r.exe else ""
-        target += f" [{safe(r.method)}]" if r.method else ""
+        # paths are free text; a name may be a look-alike, shown marked). A file rule's
+        # action is allow-file / deny-file, its target the path glob (and access).
         rows.append([safe(cell) for cell in (
-            r.id, r.action, format_port(r.port_lo, r.port_hi), r.proto,
+            r.id, action_cell(r), port_cell(r), r.proto,
             r.scope, r.priority, lifetime(r, now), r.hits,
             "on" if r.enabled else "off", r.source, r.note,
         )])  # fmt: skip
-        rows[-1].insert(2, target)
+        rows[-1].insert(2, target_cell(r))
     click.echo(_table(rows) if found else "no rules")
     if blocked:
         click.echo(f"blocklist: {blocked} entries (domains with their subdomains, networks)")
 
 
 @rules.command("add")
-@click.argument("action", type=click.Choice(choices(Action)))
+@click.argument("action", type=click.Choice(ACTIONS))
 @click.argument("target")
 @click.option("--port", help="A port (443) or a range (8000-8100); default any.")
-@click.option("--proto", type=click.Choice(choices(Proto)), default="any")
+@click.option("--proto", type=click.Choice(NETWORK_PROTOS), help="Default any.")
 @click.option("--scope", default="global", help="global, profile:NAME or image:NAME.")
 @click.option("--priority", type=int, default=0, help="Higher wins before specificity.")
 @click.option(
     "--path", help="URL path prefix, /v1/ or /v1/* (HTTP requests; HTTPS needs TLS interception)."
 )
 @click.option("--method", help="HTTP methods, GET or GET,HEAD (HTTP requests, as --path).")
-@click.option("--exe", help="Only flows of this program: a glob of its path in the sandbox.")
+@click.option("--access", type=click.Choice(FILE_ACCESS), help="File rules: read or write only.")
+@click.option("--exe", help="Only for this program in the sandbox (a glob of its executable).")
 @click.option("--for", "duration", help="Lifetime as a duration: 30s, 5m, 1h, 2d.")
 @click.option("--session", help="Only for this session id (ends with it).")
 @click.option("--note", default="", help="Free text shown in listings.")
 @click.option("--disabled", is_flag=True, help="Add the rule switched off.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new rule as JSON.")
 def add_command(
-    action: str, target: str, port: str | None, proto: str, scope: str, priority: int,
-    path: str | None, method: str | None, exe: str | None, duration: str | None,
-    session: str | None, note: str,
-    disabled: bool, as_json: bool,
+    action: str, target: str, port: str | None, proto: str | None, scope: str, priority: int,
+    path: str | None, method: str | None, access: str | None, exe: str | None,
+    duration: str | None, session: str | None, note: str, disabled: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Add a rule. TARGET is a host, *.domain (subdomains, not the apex), an IP, a CIDR or *.
+    """Add a rule. TARGET is a host, *.domain (subdomains, not the apex), an IP, a CIDR or *;
+    for allow-file / deny-file a path glob (~/.aws/*, **/.env, /work/**).
 
     With --path and/or --method it decides HTTP requests (docs/rules.md)."""
     if duration and session:
         raise click.UsageError("--for and --session are exclusive")
     try:
-        host, cidr = parse_target(target)
-        lo, hi = parse_port(port) if port else (0, 0)
-        rule = Rule(Action(action), host=host, cidr=cidr, port_lo=lo, port_hi=hi,
-                    proto=Proto(proto), scope=check_scope(scope), priority=priority,
-                    path_prefix=normalize_path_prefix(path) if path is not None else None,
-                    method=normalize_methods(method) if method is not None else None,
-                    session=session, enabled=not disabled, note=note, exe=exe)  # fmt: skip
+        if action in FILE_ACTIONS:
+            if port or proto or path or method:
+                raise ValueError(
+                    "a file rule takes a path glob: no --port, --proto, --path or --method"
+                )
+            rule = Rule(FILE_ACTIONS[action], proto=Proto.FILE, file=target, access=access)
+        elif access:
+            raise ValueError("--access is for file rules (allow-file / deny-file)")
+        else:
+            host, cidr = parse_target(target)
+            lo, hi = parse_port(port) if port else (0, 0)
+            rule = Rule(Action(action), host=host, cidr=cidr, port_lo=lo, port_hi=hi,
+                        proto=Proto(proto or Proto.ANY))  # fmt: skip
+            if path is not None:
+                rule.path_prefix = normalize_path_prefix(path)
+            if method is not None:
+                rule.method = normalize_methods(method)
+        rule.scope, rule.priority, rule.exe = check_scope(scope), priority, exe
+        rule.session, rule.enabled, rule.note = session, not disabled, note
         if duration:
             rule.expires_at = time.time() + parse_duration(duration)
         check_rule(rule)
@@ -146,6 +166,9 @@ def add_command(
         click.echo(json.dumps(rule.to_dict(), indent=2))
     else:
         click.echo(f"added rule {rule.id}: {rule_text(rule)} ({lifetime(rule, time.time())})")
+    hint = home_hint(rule.file) if rule.file else None
+    if hint:
+        click.echo(f"note: {safe(hint)}", err=True)
 
 
 def _each_id(ids: tuple[int, ...], op: str, fn: Callable[[int], bool]) -> None:
@@ -186,7 +209,7 @@ def disable_command(ids: tuple[int, ...]) -> None:
 
 def _signature(r: Rule) -> tuple[object, ...]:
     return (r.action, r.host, r.cidr, r.port_lo, r.port_hi, r.proto, r.scope, r.priority,
-            r.path_prefix, r.method, r.session, r.expires_at)  # fmt: skip
+            r.path_prefix, r.method, r.exe, r.file, r.access, r.session, r.expires_at)  # fmt: skip
 
 
 @rules.command("import")
@@ -237,8 +260,8 @@ def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
 
 
 @rules.command("explain")
-@click.argument("target", metavar="HOST[:PORT]")
-@click.option("--proto", type=click.Choice(choices(Proto)), default="tcp")
+@click.argument("target", metavar="HOST[:PORT] | PATH")
+@click.option("--proto", type=click.Choice(NETWORK_PROTOS), help="Default tcp.")
 @click.option("--profile", help="Explain as seen by a run with this profile.")
 @click.option("--image", help="Explain as seen by a run of this image.")
 @click.option("--session", help="Explain as seen by this session id.")
@@ -246,34 +269,51 @@ def export_command(file: Path | None, as_json: bool, blocklist: bool) -> None:
 @click.option(
     "--method", help="HTTP method (GET, POST...), to see method rules; path / if no --path."
 )
-@click.option("--exe", help="The asking program's path, to see exe rules.")
+@click.option("--access", type=click.Choice(FILE_ACCESS), help="A PATH opened for (read).")
+@click.option("--exe", help="As asked by this program in the sandbox (its executable path).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain_command(
-    target: str, proto: str, profile: str | None, image: str | None, session: str | None,
-    path: str | None, method: str | None, exe: str | None, as_json: bool,
+    target: str, proto: str | None, profile: str | None, image: str | None,
+    session: str | None, path: str | None, method: str | None, access: str | None,
+    exe: str | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Show which rule decides a connection (or, with --proto dns, a lookup) and why.
+    """Show which rule decides a connection (or, with --proto dns, a lookup), or an open
+    of a shared file, and why.
 
     Without :PORT only rules for any port can match. A host is matched by name (as if
-    the sandbox connected by that name); an IP only by address rules.
+    the sandbox connected by that name); an IP only by address rules. A TARGET with a /
+    or starting with ~ is a file (a relative path is taken from here; under your home
+    folder it is matched as ~/...), opened for --access (default read).
     """
-    try:
-        host, port = parse_endpoint(target)
-        if method is not None:
-            if "," in method:
-                raise ValueError("give one HTTP method (a request has one)")
-            method = normalize_methods(method)
-            path = path or "/"
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    query = endpoint_query(host, port, Proto(proto), profile=profile, image=image,
-                           session=session, path=path, method=method, exe=exe)  # fmt: skip
+    query: Query
+    if is_file_target(target):
+        if proto or path or method:
+            raise click.UsageError("a file is explained without --proto, --path or --method")
+        query = file_query(query_path(target), access or "read", exe=exe, profile=profile,
+                           image=image, session=session)  # fmt: skip
+    elif access:
+        raise click.UsageError("--access is for a file PATH (with a / or starting with ~)")
+    else:
+        try:
+            host, port = parse_endpoint(target)
+            if method is not None:
+                if "," in method:
+                    raise ValueError("give one HTTP method (a request has one)")
+                method = normalize_methods(method)
+                path = path or "/"
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
+        query = endpoint_query(host, port, Proto(proto or Proto.TCP), profile=profile,
+                               image=image, session=session, path=path, method=method,
+                               exe=exe)  # fmt: skip
     with open_store() as store:
         explanation = Policy(store.list(), store.blocklist_view()).explain(query)
     if as_json:
         click.echo(json.dumps(explanation.to_dict(), indent=2))
     else:
         d = explanation.decision
+        if query.file is not None:
+            click.echo(f"file: {safe(query.file)} ({query.access})")
         click.echo(f"{d.action}: {safe(d.reason)}" if d else "no rule matches")
         click.echo(f"why: {safe(explanation.reason)}")
         if explanation.matches:

@@ -27,6 +27,16 @@ def endpoint_query(
     return Query(proto, dst, port, names, profile, image, session, None, path, method, exe)
 
 
+def file_query(
+    path: str, access: str | None = "read", *, exe: str | None = None,
+    profile: str | None = None, image: str | None = None, session: str | None = None,
+) -> Query:  # fmt: skip
+    """The query for an open of ``path`` (the ``~/...`` form of ``snitch.core.filepaths``),
+    for reading or writing, by the program ``exe`` when known."""
+    return Query(Proto.FILE, profile=profile, image=image, session=session, exe=exe,
+                 file=path, access=access)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A rule that matched a query, and on what."""
@@ -101,8 +111,11 @@ def match_why(rule: Rule, host: str | None, wild: bool, on: str, q: Query) -> st
     elif r.host is not None:
         what = f"{on} is a subdomain of {host}" if wild else f"exact host {on}"
     elif r.proto is Proto.FILE:
-        access = f", {r.access} only" if r.access else ", read or write"
-        return f"{q.file} matches {r.file}{access}" + (f", program {r.exe}" if r.exe else "")
+        parts = [f"{q.file} matches {r.file}", f"{r.access} only" if r.access else "read or write"]
+        parts += [f"program {r.exe}"] if r.exe else []
+        parts += [f"priority {r.priority}"] if r.priority else []
+        parts += [f"scope {r.scope}"] if r.scope != "global" else []
+        return ", ".join(parts)
     else:
         what = "any destination"
     if q.proto is Proto.DNS and r.action is Action.ALLOW and r.proto is not Proto.DNS:

@@ -86,6 +86,11 @@ def _check_file_rule(rule: Rule) -> None:
         raise ValueError("a file rule has no HTTP method")
     if not rule.file or "\0" in rule.file:
         raise ValueError("a file rule needs a path glob (e.g. ~/.aws/* or **/.env)")
+    if rule.file != "~" and not rule.file.startswith(("/", "~/", "*")):
+        raise ValueError(
+            f"bad path glob {rule.file!r}: paths are matched whole, so a glob starts with /, ~/"
+            " or * (e.g. **/.env for .env in any folder)"
+        )
     if rule.access is not None and rule.access not in FILE_ACCESS:
         raise ValueError(f"bad access {rule.access!r} (want read or write)")
     if rule.exe is not None and not rule.exe.startswith(("/", "*")):

@@ -17,7 +17,6 @@ A file is loaded whole or not at all: the first problem raises PolicyError with 
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 import tomllib
@@ -28,26 +27,35 @@ from typing import Any
 
 from snitch.core.blocklist import normalize_entry
 from snitch.core.grammar import (
-    Lifetime,
-    check_scope,
     format_port,
     normalize_cidr,
     normalize_host,
     normalize_methods,
     normalize_path_prefix,
-    parse_lifetime,
     parse_port,
 )
 from snitch.core.model import Action, Proto, Rule
-from snitch.core.policy import check_rule
+from snitch.core.policy import FILE_ACCESS, check_rule
+from snitch.core.policyfields import (
+    COMMON_KEYS,
+    apply_lifetime,
+    scope_lines,
+    set_common,
+    str_value,
+    tail_lines,
+)
+from snitch.core.policyfields import toml_string as toml_string  # re-exported (profiles)
 
 RULE_KEYS = (
     "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "method", "exe",
     "lifetime", "session", "expires_at", "enabled", "source", "note", "created", "hits",
     "last_hit",
 )  # fmt: skip
+FILE_KEYS = ("allow", "deny", "action", "path", "access", "exe", *COMMON_KEYS)
+RULE, FILE = "rule", "file"  # the array-of-tables names
+_q = toml_string
 _TABLE = re.compile(r"""\s*\[\[?\s*[\w."' -]+\]\]?\s*(?:#.*)?$""")
-_RULE_HEADER = re.compile(r"\s*\[\[\s*rule\s*\]\]")
+_HEADER = re.compile(r"\s*\[\[\s*(rule|file)\s*\]\]")
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -79,9 +87,12 @@ class Locator:
                 elif m.group() == inside:
                     inside = None
             self.lines.append(None if start is not None else line)
-        self.rule_headers = [
-            i for i, s in enumerate(self.lines) if s is not None and _RULE_HEADER.match(s)
-        ]
+        self.headers: dict[str, list[int]] = {RULE: [], FILE: []}
+        for i, s in enumerate(self.lines):
+            head = _HEADER.match(s) if s is not None else None
+            if head:
+                self.headers[head.group(1)].append(i)
+        self.rule_headers = self.headers[RULE]
 
     def _find_key(self, start: int, key: str) -> tuple[int, int] | None:
         pat = re.compile(rf"""\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
@@ -96,11 +107,13 @@ class Locator:
                 return i + 1, len(s) - len(s.lstrip()) + 1
         return None
 
-    def rule(self, index: int, key: str | None = None) -> tuple[int, int]:
-        """Position of ``key`` in the ``index``-th ``[[rule]]`` (its header if key is None)."""
-        if index >= len(self.rule_headers):
+    def rule(self, index: int, key: str | None = None, table: str = RULE) -> tuple[int, int]:
+        """Position of ``key`` in the ``index``-th ``[[rule]]`` (or ``[[file]]``: ``table``),
+        its header if key is None or absent."""
+        headers = self.headers[table]
+        if index >= len(headers):
             return (1, 1)
-        header = self.rule_headers[index]
+        header = headers[index]
         if key is not None:
             pos = self._find_key(header, key)
             if pos is not None:
@@ -132,29 +145,6 @@ class Locator:
         return line, 1
 
 
-def _time(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | dt.datetime):
-        raise ValueError(f"{what} must be a date-time (2024-05-01T12:00:00Z) or epoch seconds")
-    if isinstance(value, dt.datetime):
-        stamp = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-        return float(stamp.timestamp())
-    return float(value)
-
-
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _int(value: Any, what: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be an integer")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}")
-    return value
-
-
 def _rule_from_table(table: dict[str, Any], now: float) -> Rule:
     """Build a Rule; on error raise ValueError with ``args == (message, key)``."""
     key: str | None = None
@@ -166,46 +156,33 @@ def _rule_from_table(table: dict[str, Any], now: float) -> Rule:
         if "action" not in table:
             key = None
             raise ValueError("rule has no action (allow or deny)")
-        action = _str(table["action"], "action")
+        action = str_value(table["action"], "action")
         if action not in ("allow", "deny"):
             raise ValueError(f"unknown action {action!r} (want allow or deny)")
         rule = Rule(Action(action), source="policy", created=now)
         for key, value in table.items():
+            set_common(rule, key, value)
             if key == "host":
-                rule.host = normalize_host(_str(value, key))
+                rule.host = normalize_host(str_value(value, key))
             elif key == "cidr":
-                rule.cidr = normalize_cidr(_str(value, key))
+                rule.cidr = normalize_cidr(str_value(value, key))
             elif key == "port":
                 rule.port_lo, rule.port_hi = parse_port(value)
             elif key == "proto":
-                p = _str(value, key)
+                p = str_value(value, key)
+                if p == Proto.FILE:
+                    raise ValueError('a file rule is a [[file]] table (allow = "~/.aws/*")')
                 if p not in set(Proto):
                     raise ValueError(f"unknown proto {p!r} (want tcp, udp, icmp, dns or any)")
                 rule.proto = Proto(p)
-            elif key == "scope":
-                rule.scope = check_scope(_str(value, key))
-            elif key == "priority":
-                rule.priority = _int(value, key)
             elif key == "path":
-                rule.path_prefix = normalize_path_prefix(_str(value, key))
+                rule.path_prefix = normalize_path_prefix(str_value(value, key))
             elif key == "method":
-                rule.method = normalize_methods(_str(value, key))
+                rule.method = normalize_methods(str_value(value, key))
             elif key == "exe":
-                rule.exe = _str(value, key)
-            elif key == "session":
-                rule.session = _str(value, key)
-            elif key in ("expires_at", "created", "last_hit"):
-                setattr(rule, key, _time(value, key))
-            elif key == "enabled":
-                if not isinstance(value, bool):
-                    raise ValueError("enabled must be true or false")
-                rule.enabled = value
-            elif key in ("source", "note"):
-                setattr(rule, key, _str(value, key))
-            elif key == "hits":
-                rule.hits = _int(value, key, 0)
+                rule.exe = str_value(value, key)
         key = "lifetime"
-        _apply_lifetime(rule, table, now)
+        apply_lifetime(rule, table, now)
         key = "port" if "port" in table else None
         check_rule(rule)
     except ValueError as e:
@@ -213,30 +190,51 @@ def _rule_from_table(table: dict[str, Any], now: float) -> Rule:
     return rule
 
 
-def _apply_lifetime(rule: Rule, table: dict[str, Any], now: float) -> None:
-    if "lifetime" not in table:
-        return
-    text = _str(table["lifetime"], "lifetime").strip()
+def _file_from_table(table: dict[str, Any], now: float) -> Rule:
+    """A file rule from a ``[[file]]`` table: ``allow = GLOB`` / ``deny = GLOB``, or
+    ``action`` and ``path``; on error ValueError with ``args == (message, key)``."""
+    key: str | None = None
     try:
-        life: Lifetime | float | None = parse_lifetime(text)
-    except ValueError:
-        life = None
-    if life is Lifetime.ONCE:
-        raise ValueError("lifetime 'once' is not allowed in a policy file (one connection only)")
-    if life is Lifetime.ALWAYS:
-        if "session" in table or "expires_at" in table:
-            raise ValueError("lifetime 'always' contradicts session/expires_at")
-    elif life is Lifetime.SESSION:
-        if "session" not in table:
-            raise ValueError("lifetime 'session' needs a session key with the session id")
-    else:
-        if "expires_at" in table:
-            raise ValueError("give either a lifetime duration or expires_at, not both")
-        if life is None:
-            raise ValueError(
-                f"bad lifetime {text!r} (want always, session or a duration: 30s, 5m, 1h, 2d)"
-            )
-        rule.expires_at = now + life
+        for key in table:
+            if key not in FILE_KEYS:
+                raise ValueError(f"unknown key {key!r} (known: {', '.join(FILE_KEYS)})")
+        given = [k for k in ("allow", "deny", "action") if k in table]
+        key = given[1] if len(given) > 1 else None
+        if len(given) != 1:
+            raise ValueError("give one of allow = GLOB, deny = GLOB or action and path")
+        key = given[0]
+        glob_key = "path" if key == "action" else key
+        if key == "action":
+            action = str_value(table["action"], key)
+            if action not in ("allow", "deny"):
+                raise ValueError(f"unknown action {action!r} (want allow or deny)")
+            if "path" not in table:
+                raise ValueError("a [[file]] with an action needs a path (a glob)")
+        elif "path" in table:
+            key = "path"
+            raise ValueError(f"path and {given[0]} both give the glob: keep one")
+        else:
+            action = key
+        key = glob_key
+        glob = str_value(table[key], key)
+        rule = Rule(Action(action), proto=Proto.FILE, file=glob, source="policy", created=now)
+        for key, value in table.items():
+            set_common(rule, key, value)
+            if key == "access":
+                rule.access = str_value(value, key)
+                if rule.access not in FILE_ACCESS:
+                    raise ValueError(f"bad access {value!r} (want read or write)")
+            elif key == "exe":
+                rule.exe = str_value(value, key)
+                if not rule.exe.startswith(("/", "*")):
+                    raise ValueError(f"bad exe {value!r} (want an absolute path or a glob)")
+        key = "lifetime"
+        apply_lifetime(rule, table, now)
+        key = glob_key
+        check_rule(rule)
+    except ValueError as e:
+        raise ValueError(str(e), key) from None
+    return rule
 
 
 def parse_toml(text: str, file: str) -> tuple[dict[str, Any], Locator]:
@@ -276,6 +274,15 @@ def policy_from_data(data: dict[str, Any], loc: Locator, file: str, now: float) 
         except ValueError as e:
             message, key = e.args
             raise PolicyError(file, *loc.rule(i, key), f"rule {i + 1}: {message}") from None
+    tables = data.get(FILE, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise PolicyError(file, *loc.top(FILE), "file must be an array of tables: [[file]]")
+    for i, table in enumerate(tables):
+        try:
+            out.rules.append(_file_from_table(table, now))
+        except ValueError as e:
+            message, key = e.args
+            raise PolicyError(file, *loc.rule(i, key, FILE), f"file {i + 1}: {message}") from None
     return out
 
 
@@ -284,8 +291,9 @@ def loads_policy(text: str, file: str = "<policy>", *, now: float | None = None)
     t = time.time() if now is None else now
     data, loc = parse_toml(text, file)
     for key in data:
-        if key not in ("rule", "blocklist"):
-            raise PolicyError(file, *loc.top(key), f"unknown key {key!r} (want [[rule]] tables)")
+        if key not in (RULE, FILE, "blocklist"):
+            msg = f"unknown key {key!r} (want [[rule]] or [[file]] tables)"
+            raise PolicyError(file, *loc.top(key), msg)
     return policy_from_data(data, loc, file, t)
 
 
@@ -305,33 +313,10 @@ def load_policy(path: Path, *, now: float | None = None) -> list[Rule]:
 # -- writing -----------------------------------------------------------------------------
 
 
-def _q(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def toml_string(s: str) -> str:
-    """``s`` as a TOML basic string (control characters escaped)."""
-    return _q(s)
-
-
-def _ts(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def dump_rule(rule: Rule) -> str:
-    """One ``[[rule]]`` table; defaults are left out."""
+    """One ``[[rule]]`` table (a ``[[file]]`` table for a file rule); defaults are left out."""
+    if rule.proto is Proto.FILE:
+        return dump_file_rule(rule)
     lines = ["[[rule]]", f"action = {_q(str(rule.action))}"]
     if rule.host is not None:
         lines.append(f"host = {_q(rule.host)}")
@@ -341,41 +326,35 @@ def dump_rule(rule: Rule) -> str:
         port = format_port(rule.port_lo, rule.port_hi)
         lines.append(f"port = {port}" if rule.port_lo == rule.port_hi else f"port = {_q(port)}")
     lines.append(f"proto = {_q(str(rule.proto))}")
-    if rule.scope != "global":
-        lines.append(f"scope = {_q(rule.scope)}")
-    if rule.priority:
-        lines.append(f"priority = {rule.priority}")
+    lines += scope_lines(rule)
     if rule.path_prefix is not None:
         lines.append(f"path = {_q(rule.path_prefix)}")
     if rule.method is not None:
         lines.append(f"method = {_q(rule.method)}")
     if rule.exe is not None:
         lines.append(f"exe = {_q(rule.exe)}")
-    if rule.session is not None:
-        lines += ['lifetime = "session"', f"session = {_q(rule.session)}"]
-    if rule.expires_at is not None:
-        lines.append(f"expires_at = {_ts(rule.expires_at)}")
-    if not rule.enabled:
-        lines.append("enabled = false")
-    lines.append(f"source = {_q(rule.source)}")
-    if rule.note:
-        lines.append(f"note = {_q(rule.note)}")
-    lines.append(f"created = {_ts(rule.created)}")
-    if rule.hits:
-        lines.append(f"hits = {rule.hits}")
-    if rule.last_hit is not None:
-        lines.append(f"last_hit = {_ts(rule.last_hit)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tail_lines(rule)) + "\n"
+
+
+def dump_file_rule(rule: Rule) -> str:
+    """One ``[[file]]`` table: ``allow``/``deny`` = the glob, then access and program."""
+    lines = ["[[file]]", f"{rule.action} = {_q(rule.file or '')}"]
+    if rule.access is not None:
+        lines.append(f"access = {_q(rule.access)}")
+    if rule.exe is not None:
+        lines.append(f"exe = {_q(rule.exe)}")
+    return "\n".join(lines + scope_lines(rule) + tail_lines(rule)) + "\n"
 
 
 def dump_policy(rules: Iterable[Rule], blocklist: Iterable[str] = ()) -> str:
-    """TOML for ``rules`` (once-rules are skipped: they cannot outlive their connection)."""
+    """TOML for ``rules`` (once-rules are skipped: they cannot outlive their connection);
+    network rules first, then file rules, each in the given order."""
     out = ["# coderun policy file: load with `coderun rules import FILE`\n"]
     entries = list(blocklist)
     if entries:
         out.append("blocklist = [\n" + "".join(f"  {_q(e)},\n" for e in entries) + "]\n")
     skipped = 0
-    for rule in rules:
+    for rule in sorted(rules, key=lambda r: r.proto is Proto.FILE):
         if rule.once_key is not None:
             skipped += 1
             continue

@@ -75,9 +75,12 @@ def prepare(rules: Sequence[Rule], now: float | None = None) -> Prepared:
     t = time.time() if now is None else now
     kept: list[tuple[tuple[int, ...], int, Rule]] = []
     warnings: list[str] = []
-    temporary = 0
+    temporary = files = 0
     for order, rule in enumerate(rules):
         if not rule.enabled:
+            continue
+        if rule.proto is Proto.FILE:  # decides opens of --share files, not connections
+            files += 1
             continue
         if rule.once_key is not None or rule.session is not None:
             temporary += 1
@@ -97,6 +100,10 @@ def prepare(rules: Sequence[Rule], now: float | None = None) -> Prepared:
         kept.append((precedence_key(rule), -order, rule))
     if temporary:
         warnings.append(f"{temporary} once/session rules left out (they only live in coderun)")
+    if files:
+        warnings.append(
+            f"{files} file rules left out (they decide opens of shared files, not connections)"
+        )
     kept.sort(key=lambda k: (k[0], k[1]), reverse=True)
     return Prepared([r for _, _, r in kept], warnings)
 
