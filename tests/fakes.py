@@ -294,6 +294,17 @@ def sample_rules() -> list[Rule]:
     ]
 
 
+def sample_file_rules() -> list[Rule]:
+    """File rules beside a network rule: read-only for one program, a deny, a hostile glob."""
+    f: dict[str, Any] = {"proto": Proto.FILE}
+    return [
+        rule(Action.ALLOW, 1, "cli", file="~/.aws/*", access="read", exe="/usr/bin/aws", **f),
+        rule(Action.DENY, 2, "cli", file="**/.env", note="never env files", **f),
+        rule(Action.ALLOW, 3, host="api.example.test", port_lo=443, port_hi=443, proto=Proto.TCP),
+        rule(Action.DENY, 4, "cli", file="~/\x1b[31mred\u202e", **f),
+    ]
+
+
 def flow(
     session: str, ago: float, dst: str, port: int, names: list[str], verdict: str,
     rule_id: int | None = None, rule: str = "",

@@ -21,6 +21,7 @@ from tui.inert import shown_name
 LIFETIMES = (Lifetime.ONCE, "30s", "5m", "1h", Lifetime.SESSION, Lifetime.ALWAYS)
 PROTOS = choices(Proto)
 LIFETIME_PARTS = 2  # a rule's time left in the largest two units: 1d2h, 5m30s
+FILE_MARK = "file "  # before a file rule's glob in the rules table and dialogs
 
 
 def short_session(session: str, width: int = 12) -> str:
@@ -179,6 +180,13 @@ def filter_matches(query: str, entry: LogEntry) -> bool:
 def rule_target(rule: Rule, width: int | None = None) -> str:
     """What a rule matches (``api.example.test:443/tcp``), made safe; a long name is
     elided in the middle to fit ``width``."""
+    if rule.proto is Proto.FILE:  # "file ~/.aws/* (read)": the glob cut at its start
+        access = f" ({safe(rule.access)})" if rule.access else ""
+        glob = safe(rule.file or "")
+        room = None if width is None else max(8, width - len(FILE_MARK) - len(access))
+        if room is not None and len(glob) > room:
+            glob = ELLIPSIS + glob[len(glob) - room + 1 :]
+        return FILE_MARK + glob + access
     port = f":{format_port(rule.port_lo, rule.port_hi)}" if rule.port_lo else ""
     tail = port + safe(rule.path_prefix or "") + f"/{safe(rule.proto)}"
     tail += f" [{safe(rule.method)}]" if rule.method else ""

@@ -41,6 +41,8 @@ class RuleActions(DecidingApp):
             initial = ""
             if row and row.rule.host and not row.rule.host.startswith("*"):
                 initial = format_endpoint(safe(row.rule.host), row.rule.port_lo)
+            elif row and row.rule.file and not any(c in row.rule.file for c in "*?["):
+                initial = safe(row.rule.file)  # a glob without wildcards is one path
             proto = str(row.rule.proto) if row else "tcp"
             self.push_screen(ExplainDialog(client.explain, initial, proto))
         elif message.what == "new":

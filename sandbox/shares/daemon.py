@@ -21,9 +21,9 @@ import mfusepy
 from sandbox.shares.filelog import FileLog
 from sandbox.shares.fs import ShareFS
 from sandbox.shares.gate import ASK_SLACK, MAX_HELD, FileGate, Opening, gateway_asker
-from sandbox.shares.hostpath import shown_path
 from sandbox.shares.process import asker
 from sandbox.shares.rules import FileRules
+from snitch.core.filepaths import shown_path
 from snitch.core.grammar import Origin
 from snitch.core.model import Action, Mode
 from snitch.review.client import GatewayClient

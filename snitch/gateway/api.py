@@ -22,11 +22,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from snitch.core.apitypes import SessionInfo
-from snitch.core.explain import endpoint_query
+from snitch.core.explain import endpoint_query, file_query
 from snitch.core.fileask import FileAsk
 from snitch.core.grammar import Topic
 from snitch.core.model import DecisionRequest, Proto, Rule
-from snitch.core.policy import check_rule
+from snitch.core.policy import FILE_ACCESS, check_rule
 from snitch.core.store import StoreError
 from snitch.gateway.asker import Asker, DecideError
 from snitch.gateway.events import EventBus
@@ -308,5 +308,11 @@ class ControlApi:
     async def _explain(self, r: Request) -> tuple[int, Any]:
         host = str(r.body["host"])
         port = int(r.body.get("port", 0))
-        query = endpoint_query(host, port, Proto(r.body.get("proto", "tcp")))
+        proto = Proto(r.body.get("proto", "tcp"))
+        if proto is Proto.FILE:  # ``host`` is the path as rules see it (``~/...``)
+            access = str(r.body.get("access") or "read")
+            if not host.startswith(("/", "~")) or access not in FILE_ACCESS:
+                return 400, {"error": "a file to explain is a path (/ or ~) and read or write"}
+            return 200, self.rules.explain(file_query(host, access))
+        query = endpoint_query(host, port, proto)
         return 200, self.rules.explain(query)

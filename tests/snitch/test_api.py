@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from snitch.core.model import Action, DecisionRequest, Rule
+from snitch.core.model import Action, DecisionRequest, Proto, Rule
 from snitch.review.client import ApiError, GatewayClient
 from tests.fakes import TOKEN, ApiGateway
 
@@ -98,5 +98,24 @@ async def test_rules_through_the_api_release_held_flows(tmp_path: Path) -> None:
         with pytest.raises(ApiError) as missing:
             await client.remove_rule(rule.id)
         assert missing.value.status == 404
+    finally:
+        gw.api.close()
+
+
+async def test_explain_a_file_through_the_api(tmp_path: Path) -> None:
+    gw = ApiGateway(tmp_path)
+    await gw.api.start()
+    client = GatewayClient(gw.socket, TOKEN)
+    try:
+        await client.add_rule(Rule(Action.ALLOW, proto=Proto.FILE, file="~/.aws/*", access="read"))
+        await client.add_rule(Rule(Action.ALLOW, host="api.example.test"))  # never a file's
+        explained = await client.explain("~/.aws/config", 0, "file")
+        assert explained["query"]["file"] == "~/.aws/config"
+        assert explained["query"]["access"] == "read"
+        assert explained["decision"]["reason"] == "allow-file ~/.aws/* (read)"
+        assert [m["describe"] for m in explained["matches"]] == ["allow-file ~/.aws/* (read)"]
+        with pytest.raises(ApiError) as bad:
+            await client.explain("relative/.env", 0, "file")
+        assert bad.value.status == 400
     finally:
         gw.api.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from textual.widgets import Button, Input, Static
 from textual.worker import Worker
 
 from snitch.core.explain import NO_MATCH, Explanation
+from snitch.core.filepaths import shown_path
 from snitch.core.grammar import (
     Lifetime,
     format_port,
@@ -29,6 +31,7 @@ from snitch.core.grammar import (
     parse_target,
 )
 from snitch.core.model import Action, Proto, Rule
+from snitch.core.policy import FILE_ACCESS, check_rule
 from snitch.core.safetext import safe
 from tui.client import ApiError
 from tui.format import PROTOS
@@ -55,7 +58,8 @@ class RuleForm(ModalScreen[Rule | None]):
 
     def compose(self) -> ComposeResult:
         r = self.rule or Rule(Action.ALLOW)
-        target = safe(r.host or r.cidr or "")  # an odd name shows escaped (and won't save)
+        # an odd name or glob shows escaped (and won't save as it was)
+        target = safe(r.file or "") if r.proto is Proto.FILE else safe(r.host or r.cidr or "")
         port = format_port(r.port_lo, r.port_hi)
         title = f"Edit rule {r.id}" if self.rule else "New rule"
         with Vertical(id="rule-form", classes="dialog") as box:
@@ -69,7 +73,7 @@ class RuleForm(ModalScreen[Rule | None]):
                     id="action",
                 ),
             )
-            hint = "name, *.domain, IP or CIDR; empty: any"
+            hint = "name, *.domain, IP or CIDR; empty: any; proto file: a glob, ~/.aws/*"
             yield field_row("Target", Input(target, placeholder=hint, compact=True, id="target"))
             yield field_row(
                 "Port", Input(port, placeholder="443, 8000-8100, any", compact=True, id="port")
@@ -89,6 +93,11 @@ class RuleForm(ModalScreen[Rule | None]):
                 ChoiceSet(
                     [(p, p) for p in PROTOS], selected=str(r.proto), horizontal=True, id="proto"
                 ),
+            )
+            access = [("any", "read or write"), *((a, a) for a in FILE_ACCESS)]
+            yield field_row(
+                "Access",
+                ChoiceSet(access, selected=r.access or "any", horizontal=True, id="access"),
             )
             yield field_row(
                 "Lifetime",
@@ -137,9 +146,21 @@ class RuleForm(ModalScreen[Rule | None]):
         path, methods = values["path"], values["method"]
         path_prefix = normalize_path_prefix(path.strip()) if path.strip() else None
         method = normalize_methods(methods) if methods.strip() else None
-        host, cidr = parse_target(target.strip() or "any")  # an empty field: any
-        lo, hi = parse_port(port)
         proto = Proto(self.query_one("#proto", ChoiceSet).value)
+        access = self.query_one("#access", ChoiceSet).value
+        where: dict[str, Any] = {"host": None, "cidr": None, "file": None, "access": None}
+        if proto is Proto.FILE:  # the target is a path glob; a file has no port
+            if port.strip() not in ("", "any"):
+                raise ValueError("a file rule has no port (its target is a path glob)")
+            if path_prefix is not None or method is not None:
+                raise ValueError("a file rule has no URL path or method")
+            where.update(file=target.strip(), access=None if access == "any" else access)
+            lo = hi = 0
+        else:
+            if access != "any":
+                raise ValueError("read/write access is for file rules (proto file)")
+            where["host"], where["cidr"] = parse_target(target.strip() or "any")  # empty: any
+            lo, hi = parse_port(port)
         if lo and proto in (Proto.DNS, Proto.ICMP):
             raise ValueError(f"a port makes no sense with {proto}")
         base = self.rule or Rule(Action.ALLOW, source="dashboard")
@@ -154,19 +175,30 @@ class RuleForm(ModalScreen[Rule | None]):
                 fields["session"] = self.session
             elif not isinstance(lasting, Lifetime):
                 fields["expires_at"] = self.clock() + lasting
-        return dataclasses.replace(
+        if proto is not Proto.FILE and base.proto is Proto.FILE:
+            fields["exe"] = None  # a file rule's program does not carry over to a connection
+        rule = dataclasses.replace(
             base,
             action=Action(self.query_one("#action", ChoiceSet).value),
-            host=host,
-            cidr=cidr,
             port_lo=lo,
             port_hi=hi,
             proto=proto,
             path_prefix=path_prefix,
             method=method,
             note=note.strip(),
+            **where,
             **fields,
         )
+        check_rule(rule)
+        return rule
+
+
+def explained_path(text: str) -> str:
+    """A path typed into the explain dialog as file rules see it (``~/...`` under home)."""
+    path = os.path.expanduser(text.strip())
+    if not path.startswith("/"):
+        raise ValueError("a file to explain is a path starting with / or ~")
+    return shown_path(path, os.path.expanduser("~"))
 
 
 def render_explanation(explanation: Explanation) -> Group:
@@ -211,10 +243,10 @@ class ExplainDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="explain", classes="dialog") as box:
-            box.border_title = "Explain: which rule decides a connection"
+            box.border_title = "Explain: which rule decides a connection or a file's open"
+            hint = "api.example.test:443; proto file: a path, ~/.aws/credentials"
             yield field_row(
-                "Host:port",
-                Input(self.initial, placeholder="api.example.test:443", compact=True, id="host"),
+                "Host:port", Input(self.initial, placeholder=hint, compact=True, id="host")
             )
             protos = [(p, p) for p in PROTOS]
             yield field_row(
@@ -241,9 +273,14 @@ class ExplainDialog(ModalScreen[None]):
     async def run_explain(self) -> None:
         out = self.query_one("#explain-text", Static)
         out.remove_class("hint")
+        proto = self.query_one("#proto", ChoiceSet).value
+        text = self.query_one("#host", Input).value
         try:
-            host, port = parse_endpoint(self.query_one("#host", Input).value)
-            result = await self.explain(host, port, self.query_one("#proto", ChoiceSet).value)
+            if proto == Proto.FILE:  # read access: what an open of an existing file asks
+                host, port = explained_path(text), 0
+            else:
+                host, port = parse_endpoint(text)
+            result = await self.explain(host, port, proto)
         except ValueError as exc:
             out.update(Text(str(exc), style="red"))
             return

@@ -107,6 +107,7 @@ class RulesView(Vertical):
             r = row.rule
             what = f"{safe(r.action)} {rule_target(r, NAME_WIDTH)}"
             parts = [f"rule {r.id}: {what}", lifetime_text(r, self.clock(), LIFETIME_PARTS)]
+            parts += [f"program {safe(r.exe)}"] if r.exe else []
             parts += [f"scope {safe(r.scope)}"] if r.scope != "global" else []
             parts += [f"priority {r.priority}"] if r.priority else []
             parts += [f"{r.hits} hits"] + ([f"last {clock_time(r.last_hit)}"] if r.last_hit else [])
