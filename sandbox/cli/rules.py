@@ -236,6 +236,9 @@ def import_command(file: Path, blocklist: bool) -> None:
     skipped = len(policy.rules) - len(new)
     extra = f", {len(policy.blocklist)} blocklist entries" if policy.blocklist else ""
     click.echo(f"imported {len(new)} rules from {safe(file)} ({skipped} duplicates skipped){extra}")
+    if policy.secrets:  # per-run values: `coderun run --policy FILE` uses them, the store never
+        click.echo(f"left out {len(policy.secrets)} [[secret]] tables (they are for runs: "
+                   "coderun run --policy FILE)")  # fmt: skip
 
 
 @rules.command("export")

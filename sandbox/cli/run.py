@@ -153,12 +153,23 @@ def build_config(
         raise click.ClickException(f"bad CODERUN_LOG_* setting: {exc}") from exc
 
     if policy_file is not None:
-        from snitch.core.policyfile import PolicyError, load_policy
+        from snitch.core.policyfile import PolicyError, load_policy_file
 
         try:
-            load_policy(policy_file)
+            wanted = load_policy_file(policy_file).secrets  # [[secret]]: as --secret
         except PolicyError as exc:
             raise click.ClickException(str(exc)) from exc
+        given = {spec.partition("=")[0] for spec in secret}
+        for named in wanted:
+            if named.name in given:
+                raise click.UsageError(f"secret {named.name} is named by --secret and by "
+                                       f"{policy_file}: name it once")  # fmt: skip
+            if named.file is not None:  # relative to the policy file's folder
+                where = policy_file.parent / Path(named.file).expanduser()
+                named = replace(named, file=str(where))
+            secret += (named.secret_spec(),)
+            hosts = named.host_spec()
+            secret_host += (hosts,) if hosts else ()
     try:
         parse_user(user or DEFAULT_USER)
     except ValueError as exc:

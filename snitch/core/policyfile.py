@@ -45,6 +45,7 @@ from snitch.core.policyfields import (
     tail_lines,
 )
 from snitch.core.policyfields import toml_string as toml_string  # re-exported (profiles)
+from snitch.core.policysecrets import SECRET, PolicySecret, secret_from_table
 
 RULE_KEYS = (
     "action", "host", "cidr", "port", "proto", "scope", "priority", "path", "method", "exe",
@@ -55,7 +56,7 @@ FILE_KEYS = ("allow", "deny", "action", "path", "access", "exe", *COMMON_KEYS)
 RULE, FILE = "rule", "file"  # the array-of-tables names
 _q = toml_string
 _TABLE = re.compile(r"""\s*\[\[?\s*[\w."' -]+\]\]?\s*(?:#.*)?$""")
-_HEADER = re.compile(r"\s*\[\[\s*(rule|file)\s*\]\]")
+_HEADER = re.compile(r"\s*\[\[\s*(rule|file|secret)\s*\]\]")
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -71,6 +72,7 @@ class PolicyError(ValueError):
 class PolicyFile:
     rules: list[Rule] = field(default_factory=list)
     blocklist: list[str] = field(default_factory=list)
+    secrets: list[PolicySecret] = field(default_factory=list)  # for runs, never the store
 
 
 class Locator:
@@ -87,7 +89,7 @@ class Locator:
                 elif m.group() == inside:
                     inside = None
             self.lines.append(None if start is not None else line)
-        self.headers: dict[str, list[int]] = {RULE: [], FILE: []}
+        self.headers: dict[str, list[int]] = {RULE: [], FILE: [], SECRET: []}
         for i, s in enumerate(self.lines):
             head = _HEADER.match(s) if s is not None else None
             if head:
@@ -283,6 +285,17 @@ def policy_from_data(data: dict[str, Any], loc: Locator, file: str, now: float) 
         except ValueError as e:
             message, key = e.args
             raise PolicyError(file, *loc.rule(i, key, FILE), f"file {i + 1}: {message}") from None
+    tables = data.get(SECRET, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        msg = "secret must be an array of tables: [[secret]]"
+        raise PolicyError(file, *loc.top(SECRET), msg)
+    for i, table in enumerate(tables):
+        try:
+            out.secrets.append(secret_from_table(table))
+        except ValueError as e:
+            message, key = e.args
+            where = loc.rule(i, key, SECRET)
+            raise PolicyError(file, *where, f"secret {i + 1}: {message}") from None
     return out
 
 
@@ -291,8 +304,8 @@ def loads_policy(text: str, file: str = "<policy>", *, now: float | None = None)
     t = time.time() if now is None else now
     data, loc = parse_toml(text, file)
     for key in data:
-        if key not in (RULE, FILE, "blocklist"):
-            msg = f"unknown key {key!r} (want [[rule]] or [[file]] tables)"
+        if key not in (RULE, FILE, SECRET, "blocklist"):
+            msg = f"unknown key {key!r} (want [[rule]], [[file]] or [[secret]] tables)"
             raise PolicyError(file, *loc.top(key), msg)
     return policy_from_data(data, loc, file, t)
 
