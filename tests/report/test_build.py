@@ -131,3 +131,13 @@ def test_a_close_adds_its_bytes_to_the_allowed_open_only() -> None:
                line(2, method="close", bytes_in=5)]  # fmt: skip
     files = build_report(entries, session_info(None, "s")).files
     assert [(f.verdict, f.bytes_read) for f in files] == [("allow", 5), ("deny", 0)]
+
+
+def test_a_flow_line_written_after_its_requests_still_gathers_them() -> None:
+    """A flow's line waits for its process (attribution) and may follow its requests'
+    http lines in the file; its time is the verdict's, before theirs."""
+    entries = sample_entries()
+    late = sorted(entries, key=lambda e: (e.kind.value != "http", e.time))  # http lines first
+    assert [e.kind for e in late] != [e.kind for e in entries]
+    r = build_report(late, session_info(sample_record(), "s1"))
+    assert r.endpoints == report().endpoints

@@ -182,7 +182,10 @@ def _add_address(row: Endpoint, address: str) -> None:
 
 def build_report(entries: Iterable[LogEntry], session: SessionInfo) -> Report:
     builder = _Builder()
-    for e in entries:
+    # In time order, not file order: a flow's line is written once its process is known
+    # (up to 0.5 s after its verdict, whose time it carries), so its requests' http lines
+    # may come first in the file; they are matched to the flow by its source port.
+    for e in sorted(entries, key=lambda e: e.time):
         builder.add(e)
     return builder.report(session)
 
