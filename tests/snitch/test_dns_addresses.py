@@ -74,7 +74,7 @@ def test_inside_addresses_say_why(ip: str, why: str) -> None:
     [
         "203.0.113.9",  # documentation ranges behave as public ones
         "192.0.2.10",
-        "8.8.8.8",
+        "198.51.100.7",
         "100.63.255.255",  # just below CGNAT
         "100.128.0.0",  # just above
         "172.32.0.1",  # just above 172.16/12
@@ -83,8 +83,8 @@ def test_inside_addresses_say_why(ip: str, why: str) -> None:
         "172.29.0.2",  # a member of the named egress network: the outside
         "172.29.255.253",  # the demo internet's extra addresses live there
         "2001:db8::1",
-        "::ffff:8.8.8.8",
-        "64:ff9b::808:808",
+        "::ffff:198.51.100.7",
+        "64:ff9b::c633:6407",  # NAT64 of 198.51.100.7
     ],
 )
 def test_outside_addresses_are_not_protected(ip: str) -> None:
