@@ -17,23 +17,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netbench import figures, profile  # noqa: E402
+from netbench import figures, kprofile, profile  # noqa: E402
 from netbench.common import fmt, machine, median, met, preamble, table, update_section  # noqa: E402
 from netbench.topology import Lab, Path_, docker_client, tags_for  # noqa: E402
-from netbench.workload import ACCEPT_PORT, HTTP_PORT  # noqa: E402
+from netbench.workload import ACCEPT_PORT, HTTP_PORT, SINK_PORT  # noqa: E402
 
 SECTION = "Issue 18: decided traffic at kernel speed"
 READING = """Reading the table (the machine was shared by several engineers' test runs: load average
@@ -139,7 +140,8 @@ def named(path: Path_, name: str) -> Path_:
 
 
 def lab_figures(lab: Lab, sizes: Sizes) -> dict[str, Any]:
-    ip, direct, out = lab.server_ip, lab.direct, {}
+    ip, direct = lab.server_ip, lab.direct
+    out: dict[str, Any] = {}
     gw = named(lab.session("gateway"), "coderun")
     with env(CODERUN_KERNEL_CACHE="0"):
         nocache = named(lab.session("gateway"), "coderun, no kernel cache")
@@ -154,21 +156,49 @@ def lab_figures(lab: Lab, sizes: Sizes) -> dict[str, Any]:
         prof, _ = profile.record(gw.gateway_pid, sizes.profile_s,
                                  lambda: gw.run("rate", ip, ACCEPT_PORT, seconds))  # fmt: skip
         out["_prof_flows"] = prof
+        log("kernel profiles: bulk TCP and new flows on each path")
+        out["_kprof_bulk"] = kernel_profiles(
+            [direct, router, gw], lambda p: p.run("bulk", ip, SINK_PORT, sizes.bulk),
+            lambda r: r["received"] / 1e6)  # fmt: skip
+        out["_kprof_flows"] = kernel_profiles(
+            [direct, router, gw], lambda p: p.run("rate", ip, ACCEPT_PORT, sizes.flow_s),
+            lambda r: r["flows"] / 1000)  # fmt: skip
     lab.end_session(nocache)
-    lab.end_session(router)
     web = named(lab.session("gateway", web=True), "coderun")
-    with env(CODERUN_PEEK="1"):
-        peek = named(lab.session("gateway", web=True), "coderun, peek")
+    with env(CODERUN_PEEK="0"):
+        proxied = named(lab.session("gateway", web=True), "coderun, through mitmproxy")
     gw.name = "coderun, no web ports"
     log("HTTP GETs")
-    out["http"] = figures.http([direct, web, peek, gw], ip, sizes.http_new, sizes.http_keep,
-                               sizes.reps)  # fmt: skip
+    out["http"] = figures.http([direct, router, web, proxied, gw], ip, sizes.http_new,
+                               sizes.http_keep, sizes.reps)  # fmt: skip
     if sizes.profile_s:
-        log("profiling the gateway under HTTP load (new connections) with peek")
+        log("profiling the gateway under HTTP load (new connections)")
         n = sizes.http_new
-        prof, _ = profile.record(peek.gateway_pid, sizes.profile_s,
-                                 lambda: peek.run("http", ip, HTTP_PORT, n))  # fmt: skip
-        out["_prof_http_peek"] = prof
+        prof, _ = profile.record(web.gateway_pid, sizes.profile_s,
+                                 lambda: web.run("http", ip, HTTP_PORT, n))  # fmt: skip
+        out["_prof_http"] = prof
+        log("kernel profiles: HTTP on one keep-alive connection, and new connections")
+        keep = sizes.http_keep
+        out["_kprof_keep"] = kernel_profiles(
+            [direct, router, web, gw], lambda p: p.run("http", ip, HTTP_PORT, keep, "keep"),
+            lambda r: r["requests"] / 1000)  # fmt: skip
+        out["_kprof_http_new"] = kernel_profiles(
+            [direct, router, web, gw], lambda p: p.run("http", ip, HTTP_PORT, n),
+            lambda r: r["requests"] / 1000)  # fmt: skip
+    lab.end_session(router)
+    return out
+
+
+def kernel_profiles(
+    paths: list[Path_], work: Callable[[Path_], dict[str, Any]],
+    units: Callable[[dict[str, Any]], float],
+) -> dict[str, tuple[kprofile.KProfile, float]]:  # fmt: skip
+    """Each path's system-wide CPU profile while it runs ``work`` once."""
+    out: dict[str, tuple[kprofile.KProfile, float]] = {}
+    for p in paths:
+        pids = {p.gateway_pid} if p.gateway_pid else None
+        prof, result = kprofile.record(lambda p=p: work(p), pids)  # type: ignore[misc]
+        out[p.name] = (prof, units(result) if result else 0.0)
     return out
 
 
@@ -199,7 +229,10 @@ def tls_figures(client: Any, tags: dict[str, str], sizes: Sizes, home: Path) -> 
             labels={"coderun.bench": "tls", "coderun.bench.owner-pid": str(os.getpid())},
         )  # fmt: skip
         paths: dict[str, Any] = {"direct": direct}
-        for name, switches in (("coderun", {}), ("coderun, peek", {"CODERUN_PEEK": "1"})):
+        for name, switches in (
+            ("coderun", {}),
+            ("coderun, through mitmproxy", {"CODERUN_PEEK": "0"}),
+        ):
             with env(**switches):
                 s = Session(client, SessionConfig(
                     image=tags["sandbox-bash"],
@@ -248,11 +281,13 @@ def startup(client: Any, tags: dict[str, str], sizes: Sizes, network: str) -> di
         "coderun": [sys.executable, "-m", "sandbox.cli", "run", "--mode", "enforce",
                     "--egress-network", network, "--", "true"],
     }  # fmt: skip
-    commands["coderun, peek"] = commands["coderun"]
+    commands["coderun, through mitmproxy"] = commands["coderun"]
     times: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(sizes.starts):
         for name, cmd in commands.items():
-            run_env = {**os.environ, "CODERUN_PEEK": "1" if "peek" in name else "0"}
+            run_env = dict(os.environ)  # what a user gets, or the proxy for every web flow
+            if "mitmproxy" in name:
+                run_env["CODERUN_PEEK"] = "0"
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True, env=run_env)
             times[name].append(time.perf_counter() - t0)
@@ -277,13 +312,15 @@ def rows(out: dict[str, Any]) -> list[list[str]]:
         table_rows.append([what, fmt(base, unit), fmt(value, unit), pct(value, base),
                            f"≥ {target * 100:.0f} %" if target else "–", met(ok)])  # fmt: skip
 
-    for path, target in (("coderun", 0.6), ("coderun, peek", 0.6), ("coderun, no web ports", None)):
+    web_paths = (("coderun", True), ("coderun, through mitmproxy", False),
+                 ("coderun, no web ports", False), ("plain router", False))  # fmt: skip
+    for path, gated in web_paths:
         row(f"HTTP GETs/s, new connection each — {path}", d_http_new,
-            m(http["new"], path, "req_per_s"), target, "/s")  # fmt: skip
-    for path, target in (("coderun", 0.9), ("coderun, peek", 0.9), ("coderun, no web ports", None)):
+            m(http["new"], path, "req_per_s"), 0.6 if gated else None, "/s")  # fmt: skip
+    for path, gated in web_paths:
         row(f"HTTP GETs/s, one keep-alive connection — {path}", d_http_keep,
-            m(http["keep"], path, "req_per_s"), target, "/s")  # fmt: skip
-    for path, target in (("coderun", 0.6), ("coderun, peek", 0.6)):
+            m(http["keep"], path, "req_per_s"), 0.9 if gated else None, "/s")  # fmt: skip
+    for path, target in (("coderun", 0.6), ("coderun, through mitmproxy", None)):
         row(f"HTTPS (TLS, not intercepted) handshakes/s, new connection each — {path}",
             tls["handshake"]["direct"], tls["handshake"][path], target, "/s")  # fmt: skip
     for path, target in (("coderun", 0.9), ("coderun, no kernel cache", None),
@@ -297,14 +334,20 @@ def rows(out: dict[str, Any]) -> list[list[str]]:
         None,
         "/s",
     )
+    for path in ("coderun", "coderun, no kernel cache"):
+        made = sum(int(r["flows"]) for r in flows[path]["runs"])
+        unlogged = sum(int(r.get("missing_verdicts", 0)) for r in flows[path]["runs"])
+        table_rows.append([f"connections with no flow line of their own — {path} (of all it "
+                           "made in the flow-rate runs)", "0", f"{unlogged:,} of {made:,}",
+                           "–", "0", met(unlogged == 0)])  # fmt: skip
     for path, target in (("coderun", 0.9), ("plain router", None)):
         row(f"bulk TCP, one connection — {path}", m(bulk, "direct", "mb_per_s"),
             m(bulk, path, "mb_per_s"), target, "MB/s")  # fmt: skip
-    for path in ("coderun", "coderun, peek"):
+    for path in ("coderun", "coderun, through mitmproxy"):
         row(f"like a package manager: HTTPS files/s (lookup + new connection each) — {path}",
             tls["files"]["direct"], tls["files"][path], None, "/s")  # fmt: skip
     start = out["startup"]
-    for path in ("coderun", "coderun, peek"):
+    for path in ("coderun", "coderun, through mitmproxy"):
         ratio = start[path] / start["docker"]
         table_rows.append([f"`coderun run --mode enforce -- true`, no pool — {path} (vs "
                            "`docker run --rm`)", fmt(start["docker"], "s"), fmt(start[path], "s"),
@@ -316,9 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes; print, do not write docs")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--profiles", action="store_true", help="with --smoke: profile too")
     args = ap.parse_args(argv)
-    os.environ["CODERUN_KERNEL_CACHE"] = "1"  # opt-in; the 'no kernel cache' path sets 0
     sizes = SMOKE if args.smoke else FULL
+    if args.smoke and args.profiles:
+        sizes = dataclasses.replace(sizes, profile_s=2)
     started = time.monotonic()
     client = docker_client()
     tags = tags_for(client)
@@ -340,10 +385,20 @@ def main(argv: list[str] | None = None) -> int:
     body += "\n\n" + READING.strip()
     for key, title in (("_prof_flows", "Profile of the gateway while the kernel decides a "
                         "flow-rate load (its work: the NFLOG lines)"),
-                       ("_prof_http_peek", "Profile of the gateway under HTTP load (new "
-                        "connections), peek on")):  # fmt: skip
+                       ("_prof_http", "Profile of the gateway under HTTP load (new "
+                        "connections), the default path")):  # fmt: skip
         if key in out:
             body += "\n\n" + profile.markdown(out[key], title)
+    for key, unit, title in (
+        ("_kprof_bulk", "MB", "Kernel profile, bulk TCP (one connection)"),
+        ("_kprof_keep", "1,000 requests", "Kernel profile, HTTP GETs on one keep-alive "
+         "connection"),
+        ("_kprof_flows", "1,000 flows", "Kernel profile, new flows to a decided destination"),
+        ("_kprof_http_new", "1,000 requests", "Kernel profile, HTTP GETs with a new "
+         "connection each"),
+    ):  # fmt: skip
+        if key in out:
+            body += "\n\n" + kprofile.markdown(out[key], unit, title)
     print(body)
     if args.json:
         clean = {k: v for k, v in out.items() if not k.startswith("_")}
