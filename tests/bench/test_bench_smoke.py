@@ -97,12 +97,12 @@ def test_issue18_figures_are_numbers(results: dict[str, Any]) -> None:
     for path in ("direct", "plain router", "coderun, no kernel cache", "coderun"):
         assert number(out["flows"][path]["median"]["flows_per_s"]) > 0
     for mode in ("new", "keep"):
-        for path in ("direct", "coderun", "coderun, peek", "coderun, no web ports"):
+        for path in ("direct", "coderun", "coderun, through mitmproxy", "coderun, no web ports"):
             assert number(out["http"][mode][path]["median"]["req_per_s"]) > 0
     for mode in ("handshake", "files"):
-        for path in ("direct", "coderun", "coderun, peek"):
+        for path in ("direct", "coderun", "coderun, through mitmproxy"):
             assert number(out["tls"][mode][path]) > 0
-    for command in ("docker", "coderun", "coderun, peek"):
+    for command in ("docker", "coderun", "coderun, through mitmproxy"):
         assert number(out["startup"][command]) > 0
 
 
