@@ -221,6 +221,30 @@ def _warm_row(warm: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def cli_calls(coderun: list[str], env: dict[str, str]) -> list[tuple[str, ...]]:
+    """One ``coderun run`` with every Docker call timed (``CODERUN_TRACE_DOCKER``,
+    sandbox/calltrace.py): rows of (at +ms from the process's start, ms, call, thread),
+    the run's named moments among them."""
+    with tempfile.TemporaryDirectory(prefix="coderun-bench-trace-") as tmp:
+        trace = Path(tmp) / "calls.jsonl"
+        t0 = time.time()
+        subprocess.run(coderun, env={**env, "CODERUN_TRACE_DOCKER": str(trace)},
+                       check=True, stdout=sys.stderr)  # fmt: skip
+        end = time.time()
+        lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    rows: list[tuple[str, ...]] = []
+    for item in sorted(lines, key=lambda r: float(r["at"])):
+        at = fmt((item["at"] - t0) * 1000, "", 0)
+        if "mark" in item:
+            rows.append((at, "", f"*{item['mark']}*", ""))
+        else:
+            thread = "main" if item["thread"] == "MainThread" else "other"
+            rows.append((at, fmt(item["seconds"] * 1000, "", 0),
+                         f"`{item['method']} {item['path']}`", thread))  # fmt: skip
+    rows.append((fmt((end - t0) * 1000, "", 0), "", "*process exited*", ""))
+    return rows
+
+
 def cli_import(runs: int) -> float:
     """Median seconds of ``python -m sandbox.cli --version`` (interpreter + imports)."""
     times = []
@@ -259,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         plain = {} if args.smoke else phases(lab, max(1, runs // 2), web_ports=())
         imports = import_costs(lab) if not args.smoke else {}
         cli = cli_import(1 if args.smoke else 3)
+        calls = cli_calls(coderun, env)
     docker_s = results["docker run --rm IMAGE true"]["median"]
     coderun_s = results["coderun run -- true"]["median"]
     r = coderun_s / docker_s
@@ -297,9 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(header, rows))
     print()
     print(table(step_header, step_rows))
+    calls_header = ("at + ms", "ms", "Docker call of one `coderun run -- true` (CLI)", "thread")
+    print()
+    print(table(calls_header, calls))
     if args.json:
         raw = {"hyperfine": results, "warm_pool": warm, "phases": steps,
-               "phases_no_web": plain, "cli": cli, "imports": imports}  # fmt: skip
+               "phases_no_web": plain, "cli": cli, "imports": imports,
+               "calls": calls}  # fmt: skip
         args.json.write_text(json.dumps(raw, indent=1, default=str))
     if not args.smoke and not args.no_docs:
         info = machine()
@@ -328,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
             "start from /proc, its readiness from `gateway.json`).",
             "",
             table(step_header, step_rows),
+            "",
+            "Every Docker call of one `coderun run --mode enforce -- true` "
+            "(`CODERUN_TRACE_DOCKER=FILE`, sandbox/calltrace.py), from the process's start, "
+            "with the run's moments in italics; calls of a thread other than the main one "
+            "run side by side with it.",
+            "",
+            table(calls_header, calls),
         ])  # fmt: skip
         update_section(SECTION, body)
     return 0

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import docker
 import requests
 
-from sandbox import paths
+from sandbox import calltrace, paths
 from sandbox.cleanup import gc
 from sandbox.config import SessionConfig, SessionError
 from sandbox.pool import claim
@@ -171,8 +171,10 @@ def run_session(
     front = front or PlainOutput()
     # Leftovers of runs that were killed before they could clean up; another run cleaning
     # up at the same time may remove some under us (they are going anyway).
+    calltrace.mark("run_session")
     with contextlib.suppress(docker.errors.DockerException):
         gc(client)
+    calltrace.mark("gc done")
     threading.Thread(target=prune_logs, daemon=True).start()
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     session: Session | None = None
@@ -184,6 +186,7 @@ def run_session(
         if session is None:
             session = Session(client, config)
             session.start()
+        calltrace.mark("Session.start done")
         assert session.sandbox is not None
         if started is not None:
             started(session)
@@ -195,6 +198,7 @@ def run_session(
             stream = session.sandbox.attach(stdout=True, stderr=True, stream=True, logs=True,
                                             demux=True)  # fmt: skip
         session.sandbox.start()
+        calltrace.mark("sandbox started")
         session.sandbox_started()
         ports = _start_ports(session)
         pump = threading.Thread(target=_pump, args=(stream, front), daemon=True)
@@ -231,8 +235,10 @@ def run_session(
             # Ignore further signals while cleaning up: a second Ctrl-C must not leak.
             masked = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
+                calltrace.mark("close")
                 session.finish(status, error)
                 session.close()
+                calltrace.mark("closed")
             finally:
                 for sig, handler in masked.items():
                     signal.signal(sig, handler)

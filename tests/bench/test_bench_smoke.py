@@ -90,6 +90,9 @@ def test_startup_figures_are_numbers(results: dict[str, Any]) -> None:
     assert number(out["phases"]["… at +: gateway ready (gateway.json)"]) > 0
     warm = out["warm_pool"]["coderun run -- true (warm pool)"]
     assert number(warm["median"]) > 0 and warm["failures"] == 0
+    calls = [row[2] for row in out["calls"]]  # one CLI run, every Docker call timed
+    assert any("POST /containers/create" in c for c in calls), calls
+    assert "*closed*" in calls, calls
 
 
 def test_issue18_figures_are_numbers(results: dict[str, Any]) -> None:
