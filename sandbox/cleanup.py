@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 from docker.models.volumes import Volume
 
-from sandbox.labels import LABEL, OWNER_HOST, OWNER_PID
+from sandbox.labels import LABEL, OWNER_HOST, OWNER_PID, ROLE
 
 RETRIES = 6  # up to ~4 s in all: a busy engine may take that long to remove a container
 RETRY_SECONDS = 0.25
@@ -48,20 +48,46 @@ def _orphaned(labels: dict[str, str]) -> bool:
         return True
 
 
-def remove_session(client: docker.DockerClient, session_id: str) -> list[str]:
-    """Remove the session's containers (sandbox first) and then its networks and
-    volumes."""
+def remove_session(
+    client: docker.DockerClient,
+    session_id: str,
+    stop_gateway: Callable[[Container], None] | None = None,
+) -> list[str]:
+    """Remove the session's containers and then its networks and volumes. A container
+    that joined another's network namespace (the sandbox; a pod's gateway and init step)
+    goes before it; ``stop_gateway`` lets the gateway stop (flush its log) before its
+    removal, side by side with the others'."""
     removed: list[str] = []
     selector = {"label": f"{LABEL}={session_id}"}
-    containers = client.containers.list(all=True, filters=selector, ignore_removed=True)
-    first = [c for c in containers if c.labels.get("coderun.role") == "sandbox"]
-    rest = [c for c in containers if c not in first]
-    for batch in (first, rest):  # the sandbox joins the holder's namespace: it goes first
-        removed.extend(_parallel(_remove_container, batch))
+    # Sparse: one listing, no inspect per container (names and labels are in it).
+    containers = client.containers.list(all=True, filters=selector, sparse=True,
+                                        ignore_removed=True)  # fmt: skip
+    joiners = [c for c in containers if _network_mode(c).startswith("container:")]
+    owners = [c for c in containers if c not in joiners]
+
+    def remove(container: Container) -> str | None:
+        if stop_gateway is not None and _labels(container).get(ROLE) == "gateway":
+            stop_gateway(container)
+        return _remove_container(container)
+
+    for batch in (joiners, owners):
+        removed.extend(_parallel(remove, batch))
     rest_of_it: list[Network | Volume] = [*client.networks.list(filters=selector),
                                           *client.volumes.list(filters=selector)]  # fmt: skip
     removed.extend(_parallel(_remove_network_or_volume, rest_of_it))
     return removed
+
+
+def _labels(container: Container) -> dict[str, str]:
+    """A container's labels, from a sparse listing or an inspect."""
+    labels = container.attrs.get("Labels")
+    if labels is None:
+        labels = (container.attrs.get("Config") or {}).get("Labels")
+    return dict(labels or {})
+
+
+def _network_mode(container: Container) -> str:
+    return str((container.attrs.get("HostConfig") or {}).get("NetworkMode") or "")
 
 
 def session_objects_left(client: docker.DockerClient, session_id: str) -> bool:
@@ -77,7 +103,8 @@ def _remove_container(container: Container) -> str | None:
         container.remove(force=True)
     except docker.errors.NotFound:
         return None
-    return f"container {container.name}"
+    names = container.attrs.get("Names") or [container.attrs.get("Name") or container.short_id]
+    return f"container {str(names[0]).lstrip('/')}"
 
 
 def _remove_network_or_volume(item: Network | Volume) -> str | None:

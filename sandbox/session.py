@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -158,8 +158,8 @@ class Session:
             self._start_adopted()
             return
         gateway_ready = self._start_pair(standby=False)
+        self._create_sandbox(f"coderun-{self.id}")  # while the gateway gets ready
         _wait(gateway_ready, "the gateway")
-        self._create_sandbox(f"coderun-{self.id}")
         self._put_secrets()
 
     def _put_secrets(self) -> None:
@@ -229,29 +229,37 @@ class Session:
     def _start_pair(self, standby: bool) -> Callable[[], bool]:
         c = self.client
         name = f"coderun-{self.id}"
-        egress = self._egress_network(name)
         if self.config.network.topology is Topology.POD:  # one namespace (sandbox/pod.py)
             from sandbox.pod import start_pod
 
+            egress = self._egress_network(name)
             self.files_volume = injected.create_volume(c, f"{name}-files",
                                                        self.role_labels("files"))  # fmt: skip
             return start_pod(self, egress, standby)
-        inner = c.networks.create(
+        # Docker's calls are slow one by one: the sandbox network, the files volume and
+        # the holder on one side, the egress network and the gateway on the other, until
+        # the gateway joins the sandbox network (before it starts: it starts with both).
+        # Whatever a failure leaves half made is labelled: close() removes it.
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            inner = pool.submit(self._create_inner, name)
+            volume = pool.submit(injected.create_volume, c, f"{name}-files",
+                                 self.role_labels("files"))  # fmt: skip
+            holder_started = pool.submit(self._start_holder, name, inner, volume)
+            egress = self._egress_network(name)
+            gateway_ready = self._start_gateway(name, egress, inner, standby)
+            holder_started.result()
+        self._setup_holder()
+        return gateway_ready
+
+    def _create_inner(self, name: str) -> Network:
+        inner = self.client.networks.create(
             f"{name}-net",
             driver="bridge",
             labels=self.role_labels("sandbox-net"),
             options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
         )
         self.networks.append(inner)
-        self.files_volume = injected.create_volume(c, f"{name}-files", self.role_labels("files"))
-        # Gateway and holder start side by side (Docker's API calls are slow one by one);
-        # the holder's network is set up once the gateway's address is known.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            holder_started = pool.submit(self._start_holder, name, inner)
-            gateway_ready = self._start_gateway(name, egress, inner, standby)
-            holder_started.result()
-        self._setup_holder()
-        return gateway_ready
+        return inner
 
     def run_settings(self) -> RunSettings:
         """The gateway settings that belong to this run (a warm gateway gets them last)."""
@@ -263,7 +271,8 @@ class Session:
 
     def gateway_settings(self, egress: Network, standby: bool) -> GatewaySettings:
         """Everything the gateway starts with (a warm one: all but the run)."""
-        egress.reload()
+        if not (egress.attrs.get("IPAM") or {}).get("Config"):  # made or got: read already
+            egress.reload()
         ipam = (egress.attrs.get("IPAM", {}).get("Config") or [{}])[0]
         if not ipam.get("Subnet"):
             raise SessionError(f"egress network {egress.name} has no IPv4 subnet")
@@ -283,13 +292,12 @@ class Session:
         )  # fmt: skip
 
     def _start_gateway(
-        self, name: str, egress: Network, inner: Network, standby: bool = False
+        self, name: str, egress: Network, inner: Future[Network], standby: bool = False
     ) -> Callable[[], bool]:
         settings = self.gateway_settings(egress, standby)
-        self.gateway = self.client.containers.run(
+        self.gateway = self.client.containers.create(
             self.config.network.gateway_image,
             name=f"{name}-gw",
-            detach=True,
             network=egress.name,
             labels=self.role_labels("gateway"),
             environment=settings.to_env(),
@@ -308,9 +316,12 @@ class Session:
             },
         )
         self.containers.append(self.gateway)
-        inner.connect(self.gateway)
+        sandbox_net = inner.result()
+        sandbox_net.connect(self.gateway)
+        self.gateway.start()
         self.gateway.reload()
-        self.gateway_ip = self.gateway.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
+        networks = self.gateway.attrs["NetworkSettings"]["Networks"]
+        self.gateway_ip = networks[sandbox_net.name]["IPAddress"]
         return self.ready_check()
 
     def gateway_data_mounts(self) -> dict[str, dict[str, str]]:
@@ -359,15 +370,17 @@ class Session:
             raise SessionError(f"the gateway failed to start:\n{logs}")
         return False
 
-    def _start_holder(self, name: str, inner: Network) -> None:
+    def _start_holder(self, name: str, inner: Future[Network], volume: Future[Volume]) -> None:
+        sandbox_net = inner.result()
+        self.files_volume = volume.result()
         holder = self.client.containers.create(
             self.config.network.gateway_image,
             name=f"{name}-ns",
             entrypoint=["sleep", "infinity"],
-            network=inner.name,
+            network=sandbox_net.name,
             labels=self.role_labels("holder"),
             cap_add=["NET_ADMIN"],
-            volumes=injected.holder_mount(self.files_volume) if self.files_volume else None,
+            volumes=injected.holder_mount(self.files_volume),
             sysctls={
                 "net.ipv6.conf.all.disable_ipv6": "1",
                 "net.ipv6.conf.default.disable_ipv6": "1",
@@ -378,7 +391,7 @@ class Session:
         self.containers.append(holder)
         holder.start()
         holder.reload()
-        self.sandbox_ip = holder.attrs["NetworkSettings"]["Networks"][inner.name]["IPAddress"]
+        self.sandbox_ip = holder.attrs["NetworkSettings"]["Networks"][sandbox_net.name]["IPAddress"]
         self.holder = holder
 
     def _setup_holder(self) -> None:
@@ -460,13 +473,17 @@ class Session:
 
     def close(self) -> None:
         """Remove every container and network of this session (idempotent)."""
-        if self.attribution is not None:
-            self.attribution.stop()
-        try:
-            self._close_containers()
-        finally:
-            if self.shares is not None:  # after the sandbox: it held the mounts
-                self.shares.stop()
+        attribution, self.attribution = self.attribution, None
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Its server notices the stop within a poll: meanwhile, the containers go.
+            stopped = pool.submit(attribution.stop) if attribution is not None else None
+            try:
+                self._close_containers()
+            finally:
+                if stopped is not None:
+                    stopped.result()
+                if self.shares is not None:  # after the sandbox: it held the mounts
+                    self.shares.stop()
 
     def _close_containers(self) -> None:
         if self.hand_back is not None:
@@ -474,9 +491,14 @@ class Session:
                 self.containers.clear()
                 self.networks.clear()
                 return
-        elif self.gateway is not None and self.gateway_alive():
-            with contextlib.suppress(docker.errors.APIError):  # let the gateway flush its log
-                self.gateway.stop(timeout=3)
-        remove_session(self.client, self.id)
+            stop = None
+        else:
+            stop = self._stop_gateway
+        remove_session(self.client, self.id, stop_gateway=stop)
         self.containers.clear()
         self.networks.clear()
+
+    def _stop_gateway(self, gateway: Container) -> None:
+        """Let the gateway flush its log (SIGTERM; it is removed once it exited)."""
+        with contextlib.suppress(docker.errors.APIError):  # gone or exited already
+            gateway.stop(timeout=3)
