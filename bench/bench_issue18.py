@@ -7,7 +7,7 @@ Paths, all between containers this benchmark starts (the Lab of netbench/topolog
 and the demo internet for TLS): *direct* = a client container on the server's network;
 *coderun* = a real session in enforce mode whose policy allows the server, as a user
 runs it (default web ports: mitmproxy relays web flows) with the kernel verdict cache on
-(``CODERUN_KERNEL_CACHE=1``: it is opt-in);
+(the default; ``CODERUN_KERNEL_CACHE=0`` turns it off);
 *coderun, no kernel cache* (``CODERUN_KERNEL_CACHE=0``); *coderun, peek*
 (``CODERUN_PEEK=1``: web flows that need no proxy read in passing, not relayed);
 *coderun, no web ports* (``--web-ports ''``). Repetitions are interleaved; medians shown.

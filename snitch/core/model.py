@@ -175,6 +175,15 @@ INBOUND_REASON = "inbound: "
 is not a connection the sandbox made (run reports leave it out)."""
 
 
+class CacheEvent(enum.StrEnum):
+    """The ``reason`` of the kernel verdict cache's event lines (gateway/cacheguard.py)."""
+
+    ASIDE = "kernel-cache-aside"  # its flows' log copies were being lost: it stepped aside
+    UNLOGGED = "kernel-cache-unlogged"  # ``dropped``: flows it passed that have no line
+    BACK = "kernel-cache-back"  # the log caught up: it decides again
+    UNREAD = "kernel-cache-unread"  # at the close, copies not read in time (not counted)
+
+
 class EntryKind(enum.StrEnum):
     FLOW = "flow"
     DNS = "dns"

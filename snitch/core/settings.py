@@ -210,9 +210,10 @@ class GatewaySettings:
     uid: int | None = None  # owner of the files it writes into the host's data dir
     gid: int | None = None
     # Fast paths the host's environment switches (benchmarks, tests: ``fast_paths_from_env``).
-    # enforce mode's kernel verdict cache (kernelcache.py): opt-in, its NFLOG log copy can
-    # lose lines when flows come faster than the gateway logs them (docs/benchmarks.md)
-    kernel_cache: bool = False
+    # enforce mode's kernel verdict cache (kernelcache.py); it steps aside while the log
+    # copies of its flows are lost (cacheguard.py)
+    kernel_cache: bool = True
+    nflog_buffer: int = 0  # bytes for its log copies in the kernel (0: nflog.RCVBUF; tests)
     peek: bool = False  # web flows read in passing where they can be (peeker.py)
 
     @property
@@ -229,14 +230,14 @@ class GatewaySettings:
         return from_json(cls, env[SETTINGS_ENV])
 
 
-KERNEL_CACHE_ENV = "CODERUN_KERNEL_CACHE"  # "1": the kernel verdict cache on
+KERNEL_CACHE_ENV = "CODERUN_KERNEL_CACHE"  # "0": the kernel verdict cache off
 PEEK_ENV = "CODERUN_PEEK"  # "1": allowed web flows that need no proxy read in passing
 
 
 def fast_paths_from_env(env: Mapping[str, str]) -> tuple[bool, bool]:
     """``GatewaySettings``' fast paths (kernel cache, peek) from the host's environment:
-    ``CODERUN_KERNEL_CACHE=1`` turns the cache on, ``CODERUN_PEEK=1`` turns peeking on."""
-    return env.get(KERNEL_CACHE_ENV) == "1", env.get(PEEK_ENV) == "1"
+    the cache is on unless ``CODERUN_KERNEL_CACHE=0``, ``CODERUN_PEEK=1`` turns peeking on."""
+    return env.get(KERNEL_CACHE_ENV) != "0", env.get(PEEK_ENV) == "1"
 
 
 # -- one JSON document ----------------------------------------------------------------------

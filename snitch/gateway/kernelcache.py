@@ -15,6 +15,14 @@ its headers to NFLOG group ``LOG_GROUP``:
   (nflog.py) finds the decision, names and verdict the flow was given and logs it
   exactly as the queue path does, even after the map was flushed.
 
+Every copy carries a sequence number (nflog.py): lost copies are counted, never silent.
+While they are being lost the cache steps aside (cacheguard.py): the map is flushed and
+takes no element, so new flows are queued again, where a slow gateway holds them back
+instead of losing their lines. To know when the reader has caught up, the gateway sends
+itself a marker (a UDP datagram to ``127.0.0.1:SYNC_PORT``, over loopback) that the
+chain copies to the same group with mark ``SYNC_MARK`` and drops: every copy numbered
+before the marker has been read or counted as lost by the time it is read.
+
 The map is flushed whenever the rules in force change (an edit, a rule's expiry) and
 whenever an address gets or loses a name; the element timeouts end each verdict at the
 first expiry it depends on. Fail closed: the table is created with ``flags owner`` over
@@ -53,6 +61,8 @@ ENTRY_SHIFT = 8
 ENTRIES_KEPT = 1 << 14  # entries the log can still name after their element is gone
 MAX_TIMEOUT = 300.0  # seconds a verdict stays in the kernel at most
 MIN_TIMEOUT = 1.0  # shorter-lived verdicts are not worth an element
+SYNC_PORT = 9  # the marker's (the gateway's own datagram over loopback; dropped)
+SYNC_MARK = 0x80  # the marker's mark: entry 0, which no verdict has
 _IFNAME = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
 
 
@@ -114,6 +124,8 @@ def table_text(sandbox_if: str) -> str:
             "    type filter hook prerouting priority mangle - 10; policy accept;",
             f'    iifname "{sandbox_if}" tcp flags & (fin|syn|rst|ack) == syn {hit}',
             f'    iifname "{sandbox_if}" meta l4proto udp ct state new {hit}',
+            f'    iifname "lo" ip daddr 127.0.0.1 udp dport {SYNC_PORT} '
+            f"meta mark set 0x{SYNC_MARK:x} log group {LOG_GROUP} snaplen {LOG_SNAPLEN} drop",
             "  }",
             "}",
             "",
@@ -145,6 +157,7 @@ class KernelCache:
         self.added = 0
         self.flushes = 0
         self.elements = 0  # added since the last flush
+        self.aside = False  # stepped aside (cacheguard.py): the map takes no element
 
     def install(self) -> None:
         self.nft.run(table_text(self.sandbox_if))
@@ -163,7 +176,7 @@ class KernelCache:
         """Put a verdict for ``key``'s destination in the map until ``until`` (wall
         time; at most ``MAX_TIMEOUT`` from now), with ``extra_mark`` bits on its packets
         (``PEEK_MARK``). False when not worth it."""
-        if key.proto not in (Proto.TCP, Proto.UDP):
+        if self.aside or key.proto not in (Proto.TCP, Proto.UDP):
             return False
         now = time.time() if now is None else now
         timeout = min(until - now, MAX_TIMEOUT)
@@ -216,6 +229,14 @@ class KernelCache:
             self.nft.run(f"flush map ip {TABLE} {MAP}")
             self.elements = 0
             self.flushes += 1
+
+    def step_aside(self) -> None:
+        """Decide nothing until ``resume``: the map is flushed and takes no element."""
+        self.aside = True
+        self.clear()
+
+    def resume(self) -> None:
+        self.aside = False
 
     def entry(self, mark: int) -> Entry | None:
         return self.entries.get(mark >> ENTRY_SHIFT)

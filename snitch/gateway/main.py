@@ -42,6 +42,7 @@ from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.api import ControlApi
 from snitch.gateway.asker import Asker
 from snitch.gateway.attribution import Attributor
+from snitch.gateway.cacheguard import CacheGuard, MarkerSocket
 from snitch.gateway.conntrack import Conntrack
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.events import EventBus
@@ -54,10 +55,11 @@ from snitch.gateway.kernelcache import (
     BEAT_SECONDS,
     LOG_GROUP,
     LOG_SNAPLEN,
+    SYNC_MARK,
     KernelCache,
     KernelCacheError,
 )
-from snitch.gateway.nflog import FLUSH_CENTISECONDS, NflogReader
+from snitch.gateway.nflog import NflogReader
 from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ from snitch.gateway.rulebook import RuleBook
 log = logging.getLogger("snitch.gateway")
 STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a stat())
 UNUSED_CA_DIR = Path("/tmp/coderun-mitm")  # mitmproxy's CA when it does not intercept
+DRAIN_SECONDS = 1.5  # the close waits this long for the last NFLOG copies (stop: 3 s)
 
 
 def make_unused_ca(confdir: Path) -> None:
@@ -141,6 +144,7 @@ class Gateway:
         self.queue: PacketQueue | None = None
         self.peek_queue: PacketQueue | None = None
         self.nflog: NflogReader | None = None
+        self.cache_guard: CacheGuard | None = None
         self.heartbeat: asyncio.Task[None] | None = None
         self.web_ports = net.web_ports
         # A pod's sidecar (podrules.py): its forwarder and proxy listen on loopback.
@@ -317,25 +321,33 @@ class Gateway:
 
     def start_kernel_cache(self, sandbox_if: str) -> None:
         """Enforce mode: destinations decided (and used) twice are decided by the kernel
-        from then on (kernelcache.py), their flows logged from NFLOG. Without it (no
-        libnftables) every flow is queued."""
+        from then on (kernelcache.py), their flows logged from NFLOG; while its copies
+        are lost, the cache steps aside (cacheguard.py). Without it (no libnftables)
+        every flow is queued."""
         try:
             from snitch.gateway.kernelcache import LibNftables
 
             cache = KernelCache(LibNftables(), sandbox_if)
-            self.nflog = NflogReader(LOG_GROUP, self.gate.on_kernel_log, LOG_SNAPLEN)
+            self.nflog = NflogReader(LOG_GROUP, self.gate.on_kernel_log, LOG_SNAPLEN, SYNC_MARK,
+                                     self.settings.nflog_buffer)  # fmt: skip
             self.nflog.open()  # before any element can send it a packet
             cache.install()
+            markers = MarkerSocket()
         except (KernelCacheError, OSError) as exc:
             log.warning("no kernel verdict cache: %s", exc)
             if self.nflog is not None:
                 self.nflog.close()
                 self.nflog = None
             return
-        cache.schedule = asyncio.get_running_loop().call_soon
+        loop = asyncio.get_running_loop()
+        cache.schedule = loop.call_soon
+        self.cache_guard = guard = CacheGuard(cache, self.bus, self.session, markers.send,
+                                              loop.call_later)  # fmt: skip
+        self.nflog.on_loss, self.nflog.on_sync = guard.lost, guard.synced
+        log.info("kernel verdict cache: NFLOG buffer %d bytes", self.nflog.rcvbuf)
         self.gate.use_kernel(cache)
         self.nflog.start()
-        self.heartbeat = asyncio.get_running_loop().create_task(self.beat(cache))
+        self.heartbeat = loop.create_task(self.beat(cache))
 
     async def beat(self, cache: KernelCache) -> None:
         while True:
@@ -379,8 +391,8 @@ class Gateway:
     async def stop(self) -> None:
         """Flush and close everything first; mitmproxy gets a moment, then we are gone
         (nothing of its state is worth waiting for when the session ends)."""
-        if self.nflog is not None:  # the kernel sends what it gathered within this
-            await asyncio.sleep(FLUSH_CENTISECONDS / 100 + 0.03)
+        if self.cache_guard is not None:  # every copy of a flow it passed: read or counted
+            await self.cache_guard.drain(DRAIN_SECONDS)
         if self.fleet is not None:  # withdraw its questions, leave the fleet
             await self.fleet.close()
         self.close()
@@ -407,11 +419,13 @@ class Gateway:
         if self.nflog is not None:
             self.nflog.read()  # what the kernel sent last
             self.nflog.close()
-            kernel = self.gate.kernel
+            kernel, guard = self.gate.kernel, self.cache_guard
             self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message=(
                 f"kernel verdict cache: {kernel.added if kernel else 0} verdicts, "
                 f"{self.gate.kernel_logged} flows decided in the kernel, "
-                f"{self.nflog.lost} NFLOG overflows")))  # fmt: skip
+                f"{self.nflog.overflows} NFLOG overflows, "
+                f"{self.nflog.missed} flows without a line (copies lost), "
+                f"stepped aside {guard.steps if guard else 0} times")))  # fmt: skip
         if self.gate.attributor is not None:  # the log lines still waiting for a process
             self.gate.attributor.close()
         self.dns.close()

@@ -5,7 +5,13 @@ libnetfilter_log is packaged for the gateway's Python). The gateway reads the fl
 its kernel verdict cache decided (kernelcache.py) this way: each message carries the
 packet's mark (which entry decided it) and its first bytes (the IPv4 and L4 headers).
 The kernel batches messages (``QTHRESH`` packets or ``FLUSH_CENTISECONDS``); when the
-socket's buffer overflows it drops messages and says so (ENOBUFS), counted in ``lost``.
+socket's buffer overflows it drops messages and says so (ENOBUFS, counted in
+``overflows``). How many it dropped is exact: the group is bound with
+``NFULNL_CFG_F_SEQ``, so every message carries the instance's sequence number
+(``NFULA_SEQ``, from 0, one per message built) and a gap is that many messages lost
+(``SeqGaps``, counted in ``missed``). A message whose mark is ``sync_mark`` is a marker
+the reader's owner sent itself (kernelcache.py): every message numbered before it has
+been read or counted as lost.
 """
 
 from __future__ import annotations
@@ -26,24 +32,33 @@ NFULA_CFG_MODE = 2
 NFULA_CFG_NLBUFSIZ = 3
 NFULA_CFG_TIMEOUT = 4
 NFULA_CFG_QTHRESH = 5
+NFULA_CFG_FLAGS = 6  # __be16
+NFULNL_CFG_F_SEQ = 0x0001  # number each message: NFULA_SEQ
 NFULNL_CFG_CMD_BIND = 1
 NFULNL_CFG_CMD_UNBIND = 2
 NFULNL_COPY_PACKET = 2
 NFULA_MARK = 2
 NFULA_PAYLOAD = 9
+NFULA_SEQ = 12  # __be32, the instance's own count (include/uapi/.../nfnetlink_log.h)
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLA_TYPE_MASK = 0x3FFF
 QTHRESH = 64  # messages the kernel gathers before it sends them
 FLUSH_CENTISECONDS = 2  # ... or after this long
-NLBUFSIZ = 65536
-RCVBUF = 4 << 20
+# The kernel allocates each batch at this size: a full batch (~190 bytes a copy) fits,
+# and a buffer's worth of batches holds that many more copies than at 64 KB.
+NLBUFSIZ = 16384
+RCVBUF = 32 << 20  # absorbs a burst of ~150,000 copies (SO_RCVBUFFORCE: CAP_NET_ADMIN)
+SEQ_MOD = 1 << 32
 
 _NLMSG = struct.Struct("=IHHII")
 _NFGEN = struct.Struct("=BBH")
 _NLA = struct.Struct("=HH")
 _BE32 = struct.Struct("!I")
+_BE16 = struct.Struct("!H")
+_PACKET_KIND = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET
+_ATTRS_AT = _NLMSG.size + _NFGEN.size
 
 
 class NflogError(RuntimeError):
@@ -76,66 +91,103 @@ def bind_messages(group: int, copy_range: int) -> list[bytes]:
             group,
             _attr(NFULA_CFG_NLBUFSIZ, _BE32.pack(NLBUFSIZ))
             + _attr(NFULA_CFG_TIMEOUT, _BE32.pack(FLUSH_CENTISECONDS))
-            + _attr(NFULA_CFG_QTHRESH, _BE32.pack(QTHRESH)),
+            + _attr(NFULA_CFG_QTHRESH, _BE32.pack(QTHRESH))
+            + _attr(NFULA_CFG_FLAGS, _BE16.pack(NFULNL_CFG_F_SEQ)),
             3,
         ),  # fmt: skip
     ]
 
 
-def _attrs(data: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    while start + _NLA.size <= end:
-        size, kind = _NLA.unpack_from(data, start)
-        if size < _NLA.size or start + size > end:
-            return
-        yield kind & NLA_TYPE_MASK, data[start + _NLA.size : start + size]
-        start += _align(size)
-
-
-def parse(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(mark, packet bytes) of each packet message in one datagram; raises NflogError
-    for a netlink error reply."""
-    offset = 0
-    packet_kind = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET
-    while offset + _NLMSG.size <= len(data):
-        size, kind, _flags, _seq, _pid = _NLMSG.unpack_from(data, offset)
-        if size < _NLMSG.size or offset + size > len(data):
+def parse(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(sequence number, mark, packet bytes) of each packet message in one datagram
+    (sequence -1: not numbered); raises NflogError for a netlink error reply. On the
+    path of every logged flow: attributes are walked inline, not through a generator."""
+    offset, total = 0, len(data)
+    unpack_nlmsg, unpack_nla, unpack_be32 = _NLMSG.unpack_from, _NLA.unpack_from, _BE32.unpack_from
+    while offset + _NLMSG.size <= total:
+        size, kind, _flags, _seq, _pid = unpack_nlmsg(data, offset)
+        if size < _NLMSG.size or offset + size > total:
             return
         end = offset + size
-        if kind == NLMSG_ERROR:
+        if kind == _PACKET_KIND:
+            seq, mark, payload = -1, 0, b""
+            start = offset + _ATTRS_AT
+            while start + 4 <= end:
+                length, attr = unpack_nla(data, start)
+                if length < 4 or start + length > end:
+                    break
+                attr &= NLA_TYPE_MASK
+                if attr == NFULA_PAYLOAD:
+                    payload = data[start + 4 : start + length]
+                elif attr == NFULA_MARK and length >= 8:
+                    mark = unpack_be32(data, start + 4)[0]
+                elif attr == NFULA_SEQ and length >= 8:
+                    seq = unpack_be32(data, start + 4)[0]
+                start += (length + 3) & ~3
+            yield seq, mark, payload
+        elif kind == NLMSG_ERROR:
             code = struct.unpack_from("=i", data, offset + _NLMSG.size)[0]
             if code:
                 raise NflogError(os.strerror(-code))
-        elif kind == packet_kind:
-            mark, payload = 0, b""
-            for attr, value in _attrs(data, offset + _NLMSG.size + _NFGEN.size, end):
-                if attr == NFULA_MARK and len(value) >= 4:
-                    mark = _BE32.unpack_from(value)[0]
-                elif attr == NFULA_PAYLOAD:
-                    payload = value
-            yield mark, payload
-        offset += _align(size)
+        offset += (size + 3) & ~3
+
+
+class SeqGaps:
+    """The messages the kernel numbered but never delivered: the gaps in NFULA_SEQ."""
+
+    def __init__(self) -> None:
+        self.expected = 0  # a new instance numbers from 0
+        self.missed = 0
+
+    def see(self, seq: int) -> int:
+        """The messages lost just before the one numbered ``seq`` (0: none)."""
+        gap = (seq - self.expected) % SEQ_MOD
+        if gap >= SEQ_MOD // 2:  # behind what was seen: never on one socket; not a loss
+            return 0
+        self.expected = (seq + 1) % SEQ_MOD
+        self.missed += gap
+        return gap
 
 
 class NflogReader:
-    """Reads one NFLOG group on the event loop and hands each packet to ``handler``."""
+    """Reads one NFLOG group on the event loop and hands each packet to ``handler``.
 
-    def __init__(self, group: int, handler: Callable[[int, bytes], None],
-                 copy_range: int = 80) -> None:  # fmt: skip
+    ``on_loss(n)`` hears of lost copies: ``n`` > 0 when a gap in the sequence numbers
+    says exactly how many, 0 when the kernel said it dropped some (ENOBUFS: their
+    number shows as a gap before the next message, or before a marker). ``on_sync``
+    hears of each marker (a message with mark ``sync_mark``: its packet's bytes)."""
+
+    def __init__(
+        self, group: int, handler: Callable[[int, bytes], None], copy_range: int = 80,
+        sync_mark: int | None = None, buffer: int = 0,
+    ) -> None:  # fmt: skip
         self.group = group
+        self.buffer = buffer or RCVBUF
         self.handler = handler
         self.copy_range = copy_range
-        self.lost = 0  # times the kernel said it dropped messages (ENOBUFS)
+        self.sync_mark = sync_mark
+        self.on_loss: Callable[[int], None] | None = None
+        self.on_sync: Callable[[bytes], None] | None = None
+        self.overflows = 0  # times the kernel said it dropped messages (ENOBUFS)
+        self.gaps = SeqGaps()  # ... and how many it dropped
+        self.rcvbuf = 0  # the socket's receive buffer, as the kernel set it
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def missed(self) -> int:
+        """Copies the kernel made and the reader never got (all of them, so far)."""
+        return self.gaps.missed
 
     def open(self) -> None:
         """Bind the group (blocking: a few netlink round trips, each acknowledged)."""
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         try:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE
+                sock.setsockopt(socket.SOL_SOCKET, 33, self.buffer)  # SO_RCVBUFFORCE
             except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.buffer)
+            self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             sock.bind((0, 0))
             sock.settimeout(5)
             for message in bind_messages(self.group, self.copy_range):
@@ -168,14 +220,31 @@ class NflogReader:
                 return
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
-                    self.lost += 1
+                    self.overflows += 1
+                    if self.on_loss is not None:
+                        self.on_loss(0)
                     continue
                 raise
             try:
-                for mark, payload in parse(data):
-                    self.handler(mark, payload)
+                self.take(data)
             except NflogError:
                 continue
+
+    def take(self, data: bytes) -> None:
+        """The messages of one datagram: gaps counted, markers told, packets handled."""
+        handler, gaps, sync_mark = self.handler, self.gaps, self.sync_mark
+        for seq, mark, payload in parse(data):
+            if seq >= 0 and seq != gaps.expected:
+                lost = gaps.see(seq)
+                if lost and self.on_loss is not None:
+                    self.on_loss(lost)
+            elif seq >= 0:
+                gaps.expected = (seq + 1) % SEQ_MOD
+            if mark == sync_mark:
+                if self.on_sync is not None:
+                    self.on_sync(payload)
+            else:
+                handler(mark, payload)
 
     def close(self) -> None:
         if self._sock is None:

@@ -56,8 +56,9 @@ def kernel_map(session: Session) -> str:
 
 @pytest.fixture(autouse=True)
 def kernel_cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cache is opt-in: these runs (in-process sessions and `coderun run`) turn it on."""
-    monkeypatch.setenv(KERNEL_CACHE_ENV, "1")
+    """The cache is on by default: these runs (in-process sessions and `coderun run`) have
+    no switch in their environment."""
+    monkeypatch.delenv(KERNEL_CACHE_ENV, raising=False)
 
 
 def test_decided_flows_go_by_the_kernel_all_logged_until_a_rule_changes(

@@ -94,7 +94,8 @@ def test_the_table_queues_nothing_it_decides_and_logs_what_it_does() -> None:
     assert "flags owner" in text  # the kernel removes it with the gateway's socket
     assert 'iifname "eth1" tcp flags & (fin|syn|rst|ack) == syn meta mark @alive' in text
     assert 'iifname "eth1" meta l4proto udp ct state new meta mark @alive' in text
-    assert text.count("log group 7 snaplen 80") == 2
+    assert text.count("log group 7 snaplen 80") == 3  # the two kinds of flow, the marker
+    assert 'iifname "lo" ip daddr 127.0.0.1 udp dport 9 meta mark set 0x80 log' in text
     assert text.count("meta mark @alive meta mark set") == 2  # nothing while hung
     assert CACHED_MARK & DENY_MARK == 0
     with pytest.raises(Exception, match="interface"):
@@ -214,25 +215,6 @@ def test_audit_and_ask_keep_the_queue_path(tmp_path: Path, mode: Mode) -> None:
     for port in (1, 2, 3):
         kernel.send(syn("10.9.0.5", 80, sport=port))
     assert kernel.elements == {} and kernel.in_kernel == 0
-
-
-def test_nflog_messages_are_read_back_with_their_mark_and_bytes() -> None:
-    import struct
-
-    from snitch.gateway.nflog import NflogError, bind_messages, parse
-
-    def attr(kind: int, value: bytes) -> bytes:
-        size = 4 + len(value)
-        return struct.pack("=HH", size, kind) + value + b"\0" * ((-size) % 4)
-
-    packet = syn("10.9.0.5", 80, sport=5)
-    body = struct.pack("=BBH", 2, 0, 0) + attr(2, struct.pack("!I", 0x1202)) + attr(9, packet)
-    message = struct.pack("=IHHII", 16 + len(body), 0x0400, 0, 0, 0) + body
-    assert list(parse(message + message)) == [(0x1202, packet), (0x1202, packet)]
-    error = struct.pack("=IHHII", 20, 2, 0, 0, 0) + struct.pack("=i", -16)
-    with pytest.raises(NflogError):
-        list(parse(error))
-    assert [len(m) % 4 for m in bind_messages(7, 80)] == [0, 0, 0]
 
 
 def test_a_scan_of_ports_puts_nothing_in_the_kernel(tmp_path: Path) -> None:

@@ -1,0 +1,163 @@
+"""Issue 18: a flood of flows to a destination the kernel verdict cache decides leaves no
+flow unaccounted for in the log (snitch/gateway/nflog.py, cacheguard.py).
+
+The sandbox opens short connections as fast as it can (several processes) to a server
+this test starts on the demo internet's network, which counts what it accepted. The
+gateway's NFLOG buffer is made small and the gateway is frozen for moments meanwhile
+(``docker pause``), so the kernel does drop copies of flows it passed: the cache must
+say how many (``kernel-cache-unlogged`` lines), step aside (new flows queued) and come
+back. Every connection the server accepted is a flow line or counted in such a line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from sandbox.config import SessionConfig
+from sandbox.internet import DemoInternet
+from sandbox.session import Session
+from snitch.core.model import CacheEvent, EntryKind, Mode
+from snitch.core.settings import KERNEL_CACHE_ENV, GatewaySettings, NetworkShape, RunSettings
+from tests.e2e.conftest import latest_log, leftovers, pause, wait_for
+from tests.e2e.test_failclosed import mine
+from tests.e2e.test_kernel_cache import kernel_map
+
+pytestmark = pytest.mark.docker
+
+PORT = 7000
+SMALL_BUFFER = 64 * 1024  # a few batches of copies: a frozen gateway loses some
+WORKERS = 3
+FLOOD_SECONDS = 10
+SERVER = r"""
+import json, signal, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4096)
+accepted = 0
+def done(*_):
+    print(json.dumps({"accepted": accepted}), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    accepted += 1
+    c.close()
+"""
+FLOOD = r"""
+import json, socket, struct, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+linger = struct.pack("ii", 1, 0)
+attempts = ok = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    s.settimeout(5)
+    attempts += 1
+    try:
+        s.connect((host, port))
+        ok += 1
+    except OSError:
+        pass
+    s.close()
+print(json.dumps({"attempts": attempts, "ok": ok}), flush=True)
+"""
+
+
+@pytest.fixture(autouse=True)
+def kernel_cache_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KERNEL_CACHE_ENV, raising=False)  # the default: on
+
+
+def small_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's gateways keep few copies in the kernel (GatewaySettings.nflog_buffer)."""
+    made = Session.gateway_settings
+
+    def settings(self: Session, *args: Any, **kw: Any) -> GatewaySettings:
+        return dataclasses.replace(made(self, *args, **kw), nflog_buffer=SMALL_BUFFER)
+
+    monkeypatch.setattr(Session, "gateway_settings", settings)
+
+
+def test_a_flood_through_the_cache_is_all_in_the_log(
+    home: Path,
+    internet: DemoInternet,
+    tags: dict[str, str],
+    client: docker.DockerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    small_buffer(monkeypatch)
+    flood = tmp_path / "flood.py"
+    flood.write_text(FLOOD)
+    server = client.containers.run(
+        tags["sandbox-bash"], ["python3", "-c", SERVER, str(PORT)], detach=True,
+        network=internet.network_name, name=f"coderun-test-flood-{uuid.uuid4().hex[:8]}",
+        labels={"coderun.role": "test"},
+    )  # fmt: skip
+    session: Session | None = None
+    try:
+        wait_for(lambda: b"listening" in server.logs(), "the server", 60)
+        server.reload()
+        ip = server.attrs["NetworkSettings"]["Networks"][internet.network_name]["IPAddress"]
+        policy = tmp_path / "policy.toml"
+        policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{ip}/32"\nport = {PORT}\n')
+        one = f"python3 /flood.py {ip} {PORT} {FLOOD_SECONDS}"
+        command = f"for i in $(seq {WORKERS}); do {one} & done; wait"
+        config = SessionConfig(
+            image=tags["sandbox-bash"],
+            network=NetworkShape(gateway_image=tags["gateway"],
+                                 egress_network=internet.network_name, dns_upstream=internet.ip,
+                                 web_ports=(), tls_ports=()),
+            run=RunSettings(command=("sh", "-c", command), mode=Mode.ENFORCE),
+            policy_file=policy,
+            volumes=[f"{flood}:/flood.py:ro"],
+        )  # fmt: skip
+        session = Session(client, config)
+        session.start()
+        assert session.sandbox is not None and session.gateway is not None
+        session.sandbox.start()
+        wait_for(lambda: f"{ip} . tcp . {PORT}" in kernel_map(session), "a cached verdict", 30)
+        started = time.monotonic()
+        while time.monotonic() < started + FLOOD_SECONDS - 3:
+            pause(session.gateway)  # a gateway that cannot keep up, for a moment
+            time.sleep(0.3)
+            session.gateway.unpause()
+            time.sleep(1.0)
+        sandbox = session.sandbox
+        wait_for(lambda: sandbox.reload() or sandbox.status == "exited", "the flood's end", 60)
+        out = sandbox.logs(stdout=True, stderr=False).decode().splitlines()
+        workers = [json.loads(line) for line in out if line.startswith("{")]
+    finally:
+        if session is not None:
+            session.close()
+        server.stop(timeout=10)
+        accepted = json.loads(server.logs(stderr=False).decode().splitlines()[-1])["accepted"]
+        server.remove(force=True)
+    assert len(workers) == WORKERS, out
+    attempts = sum(int(w["attempts"]) for w in workers)
+    log = latest_log(home)
+    lines = [e for e in log if e.kind is EntryKind.FLOW and e.dst == ip and e.dport == PORT]
+    assert all(e.verdict == "allow" for e in lines)
+    unlogged = sum(e.dropped for e in log if e.reason == CacheEvent.UNLOGGED)
+    reasons = [e.reason for e in log if e.kind is EntryKind.EVENT and e.reason]
+    [stats] = [e.message for e in log if e.message.startswith("kernel verdict cache:")]
+    # The point: every connection the server accepted has a line, or is counted.
+    assert len(lines) + unlogged >= accepted, (len(lines), unlogged, accepted, stats)
+    assert len(lines) + unlogged <= attempts, (len(lines), unlogged, attempts, stats)
+    # Not vacuous: the kernel decided flows, lost copies, and the cache stepped aside.
+    assert int(stats.split(", ")[1].split()[0]) > 0, stats
+    assert unlogged > 0 and CacheEvent.ASIDE in reasons, (reasons, stats)
+    assert CacheEvent.UNREAD not in reasons, reasons
+    assert accepted > 1000, accepted
+    assert mine(client, home) == [] and not leftovers(client)
