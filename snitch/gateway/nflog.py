@@ -80,8 +80,11 @@ def config_message(group: int, attrs: bytes, seq: int) -> bytes:
     return _NLMSG.pack(_NLMSG.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
 
 
-def bind_messages(group: int, copy_range: int) -> list[bytes]:
-    """Bind ``group`` and ask for packet copies of ``copy_range`` bytes, in batches."""
+def bind_messages(
+    group: int, copy_range: int, qthresh: int = QTHRESH, nlbufsiz: int = NLBUFSIZ
+) -> list[bytes]:
+    """Bind ``group`` and ask for packet copies of ``copy_range`` bytes, in batches of
+    ``qthresh`` messages (or ``FLUSH_CENTISECONDS``) in buffers of ``nlbufsiz`` bytes."""
     return [
         config_message(group, _attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_BIND])), 1),
         config_message(
@@ -89,9 +92,9 @@ def bind_messages(group: int, copy_range: int) -> list[bytes]:
         ),  # fmt: skip
         config_message(
             group,
-            _attr(NFULA_CFG_NLBUFSIZ, _BE32.pack(NLBUFSIZ))
+            _attr(NFULA_CFG_NLBUFSIZ, _BE32.pack(nlbufsiz))
             + _attr(NFULA_CFG_TIMEOUT, _BE32.pack(FLUSH_CENTISECONDS))
-            + _attr(NFULA_CFG_QTHRESH, _BE32.pack(QTHRESH))
+            + _attr(NFULA_CFG_QTHRESH, _BE32.pack(qthresh))
             + _attr(NFULA_CFG_FLAGS, _BE16.pack(NFULNL_CFG_F_SEQ)),
             3,
         ),  # fmt: skip
@@ -155,13 +158,17 @@ class NflogReader:
     ``on_loss(n)`` hears of lost copies: ``n`` > 0 when a gap in the sequence numbers
     says exactly how many, 0 when the kernel said it dropped some (ENOBUFS: their
     number shows as a gap before the next message, or before a marker). ``on_sync``
-    hears of each marker (a message with mark ``sync_mark``: its packet's bytes)."""
+    hears of each marker (a message with mark ``sync_mark``: its packet's bytes).
+    ``qthresh=1``: each copy is sent as it comes (for readers that need its time)."""
 
     def __init__(
         self, group: int, handler: Callable[[int, bytes], None], copy_range: int = 80,
-        sync_mark: int | None = None, buffer: int = 0,
+        sync_mark: int | None = None, buffer: int = 0, qthresh: int = QTHRESH,
+        nlbufsiz: int = NLBUFSIZ,
     ) -> None:  # fmt: skip
         self.group = group
+        self.qthresh = qthresh
+        self.nlbufsiz = nlbufsiz
         self.buffer = buffer or RCVBUF
         self.handler = handler
         self.copy_range = copy_range
@@ -190,7 +197,8 @@ class NflogReader:
             self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             sock.bind((0, 0))
             sock.settimeout(5)
-            for message in bind_messages(self.group, self.copy_range):
+            messages = bind_messages(self.group, self.copy_range, self.qthresh, self.nlbufsiz)
+            for message in messages:
                 sock.send(message)
                 for _ in parse(sock.recv(65536)):  # the acknowledgement (raises on error)
                     pass
