@@ -309,6 +309,9 @@ class Session:
                 "net.ipv4.conf.default.send_redirects": "0",
                 "net.ipv6.conf.all.disable_ipv6": "1",
                 "net.ipv6.conf.default.disable_ipv6": "1",
+                # conntrack counts each connection's bytes: the lines of web flows read
+                # in passing (snitch/gateway/peeklog.py) have them
+                "net.netfilter.nf_conntrack_acct": "1",
             },
             volumes={
                 **gateway_volumes(),

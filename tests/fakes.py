@@ -63,6 +63,15 @@ def tcp(dst: str, dport: int, sport: int = 40000, seq: int = 0, flags: int = SYN
     return ip + struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 0x50, flags, 0, 0, 0)
 
 
+def segment(src: str, sport: int, dst: str, dport: int, payload: bytes = b"",
+            flags: int = ACK, seq: int = 0, ack: int = 0) -> bytes:  # fmt: skip
+    """An IPv4 TCP segment carrying ``payload``, in either direction."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0, 64, 6, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))  # fmt: skip
+    tcp_header = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 0, 0, 0)
+    return ip + tcp_header + payload
+
+
 def udp(dst: str, dport: int, sport: int = 40000, payload: bytes = b"x",
         src: str = SANDBOX) -> bytes:  # fmt: skip
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0, 64, 17, 0,

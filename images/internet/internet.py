@@ -14,7 +14,8 @@
 - HTTP (80) and HTTPS (443, certificate for ``example.test`` and ``*.example.test``
   signed by a CA made at start, published at ``/ca/ca.pem`` and over HTTP at
   ``/ca.pem``): answers ``hello from HOST PATH``; ``/bytes/N`` answers N bytes; a POST
-  body is counted and acknowledged.
+  body is counted and acknowledged; a request saying ``Connection: keep-alive`` keeps
+  its connection open for the next one (the others are answered ``Connection: close``).
 - UDP echo (7). Ping is answered by the kernel.
 - Other servers on this network (the package registries of ``sandbox/registry.py``)
   get names outside the zone by writing ``{"name": "address"}`` to ``NAMES_FILE``
@@ -220,42 +221,57 @@ class Echo(asyncio.DatagramProtocol):
 
 
 async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers requests until one does not ask ``Connection: keep-alive``."""
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = (lines[0].split(" ") + ["", ""])[:3]
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        body = b""
-        length = int(headers.get("content-length", "0") or 0)
-        if length:
-            body = await reader.readexactly(length)
-        host = headers.get("host", "")
-        print(f"HTTP {method} {host} {path} {len(body)}", flush=True)
-        if path.startswith("/record"):  # what arrived, for tests (placeholder secrets)
-            seen = {"path": path, "headers": headers, "body": body.decode("latin-1")}
-            print(f"RECORD {json.dumps(seen, sort_keys=True)}", flush=True)
-        if path.startswith("/bytes/"):
-            payload = b"x" * min(int(path.split("/")[2]), 100_000_000)
-        elif path == "/ca.pem":
-            payload = (CA_DIR / "ca.pem").read_bytes()
-        elif method == "POST":
-            payload = f"received {len(body)} bytes\n".encode()
-        else:
-            payload = f"hello from {host} {path}\n".encode()
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-        )
-        writer.write(payload)
-        await writer.drain()
+        while await answer_http(reader, writer):
+            pass
     except Exception as exc:
         print(f"HTTP error: {exc!r}", flush=True)
     finally:
         writer.close()
+
+
+async def answer_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """One request and its answer; True to read another on the same connection."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
+        return False  # the client closed between requests
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = (lines[0].split(" ") + ["", ""])[:3]
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    body = b""
+    length = int(headers.get("content-length", "0") or 0)
+    if length:
+        body = await reader.readexactly(length)
+    host = headers.get("host", "")
+    print(f"HTTP {method} {host} {path} {len(body)}", flush=True)
+    if path.startswith("/record"):  # what arrived, for tests (placeholder secrets)
+        seen = {"path": path, "headers": headers, "body": body.decode("latin-1")}
+        print(f"RECORD {json.dumps(seen, sort_keys=True)}", flush=True)
+    if path.startswith("/bytes/"):
+        payload = b"x" * min(int(path.split("/")[2]), 100_000_000)
+    elif path == "/ca.pem":
+        payload = (CA_DIR / "ca.pem").read_bytes()
+    elif method == "POST":
+        payload = f"received {len(body)} bytes\n".encode()
+    else:
+        payload = f"hello from {host} {path}\n".encode()
+    keep = headers.get("connection", "").lower() == "keep-alive"
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        + (b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+    )
+    writer.write(payload)
+    await writer.drain()
+    return keep
 
 
 async def main() -> None:

@@ -64,6 +64,7 @@ from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
     from snitch.gateway.mitm import Mitm
+    from snitch.gateway.peeklog import PeekLog
 from snitch.core.model import EntryKind, LogEntry, Mode, Rule
 from snitch.gateway.names import NameTable
 from snitch.gateway.queue import PacketQueue
@@ -145,6 +146,8 @@ class Gateway:
         self.peek_queue: PacketQueue | None = None
         self.nflog: NflogReader | None = None
         self.cache_guard: CacheGuard | None = None
+        self.peek_nflog: NflogReader | None = None  # what peeklog.py reads of peeked flows
+        self.peek_log: PeekLog | None = None
         self.heartbeat: asyncio.Task[None] | None = None
         self.web_ports = net.web_ports
         # A pod's sidecar (podrules.py): its forwarder and proxy listen on loopback.
@@ -313,11 +316,41 @@ class Gateway:
 
             self.gate.park_web_flows(frozenset(self.web_ports))
             if not self.pod:
+                if self.gate.peeker is not None:
+                    self.start_peek_log()
                 netfilter.apply(ifs, self.web_ports, PROXY_PORT,
-                                peek=self.gate.peeker is not None)  # fmt: skip
+                                peek=self.gate.peeker is not None,
+                                peek_log=self.peek_log is not None)  # fmt: skip
         elif not self.pod:
             netfilter.apply(ifs)
         return ifs
+
+    def start_peek_log(self) -> None:
+        """Web flows read in passing: their lines wait for the connection's end, which
+        NFLOG reports, and get its counters from conntrack (peeklog.py). Without them
+        the lines are written at once, without status, bytes or duration."""
+        from snitch.gateway.ctcounters import CtCounters
+        from snitch.gateway.peeklog import PeekLog
+
+        peeker = self.gate.peeker
+        if peeker is None:
+            return
+        counters = CtCounters()
+        try:
+            counters.open()
+            peek_log = PeekLog(self.gate, counters, peeker.make_line)
+            # Each copy as it comes (its time is a line's end), in small buffers.
+            reader = NflogReader(netfilter.PEEK_LOG_GROUP, peek_log.on_packet,
+                                 netfilter.PEEK_LOG_RANGE, qthresh=1, nlbufsiz=8192)  # fmt: skip
+            reader.open()
+        except OSError as exc:
+            log.warning("web flows read in passing are logged at once: %s", exc)
+            counters.close()
+            return
+        reader.start()
+        peek_log.start()
+        self.peek_nflog, self.peek_log = reader, peek_log
+        peeker.log = peek_log
 
     def start_kernel_cache(self, sandbox_if: str) -> None:
         """Enforce mode: destinations decided (and used) twice are decided by the kernel
@@ -393,6 +426,10 @@ class Gateway:
         (nothing of its state is worth waiting for when the session ends)."""
         if self.cache_guard is not None:  # every copy of a flow it passed: read or counted
             await self.cache_guard.drain(DRAIN_SECONDS)
+        if self.peek_nflog is not None and self.peek_log is not None:
+            await asyncio.sleep(0.02)  # the last copies (sent one by one: qthresh 1)
+            self.peek_nflog.read()
+            await self.peek_log.settle()
         if self.fleet is not None:  # withdraw its questions, leave the fleet
             await self.fleet.close()
         self.close()
@@ -414,6 +451,8 @@ class Gateway:
             self.queue.close()
         if self.peek_queue is not None:
             self.peek_queue.close()
+        if self.peek_nflog is not None:
+            self.peek_nflog.close()
         if self.heartbeat is not None:
             self.heartbeat.cancel()
         if self.nflog is not None:
@@ -432,8 +471,15 @@ class Gateway:
         self.rules.close()
         if self.web_ports:
             read = self.gate.peeker.read_count if self.gate.peeker is not None else 0
+            more = ""
+            if self.peek_log is not None:
+                more = (
+                    f", later requests read: {self.peek_log.requests}, cut: "
+                    f"{self.peek_log.cut}, NFLOG copies lost: "
+                    f"{self.peek_nflog.missed if self.peek_nflog else 0}"
+                )
             self.bus.log(LogEntry(EntryKind.EVENT, session=self.session,
-                                  message=f"web flows read in passing: {read}"))  # fmt: skip
+                                  message=f"web flows read in passing: {read}{more}"))  # fmt: skip
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))
         self.writer.close()
         self.write_state(GatewayState.STOPPED, log_dropped=self.writer.dropped)

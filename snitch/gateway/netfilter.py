@@ -28,8 +28,17 @@ DENY_MARK = 0x1
 CACHED_MARK = 0x2  # decided by the kernel verdict cache (kernelcache.py)
 PEEK_MARK = 0x4  # an allowed web flow read in passing, not proxied (peeker.py)
 PEEKED_MARK = 0x8  # ... whose request head has been read: the rest stays in the kernel
+PEEK_HTTP_MARK = 0x10  # ... and its head was plain HTTP: its status and later requests are read
+LOGGED_MARK = 0x20  # a packet of a connection read in passing that is copied to NFLOG
 QUEUE_NUM = 0
 PEEK_QUEUE = 1
+# Connection marks of a web flow read in passing (peeklog.py): its end is awaited; a
+# reply's status is awaited; its later requests are read (plain HTTP).
+CT_READ = 0x100
+CT_STATUS = 0x200
+CT_REQUESTS = 0x400
+PEEK_LOG_GROUP = 8  # NFLOG group of their FIN/RST packets, statuses and later requests
+PEEK_LOG_RANGE = 2400  # bytes of each copied: headers and a request line with its Host
 
 
 @dataclass(frozen=True)
@@ -102,14 +111,15 @@ def default_gateways() -> list[str]:
 
 def ruleset(
     ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, dns_port: int = 53,
-    peek: bool = False,
+    peek: bool = False, peek_log: bool = False,
 ) -> str:  # fmt: skip
     """The iptables-restore input (applied with --noflush: Docker's DNS rules stay).
 
     With ``web_ports`` and ``proxy_port``, allowed TCP to those ports is redirected to
     the transparent proxy (mitmproxy) listening on the gateway; with ``peek``, only
     those the flow gate did not mark ``PEEK_MARK``: the others are forwarded, their
-    first data packets queued to ``PEEK_QUEUE`` until one carries ``PEEKED_MARK``.
+    first data packets queued to ``PEEK_QUEUE`` until one carries ``PEEKED_MARK``; with
+    ``peek_log``, what peeklog.py reads of them later is copied to ``PEEK_LOG_GROUP``.
     """
     sbx, egr, gw = ifs.sandbox, ifs.egress, ifs.sandbox_ip
     mark = f"0x{DENY_MARK:x}/0x{DENY_MARK:x}"
@@ -125,6 +135,9 @@ def ruleset(
         peeked = [f"-A FORWARD -i {sbx} -m mark --mark {p}/{p} -j CONNMARK --or-mark {p}",
                   f"-A FORWARD -i {sbx} -m mark --mark {done}/{done} "
                   f"-j CONNMARK --and-mark 0x{0xFFFFFFFF & ~PEEK_MARK:x}"]  # fmt: skip
+        if peek_log:
+            peeked = [f"-A FORWARD -m connmark --mark 0x{CT_READ:x}/0x{CT_READ:x} "
+                      "-j CODERUN_PEEKLOG", *peeked, *peek_log_rules(ifs)]  # fmt: skip
     if web_ports and proxy_port:
         ports = ",".join(str(p) for p in web_ports)
         # Only connections the nat table redirected may reach the proxy port.
@@ -141,6 +154,7 @@ def ruleset(
         [
             "*mangle",
             ":CODERUN_QUEUE - [0:0]",
+            *([":CODERUN_PEEKLOG - [0:0]"] if peek and peek_log else []),
             f"-A PREROUTING -i {sbx} -j CODERUN_QUEUE",
             # Decided in the kernel already (kernelcache.py), and logged from NFLOG.
             f"-A CODERUN_QUEUE -m mark --mark 0x{CACHED_MARK:x}/0x{CACHED_MARK:x} -j RETURN",
@@ -185,10 +199,39 @@ def ruleset(
     )
 
 
+def peek_log_rules(ifs: Interfaces) -> list[str]:
+    """What the kernel copies of a connection read in passing (``CT_READ``), without
+    holding it: FIN and RST; the reply that starts a response while ``CT_STATUS`` is set
+    (then cleared); a client packet with a request line while ``CT_REQUESTS`` is set
+    (it sets ``CT_STATUS`` again). The last rules set the marks of a head just read."""
+    sbx, egr = ifs.sandbox, ifs.egress
+    log, status, requests = f"0x{LOGGED_MARK:x}", f"0x{CT_STATUS:x}", f"0x{CT_REQUESTS:x}"
+    chain = "-A CODERUN_PEEKLOG"
+    return [
+        f"{chain} -p tcp --tcp-flags FIN FIN -j MARK --or-mark {log}",
+        f"{chain} -p tcp --tcp-flags RST RST -j MARK --or-mark {log}",
+        f"{chain} -i {egr} -m connmark --mark {status}/{status} "
+        f'-m string --algo bm --to 140 --string "HTTP/1." -j MARK --or-mark {log}',
+        f"{chain} -i {egr} -m mark --mark {log}/{log} "
+        f"-j CONNMARK --and-mark 0x{0xFFFFFFFF & ~CT_STATUS:x}",
+        f"{chain} -i {sbx} -m connmark --mark {requests}/{requests} "
+        f'-m string --algo bm --to {PEEK_LOG_RANGE - 200} --string " HTTP/1." '
+        f"-j MARK --or-mark {log}",
+        f"{chain} -i {sbx} -m connmark --mark {requests}/{requests} -m mark --mark {log}/{log} "
+        f"-j CONNMARK --or-mark {status}",
+        f"{chain} -m mark --mark {log}/{log} -j NFLOG --nflog-group {PEEK_LOG_GROUP}",
+        f"-A FORWARD -i {sbx} -m mark --mark 0x{PEEKED_MARK:x}/0x{PEEKED_MARK:x} "
+        f"-j CONNMARK --or-mark 0x{CT_READ:x}",
+        f"-A FORWARD -i {sbx} -m mark --mark 0x{PEEK_HTTP_MARK:x}/0x{PEEK_HTTP_MARK:x} "
+        f"-j CONNMARK --or-mark 0x{CT_STATUS | CT_REQUESTS:x}",
+    ]
+
+
 def apply(
-    ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, peek: bool = False
-) -> None:
-    rules = ruleset(ifs, web_ports, proxy_port, peek=peek)
+    ifs: Interfaces, web_ports: tuple[int, ...] = (), proxy_port: int = 0, peek: bool = False,
+    peek_log: bool = False,
+) -> None:  # fmt: skip
+    rules = ruleset(ifs, web_ports, proxy_port, peek=peek, peek_log=peek_log)
     proc = subprocess.run(
         ["iptables-restore", "--noflush"], input=rules, capture_output=True, text=True
     )

@@ -69,3 +69,11 @@ def tcp_payload(data: bytes) -> bytes:
         return b""
     offset = (data[ihl + 12] >> 4) * 4
     return data[ihl + offset :]
+
+
+def tcp_ack(data: bytes) -> int:
+    """The acknowledgement number of an IPv4 TCP packet (-1 if too short)."""
+    if not data:
+        return -1
+    ihl = (data[0] & 0x0F) * 4
+    return int.from_bytes(data[ihl + 8 : ihl + 12]) if len(data) >= ihl + 12 else -1

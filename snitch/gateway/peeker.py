@@ -12,10 +12,11 @@ flow never leaves the kernel.
 
 What the head says is judged and logged as mitmproxy does (mitm.py): a deny rule that
 names the SNI or the Host refuses the connection wherever it went (the packet is
-refused: a TCP RST); otherwise a ``tls`` line (SNI) or an ``http`` line (method, URL,
-Host) is logged. Such a line is written when the request leaves, so it has no status,
-byte counts or duration (mitmproxy's lines have them), and a keep-alive connection's
-later requests are not seen.
+refused: a TCP RST) and is logged at once; otherwise a ``tls`` line (SNI) or an ``http``
+line (method, URL, Host) waits in peeklog.py for the connection's end, which adds its
+status, byte counts and duration (and logs a keep-alive connection's later requests).
+An HTTP head's verdict carries ``PEEK_HTTP_MARK`` too: its replies' status and its later
+requests are copied to NFLOG (netfilter.py).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from snitch.core.grammar import Topic, is_address
 from snitch.core.model import Decision, EntryKind, FlowKey
 from snitch.gateway import peek
 from snitch.gateway.asker import claimed_note
-from snitch.gateway.netfilter import DENY_MARK, PEEKED_MARK
-from snitch.gateway.packet import BadPacket, parse_flow, tcp_payload, tcp_seq
+from snitch.gateway.netfilter import DENY_MARK, PEEK_HTTP_MARK, PEEKED_MARK
+from snitch.gateway.packet import BadPacket, parse_flow, tcp_ack, tcp_payload, tcp_seq
 from snitch.gateway.queue import QueuedPacket
 from snitch.gateway.refusal import host_named
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from snitch.gateway.events import EventBus
     from snitch.gateway.fakeip import FakeIPs
     from snitch.gateway.names import NameTable
+    from snitch.gateway.peeklog import PeekLog
+    from snitch.gateway.revocation import Revoker
     from snitch.gateway.rulebook import RuleBook
 
 
@@ -48,6 +51,7 @@ class Gate(Protocol):
     fake: FakeIPs | None
     bus: EventBus
     session: str
+    revoker: Revoker | None
 
     def log_flow(
         self, key: FlowKey, decision: Decision, verdict: str = "",
@@ -70,6 +74,7 @@ class Peeker:
         # new connection on the same 5-tuple starts elsewhere in sequence space.
         self._done: dict[FlowKey, int] = {}
         self.read_count = 0
+        self.log: PeekLog | None = None  # lines wait for their connection's end (peeklog.py)
 
     def on_packet(self, pkt: QueuedPacket) -> None:
         """A packet of a connection being read; never raises (a bug lets it go as is)."""
@@ -103,12 +108,15 @@ class Peeker:
             del self._done[next(iter(self._done))]
         self._done.pop(key, None)
         self._done[key] = first % (1 << 32)
-        denied = self.judge(key, seen)
-        pkt.set_mark(PEEKED_MARK | (DENY_MARK if denied else 0))
+        denied = self.judge(key, seen, (first % (1 << 32), tcp_ack(data)))
+        more = DENY_MARK if denied else PEEK_HTTP_MARK if seen.kind == "http" else 0
+        pkt.set_mark(PEEKED_MARK | more)
         pkt.accept()
 
-    def judge(self, key: FlowKey, seen: peek.Seen) -> bool:
-        """Log what the head says; True when a deny rule names its SNI or Host."""
+    def judge(self, key: FlowKey, seen: peek.Seen, start: tuple[int, int] = (0, 0)) -> bool:
+        """Log what the head says; True when a deny rule names its SNI or Host. ``start``:
+        where the head begins in each direction's sequence space (the connection's
+        bytes are counted from there, peeklog.py)."""
         gate = self.gate
         if seen.kind == "tls":
             sni = seen.sni
@@ -120,8 +128,9 @@ class Peeker:
                                       f"{denied.reason} ({claimed_note(sni)})")  # fmt: skip
                 gate.log_flow(key, denied, names=(sni,) if verified else ())
                 return True
-            self._log(EntryKind.TLS, key, names=[sni] if sni else [], sni=sni,
-                      url=f"tls://{sni or self._dst(key)}:{key.dport}")  # fmt: skip
+            url = f"tls://{sni or self._dst(key)}:{key.dport}"
+            made = self.make_line(key, [sni] if sni else [], EntryKind.TLS, sni=sni, url=url)
+            self._watch(key, made, False, start)
             return False
         if seen.kind == "http":
             host = seen.host
@@ -132,12 +141,13 @@ class Peeker:
                 denied = self.name_denied(host, key.dport)
             if denied is not None:
                 why = host_named(host, gate.rules.rule(denied.rule_id), denied.rule_id)
-                self._log(EntryKind.HTTP, key, names=[host], method=seen.method, url=url,
-                          verdict="deny", rule_id=denied.rule_id,
-                          rule=gate.rules.describe(denied.rule_id), reason=why)  # fmt: skip
+                gate.bus.publish(Topic.LOG, self.make_line(
+                    key, [host], method=seen.method, url=url, verdict="deny",
+                    rule_id=denied.rule_id, rule=gate.rules.describe(denied.rule_id),
+                    reason=why))  # fmt: skip
                 return True
-            self._log(EntryKind.HTTP, key, names=[host or self._dst(key)], method=seen.method,
-                      url=url)  # fmt: skip
+            self._watch(key, self.make_line(key, [host or self._dst(key)], method=seen.method,
+                                            url=url), True, start)  # fmt: skip
         return False
 
     def name_denied(self, name: str, port: int) -> Decision | None:
@@ -148,14 +158,21 @@ class Peeker:
         real = fake.real_address(key.dst) if fake is not None else None
         return real or key.dst
 
-    def _log(
-        self, kind: EntryKind, key: FlowKey, names: list[str], sni: str = "", method: str = "",
-        url: str = "", verdict: str = "", rule_id: int | None = None, rule: str = "",
-        reason: str = "",
-    ) -> None:  # fmt: skip
-        self.gate.bus.publish(Topic.LOG, line(
-            kind, self.gate.session, key.src, key.sport, self._dst(key), key.dport, names,
-            sni, method, url, verdict, rule_id, rule, reason))  # fmt: skip
+    def _watch(
+        self, key: FlowKey, line: dict[str, object], http: bool, start: tuple[int, int]
+    ) -> None:
+        if self.log is not None:
+            self.log.watch(key, line, http, start)
+        else:  # no NFLOG: written now, without what the connection's end would add
+            self.gate.bus.publish(Topic.LOG, line)
+
+    def make_line(
+        self, key: FlowKey, names: list[str], kind: EntryKind = EntryKind.HTTP, sni: str = "",
+        method: str = "", url: str = "", verdict: str = "", rule_id: int | None = None,
+        rule: str = "", reason: str = "",
+    ) -> dict[str, object]:  # fmt: skip
+        return line(kind, self.gate.session, key.src, key.sport, self._dst(key), key.dport,
+                    names, sni, method, url, verdict, rule_id, rule, reason)  # fmt: skip
 
 
 def line(

@@ -15,7 +15,7 @@ from snitch.gateway import peek
 from snitch.gateway.events import EventBus
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.names import NameTable
-from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK, PEEKED_MARK
+from snitch.gateway.netfilter import DENY_MARK, PEEK_HTTP_MARK, PEEK_MARK, PEEKED_MARK
 from snitch.gateway.peeker import Peeker
 from snitch.gateway.rulebook import RuleBook
 from tests.fakes import Packet
@@ -108,7 +108,7 @@ def test_the_head_is_logged_and_the_rest_of_the_flow_let_go(tmp_path: Path) -> N
     )  # fmt: skip
     get = Packet(segment("203.0.113.5", 80, b"GET /a HTTP/1.1\r\nHost: api.example.test\r\n\r\n"))
     peeker.on_packet(get)
-    assert get.mark == PEEKED_MARK
+    assert get.mark == PEEKED_MARK | PEEK_HTTP_MARK  # its status and later requests are read
     assert (logged[-1]["kind"], logged[-1]["method"], logged[-1]["url"]) == (
         "http", "GET", "http://api.example.test/a",
     )  # fmt: skip
@@ -138,7 +138,7 @@ def test_a_flow_that_never_completes_its_head_is_let_go(tmp_path: Path) -> None:
         pkt = Packet(segment("203.0.113.5", 80, b"GET / HTTP/1.1\r\nX: y\r\n"))
         peeker.on_packet(pkt)
         marks.append(pkt.mark)
-    assert marks == [0] * 7 + [PEEKED_MARK]
+    assert marks == [0] * 7 + [PEEKED_MARK | PEEK_HTTP_MARK]
     assert logged[-1]["kind"] == "http"
 
 
