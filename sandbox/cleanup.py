@@ -187,4 +187,8 @@ def gc(client: docker.DockerClient, everything: bool = False) -> list[str]:
 
     with contextlib.suppress(OSError, paths.DataDirError):  # FUSE mounts of runs that died
         removed.extend(gc_shares(paths.sessions_dir()))
+    if everything:  # the shared egress network, once no gateway is on it (sandbox/egress.py)
+        from sandbox.egress import remove_shared
+
+        removed.extend(remove_shared(client))
     return removed

@@ -31,6 +31,7 @@ from sandbox import injected, paths
 from sandbox.attribution.service import Attribution, AttributionService
 from sandbox.cleanup import remove_session
 from sandbox.config import SessionConfig, SessionError
+from sandbox.egress import shared_egress
 from sandbox.gateway_code import gateway_volumes
 from sandbox.host_networks import host_networks
 from sandbox.labels import LABEL, ROLE, owner_labels
@@ -213,13 +214,17 @@ class Session:
         self._create_sandbox(f"coderun-{self.id}")
         _wait(self.ready_check(), "the gateway")
 
-    def _egress_network(self, name: str) -> Network:
+    def _egress_network(self, name: str, shared: bool) -> Network:
+        """The run's named egress network, else the shared one (routed: sandbox/egress.py)
+        or, for a pod, one of its own."""
         named = self.config.network.egress_network
         if named:
             try:
                 return self.client.networks.get(named)
             except docker.errors.NotFound as exc:
                 raise SessionError(f"no Docker network {named!r}") from exc
+        if shared:
+            return shared_egress(self.client)
         egress = self.client.networks.create(
             f"{name}-egress", driver="bridge", labels=self.role_labels("egress")
         )
@@ -232,7 +237,7 @@ class Session:
         if self.config.network.topology is Topology.POD:  # one namespace (sandbox/pod.py)
             from sandbox.pod import start_pod
 
-            egress = self._egress_network(name)
+            egress = self._egress_network(name, shared=False)
             self.files_volume = injected.create_volume(c, f"{name}-files",
                                                        self.role_labels("files"))  # fmt: skip
             return start_pod(self, egress, standby)
@@ -245,7 +250,7 @@ class Session:
             volume = pool.submit(injected.create_volume, c, f"{name}-files",
                                  self.role_labels("files"))  # fmt: skip
             holder_started = pool.submit(self._start_holder, name, inner, volume)
-            egress = self._egress_network(name)
+            egress = self._egress_network(name, shared=True)
             gateway_ready = self._start_gateway(name, egress, inner, standby)
             holder_started.result()
         self._setup_holder()

@@ -407,3 +407,65 @@ class FakeProc:
 
     def table(self, pid: int, name: str, text: str) -> None:
         (self.root / str(pid) / "net" / name).write_text(text)
+
+
+class FakeNetworks:
+    """A Docker client's ``networks`` for sandbox/egress.py: by name, with labels; a
+    ``race`` makes the next create fail as if another run had made the network first."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Any] = {}
+        self.race = False
+        self.in_use: set[str] = set()
+        self.created = 0
+
+    def _network(self, name: str, labels: dict[str, str]) -> Any:
+        outer = self
+
+        class Net:
+            def __init__(self) -> None:
+                self.name = name
+                self.attrs = {"Name": name, "Labels": labels}
+
+            def remove(self) -> None:
+                import docker.errors
+
+                if name in outer.in_use:
+                    raise docker.errors.APIError("network has active endpoints")
+                del outer.by_name[name]
+
+        return Net()
+
+    def get(self, name: str) -> Any:
+        import docker.errors
+
+        if name not in self.by_name:
+            raise docker.errors.NotFound(f"network {name} not found")
+        return self.by_name[name]
+
+    def create(self, name: str, labels: dict[str, str] | None = None, **_: Any) -> Any:
+        import docker.errors
+        import requests
+
+        if self.race:
+            self.race = False
+            self.by_name[name] = self._network(name, {"coderun.shared": "egress"})
+        if name in self.by_name:
+            response = requests.Response()
+            response.status_code = 409
+            raise docker.errors.APIError("conflict", response=response)
+        self.created += 1
+        self.by_name[name] = self._network(name, dict(labels or {}))
+        return self.by_name[name]
+
+    def list(self, filters: dict[str, str] | None = None) -> list[Any]:
+        key, _, value = (filters or {}).get("label", "").partition("=")
+        return [n for n in self.by_name.values()
+                if not key or n.attrs["Labels"].get(key) == value]  # fmt: skip
+
+
+class FakeDockerNetworks:
+    """A Docker client with only ``networks`` (FakeNetworks)."""
+
+    def __init__(self) -> None:
+        self.networks = FakeNetworks()

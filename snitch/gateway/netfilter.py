@@ -10,7 +10,9 @@ Layout (inside the gateway's own network namespace):
   ``DENY_MARK`` is refused with a TCP RST (other protocols are dropped); only
   sandbox -> egress is forwarded. Nothing new is forwarded into the sandbox.
 - filter INPUT: the sandbox may reach the gateway's DNS port and nothing else (and
-  answer the connections the gateway opens to it: port forwards).
+  answer the connections the gateway opens to it: port forwards); from the egress
+  network (which other runs' gateways may share: sandbox/egress.py) only replies to
+  the gateway's own connections come in.
 - nat PREROUTING: CODERUN_FAKE holds the DNAT of allowed synthetic addresses (ask mode).
 - nat POSTROUTING: MASQUERADE out of the egress interface.
 """
@@ -180,6 +182,10 @@ def ruleset(
             f"-A INPUT -i {sbx} -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j ACCEPT",
             f"-A INPUT -i {sbx} -p tcp -j REJECT --reject-with tcp-reset",
             f"-A INPUT -i {sbx} -j DROP",
+            # The egress network may be shared with other runs' gateways (their sandboxes'
+            # way out): from there, only what belongs to the gateway's own connections.
+            f"-A INPUT -i {egr} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            f"-A INPUT -i {egr} -j DROP",
             # Never forward what conntrack cannot follow (it was never queued, nor NATed).
             "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED -j DROP",
             # Refused: a new flow, or a peeked one whose request a deny rule names.
