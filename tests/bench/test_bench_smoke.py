@@ -93,6 +93,7 @@ def test_startup_figures_are_numbers(results: dict[str, Any]) -> None:
     calls = [row[2] for row in out["calls"]]  # one CLI run, every Docker call timed
     assert any("POST /containers/create" in c for c in calls), calls
     assert "*closed*" in calls, calls
+    assert number(out["docker_floor"]) > 0
 
 
 def test_issue18_figures_are_numbers(results: dict[str, Any]) -> None:
