@@ -166,8 +166,10 @@ def orphaned_sessions(client: docker.DockerClient, everything: bool = False) -> 
     """The sessions whose objects are all orphaned (every coderun session with
     ``everything``), found and not removed."""
     orphaned: dict[str, bool] = {}  # session -> every object seen so far is orphaned
-    everyone = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
-    labelled = [c.labels for c in everyone]
+    # Sparse: one listing, not an inspect per container (every run starts with this).
+    everyone = client.containers.list(all=True, filters={"label": LABEL}, sparse=True,
+                                      ignore_removed=True)  # fmt: skip
+    labelled = [_labels(c) for c in everyone]
     networks = client.networks.list(filters={"label": LABEL})
     labelled += [n.attrs.get("Labels") or {} for n in networks]
     labelled += [v.attrs.get("Labels") or {} for v in client.volumes.list(filters={"label": LABEL})]
