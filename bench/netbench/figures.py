@@ -77,7 +77,7 @@ def flow_rate(paths: Sequence[Path_], server: str, seconds: float, reps: int) ->
     for _ in range(reps):
         for p in paths:
             time.sleep(SETTLE_S)
-            v0 = p.verdicts()
+            v0, u0 = p.verdicts(), p.unlogged()
             user0, sys0 = _cpu(p)
             with Sampler(p.gateway_pid) as sampler:
                 res = p.run("rate", server, ACCEPT_PORT, seconds)
@@ -89,6 +89,7 @@ def flow_rate(paths: Sequence[Path_], server: str, seconds: float, reps: int) ->
                 # Each connection's SYN should be queued once (a retried SYN: once more);
                 # fewer verdicts than connections = connections that never were judged.
                 res["missing_verdicts"] = max(0, res["flows"] - verdicts)
+                res["unlogged_counted"] = p.unlogged() - u0  # of those, said in the log
                 per = 1e6 / max(1, verdicts)
                 res["gw_cpu_share"] = (user1 - user0 + sys1 - sys0) / res["seconds"]
                 res["gw_cpu_us_per_verdict"] = (user1 - user0 + sys1 - sys0) * per

@@ -189,6 +189,16 @@ class Path_:
         with open(log, "rb") as f:
             return sum(1 for line in f if b'"kind":"flow"' in line)
 
+    def unlogged(self) -> int:
+        """Flows the kernel verdict cache passed whose line was lost, as the log counts
+        them (``kernel-cache-unlogged`` events, snitch/gateway/cacheguard.py)."""
+        log = self.session.log_path if self.session is not None else None
+        if log is None or not log.exists():
+            return 0
+        with open(log, "rb") as f:
+            return sum(int(json.loads(line).get("dropped", 0)) for line in f
+                       if b'"reason":"kernel-cache-unlogged"' in line)  # fmt: skip
+
 
 class Lab:
     """The server, its network, the direct client and any sessions; ``close()`` ends all."""

@@ -72,8 +72,13 @@ def line_kind(payload: Mapping[str, Any]) -> str:
     if kind == "event":
         return f"event {str(payload.get('message', '')).split(':', 1)[0][:40]}".rstrip()
     proto = str(payload.get("proto", ""))
-    parts = (kind, "" if proto == kind else proto, str(payload.get("verdict", "")))
-    return " ".join(p for p in parts if p)
+    verdict = str(payload.get("verdict", ""))
+    out = kind  # (no generator: this runs for every line)
+    if proto and proto != kind:
+        out = f"{out} {proto}" if out else proto
+    if verdict:
+        out = f"{out} {verdict}" if out else verdict
+    return out
 
 
 def left(payload: Mapping[str, Any]) -> bool:
@@ -97,8 +102,12 @@ class LogLimiter:
         self._buckets: dict[str, list[float]] = {}  # kind -> [tokens, last refill]
 
     def admit(self, payload: Mapping[str, Any], nbytes: int) -> bool:
-        kind = line_kind(payload)
         noise = not left(payload)
+        cap = self.limits.max_bytes
+        if not noise and (cap is None or self.size + nbytes <= cap):
+            self.size += nbytes  # what left: never rate-limited, its kind not needed
+            return True
+        kind = line_kind(payload)
         rate = self.limits.rate
         if noise and rate is not None:
             now = time.monotonic()
@@ -115,7 +124,6 @@ class LogLimiter:
                 bucket[0] = tokens
                 return self._drop(kind)
             bucket[0] = tokens - 1.0
-        cap = self.limits.max_bytes
         if cap is not None and self.size + nbytes > (cap * NOISE_SHARE if noise else cap):
             self.dropped_by_cap += 1
             return self._drop(kind)
