@@ -154,7 +154,10 @@ def test_a_flood_through_the_cache_is_all_in_the_log(
     [stats] = [e.message for e in log if e.message.startswith("kernel verdict cache:")]
     # The point: every connection the server accepted has a line, or is counted.
     assert len(lines) + unlogged >= accepted, (len(lines), unlogged, accepted, stats)
-    assert len(lines) + unlogged <= attempts, (len(lines), unlogged, attempts, stats)
+    # ... and nothing is counted twice, but for a retransmitted SYN whose first copy was
+    # lost (counted) and whose retransmission was logged (a few in a run).
+    slack = attempts // 100
+    assert len(lines) + unlogged <= attempts + slack, (len(lines), unlogged, attempts, stats)
     # Not vacuous: the kernel decided flows, lost copies, and the cache stepped aside.
     assert int(stats.split(", ")[1].split()[0]) > 0, stats
     assert unlogged > 0 and CacheEvent.ASIDE in reasons, (reasons, stats)

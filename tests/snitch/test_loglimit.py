@@ -45,6 +45,9 @@ def test_line_kinds() -> None:
     assert line_kind(DNS_DENY) == "dns deny"
     assert line_kind(FLOW_DENY) == "flow tcp deny"
     assert line_kind(GARBAGE) == "event dropped bad DNS query"
+    assert line_kind(FLOW_ALLOW) == "flow tcp allow" and line_kind(HTTP) == "http tcp"
+    assert line_kind({"kind": "dns", "proto": "dns"}) == "dns"
+    assert line_kind({"proto": "udp", "verdict": "deny"}) == "udp deny" and line_kind({}) == ""
     assert (
         line_kind({"kind": "event", "message": "gateway ready: mode=ask"}) == "event gateway ready"
     )
@@ -73,6 +76,7 @@ def test_noise_cannot_fill_the_cap(clock: Clock) -> None:
     assert admitted(lim, DNS_DENY, 1000) == 75  # 3/4 of the cap
     assert admitted(lim, FLOW_ALLOW, 1000) == 25  # the rest is for what left
     assert lim.dropped_by_cap == 925 + 975 and lim.size <= 10_000
+    assert lim.unreported["flow tcp allow"] == 975  # what left is dropped by its kind too
 
 
 def test_too_many_kinds_share_one_bucket(clock: Clock) -> None:
