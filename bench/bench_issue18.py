@@ -108,12 +108,15 @@ class Sizes:
     files: int
     starts: int
     profile_s: int
+    connects: int = 1000
+    load_s: float = 4.0
 
 
 FULL = Sizes(reps=3, flow_s=3.0, bulk=300_000_000, http_new=600, http_keep=2000, tls=150,
              files=200, starts=5, profile_s=6)  # fmt: skip
 SMOKE = Sizes(reps=1, flow_s=0.5, bulk=20_000_000, http_new=30, http_keep=60, tls=10,
-              files=20, starts=1, profile_s=0)  # fmt: skip
+              files=20, starts=1, profile_s=0, connects=100,
+              load_s=2.0)  # fmt: skip
 
 
 def log(msg: str) -> None:
@@ -185,6 +188,15 @@ def lab_figures(lab: Lab, sizes: Sizes) -> dict[str, Any]:
         out["_kprof_http_new"] = kernel_profiles(
             [direct, router, web, gw], lambda p: p.run("http", ip, HTTP_PORT, n),
             lambda r: r["requests"] / 1000)  # fmt: skip
+    for path in (web, proxied):
+        lab.end_session(path)
+    log("connect() latency under HTTP load (no kernel cache: every connect is the loop's)")
+    with env(CODERUN_KERNEL_CACHE="0"):
+        loop_web = named(lab.session("gateway", web=True), "coderun")
+        with env(CODERUN_PEEK="0"):
+            loop_mitm = named(lab.session("gateway", web=True), "coderun, through mitmproxy")
+    out["under_load"] = figures.connect_under_load(
+        [loop_web, loop_mitm], ip, sizes.connects, sizes.load_s, sizes.reps)  # fmt: skip
     lab.end_session(router)
     return out
 
@@ -334,6 +346,15 @@ def rows(out: dict[str, Any]) -> list[list[str]]:
         None,
         "/s",
     )
+    if "under_load" in out:
+        idle, loaded = out["under_load"]["idle"], out["under_load"]["loaded"]
+        for path in ("coderun", "coderun, through mitmproxy"):
+            for q in ("p50", "p99"):
+                a, b = m(idle, path, f"{q}_us"), m(loaded, path, f"{q}_us")
+                table_rows.append([f"connect() {q}, decided by the verdict loop, while the "
+                                   f"sandbox makes HTTP requests — {path} (vs no load)",
+                                   fmt(a, "µs"), fmt(b, "µs"), f"{b / a:.2f}×" if a else "–",
+                                   "–", "–"])  # fmt: skip
     for path in ("coderun", "coderun, no kernel cache"):
         made = sum(int(r["flows"]) for r in flows[path]["runs"])
         unlogged = sum(int(r.get("missing_verdicts", 0)) for r in flows[path]["runs"])

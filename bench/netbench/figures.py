@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from netbench.common import median
-from netbench.topology import Path_, cpu_seconds, rss_mb
+from netbench.topology import WORKLOAD, Path_, cpu_seconds, rss_mb
 from netbench.workload import ACCEPT_PORT, HTTP_PORT, SINK_PORT
 
 SETTLE_S = 0.6  # the gateway's log is flushed every 0.1 s, bare.json written every 0.2 s
@@ -148,4 +148,30 @@ def breakdown(paths: Sequence[Path_], server: str, seconds: float) -> dict[str, 
                      "us_per_verdict": ns / verdicts / 1e3}
                  for k, (n, ns) in delta.items()}  # fmt: skip
         out[p.name] = {"run": res, "verdicts": verdicts, "steps": steps}
+    return out
+
+
+def connect_under_load(
+    paths: Sequence[Path_], server: str, n: int, load_s: float, reps: int
+) -> dict[str, Any]:
+    """connect() latency to a decided destination, alone and while the same sandbox makes
+    HTTP requests (a new connection each) for ``load_s`` seconds: does the verdict loop
+    wait behind the web traffic? (The paths should have no kernel verdict cache, so
+    every connect is decided by the loop.)"""
+    out: dict[str, Any] = {}
+    for label, loaded in (("idle", False), ("loaded", True)):
+        runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in paths}
+        for _ in range(reps):
+            for p in paths:
+                if not loaded:
+                    runs[p.name].append(p.run("connect", server, ACCEPT_PORT, n))
+                    continue
+                cmd = ["timeout", str(load_s), *WORKLOAD, "http", server, str(HTTP_PORT),
+                       "1000000"]  # fmt: skip
+                load = threading.Thread(target=p.container.exec_run, args=(cmd,))
+                load.start()
+                time.sleep(min(0.5, load_s / 4))  # the load is under way
+                runs[p.name].append(p.run("connect", server, ACCEPT_PORT, n))
+                load.join()
+        out[label] = _summary(runs)
     return out
