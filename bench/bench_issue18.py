@@ -60,8 +60,9 @@ hour apart differed by up to 40 points on some rows; re-run on a quiet machine):
   and 81 % and 68 % through a *plain router*: the same topology without rules or queue,
   the ceiling of a routed hop on this machine). The gateway's work per flow is reading
   its NFLOG copy and writing the log line, off the SYN's path but on the same 2 cores as
-  client and server (profile below: the log line's kind check, the retransmit memory,
-  the JSON encoder).
+  client and server (profile below). Copies the kernel drops (the gateway too slow) are
+  counted from their sequence numbers and said in the log, and the cache steps aside
+  meanwhile (docs/log.md): the *no flow line* rows count them.
 - `coderun run -- true` ≤ 2×: not met; the default start-up is unchanged by this issue. The
   "Startup" section above (`python bench/bench_startup.py`) has the phases: with the
   default web ports the gateway reports ready only once mitmproxy has loaded (Session

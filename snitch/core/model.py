@@ -227,7 +227,9 @@ class LogEntry:
     bytes_in: int = 0
     duration_ms: float = 0.0
     message: str = ""
-    dropped: int = 0  # a "log limit" event: lines dropped since the last one
+    # a "log limit" event: lines dropped since the last one; a kernel-cache-unlogged
+    # event (CacheEvent.UNLOGGED): flows the kernel verdict cache passed without a line
+    dropped: int = 0
     # who asked (process attribution, best effort): pid inside the sandbox, 0 = unknown
     pid: int = 0
     uid: int | None = None
