@@ -32,10 +32,11 @@ from sandbox.attribution.service import Attribution, AttributionService
 from sandbox.cleanup import remove_session
 from sandbox.config import SessionConfig, SessionError
 from sandbox.egress import shared_egress
-from sandbox.gateway_code import gateway_volumes
+from sandbox.gateway_container import create_gateway, data_mounts, hand_over
+from sandbox.holder import address, create_holder, set_up
 from sandbox.host_networks import host_networks
 from sandbox.labels import LABEL, ROLE, owner_labels
-from sandbox.sandbox_container import create_sandbox
+from sandbox.sandbox_container import ca_cert, create_sandbox
 from sandbox.shares.mounts import Deciding, SessionShares
 from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
@@ -48,7 +49,6 @@ from snitch.core.session_dir import (
     SessionRecord,
 )
 from snitch.core.settings import (
-    DATA_MOUNT,
     GatewaySettings,
     RunSettings,
     Topology,
@@ -56,24 +56,6 @@ from snitch.core.settings import (
 )
 
 READY_TIMEOUT = 30.0
-
-# Run in the holder (by exec, once the gateway's address is known).
-HOLDER_SCRIPT = r"""
-set -e
-set -- $(ip -4 -o addr show dev eth0)
-SANDBOX_IP=${4%/*}
-ip addr flush dev eth0
-ip addr add "$SANDBOX_IP/32" dev eth0
-ip route add "$GATEWAY_IP" dev eth0
-ip route add default via "$GATEWAY_IP" dev eth0 onlink
-# Docker's embedded resolver listens inside this namespace: make it unreachable.
-iptables -A OUTPUT -d 127.0.0.11 -j DROP
-# Broadcast and multicast would reach the bridge (and the host) without a route.
-iptables -A OUTPUT -o eth0 -m addrtype ! --dst-type UNICAST -j DROP
-# The sandbox gets this namespace's resolv.conf (and hosts, hostname) from Docker, read-only:
-# its only resolver is the gateway, and no host path shows in its mount table.
-printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$GATEWAY_IP" > /etc/resolv.conf
-"""
 
 
 def run_policy(config: SessionConfig) -> bytes | None:
@@ -159,31 +141,21 @@ class Session:
             self._start_adopted()
             return
         gateway_ready = self._start_pair(standby=False)
-        self._create_sandbox(f"coderun-{self.id}")  # while the gateway gets ready
-        _wait(gateway_ready, "the gateway")
+        if self.config.uses_ca and not ca_cert().exists():
+            # The sandbox's CA bundle needs the interception CA, which the first gateway
+            # that intercepts makes: only then is the sandbox created.
+            _wait(gateway_ready, "the gateway")
+            _wait(ca_cert().exists, "the interception CA")
+            self._create_sandbox(f"coderun-{self.id}")
+        else:
+            self._create_sandbox(f"coderun-{self.id}")  # while the gateway gets ready
+            _wait(gateway_ready, "the gateway")
         self._put_secrets()
 
     def _put_secrets(self) -> None:
-        """The --secret values into the gateway's own filesystem (sandbox/secrets.py),
-        and the decision service's token (sandbox/decision.py)."""
-        if self.config.decision_credentials:
-            from sandbox.decision import put_credentials
-
+        if self.config.decision_credentials or self.config.secret_values:
             assert self.gateway is not None
-            try:
-                put_credentials(self.gateway, self.config.decision_credentials)
-            except (RuntimeError, docker.errors.APIError) as exc:
-                why = f"handing the decision token to the gateway failed: {exc}"
-                raise SessionError(why) from exc
-        if not self.config.secret_values:
-            return
-        assert self.gateway is not None
-        from sandbox.secrets import put_values
-
-        try:
-            put_values(self.gateway, self.config.secret_values)
-        except (RuntimeError, docker.errors.APIError) as exc:
-            raise SessionError(f"handing the secrets to the gateway failed: {exc}") from exc
+            hand_over(self.gateway, self.config)
 
     def start_standby(self) -> None:
         """A pool's warm pair: networks, a gateway waiting for its claim, the holder."""
@@ -300,29 +272,9 @@ class Session:
         self, name: str, egress: Network, inner: Future[Network], standby: bool = False
     ) -> Callable[[], bool]:
         settings = self.gateway_settings(egress, standby)
-        self.gateway = self.client.containers.create(
-            self.config.network.gateway_image,
-            name=f"{name}-gw",
-            network=egress.name,
-            labels=self.role_labels("gateway"),
-            environment=settings.to_env(),
-            cap_add=["NET_ADMIN"],
-            init=True,
-            sysctls={
-                "net.ipv4.ip_forward": "1",
-                "net.ipv4.conf.all.send_redirects": "0",
-                "net.ipv4.conf.default.send_redirects": "0",
-                "net.ipv6.conf.all.disable_ipv6": "1",
-                "net.ipv6.conf.default.disable_ipv6": "1",
-                # conntrack counts each connection's bytes: the lines of web flows read
-                # in passing (snitch/gateway/peeklog.py) have them
-                "net.netfilter.nf_conntrack_acct": "1",
-            },
-            volumes={
-                **gateway_volumes(),
-                **self.gateway_data_mounts(),
-            },
-        )
+        self.gateway = create_gateway(self.client, self.config.network.gateway_image,
+                                      f"{name}-gw", egress.name, self.role_labels("gateway"),
+                                      settings, self.gateway_data_mounts())  # fmt: skip
         self.containers.append(self.gateway)
         sandbox_net = inner.result()
         sandbox_net.connect(self.gateway)
@@ -333,17 +285,7 @@ class Session:
         return self.ready_check()
 
     def gateway_data_mounts(self) -> dict[str, dict[str, str]]:
-        """What the gateway gets of the data dir: its own session folder and the rule
-        store (read-write), the API token (read-only) and, only when it intercepts TLS,
-        the CA. No other session, not the pool."""
-        mounts = {
-            str(self.dir): {"bind": f"{DATA_MOUNT}/sessions/{self.id}", "mode": "rw"},
-            str(paths.rules_dir()): {"bind": f"{DATA_MOUNT}/rules", "mode": "rw"},
-            str(paths.api_token_path()): {"bind": f"{DATA_MOUNT}/api-token", "mode": "ro"},
-        }
-        if self.config.uses_ca:
-            mounts[str(paths.ca_dir())] = {"bind": f"{DATA_MOUNT}/ca", "mode": "rw"}
-        return mounts
+        return data_mounts(self.dir, self.id, self.config.uses_ca)
 
     def ready_check(self) -> Callable[[], bool]:
         # With web ports, wait for mitmproxy too (it loads after "ready"): the sandbox's
@@ -381,37 +323,20 @@ class Session:
     def _start_holder(self, name: str, inner: Future[Network], volume: Future[Volume]) -> None:
         sandbox_net = inner.result()
         self.files_volume = volume.result()
-        holder = self.client.containers.create(
-            self.config.network.gateway_image,
-            name=f"{name}-ns",
-            entrypoint=["sleep", "infinity"],
-            network=sandbox_net.name,
-            labels=self.role_labels("holder"),
-            cap_add=["NET_ADMIN"],
-            volumes=injected.holder_mount(self.files_volume),
-            sysctls={
-                "net.ipv6.conf.all.disable_ipv6": "1",
-                "net.ipv6.conf.default.disable_ipv6": "1",
-                # A held SYN must survive a person's decision: retry for ~2 minutes.
-                "net.ipv4.tcp_syn_retries": "7",
-            },
-        )
+        holder = create_holder(self.client, self.config.network.gateway_image, f"{name}-ns",
+                               sandbox_net.name, self.role_labels("holder"),
+                               self.files_volume)  # fmt: skip
         self.containers.append(holder)
         holder.start()
-        holder.reload()
-        self.sandbox_ip = holder.attrs["NetworkSettings"]["Networks"][sandbox_net.name]["IPAddress"]
+        self.sandbox_ip = address(holder, sandbox_net.name)
         self.holder = holder
 
     def _setup_holder(self) -> None:
-        """Re-address the holder's namespace: a /32 whose only route is the gateway."""
         assert self.holder is not None
         if not self.gateway_ip:  # it exited before it was on the sandbox network
             self._gateway_failed()
             raise SessionError("the gateway has no address on the sandbox network")
-        code, out = self.holder.exec_run(["sh", "-c", HOLDER_SCRIPT],
-                                         environment={"GATEWAY_IP": self.gateway_ip})  # fmt: skip
-        if code != 0:
-            raise SessionError(f"setting up the sandbox network failed: {out.decode().strip()}")
+        set_up(self.holder, self.gateway_ip)
 
     def _create_sandbox(self, name: str) -> None:
         assert self.holder is not None
