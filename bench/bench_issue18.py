@@ -6,10 +6,10 @@
 Paths, all between containers this benchmark starts (the Lab of netbench/topology.py,
 and the demo internet for TLS): *direct* = a client container on the server's network;
 *coderun* = a real session in enforce mode whose policy allows the server, as a user
-runs it (default web ports: mitmproxy relays web flows) with the kernel verdict cache on
-(the default; ``CODERUN_KERNEL_CACHE=0`` turns it off);
-*coderun, no kernel cache* (``CODERUN_KERNEL_CACHE=0``); *coderun, peek*
-(``CODERUN_PEEK=1``: web flows that need no proxy read in passing, not relayed);
+runs it (default web ports: web flows that need no proxy read in passing, not relayed)
+with the kernel verdict cache on (the default; ``CODERUN_KERNEL_CACHE=0`` turns it off);
+*coderun, no kernel cache* (``CODERUN_KERNEL_CACHE=0``); *coderun, through mitmproxy*
+(``CODERUN_PEEK=0``: every web flow relayed by mitmproxy);
 *coderun, no web ports* (``--web-ports ''``). Repetitions are interleaved; medians shown.
 """
 
@@ -41,20 +41,21 @@ READING = """Reading the table (the machine was shared by several engineers' tes
 11–18 on 2 cores; every ratio is within one run, repetitions interleaved, but two runs an
 hour apart differed by up to 40 points on some rows; re-run on a quiet machine):
 
-- *coderun* is what a user gets by default: enforce mode, web ports 80,443 through
-  mitmproxy, the kernel verdict cache on. *peek* is `CODERUN_PEEK=1` (web flows that need
-  no proxy read in passing); it is not the default because its `http`/`tls` lines have no
-  status, byte counts or duration (mitmproxy's do), and a keep-alive connection's later
-  requests are not seen. With it the HTTP new-connection and HTTPS handshake rows come
-  to about the *no web ports* path (in two runs here: 70 % / 59 % of direct for HTTP,
-  95 % / 125 % for TLS handshakes); through mitmproxy they stay far below (the profile
-  under "Gateway" above: mitmproxy's own per-event pipeline, in the verdict loop's
-  process; mitmproxy in a process of its own is not done).
+- *coderun* is what a user gets by default: enforce mode, web ports 80,443 read in
+  passing where no proxy is needed (their `http`/`tls` lines completed asynchronously
+  with status, bytes, duration and keep-alive requests: docs/log.md), the kernel
+  verdict cache on; *through mitmproxy* is `CODERUN_PEEK=0`. Read in passing, the HTTP
+  new-connection and HTTPS handshake rows come to about the *no web ports* path (in
+  two runs here: 70 % / 59 % of direct for HTTP, 95 % / 125 % for TLS handshakes);
+  through mitmproxy they stay far below (the profile under "Gateway" above:
+  mitmproxy's own per-event pipeline, in the verdict loop's process; mitmproxy in a
+  process of its own is not done).
 - HTTP keep-alive ≥ 90 %: not met on any path, *no web ports* included: once a
-  connection is established no packet reaches coderun's code (peek: after the first
-  request), so what is left is the routed hop itself (a second veth pair and bridge,
-  routing, conntrack, NAT), the same as for bulk TCP through a plain router. This
-  kernel has no flowtable (`nf_flow_table`) to shortcut it.
+  connection is established no packet reaches coderun's code (read in passing: after
+  the first request; the later ones are copied to NFLOG, not held), so what is left
+  is the routed hop itself (a second veth pair and bridge, routing, conntrack, NAT),
+  the same as for bulk TCP through a plain router. This kernel has no flowtable
+  (`nf_flow_table`) to shortcut it.
 - New flows/s to a decided destination: the kernel verdict cache decides the SYN in
   the kernel (two runs here: 96 % and 53 % of direct, against 66 % and 25 % without it,
   and 81 % and 68 % through a *plain router*: the same topology without rules or queue,

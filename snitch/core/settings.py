@@ -214,7 +214,7 @@ class GatewaySettings:
     # copies of its flows are lost (cacheguard.py)
     kernel_cache: bool = True
     nflog_buffer: int = 0  # bytes for its log copies in the kernel (0: nflog.RCVBUF; tests)
-    peek: bool = False  # web flows read in passing where they can be (peeker.py)
+    peek: bool = True  # web flows read in passing where they can be (peeker.py, peeklog.py)
 
     @property
     def standby(self) -> bool:
@@ -231,13 +231,13 @@ class GatewaySettings:
 
 
 KERNEL_CACHE_ENV = "CODERUN_KERNEL_CACHE"  # "0": the kernel verdict cache off
-PEEK_ENV = "CODERUN_PEEK"  # "1": allowed web flows that need no proxy read in passing
+PEEK_ENV = "CODERUN_PEEK"  # "0": every web flow through mitmproxy, none read in passing
 
 
 def fast_paths_from_env(env: Mapping[str, str]) -> tuple[bool, bool]:
     """``GatewaySettings``' fast paths (kernel cache, peek) from the host's environment:
-    the cache is on unless ``CODERUN_KERNEL_CACHE=0``, ``CODERUN_PEEK=1`` turns peeking on."""
-    return env.get(KERNEL_CACHE_ENV) != "0", env.get(PEEK_ENV) == "1"
+    the cache is on unless ``CODERUN_KERNEL_CACHE=0``, peeking unless ``CODERUN_PEEK=0``."""
+    return env.get(KERNEL_CACHE_ENV) != "0", env.get(PEEK_ENV) != "0"
 
 
 # -- one JSON document ----------------------------------------------------------------------

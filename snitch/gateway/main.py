@@ -10,7 +10,7 @@ owner of the files it writes (all private: umask 077), the network shape (DNS up
 web ports, interception) and the run (mode, policy, profile, image, ask deadlines, max
 pending, private answers, log limits, command), and its fast paths (the kernel verdict
 cache, on with the host's ``CODERUN_KERNEL_CACHE=1``; reading web flows in passing, on
-with ``CODERUN_PEEK=1``).
+unless ``CODERUN_PEEK=0``).
 
 A warm gateway of ``coderun pool`` starts without a run: it sets up the network and
 mitmproxy, reports ``standby`` and waits for ``claim.json`` in its session folder, the

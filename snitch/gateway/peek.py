@@ -31,6 +31,13 @@ class Seen:
     partial: bool = False
 
 
+def head_length(data: bytes) -> int:
+    """The length of the HTTP head (request or response) that begins ``data``, up to
+    its blank line (0 when it does not end within ``data``)."""
+    end = data.find(b"\r\n\r\n")
+    return end + 4 if end >= 0 else 0
+
+
 def looks_like_tls(data: bytes) -> bool:
     return len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04
 
@@ -88,7 +95,9 @@ def read_client_hello(data: bytes) -> Seen:
 
 
 def read_http(data: bytes) -> Seen:
-    """Method, Host and path of an HTTP/1 request's head (as much as the packet holds)."""
+    """Method, Host and path of an HTTP/1 request's head (as much as the packet holds).
+    A path or Host that is not a name is kept as sent (UTF-8; hostile characters and
+    all, as mitmproxy logs it: made safe where shown)."""
     line, _, rest = data.partition(b"\r\n")
     parts = line.split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
@@ -111,7 +120,7 @@ def read_http(data: bytes) -> Seen:
     return Seen(
         "http",
         method=method,
-        host=_name(name) or name.decode("ascii", "replace")[:MAX_NAME].lower(),
-        path=target.decode("ascii", "replace"),
+        host=_name(name) or name.decode("utf-8", "replace")[:MAX_NAME],
+        path=target.decode("utf-8", "replace"),
         partial=partial and not host,
     )

@@ -108,15 +108,16 @@ class Peeker:
             del self._done[next(iter(self._done))]
         self._done.pop(key, None)
         self._done[key] = first % (1 << 32)
-        denied = self.judge(key, seen, (first % (1 << 32), tcp_ack(data)))
+        size = peek.head_length(head) if seen.kind == "http" else 0
+        denied = self.judge(key, seen, (first % (1 << 32), tcp_ack(data), size))
         more = DENY_MARK if denied else PEEK_HTTP_MARK if seen.kind == "http" else 0
         pkt.set_mark(PEEKED_MARK | more)
         pkt.accept()
 
-    def judge(self, key: FlowKey, seen: peek.Seen, start: tuple[int, int] = (0, 0)) -> bool:
+    def judge(self, key: FlowKey, seen: peek.Seen, start: tuple[int, int, int] = (0, 0, 0)) -> bool:
         """Log what the head says; True when a deny rule names its SNI or Host. ``start``:
         where the head begins in each direction's sequence space (the connection's
-        bytes are counted from there, peeklog.py)."""
+        bytes are counted from there, peeklog.py) and an HTTP head's length."""
         gate = self.gate
         if seen.kind == "tls":
             sni = seen.sni
@@ -159,7 +160,7 @@ class Peeker:
         return real or key.dst
 
     def _watch(
-        self, key: FlowKey, line: dict[str, object], http: bool, start: tuple[int, int]
+        self, key: FlowKey, line: dict[str, object], http: bool, start: tuple[int, int, int]
     ) -> None:
         if self.log is not None:
             self.log.watch(key, line, http, start)

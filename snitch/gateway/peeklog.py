@@ -16,10 +16,12 @@ mitmproxy's lines are written at the response's end. The kernel copies to NFLOG 
 Bytes come from TCP sequence numbers: where the head began in each direction (the
 peeker reads it), where each later request begins and what it acknowledges (the end of
 the response before it), where each side's FIN sits: exact TCP payload counts, nothing
-asked of the kernel. A line waiting ``LINGER_SECONDS`` is written with what is known so
-far (a connection's first line: conntrack's counters, ctcounters.py) and the connection
-stays watched; ``settle`` writes everything at the gateway's stop. What the copies say
-is hostile: it is parsed with bounds (peek.py) like the head.
+asked of the kernel (HTTP: less the request's and the response's heads, when the
+copies hold them whole, so that they count bodies as mitmproxy does). A line waiting
+``LINGER_SECONDS`` is written with what is known so far (a connection's first line:
+conntrack's counters, ctcounters.py) and the connection stays watched; ``settle``
+writes everything at the gateway's stop. What the copies say is hostile: it is parsed
+with bounds (peek.py) like the head.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Line:
     began: float
     out: int
     into: int
+    head_out: int = 0  # HTTP: the request's head, not counted (mitmproxy counts bodies)
+    head_in: int = 0  # ... and the response's, once its status packet is read
 
 
 @dataclass
@@ -109,9 +113,10 @@ class PeekLog:
 
     # -- from the peeker ---------------------------------------------------------------------
     def watch(self, key: FlowKey, line: dict[str, object], http: bool,
-              start: tuple[int, int]) -> None:  # fmt: skip
+              start: tuple[int, int, int]) -> None:  # fmt: skip
         """Keep ``line`` (a connection's first, whose head began at ``start``: sequence
-        numbers of the sandbox's side and of the server's) until its connection ends."""
+        numbers of the sandbox's side and of the server's, and an HTTP request head's
+        length) until its connection ends."""
         end = (key.src, key.sport)
         old = self._watched.pop(end, None)
         if old is not None:  # the port was reused: the old connection is over
@@ -170,6 +175,7 @@ class PeekLog:
         for line in watched.lines:
             if "status" not in line.fields:
                 line.fields["status"] = int(code)
+                line.head_in = peek.head_length(payload)
                 return
 
     def _request(self, watched: Watched, payload: bytes, data: bytes, flags: int) -> None:
@@ -182,6 +188,10 @@ class PeekLog:
         port = "" if key.dport == 80 else f":{key.dport}"
         dst = self._dst(key)
         url = f"http://{host or dst}{port}{seen.path}"
+        # The requests before it end where it begins (and what it acknowledges).
+        out, into = tcp_seq(data), tcp_ack(data) if flags & ACK else -1
+        done, watched.lines = watched.lines, []
+        self._write(watched, done, out, into if into >= 0 else None)
         denied = None
         if host and not is_address(host.strip("[]")):
             denied = gate.rules.name_denied(host, key.dport)
@@ -194,15 +204,11 @@ class PeekLog:
             line["message"] = CUT_MESSAGE
             self.cut += 1
             self._forget(watched)
-            self._end(watched)
             self._cut(key)
             gate.bus.publish(Topic.LOG, line)
             return
-        out, into = tcp_seq(data), tcp_ack(data) if flags & ACK else -1
-        done, watched.lines = watched.lines, []
-        self._write(watched, done, out, into if into >= 0 else None)
         made = self.make_line(key, [host or dst], method=seen.method, url=url)
-        watched.lines.append(Line(made, time.time(), out, into))
+        watched.lines.append(Line(made, time.time(), out, into, peek.head_length(payload)))
 
     def _cut(self, key: FlowKey) -> None:
         revoker = self.gate.revoker
@@ -235,8 +241,10 @@ class PeekLog:
             after = lines[i + 1] if i + 1 < len(lines) else None
             fields = line.fields
             fields["duration_ms"] = round((now - line.began) * 1000, 3)
-            fields["bytes_out"] = _span(line.out, after.out if after else out)
-            fields["bytes_in"] = _span(line.into, after.into if after else into)
+            sent = _span(line.out, after.out if after else out)
+            got = _span(line.into, after.into if after else into)
+            fields["bytes_out"] = max(0, sent - line.head_out) if sent else 0
+            fields["bytes_in"] = max(0, got - line.head_in) if got else 0
             self.gate.bus.publish(Topic.LOG, fields)
 
     def _write_lingering(self, watched: Watched, message: str) -> None:

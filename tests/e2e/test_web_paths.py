@@ -16,6 +16,7 @@ from tests.e2e.conftest import Result
 pytestmark = pytest.mark.docker
 
 BIG = 100_000
+STATS = "web flows read in passing: "  # the gateway's last word on them
 POLICY = """
 [[rule]]
 action = "allow"
@@ -42,6 +43,11 @@ def workload(ip: str) -> str:
             # Two requests on one keep-alive connection (the server keeps it when asked).
             f"{curl} -o /dev/null -H 'Connection: keep-alive' http://api.example.test/five "
             f"http://api.example.test/bytes/{BIG + 1}",
+            # A later request on a kept connection names a denied Host: refused (mitmproxy)
+            # or logged and its connection cut (read in passing).
+            f"{curl} -H 'Connection: keep-alive' http://api.example.test/six --next "
+            "-sS --max-time 10 -o /dev/null -H 'Connection: keep-alive' "
+            "-H 'Host: evil.example.test' http://api.example.test/later",
             # Names a deny rule refuses wherever they go: a Host, an SNI (fronting).
             f"{curl} -H 'Host: evil.example.test' http://api.example.test/fronted",
             f"{curl} --cacert /ca.pem --resolve evil.example.test:443:{ip} "
@@ -80,9 +86,9 @@ def test_the_log_of_a_web_workload_is_the_same_on_both_paths(
     policy.write_text(POLICY)
     args = ("--policy", str(policy), "-v", f"{ca}:/ca.pem:ro", "--", "sh", "-c",
             workload(internet.ip))  # fmt: skip
-    monkeypatch.setenv("CODERUN_PEEK", "1")  # read in passing what needs no proxy
+    monkeypatch.delenv("CODERUN_PEEK", raising=False)  # the default: read in passing
     read = run_coderun(*args)
-    monkeypatch.setenv("CODERUN_PEEK", "0")  # every web flow through mitmproxy (the default)
+    monkeypatch.setenv("CODERUN_PEEK", "0")  # every web flow through mitmproxy
     relayed = run_coderun(*args)
     assert read.status == 0 and relayed.status == 0, (read.stderr, relayed.stderr)
     assert lines(read) == lines(relayed)
@@ -98,16 +104,20 @@ def test_the_log_of_a_web_workload_is_the_same_on_both_paths(
         ("GET", f"http://api.example.test/bytes/{BIG}", "", 200),
         ("GET", "http://api.example.test/five", "", 200),
         ("GET", f"http://api.example.test/bytes/{BIG + 1}", "", 200),
+        ("GET", "http://api.example.test/six", "", 200),
         ("GET", "http://evil.example.test/fronted", "deny", None),
+        ("GET", "http://evil.example.test/later", "deny", None),
     }
     tls = [line for line in got if line[0] == "tls"]
     assert [line[4] for line in tls] == ["api.example.test"] * 3
     assert any(line[0] == "flow" and line[4] == "deny" and line[2] == 443 for line in got)
     # And the one path read its flows in passing, the other relayed them.
-    [stats] = [e.message for e in read.log if "read in passing" in (e.message or "")]
-    assert "web flows read in passing: 10" in stats, stats
-    assert "later requests read: 1," in stats, stats
-    [stats] = [e.message for e in relayed.log if "read in passing" in (e.message or "")]
+    [stats] = [e.message for e in read.log if e.message.startswith(STATS)]
+    assert "web flows read in passing: 11" in stats, stats
+    assert "later requests read: 2, cut: 1," in stats, stats
+    [cut] = [e for e in read.log if e.url == "http://evil.example.test/later"]
+    assert "connection cut" in cut.message, cut
+    [stats] = [e.message for e in relayed.log if e.message.startswith(STATS)]
     assert "web flows read in passing: 0" in stats, stats
 
 

@@ -58,6 +58,8 @@ def test_http_request_heads() -> None:
     absolute = peek.read(b"GET http://a.example.test/x HTTP/1.1\r\n\r\n")
     assert (absolute.host, absolute.path) == ("a.example.test", "/x")
     assert peek.read(b"GET / HTTP/1.1\r\nUser-Agent: x").partial  # no Host yet
+    hostile = peek.read("GET /\u200bz\x1b[2J HTTP/1.1\r\nHost: \u200bA.test\r\n\r\n".encode())
+    assert (hostile.path, hostile.host) == ("/\u200bz\x1b[2J", "\u200bA.test")  # as sent
     assert peek.read(b"SSH-2.0-OpenSSH\r\n").kind == "other"
     assert peek.read(b"GET nothing\r\n").kind == "other"
 

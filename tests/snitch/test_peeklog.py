@@ -88,9 +88,9 @@ def down(payload: bytes = b"", flags: int = ACK, seq: int = IN, ack: int = OUT,
 
 
 def first_line(log: PeekLog, url: str = "http://api.example.test/one", sport: int = 40000,
-               dport: int = 80, http: bool = True) -> dict[str, object]:  # fmt: skip
+               dport: int = 80, http: bool = True, head: int = 0) -> dict[str, object]:  # fmt: skip
     line = log.make_line(key(sport, dport), ["api.example.test"], method="GET", url=url)
-    log.watch(key(sport, dport), line, http, (OUT, IN))
+    log.watch(key(sport, dport), line, http, (OUT, IN, head))
     return line
 
 
@@ -98,7 +98,7 @@ def test_a_tls_connection_is_logged_at_its_end_with_its_bytes(tmp_path: Path) ->
     log, _, logged, _ = setup(tmp_path)
     line = log.make_line(key(dport=443), ["api.example.test"], EntryKind.TLS,
                          sni="api.example.test", url="tls://api.example.test:443")  # fmt: skip
-    log.watch(key(dport=443), line, False, (OUT, IN))
+    log.watch(key(dport=443), line, False, (OUT, IN, 0))
     log.on_packet(0, down(b"\x17\x03\x03" + b"x" * 500, seq=IN, dport=443))  # not copied, but
     assert logged == []  # ... harmless: nothing is written before the end
     log.on_packet(0, up(flags=FIN | ACK, seq=OUT + 1787, ack=IN + 3208, dport=443))
@@ -112,16 +112,20 @@ def test_a_tls_connection_is_logged_at_its_end_with_its_bytes(tmp_path: Path) ->
 
 def test_keep_alive_requests_are_logged_each_with_status_and_bytes(tmp_path: Path) -> None:
     log, _, logged, _ = setup(tmp_path)
-    first_line(log)
-    log.on_packet(0, down(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", seq=IN))
+    first_line(log, head=83)
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 79\r\n\r\n"  # 39 bytes of head
+    log.on_packet(0, down(reply + b"x" * 40, seq=IN))
     second = b"GET /bytes/9?x=1 HTTP/1.1\r\nHost: API.example.test\r\n\r\n"
-    log.on_packet(0, up(second, seq=OUT + 83, ack=IN + 117))
+    log.on_packet(0, up(second, seq=OUT + 83, ack=IN + 39 + 79))
     [one] = logged  # the request before is written when the next one starts
+    # Bodies, as mitmproxy counts: the first request's head (the peeker said 83 bytes
+    # long: all of it) and the response's are not counted.
     assert (one["url"], one["status"], one["bytes_out"], one["bytes_in"]) == (
-        "http://api.example.test/one", 200, 83, 117)  # fmt: skip
-    log.on_packet(0, down(b"HTTP/1.1 404 Not Found\r\n\r\n", seq=IN + 117))
-    log.on_packet(0, down(flags=FIN | ACK, seq=IN + 117 + 500, ack=OUT + 83 + len(second)))
-    log.on_packet(0, up(flags=FIN | ACK, seq=OUT + 83 + len(second), ack=IN + 618))
+        "http://api.example.test/one", 200, 0, 79)  # fmt: skip
+    log.on_packet(0, down(b"HTTP/1.1 404 Not Found\r\n\r\n", seq=IN + 118))  # 26 of head
+    body = 10  # the request's body, in a packet of its own (not copied)
+    log.on_packet(0, down(flags=FIN | ACK, seq=IN + 118 + 500, ack=OUT + 83 + len(second)))
+    log.on_packet(0, up(flags=FIN | ACK, seq=OUT + 83 + len(second) + body, ack=IN + 619))
     [_, two] = logged
     assert (two["kind"], two["method"], two["url"], two["names"], two["status"]) == (
         "http",
@@ -130,7 +134,7 @@ def test_keep_alive_requests_are_logged_each_with_status_and_bytes(tmp_path: Pat
         ["api.example.test"],
         404,
     )
-    assert (two["bytes_out"], two["bytes_in"]) == (len(second), 500)
+    assert (two["bytes_out"], two["bytes_in"]) == (body, 500 - 26)
     assert log.requests == 1
 
 
@@ -140,9 +144,11 @@ def test_a_later_request_a_deny_rule_names_is_logged_and_its_connection_cut(
     rules = [Rule(Action.ALLOW, cidr="203.0.113.0/24"), Rule(Action.DENY, host="evil.example.test")]
     log, counted, logged, gate = setup(tmp_path, rules=rules)
     first_line(log)
-    log.on_packet(0, up(b"GET /x HTTP/1.1\r\nHost: evil.example.test\r\n\r\n", seq=OUT + 80))
+    log.on_packet(0, up(b"GET /x HTTP/1.1\r\nHost: evil.example.test\r\n\r\n", seq=OUT + 80,
+                        ack=IN + 300))  # fmt: skip
     one, denied = logged
     assert one["url"] == "http://api.example.test/one" and "verdict" not in one
+    assert (one["bytes_out"], one["bytes_in"]) == (80, 300)  # ended where the next began
     assert (denied["verdict"], denied["url"], denied["message"]) == (
         "deny", "http://evil.example.test/x", CUT_MESSAGE)  # fmt: skip
     assert str(denied["reason"]).startswith("Host evil.example.test named by")
