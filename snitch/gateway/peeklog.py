@@ -63,6 +63,7 @@ class Gate(Protocol):
     fake: FakeIPs | None
     bus: EventBus
     revoker: Revoker | None
+    web_ports: frozenset[int]
 
 
 @dataclass
@@ -134,11 +135,14 @@ class PeekLog:
             return
         watched = self._watched.get((flow.src, flow.sport))
         from_sandbox = watched is not None
+        payload = tcp_payload(data)
         if watched is None:
             watched = self._watched.get((flow.dst, flow.dport))
             if watched is None:
-                return
-        payload = tcp_payload(data)
+                watched = self._adopt(flow, payload)
+                from_sandbox = watched is not None
+                if watched is None:
+                    return
         flags = tcp_flags(data)
         if payload and watched.http:
             if from_sandbox:
@@ -167,6 +171,20 @@ class PeekLog:
             self._end(watched)
         elif not watched.ending:
             watched.ending = time.monotonic() + HALF_CLOSED_SECONDS
+
+    def _adopt(self, flow: FlowKey, payload: bytes) -> Watched | None:
+        """A request on a kept connection no longer watched (let go when ``KEPT`` were):
+        only a read HTTP connection's sandbox side has its requests copied, so it is
+        one; watched again from here, lest its requests go unlogged."""
+        if flow.dport not in self.gate.web_ports:  # a server's packet, not the sandbox's
+            return None
+        if not payload or peek.read_http(payload[:256]).kind != "http":
+            return None
+        if len(self._watched) >= KEPT:
+            self._end(self._watched.pop(next(iter(self._watched))))
+        watched = Watched(flow, True, first=False)
+        self._watched[(flow.src, flow.sport)] = watched
+        return watched
 
     def _status(self, watched: Watched, payload: bytes) -> None:
         code = payload[9:12]

@@ -67,6 +67,7 @@ def setup(
     gate = FlowGate(RuleBook(tmp_path / "rules.db", rules, Mode.ENFORCE, "s1"), NameTable(),
                     bus, "s1")  # fmt: skip
     gate.revoker = Revoker(gate.rules, Table(), gate.log_flow)
+    gate.web_ports = frozenset({80, 443})
     peeker = Peeker(gate)
     counted = counted or Counted()
     log = PeekLog(gate, counted, peeker.make_line)  # type: ignore[arg-type]
@@ -206,7 +207,7 @@ def test_what_the_copies_say_is_read_with_bounds(tmp_path: Path) -> None:
         log.on_packet(0, junk)
     log.on_packet(0, down(b"HTTP/1.1 2x0 OK\r\n\r\n"))  # no status
     log.on_packet(0, up(b"POST /upload HTTP/1.1 GET / HTTP/1.1\r\n"))  # not a request line
-    log.on_packet(0, up(b"GET / HTTP/1.1\r\n", sport=40001))  # not a watched connection
+    log.on_packet(0, down(b"GET / HTTP/1.1\r\n\r\n", sport=40001))  # a server's: not adopted
     log.on_packet(0, up(flags=RST, seq=OUT + 3_000_000_000))  # an absurd span: no bytes
     [line] = logged
     assert "status" not in line and line["bytes_out"] == 0 and log.requests == 0
@@ -261,3 +262,24 @@ def test_conntrack_answers_are_parsed_into_counters() -> None:
     assert got[0][1] is not None and got[0][1].payload() == (1000, 100_000)
     assert ctcounters.counters_of(_nla(8, b"\0\0\0\0")) is None  # accounting was off
     assert Counters(5, 500, 6, 600) - Counters(1, 100, 2, 200) == Counters(4, 400, 4, 400)
+
+
+def test_a_request_on_a_connection_let_go_is_watched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, _, logged, _ = setup(tmp_path)
+    monkeypatch.setattr(peeklog, "KEPT", 1)
+    first_line(log, sport=1)
+    first_line(log, sport=2)  # the first is let go (written as it is)
+    assert [line["sport"] for line in logged] == [1]
+    log.on_packet(0, up(b"GET /again HTTP/1.1\r\nHost: api.example.test\r\n\r\n", sport=1))
+    log.on_packet(0, down(b"HTTP/1.1 204 No Content\r\n\r\n", sport=1))
+    log.on_packet(0, up(flags=RST, seq=OUT + 50, sport=1))
+    again = logged[-1]
+    assert (again["sport"], again["url"], again["status"]) == (
+        1,
+        "http://api.example.test/again",
+        204,
+    )
+    log.on_packet(0, down(b"HTTP/1.1 200 OK\r\n\r\n", sport=9))  # a reply: nothing to adopt
+    assert len(logged) == 3
