@@ -140,9 +140,9 @@ class Rule:
         target = format_target(self.host, self.cidr)
         if self.port_lo:
             target += f":{format_port(self.port_lo, self.port_hi)}"
-        if self.path_prefix:
-            target += self.path_prefix
         text = f"{self.action} {target}/{self.proto}"
+        if self.path_prefix:
+            text += f" path {self.path_prefix}"
         if self.method:
             text += f" [{self.method}]"
         if self.exe:

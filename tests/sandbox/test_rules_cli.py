@@ -238,7 +238,7 @@ def test_exe_rules_are_added_listed_and_explained() -> None:
 def test_add_a_method_rule_with_the_star_path_form_and_explain_a_request() -> None:
     res = run("add", "allow", "api.example.test", "--method", "get,head", "--path", "/v1/*")
     assert res.exit_code == 0, res.output
-    assert "allow api.example.test/v1/" in res.output and "[GET,HEAD]" in res.output
+    assert "allow api.example.test/any path /v1/" in res.output and "[GET,HEAD]" in res.output
     assert run("add", "deny", "api.example.test", "--path", "/v1/").exit_code == 0
     (allow, deny) = stored()
     assert (allow.path_prefix, allow.method, deny.method) == ("/v1/", "GET,HEAD", None)

@@ -151,7 +151,7 @@ def test_to_dict_is_the_whole_explanation() -> None:
     assert first["rule"]["cidr"] == "203.0.113.0/24" and first["rule"]["source"] == "blocklist"
     assert first["describe"] == "deny 203.0.113.0/24/any"
     assert second["rule"] == allow.to_dict()
-    assert second["describe"] == "allow *:8000-8100/v1/tcp"
+    assert second["describe"] == "allow *:8000-8100/tcp path /v1"
     assert second["why"] == "any destination, port 8000-8100, proto tcp, path /v1*"
     none = Policy([]).explain(q, now=NOW).to_dict()
     assert none["decision"] is None and none["matches"] == []

@@ -142,4 +142,4 @@ def test_describe_the_new_kinds() -> None:
         "allow-file ~/.aws/* (read)"
     )
     r = Rule(DENY, host="a.example.test", path_prefix="/v1", method="POST", exe="/usr/bin/curl")
-    assert r.describe() == "deny a.example.test/v1/any [POST] exe=/usr/bin/curl"
+    assert r.describe() == "deny a.example.test/any path /v1 [POST] exe=/usr/bin/curl"
