@@ -59,7 +59,7 @@ from snitch.gateway.kernelcache import (
     KernelCache,
     KernelCacheError,
 )
-from snitch.gateway.nflog import NflogReader
+from snitch.gateway.nflog import FLUSH_CENTISECONDS, NflogReader
 from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
@@ -330,7 +330,7 @@ class Gateway:
         NFLOG reports, and get its counters from conntrack (peeklog.py). Without them
         the lines are written at once, without status, bytes or duration."""
         from snitch.gateway.ctcounters import CtCounters
-        from snitch.gateway.peeklog import PeekLog
+        from snitch.gateway.peeklog import COPIES_BATCHED, PeekLog
 
         peeker = self.gate.peeker
         if peeker is None:
@@ -339,9 +339,8 @@ class Gateway:
         try:
             counters.open()
             peek_log = PeekLog(self.gate, counters, peeker.make_line)
-            # Each copy as it comes (its time is a line's end), in small buffers.
             reader = NflogReader(netfilter.PEEK_LOG_GROUP, peek_log.on_packet,
-                                 netfilter.PEEK_LOG_RANGE, qthresh=1, nlbufsiz=8192)  # fmt: skip
+                                 netfilter.PEEK_LOG_RANGE, qthresh=COPIES_BATCHED)  # fmt: skip
             reader.open()
         except OSError as exc:
             log.warning("web flows read in passing are logged at once: %s", exc)
@@ -427,7 +426,7 @@ class Gateway:
         if self.cache_guard is not None:  # every copy of a flow it passed: read or counted
             await self.cache_guard.drain(DRAIN_SECONDS)
         if self.peek_nflog is not None and self.peek_log is not None:
-            await asyncio.sleep(0.02)  # the last copies (sent one by one: qthresh 1)
+            await asyncio.sleep(FLUSH_CENTISECONDS / 100 + 0.03)  # the last batch of copies
             self.peek_nflog.read()
             await self.peek_log.settle()
         if self.fleet is not None:  # withdraw its questions, leave the fleet

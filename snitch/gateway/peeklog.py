@@ -45,6 +45,11 @@ if TYPE_CHECKING:
     from snitch.gateway.fakeip import FakeIPs
     from snitch.gateway.rulebook import RuleBook
 
+# Copies the kernel gathers before it sends them (or nflog.FLUSH_CENTISECONDS): one
+# by one (1) costs a wake-up and a read per copy, two a keep-alive request; batched, a
+# line's end (its duration) is seen up to that flush late. Measured on the keep-alive
+# row (bench_issue18, notes/b-peek.md): batched, about the *no web ports* path.
+COPIES_BATCHED = 64
 LINGER_SECONDS = 30.0  # a line waits at most this long for its connection's end
 HALF_CLOSED_SECONDS = 1.0  # after one side's FIN, the other's is awaited this long
 SWEEP_SECONDS = 0.5
