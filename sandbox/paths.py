@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from pathlib import Path
 
 import platformdirs
@@ -155,9 +156,18 @@ def api_token() -> str:
 
     path = data_dir() / "api-token"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        # Whole or not at all, and the first of two runs starting at once wins: written
+        # aside, then linked (a link never replaces an existing file).
+        aside = path.with_name(f".api-token.{os.getpid()}.{threading.get_ident()}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(aside)
     os.chmod(path, PRIVATE_FILE)
     return path.read_text().strip()
 

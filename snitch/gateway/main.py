@@ -244,8 +244,17 @@ class Gateway:
             self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
         ifs = self.attach()
         stop = asyncio.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            # A Python-level handler runs between any two bytecodes, so before the next
+            # packet is judged (asyncio's would wait for its turn in the loop).
+            for queue in (self.queue, self.peek_queue):
+                if queue is not None:
+                    queue.refusing = True
+            loop.call_soon_threadsafe(stop.set)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            signal.signal(sig, on_signal)
         if self.standby:
             # Everything slow happens before the claim; no packet is judged before it.
             if self.web_ports:
@@ -422,7 +431,10 @@ class Gateway:
 
     async def stop(self) -> None:
         """Flush and close everything first; mitmproxy gets a moment, then we are gone
-        (nothing of its state is worth waiting for when the session ends)."""
+        (nothing of its state is worth waiting for when the session ends). The queues go
+        first: a gateway resumed only to be stopped (it was paused) lets nothing it held
+        leave while it reads the last log copies."""
+        self.close_queues()
         if self.cache_guard is not None:  # every copy of a flow it passed: read or counted
             await self.cache_guard.drain(DRAIN_SECONDS)
         if self.peek_nflog is not None and self.peek_log is not None:
@@ -438,6 +450,15 @@ class Gateway:
         logging.shutdown()
         os._exit(0)
 
+    def close_queues(self) -> None:
+        """Stop judging packets: what the kernel still holds for the queues is dropped."""
+        if self.queue is not None:
+            self.queue.close()
+            self.queue = None
+        if self.peek_queue is not None:
+            self.peek_queue.close()
+            self.peek_queue = None
+
     def close(self) -> None:
         if self.asker is not None:
             self.asker.close()
@@ -446,10 +467,7 @@ class Gateway:
         self.files.close()
         self.api.close()
         self.ports.close()
-        if self.queue is not None:
-            self.queue.close()
-        if self.peek_queue is not None:
-            self.peek_queue.close()
+        self.close_queues()
         if self.peek_nflog is not None:
             self.peek_nflog.close()
         if self.heartbeat is not None:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Proto, Query
 from snitch.core.settings import SecretBinding
 from snitch.gateway.asker import claimed_note
+from snitch.gateway.netfilter import DENY_MARK
 from snitch.gateway.requestgate import DECISION_KEY, DENIED_KEY, RequestGate, seen_request
 from snitch.gateway.secrets import SecretsAddon
 
@@ -62,7 +63,9 @@ class FutureVerdict:
         pass
 
     def set_mark(self, mark: int) -> None:
-        self.denied = True
+        # Only the deny mark says no: an allowed web flow may be marked to be read in
+        # passing (PEEK_MARK), which means nothing to a connection already in mitmproxy.
+        self.denied = bool(mark & DENY_MARK)
 
     def accept(self) -> None:
         if not self.future.done():

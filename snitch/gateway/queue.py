@@ -30,9 +30,21 @@ class PacketQueue:
     def __init__(self, handler: Callable[[QueuedPacket], None], queue_num: int = QUEUE_NUM):
         from netfilterqueue import COPY_PACKET, NetfilterQueue  # only in the gateway image
 
+        self._handler = handler
+        # Set from a signal handler (main.py): from then on every packet is dropped, even
+        # in the middle of a batch the kernel hands over (a gateway that was paused and
+        # is resumed only to be stopped must not let out what it held meanwhile).
+        self.refusing = False
         self._nfq: Any = NetfilterQueue()
-        self._nfq.bind(queue_num, handler, max_len=MAX_QUEUED, mode=COPY_PACKET, range=COPY_RANGE)
+        self._nfq.bind(queue_num, self._handle, max_len=MAX_QUEUED, mode=COPY_PACKET,
+                       range=COPY_RANGE)  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _handle(self, pkt: QueuedPacket) -> None:
+        if self.refusing:
+            pkt.drop()
+            return
+        self._handler(pkt)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

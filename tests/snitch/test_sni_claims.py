@@ -138,3 +138,22 @@ async def test_a_bare_address_judged_by_its_sni_is_judged_with_its_program(
         answers[key] = (time.monotonic(), fut)
         allowed = await addon.decide(ctx, "api.example.test")
         assert allowed is (exe == "/usr/bin/curl"), exe
+
+
+def test_a_held_connection_allowed_to_be_read_in_passing_goes_on() -> None:
+    """The flow gate marks an allowed web flow PEEK_MARK (peek on); a connection held in
+    mitmproxy at its ClientHello stands in as a FutureVerdict: only DENY_MARK is a no."""
+    from snitch.gateway.mitm import FutureVerdict
+    from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK
+
+    async def verdict(mark: int | None) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        held = FutureVerdict(future)
+        if mark is not None:
+            held.set_mark(mark)
+        held.accept()
+        return await future
+
+    assert asyncio.run(verdict(None)) is True
+    assert asyncio.run(verdict(PEEK_MARK)) is True
+    assert asyncio.run(verdict(DENY_MARK)) is False
