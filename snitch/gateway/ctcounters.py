@@ -15,13 +15,13 @@ entry is gone, or the kernel said no).
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from snitch.core.model import FlowKey, Proto
+from snitch.gateway.netlinkread import drain
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
@@ -208,19 +208,13 @@ class CtCounters:
         sock = self._sock
         if sock is None:
             return
-        for _ in range(64):  # then let the loop breathe
-            try:
-                data = sock.recv(65536)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    continue
-                raise
-            for seq, found in answers(data):
-                answer = self._waiting.pop(seq, None)
-                if answer is not None:
-                    answer(found)
+        drain(sock, 65536, self._answer)
+
+    def _answer(self, data: bytes) -> None:
+        for seq, found in answers(data):
+            answer = self._waiting.pop(seq, None)
+            if answer is not None:
+                answer(found)
 
     def close(self) -> None:
         """Stop asking: whoever still waits is answered None."""

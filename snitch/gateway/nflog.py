@@ -17,11 +17,13 @@ been read or counted as lost.
 from __future__ import annotations
 
 import asyncio
-import errno
+import contextlib
 import os
 import socket
 import struct
 from collections.abc import Callable, Iterator
+
+from snitch.gateway.netlinkread import drain
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_ULOG = 4
@@ -221,22 +223,16 @@ class NflogReader:
         sock = self._sock
         if sock is None:
             return
-        for _ in range(64):  # then let the loop breathe
-            try:
-                data = sock.recv(NLBUFSIZ * 2)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    self.overflows += 1
-                    if self.on_loss is not None:
-                        self.on_loss(0)
-                    continue
-                raise
-            try:
-                self.take(data)
-            except NflogError:
-                continue
+        drain(sock, NLBUFSIZ * 2, self._take_whole, self._overflowed)
+
+    def _take_whole(self, data: bytes) -> None:
+        with contextlib.suppress(NflogError):  # one that does not parse: the next may
+            self.take(data)
+
+    def _overflowed(self) -> None:
+        self.overflows += 1
+        if self.on_loss is not None:
+            self.on_loss(0)
 
     def take(self, data: bytes) -> None:
         """The messages of one datagram: gaps counted, markers told, packets handled."""
