@@ -13,7 +13,6 @@ gateway's ``fwd-PORT.sock``, which relays it into the sandbox and logs it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -101,6 +100,10 @@ def parse_publish(text: str) -> Publish:
 
 
 def _api(session: Session, method: str, path: str, body: Any = None) -> Any:
+    # Start-up time: asyncio and the API client load in the run's threads, once the
+    # sandbox runs, not before the first Docker call.
+    import asyncio
+
     from snitch.review.client import GatewayClient
 
     client = GatewayClient(session.api_socket, paths.api_token(), session.id)
@@ -223,10 +226,14 @@ class HostForwards:
         self._events.start()
 
     def _follow(self) -> None:
+        import asyncio  # start-up time: loaded in this thread (see _api)
+
         with contextlib.suppress(Exception):
             asyncio.run(self._watch())
 
     async def _watch(self) -> None:
+        import asyncio  # start-up time (see _api)
+
         from snitch.review.client import GatewayClient
 
         client = GatewayClient(self.session.api_socket, paths.api_token(), self.session.id)

@@ -40,7 +40,6 @@ from sandbox.sandbox_container import ca_cert, create_sandbox
 from sandbox.shares.mounts import Deciding, SessionShares
 from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
-from snitch.core.policyfile import dump_policy, load_policy_file, loads_policy
 from snitch.core.session_dir import (
     POLICY,
     UPSTREAM_CA,
@@ -62,6 +61,9 @@ def run_policy(config: SessionConfig) -> bytes | None:
     """The run's policy file for the gateway: ``--policy``'s rules and a profile's."""
     if config.policy_text is None:
         return config.policy_file.read_bytes() if config.policy_file is not None else None
+    # Start-up time: the policy file's parser (tomllib, the policy) loads only for a profile.
+    from snitch.core.policyfile import dump_policy, load_policy_file, loads_policy
+
     rules = loads_policy(config.policy_text, "<profile>").rules
     blocklist: list[str] = []
     if config.policy_file is not None:

@@ -1,5 +1,5 @@
-"""``coderun report``, ``coderun baseline`` and the report options of ``coderun run``
-(``--report FILE``, ``--report-format``, ``--baseline FILE``, ``--fail-on-new``).
+"""``coderun report`` and ``coderun baseline`` (the report options of ``coderun run``
+are in sandbox/cli/run_outputs.py).
 
 Exit codes: 0 ok, 1 no such session (or it is still running), 2 usage error (a bad
 baseline file too), 3 (``NEW_ENDPOINT_STATUS``) ``--fail-on-new`` found an endpoint that
@@ -9,20 +9,17 @@ is not in the baseline. docs/reports.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from sandbox.cli.common import NotFound, session_folder
+from sandbox.cli.run_outputs import FORMATS, baseline_file, check_format
 from sandbox.textout import echo_exact
 from snitch.core.atomic import write_atomic
-from snitch.core.grammar import choices
 from snitch.core.safetext import safe
 from snitch.review.logquery import session_running
-from snitch.review.report import ReportFormat, format_for, render
+from snitch.review.report import render
 from snitch.review.report.baseline import (
     NEW_ENDPOINT_STATUS,
     Baseline,
@@ -35,26 +32,6 @@ from snitch.review.report.baseline import (
 )
 from snitch.review.report.build import session_report
 from snitch.review.report.model import Report
-
-if TYPE_CHECKING:
-    from sandbox.session import Session
-
-F = TypeVar("F", bound=Callable[..., Any])
-FORMATS = choices(ReportFormat)
-
-
-def _format(path: Path | None, fmt: str | None, hint: str) -> ReportFormat:
-    try:
-        return format_for(path, fmt)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=hint) from exc
-
-
-def _baseline_file(path: Path) -> Baseline:
-    try:
-        return load_baseline(path)
-    except BaselineError as exc:
-        raise click.BadParameter(str(exc), param_hint="--baseline") from exc
 
 
 def _ended_report(session: str | None) -> Report:
@@ -104,8 +81,8 @@ def report_command(session: str | None, fmt: str | None, output: Path | None,
                    baseline: Path | None, sarif_location: str | None) -> None:  # fmt: skip
     """Report what an ended SESSION (the latest by default) contacted, what was denied
     and what files it opened."""
-    chosen = _format(output, fmt, "--format")
-    known = _baseline_file(baseline) if baseline is not None else None
+    chosen = check_format(output, fmt, "--format")
+    known = baseline_file(baseline) if baseline is not None else None
     report = _ended_report(session)
     if known is not None:
         mark_new(report, known)
@@ -178,85 +155,3 @@ def baseline_diff(a: str, b: str, as_json: bool, fail_on_new: bool) -> None:
         click.echo(f"{len(result.new)} new, {len(result.gone)} gone", err=True)
     if fail_on_new and result.new:
         raise SystemExit(NEW_ENDPOINT_STATUS)
-
-
-# -- coderun run --report / --baseline -------------------------------------------------------
-
-RUN_OPTIONS = ("report", "report_format", "baseline", "fail_on_new")
-
-
-def report_options(f: F) -> F:
-    """The report and baseline options of ``coderun run``."""
-    for option in reversed([
-        click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
-                     help="After the run, write its report to FILE (format from the "
-                     "suffix: .json, .md, .sarif)."),
-        click.option("--report-format", type=click.Choice(FORMATS),
-                     help="The --report format, whatever the file's suffix."),
-        click.option("--baseline", type=click.Path(exists=True, dir_okay=False,
-                     path_type=Path), help="Compare the run's endpoints with this baseline "
-                     "file (`coderun baseline save`); new ones are marked in the report."),
-        click.option("--fail-on-new", is_flag=True,
-                     help=f"Exit {NEW_ENDPOINT_STATUS} when the run contacted an endpoint "
-                     "that is not in --baseline."),
-    ]):  # fmt: skip
-        f = option(f)
-    return f
-
-
-@dataclass(frozen=True)
-class RunOutputs:
-    """What ``coderun run`` does after the command ended: the report, the baseline check."""
-
-    report: Path | None = None
-    fmt: ReportFormat = ReportFormat.JSON
-    baseline: Baseline | None = None
-    fail_on_new: bool = False
-
-    @classmethod
-    def take(cls, options: dict[str, Any]) -> RunOutputs:
-        """Pop and check the report options (usage errors before anything starts)."""
-        report: Path | None = options.pop("report", None)
-        fmt: str | None = options.pop("report_format", None)
-        baseline_path: Path | None = options.pop("baseline", None)
-        fail_on_new: bool = options.pop("fail_on_new", False)
-        if fail_on_new and baseline_path is None:
-            raise click.UsageError("--fail-on-new needs --baseline FILE")
-        if fmt is not None and report is None:
-            raise click.UsageError("--report-format needs --report FILE")
-        if report is not None and not report.parent.is_dir():
-            raise click.BadParameter(f"no folder {safe(report.parent)}", param_hint="--report")
-        chosen = _format(report, fmt, "--report") if report is not None else ReportFormat.JSON
-        baseline = _baseline_file(baseline_path) if baseline_path is not None else None
-        return cls(report, chosen, baseline, fail_on_new)
-
-    @property
-    def wanted(self) -> bool:
-        return self.report is not None or self.baseline is not None
-
-    def after(self, sessions: list[Session], status: int) -> int:
-        """Write the report and compare with the baseline; the exit status to leave with."""
-        if not self.wanted:
-            return status
-        if not sessions:
-            click.echo("coderun: no report: the session did not start", err=True)
-            return status
-        report = session_report(sessions[0].dir)
-        new = mark_new(report, self.baseline) if self.baseline is not None else []
-        if self.report is not None:
-            try:
-                write_atomic(self.report, render(report, self.fmt))
-            except OSError as exc:
-                click.echo(f"coderun: cannot write the report {safe(self.report)}: {exc}",
-                           err=True)  # fmt: skip
-            else:
-                click.echo(f"coderun: report written to {safe(self.report)}", err=True)
-        if self.baseline is None:
-            return status
-        for key in new:
-            click.echo(f"coderun: new endpoint (not in the baseline): {safe(key)}", err=True)
-        if new and self.fail_on_new:
-            click.echo(f"coderun: {len(new)} new endpoints: exit {NEW_ENDPOINT_STATUS} (the "
-                       f"command exited {status})", err=True)  # fmt: skip
-            return NEW_ENDPOINT_STATUS
-        return status

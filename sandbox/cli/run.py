@@ -14,7 +14,7 @@ import click
 
 from sandbox import paths
 from sandbox.cli.options import network_options, run_options, take_settings
-from sandbox.cli.report import RUN_OPTIONS, RunOutputs, report_options
+from sandbox.cli.run_outputs import RUN_OPTIONS, RunOutputs, report_options
 from sandbox.engine import docker_client
 from snitch.core.model import Mode
 from snitch.core.settings import NetworkShape, RunSettings, Topology

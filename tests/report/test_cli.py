@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from sandbox.cli import main
-from sandbox.cli.report import RunOutputs
 from sandbox.cli.run import run_defaults
+from sandbox.cli.run_outputs import RunOutputs
 from snitch.review.report import ReportFormat
 from snitch.review.report.baseline import NEW_ENDPOINT_STATUS
 from snitch.review.report.jsonout import schema

@@ -8,13 +8,11 @@ Markdown or SARIF 2.1.0. docs/reports.md describes them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from snitch.review.report.jsonout import render_json
-from snitch.review.report.markdown import render_markdown
-from snitch.review.report.model import Report
-from snitch.review.report.sarif import render_sarif
+if TYPE_CHECKING:
+    from snitch.review.report.model import Report
 
 
 class ReportFormat(enum.StrEnum):
@@ -23,11 +21,6 @@ class ReportFormat(enum.StrEnum):
     SARIF = "sarif"
 
 
-RENDERERS: dict[ReportFormat, Callable[[Report], str]] = {
-    ReportFormat.JSON: render_json,
-    ReportFormat.MARKDOWN: render_markdown,
-    ReportFormat.SARIF: render_sarif,
-}
 SUFFIXES = {".json": ReportFormat.JSON, ".md": ReportFormat.MARKDOWN,
             ".markdown": ReportFormat.MARKDOWN, ".sarif": ReportFormat.SARIF}  # fmt: skip
 
@@ -48,6 +41,16 @@ def format_for(path: Path | None, fmt: str | None) -> ReportFormat:
 def render(report: Report, fmt: ReportFormat, sarif_location: str | None = None) -> str:
     """The report in ``fmt``; ``sarif_location``: the repository file SARIF results are
     placed at (code scanning needs one)."""
+    # Start-up time: `coderun run` checks --report-format with this package; the
+    # renderers (importlib.metadata, email) load only when a report is written.
     if fmt is ReportFormat.SARIF:
+        from snitch.review.report.sarif import render_sarif
+
         return render_sarif(report, sarif_location)
-    return RENDERERS[fmt](report)
+    if fmt is ReportFormat.MARKDOWN:
+        from snitch.review.report.markdown import render_markdown
+
+        return render_markdown(report)
+    from snitch.review.report.jsonout import render_json
+
+    return render_json(report)
