@@ -36,7 +36,7 @@ def pool() -> None:
 def pool_start(size: int, idle: float, wait: bool, **network: Any) -> None:
     """Start the pool daemon; runs with the same network options use its pairs."""
     # Start-up time: the Docker SDK loads only when a pool starts.
-    from sandbox import images
+    from sandbox import gateway_pyc, images
     from sandbox.engine import docker_client
 
     if daemon_info() is not None:
@@ -47,7 +47,9 @@ def pool_start(size: int, idle: float, wait: bool, **network: Any) -> None:
         raise click.UsageError(str(exc)) from exc
     if shape.topology is not Topology.ROUTED:
         raise click.BadParameter("the pool keeps routed sessions only", param_hint="--topology")
-    tags = images.build(docker_client())
+    client = docker_client()
+    tags = images.build(client)
+    gateway_pyc.prepare(client, tags["gateway"])  # once per code: pairs start sooner
     shape = replace(shape, gateway_image=tags["gateway"])
     cmd = [sys.executable, "-m", "sandbox.pool", "--size", str(size), "--idle", str(idle),
            "--network", to_json(shape)]  # fmt: skip

@@ -134,7 +134,7 @@ def build_config(
     click errors for bad input, before any container starts. ``settings`` are the
     options of the settings model (sandbox/cli/options.py), by field name."""
     # Start-up time: `coderun run --help` loads neither Docker nor the session.
-    from sandbox import images
+    from sandbox import gateway_pyc, images
     from sandbox.config import DEFAULT_USER, SessionConfig
     from sandbox.sandbox_container import parse_user
     from snitch.core.loglimit import LogLimits
@@ -251,6 +251,7 @@ def build_config(
             param_hint="--runtime",
         )
     tags = images.build(client)
+    gateway_pyc.prepare(client, tags["gateway"])  # once per code: the gateway starts sooner
     run_part = RunSettings(command=tuple(args), image=image, mode=Mode(mode),
                            log_limits=log_limits, secrets=bindings,
                            decision_service=decision_service, labels=labels,
