@@ -36,8 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Proto, Query
 from snitch.core.settings import SecretBinding
+from snitch.gateway import peek
 from snitch.gateway.asker import claimed_note
 from snitch.gateway.netfilter import DENY_MARK
+from snitch.gateway.peeker import MAX_HEAD
+from snitch.gateway.refusal import host_named
 from snitch.gateway.requestgate import DECISION_KEY, DENIED_KEY, RequestGate, seen_request
 from snitch.gateway.secrets import SecretsAddon
 
@@ -87,10 +90,12 @@ class SnitchAddon:
         self.ready = asyncio.Event()
         self.waiting: dict[str, FlowKey] = {}  # client id -> deferred flow, until decided
         self.requests = RequestGate(gate)
+        self.unread: set[str] = set()  # client ids whose head goes on: mitmproxy must wait
 
     def client_disconnected(self, client: Any) -> None:
         """A deferred connection that closed before saying who it wants (a silent port
         probe) is still a flow: logged as denied."""
+        self.unread.discard(client.id)
         key = self.waiting.pop(client.id, None)
         if key is None and client.peername:  # it never sent a byte: find it by its source
             src, sport = client.peername[:2]
@@ -118,13 +123,25 @@ class SnitchAddon:
         data = nextlayer.data_client()
         if self._deferred(ctx):
             self.waiting[ctx.client.id] = self._key(ctx)  # logged if it closes undecided
+        self.unread.discard(ctx.client.id)
         if not starts_like_tls_record(data):
             if not data:
                 return  # wait for the client's first bytes
+            seen = peek.read(data)
+            if seen.partial and len(data) < MAX_HEAD:
+                # A request line (or record header) cut short: mitmproxy's default would
+                # relay it as raw TCP, unread. Asked again with more data.
+                self.unread.add(ctx.client.id)
+                return
             # Not TLS after all: a deferred flow is decided by its address.
-            if self._deferred(ctx) and not await self.decide(ctx, ""):
+            refused = self._deferred(ctx) and not await self.decide(ctx, "")
+            if refused or self._unreadable(ctx, seen, len(data)):
                 nextlayer.layer = Refuse(ctx)
-            return  # HTTP and anything else: mitmproxy's defaults
+            elif seen.kind == "http":  # parsed and judged as HTTP, however it starts
+                from mitmproxy.proxy.layers.http import HTTPMode
+
+                nextlayer.layer = layers.HttpLayer(ctx, HTTPMode.transparent)
+            return  # anything else: mitmproxy's defaults (raw TCP)
         try:
             hello = parse_client_hello(data)
         except ValueError:
@@ -140,6 +157,38 @@ class SnitchAddon:
             nextlayer.layer = Refuse(ctx)
         elif not self.intercept and not self._secret_host(sni, ctx):
             nextlayer.layer = layers.TCPLayer(ctx)  # relayed as is; counted by tcp hooks
+
+    def _unreadable(self, ctx: Any, seen: peek.Seen, size: int) -> bool:
+        """Refuse (and log) what mitmproxy would relay unread: a head still incomplete
+        after ``MAX_HEAD`` bytes, or bytes that are no request line this gateway reads
+        but carry a Host header a deny rule names, or any Host while request rules are
+        in force (a lenient server could read them as a request)."""
+        key = self._key(ctx)
+        rules = self.gate.rules
+        if seen.partial:
+            reason, rule_id = f"request head not complete after {size} bytes: its name unread", None
+        elif seen.kind == "other" and seen.host:
+            denied = self.name_denied(seen.host, key.dport)
+            if denied is not None:
+                why = host_named(seen.host, rules.rule(denied.rule_id), denied.rule_id)
+                reason = f"{why} (in a request this gateway does not parse)"
+                rule_id = denied.rule_id
+            elif rules.has_path_rules():
+                reason, rule_id = "a Host in a request this gateway does not parse", None
+            else:
+                return False
+        else:
+            return False
+        self.gate.bus.log(
+            LogEntry(
+                EntryKind.HTTP, session=self.gate.session, proto="tcp", src=key.src,
+                sport=key.sport, dst=key.dst, dport=key.dport,
+                names=[seen.host] if seen.host else [], url=f"http://{seen.host or key.dst}",
+                verdict="deny", rule_id=rule_id,
+                rule=rules.describe(rule_id) if rule_id is not None else "", reason=reason,
+            )
+        )  # fmt: skip
+        return True
 
     def _secret_host(self, sni: str, ctx: Any) -> bool:
         return self.secrets is not None and self.secrets.intercepts(sni, ctx.server.address[0])
@@ -308,6 +357,20 @@ def Refuse(ctx: Any) -> Any:  # noqa: N802 - reads like the layer class it makes
     return _refuse_layer()(ctx)
 
 
+def patient_next_layer(addon: SnitchAddon) -> Any:
+    """mitmproxy's layer choice, made only once ``addon`` has read enough of the head
+    (a request cut short would otherwise be relayed as raw TCP, unread)."""
+    from mitmproxy.addons import next_layer
+
+    class PatientNextLayer(next_layer.NextLayer):  # type: ignore[misc]
+        def next_layer(self, nextlayer: Any) -> None:
+            if nextlayer.layer is None and nextlayer.context.client.id in addon.unread:
+                return  # asked again when more of the head has come
+            super().next_layer(nextlayer)
+
+    return PatientNextLayer()
+
+
 def import_mitmproxy() -> None:
     import mitmproxy.addons.core  # noqa: F401
     import mitmproxy.addons.next_layer  # noqa: F401
@@ -340,7 +403,7 @@ class Mitm:
         # (verdicts, DNS, the API, signals) goes on meanwhile.
         await asyncio.to_thread(import_mitmproxy)
         from mitmproxy import options
-        from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+        from mitmproxy.addons import core, proxyserver, tlsconfig
         from mitmproxy.master import Master
 
         logging.getLogger("mitmproxy").setLevel(logging.WARNING)
@@ -354,7 +417,10 @@ class Mitm:
             self.master.addons.add(self.secrets)
         # Only the addons a logging transparent proxy needs: every hook walks them all.
         self.master.addons.add(
-            core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()
+            core.Core(),
+            proxyserver.Proxyserver(),
+            patient_next_layer(self.addon),
+            tlsconfig.TlsConfig(),
         )
         # Options that addons define exist only once the addons are added.
         opts.update(

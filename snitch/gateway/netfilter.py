@@ -132,8 +132,12 @@ def ruleset(
     pm = f"0x{PEEK_MARK:x}/0x{PEEK_MARK:x}"
     if peek and web_ports and proxy_port:
         p, done = f"0x{PEEK_MARK:x}", f"0x{PEEKED_MARK:x}"
-        peeking = [f"-A CODERUN_QUEUE -p tcp -m connmark --mark {p}/{p} "
-                   f"-j NFQUEUE --queue-num {PEEK_QUEUE}"]  # fmt: skip
+        peeking = [f"-A CODERUN_QUEUE -p tcp --tcp-flags SYN,FIN,RST,ACK ACK "
+                   f"-m connmark --mark {p}/{p} -m length --length 40:80 "
+                   f'-m u32 --u32 "0>>22&0x3C=20" -j CODERUN_EMPTY',
+                   f"-A CODERUN_QUEUE -p tcp -m connmark --mark {p}/{p} "
+                   f"-j NFQUEUE --queue-num {PEEK_QUEUE}",
+                   *empty_segment_rules()]  # fmt: skip
         peeked = [f"-A FORWARD -i {sbx} -m mark --mark {p}/{p} -j CONNMARK --or-mark {p}",
                   f"-A FORWARD -i {sbx} -m mark --mark {done}/{done} "
                   f"-j CONNMARK --and-mark 0x{0xFFFFFFFF & ~PEEK_MARK:x}"]  # fmt: skip
@@ -156,6 +160,7 @@ def ruleset(
         [
             "*mangle",
             ":CODERUN_QUEUE - [0:0]",
+            *([":CODERUN_EMPTY - [0:0]"] if peeking else []),
             *([":CODERUN_PEEKLOG - [0:0]"] if peek and peek_log else []),
             f"-A PREROUTING -i {sbx} -j CODERUN_QUEUE",
             # Decided in the kernel already (kernelcache.py), and logged from NFLOG.
@@ -203,6 +208,17 @@ def ruleset(
             "",
         ]
     )
+
+
+def empty_segment_rules() -> list[str]:
+    """A bare ACK of a connection being read (the handshake's last packet, mostly) is
+    accepted in the kernel: the peeker would let it go unread, one queue round trip
+    later. Empty means exactly that: IPv4 header of 20 bytes (checked before the jump)
+    and a total length equal to it plus the TCP header's (u32: data offset). Any byte of
+    payload, or IP options, and the packet is queued as before."""
+    return [f"-A CODERUN_EMPTY -m length --length {20 + tcp} "
+            f'-m u32 --u32 "0>>22&0x3C@12>>26&0x3C={tcp}" -j ACCEPT'
+            for tcp in range(20, 64, 4)]  # fmt: skip
 
 
 def peek_log_rules(ifs: Interfaces) -> list[str]:

@@ -7,6 +7,7 @@ names, and the callers make them safe (snitch/core/safetext.py) before any termi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MAX_NAME = 253
@@ -15,6 +16,13 @@ METHODS = frozenset(
     b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND MKCOL COPY MOVE LOCK".split()
 )
 NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_.")
+# What a request line may still become: a method cut short (a hostile client sends its
+# head a byte at a time), and the empty lines a server skips before it (RFC 9112 2.2).
+METHOD_STARTS = frozenset(m[:i] for m in METHODS for i in range(len(m) + 1))
+EMPTY_LINES = b"\r\n"
+# A Host header anywhere in bytes that are not a well-formed request line: lenient
+# servers read requests this parser does not (a tab for a space, a doubled space).
+HOST_LINE = re.compile(rb"(?:^|\n)[ \t]*host[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,29 @@ def looks_like_tls(data: bytes) -> bool:
 
 
 def read(data: bytes) -> Seen:
+    """What ``data``, a connection's first bytes, says; ``partial`` while more bytes
+    could still change it (the caller refuses a head that stays partial too long)."""
+    if data[:1] == b"\x16" and len(data) < 5:
+        return Seen("tls", partial=True)  # a record header cut short
     if looks_like_tls(data):
         return read_client_hello(data)
-    head = data.split(b" ", 1)[0]
-    if head in METHODS:
-        return read_http(data)
-    return Seen("other")
+    start = data.lstrip(EMPTY_LINES)
+    if start in METHOD_STARTS:
+        return Seen("other", partial=True)
+    if start.split(b" ", 1)[0] in METHODS:
+        seen = read_http(start)
+        if seen.kind == "http":
+            return seen
+    return read_other(start)
+
+
+def read_other(data: bytes) -> Seen:
+    """Bytes that are not a request line this parser reads: ``other``, with the name of
+    any Host header among them (judged as a request's would be)."""
+    found = HOST_LINE.search(data)
+    if found is None:
+        return Seen("other")
+    return Seen("other", host=_host(found.group(1).strip()))
 
 
 def _name(raw: bytes) -> str:
@@ -116,11 +141,16 @@ def read_http(data: bytes) -> Seen:
         after = target.split(b"//", 1)[1]
         host_part, slash, path = after.partition(b"/")
         host, target = host or host_part, slash + path or b"/"
-    name = host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
     return Seen(
         "http",
         method=method,
-        host=_name(name) or name.decode("utf-8", "replace")[:MAX_NAME],
+        host=_host(host),
         path=target.decode("utf-8", "replace"),
         partial=partial and not host,
     )
+
+
+def _host(host: bytes) -> str:
+    """A Host header's name (its port dropped), or the value as sent when it is none."""
+    name = host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
+    return _name(name) or name.decode("utf-8", "replace")[:MAX_NAME]

@@ -59,8 +59,8 @@ class Gate(Protocol):
     ) -> None: ...  # fmt: skip
 
 
-MAX_PACKETS = 8  # data packets of a connection read at most before it is let go
-MAX_HEAD = 16384  # bytes of a request's head gathered at most
+MAX_PACKETS = 12  # data packets of a connection read at most for its head's name
+MAX_HEAD = 16384  # bytes of a request's head gathered at most (then: as for MAX_PACKETS)
 KEPT = 4096  # connections being read at once, at most (the oldest are let go)
 IN_FLIGHT = 1 << 24  # sequence space after a read head whose packets are its connection's
 
@@ -68,11 +68,14 @@ IN_FLIGHT = 1 << 24  # sequence space after a read head whose packets are its co
 class Peeker:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
-        self._reading: dict[FlowKey, tuple[bytes, int]] = {}  # head so far, packets seen
-        # Connections read: the sequence number of their head. Packets queued while the
-        # head's verdict was on its way (a ClientHello in two segments) pass unread; a
-        # new connection on the same 5-tuple starts elsewhere in sequence space.
-        self._done: dict[FlowKey, int] = {}
+        # Heads being read: their bytes so far, packets seen, first sequence number.
+        self._reading: dict[FlowKey, tuple[bytes, int, int]] = {}
+        # Connections read: their head's sequence number, and whether it was refused.
+        # Packets queued while the head's verdict was on its way (a ClientHello's second
+        # segment, a retransmission the client's TCP sent meanwhile) go as the head went:
+        # on unread, or refused; a new connection on the same 5-tuple starts elsewhere
+        # in sequence space.
+        self._done: dict[FlowKey, tuple[int, bool]] = {}
         self.read_count = 0
         self.log: PeekLog | None = None  # lines wait for their connection's end (peeklog.py)
 
@@ -86,30 +89,41 @@ class Peeker:
             pkt.drop()
             return
         if not payload:
-            pkt.accept()  # the handshake's last ACK, or a bare ACK
+            pkt.accept()  # a bare ACK the kernel did not take (netfilter.py: IP options)
             return
         seq = tcp_seq(data)
         done = self._done.get(key)
-        if done is not None and (seq - done) % (1 << 32) < IN_FLIGHT:
+        if done is not None and (seq - done[0]) % (1 << 32) < IN_FLIGHT:
+            if done[1]:
+                pkt.set_mark(PEEKED_MARK | DENY_MARK)
             pkt.accept()
             return
-        head, packets = self._reading.pop(key, (b"", 0))
-        first = seq - len(head)
-        head, packets = (head + payload)[:MAX_HEAD], packets + 1
+        head, packets, first = self._reading.pop(key, (b"", 0, seq))
+        offset = (seq - first) % (1 << 32)
+        if offset > len(head):  # a gap before it: read in order (the client sends it again)
+            self._reading[key] = (head, packets, first)
+            pkt.drop()
+            return
+        # In sequence order: a retransmission adds only what it has beyond the head so far.
+        head = (head + payload[len(head) - offset :])[:MAX_HEAD]
+        packets += 1
         seen = peek.read(head)
         if seen.partial and packets < MAX_PACKETS and len(head) < MAX_HEAD:
             if len(self._reading) >= KEPT:
                 del self._reading[next(iter(self._reading))]
-            self._reading[key] = (head, packets)
+            self._reading[key] = (head, packets, first)
             pkt.accept()  # its head goes on in the next packet
             return
         self.read_count += 1
+        if seen.partial:  # sent in pieces past the limits, its name still unread: refused
+            denied = self.refuse_unread(key, seen, packets, len(head))
+        else:
+            size = peek.head_length(head) if seen.kind == "http" else 0
+            denied = self.judge(key, seen, (first, tcp_ack(data), size))
         if len(self._done) >= KEPT:
             del self._done[next(iter(self._done))]
         self._done.pop(key, None)
-        self._done[key] = first % (1 << 32)
-        size = peek.head_length(head) if seen.kind == "http" else 0
-        denied = self.judge(key, seen, (first % (1 << 32), tcp_ack(data), size))
+        self._done[key] = (first, denied)
         more = DENY_MARK if denied else PEEK_HTTP_MARK if seen.kind == "http" else 0
         pkt.set_mark(PEEKED_MARK | more)
         pkt.accept()
@@ -149,7 +163,29 @@ class Peeker:
                 return True
             self._watch(key, self.make_line(key, [host or self._dst(key)], method=seen.method,
                                             url=url), True, start)  # fmt: skip
+            return False
+        if seen.host and not is_address(seen.host.strip("[]")):  # a Host in other bytes
+            denied = self.name_denied(seen.host, key.dport)
+            if denied is not None:
+                why = host_named(seen.host, gate.rules.rule(denied.rule_id), denied.rule_id)
+                gate.bus.publish(Topic.LOG, self.make_line(
+                    key, [seen.host], url=f"http://{seen.host}", verdict="deny",
+                    rule_id=denied.rule_id, rule=gate.rules.describe(denied.rule_id),
+                    reason=f"{why} (in a request this gateway does not parse)"))  # fmt: skip
+                return True
         return False
+
+    def refuse_unread(self, key: FlowKey, seen: peek.Seen, packets: int, size: int) -> bool:
+        """A head still incomplete after ``MAX_PACKETS`` packets or ``MAX_HEAD`` bytes,
+        without the SNI or Host it is judged by: refused (let go, a request trickled a
+        byte at a time would reach its server unread)."""
+        kind = EntryKind.TLS if seen.kind == "tls" else EntryKind.HTTP
+        scheme = "tls" if kind is EntryKind.TLS else "http"
+        self.gate.bus.publish(Topic.LOG, self.make_line(
+            key, [], kind, url=f"{scheme}://{self._dst(key)}:{key.dport}", verdict="deny",
+            reason=f"request head not complete after {packets} packets ({size} bytes): "
+                   "its name unread"))  # fmt: skip
+        return True
 
     def name_denied(self, name: str, port: int) -> Decision | None:
         return self.gate.rules.name_denied(name, port)

@@ -16,7 +16,7 @@ from snitch.gateway.events import EventBus
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import DENY_MARK, PEEK_HTTP_MARK, PEEK_MARK, PEEKED_MARK
-from snitch.gateway.peeker import Peeker
+from snitch.gateway.peeker import MAX_PACKETS, Peeker
 from snitch.gateway.rulebook import RuleBook
 from tests.fakes import Packet
 from tests.fakes import tcp as syn
@@ -97,7 +97,7 @@ def test_the_head_is_logged_and_the_rest_of_the_flow_let_go(tmp_path: Path) -> N
     hello = client_hello("api.example.test")
     first, second = (
         Packet(segment("203.0.113.5", 443, hello[:50])),
-        Packet(segment("203.0.113.5", 443, hello[50:])),
+        Packet(segment("203.0.113.5", 443, hello[50:], seq=51)),
     )
     peeker.on_packet(first)
     assert first.verdict == "accepted" and first.mark == 0 and logged == []  # goes on
@@ -133,15 +133,55 @@ def test_a_deny_rule_naming_the_sni_or_host_refuses_the_connection(tmp_path: Pat
     assert logged[-1]["reason"].startswith("Host evil.example.test named by")
 
 
-def test_a_flow_that_never_completes_its_head_is_let_go(tmp_path: Path) -> None:
+def test_a_head_that_names_nothing_within_the_limits_is_refused(tmp_path: Path) -> None:
+    """A request trickled a header at a time (or a byte at a time) must not reach its
+    server unread once the peeker stops reading: it is refused, and the line says why."""
     _, peeker, logged = setup(tmp_path, [Rule(Action.ALLOW, cidr="203.0.113.0/24")])
     marks = []
-    for _ in range(8):
-        pkt = Packet(segment("203.0.113.5", 80, b"GET / HTTP/1.1\r\nX: y\r\n"))
+    for i in range(MAX_PACKETS):
+        pkt = Packet(segment("203.0.113.5", 80, b"GET / HTTP/1.1\r\n" if i == 0 else b"X: y\r\n",
+                             seq=1 if i == 0 else 11 + 6 * i))  # fmt: skip
         peeker.on_packet(pkt)
-        marks.append(pkt.mark)
-    assert marks == [0] * 7 + [PEEKED_MARK | PEEK_HTTP_MARK]
-    assert logged[-1]["kind"] == "http"
+        marks.append((pkt.verdict, pkt.mark))
+    assert marks == [("accepted", 0)] * (MAX_PACKETS - 1) + [("refused", PEEKED_MARK | DENY_MARK)]
+    assert (logged[-1]["kind"], logged[-1]["verdict"]) == ("http", "deny")
+    assert "request head not complete after 12 packets" in logged[-1]["reason"]
+    # A head whose Host came in time is judged and let go as one packet's would be.
+    for i, part in enumerate((b"GET / HTTP/1.1\r\n", b"Host: api.example.test\r\n")):
+        pkt = Packet(segment("203.0.113.5", 80, part, sport=2, seq=1 + 16 * i))
+        peeker.on_packet(pkt)
+    assert pkt.mark == PEEKED_MARK | PEEK_HTTP_MARK
+
+
+def test_a_head_sent_in_pieces_is_read_whole(tmp_path: Path) -> None:
+    """The first segment a byte long (a method, a TLS record header cut short), empty
+    lines before the request line, a doubled space or a tab: the Host a deny rule names
+    is still read, and the connection refused."""
+    rules = [Rule(Action.ALLOW, cidr="203.0.113.0/24"), Rule(Action.DENY, host="evil.example.test")]
+    _, peeker, logged = setup(tmp_path, rules)
+    hello = client_hello("evil.example.test")
+    request = b"GET / HTTP/1.1\r\nHost: evil.example.test\r\n\r\n"
+    cases = {
+        "one byte first": [request[:1], request[1:]],
+        "method cut": [request[:3], request[3:]],
+        "tls one byte first": [hello[:1], hello[1:3], hello[3:]],
+        "empty lines first": [b"\r\n", b"\r\n" + request],
+        "doubled space": [b"GET  / HTTP/1.1\r\nHost: evil.example.test\r\n\r\n"],
+        "tab": [b"GET\t/ HTTP/1.1\r\nhost :evil.example.test:80\r\n\r\n"],
+    }
+    for sport, (case, parts) in enumerate(cases.items(), start=10):
+        seq, verdicts = 1, []
+        for part in parts:
+            pkt = Packet(segment("203.0.113.5", 443 if "tls" in case else 80, part, sport=sport,
+                                 seq=seq))  # fmt: skip
+            peeker.on_packet(pkt)
+            seq += len(part)
+            verdicts.append(pkt.verdict)
+        assert verdicts == ["accepted"] * (len(parts) - 1) + ["refused"], case
+        assert logged[-1]["verdict"] == "deny" and "evil.example.test" in logged[-1]["reason"], case
+    assert peek.read(b"G") == peek.Seen("other", partial=True)
+    assert peek.read(b"\x16\x03") == peek.Seen("tls", partial=True)
+    assert peek.read(b"SSH-2.0-x\r\n") == peek.Seen("other")  # not a request: let go
 
 
 def test_packets_queued_while_the_head_was_judged_pass_unread(tmp_path: Path) -> None:
@@ -155,6 +195,32 @@ def test_packets_queued_while_the_head_was_judged_pass_unread(tmp_path: Path) ->
     again = Packet(segment("203.0.113.5", 443, hello, seq=3_000_000_000))  # a new connection
     peeker.on_packet(again)
     assert again.mark == PEEKED_MARK and len(logged) == 2
+
+
+def test_a_head_is_read_in_sequence_order_and_its_verdict_holds_for_its_copies(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A retransmitted piece is not read twice, a piece after a gap waits for the gap
+    (dropped: the client sends it again), and a copy of a refused head queued before its
+    verdict took effect (the client's TCP retransmits it under load) is refused too."""
+    rules = [Rule(Action.ALLOW, cidr="203.0.113.0/24"), Rule(Action.DENY, host="evil.example.test")]
+    _, peeker, logged = setup(tmp_path, rules)
+    request = b"GET /x HTTP/1.1\r\nHost: evil.example.test\r\n\r\n"
+
+    def send(part: bytes, seq: int) -> Packet:
+        pkt = Packet(segment("203.0.113.5", 80, part, seq=seq))
+        peeker.on_packet(pkt)
+        return pkt
+
+    assert send(request[:2], 100).verdict == "accepted"
+    assert send(request[:2], 100).verdict == "accepted"  # the same piece again
+    assert send(request[10:], 110).verdict == "dropped"  # bytes 2..9 not seen yet
+    refused = send(request[1:], 101)  # overlaps what was read: only the rest is added
+    assert refused.verdict == "refused"
+    assert (logged[-1]["verdict"], logged[-1]["url"]) == ("deny", "http://evil.example.test/x")
+    again = send(request[1:], 101)  # the client's retransmission, queued meanwhile
+    assert (again.verdict, again.mark) == ("refused", PEEKED_MARK | DENY_MARK)
+    assert len(logged) == 1
 
 
 def test_the_rules_for_flows_read_in_passing() -> None:
@@ -172,7 +238,15 @@ def test_the_rules_for_flows_read_in_passing() -> None:
                          "-j REJECT --reject-with tcp-reset")  # fmt: skip
     established = lines.index("-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
     assert reject < established
-    assert "-A CODERUN_QUEUE -p tcp -m connmark --mark 0x4/0x4 -j NFQUEUE --queue-num 1" in lines
+    queue = lines.index("-A CODERUN_QUEUE -p tcp -m connmark --mark 0x4/0x4 "
+                        "-j NFQUEUE --queue-num 1")  # fmt: skip
+    # ... but for a bare ACK: exactly empty (IP header 20 bytes, total = 20 + TCP header)
+    empty = next(i for i, line in enumerate(lines) if "-j CODERUN_EMPTY" in line)
+    assert empty < queue and "--tcp-flags SYN,FIN,RST,ACK ACK" in lines[empty]
+    assert '-m u32 --u32 "0>>22&0x3C=20"' in lines[empty]
+    assert ('-A CODERUN_EMPTY -m length --length 52 -m u32 --u32 "0>>22&0x3C@12>>26&0x3C=32" '
+            "-j ACCEPT") in lines  # fmt: skip
+    assert len([line for line in lines if line.startswith("-A CODERUN_EMPTY")]) == 11
     assert "-A FORWARD -i eth1 -m mark --mark 0x8/0x8 -j CONNMARK --and-mark 0xfffffffb" in lines
     plain = ruleset(Interfaces("eth1", "10.0.0.1", 24, "eth0"), (80, 443), 8080)
     assert "connmark" not in plain and "0x4/0x4" not in plain

@@ -1,0 +1,52 @@
+"""A web connection read in passing costs one trip to the gateway's process: its request
+head. The handshake's last ACK (empty) is accepted in the kernel (netfilter.py,
+``CODERUN_EMPTY``), and nothing after the head is queued. Counted from the gateway's own
+netfilter counters during a real run of plain-HTTP requests, each on a new connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+
+from sandbox.internet import DemoInternet
+from tests.e2e.conftest import leftovers, wait_for
+from tests.e2e.test_ask_mode import LiveRun
+
+pytestmark = pytest.mark.docker
+
+REQUESTS = 30
+
+
+def packets(text: str, *words: str) -> int:
+    """Packets counted by the rules of ``iptables -vnxL`` output whose line has all ``words``."""
+    total = 0
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0].isdigit() and all(word in line for word in words):
+            total += int(fields[0])
+    return total
+
+
+def test_a_connection_read_in_passing_is_queued_once(
+    home: Path, internet: DemoInternet, tags: dict[str, str], tmp_path: Path,
+    client: docker.DockerClient,
+) -> None:  # fmt: skip
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{internet.ip}"\n')
+    loop = (f"for i in $(seq 1 {REQUESTS}); do curl -s -o /dev/null http://{internet.ip}/q$i "
+            "|| echo failed; done; echo done; sleep 120")  # fmt: skip
+    run = LiveRun(home, internet, "--policy", str(policy), "--", "sh", "-c", loop)
+    try:
+        assert run.proc.stdout is not None
+        assert run.proc.stdout.readline().strip() == "done"
+        gateway = run.container("gateway")
+        queue = gateway.exec_run("iptables -t mangle -vnxL CODERUN_QUEUE").output.decode()
+    finally:
+        run.kill()
+    # Each connection: its empty ACK accepted in the kernel, its head queued, once.
+    assert packets(queue, "CODERUN_EMPTY") >= REQUESTS, queue
+    assert REQUESTS <= packets(queue, "NFQUEUE num 1") <= REQUESTS + 2, queue
+    wait_for(lambda: leftovers(client) == [], "the session to be removed", timeout=30)
