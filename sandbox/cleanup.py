@@ -63,15 +63,27 @@ def remove_session(
     containers = client.containers.list(all=True, filters=selector, sparse=True,
                                         ignore_removed=True)  # fmt: skip
     joiners = [c for c in containers if _network_mode(c).startswith("container:")]
-    owners = [c for c in containers if c not in joiners]
+    # No container joins a gateway's namespace: its stop (the log's flush, the longest
+    # step) begins at once, beside the joiners' removal; the others wait for the joiners.
+    first = [c for c in containers if c in joiners or _labels(c).get(ROLE) == "gateway"]
 
     def remove(container: Container) -> str | None:
         if stop_gateway is not None and _labels(container).get(ROLE) == "gateway":
             stop_gateway(container)
         return _remove_container(container)
 
-    for batch in (joiners, owners):
-        removed.extend(_parallel(remove, batch))
+    if containers:
+        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+            early = {c.id: pool.submit(remove, c) for c in first}
+            joined = [early[c.id] for c in joiners]
+
+            def after_joiners(container: Container) -> str | None:
+                for done in joined:
+                    done.result()
+                return remove(container)
+
+            late = [pool.submit(after_joiners, c) for c in containers if c.id not in early]
+            removed.extend(r for f in [*early.values(), *late] if (r := f.result()))
     rest_of_it: list[Network | Volume] = [*client.networks.list(filters=selector),
                                           *client.volumes.list(filters=selector)]  # fmt: skip
     removed.extend(_parallel(_remove_network_or_volume, rest_of_it))

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
@@ -33,6 +32,7 @@ from sandbox.cleanup import remove_session
 from sandbox.config import SessionConfig, SessionError
 from sandbox.egress import shared_egress
 from sandbox.gateway_container import create_gateway, data_mounts, hand_over
+from sandbox.gateway_ready import raise_if_exited, running, state_check, wait_for
 from sandbox.holder import address, create_holder, set_up
 from sandbox.host_networks import host_networks
 from sandbox.labels import LABEL, ROLE, owner_labels
@@ -54,8 +54,6 @@ from snitch.core.settings import (
     fast_paths_from_env,
 )
 
-READY_TIMEOUT = 30.0
-
 
 def run_policy(config: SessionConfig) -> bytes | None:
     """The run's policy file for the gateway: ``--policy``'s rules and a profile's."""
@@ -70,17 +68,6 @@ def run_policy(config: SessionConfig) -> bytes | None:
         given = load_policy_file(config.policy_file)
         rules, blocklist = [*given.rules, *rules], given.blocklist
     return dump_policy(rules, blocklist).encode()
-
-
-def _wait(cond: Any, what: str, timeout: float = READY_TIMEOUT, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = cond()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise SessionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Session:
@@ -146,12 +133,12 @@ class Session:
         if self.config.uses_ca and not ca_cert().exists():
             # The sandbox's CA bundle needs the interception CA, which the first gateway
             # that intercepts makes: only then is the sandbox created.
-            _wait(gateway_ready, "the gateway")
-            _wait(ca_cert().exists, "the interception CA")
+            wait_for(gateway_ready, "the gateway")
+            wait_for(ca_cert().exists, "the interception CA")
             self._create_sandbox(f"coderun-{self.id}")
         else:
             self._create_sandbox(f"coderun-{self.id}")  # while the gateway gets ready
-            _wait(gateway_ready, "the gateway")
+            wait_for(gateway_ready, "the gateway")
         self._put_secrets()
 
     def _put_secrets(self) -> None:
@@ -162,7 +149,7 @@ class Session:
     def start_standby(self) -> None:
         """A pool's warm pair: networks, a gateway waiting for its claim, the holder."""
         self._start_pair(standby=True)
-        _wait(self._gateway_state(lambda s: s.state == GatewayState.STANDBY),
+        wait_for(self._gateway_state(lambda s: s.state == GatewayState.STANDBY),
               "the gateway to stand by")  # fmt: skip
 
     def _start_adopted(self) -> None:
@@ -186,7 +173,7 @@ class Session:
         self.folder.write_claim(self.run_settings())
         self.save_record()
         self._create_sandbox(f"coderun-{self.id}")
-        _wait(self.ready_check(), "the gateway")
+        wait_for(self.ready_check(), "the gateway")
 
     def _egress_network(self, name: str, shared: bool) -> Network:
         """The run's named egress network, else the shared one (routed: sandbox/egress.py)
@@ -299,28 +286,8 @@ class Session:
         )
 
     def _gateway_state(self, reached: Callable[[GatewayStatus], bool]) -> Callable[[], bool]:
-        """A condition for ``_wait``: the gateway's ``gateway.json`` has ``reached`` the
-        state wanted (and Docker is asked now and then whether the gateway exited)."""
-        checks = 0
-
-        def check() -> bool:
-            nonlocal checks
-            checks += 1
-            status = self.folder.gateway_status()
-            if status is not None and reached(status):
-                return True
-            return checks % 10 == 0 and self._gateway_failed()
-
-        return check
-
-    def _gateway_failed(self) -> bool:
-        """Raise with the gateway's last lines if its container exited (else False)."""
         assert self.gateway is not None
-        self.gateway.reload()
-        if self.gateway.status == "exited":
-            logs = self.gateway.logs(tail=20).decode(errors="replace")
-            raise SessionError(f"the gateway failed to start:\n{logs}")
-        return False
+        return state_check(self.folder, self.gateway, reached)
 
     def _start_holder(self, name: str, inner: Future[Network], volume: Future[Volume]) -> None:
         sandbox_net = inner.result()
@@ -336,7 +303,8 @@ class Session:
     def _setup_holder(self) -> None:
         assert self.holder is not None
         if not self.gateway_ip:  # it exited before it was on the sandbox network
-            self._gateway_failed()
+            assert self.gateway is not None
+            raise_if_exited(self.gateway)
             raise SessionError("the gateway has no address on the sandbox network")
         set_up(self.holder, self.gateway_ip)
 
@@ -391,13 +359,7 @@ class Session:
         )  # fmt: skip
 
     def gateway_alive(self) -> bool:
-        if self.gateway is None:
-            return False
-        try:
-            self.gateway.reload()
-        except docker.errors.NotFound:
-            return False
-        return bool(self.gateway.status == "running")
+        return running(self.gateway)
 
     def finish(self, exit_code: int | None, error: str | None = None) -> None:
         self.record.end = time.time()
