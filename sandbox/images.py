@@ -245,6 +245,11 @@ def image_name(runtime: str) -> str:
     return RUNTIMES.get(runtime, runtime)
 
 
+def runtime_images(image: str) -> tuple[str, ...]:
+    """The coderun image a sandbox ``image`` (``--image``) is, if it is one of ours."""
+    return (RUNTIMES[image],) if image in RUNTIMES else ()
+
+
 def base_id_of(client: docker.DockerClient, base: str) -> str:
     found = _exists(client, base)
     return str(found.id) if found is not None else base

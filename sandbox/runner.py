@@ -28,6 +28,7 @@ from sandbox.session import Session
 
 GATEWAY_DIED = 125  # like docker run: the failure is coderun's, not the command's
 USER_QUIT = 130
+LEFTOVERS_WAIT = 30.0  # seconds the run's end waits for the leftovers' removal at most
 
 
 class Interrupted(BaseException):
@@ -133,6 +134,16 @@ def prune_logs() -> None:
         pass  # retention must never stop a run
 
 
+def remove_leftovers(client: docker.DockerClient) -> None:
+    """Leftovers of runs that were killed before they could clean up, removed beside
+    this run's start (off its critical path: never this run's own objects, whose owner,
+    this process, runs); another run cleaning up at the same time may remove some under
+    us (they are going anyway)."""
+    with contextlib.suppress(docker.errors.DockerException):
+        gc(client)
+    calltrace.mark("gc done")
+
+
 def _warm_session(client: docker.DockerClient, config: SessionConfig) -> Session | None:
     """A started session from ``coderun pool``'s warm pairs, if one fits this run."""
     session = claim(client, config)
@@ -169,12 +180,9 @@ def run_session(
     """Run the command in a new session; returns its exit status (or 125/128+N).
     ``started`` is told the session once it is up (before the command starts)."""
     front = front or PlainOutput()
-    # Leftovers of runs that were killed before they could clean up; another run cleaning
-    # up at the same time may remove some under us (they are going anyway).
     calltrace.mark("run_session")
-    with contextlib.suppress(docker.errors.DockerException):
-        gc(client)
-    calltrace.mark("gc done")
+    cleaner = threading.Thread(target=remove_leftovers, args=(client,), daemon=True)
+    cleaner.start()
     threading.Thread(target=prune_logs, daemon=True).start()
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     session: Session | None = None
@@ -242,3 +250,4 @@ def run_session(
             finally:
                 for sig, handler in masked.items():
                     signal.signal(sig, handler)
+        cleaner.join(LEFTOVERS_WAIT)  # the leftovers go before we do (os._exit follows)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -37,7 +38,6 @@ from sandbox.holder import address, create_holder, set_up
 from sandbox.host_networks import host_networks
 from sandbox.labels import LABEL, ROLE, owner_labels
 from sandbox.sandbox_container import ca_cert, create_sandbox
-from sandbox.shares.mounts import Deciding, SessionShares
 from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
 from snitch.core.session_dir import (
@@ -53,6 +53,9 @@ from snitch.core.settings import (
     Topology,
     fast_paths_from_env,
 )
+
+if TYPE_CHECKING:  # start-up time: the --share daemons' code loads only for a share
+    from sandbox.shares.mounts import Deciding, SessionShares
 
 
 def run_policy(config: SessionConfig) -> bytes | None:
@@ -349,6 +352,8 @@ class Session:
     def _share_deciding(self) -> Deciding:
         """How the share daemons decide opens: this run's mode, rules and gateway (its
         policy file was written to the session folder with the run's settings)."""
+        from sandbox.shares.mounts import Deciding
+
         run = self.config.run
         policy = self.folder.file(POLICY)
         return Deciding(

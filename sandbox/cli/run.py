@@ -250,7 +250,8 @@ def build_config(
             "register it in /etc/docker/daemon.json, see docs/install.md)",
             param_hint="--runtime",
         )
-    tags = images.build(client)
+    # The images this run needs, not every one `coderun images build` makes.
+    tags = images.build(client, ("gateway", *images.runtime_images(image)))
     gateway_pyc.prepare(client, tags["gateway"])  # once per code: the gateway starts sooner
     run_part = RunSettings(command=tuple(args), image=image, mode=Mode(mode),
                            log_limits=log_limits, secrets=bindings,

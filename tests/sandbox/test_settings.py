@@ -51,7 +51,7 @@ class Stop(Exception):
 @pytest.fixture()
 def captured(home: Path, monkeypatch: pytest.MonkeyPatch) -> list[SessionConfig]:
     """``coderun run`` up to the session: the config it would start (no Docker)."""
-    from sandbox import images, runner
+    from sandbox import gateway_pyc, images, runner
     from sandbox.cli import run as run_cli
 
     configs: list[SessionConfig] = []
@@ -61,7 +61,9 @@ def captured(home: Path, monkeypatch: pytest.MonkeyPatch) -> list[SessionConfig]
         raise Stop
 
     monkeypatch.setattr(run_cli, "docker_client", lambda: object())
-    monkeypatch.setattr(images, "build", lambda client: {"gateway": "gw:t", "sandbox-bash": "sb"})
+    built = {"gateway": "gw:t", "sandbox-bash": "sb"}
+    monkeypatch.setattr(images, "build", lambda client, names=(): built)
+    monkeypatch.setattr(gateway_pyc, "prepare", lambda client, image: None)
     monkeypatch.setattr(images, "resolve_runtime", lambda client, image, tags: f"{image}:t")
     monkeypatch.setattr(runner, "run_session", run_session)
     return configs
