@@ -17,8 +17,8 @@ from typing import Any
 
 from sandbox.textout import show_name
 from snitch.core.grammar import Origin, Verdict
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.logfile import read_log
-from snitch.core.model import EntryKind, LogEntry
 from snitch.core.process import describe_process
 from snitch.core.safetext import safe
 from snitch.core.session_dir import FILES_LOG, SessionDir

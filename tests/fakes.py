@@ -25,17 +25,8 @@ from typing import Any
 from dnslib import QTYPE, RR, A, DNSRecord
 
 from snitch.core.apitypes import SessionInfo
-from snitch.core.model import (
-    Action,
-    Decision,
-    EntryKind,
-    FlowKey,
-    LogEntry,
-    Mode,
-    Pending,
-    Proto,
-    Rule,
-)
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Decision, FlowKey, Mode, Pending, Proto, Rule
 from snitch.gateway.addresses import ProtectedAddresses
 from snitch.gateway.api import ControlApi
 from snitch.gateway.asker import Asker

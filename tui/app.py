@@ -19,7 +19,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker
 
-from snitch.core.model import EntryKind, Event, LogEntry, PromptCounts
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Event, PromptCounts
 from snitch.core.safetext import safe
 from tui.batch import FLUSH_EVERY, Changes, EventBatch
 from tui.client import ApiError, GatewayLike

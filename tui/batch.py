@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from snitch.core.apitypes import SessionInfo
 from snitch.core.grammar import Topic
-from snitch.core.model import Event, LogEntry, Pending, PromptCounts
+from snitch.core.logentry import LogEntry
+from snitch.core.model import Event, Pending, PromptCounts
 
 FLUSH_EVERY = 0.1
 """Seconds between two applications of gathered events (a flood redraws 10 times a second)."""

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from snitch.core.apitypes import DecideResult, SessionInfo
-from snitch.core.model import DecisionRequest, Event, LogEntry, Pending, Rule
+from snitch.core.logentry import LogEntry
+from snitch.core.model import DecisionRequest, Event, Pending, Rule
 from snitch.review.client import ApiError, GatewayClient
 
 __all__ = ["ApiError", "GatewayLike", "CONFLICT"]

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 from rich.text import Text
 
 from snitch.core.grammar import Lifetime, choices, format_port, is_address, lifetime_text
-from snitch.core.model import EntryKind, LogEntry, Pending, PendingKind, Proto, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Pending, PendingKind, Proto, Rule
 from snitch.core.safetext import ELLIPSIS, safe
 from tui.inert import shown_name
 

@@ -16,15 +16,8 @@ from typing import Any
 
 from snitch.core.apitypes import DecideResult, SessionInfo
 from snitch.core.grammar import Lifetime
-from snitch.core.model import (
-    DecisionRequest,
-    Event,
-    LogEntry,
-    Pending,
-    Proto,
-    Rule,
-    Target,
-)
+from snitch.core.logentry import LogEntry
+from snitch.core.model import DecisionRequest, Event, Pending, Proto, Rule, Target
 from snitch.review.client import ApiError
 
 

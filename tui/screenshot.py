@@ -14,14 +14,8 @@ from pathlib import Path
 
 from textual.widgets import Footer
 
-from snitch.core.model import (
-    Action,
-    EntryKind,
-    LogEntry,
-    Pending,
-    Proto,
-    Rule,
-)
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Pending, Proto, Rule
 from tui.app import DashboardApp
 from tui.memory import MemoryGateway
 

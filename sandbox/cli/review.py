@@ -27,7 +27,8 @@ from sandbox.records import (
 )
 from sandbox.textout import echo_exact, exact_output
 from snitch.core.grammar import Verdict, choices
-from snitch.core.model import EntryKind, LogEntry, Proto
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Proto
 from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir
 from snitch.review.export import FORMATS, ExportError, ExportOptions, export

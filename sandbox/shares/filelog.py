@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 
 from sandbox.shares.gate import Opening
-from snitch.core.model import Decision, EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Decision
 
 
 class FileLog:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from snitch.core.model import LogEntry
+from snitch.core.logentry import LogEntry
 
 
 def read_log(path: Path) -> Iterator[LogEntry]:

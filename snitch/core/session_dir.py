@@ -29,8 +29,8 @@ from typing import Any
 
 from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
+from snitch.core.logentry import LogEntry
 from snitch.core.logfile import read_log
-from snitch.core.model import LogEntry
 from snitch.core.process import ATTRIBUTION_SOCKET
 from snitch.core.settings import RunSettings, from_json, to_json
 

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
-from snitch.core.model import CacheEvent, EntryKind, LogEntry
+from snitch.core.logentry import CacheEvent, EntryKind, LogEntry
 from snitch.gateway.events import EventBus
 from snitch.gateway.kernelcache import SYNC_PORT, KernelCache
 

@@ -21,16 +21,8 @@ from typing import Any
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from snitch.core.grammar import Origin, Topic, Verdict
-from snitch.core.model import (
-    Action,
-    Decision,
-    EntryKind,
-    FlowKey,
-    LogEntry,
-    Mode,
-    Proto,
-    Query,
-)
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Decision, FlowKey, Mode, Proto, Query
 from snitch.gateway.attribution import Attributor
 from snitch.gateway.dnscache import DnsCache
 from snitch.gateway.dnsmsg import (

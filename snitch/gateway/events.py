@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from snitch.core.grammar import Topic
-from snitch.core.model import LogEntry
+from snitch.core.logentry import LogEntry
 
 Listener = Callable[[Topic, dict[str, Any]], None]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.grammar import Topic
-from snitch.core.model import EntryKind
+from snitch.core.logentry import EntryKind
 
 POLL_SECONDS = 0.25
 MAX_READ = 1 << 20

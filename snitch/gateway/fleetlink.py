@@ -42,7 +42,8 @@ from snitch.core.fleetwire import (
     session_path,
 )
 from snitch.core.grammar import Origin, Topic
-from snitch.core.model import Action, Decision, EntryKind, LogEntry, Pending
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Decision, Pending
 from snitch.core.settings import DECISION_FILE
 from snitch.gateway.asker import Asker
 from snitch.gateway.events import EventBus

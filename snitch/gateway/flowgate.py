@@ -12,17 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from snitch.core.grammar import Origin, Topic
 from snitch.core.grammar import Verdict as LogVerdict
-from snitch.core.model import (
-    Action,
-    Decision,
-    EntryKind,
-    FlowKey,
-    LogEntry,
-    Mode,
-    Proto,
-    Query,
-    flow_log_dict,
-)
+from snitch.core.logentry import EntryKind, LogEntry, flow_log_dict
+from snitch.core.model import Action, Decision, FlowKey, Mode, Proto, Query
 from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import Rebound
 from snitch.gateway.kernelcache import Entry, KernelCache, KernelCacheError

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.grammar import Topic
-from snitch.core.model import INBOUND_REASON, EntryKind, LogEntry
+from snitch.core.logentry import INBOUND_REASON, EntryKind, LogEntry
 from snitch.gateway.events import EventBus
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from typing import Any
 
 from snitch.core.apitypes import DecideResult, SessionInfo
 from snitch.core.fileask import FileAsk
-from snitch.core.model import Decision, DecisionRequest, Event, LogEntry, Pending, Rule
+from snitch.core.logentry import LogEntry
+from snitch.core.model import Decision, DecisionRequest, Event, Pending, Rule
 from snitch.core.session_dir import SessionDir
 
 API_VERSION = "v1"

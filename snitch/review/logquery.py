@@ -27,7 +27,7 @@ from snitch.core.grammar import (
     parse_duration,
     path_glob_matches,
 )
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.session_dir import SessionDir
 
 FRESH_SECONDS = 600.0  # a folder touched this recently is never pruned (it may be starting)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Proto, Rule
 from snitch.core.store import RuleStore
 from tests.approver.terminal import (
     BIDI,

@@ -16,7 +16,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from snitch.core.model import PROMPT_COUNTS, Action, EntryKind, LogEntry, PromptCounts, Proto, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import PROMPT_COUNTS, Action, PromptCounts, Proto, Rule
 from tests.fakes import NOW, FakeGateway, pending
 from tests.tui.conftest import make_app, queue_ready, wait_for
 from tui.app import DashboardApp

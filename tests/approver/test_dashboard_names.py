@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Static
 
-from snitch.core.model import Action, DecisionRequest, EntryKind, LogEntry, Pending, Rule, Target
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, DecisionRequest, Pending, Rule, Target
 from tests.fakes import NOW, FakeGateway, pending
 from tests.tui.conftest import make_app, queue_ready, screen_lines, terminal_controls, wait_for
 from tui.app import DashboardApp

@@ -24,8 +24,8 @@ from docker.models.containers import Container
 from sandbox import images
 from sandbox.internet import DemoInternet, start_internet
 from sandbox.registry import Registry
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.logfile import read_log
-from snitch.core.model import EntryKind, LogEntry
 from snitch.core.settings import Topology
 from tests.needs import need
 

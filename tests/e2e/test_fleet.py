@@ -17,7 +17,8 @@ import pytest
 
 from sandbox.internet import DemoInternet
 from snitch.core.fleetwire import UNREACHABLE
-from snitch.core.model import Action, EntryKind, Proto, Rule
+from snitch.core.logentry import EntryKind
+from snitch.core.model import Action, Proto, Rule
 from snitch.core.store import RuleStore
 from tests.e2e.conftest import coderun_cmd, latest_log, leftovers, wait_for
 

@@ -21,7 +21,8 @@ from sandbox.config import SessionConfig
 from sandbox.gateway_code import gateway_volumes
 from sandbox.internet import DemoInternet
 from sandbox.session import Session
-from snitch.core.model import Action, EntryKind, Mode, Rule
+from snitch.core.logentry import EntryKind
+from snitch.core.model import Action, Mode, Rule
 from snitch.core.settings import KERNEL_CACHE_ENV, NetworkShape, RunSettings
 from snitch.core.store import RuleStore
 from tests.e2e.conftest import latest_log, leftovers, wait_for

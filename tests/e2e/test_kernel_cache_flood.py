@@ -24,7 +24,8 @@ import pytest
 from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
 from sandbox.session import Session
-from snitch.core.model import CacheEvent, EntryKind, Mode
+from snitch.core.logentry import CacheEvent, EntryKind
+from snitch.core.model import Mode
 from snitch.core.settings import KERNEL_CACHE_ENV, GatewaySettings, NetworkShape, RunSettings
 from tests.e2e.conftest import latest_log, leftovers, pause, wait_for
 from tests.e2e.test_failclosed import mine

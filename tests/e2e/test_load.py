@@ -30,8 +30,9 @@ import pytest
 
 from sandbox.internet import DemoInternet
 from snitch.core.apitypes import DecideResult
+from snitch.core.logentry import EntryKind
 from snitch.core.logfile import read_log
-from snitch.core.model import Action, DecisionRequest, EntryKind, Pending
+from snitch.core.model import Action, DecisionRequest, Pending
 from snitch.review.client import GatewayClient
 from tests.e2e.conftest import coderun_cmd, pause, wait_for
 from tests.escape.helpers import objects_of

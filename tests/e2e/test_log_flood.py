@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from sandbox.internet import DemoInternet
+from snitch.core.logentry import EntryKind
 from snitch.core.logfile import read_log
 from snitch.core.loglimit import SUMMARY_RESERVE
-from snitch.core.model import EntryKind
 from snitch.review.logquery import folder_bytes, prune, session_running
 from tests.e2e.conftest import coderun_cmd, wait_for
 

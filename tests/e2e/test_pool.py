@@ -14,8 +14,8 @@ import docker
 import pytest
 
 from sandbox.internet import DemoInternet
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.logfile import read_log
-from snitch.core.model import EntryKind, LogEntry
 from tests.e2e.conftest import coderun_cmd, leftovers, wait_for
 
 PROBE = Path(__file__).with_name("probe.py")

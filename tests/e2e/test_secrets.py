@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.core.model import EntryKind
+from snitch.core.logentry import EntryKind
 from tests.e2e.conftest import Result
 
 pytestmark = pytest.mark.docker

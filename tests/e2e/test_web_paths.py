@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
 from tests.e2e.conftest import Result
 
 pytestmark = pytest.mark.docker

@@ -38,8 +38,9 @@ from sandbox.cleanup import remove_session
 from sandbox.config import SessionConfig
 from sandbox.internet import DemoInternet
 from sandbox.session import Session
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.logfile import read_log
-from snitch.core.model import EntryKind, LogEntry, Mode
+from snitch.core.model import Mode
 from snitch.core.settings import NetworkShape, RunSettings
 from tests.e2e.conftest import wait_for
 from tests.escape.helpers import (

@@ -20,8 +20,9 @@ from sandbox.internet import DemoInternet
 from sandbox.pod import GATEWAY_UID
 from sandbox.ports import WATCHER
 from sandbox.session import Session
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.logfile import read_log
-from snitch.core.model import EntryKind, LogEntry, Mode
+from snitch.core.model import Mode
 from snitch.core.settings import NetworkShape, RunSettings, Topology
 from snitch.gateway.podrules import GATEWAY_PORTS
 from tests.e2e.conftest import leftovers

@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from sandbox.internet import DemoInternet
-from snitch.core.model import EntryKind
+from snitch.core.logentry import EntryKind
 from tests.e2e.conftest import Result, coderun_cmd
 from tests.needs import need
 

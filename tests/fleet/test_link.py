@@ -150,7 +150,7 @@ async def test_the_log_reaches_the_service_and_an_outage_is_said_to_end(
     await until(lambda: SESSION in service.fleet.members and service.fleet.pending(SESSION))
     gateway.asker.decide(DecisionRequest(Action.ALLOW, f"{SESSION[:6]}-1"), by="api")
     assert await settled(first) == "accepted"
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
 
     gateway.bus.log(LogEntry(EntryKind.FLOW, session=SESSION, dst="203.0.113.7", verdict="allow"))
     await until(lambda: any(line.get("kind") == "flow"

@@ -4,7 +4,7 @@ event, and hostile names (controls, markup, a pipe, backticks, a look-alike)."""
 
 from __future__ import annotations
 
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.session_dir import SessionRecord
 
 T0 = 1_780_000_000.0

@@ -89,7 +89,7 @@ def test_an_empty_log_is_an_empty_report() -> None:
 
 
 def test_two_programs_to_one_endpoint_are_two_rows_with_their_process() -> None:
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
 
     def made_by(t: float, exe: str, pid: int, sport: int) -> LogEntry:
         return LogEntry(EntryKind.FLOW, "s", T0 + t, "tcp", "10.0.0.2", sport, "198.51.100.7",
@@ -108,7 +108,7 @@ def test_two_programs_to_one_endpoint_are_two_rows_with_their_process() -> None:
 
 
 def test_file_lines_with_path_and_access() -> None:
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
 
     entries = [
         LogEntry(EntryKind.FILE, "s", T0, path="/w/.env", access="write", verdict="allow",
@@ -121,7 +121,7 @@ def test_file_lines_with_path_and_access() -> None:
 
 
 def test_a_close_adds_its_bytes_to_the_allowed_open_only() -> None:
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
 
     def line(t: float, **kw: object) -> LogEntry:
         return LogEntry(EntryKind.FILE, "s", T0 + t, names=["/s/f"], **kw)  # type: ignore[arg-type]

@@ -150,7 +150,7 @@ def test_code_spans_hold_their_value(value: str) -> None:
 
 
 def test_markdown_caps_a_table() -> None:
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
 
     entries = [LogEntry(EntryKind.FLOW, "s", 1.0 + i, "tcp", "10.0.0.2", 1000 + i,
                         f"192.0.2.{i % 250}", 1 + i, verdict="deny")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sandbox.records import follow
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.session_dir import FILES_LOG, SessionDir, SessionRecord
 
 

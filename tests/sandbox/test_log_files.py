@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
 from tests.sandbox.test_review_cli import ENTRIES, T0, run, write_session
 
 FILES = [

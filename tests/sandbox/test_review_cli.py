@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from sandbox.cli.review import export_command, log, sessions
 from sandbox.cli.rules import rules
 from sandbox.paths import rules_db
-from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Proto, Rule
 from snitch.core.store import RuleStore
 
 T0 = 1_700_000_000.0

@@ -8,7 +8,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from snitch.core.model import Action, CacheEvent, Decision, FlowKey, Proto
+from snitch.core.logentry import CacheEvent
+from snitch.core.model import Action, Decision, FlowKey, Proto
 from snitch.gateway.cacheguard import COOL_DOWN, SYNC_RETRY, CacheGuard, marker_number
 from snitch.gateway.events import EventBus
 from snitch.gateway.kernelcache import MAP, TABLE, Entry, KernelCache

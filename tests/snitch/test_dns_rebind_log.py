@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sandbox.cli.review import log, sessions
 from sandbox.records import format_entry
 from snitch.core.grammar import Verdict
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.review.logquery import Filter, filter_entries, resolutions, summarize
 
 T0 = 1_700_000_000.0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Proto, Rule
 from snitch.review.export.proposal import format_diff, propose_rules
 
 

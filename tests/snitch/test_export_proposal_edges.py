@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Proto, Rule
 from snitch.review.export.proposal import format_diff, propose_rules
 
 NOW = 1_700_000_000.0

@@ -32,7 +32,7 @@ from snitch.core.grammar import (
     parse_port,
     parse_target,
 )
-from snitch.core.model import EntryKind
+from snitch.core.logentry import EntryKind
 
 # -- durations ---------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from snitch.core import loglimit
+from snitch.core.logentry import EntryKind
 from snitch.core.logfile import read_log
 from snitch.core.loglimit import MAX_KEYS, LogLimiter, LogLimits, line_kind
-from snitch.core.model import EntryKind
 from snitch.gateway.flowlog import LogWriter
 
 DNS_DENY = {"kind": "dns", "proto": "dns", "verdict": "deny", "qname": "x.example.test"}

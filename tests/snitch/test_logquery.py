@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.records import follow
-from snitch.core.model import EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
 from snitch.review.logquery import (
     CSV_FIELDS,
     CsvRows,
@@ -213,7 +213,7 @@ def test_follow_reads_until_the_session_ends(tmp_path: Path) -> None:
 
 
 def test_file_lines_are_filtered_by_path_and_carry_their_fields_in_csv() -> None:
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
     from snitch.review.logquery import Filter, filter_entries
 
     opened = LogEntry(EntryKind.FILE, names=["/home/coderun/.aws/credentials"],

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from snitch.core.model import EntryKind, LogEntry, flow_log_dict
+from snitch.core.logentry import EntryKind, LogEntry, flow_log_dict
 from snitch.gateway.flowlog import _ENCODE
 
 

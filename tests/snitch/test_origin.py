@@ -10,7 +10,8 @@ from pathlib import Path
 from sandbox.records import count_entries
 from snitch.core.blocklist import Blocklist
 from snitch.core.grammar import Origin
-from snitch.core.model import Action, Decision, DecisionRequest, LogEntry, Mode, Proto, Query, Rule
+from snitch.core.logentry import LogEntry
+from snitch.core.model import Action, Decision, DecisionRequest, Mode, Proto, Query, Rule
 from snitch.core.policy import Policy
 from tests.fakes import Packet, tcp
 from tests.fakes import gate as fake_gate

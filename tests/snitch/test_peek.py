@@ -253,7 +253,7 @@ def test_the_rules_for_flows_read_in_passing() -> None:
 
 
 def test_a_line_read_in_passing_is_what_its_log_entry_would_write() -> None:
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
     from snitch.gateway.peeker import line
 
     for fields in (

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from snitch.core.model import Action, EntryKind, FlowKey, Mode, Proto, Rule
+from snitch.core.logentry import EntryKind
+from snitch.core.model import Action, FlowKey, Mode, Proto, Rule
 from snitch.gateway import ctcounters, peeklog
 from snitch.gateway.ctcounters import Counters
 from snitch.gateway.events import EventBus

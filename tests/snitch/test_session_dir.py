@@ -11,7 +11,8 @@ import pytest
 
 from snitch.core.atomic import write_atomic
 from snitch.core.grammar import GatewayState
-from snitch.core.model import EntryKind, LogEntry, Mode
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Mode
 from snitch.core.session_dir import (
     POLICY,
     GatewayStatus,

@@ -69,7 +69,7 @@ async def test_hostile_paths_and_command_lines_are_inert() -> None:
 async def test_file_lines_show_in_the_connections_and_log_tabs() -> None:
     from textual.widgets import DataTable
 
-    from snitch.core.model import EntryKind, LogEntry
+    from snitch.core.logentry import EntryKind, LogEntry
 
     fake = FakeGateway()
     app = make_app(fake)

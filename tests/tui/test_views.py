@@ -8,7 +8,8 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
-from snitch.core.model import Action, EntryKind, LogEntry, Proto, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Proto, Rule
 from tests.fakes import NOW, FakeGateway, sample_log, sample_rules
 from tests.tui.conftest import chunks, make_app, wait_for
 from tui.screens.confirm import ConfirmDialog

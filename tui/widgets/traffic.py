@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
-from snitch.core.model import LogEntry
+from snitch.core.logentry import LogEntry
 from snitch.core.safetext import safe
 from tui.format import (
     clock_time,

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from snitch.core.grammar import normalize_cidr, normalize_host
-from snitch.core.model import Action, EntryKind, LogEntry, Proto, Query, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Proto, Query, Rule
 from snitch.core.policy import Policy
 
 _FLOW_PROTOS = {"tcp": Proto.TCP, "udp": Proto.UDP, "icmp": Proto.ICMP}

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from snitch.core.grammar import Verdict
-from snitch.core.model import INBOUND_REASON, EntryKind, LogEntry
+from snitch.core.logentry import INBOUND_REASON, EntryKind, LogEntry
 from snitch.core.safetext import safe
 from snitch.core.session_dir import SessionDir, SessionRecord
 from snitch.review.logquery import url_host, verdict_class
