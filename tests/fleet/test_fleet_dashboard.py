@@ -10,8 +10,8 @@ import pytest
 
 from snitch.core.model import Action
 from snitch.review.fleetclient import FleetSessionClient, fleet_sessions
-from tests.fakes import FleetService
 from tests.fleet.test_service import ask, join
+from tests.hostfakes import FleetService
 from tests.tui.conftest import wait_for
 from tui.app import DashboardApp
 

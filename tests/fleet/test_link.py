@@ -14,7 +14,8 @@ from snitch.core.fleetwire import REACHABLE, UNREACHABLE, session_path
 from snitch.core.model import Action, DecisionRequest, Mode, Rule
 from snitch.gateway.asker import Asker
 from snitch.gateway.fleetlink import FleetLink, LazyClient
-from tests.fakes import FleetService, LogCollector, Packet
+from tests.fakes import LogCollector, Packet
+from tests.hostfakes import FleetService
 
 SESSION = "sess1"
 

@@ -14,7 +14,8 @@ from snitch.core.fleetclient import ServiceClient, ServiceError, parse_url
 from snitch.core.fleetwire import FleetAnswer, session_path
 from snitch.core.grammar import Origin
 from snitch.core.model import Action, DecisionRequest, Rule
-from tests.fakes import FleetService, pending
+from tests.fakes import pending
+from tests.hostfakes import FleetService
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from sandbox.attribution.service import Attribution, AttributionService
 from snitch.core.model import FlowKey, Proto
 from snitch.core.process import MAX_CMDLINE, ProcessInfo
 from snitch.gateway.attribution import Attributor
-from tests.fakes import FakeProc
+from tests.hostfakes import FakeProc
 
 FIXTURES = Path(__file__).with_name("fixtures") / "proc_net"
 

@@ -9,7 +9,7 @@ import pytest
 from sandbox.config import SessionError
 from sandbox.egress import NAME, remove_shared, shared_egress, shared_networks
 from snitch.gateway.netfilter import Interfaces, ruleset
-from tests.fakes import FakeDockerNetworks
+from tests.hostfakes import FakeDockerNetworks
 
 
 def test_made_on_first_use_then_reused() -> None:
