@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
 from snitch.gateway.queue import QueuedPacket
 from snitch.gateway.rebind import RebindGuard
+from snitch.gateway.recentverdicts import KeptVerdicts, RetransmittedSyns
 from snitch.gateway.rulebook import RuleBook, requests_decided
 
 if TYPE_CHECKING:
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from snitch.gateway.revocation import Revoker
 
 log = logging.getLogger(__name__)
-RETRANSMIT_SECONDS = 3.0  # a SYN is retransmitted after 1 s, then 3 s
-VERDICTS_KEPT = 4096  # destinations whose verdict is kept (all forgotten when full)
-# (decision, names, rule book version, name table version, valid until: wall time)
-Verdict = tuple[Decision, tuple[str, ...], int, int, float]
 
 
 class FlowGate:
@@ -71,15 +67,11 @@ class FlowGate:
         # Allowed flows to synthetic addresses whose packet waits for its DNAT: a copy
         # (a retransmitted SYN) is dropped meanwhile, never judged or asked about again.
         self._routing: set[FlowKey] = set()
-        # TCP flows decided in the last few seconds, by 5-tuple: (verdict, expiry, the
-        # SYN's sequence number). A retransmitted SYN (queued while the verdict was on
-        # its way) repeats the sequence number and gets the same verdict, no second log
-        # line; a new connection reusing the 5-tuple has another one and is judged anew.
-        self._recent: dict[FlowKey, tuple[Decision, float, int]] = {}
-        self._expiry: deque[tuple[float, FlowKey]] = deque()  # in time order, for pruning
-        # Enforce and audit: a destination's verdict and names, kept while the rule book
-        # and the name table are the same versions and no rule or name involved expired.
-        self._verdicts: dict[tuple[Proto, str, int], Verdict] = {}
+        # TCP flows decided in the last few seconds: a retransmitted SYN gets the same
+        # verdict, no second line (recentverdicts.py).
+        self.recent = RetransmittedSyns()
+        # Enforce and audit: a destination's verdict and names while they hold.
+        self._verdicts = KeptVerdicts()
         # Enforce: lasting verdicts also go to the kernel (kernelcache.py), whose flows
         # come back through NFLOG to ``on_kernel_log`` to be logged.
         self.kernel: KernelCache | None = None
@@ -135,11 +127,11 @@ class FlowGate:
             if self._routing and key in self._routing:
                 pkt.drop()  # the first packet of this flow goes once it is routed
                 return
-            if key.proto is Proto.TCP and self._recent:
-                hit = self._recent.get(key)
-                if hit is not None and hit[1] > time.monotonic() and hit[2] == tcp_seq(data):
+            if key.proto is Proto.TCP and self.recent.flows:
+                repeated = self.recent.repeat(key, tcp_seq(data))
+                if repeated is not None:
                     # A retransmitted SYN of a flow just decided: the same verdict, no line.
-                    self.apply(pkt, hit[0], key)
+                    self.apply(pkt, repeated, key)
                     return
             self.judge_packet(pkt, key)
         except Exception as exc:  # pragma: no cover
@@ -185,13 +177,8 @@ class FlowGate:
             self.attributor.start(key)
             by_exe = self.rules.has_exe_rules()
         if rules_alone and not by_exe:
-            kept = self._verdicts.get((key.proto, key.dst, key.dport))
-            if (
-                kept is not None
-                and kept[2] == self.rules.version
-                and kept[3] == self.names.version
-                and time.time() < kept[4]
-            ):
+            kept = self._verdicts.get(key, self.rules.version, self.names.version)
+            if kept is not None:
                 self.rules.count_hit(kept[0].rule_id)
                 done = self.finish(pkt, key, kept[0], names=kept[1])
                 if self.kernel is not None:  # a destination used twice: worth an element
@@ -250,16 +237,8 @@ class FlowGate:
             self.finish(pkt, key, Decision(Action.DENY, None, f"internal error: {exc!r}"))
 
     def _keep(self, key: FlowKey, decision: Decision, names: tuple[str, ...]) -> None:
-        if len(self._verdicts) >= VERDICTS_KEPT:
-            self._verdicts.clear()
         until = min(self.rules.valid_until(), self.names.expiry(key.dst))
-        self._verdicts[(key.proto, key.dst, key.dport)] = (
-            decision,
-            names,
-            self.rules.version,
-            self.names.version,
-            until,
-        )
+        self._verdicts.keep(key, decision, names, self.rules.version, self.names.version, until)
 
     def _to_kernel(
         self, key: FlowKey, done: tuple[Decision, str] | None, names: tuple[str, ...],
@@ -295,10 +274,9 @@ class FlowGate:
         decision = entry.decision
         if key.proto is Proto.TCP:
             seq = tcp_seq(data)
-            hit = self._recent.get(key)
-            if hit is not None and hit[1] > time.monotonic() and hit[2] == seq:
+            if self.recent.repeat(key, seq) is not None:
                 return  # a retransmitted SYN: no second line
-            self._remember(key, decision, seq)
+            self.recent.remember(key, decision, seq)
         self.kernel_logged += 1
         self.rules.count_hit(decision.rule_id)
         if self.revoker is not None:
@@ -331,25 +309,12 @@ class FlowGate:
                 decision, verdict = refused, str(LogVerdict.REBIND)
         self.apply(pkt, decision, key)
         if key.proto is Proto.TCP:
-            self._remember(key, decision, tcp_seq(pkt.get_payload()))
+            self.recent.remember(key, decision, tcp_seq(pkt.get_payload()))
         if self.revoker is not None:
             self.revoker.note(key, decision, self.names.names_for(key.dst) if names is None
                               else names)  # fmt: skip
         self.log_flow(key, decision, verdict, names)
         return decision, verdict
-
-    def _remember(self, key: FlowKey, decision: Decision, seq: int) -> None:
-        """Keep a TCP flow's verdict for its retransmitted SYNs (see ``_recent``)."""
-        now = time.monotonic()
-        expiry, recent = self._expiry, self._recent
-        while expiry and expiry[0][0] <= now:
-            _, old = expiry.popleft()
-            hit = recent.get(old)
-            if hit is not None and hit[1] <= now:
-                del recent[old]
-        until = now + RETRANSMIT_SECONDS
-        recent[key] = (decision, until, seq)
-        expiry.append((until, key))
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
         """An allowed flow to a synthetic address: resolve the name for real, check the
@@ -379,7 +344,7 @@ class FlowGate:
         self._routing.discard(key)
         self.apply(pkt, decision, key)
         if key.proto is Proto.TCP:
-            self._remember(key, decision, tcp_seq(pkt.get_payload()))
+            self.recent.remember(key, decision, tcp_seq(pkt.get_payload()))
         if self.revoker is not None:
             self.revoker.note(key, decision, self.names.names_for(key.dst))
         self.log_flow(key, decision, verdict, shown=shown)

@@ -49,7 +49,7 @@ def test_once_is_one_connection_not_its_5_tuple(tmp_path: Path) -> None:
     asker.decide(DecisionRequest(Action.ALLOW, pending_id=item.id, lifetime="once"))
     assert first.verdict == "accepted"
     # The same 5-tuple, a new connection (another initial sequence number), a while later.
-    gate._recent.clear()  # past the retransmission window
+    gate.recent.clear()  # past the retransmission window
     again = Packet(tcp("203.0.113.5", 443, sport=40000, seq=99_000))
     gate.on_packet(again)
     assert again.verdict == "" and len(asker.pending()) == 1, "a once let a second one in"

@@ -265,7 +265,7 @@ GATE = make_gate()
 def test_flow_gate_gives_one_verdict_and_logs_garbage(data: bytes) -> None:
     gate, seen = GATE
     seen.clear()
-    gate._recent.clear()  # each example is a new flow, not a retransmission of the last
+    gate.recent.clear()  # each example is a new flow, not a retransmission of the last
     pkt = Packet(data)
     gate.on_packet(pkt)  # must not raise
     assert len(pkt.verdicts) == 1, pkt.verdicts
