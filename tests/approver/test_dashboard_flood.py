@@ -20,7 +20,7 @@ from snitch.core.logentry import EntryKind, LogEntry
 from snitch.core.model import PROMPT_COUNTS, Action, PromptCounts, Proto, Rule
 from tests.fakes import NOW, FakeGateway, pending
 from tests.tui.conftest import make_app, queue_ready, wait_for
-from tui.app import DashboardApp
+from tui.app import RULES_EVERY, DashboardApp
 from tui.batch import FLUSH_EVERY
 
 pytestmark = pytest.mark.asyncio
@@ -28,7 +28,11 @@ SIZE = (100, 30)
 EVENTS = 1000
 KEY_DEADLINE = 1.0  # seconds from a key to its effect while the flood goes on (was 2.5-5.4)
 KEY_TYPICAL = 0.3  # the median of those (here ~0.1 on an idle machine)
-LOAD_FACTOR = 3  # on a busy machine: at most this many times the latency without the flood
+LOAD_FACTOR = 3  # at most this many times the latency without the flood
+# Latencies and stalls are counted in this process's CPU seconds (what the dashboard and the
+# flood, in this one loop, spend), not wall time: other work on a shared machine stretches
+# the wall time of every figure alike and measures the machine, not the dashboard (on an
+# idle machine the two are the same). Wall times are printed beside them.
 
 
 def big_gateway() -> FakeGateway:
@@ -66,15 +70,20 @@ async def flood(fake: FakeGateway, seconds: float = 1.0, events: int = EVENTS) -
 
 
 async def key_latency(pilot: Pilot[None], app: DashboardApp, key: str, row: int) -> float:
-    """Seconds from a cursor key in the queue to the cursor being on ``row``.
+    """CPU seconds from a cursor key in the queue to the cursor being on ``row`` (wall
+    seconds in ``WALL``).
 
     The key is posted the way a terminal's arrives (``simulate_key``), not with
     ``pilot.press``: that also waits until the whole process is idle (up to 2 s), which it
     never is while the test's own flood runs in it."""
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     app.simulate_key(key)
     await wait_for(pilot, lambda: app.pending_view.table.cursor_row == row, timeout=20)
-    return time.monotonic() - start
+    WALL.append(time.monotonic() - start)
+    return time.process_time() - cpu
+
+
+WALL: list[float] = []
 
 
 async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
@@ -89,14 +98,22 @@ async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
             await key_latency(pilot, app, key, row) for key, row in [("down", 1), ("up", 0)] * 3
         ]
         usual = statistics.median(quiet)  # what this machine takes now, without the flood
+        WALL.clear()
+        flood_start = time.monotonic()
         pump = asyncio.create_task(flood(fake))
         latencies = []
         while not pump.done():  # the person moves through the queue meanwhile
             latencies.append(await key_latency(pilot, app, "down", 1))
             latencies.append(await key_latency(pilot, app, "up", 0))
         await pump
-        print(f"key latency under the flood: median {statistics.median(latencies):.3f} s, "
-              f"max {max(latencies):.3f} s ({len(latencies)} keys; quiet {usual:.3f} s)")
+        # a busy machine stretches the flood (it runs in this loop): 1 s when idle
+        flood_seconds = time.monotonic() - flood_start
+        print(
+            f"key latency under the flood: median {statistics.median(latencies):.3f} s, "
+            f"max {max(latencies):.3f} s ({len(latencies)} keys; quiet {usual:.3f} s; "
+            f"flood {flood_seconds:.1f} s); CPU s; wall s: median "
+            f"{statistics.median(WALL):.3f}, max {max(WALL):.3f}"
+        )
         assert len(latencies) >= 4
         assert statistics.median(latencies) < max(KEY_TYPICAL, LOAD_FACTOR * usual), (
             latencies,
@@ -108,9 +125,12 @@ async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
         await wait_for(pilot, lambda: app.log_view.entries[-1].sport == flow_entry(10_994).sport)
         counts = app.pending_view.query_one("#pending-counts", Static)
         assert "999 connections merged" in str(counts.render())
-        # rules were reloaded a few times a second, not once per "rules" event (100 of them)
+        # rules were reloaded at most every RULES_EVERY seconds while the flood lasted (and
+        # once after it), not once per "rules" event (100 of them)
         reloads = [c for c, _ in fake.calls].count("rules") - rules_loads
-        assert 1 <= reloads <= 10, reloads
+        most = int(flood_seconds / RULES_EVERY) + 2
+        assert 1 <= reloads <= most, (reloads, f"flood {flood_seconds:.1f} s")
+        assert reloads < EVENTS // 10 // 4, reloads
         # a hidden table catches up when shown
         await pilot.press("3")
         table = app.log_view.query_one("#log-table", DataTable)
@@ -120,15 +140,17 @@ async def test_keys_stay_responsive_under_a_thousand_events_a_second() -> None:
 
 
 async def loop_gaps(until: asyncio.Task[None] | float) -> list[float]:
-    """How late the event loop ran a 10 ms tick, tick after tick, until ``until`` is done
-    (or for that many seconds): a stall here is a key waiting."""
+    """The CPU seconds this process spent while the event loop was to wait 10 ms, tick
+    after tick, until ``until`` is done (or for that many seconds): a stall here is a key
+    waiting (how late each tick ran, in wall time, is in ``WALL``)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + until if isinstance(until, float) else None
     gaps = []
     while (end is None and not until.done()) or (end is not None and loop.time() < end):  # type: ignore[union-attr]
-        start = loop.time()
+        start, cpu = loop.time(), time.process_time()
         await asyncio.sleep(0.01)
-        gaps.append(loop.time() - start - 0.01)
+        WALL.append(loop.time() - start - 0.01)
+        gaps.append(time.process_time() - cpu)
     return gaps
 
 
@@ -143,6 +165,7 @@ async def test_a_flood_is_drawn_a_few_times_a_second_and_the_loop_keeps_time() -
         await queue_ready(pilot, app, 2)
         await wait_for(pilot, lambda: len(app.log_view.entries) == 2000)
         quiet = await loop_gaps(0.5)
+        WALL.clear()
         loop = asyncio.get_running_loop()
         before, start = app.flushes, loop.time()
         pump = asyncio.create_task(flood(fake, seconds=3.0, events=3 * EVENTS))
@@ -153,11 +176,13 @@ async def test_a_flood_is_drawn_a_few_times_a_second_and_the_loop_keeps_time() -
         await wait_for(pilot, lambda: app.log_view.entries[-1].sport == flow_entry(12_994).sport)
         # coalesced: about one application per FLUSH_EVERY, not one per event (3,000)
         assert 3 <= flushes <= seconds / FLUSH_EVERY + 3, (flushes, seconds)
-        # the loop stays free for keys: no stall of more than half a second (or, on a
-        # machine busy with other work, of many times what it stalls without the flood)
+        # the loop stays free for keys: no stall of more than half a second (or of many
+        # times what it stalls without the flood)
+        print(
+            f"flood: {flushes} applications in {seconds:.1f} s; loop stalls max "
+            f"{max(busy):.3f} s (quiet {max(quiet):.3f} s) CPU, {max(WALL):.3f} s wall"
+        )
         assert max(busy) < max(0.5, LOAD_FACTOR * 3 * max(quiet)), (max(busy), max(quiet))
-        print(f"flood: {flushes} applications in {seconds:.1f} s; loop stalls max "
-              f"{max(busy):.3f} s (quiet {max(quiet):.3f} s)")
         assert statistics.median(busy) < max(0.05, LOAD_FACTOR * statistics.median(quiet) + 0.02)
 
 
