@@ -21,13 +21,12 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from snitch.core.apitypes import DecideResult
 from snitch.core.decide import DecideError, rule_for, set_lifetime
 from snitch.core.fileask import FileAsk, file_query
-from snitch.core.grammar import Lifetime, Origin, Topic, is_synthetic_address, url_path
+from snitch.core.grammar import Lifetime, Origin, Topic, is_synthetic_address
 from snitch.core.model import (
     Action,
     Decision,
@@ -37,7 +36,6 @@ from snitch.core.model import (
     PendingKind,
     PromptCounts,
     Proto,
-    Query,
     Rule,
 )
 from snitch.core.policy import Policy, check_rule
@@ -51,6 +49,7 @@ from snitch.gateway.flood import (
     refused_item_full,
     refused_rate,
 )
+from snitch.gateway.held import GroupKey, Held
 from snitch.gateway.queue import QueuedPacket
 from snitch.gateway.rulebook import RuleBook
 
@@ -58,32 +57,9 @@ if TYPE_CHECKING:
     from snitch.gateway.fakeip import FakeIPs
     from snitch.gateway.requestgate import SeenRequest
 
-__all__ = ["Asker", "DecideError", "Held", "claimed_note"]
+__all__ = ["Asker", "DecideError", "claimed_note"]
 
 DEFAULT_TIMEOUT = 60.0
-# What makes two connections "the same destination": proto, dst, dport, names, claimed.
-GroupKey = tuple[str, str, int, tuple[str, ...], str]
-
-
-@dataclass
-class Held:
-    item: Pending
-    group: GroupKey
-    flows: list[tuple[QueuedPacket, FlowKey]] = field(default_factory=list)
-    # a file or request item: the answers waited for (one per open/request joined)
-    waiters: list[asyncio.Future[Decision]] = field(default_factory=list)
-
-    def query(self) -> Query:
-        item = self.item
-        if item.kind == PendingKind.FILE:
-            return file_query(item)
-        if item.kind == PendingKind.REQUEST:
-            return Query(Proto.TCP, item.dst, item.dport, tuple(item.names),
-                         path=url_path(item.url), method=item.method)  # fmt: skip
-        return Query(Proto(item.proto), item.dst, item.dport, tuple(item.names),
-                     exe=item.exe or None)  # fmt: skip
-
-
 # Called with the held packet, its key and the final decision, to give the verdict and
 # log the flow (FlowGate.finish).
 Finisher = Callable[[QueuedPacket, FlowKey, Decision, str, tuple[str, ...]], object]
@@ -157,13 +133,9 @@ class Asker:
             self._counts.collapsed += 1
             self.bus.publish(Topic.PENDING, held.item.to_dict())  # the same id: an update
             return
-        if len(self.held) >= self.max_pending:
-            self._counts.refused_full += 1
-            self._refuse(packet, key, names, claimed, refused_full(self.max_pending))
-            return
-        if not self._bucket.take():
-            self._counts.refused_rate += 1
-            self._refuse(packet, key, names, claimed, refused_rate())
+        refused = self._refused()
+        if refused is not None:
+            self._refuse(packet, key, names, claimed, refused)
             return
         now = self.clock()
         item = Pending(
@@ -209,6 +181,17 @@ class Asker:
         item.pid, item.uid, item.exe = found.pid, found.uid, found.exe
         item.cmdline, item.parents = found.cmdline, list(found.parents)
         self.bus.publish(Topic.PENDING, item.to_dict())  # the same id: an update
+
+    def _refused(self) -> str | None:
+        """Why a new item may not be asked about now (the cap, the rate), counted; None
+        when it may."""
+        if len(self.held) >= self.max_pending:
+            self._counts.refused_full += 1
+            return refused_full(self.max_pending)
+        if not self._bucket.take():
+            self._counts.refused_rate += 1
+            return refused_rate()
+        return None
 
     def _refuse(
         self, packet: QueuedPacket, key: FlowKey, names: tuple[str, ...], claimed: str, why: str
@@ -258,12 +241,9 @@ class Asker:
             self._counts.collapsed += 1
             self.bus.publish(Topic.PENDING, held.item.to_dict())  # the same id: an update
             return await waiter
-        if len(self.held) >= self.max_pending:
-            self._counts.refused_full += 1
-            return Decision(Action.DENY, None, refused_full(self.max_pending), Origin.LIMIT)
-        if not self._bucket.take():
-            self._counts.refused_rate += 1
-            return Decision(Action.DENY, None, refused_rate(), Origin.LIMIT)
+        refused = self._refused()
+        if refused is not None:
+            return Decision(Action.DENY, None, refused, Origin.LIMIT)
         now = self.clock()
         item.id = f"{self.session[:6]}-{next(self._ids)}"
         item.created, item.deadline = now, now + self.timeout
