@@ -143,14 +143,18 @@ def leftovers(client: docker.DockerClient) -> list[str]:
     return found
 
 
-def wait_for(cond: Callable[[], object], what: str, timeout: float = 30.0) -> object:
+def wait_for(cond: Callable[[], object], what: str, timeout: float = 30.0,
+             seen: Callable[[], str] | None = None) -> object:  # fmt: skip
+    """``cond()`` once it is true; at the deadline an error naming ``what`` and, with
+    ``seen``, what there was instead (a screen, a log)."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            there = f"; there was:\n{seen()}" if seen is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{there}")
         time.sleep(0.05)
 
 
@@ -212,4 +216,3 @@ def pause(container: Container, deadline: float = 10.0) -> None:
             if "unable to freeze" not in str(exc) or time.monotonic() > end:
                 raise
         time.sleep(0.2)
-

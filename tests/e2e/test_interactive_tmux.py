@@ -147,6 +147,7 @@ def test_inside_tmux_the_dashboard_opens_in_a_split_and_closes_with_the_run(
                       "--", "bash", "--norc", "-i")  # fmt: skip
     term = Windows(_shell(home, run, f"; echo $? > {exit_file}; sleep 30"), width=220, height=40)
     try:
+
         def panes() -> list[str]:
             return term.tmux(["list-panes", "-t", term.target(0), "-F", "#{pane_id}"],
                              check=False).split()  # fmt: skip
@@ -158,18 +159,26 @@ def test_inside_tmux_the_dashboard_opens_in_a_split_and_closes_with_the_run(
                    "python3 /probe.py http:http://api.example.test/split"])  # fmt: skip
         term.tmux(["send-keys", "-t", sandbox_pane, "Enter"])
 
+        def pane(pane_id: str) -> str:
+            return term.tmux(["capture-pane", "-p", "-t", pane_id], check=False)
+
+        def both() -> str:
+            return (f"panes {panes()}\n-- sandbox pane --\n{pane(sandbox_pane)}\n"
+                    f"-- dashboard pane --\n{pane(dashboard_pane)}")  # fmt: skip
+
         def row() -> bool:
-            screen = term.tmux(["capture-pane", "-p", "-t", dashboard_pane], check=False)
+            screen = pane(dashboard_pane)
             return any("api.example.test" in ln and "/tcp" in ln for ln in screen.splitlines())
 
-        wait_for(row, "a pending row in the split", 120)  # a loaded machine starts Textual slowly
+        # a loaded machine starts Textual slowly
+        wait_for(row, "a pending row in the split", 120, seen=both)
         time.sleep(SETTLE_SECONDS + 0.2)
         term.tmux(["send-keys", "-t", dashboard_pane, "a"])
-        def answered() -> bool:
-            screen = term.tmux(["capture-pane", "-p", "-t", sandbox_pane], check=False)
-            return "hello from api.example.test /split" in screen
 
-        wait_for(answered, "the answer", 120)
+        def answered() -> bool:
+            return "hello from api.example.test /split" in pane(sandbox_pane)
+
+        wait_for(answered, "the answer", 120, seen=both)
         term.tmux(["send-keys", "-t", sandbox_pane, "-l", "exit 5"])
         term.tmux(["send-keys", "-t", sandbox_pane, "Enter"])
         wait_for(exit_file.exists, "coderun to exit", 60)
