@@ -20,7 +20,8 @@ from tui.format import host_name, lasting_rule_text, pattern_matches
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.decide import BatchDialog, DecisionDialog
 from tui.sessions import LINK_ERRORS, SessionLink
-from tui.widgets.pending import PendingView, describe
+from tui.widgets.pending import PendingView
+from tui.widgets.pendingrow import describe
 
 
 class DecidingApp(App[None]):

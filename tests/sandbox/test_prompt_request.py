@@ -8,7 +8,7 @@ import dataclasses
 from sandbox.prompt_text import options_text, question_text, rule_preview
 from snitch.core.model import Action, PendingKind
 from tests.fakes import pending
-from tui.widgets.pending import PendingRow, describe
+from tui.widgets.pendingrow import PendingRow, describe
 
 ITEM = dataclasses.replace(
     pending("r1", "api.example.test", "198.51.100.5", 80, kind=PendingKind.REQUEST),

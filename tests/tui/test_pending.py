@@ -207,7 +207,7 @@ async def test_auto_decide_round_trip() -> None:
 async def test_the_asking_program_shows_in_the_row_and_the_detail_once_known() -> None:
     from dataclasses import replace
 
-    from tui.widgets.pending import describe
+    from tui.widgets.pendingrow import describe
 
     fake = FakeGateway()
     app = make_app(fake)

@@ -10,7 +10,8 @@ from tests.fakes import NOW, FakeGateway
 from tests.tui.conftest import make_app, queue_ready, wait_for
 from tui.screens.confirm import ConfirmDialog
 from tui.screens.decide import DecisionDialog
-from tui.widgets.pending import FILE_MARK, PendingRow, describe
+from tui.widgets.pending import FILE_MARK
+from tui.widgets.pendingrow import PendingRow, describe
 
 pytestmark = pytest.mark.asyncio
 SIZE = (100, 24)

@@ -20,7 +20,7 @@ from snitch.core.safetext import safe
 from tui.format import LIFETIMES, countdown, host_name
 from tui.inert import shown_name
 from tui.widgets.choice import ChoiceSet
-from tui.widgets.pending import PendingRow, describe
+from tui.widgets.pendingrow import PendingRow, describe
 
 LIFETIME_LABELS = {"session": "this session"}
 TARGET_NAME_WIDTH = 48
