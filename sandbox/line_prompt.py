@@ -28,12 +28,9 @@ import asyncio
 import codecs
 import contextlib
 import os
-import select
 import sys
-import termios
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sandbox import paths
@@ -50,6 +47,7 @@ from sandbox.prompt_text import (
     where,
 )
 from sandbox.session import Session
+from sandbox.stdin_lines import Line, StdinLines, flush_typeahead, stdin_fd
 from sandbox.textout import rule_text, show_name, write_trusted
 from snitch.core.grammar import Lifetime, Topic
 from snitch.core.model import Action, DecisionRequest, Pending, Target
@@ -60,36 +58,6 @@ SETTLE_SECONDS = 0.25  # an answer this soon after its question was typed before
 HOLD_CHARS = 4 * 1024 * 1024  # output held while asking; beyond it the command waits
 TAG_ON, TAG_OFF = "\x1b[7m", "\x1b[0m"  # reverse video around "coderun" (a terminal only)
 TAG = "coderun"
-
-Line = tuple[float, str] | None  # (time.monotonic() it was read, text); None: end of input
-
-
-class _StdinLines(threading.Thread):
-    """Reads lines from a file descriptor and posts them to the loop; a daemon that
-    polls, so it never keeps the process (or the prompt) waiting on input."""
-
-    def __init__(self, fd: int, post: Callable[[Line], None], stop: threading.Event) -> None:
-        super().__init__(name="coderun-prompt-input", daemon=True)
-        self.fd, self.post, self.stop = fd, post, stop
-
-    def run(self) -> None:
-        pending = b""
-        while not self.stop.is_set():
-            try:
-                ready, _, _ = select.select([self.fd], [], [], 0.2)
-                chunk = os.read(self.fd, 4096) if ready else None
-            except (OSError, ValueError):
-                chunk = b""
-            if chunk is None:
-                continue
-            if not chunk:
-                self.post(None)
-                return
-            pending += chunk
-            while b"\n" in pending:
-                line, _, pending = pending.partition(b"\n")
-                self.post((time.monotonic(), line.decode(errors="replace")))
-            pending = pending[-4096:]
 
 
 class LinePrompt:
@@ -202,8 +170,8 @@ class LinePrompt:
             with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
                 loop.call_soon_threadsafe(lines.put_nowait, line)
 
-        fd = _stdin_fd()
-        reader = _StdinLines(fd, post, self._stop_input) if fd is not None else None
+        fd = stdin_fd()
+        reader = StdinLines(fd, post, self._stop_input) if fd is not None else None
         if reader is None:
             lines.put_nowait(None)
         else:
@@ -343,7 +311,7 @@ class LinePrompt:
         """The next line typed after the question was shown, why the question was
         withdrawn, or None at the end of input."""
         assert self._lines is not None and self._withdrawn is not None
-        _flush_typeahead()
+        flush_typeahead()
         shown = time.monotonic()
         while True:
             get = asyncio.ensure_future(self._lines.get())
@@ -392,19 +360,3 @@ class LinePrompt:
 
 class _Withdrawn(str):
     """Why the question on screen was withdrawn (decided elsewhere, expired)."""
-
-
-def _stdin_fd() -> int | None:
-    try:
-        return sys.stdin.fileno() if sys.stdin is not None else None
-    except (OSError, ValueError):
-        return None
-
-
-def _flush_typeahead() -> None:
-    """Drop what was typed on the terminal but not yet entered: it was not an answer to
-    the question about to be shown."""
-    fd = _stdin_fd()
-    if fd is not None and os.isatty(fd):
-        with contextlib.suppress(termios.error, OSError):
-            termios.tcflush(fd, termios.TCIFLUSH)

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from sandbox.line_prompt import Line, LinePrompt, _StdinLines
+from sandbox.line_prompt import LinePrompt
+from sandbox.stdin_lines import Line, StdinLines
 from tests.approver.terminal import terminal_problems
 
 
@@ -38,7 +39,7 @@ def test_the_input_reader_never_holds_the_process() -> None:
     read_fd, write_fd = os.pipe()
     lines: list[Line] = []
     stop = threading.Event()
-    reader = _StdinLines(read_fd, lines.append, stop)
+    reader = StdinLines(read_fd, lines.append, stop)
     assert reader.daemon
     reader.start()
     os.write(write_fd, b"a\nhalf a li")
@@ -56,7 +57,7 @@ def test_the_input_reader_never_holds_the_process() -> None:
 def test_end_of_input_is_reported() -> None:
     read_fd, write_fd = os.pipe()
     lines: list[Line] = []
-    reader = _StdinLines(read_fd, lines.append, threading.Event())
+    reader = StdinLines(read_fd, lines.append, threading.Event())
     reader.start()
     os.write(write_fd, b"d\n")
     os.close(write_fd)
