@@ -7,8 +7,9 @@ from collections.abc import Mapping
 
 from sandbox.textout import show_name
 from snitch.core.fileask import glob_escape
-from snitch.core.grammar import Lifetime, request_folder, url_path
+from snitch.core.grammar import Lifetime
 from snitch.core.model import Action, Pending, PendingKind
+from snitch.core.pathgrammar import request_folder, url_path
 from snitch.core.process import describe_process
 from snitch.core.safetext import safe
 

@@ -67,6 +67,10 @@ MODULES: dict[str, Module] = {
         ("snitch/core/grammar.py",),
         _tests("tests/snitch", k="duration or grammar or test_policy", ignore=_SLOW),
     ),
+    "pathgrammar": Module(
+        ("snitch/core/pathgrammar.py",),
+        _tests("tests/snitch", k="rule_kinds or request_rules or grammar", ignore=_SLOW),
+    ),
     "policy": Module(
         ("snitch/core/policy.py",),
         # (its 1,000-example property test takes minutes under mutmut's trampolines)

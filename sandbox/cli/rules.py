@@ -33,8 +33,6 @@ from snitch.core.grammar import (
     check_scope,
     is_synthetic_cidr,
     lifetime_text,
-    normalize_methods,
-    normalize_path_prefix,
     parse_duration,
     parse_endpoint,
     parse_port,
@@ -42,6 +40,7 @@ from snitch.core.grammar import (
     synthetic_target,
 )
 from snitch.core.model import Action, Proto, Query, Rule
+from snitch.core.pathgrammar import normalize_methods, normalize_path_prefix
 from snitch.core.policy import FILE_ACCESS, Policy, check_rule
 from snitch.core.policyfile import PolicyError, dump_policy, load_policy_file
 from snitch.core.safetext import safe

@@ -16,15 +16,17 @@ from snitch.core.grammar import (
     Lifetime,
     is_synthetic_address,
     network_of,
-    normalize_methods,
-    normalize_path_prefix,
     parent_pattern,
     parse_lifetime,
-    request_folder,
     synthetic_target,
-    url_path,
 )
 from snitch.core.model import DecisionRequest, Pending, PendingKind, Proto, Rule, Target
+from snitch.core.pathgrammar import (
+    normalize_methods,
+    normalize_path_prefix,
+    request_folder,
+    url_path,
+)
 
 
 class DecideError(ValueError):

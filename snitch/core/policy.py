@@ -29,12 +29,11 @@ from snitch.core.grammar import (
     is_synthetic_net,
     normalize_cidr,
     normalize_host,
-    normalize_methods,
     normalize_name,
     parse_port,
-    path_glob_matches,
 )
 from snitch.core.model import Action, Decision, Proto, Query, Rule
+from snitch.core.pathgrammar import normalize_methods, path_glob_matches
 from snitch.core.precedence import DEST_CIDR, DEST_WILDCARD, precedence_key, win_reason
 
 _DNS_ALLOW_PROTOS = frozenset({Proto.DNS, Proto.ANY, Proto.TCP, Proto.UDP})

@@ -26,15 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from snitch.core.blocklist import normalize_entry
-from snitch.core.grammar import (
-    format_port,
-    normalize_cidr,
-    normalize_host,
-    normalize_methods,
-    normalize_path_prefix,
-    parse_port,
-)
+from snitch.core.grammar import format_port, normalize_cidr, normalize_host, parse_port
 from snitch.core.model import Action, Proto, Rule
+from snitch.core.pathgrammar import normalize_methods, normalize_path_prefix
 from snitch.core.policy import FILE_ACCESS, check_rule
 from snitch.core.policyfields import (
     COMMON_KEYS,

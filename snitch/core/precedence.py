@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from snitch.core.grammar import IPNetwork, glob_literal_length, normalize_name
+from snitch.core.grammar import IPNetwork, normalize_name
 from snitch.core.model import Action, Proto, Rule
+from snitch.core.pathgrammar import glob_literal_length
 
 DEST_ANY, DEST_WILDCARD, DEST_HOST, DEST_CIDR = 0, 1, 2, 3
 DEST_KIND_NAMES = {0: "any destination", 1: "wildcard domain", 2: "exact host", 3: "address/CIDR"}

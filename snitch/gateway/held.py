@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from snitch.core.fileask import file_query
-from snitch.core.grammar import url_path
 from snitch.core.model import Decision, FlowKey, Pending, PendingKind, Proto, Query
+from snitch.core.pathgrammar import url_path
 from snitch.gateway.queue import QueuedPacket
 
 # What makes two connections "the same destination": proto, dst, dport, names, claimed.

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from snitch.core.grammar import format_port, format_target, normalize_host, request_folder
+from snitch.core.grammar import format_port, format_target, normalize_host
 from snitch.core.model import Rule
+from snitch.core.pathgrammar import request_folder
 
 DENIED_HEADER = "X-Coderun-Denied"
 NO_RULE = "no rule matched"

@@ -20,14 +20,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from snitch.core.grammar import (
-    GatewayState,
-    Verdict,
-    is_address,
-    parse_duration,
-    path_glob_matches,
-)
+from snitch.core.grammar import GatewayState, Verdict, is_address, parse_duration
 from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.pathgrammar import path_glob_matches
 from snitch.core.session_dir import SessionDir
 
 FRESH_SECONDS = 600.0  # a folder touched this recently is never pruned (it may be starting)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from snitch.core.grammar import normalize_path_prefix, request_folder
 from snitch.core.model import Action, Mode, Proto, Query, Rule
+from snitch.core.pathgrammar import normalize_path_prefix, request_folder
 from snitch.core.policyfile import PolicyError, dump_policy, loads_policy
 from snitch.review.export.common import prepare
 from tests.fakes import DnsUpstream, Packet, answer_a, forwarder, gate, tcp

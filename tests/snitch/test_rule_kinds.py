@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from snitch.core.grammar import check_label, normalize_methods, path_glob_matches
+from snitch.core.grammar import check_label
 from snitch.core.model import Action, Proto, Query, Rule
+from snitch.core.pathgrammar import normalize_methods, path_glob_matches
 from snitch.core.policy import Policy, check_rule
 
 NOW = 1_700_000_000.0

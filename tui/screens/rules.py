@@ -23,14 +23,13 @@ from snitch.core.grammar import (
     Lifetime,
     format_port,
     lifetime_value,
-    normalize_methods,
-    normalize_path_prefix,
     parse_endpoint,
     parse_lifetime,
     parse_port,
     parse_target,
 )
 from snitch.core.model import Action, Proto, Rule
+from snitch.core.pathgrammar import normalize_methods, normalize_path_prefix
 from snitch.core.policy import FILE_ACCESS, check_rule
 from snitch.core.safetext import safe
 from tui.client import ApiError
