@@ -66,9 +66,6 @@ def captured(home: Path, monkeypatch: pytest.MonkeyPatch) -> list[SessionConfig]
     monkeypatch.setattr(gateway_pyc, "prepare", lambda client, image: None)
     monkeypatch.setattr(images, "resolve_runtime", lambda client, image, tags: f"{image}:t")
     monkeypatch.setattr(runner, "run_session", run_session)
-    # the gateway's code compiled ahead needs Docker (a cache made by an earlier run of
-    # this very code hid that: any change to the gateway's code failed these tests)
-    monkeypatch.setattr(gateway_pyc, "prepare", lambda client, image: None)
     return configs
 
 
