@@ -2,6 +2,7 @@
 
     python bench/bench_issue18.py            # about 4 minutes; updates docs/benchmarks.md
     python bench/bench_issue18.py --smoke    # tiny sizes, prints only
+    python bench/bench_issue18.py --only connect  # connect() latency under HTTP load alone
 
 Paths, all between containers this benchmark starts (the Lab of netbench/topology.py,
 and the demo internet for TLS): *direct* = a client container on the server's network;
@@ -192,15 +193,43 @@ def lab_figures(lab: Lab, sizes: Sizes) -> dict[str, Any]:
             lambda r: r["requests"] / 1000)  # fmt: skip
     for path in (web, proxied):
         lab.end_session(path)
+    out["under_load"] = connect_latency(lab, sizes)
+    lab.end_session(router)
+    return out
+
+
+def connect_latency(lab: Lab, sizes: Sizes) -> dict[str, Any]:
     log("connect() latency under HTTP load (no kernel cache: every connect is the loop's)")
     with env(CODERUN_KERNEL_CACHE="0"):
         loop_web = named(lab.session("gateway", web=True), "coderun")
         with env(CODERUN_PEEK="0"):
             loop_mitm = named(lab.session("gateway", web=True), "coderun, through mitmproxy")
-    out["under_load"] = figures.connect_under_load(
-        [loop_web, loop_mitm], ip, sizes.connects, sizes.load_s, sizes.reps)  # fmt: skip
-    lab.end_session(router)
-    return out
+    return figures.connect_under_load(
+        [loop_web, loop_mitm], lab.server_ip, sizes.connects, sizes.load_s, sizes.reps)  # fmt: skip
+
+
+def connect_rows(under_load: dict[str, Any]) -> list[list[str]]:
+    idle, loaded = under_load["idle"], under_load["loaded"]
+    table_rows: list[list[str]] = []
+    for path in ("coderun", "coderun, through mitmproxy"):
+        for q in ("p50", "p99"):
+            a = float(idle[path]["median"][f"{q}_us"])
+            b = float(loaded[path]["median"][f"{q}_us"])
+            table_rows.append([f"connect() {q}, decided by the verdict loop, while the "
+                               f"sandbox makes HTTP requests — {path} (vs no load)",
+                               fmt(a, "µs"), fmt(b, "µs"), f"{b / a:.2f}×" if a else "–",
+                               "–", "–"])  # fmt: skip
+    return table_rows
+
+
+def only_connect(sizes: Sizes) -> int:
+    """``--only connect``: the connect-latency rows alone (prints; docs untouched)."""
+    client = docker_client()
+    with Lab(client, tags_for(client)) as lab:
+        under_load = connect_latency(lab, sizes)
+    print(table(["figure", "no load", "under load", "ratio", "target", "met?"],
+                connect_rows(under_load)))  # fmt: skip
+    return 0
 
 
 def kernel_profiles(
@@ -349,14 +378,7 @@ def rows(out: dict[str, Any]) -> list[list[str]]:
         "/s",
     )
     if "under_load" in out:
-        idle, loaded = out["under_load"]["idle"], out["under_load"]["loaded"]
-        for path in ("coderun", "coderun, through mitmproxy"):
-            for q in ("p50", "p99"):
-                a, b = m(idle, path, f"{q}_us"), m(loaded, path, f"{q}_us")
-                table_rows.append([f"connect() {q}, decided by the verdict loop, while the "
-                                   f"sandbox makes HTTP requests — {path} (vs no load)",
-                                   fmt(a, "µs"), fmt(b, "µs"), f"{b / a:.2f}×" if a else "–",
-                                   "–", "–"])  # fmt: skip
+        table_rows += connect_rows(out["under_load"])
     for path in ("coderun", "coderun, no kernel cache"):
         made = sum(int(r["flows"]) for r in flows[path]["runs"])
         unlogged = sum(int(r.get("missing_verdicts", 0)) for r in flows[path]["runs"])
@@ -385,8 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes; print, do not write docs")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--profiles", action="store_true", help="with --smoke: profile too")
+    ap.add_argument("--only", choices=["connect"],
+                    help="one part alone, printed: connect = connect() latency under HTTP "
+                    "load (the verdict loop vs proxied requests)")  # fmt: skip
     args = ap.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
+    if args.only == "connect":
+        return only_connect(sizes)
     if args.smoke and args.profiles:
         sizes = dataclasses.replace(sizes, profile_s=2)
     started = time.monotonic()

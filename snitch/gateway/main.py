@@ -22,7 +22,6 @@ The control API listens on ``sessions/<id>/api.sock`` (token: ``<data>/api-token
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import gc
 import logging
@@ -59,11 +58,12 @@ from snitch.gateway.kernelcache import (
     KernelCache,
     KernelCacheError,
 )
+from snitch.gateway.mitm import PROXY_PORT
 from snitch.gateway.nflog import FLUSH_CENTISECONDS, NflogReader
 from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
-    from snitch.gateway.mitm import Mitm
+    from snitch.gateway.mitmproc import MitmProcess
     from snitch.gateway.peeklog import PeekLog
 from snitch.core.model import EntryKind, LogEntry, Mode, Rule
 from snitch.gateway.names import NameTable
@@ -76,15 +76,6 @@ log = logging.getLogger("snitch.gateway")
 STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a stat())
 UNUSED_CA_DIR = Path("/tmp/coderun-mitm")  # mitmproxy's CA when it does not intercept
 DRAIN_SECONDS = 1.5  # the close waits this long for the last NFLOG copies (stop: 3 s)
-
-
-def make_unused_ca(confdir: Path) -> None:
-    """mitmproxy's CA for a gateway that does not intercept (never trusted by anyone;
-    key generation takes a tenth of a second, so it runs while the gateway starts)."""
-    from mitmproxy.certs import CertStore
-
-    confdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    CertStore.from_store(confdir, "mitmproxy", 2048)
 
 
 def resolv_conf_upstream() -> str:
@@ -164,8 +155,7 @@ class Gateway:
             from snitch.gateway.peeker import Peeker
 
             self.gate.peeker = Peeker(self.gate)
-        self.mitm: Mitm | None = None
-        self.unused_ca: asyncio.Future[None] | None = None
+        self.mitm: MitmProcess | None = None
         self.configure(settings.run or RunSettings())
         if self.secrets:  # their hosts' TLS is terminated: every web flow through mitmproxy
             self.gate.peeker = None
@@ -239,9 +229,6 @@ class Gateway:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.web_ports and not self.intercept and not self.secrets and self.gate.peeker is None:
-            # made meanwhile (with peek: after "ready", with mitmproxy, not slowing it)
-            self.unused_ca = loop.run_in_executor(None, make_unused_ca, UNUSED_CA_DIR)
         ifs = self.attach()
         stop = asyncio.Event()
 
@@ -321,8 +308,6 @@ class Gateway:
         self.host_hops = netfilter.default_gateways()
         self.protect()
         if self.web_ports:
-            from snitch.gateway.mitm import PROXY_PORT
-
             self.gate.park_web_flows(frozenset(self.web_ports))
             if not self.pod:
                 if self.gate.peeker is not None:
@@ -399,35 +384,45 @@ class Gateway:
                 log.warning("kernel verdict cache heartbeat: %s", exc)
 
     async def start_mitm(self, listen_host: str, report: bool = True) -> None:
-        """mitmproxy takes a second to load: it starts after the gateway is ready, and
-        allowed web flows wait for it (parked in the queue) meanwhile (a warm gateway
-        starts it before its claim)."""
-        from snitch.gateway.mitm import Mitm
+        """mitmproxy takes a second to load: its worker process (mitmproc.py) starts
+        after the gateway is ready, and allowed web flows wait for it (parked in the
+        queue) meanwhile (a warm gateway starts it before its claim)."""
+        from snitch.gateway.mitmproc import MitmProcess
+        from snitch.gateway.mitmserve import MitmServer
+        from snitch.gateway.mitmwire import Start
+        from snitch.gateway.proxyjudge import ProxyJudge
 
         # Only an intercepting gateway is given the install's CA (and may make it);
         # mitmproxy wants one anyway: the others make a throwaway one of their own.
         # A run with secrets terminates TLS to their bound hosts: it has the CA too.
         uses_ca = self.intercept or bool(self.secrets)
         confdir = self.data / "ca" if uses_ca else UNUSED_CA_DIR
-        if self.unused_ca is None and not uses_ca:
-            self.unused_ca = asyncio.get_running_loop().run_in_executor(
-                None, make_unused_ca, UNUSED_CA_DIR)  # fmt: skip
-        if self.unused_ca is not None:
-            await self.unused_ca
-        port = podrules.POD_PROXY_PORT if self.pod else None
-        mitm = Mitm(self.gate, listen_host, confdir, self.intercept, self.upstream_ca,
-                    self.secrets, port)  # fmt: skip
-        await mitm.start()
-        if uses_ca and self.uid is not None and self.gid is not None:  # the host's CA
-            for path in [mitm.confdir, *mitm.confdir.iterdir()]:
-                os.chown(path, self.uid, self.gid)
-        await mitm.listening()
-        gc.freeze()
+        port = podrules.POD_PROXY_PORT if self.pod else PROXY_PORT
+        server = MitmServer(self.gate, ProxyJudge(self.gate, self.secrets))
+        mitm = MitmProcess(server, self.mitm_exited)
+        bindings = [dataclasses.asdict(b) for b in self.secrets]
+        await mitm.start(Start(listen_host, port, str(confdir), self.intercept,
+                               self.upstream_ca, bindings))  # fmt: skip
         self.mitm = mitm
+        await mitm.listening()
+        if uses_ca and self.uid is not None and self.gid is not None:  # the host's CA
+            for path in [confdir, *confdir.iterdir()]:
+                os.chown(path, self.uid, self.gid)
+        gc.freeze()
         self.gate.web_ready()
         if report:
             self.write_state(GatewayState.READY, sandbox_ip=listen_host, mode=str(self.mode),
                              mitm=True)  # fmt: skip
+
+    def mitm_exited(self, code: int) -> None:
+        """The worker died: connections to the proxy port are refused from now on (fail
+        closed); the log says so and the status no longer claims mitmproxy."""
+        self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message=(
+            f"mitmproxy worker exited (code {code}): web connections through it are "
+            "refused until the run ends")))  # fmt: skip
+        if self.sandbox_ip:  # not while standing by: the claim finds it unready
+            self.write_state(GatewayState.READY, sandbox_ip=self.sandbox_ip,
+                             mode=str(self.mode), mitm=False)  # fmt: skip
 
     async def stop(self) -> None:
         """Flush and close everything first; mitmproxy gets a moment, then we are gone
@@ -435,6 +430,8 @@ class Gateway:
         first: a gateway resumed only to be stopped (it was paused) lets nothing it held
         leave while it reads the last log copies."""
         self.close_queues()
+        if self.mitm is not None:  # nothing more is proxied; it need not be waited for
+            self.mitm.stop()
         if self.cache_guard is not None:  # every copy of a flow it passed: read or counted
             await self.cache_guard.drain(DRAIN_SECONDS)
         if self.peek_nflog is not None and self.peek_log is not None:
@@ -444,9 +441,6 @@ class Gateway:
         if self.fleet is not None:  # withdraw its questions, leave the fleet
             await self.fleet.close()
         self.close()
-        if self.mitm is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.mitm.stop(), 0.5)
         logging.shutdown()
         os._exit(0)
 

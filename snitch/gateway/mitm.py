@@ -1,24 +1,23 @@
-"""mitmproxy inside the gateway: HTTP logs, TLS SNI, and decisions at the ClientHello.
+"""mitmproxy in the gateway's worker process (mitmworker.py): HTTP logs, TLS SNI, and
+the first bytes of each connection, reported to the gateway, which decides.
 
 TCP to the web ports is redirected to a transparent mitmproxy *after* the flow's
-verdict. This addon, in the gateway's own event loop, then:
+verdict. This addon, in the worker's own event loop (the gateway's verdict loop never
+waits behind a proxied request), then:
 
-- logs every HTTP request (method, URL, status, sizes, duration) as an ``http`` entry;
+- asks the gateway about every connection at its first bytes (its ClientHello's SNI,
+  if TLS): a deferred flow (a bare address on a TLS port) is decided there, a deny
+  rule naming the SNI refuses it (proxyjudge.py); a connection that closes before
+  saying anything is reported, so a silent port probe is still logged;
 - without ``--intercept-tls`` relays TLS untouched as raw TCP, logging its SNI and byte
-  counts as a ``tls`` entry; with it, mitmproxy terminates TLS with the install's CA and
-  full URLs are logged;
-- decides a *deferred* flow (a bare address on a TLS port, no name known) by the
-  ClientHello's SNI, holding it in ask mode; and refuses any TLS connection whose SNI a
-  deny rule names, whatever address it went to;
-- never lets an SNI vouch for an address it does not lead to: the name counts only when
-  the name table already maps the address to it (a real DNS answer), or when the name
-  may be looked up and its answer holds the address. Otherwise the flow is judged (and
-  held, and logged) by its address, the name shown only as *claimed, unverified*; a
-  name nobody allowed is never looked up to check it (that would leak it);
-- judges every HTTP request it sees by its method and path (requestgate.py): a deny
-  rule naming its Host, a request rule, or (ask mode) a person; a refused request gets
-  403 with an ``X-Coderun-Denied`` header (refusal.py), logged;
-- connects to the real address behind a synthetic (ask mode) one.
+  counts as a ``tls`` entry; with it (or to a secret's bound host), mitmproxy
+  terminates TLS with the install's CA and full URLs are logged;
+- asks the gateway to judge every HTTP request it sees by its method and path
+  (requestgate.py); a refused request gets 403 with an ``X-Coderun-Denied`` header
+  (refusal.py), logged;
+- connects to the real address behind a synthetic (ask mode) one, as the gateway says;
+- logs every HTTP request (method, URL, status, sizes, duration) as an ``http`` entry,
+  sent to the gateway's log writer.
 
 mitmproxy is imported lazily: it exists only in the gateway image (Python >= 3.12).
 """
@@ -26,84 +25,57 @@ mitmproxy is imported lazily: it exists only in the gateway image (Python >= 3.1
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Proto, Query
-from snitch.core.settings import SecretBinding
+from snitch.core.model import Decision, EntryKind, LogEntry
 from snitch.gateway import peek
-from snitch.gateway.asker import claimed_note
-from snitch.gateway.netfilter import DENY_MARK
+from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.peeker import MAX_HEAD
-from snitch.gateway.refusal import host_named
-from snitch.gateway.requestgate import DECISION_KEY, DENIED_KEY, RequestGate, seen_request
+from snitch.gateway.requestgate import DECISION_KEY, DENIED_KEY, Outcome, SeenRequest, seen_request
 from snitch.gateway.secrets import SecretsAddon
-
-if TYPE_CHECKING:
-    from snitch.gateway.flowgate import FlowGate
 
 log = logging.getLogger(__name__)
 PROXY_PORT = 8080
 
 
-class FutureVerdict:
-    """Stands in for a queued packet when a *connection* is held (at its ClientHello):
-    the verdict resolves a future instead of reaching the kernel."""
+class Gateway(Protocol):
+    """What the addon asks of the gateway (mitmworker.GatewayClient)."""
 
-    def __init__(self, future: asyncio.Future[bool]) -> None:
-        self.future = future
-        self.denied = False
+    async def connection(self, src: str, sport: int, dst: str, dport: int, tls: bool,
+                         sni: str, head: peek.Seen | None = None,
+                         size: int = 0) -> tuple[bool, bool]: ...  # fmt: skip
 
-    def get_payload(self) -> bytes:
-        return b""
+    async def request(self, seen: SeenRequest) -> Outcome | None: ...
 
-    def retain(self) -> None:
-        pass
+    async def real_address(self, dst: str) -> str | None: ...
 
-    def set_mark(self, mark: int) -> None:
-        # Only the deny mark says no: an allowed web flow may be marked to be read in
-        # passing (PEEK_MARK), which means nothing to a connection already in mitmproxy.
-        self.denied = bool(mark & DENY_MARK)
+    def closed(self, src: str, sport: int) -> None: ...
 
-    def accept(self) -> None:
-        if not self.future.done():
-            self.future.set_result(not self.denied)
-
-    def drop(self) -> None:
-        if not self.future.done():
-            self.future.set_result(False)
+    def log(self, entry: LogEntry) -> None: ...
 
 
 class SnitchAddon:
-    def __init__(self, gate: FlowGate, intercept: bool,
-                 secrets: SecretsAddon | None = None) -> None:  # fmt: skip
-        self.gate = gate
+    def __init__(self, gateway: Gateway, intercept: bool) -> None:
+        self.gateway = gateway
         self.intercept = intercept
-        self.secrets = secrets  # TLS to a secret's bound host is terminated (secrets.py)
         self.sni: dict[str, str] = {}  # client connection id -> SNI
         self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
         self.ready = asyncio.Event()
-        self.waiting: dict[str, FlowKey] = {}  # client id -> deferred flow, until decided
-        self.requests = RequestGate(gate)
+        self.asked: dict[str, bool] = {}  # client id -> whether it may go on
         self.unread: set[str] = set()  # client ids whose head goes on: mitmproxy must wait
 
     def client_disconnected(self, client: Any) -> None:
-        """A deferred connection that closed before saying who it wants (a silent port
-        probe) is still a flow: logged as denied."""
+        """A connection that closed before it was decided is reported (a deferred one
+        is still a flow: the gateway logs it as denied)."""
         self.unread.discard(client.id)
-        key = self.waiting.pop(client.id, None)
-        if key is None and client.peername:  # it never sent a byte: find it by its source
+        if self.asked.pop(client.id, None) is None and client.peername:
             src, sport = client.peername[:2]
-            key = next((k for k in self.gate.deferred if k.src == src and k.sport == sport),
-                       None)  # fmt: skip
-        if key is not None and self.gate.deferred.pop(key, None) is not None:
-            decision = Decision(Action.DENY, None, "closed before its TLS ClientHello")
-            self.gate.log_flow(key, decision, names=())
+            self.gateway.closed(str(src), int(sport))
 
     def running(self) -> None:
         """mitmproxy's servers are up."""
@@ -121,21 +93,19 @@ class SnitchAddon:
         if len(ctx.layers) > 1:
             return  # an inner decision (inside TLS): mitmproxy's own rules
         data = nextlayer.data_client()
-        if self._deferred(ctx):
-            self.waiting[ctx.client.id] = self._key(ctx)  # logged if it closes undecided
         self.unread.discard(ctx.client.id)
+        if not data:
+            return  # wait for the client's first bytes
         if not starts_like_tls_record(data):
-            if not data:
-                return  # wait for the client's first bytes
             seen = peek.read(data)
             if seen.partial and len(data) < MAX_HEAD:
                 # A request line (or record header) cut short: mitmproxy's default would
                 # relay it as raw TCP, unread. Asked again with more data.
                 self.unread.add(ctx.client.id)
                 return
-            # Not TLS after all: a deferred flow is decided by its address.
-            refused = self._deferred(ctx) and not await self.decide(ctx, "")
-            if refused or self._unreadable(ctx, seen, len(data)):
+            # Not TLS after all: a deferred flow is decided by its address, a head that
+            # mitmproxy would relay unread may be refused (ProxyJudge.unreadable).
+            if not (await self.decide(ctx, False, "", seen, len(data)))[0]:
                 nextlayer.layer = Refuse(ctx)
             elif seen.kind == "http":  # parsed and judged as HTTP, however it starts
                 from mitmproxy.proxy.layers.http import HTTPMode
@@ -145,122 +115,39 @@ class SnitchAddon:
         try:
             hello = parse_client_hello(data)
         except ValueError:
-            hello = None
-            if self._deferred(ctx) and not await self.decide(ctx, ""):
+            if not (await self.decide(ctx, False, ""))[0]:
                 nextlayer.layer = Refuse(ctx)
             return
         if hello is None:
             return  # the ClientHello is not complete yet: asked again with more data
         sni = (hello.sni or "").lower()
         self.sni[ctx.client.id] = sni
-        if not await self.decide(ctx, sni):
+        allow, terminate = await self.decide(ctx, True, sni)
+        if not allow:
             nextlayer.layer = Refuse(ctx)
-        elif not self.intercept and not self._secret_host(sni, ctx):
+        elif not self.intercept and not terminate:
             nextlayer.layer = layers.TCPLayer(ctx)  # relayed as is; counted by tcp hooks
 
-    def _unreadable(self, ctx: Any, seen: peek.Seen, size: int) -> bool:
-        """Refuse (and log) what mitmproxy would relay unread: a head still incomplete
-        after ``MAX_HEAD`` bytes, or bytes that are no request line this gateway reads
-        but carry a Host header a deny rule names, or any Host while request rules are
-        in force (a lenient server could read them as a request)."""
-        key = self._key(ctx)
-        rules = self.gate.rules
-        if seen.partial:
-            reason, rule_id = f"request head not complete after {size} bytes: its name unread", None
-        elif seen.kind == "other" and seen.host:
-            denied = self.name_denied(seen.host, key.dport)
-            if denied is not None:
-                why = host_named(seen.host, rules.rule(denied.rule_id), denied.rule_id)
-                reason = f"{why} (in a request this gateway does not parse)"
-                rule_id = denied.rule_id
-            elif rules.has_path_rules():
-                reason, rule_id = "a Host in a request this gateway does not parse", None
-            else:
-                return False
-        else:
-            return False
-        self.gate.bus.log(
-            LogEntry(
-                EntryKind.HTTP, session=self.gate.session, proto="tcp", src=key.src,
-                sport=key.sport, dst=key.dst, dport=key.dport,
-                names=[seen.host] if seen.host else [], url=f"http://{seen.host or key.dst}",
-                verdict="deny", rule_id=rule_id,
-                rule=rules.describe(rule_id) if rule_id is not None else "", reason=reason,
-            )
-        )  # fmt: skip
-        return True
-
-    def _secret_host(self, sni: str, ctx: Any) -> bool:
-        return self.secrets is not None and self.secrets.intercepts(sni, ctx.server.address[0])
-
-    def _key(self, ctx: Any) -> FlowKey:
+    async def decide(self, ctx: Any, tls: bool, sni: str, head: peek.Seen | None = None,
+                     size: int = 0) -> tuple[bool, bool]:  # fmt: skip
+        """(go on, terminate its TLS): the gateway's answer, asked once a connection."""
+        known = self.asked.get(ctx.client.id)
+        if known is not None:
+            return known, False
         src, sport = ctx.client.peername[:2]
         dst, dport = ctx.server.address[:2]
-        return FlowKey(Proto.TCP, src, int(sport), dst, int(dport))
-
-    def _deferred(self, ctx: Any) -> bool:
-        return self._key(ctx) in self.gate.deferred
-
-    async def decide(self, ctx: Any, sni: str) -> bool:
-        """True to let the connection go on."""
-        gate = self.gate
-        key = self._key(ctx)
-        self.waiting.pop(ctx.client.id, None)
-        verified = bool(sni) and sni in gate.names.names_for(key.dst)
-        denied = self.name_denied(sni, key.dport) if sni else None
-        if denied is not None:  # a deny rule names the SNI: refused wherever it went
-            gate.deferred.pop(key, None)
-            if not verified:
-                denied = dataclasses.replace(
-                    denied, reason=f"{denied.reason} ({claimed_note(sni)})"
-                )
-            gate.log_flow(key, denied, names=(sni,) if verified else ())
-            return False
-        if gate.deferred.pop(key, None) is None:
-            return True  # allowed at its SYN, by its address or its names
-        names = gate.names.names_for(key.dst)
-        claimed = ""
-        if sni and (verified or await self._name_leads_here(sni, key.dst)):
-            names = (sni,)
-        elif sni:
-            claimed = sni  # judged by its address; the name is shown as unverified
-        exe = await gate.exe_of(key)
-        decision = gate.judge(Query(Proto.TCP, key.dst, key.dport, names, exe=exe))
-        if decision is None:  # ask mode, no rule: a person decides
-            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            gate.hold(FutureVerdict(future), key, names, claimed)
-            return await future
-        if claimed:
-            decision = dataclasses.replace(
-                decision, reason=f"{decision.reason} ({claimed_note(claimed)})"
-            )
-        if gate.revoker is not None:
-            gate.revoker.note(key, decision, names)
-        gate.log_flow(key, decision, names=names)
-        return decision.action is Action.ALLOW
-
-    def name_denied(self, name: str, port: int) -> Decision | None:
-        return self.gate.rules.name_denied(name, port)
-
-    async def _name_leads_here(self, sni: str, dst: str) -> bool:
-        """Whether ``sni`` resolves to ``dst``, looked up only if the name may be looked
-        up at all (else the lookup itself would carry the name out)."""
-        lookup = self.gate.rules.peek(Query(Proto.DNS, None, 53, (sni,)))
-        if lookup is None or lookup.action is not Action.ALLOW or self.gate.resolve is None:
-            return False
-        try:
-            return dst in await self.gate.resolve(sni)
-        except Exception:
-            return False
+        answer = await self.gateway.connection(str(src), int(sport), str(dst), int(dport),
+                                               tls, sni, head, size)  # fmt: skip
+        self.asked[ctx.client.id] = answer[0]
+        return answer
 
     # -- where to connect -------------------------------------------------------------------
-    def server_connect(self, data: Any) -> None:
-        fake = self.gate.fake
-        if fake is None or data.server.address is None:
+    async def server_connect(self, data: Any) -> None:
+        if data.server.address is None:
             return
         host, port = data.server.address[:2]
-        if fake.is_fake(host):
-            real = fake.real_address(host)
+        if FakeIPs.is_fake(str(host)):
+            real = await self.gateway.real_address(str(host))
             if real is not None:
                 data.server.address = (real, port)
 
@@ -268,7 +155,7 @@ class SnitchAddon:
     async def requestheaders(self, flow: Any) -> None:
         """Judge the request (it may wait for a person: the event loop goes on); a
         refused one is answered 403 without contacting the server."""
-        outcome = await self.requests.judge(seen_request(flow))
+        outcome = await self.gateway.request(seen_request(flow))
         if outcome is None:
             return
         flow.metadata[DECISION_KEY] = outcome.decision
@@ -298,9 +185,9 @@ class SnitchAddon:
         sni = self.sni.pop(flow.client_conn.id, "")
         dst, dport = flow.server_conn.address[:2] if flow.server_conn.address else ("", 0)
         started = flow.client_conn.timestamp_start or time.time()
-        self.gate.bus.log(
+        self.gateway.log(
             LogEntry(
-                EntryKind.TLS, session=self.gate.session, proto="tcp",
+                EntryKind.TLS, proto="tcp",
                 src=flow.client_conn.peername[0], sport=flow.client_conn.peername[1],
                 dst=dst, dport=dport, names=[sni] if sni else [], sni=sni,
                 url=f"tls://{sni or dst}:{dport}", bytes_out=out, bytes_in=into,
@@ -320,9 +207,9 @@ class SnitchAddon:
         sni = flow.client_conn.sni or ""
         denied: Decision | None = flow.metadata.get(DENIED_KEY)
         decided: Decision | None = denied or flow.metadata.get(DECISION_KEY)
-        self.gate.bus.log(
+        self.gateway.log(
             LogEntry(
-                EntryKind.HTTP, session=self.gate.session, proto="tcp",
+                EntryKind.HTTP, proto="tcp",
                 src=flow.client_conn.peername[0], sport=flow.client_conn.peername[1],
                 dst=flow.server_conn.address[0] if flow.server_conn.address else "",
                 dport=req.port, names=[req.pretty_host], sni=sni, method=req.method,
@@ -333,7 +220,6 @@ class SnitchAddon:
                 duration_ms=(end - req.timestamp_start) * 1000, message=error,
                 verdict="deny" if denied is not None else str(decided.action) if decided else "",
                 rule_id=decided.rule_id if decided is not None else None,
-                rule=self.gate.rules.describe(decided.rule_id) if decided is not None else "",
                 reason=decided.reason if decided is not None else "",
                 origin=str(decided.origin) if decided is not None else "",
             )
@@ -371,37 +257,22 @@ def patient_next_layer(addon: SnitchAddon) -> Any:
     return PatientNextLayer()
 
 
-def import_mitmproxy() -> None:
-    import mitmproxy.addons.core  # noqa: F401
-    import mitmproxy.addons.next_layer  # noqa: F401
-    import mitmproxy.addons.proxyserver  # noqa: F401
-    import mitmproxy.addons.tlsconfig  # noqa: F401
-    import mitmproxy.master  # noqa: F401
-    import mitmproxy.options  # noqa: F401
+class MitmMaster:
+    """Runs mitmproxy's master in the worker's event loop."""
 
-
-class Mitm:
-    """Runs mitmproxy's master in the current event loop."""
-
-    def __init__(self, gate: FlowGate, listen_host: str, confdir: Path, intercept: bool,
+    def __init__(self, addon: SnitchAddon, listen_host: str, port: int, confdir: Path,
                  upstream_ca: str | None = None,
-                 secrets: tuple[SecretBinding, ...] = (),
-                 port: int | None = None) -> None:  # fmt: skip
-        self.gate = gate
+                 secrets: SecretsAddon | None = None) -> None:  # fmt: skip
+        self.addon = addon
         self.listen_host = listen_host
-        self.port = port or PROXY_PORT
+        self.port = port
         self.confdir = confdir
-        self.intercept = intercept
         self.upstream_ca = upstream_ca
+        self.secrets = secrets
         self.master: Any = None
-        self.secrets = SecretsAddon(gate, secrets) if secrets else None
-        self.addon = SnitchAddon(gate, intercept, self.secrets)
-        self._task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        # Importing mitmproxy takes most of a second: in a thread, so the event loop
-        # (verdicts, DNS, the API, signals) goes on meanwhile.
-        await asyncio.to_thread(import_mitmproxy)
+    def start(self) -> None:
         from mitmproxy import options
         from mitmproxy.addons import core, proxyserver, tlsconfig
         from mitmproxy.master import Master
@@ -430,19 +301,4 @@ class Mitm:
         )  # fmt: skip
         if self.upstream_ca:
             opts.update(ssl_verify_upstream_trusted_ca=self.upstream_ca)
-        self._task = asyncio.get_running_loop().create_task(self.master.run())
-
-    async def listening(self, timeout: float = 30.0) -> None:
-        await asyncio.wait_for(self.addon.ready.wait(), timeout)
-
-    def ca_cert(self) -> Path:
-        return self.confdir / "mitmproxy-ca-cert.pem"
-
-    async def stop(self) -> None:
-        if self.master is not None:
-            self.master.shutdown()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 3)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
+        self.task = asyncio.get_running_loop().create_task(self.master.run())

@@ -3,10 +3,11 @@
 A run's ``--secret NAME`` gives the sandbox ``NAME=coderun-secret-<random>`` (a
 ``SecretBinding`` of its ``RunSettings``, hosts from ``--secret-host``). The real values
 reach the gateway as one private file (``SECRETS_FILE``, 0600, in the container's own
-filesystem: not the session folder, not a mount), read once on the first request that
-needs it and removed. Then, for every HTTP request mitmproxy sees (plain HTTP, or HTTPS
-to a bound host: ``SecretsAddon.intercepts`` asks mitmproxy to terminate TLS for those
-names only):
+filesystem: not the session folder, not a mount), read once, by the gateway, on the
+first request that needs it and removed; the mitmproxy worker gets them over its
+channel (mitmwire.py: never argv, environment or logs). Then, for every HTTP request
+mitmproxy sees (plain HTTP, or HTTPS to a bound host: ``ProxyJudge.terminates`` asks
+mitmproxy to terminate TLS for those names only):
 
 - a placeholder sent to a host its secret is bound to (the request's Host, which must
   be a name the destination address really has: the name table, or the synthetic
@@ -30,14 +31,11 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from snitch.core.model import Action, Decision, EntryKind, LogEntry
-from snitch.core.settings import SECRETS_FILE, SecretBinding
+from snitch.core.settings import SecretBinding
 from snitch.gateway.requestgate import DENIED_KEY
-
-if TYPE_CHECKING:
-    from snitch.gateway.flowgate import FlowGate
 
 log = logging.getLogger(__name__)
 AUTH_HEADERS = (b"authorization", b"proxy-authorization")
@@ -114,37 +112,34 @@ def read_values(path: Path) -> dict[str, bytes] | None:
     return {str(k): str(v).encode() for k, v in data.items()}
 
 
-class SecretsAddon:
-    """mitmproxy addon: substitutes bound placeholders, refuses and logs leaks. (Its
-    methods other than the hooks must not be named like mitmproxy's hooks: configure,
-    load, running, ...)"""
+class Gateway(Protocol):
+    """What the addon asks of the gateway (mitmworker.GatewayClient)."""
 
-    def __init__(self, gate: FlowGate, bindings: Sequence[SecretBinding],
-                 path: Path = Path(SECRETS_FILE)) -> None:  # fmt: skip
-        self.gate = gate
+    async def verified(self, host: str, dst: str) -> bool: ...
+
+    async def secret_values(self) -> dict[str, bytes] | None: ...
+
+    def log(self, entry: LogEntry) -> None: ...
+
+
+class SecretsAddon:
+    """mitmproxy addon (in the worker): substitutes bound placeholders, refuses and logs
+    leaks. Whether a Host really is the destination's, and the values, are the
+    gateway's to say (the values are asked for once, when first needed). (Its methods
+    other than the hooks must not be named like mitmproxy's hooks: configure, load,
+    running, ...)"""
+
+    def __init__(self, gateway: Gateway, bindings: Sequence[SecretBinding]) -> None:
+        self.gateway = gateway
         self.bindings = list(bindings)
-        self.path = path
         self.values: dict[str, bytes] | None = None
 
-    def intercepts(self, sni: str, dst: str) -> bool:
-        """Whether TLS to ``sni`` at ``dst`` is terminated (a bound host, verified)."""
-        return bool(sni) and self.verified(sni, dst) and any(
-            bound_to(b, sni) for b in self.bindings)  # fmt: skip
-
-    def verified(self, host: str, dst: str) -> bool:
-        """Whether ``dst`` really is ``host``'s address (no Host header vouches for it)."""
-        host = host.rstrip(".").lower()
-        if host in self.gate.names.names_for(dst):
-            return True
-        fake = self.gate.fake
-        return fake is not None and fake.is_fake(dst) and fake.name_of(dst) == host
-
-    def _values(self) -> dict[str, bytes] | None:
+    async def _values(self) -> dict[str, bytes] | None:
         if self.values is None:
-            self.values = read_values(self.path)
+            self.values = await self.gateway.secret_values()
         return self.values
 
-    def request(self, flow: Any) -> None:
+    async def request(self, flow: Any) -> None:
         if not self.bindings or flow.response is not None:
             return  # refused already (a deny rule), or no secrets in this run
         req = flow.request
@@ -158,12 +153,12 @@ class SecretsAddon:
             return
         host = str(req.pretty_host)
         dst = flow.server_conn.address[0] if flow.server_conn.address else ""
-        here = self.verified(host, dst)
+        here = await self.gateway.verified(host, dst)
         leaked = [b for b in found if not (here and bound_to(b, host))]
         if leaked:
             self._leak(flow, leaked, host)
             return
-        values = self._values()
+        values = await self._values()
         missing = [b.name for b in found if values is None or b.name not in values]
         if values is None or missing:
             self._refuse(flow, f"secret {', '.join(missing)}: no value in the gateway")
@@ -187,9 +182,9 @@ class SecretsAddon:
         names = ", ".join(b.name for b in leaked)
         why = f"secret {names} is not bound to {host}"
         client, server = flow.client_conn, flow.server_conn
-        self.gate.bus.log(
+        self.gateway.log(
             LogEntry(
-                EntryKind.LEAK, session=self.gate.session, proto="tcp",
+                EntryKind.LEAK, proto="tcp",
                 src=client.peername[0], sport=client.peername[1],
                 dst=server.address[0] if server.address else "",
                 dport=flow.request.port, names=[host], verdict="deny", reason=why,

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 from snitch.core.model import Action, DecisionRequest, FlowKey, Mode, Proto, Rule, Target
 from snitch.core.store import RuleStore
-from snitch.gateway.mitm import SnitchAddon
+from snitch.gateway.proxyjudge import ProxyJudge
 from tests.fakes import LogCollector
 from tests.fakes import gate as fake_gate
 
@@ -28,7 +26,7 @@ _ids = itertools.count(1)
 
 def setup(
     tmp_path: Path, mode: Mode, rules: list[Rule]
-) -> tuple[SnitchAddon, LogCollector, list[str]]:
+) -> tuple[ProxyJudge, LogCollector, list[str]]:
     gate, logged = fake_gate(tmp_path, mode, rules)
     looked_up: list[str] = []
 
@@ -37,18 +35,14 @@ def setup(
         return ["10.1.1.1"]  # the name's real address: not the attacker's
 
     gate.resolve = resolve
-    return SnitchAddon(gate, intercept=False), logged, looked_up
+    return ProxyJudge(gate), logged, looked_up
 
 
-def deferred_ctx(addon: SnitchAddon, dst: str = ATTACKER) -> Any:
+def deferred_ctx(addon: ProxyJudge, dst: str = ATTACKER) -> FlowKey:
     """A client connection to ``dst``:443 that the gate deferred to its ClientHello."""
-    n = next(_ids)
-    ctx = SimpleNamespace(
-        client=SimpleNamespace(id=f"c{n}", peername=("10.0.0.2", 40000 + n)),
-        server=SimpleNamespace(address=(dst, 443)),
-    )
-    addon.gate.deferred[FlowKey(Proto.TCP, "10.0.0.2", 40000 + n, dst, 443)] = 0.0
-    return ctx
+    key = FlowKey(Proto.TCP, "10.0.0.2", 40000 + next(_ids), dst, 443)
+    addon.gate.deferred[key] = 0.0
+    return key
 
 
 async def test_an_unverified_sni_is_held_by_the_address_and_stored_as_the_address(
@@ -57,7 +51,7 @@ async def test_an_unverified_sni_is_held_by_the_address_and_stored_as_the_addres
     addon, logged, looked_up = setup(tmp_path, Mode.ASK, [])
     asker = addon.gate.asker
     assert asker is not None
-    verdict = asyncio.create_task(addon.decide(deferred_ctx(addon), "pypi.test"))
+    verdict = asyncio.create_task(addon.connection(deferred_ctx(addon), "pypi.test"))
     await asyncio.sleep(0)
     [item] = asker.pending()
     assert item.names == [] and item.claimed == "pypi.test" and item.label == ATTACKER
@@ -75,7 +69,7 @@ async def test_an_unverified_sni_is_held_by_the_address_and_stored_as_the_addres
 async def test_an_sni_the_name_table_maps_to_the_address_is_verified(tmp_path: Path) -> None:
     addon, logged, looked_up = setup(tmp_path, Mode.ASK, [])
     addon.gate.names.add(ATTACKER, "api.example.test", 60)  # from a real DNS answer
-    verdict = asyncio.create_task(addon.decide(deferred_ctx(addon), "api.example.test"))
+    verdict = asyncio.create_task(addon.connection(deferred_ctx(addon), "api.example.test"))
     await asyncio.sleep(0)
     assert addon.gate.asker is not None
     [item] = addon.gate.asker.pending()
@@ -92,18 +86,18 @@ async def test_enforce_checks_an_allowed_name_by_resolving_it(tmp_path: Path) ->
             Rule(Action.ALLOW, host="api.example.test", port_lo=443, port_hi=443, proto=Proto.TCP)
         ],  # fmt: skip
     )
-    assert await addon.decide(deferred_ctx(addon), "api.example.test") is False
+    assert await addon.connection(deferred_ctx(addon), "api.example.test") is False
     assert looked_up == ["api.example.test"]  # allowed, so it may be looked up
     assert logged[-1]["verdict"] == "deny" and "names" not in logged[-1]
     assert "claimed SNI api.example.test, unverified" in logged[-1]["reason"]
     # The same name at the address it resolves to is allowed.
-    assert await addon.decide(deferred_ctx(addon, "10.1.1.1"), "api.example.test") is True
+    assert await addon.connection(deferred_ctx(addon, "10.1.1.1"), "api.example.test") is True
     assert logged[-1]["names"] == ["api.example.test"]
 
 
 async def test_an_undecided_name_is_never_looked_up_to_check_it(tmp_path: Path) -> None:
     addon, logged, looked_up = setup(tmp_path, Mode.ENFORCE, [])
-    assert await addon.decide(deferred_ctx(addon), "secret-data.exfil.test") is False
+    assert await addon.connection(deferred_ctx(addon), "secret-data.exfil.test") is False
     assert looked_up == []
     assert "claimed SNI secret-data.exfil.test" in logged[-1]["reason"]
 
@@ -112,9 +106,9 @@ async def test_a_deny_rule_naming_the_sni_refuses_it_anywhere(tmp_path: Path) ->
     addon, logged, _ = setup(tmp_path, Mode.ENFORCE, [
         Rule(Action.ALLOW, cidr=f"{ATTACKER}/32"), Rule(Action.DENY, host="evil.example.test")
     ])  # fmt: skip
-    assert await addon.decide(deferred_ctx(addon), "evil.example.test") is False
+    assert await addon.connection(deferred_ctx(addon), "evil.example.test") is False
     assert logged[-1]["verdict"] == "deny" and "deny evil.example.test" in logged[-1]["reason"]
-    assert await addon.decide(deferred_ctx(addon), "fine.example.test") is True
+    assert await addon.connection(deferred_ctx(addon), "fine.example.test") is True
 
 
 async def test_a_bare_address_judged_by_its_sni_is_judged_with_its_program(
@@ -131,20 +125,19 @@ async def test_a_bare_address_judged_by_its_sni_is_judged_with_its_program(
     addon.gate.names.add("10.1.1.1", "api.example.test", 60)
     answers = addon.gate.attributor._answers  # noqa: SLF001 - what the service said
     for exe in ("/usr/bin/curl", "/usr/bin/python3.13"):
-        ctx = deferred_ctx(addon, "10.1.1.1")
-        key = FlowKey(Proto.TCP, "10.0.0.2", ctx.client.peername[1], "10.1.1.1", 443)
+        key = deferred_ctx(addon, "10.1.1.1")
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(ProcessInfo(7, 1000, exe))
         answers[key] = (time.monotonic(), fut)
-        allowed = await addon.decide(ctx, "api.example.test")
+        allowed = await addon.connection(key, "api.example.test")
         assert allowed is (exe == "/usr/bin/curl"), exe
 
 
 def test_a_held_connection_allowed_to_be_read_in_passing_goes_on() -> None:
     """The flow gate marks an allowed web flow PEEK_MARK (peek on); a connection held in
     mitmproxy at its ClientHello stands in as a FutureVerdict: only DENY_MARK is a no."""
-    from snitch.gateway.mitm import FutureVerdict
     from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK
+    from snitch.gateway.proxyjudge import FutureVerdict
 
     async def verdict(mark: int | None) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
