@@ -272,7 +272,8 @@ class MitmMaster:
         self.master: Any = None
         self.task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
+        """Start the master; its task ends when mitmproxy stops."""
         from mitmproxy import options
         from mitmproxy.addons import core, proxyserver, tlsconfig
         from mitmproxy.master import Master
@@ -302,3 +303,4 @@ class MitmMaster:
         if self.upstream_ca:
             opts.update(ssl_verify_upstream_trusted_ca=self.upstream_ca)
         self.task = asyncio.get_running_loop().create_task(self.master.run())
+        return self.task

@@ -30,15 +30,14 @@ class Channel:
         self.on_closed = on_closed
         self.ids = itertools.count(1)
         self.waiting: dict[int, asyncio.Future[Message]] = {}
-        self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
         self.closed = False
 
     async def open(self, sock: socket.socket) -> None:
         """Use ``sock`` (this process's end) and start reading."""
-        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=MAX_MESSAGE)
-        self.task = asyncio.get_running_loop().create_task(self.read())
+        reader, self.writer = await asyncio.open_connection(sock=sock, limit=MAX_MESSAGE)
+        self.task = asyncio.get_running_loop().create_task(self.read(reader))
 
     def next_id(self) -> int:
         return next(self.ids)
@@ -62,14 +61,13 @@ class Channel:
             raise WireError(f"asked {message.KIND}, answered {got.KIND}")
         return got
 
-    async def read(self) -> None:
-        assert self.reader is not None
+    async def read(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                size = HEADER.unpack(await self.reader.readexactly(HEADER.size))[0]
+                size = HEADER.unpack(await reader.readexactly(HEADER.size))[0]
                 if size > MAX_MESSAGE:
                     raise WireError(f"a message of {size} bytes")
-                message = decode(await self.reader.readexactly(size))
+                message = decode(await reader.readexactly(size))
                 if message.KIND in ANSWERS:
                     future = self.waiting.get(getattr(message, "id"))  # noqa: B009
                     if future is not None and not future.done():

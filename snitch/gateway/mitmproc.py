@@ -60,14 +60,14 @@ class MitmProcess:
             theirs.close()
         await self.channel.open(ours)
         self.channel.send(start)
-        self.watcher = asyncio.get_running_loop().create_task(self.watch())
+        self.watcher = asyncio.get_running_loop().create_task(self.watch(self.process))
 
     async def listening(self, timeout: float = 30.0) -> None:
         """Wait until mitmproxy listens; WorkerFailed if the worker exits first."""
-        assert self.watcher is not None
         ready = asyncio.get_running_loop().create_task(self.server.ready.wait())
+        watched = {ready} if self.watcher is None else {ready, self.watcher}
         try:
-            await asyncio.wait({ready, self.watcher}, timeout=timeout,
+            await asyncio.wait(watched, timeout=timeout,
                                return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
         finally:
             ready.cancel()
@@ -75,9 +75,8 @@ class MitmProcess:
             code = self.process.returncode if self.process is not None else None
             raise WorkerFailed(f"mitmproxy worker not listening (exit code {code})")
 
-    async def watch(self) -> None:
-        assert self.process is not None
-        code = await self.process.wait()
+    async def watch(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
         self.channel.close()
         if not self.stopping:
             log.warning("mitmproxy worker exited (code %s)", code)

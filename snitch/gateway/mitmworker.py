@@ -123,13 +123,12 @@ class Worker:
         secrets = SecretsAddon(gateway, bindings) if bindings else None
         master = MitmMaster(addon, start.listen_host, start.port, Path(start.confdir),
                             start.upstream_ca, secrets)  # fmt: skip
-        master.start()
-        assert master.task is not None
+        running = master.start()
         ready = asyncio.get_running_loop().create_task(addon.ready.wait())
-        await asyncio.wait({ready, master.task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({ready, running}, return_when=asyncio.FIRST_COMPLETED)
         if ready.done():
             self.channel.send(Ready())
-            await asyncio.wait({master.task})
+            await asyncio.wait({running})
         ready.cancel()
         log.warning("mitmproxy stopped")
 
