@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
+from snitch.core.apirequest import Refused, Request, read_request
 from snitch.core.apitypes import SessionInfo
 from snitch.core.decide import DecideError
 from snitch.core.explain import endpoint_query
@@ -35,21 +33,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 4 << 20
 HEAD_TIMEOUT = 300.0  # an idle keep-alive connection is closed after this
 TICK = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str  # after /v1
-    query: dict[str, list[str]]
-    body: Any
-    close: bool  # the client asked to close after this one
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 Handler = Callable[[str, str, Request], Awaitable[tuple[int, Any]]]
@@ -112,35 +95,12 @@ class FleetServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Request | None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+            return await read_request(reader, self.token, MAX_BODY, HEAD_TIMEOUT)
         except asyncio.IncompleteReadError:
-            return None  # closed between requests
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, _ = lines[0].split(" ", 2)
-        headers = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0") or 0)
-        if length > MAX_BODY or length < 0:
-            await _send(writer, 413, {"error": "body too large"}, close=True)
+            return None  # closed (between requests, or in one)
+        except Refused as exc:
+            await _send(writer, exc.status, {"error": str(exc)}, close=True)
             return None
-        raw = await reader.readexactly(length) if length else b""
-        auth = headers.get("authorization", "")
-        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), self.token)):
-            await _send(writer, 401, {"error": "missing or wrong token"}, close=True)
-            return None
-        url = urlsplit(target)
-        if not url.path.startswith("/v1/"):
-            await _send(writer, 404, {"error": "unknown API version (use /v1)"}, close=True)
-            return None
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            await _send(writer, 400, {"error": "body is not JSON"}, close=True)
-            return None
-        close = headers.get("connection", "").lower() == "close"
-        return Request(method, url.path[3:], parse_qs(url.query), body, close)
 
     async def _serve(
         self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -154,7 +114,7 @@ class FleetServer:
             if request.method == "POST" and rest == f"/{ASK}":
                 return await self._ask(session, request, reader, writer)
             status, payload = await self._route(session, rest, request)
-        except HttpError as exc:
+        except Refused as exc:
             status, payload = exc.status, {"error": str(exc)}
         except DecideError as exc:
             status, payload = exc.status, {"error": str(exc)}
@@ -229,12 +189,12 @@ class FleetServer:
         if not session:
             if (m, rest) == ("GET", ""):
                 return 200, [member.info.to_dict() for member in fleet.members.values()]
-            raise HttpError(404, f"no route {m} {r.path}")
+            raise Refused(404, f"no route {m} {r.path}")
         if rest == "":
             if m == "PUT":
                 info = SessionInfo.from_dict(r.body)
                 if info.session != session:
-                    raise HttpError(400, "the body's session is not the path's")
+                    raise Refused(400, "the body's session is not the path's")
                 for label in info.labels:  # a gateway's word, checked before rules see it
                     parse_label(label)
                 fleet.join(info)
@@ -244,7 +204,7 @@ class FleetServer:
                 return 200, {"left": session}
         if (m, rest) == ("POST", f"/{LOG}"):
             if not isinstance(r.body, list):
-                raise HttpError(400, "a list of log lines")
+                raise Refused(400, "a list of log lines")
             return 200, {"kept": fleet.report(session, r.body)}
         member = fleet.member(session)
         if rest.startswith("/rules/") and rest[7:].isdigit():
@@ -271,8 +231,8 @@ class FleetServer:
                            query.port, list(query.names))  # fmt: skip
             return 200, fleet.rules.explain(fleet.query(member, item)).to_dict()
         if rest.startswith("/ports"):
-            raise HttpError(404, "ports are forwarded on the session's own machine")
-        raise HttpError(404, f"no route {m} {r.path}")
+            raise Refused(404, "ports are forwarded on the session's own machine")
+        raise Refused(404, f"no route {m} {r.path}")
 
     def _rule_by_id(self, rule_id: int, method: str, r: Request) -> tuple[int, Any]:
         rules = self.fleet.rules
@@ -286,9 +246,9 @@ class FleetServer:
             rule.id = rule_id
             ok, payload = rules.update(rule), rule.to_dict()
         else:
-            raise HttpError(404, f"no route {method} {r.path}")
+            raise Refused(404, f"no route {method} {r.path}")
         if not ok:
-            raise HttpError(404, "no such rule")
+            raise Refused(404, "no such rule")
         self.fleet.recheck("rules")
         return 200, payload
 
@@ -298,10 +258,10 @@ def _split(path: str) -> tuple[str, str]:
     if path == SESSIONS:
         return "", ""
     if not path.startswith(SESSIONS + "/"):
-        raise HttpError(404, f"no route {path}")
+        raise Refused(404, f"no route {path}")
     session, slash, rest = path[len(SESSIONS) + 1 :].partition("/")
     if not SESSION_ID.fullmatch(session):
-        raise HttpError(400, "bad session id")
+        raise Refused(400, "bad session id")
     return session, slash + rest
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import itertools
 import json
 import logging
@@ -19,8 +18,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
+from snitch.core.apirequest import Refused, Request, read_request
 from snitch.core.apitypes import SessionInfo
 from snitch.core.explain import endpoint_query, file_query
 from snitch.core.fileask import FileAsk
@@ -35,18 +34,11 @@ from snitch.gateway.rulebook import RuleBook
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
+HEAD_TIMEOUT = 10.0  # a client has this long to send a request's head
 EVENT_QUEUE = 10_000
 LOG_MEMORY = 2_000
 
 Handler = Callable[["Request"], Awaitable[tuple[int, Any]]]
-
-
-class Request:
-    def __init__(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.body = body
 
 
 class ControlApi:
@@ -130,29 +122,11 @@ class ControlApi:
             writer.close()
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, _ = lines[0].split(" ", 2)
-        headers = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0") or 0)
-        if length > MAX_BODY:
-            return await self._send(writer, 413, {"error": "body too large"})
-        raw = await reader.readexactly(length) if length else b""
-        auth = headers.get("authorization", "")
-        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), self.token)):
-            return await self._send(writer, 401, {"error": "missing or wrong token"})
-        url = urlsplit(target)
-        if not url.path.startswith("/v1/"):
-            return await self._send(writer, 404, {"error": "unknown API version (use /v1)"})
-        path = url.path[3:]
         try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return await self._send(writer, 400, {"error": "body is not JSON"})
-        request = Request(method, path, parse_qs(url.query), body)
+            request = await read_request(reader, self.token, MAX_BODY, HEAD_TIMEOUT)
+        except Refused as exc:
+            return await self._send(writer, exc.status, {"error": str(exc)})
+        method, path = request.method, request.path
         if method == "GET" and path == "/events":
             return await self._stream(writer)
         handler = self._route(method, path)
