@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +130,11 @@ async def join_all(clients: list[ServiceClient]) -> None:
         await asyncio.gather(*(client.request("GET", path) for _ in range(IN_FLIGHT)))
 
 
-async def by_rule(service: Service, seconds: float) -> float:
-    """Questions the service's rules answer, from 50 gateways: answers/s."""
-    ca = service.cert.read_text()
-    clients = [ServiceClient(service.url, TOKEN, ca, idle=IN_FLIGHT) for _ in range(GATEWAYS)]
-    await join_all(clients)
+async def allowed_rate(
+    clients: list[ServiceClient], seconds: float, name: Callable[[int], str]
+) -> float:
+    """Questions asked for ``seconds``, IN_FLIGHT at a time from each gateway's client
+    (the n-th about ``name(n)``), each to be answered "allow": answers/s."""
     done = 0
     end = time.monotonic() + seconds
 
@@ -143,7 +144,7 @@ async def by_rule(service: Service, seconds: float) -> float:
         for n in itertools.count(w * 1_000_000):
             if time.monotonic() >= end:
                 return
-            body = item(f"gw{g}", n, f"h{n % 97}.pkgs.example.test").to_dict()
+            body = item(f"gw{g}", n, name(n)).to_dict()
             answer = await client.request("POST", path, body, timeout=None)
             if answer["decision"]["action"] != "allow":
                 raise RuntimeError(f"unexpected answer {answer}")
@@ -153,7 +154,15 @@ async def by_rule(service: Service, seconds: float) -> float:
     await asyncio.gather(
         *(worker(g, c, w) for g, c in enumerate(clients) for w in range(IN_FLIGHT))
     )
-    rate = done / (time.monotonic() - start)
+    return done / (time.monotonic() - start)
+
+
+async def by_rule(service: Service, seconds: float) -> float:
+    """Questions the service's rules answer, from 50 gateways: answers/s."""
+    ca = service.cert.read_text()
+    clients = [ServiceClient(service.url, TOKEN, ca, idle=IN_FLIGHT) for _ in range(GATEWAYS)]
+    await join_all(clients)
+    rate = await allowed_rate(clients, seconds, lambda n: f"h{n % 97}.pkgs.example.test")
     for client in clients:
         client.close()
     return rate
@@ -182,26 +191,7 @@ async def by_person(service: Service, seconds: float) -> float:
     followers = [asyncio.create_task(follow(g)) for g in range(GATEWAYS)]
     deciders = [asyncio.create_task(decide()) for _ in range(8)]
     await asyncio.sleep(0.5)  # the streams are open
-    done = 0
-    end = time.monotonic() + seconds
-
-    async def worker(g: int, client: ServiceClient, w: int) -> None:
-        nonlocal done
-        path = session_path(f"gw{g}", "ask")
-        for n in itertools.count(w * 1_000_000):
-            if time.monotonic() >= end:
-                return
-            body = item(f"gw{g}", n, f"h{n}.undecided.example.test").to_dict()
-            answer = await client.request("POST", path, body, timeout=None)
-            if answer["decision"]["action"] != "allow":
-                raise RuntimeError(f"unexpected answer {answer}")
-            done += 1
-
-    start = time.monotonic()
-    await asyncio.gather(
-        *(worker(g, c, w) for g, c in enumerate(clients) for w in range(IN_FLIGHT))
-    )
-    rate = done / (time.monotonic() - start)
+    rate = await allowed_rate(clients, seconds, lambda n: f"h{n}.undecided.example.test")
     for task in [*followers, *deciders]:
         task.cancel()
     await asyncio.gather(*followers, *deciders, return_exceptions=True)
