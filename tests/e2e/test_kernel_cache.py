@@ -26,7 +26,7 @@ from snitch.core.model import Action, Mode, Rule
 from snitch.core.settings import KERNEL_CACHE_ENV, NetworkShape, RunSettings
 from snitch.core.store import RuleStore
 from tests.e2e.conftest import latest_log, leftovers, wait_for
-from tests.e2e.test_failclosed import CliRun, Events, arrived, kill_process_tree, mine
+from tests.e2e.probeloop import CliRun, Events, arrived, kill_process_tree, mine
 
 pytestmark = pytest.mark.docker
 

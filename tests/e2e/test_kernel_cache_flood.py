@@ -28,7 +28,7 @@ from snitch.core.logentry import CacheEvent, EntryKind
 from snitch.core.model import Mode
 from snitch.core.settings import KERNEL_CACHE_ENV, GatewaySettings, NetworkShape, RunSettings
 from tests.e2e.conftest import latest_log, leftovers, pause, wait_for
-from tests.e2e.test_failclosed import mine
+from tests.e2e.probeloop import mine
 from tests.e2e.test_kernel_cache import kernel_map
 
 pytestmark = pytest.mark.docker
