@@ -3,6 +3,7 @@ is handed to it after it starts (secret values, the decision service's token).""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import docker
@@ -77,3 +78,11 @@ def hand_over(gateway: Container, config: SessionConfig) -> None:
         put_values(gateway, config.secret_values)
     except (RuntimeError, docker.errors.APIError) as exc:
         raise SessionError(f"handing the secrets to the gateway failed: {exc}") from exc
+
+
+def cut_off(client: docker.DockerClient, gateway: Container) -> None:
+    """Disconnect ``gateway`` from every network (a paused container can be): whatever
+    it lets go afterwards has nowhere to go."""
+    for name in list(gateway.attrs.get("NetworkSettings", {}).get("Networks") or {}):
+        with contextlib.suppress(docker.errors.APIError):
+            client.networks.get(name).disconnect(gateway, force=True)

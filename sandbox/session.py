@@ -32,7 +32,7 @@ from sandbox.attribution.service import Attribution, AttributionService
 from sandbox.cleanup import remove_session
 from sandbox.config import SessionConfig, SessionError
 from sandbox.egress import shared_egress
-from sandbox.gateway_container import create_gateway, data_mounts, hand_over
+from sandbox.gateway_container import create_gateway, cut_off, data_mounts, hand_over
 from sandbox.gateway_ready import raise_if_exited, running, state_check, wait_for
 from sandbox.holder import address, create_holder, set_up
 from sandbox.host_networks import host_networks
@@ -99,6 +99,7 @@ class Session:
         self.networks: list[Network] = []
         self.containers: list[Container] = []
         self.gateway: Container | None = None
+        self.gateway_lost = False  # found not running mid-run (gateway_alive)
         self.holder: Container | None = None
         self.sandbox: Container | None = None
         self.files_volume: Volume | None = None  # the script and CA bundle (injected.py)
@@ -364,7 +365,9 @@ class Session:
         )  # fmt: skip
 
     def gateway_alive(self) -> bool:
-        return running(self.gateway)
+        alive = running(self.gateway)
+        self.gateway_lost = self.gateway_lost or not alive
+        return alive
 
     def finish(self, exit_code: int | None, error: str | None = None) -> None:
         self.record.end = time.time()
@@ -401,6 +404,13 @@ class Session:
         self.networks.clear()
 
     def _stop_gateway(self, gateway: Container) -> None:
-        """Let the gateway flush its log (SIGTERM; it is removed once it exited)."""
+        """Let the gateway flush its log (SIGTERM; it is removed once it exited). A gateway
+        found not running (paused: hung) is first cut off its networks: the stop resumes
+        it, and it runs for a moment before its init passes the signal on, releasing the
+        packets it held meanwhile (tests/e2e/test_failclosed.py, the pause case)."""
         with contextlib.suppress(docker.errors.APIError):  # gone or exited already
+            if self.gateway_lost:
+                gateway.reload()
+                if gateway.status == "paused":
+                    cut_off(self.client, gateway)
             gateway.stop(timeout=3)

@@ -7,6 +7,7 @@ each attempt started and how it ended (CLOCK_MONOTONIC, the host's clock too), t
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import docker
 from docker.models.containers import Container
 
 from sandbox.internet import DemoInternet
+from snitch.core.logfile import read_log
 from tests.e2e.conftest import coderun_cmd, pause, wait_for
 from tests.escape.helpers import objects_of
 
@@ -228,6 +230,32 @@ class Events:
 
     def close(self) -> None:
         self.stream.close()
+
+
+def timeline(
+    internet: DemoInternet, run: CliRun, events: Events, gone_at: float, late: list[int]
+) -> str:
+    """What a failure needs: when each late request started and reached the server, and
+    the gateway's events, all in seconds from the moment it was gone."""
+    got: dict[int, float] = {}
+    logs = bytes(internet.container.logs(timestamps=True)).decode(errors="replace")
+    for line in logs.splitlines():
+        found = re.search(rf"/fc-{run.nonce}-(\d+) ", line)
+        if found:
+            stamp = line.split(" ", 1)[0]
+            wall = datetime.datetime.fromisoformat(stamp[:26] + "+00:00").timestamp()
+            got[int(found.group(1))] = wall - events.offset
+    judged: dict[int, float] = {}
+    for entry in read_log(run.session_dir() / "flows.jsonl"):
+        found = re.search(rf"/fc-{run.nonce}-(\d+)$", entry.url or "")
+        if found:
+            judged[int(found.group(1))] = entry.time - events.offset
+    rows = [f"{s}: started {run.loop.starts.get(s, 0) - gone_at:+.3f}s, judged "
+            f"{judged.get(s, 0) - gone_at:+.3f}s, arrived {got.get(s, 0) - gone_at:+.3f}s"
+            for s in sorted(late)]  # fmt: skip
+    seen = sorted(events.seen.items(), key=lambda kv: kv[1])
+    marks = ", ".join(f"{k} {v - gone_at:+.3f}s" for k, v in seen)
+    return f"late requests: {'; '.join(rows)} | gateway events: {marks}"
 
 
 def stopped(container: Container) -> bool:

@@ -44,6 +44,7 @@ from tests.e2e.probeloop import (
     docker_pause,
     kill_process_tree,
     mine,
+    timeline,
     write_loop,
 )
 
@@ -81,9 +82,9 @@ def test_gateway_gone_mid_run_fails_closed(
         action(gateway)
         # From this moment no handler reads the queue: dead (or frozen) for sure.
         gone_at = events.at("pause" if action is docker_pause else "die")
+        status = run.finish()
     finally:
         events.close()
-    status = run.finish()
     after = run.loop.started_after(gone_at)
     # Inside: attempts went on after the gateway was gone, and none of them succeeded.
     assert after, "the loop made no attempt after the gateway was gone (vacuous)"
@@ -91,7 +92,7 @@ def test_gateway_gone_mid_run_fails_closed(
     assert succeeded == [], succeeded
     # Outside: nothing that started after that reached the demo internet.
     late = [s for s in arrived(internet, run.nonce) if run.loop.starts.get(s, 0) >= gone_at]
-    assert late == []
+    assert late == [], timeline(internet, run, events, gone_at, late)
     # The CLI and the session record say what happened.
     assert status == 125, run.stderr
     assert "coderun: the gateway stopped" in run.stderr
