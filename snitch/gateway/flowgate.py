@@ -307,14 +307,22 @@ class FlowGate:
             refused = self.guard.refuse(key.proto, key.dst, key.dport, decision, names)
             if refused is not None:
                 decision, verdict = refused, str(LogVerdict.REBIND)
+        self._give(pkt, key, decision, verdict, names)
+        return decision, verdict
+
+    def _give(
+        self, pkt: QueuedPacket, key: FlowKey, decision: Decision, verdict: str,
+        names: tuple[str, ...] | None = None, shown: str | None = None,
+    ) -> None:  # fmt: skip
+        """The final verdict on a flow's packet: given, kept for its retransmitted SYNs,
+        noted for the revoker, logged (``shown``: see ``log_flow``)."""
         self.apply(pkt, decision, key)
         if key.proto is Proto.TCP:
             self.recent.remember(key, decision, tcp_seq(pkt.get_payload()))
         if self.revoker is not None:
             self.revoker.note(key, decision, self.names.names_for(key.dst) if names is None
                               else names)  # fmt: skip
-        self.log_flow(key, decision, verdict, names)
-        return decision, verdict
+        self.log_flow(key, decision, verdict, names, shown)
 
     async def _route_then_accept(self, pkt: QueuedPacket, key: FlowKey, decision: Decision) -> None:
         """An allowed flow to a synthetic address: resolve the name for real, check the
@@ -342,12 +350,7 @@ class FlowGate:
         except Exception as exc:
             decision = Decision(Action.DENY, decision.rule_id, f"could not resolve: {exc}")
         self._routing.discard(key)
-        self.apply(pkt, decision, key)
-        if key.proto is Proto.TCP:
-            self.recent.remember(key, decision, tcp_seq(pkt.get_payload()))
-        if self.revoker is not None:
-            self.revoker.note(key, decision, self.names.names_for(key.dst))
-        self.log_flow(key, decision, verdict, shown=shown)
+        self._give(pkt, key, decision, verdict, shown=shown)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
