@@ -47,6 +47,9 @@ def create_holder(
             "net.ipv6.conf.default.disable_ipv6": "1",
             # A held SYN must survive a person's decision: retry for ~2 minutes.
             "net.ipv4.tcp_syn_retries": "7",
+            # No TCP Fast Open: data in a SYN would leave before a web flow's head is read
+            # (peeker.py reads the first data packet after the handshake).
+            "net.ipv4.tcp_fastopen": "0",
         },
     )
 

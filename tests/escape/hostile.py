@@ -357,6 +357,21 @@ def routes_and_addresses() -> None:
     attempt("proc_ipv6", lambda: write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "0"))
     attempt("proc_rp_filter", lambda: write("/proc/sys/net/ipv4/conf/eth0/rp_filter", "0"))
     attempt("routes_unchanged", lambda: read("/proc/net/route") == before)
+
+    def syn_data() -> int:
+        """A request head in the SYN (TCP Fast Open, no cookie needed): a web flow read in
+        passing would carry it out before the gateway reads any head."""
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, 34, 1)  # TCP_FASTOPEN_NO_COOKIE
+            head = b"GET /tfo HTTP/1.1\r\nHost: evil.example.test\r\n\r\n"
+            return s.sendto(head, socket.MSG_FASTOPEN, (T["internet"], 80))
+        finally:
+            s.close()
+
+    attempt("tfo_sysctl", lambda: read("/proc/sys/net/ipv4/tcp_fastopen").strip())
+    attempt("tfo_syn_data", syn_data)
     attempt("control_routes", lambda: [line.split()[:3] for line in before.splitlines()[1:]])
 
 

@@ -553,6 +553,9 @@ def test_routes_addresses_and_arp_cannot_be_changed(arena: Arena) -> None:
     for attack in ("proc_ip_forward", "proc_ipv6", "proc_rp_filter"):
         assert _failed(a.r(attack), errno.EROFS, errno.EACCES, errno.EPERM), a.r(attack)
     assert a.r("routes_unchanged")["value"] is True
+    # No TCP Fast Open client: no data rides in a SYN, past the head the gateway reads.
+    assert a.r("tfo_sysctl")["value"] == "0"
+    assert _failed(a.r("tfo_syn_data"), errno.EOPNOTSUPP), a.r("tfo_syn_data")
     # Control: the routes the probe read are the holder's (default via the gateway).
     gw_hex = socket.inet_aton(a.session.gateway_ip)[::-1].hex().upper()
     assert ["eth0", "00000000", gw_hex] in a.r("control_routes")["value"]
