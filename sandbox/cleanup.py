@@ -63,9 +63,13 @@ def remove_session(
     containers = client.containers.list(all=True, filters=selector, sparse=True,
                                         ignore_removed=True)  # fmt: skip
     joiners = [c for c in containers if _network_mode(c).startswith("container:")]
-    # No container joins a gateway's namespace: its stop (the log's flush, the longest
-    # step) begins at once, beside the joiners' removal; the others wait for the joiners.
-    first = [c for c in containers if c in joiners or _labels(c).get(ROLE) == "gateway"]
+    # No container joins a gateway's namespace: once no joiner runs (the command ended),
+    # its stop (the log's flush, the longest step) begins at once, beside the joiners'
+    # removal. A sandbox still running (an interrupted run) goes first, as the rest do:
+    # a stopping gateway no longer judges what it sends.
+    early_gateway = not any(_live(c) for c in joiners)
+    first = [c for c in containers
+             if c in joiners or (early_gateway and _labels(c).get(ROLE) == "gateway")]  # fmt: skip
 
     def remove(container: Container) -> str | None:
         if stop_gateway is not None and _labels(container).get(ROLE) == "gateway":
@@ -96,6 +100,15 @@ def _labels(container: Container) -> dict[str, str]:
     if labels is None:
         labels = (container.attrs.get("Config") or {}).get("Labels")
     return dict(labels or {})
+
+
+def _live(container: Container) -> bool:
+    """Whether a container (from a sparse listing or an inspect) may still run a process;
+    a state not known counts as live."""
+    state = container.attrs.get("State")
+    if isinstance(state, dict):
+        state = state.get("Status")
+    return state not in ("exited", "created", "dead")
 
 
 def _network_mode(container: Container) -> str:
