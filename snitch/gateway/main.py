@@ -402,7 +402,8 @@ class Gateway:
         mitm = MitmProcess(server, self.mitm_exited)
         bindings = [dataclasses.asdict(b) for b in self.secrets]
         await mitm.start(Start(listen_host, port, str(confdir), self.intercept,
-                               self.upstream_ca, bindings))  # fmt: skip
+                               self.upstream_ca, bindings,
+                               sorted(self.gate.tls_ports)))  # fmt: skip
         self.mitm = mitm
         await mitm.listening()
         if uses_ca and self.uid is not None and self.gid is not None:  # the host's CA

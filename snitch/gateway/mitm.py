@@ -60,9 +60,11 @@ class Gateway(Protocol):
 
 
 class SnitchAddon:
-    def __init__(self, gateway: Gateway, intercept: bool) -> None:
+    def __init__(self, gateway: Gateway, intercept: bool,
+                 tls_ports: frozenset[int] = frozenset()) -> None:  # fmt: skip
         self.gateway = gateway
         self.intercept = intercept
+        self.tls_ports = tls_ports  # where a flow may be deferred (FlowGate.tls_ports)
         self.sni: dict[str, str] = {}  # client connection id -> SNI
         self.counts: dict[str, list[int]] = {}  # flow id -> [bytes out, bytes in]
         self.ready = asyncio.Event()
@@ -103,11 +105,19 @@ class SnitchAddon:
                 # relay it as raw TCP, unread. Asked again with more data.
                 self.unread.add(ctx.client.id)
                 return
+            whole = seen.kind == "http" and not seen.partial
+            if whole and ctx.server.address[1] not in self.tls_ports:
+                # A whole request head, on a port where no flow is deferred: the gateway's
+                # answer could only be yes (ProxyJudge: no SNI, not deferred, readable);
+                # the request itself is judged at its head (requestheaders). One round
+                # trip less per plain HTTP connection.
+                self.asked[ctx.client.id] = True
             # Not TLS after all: a deferred flow is decided by its address, a head that
             # mitmproxy would relay unread may be refused (ProxyJudge.unreadable).
-            if not (await self.decide(ctx, False, "", seen, len(data)))[0]:
+            elif not (await self.decide(ctx, False, "", seen, len(data)))[0]:
                 nextlayer.layer = Refuse(ctx)
-            elif seen.kind == "http":  # parsed and judged as HTTP, however it starts
+                return
+            if seen.kind == "http":  # parsed and judged as HTTP, however it starts
                 from mitmproxy.proxy.layers.http import HTTPMode
 
                 nextlayer.layer = layers.HttpLayer(ctx, HTTPMode.transparent)

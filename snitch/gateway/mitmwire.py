@@ -69,6 +69,8 @@ class Start(Message):
     upstream_ca: str | None = None
     # the run's placeholder secrets (SecretBinding's fields; no values: SecretValues)
     bindings: list[dict[str, Any]] = field(default_factory=list)
+    # the ports on which the gateway may defer a flow to its ClientHello (FlowGate)
+    tls_ports: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,7 @@ class Worker:
         await self.channel.open(sock)
         start = await self.start
         gateway = GatewayClient(self.channel)
-        addon = SnitchAddon(gateway, start.intercept)
+        addon = SnitchAddon(gateway, start.intercept, frozenset(start.tls_ports))
         bindings = [SecretBinding(b["name"], b["placeholder"], tuple(b["hosts"]))
                     for b in start.bindings]  # fmt: skip
         secrets = SecretsAddon(gateway, bindings) if bindings else None

@@ -65,7 +65,8 @@ REFUSAL = Refusal(403, (("X-Coderun-Denied", "rule 3"), ("Content-Type", "text/p
                   b"blocked \xff\n", "deny POST")  # fmt: skip
 EXAMPLES: list[Message] = [
     Start("10.9.0.1", 8080, "/tmp/ca", True, "/ca.pem",
-          [{"name": "TOKEN", "placeholder": "coderun-secret-x", "hosts": ["*.example.test"]}]),
+          [{"name": "TOKEN", "placeholder": "coderun-secret-x", "hosts": ["*.example.test"]}],
+          [443, 8443]),
     Ready(),
     Connection(1, "10.0.0.2", 40000, "10.1.1.1", 443, True, "api.example.test"),
     Connection(9, "10.0.0.2", 40002, "10.1.1.1", 80, False, "", "other", "evil.example.test",
