@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from docker.models.networks import Network
 from docker.models.volumes import Volume
 
 from sandbox import injected, paths
-from sandbox.attribution.service import Attribution, AttributionService
+from sandbox.attribution.service import AttributionService
 from sandbox.cleanup import remove_session
 from sandbox.config import SessionConfig, SessionError
 from sandbox.egress import shared_egress
@@ -36,6 +35,7 @@ from sandbox.gateway_container import create_gateway, cut_off, data_mounts, hand
 from sandbox.gateway_ready import raise_if_exited, running, state_check, wait_for
 from sandbox.holder import address, create_holder, set_up
 from sandbox.host_networks import host_networks
+from sandbox.host_services import start_attribution, start_shares
 from sandbox.labels import LABEL, ROLE, owner_labels
 from sandbox.sandbox_container import ca_cert, create_sandbox
 from snitch.core.atomic import write_atomic
@@ -55,7 +55,7 @@ from snitch.core.settings import (
 )
 
 if TYPE_CHECKING:  # start-up time: the --share daemons' code loads only for a share
-    from sandbox.shares.mounts import Deciding, SessionShares
+    from sandbox.shares.mounts import SessionShares
 
 
 def run_policy(config: SessionConfig) -> bytes | None:
@@ -316,53 +316,17 @@ class Session:
         assert self.holder is not None
         config = self.config
         if config.shares:  # mounted before the sandbox exists: its binds need them
-            from sandbox.shares.mounts import ShareError, start_shares
-
-            try:
-                self.shares = start_shares(config.shares, self.dir, self.id,
-                                           config.share_max_mb * 1024 * 1024,
-                                           self._share_deciding())  # fmt: skip
-            except (ShareError, OSError) as exc:
-                raise SessionError(f"--share: {exc}") from exc
+            self.shares = start_shares(config, self.folder, self.id)
             config = replace(config, volumes=[*config.volumes, *self.shares.volume_specs()])
         self.sandbox = create_sandbox(self.client, config, self.holder, self.files_volume,
                                       self.role_labels, name)  # fmt: skip
         self.containers.append(self.sandbox)
-        self._start_attribution(self.sandbox)
-
-    def _start_attribution(self, sandbox: Container) -> None:
-        """Answer the gateway's "which process made this flow?" (sandbox/attribution/);
-        the sandbox's init pid is asked of Docker until it runs."""
-
-        def init_pid() -> int:
-            return int(self.client.api.inspect_container(sandbox.id)["State"]["Pid"] or 0)
-
-        service = AttributionService(self.folder.attribution_socket, Attribution(init_pid))
-        try:
-            service.start()
-        except OSError as exc:  # best effort: a run without it logs every process unknown
-            print(f"coderun: process attribution is off: {exc}", file=sys.stderr)
-            return
-        self.attribution = service
+        self.attribution = start_attribution(self.client, self.folder, self.sandbox)
 
     def sandbox_started(self) -> None:
         """The sandbox runs: attribution learns its init pid now, not at the first flow."""
         if self.attribution is not None:
             self.attribution.attribution.finder()
-
-    def _share_deciding(self) -> Deciding:
-        """How the share daemons decide opens: this run's mode, rules and gateway (its
-        policy file was written to the session folder with the run's settings)."""
-        from sandbox.shares.mounts import Deciding
-
-        run = self.config.run
-        policy = self.folder.file(POLICY)
-        return Deciding(
-            mode=str(run.mode), rules=paths.rules_db(),
-            policy=policy if policy.exists() else None, profile=run.profile or "",
-            image=run.image or "", home=str(Path.home()), api=self.api_socket,
-            token_file=paths.api_token_path(), ask_timeout=run.ask_timeout,
-        )  # fmt: skip
 
     def gateway_alive(self) -> bool:
         alive = running(self.gateway)
