@@ -41,30 +41,20 @@ from snitch.gateway.addresses import ProtectedAddresses, networks
 from snitch.gateway.api import ControlApi
 from snitch.gateway.asker import Asker
 from snitch.gateway.attribution import Attributor
-from snitch.gateway.cacheguard import CacheGuard, MarkerSocket
 from snitch.gateway.conntrack import Conntrack
 from snitch.gateway.dns import DnsForwarder
 from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import FakeIPs
+from snitch.gateway.fastpaths import FastPaths
 from snitch.gateway.filetail import FileTail
 from snitch.gateway.fleetlink import FleetLink
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.flowlog import LogWriter
-from snitch.gateway.kernelcache import (
-    BEAT_SECONDS,
-    LOG_GROUP,
-    LOG_SNAPLEN,
-    SYNC_MARK,
-    KernelCache,
-    KernelCacheError,
-)
 from snitch.gateway.mitm import PROXY_PORT
-from snitch.gateway.nflog import FLUSH_CENTISECONDS, NflogReader
 from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
     from snitch.gateway.mitmproc import MitmProcess
-    from snitch.gateway.peeklog import PeekLog
 from snitch.core.model import EntryKind, LogEntry, Mode, Rule
 from snitch.gateway.names import NameTable
 from snitch.gateway.queue import PacketQueue
@@ -75,7 +65,6 @@ from snitch.gateway.rulebook import RuleBook
 log = logging.getLogger("snitch.gateway")
 STANDBY_POLL_SECONDS = 0.02  # how often a warm gateway looks for its claim (a stat())
 UNUSED_CA_DIR = Path("/tmp/coderun-mitm")  # mitmproxy's CA when it does not intercept
-DRAIN_SECONDS = 1.5  # the close waits this long for the last NFLOG copies (stop: 3 s)
 
 
 def resolv_conf_upstream() -> str:
@@ -135,11 +124,7 @@ class Gateway:
         self.files = FileTail(self.folder.path / FILES_LOG, self.api.show)  # shares' lines
         self.queue: PacketQueue | None = None
         self.peek_queue: PacketQueue | None = None
-        self.nflog: NflogReader | None = None
-        self.cache_guard: CacheGuard | None = None
-        self.peek_nflog: NflogReader | None = None  # what peeklog.py reads of peeked flows
-        self.peek_log: PeekLog | None = None
-        self.heartbeat: asyncio.Task[None] | None = None
+        self.fast = FastPaths(self.gate, self.bus, self.session, settings.nflog_buffer)
         self.web_ports = net.web_ports
         # A pod's sidecar (podrules.py): its forwarder and proxy listen on loopback.
         self.pod = net.topology is Topology.POD
@@ -253,7 +238,7 @@ class Gateway:
                 await asyncio.sleep(STANDBY_POLL_SECONDS)
             self.configure(self.folder.read_claim())
         if self.mode is Mode.ENFORCE and self.settings.kernel_cache and not self.pod:
-            self.start_kernel_cache(ifs.sandbox)
+            self.fast.start_kernel_cache(ifs.sandbox)
         self.queue = PacketQueue(self.gate.on_packet)
         self.queue.start()
         if self.gate.peeker is not None:
@@ -311,77 +296,13 @@ class Gateway:
             self.gate.park_web_flows(frozenset(self.web_ports))
             if not self.pod:
                 if self.gate.peeker is not None:
-                    self.start_peek_log()
+                    self.fast.start_peek_log()
                 netfilter.apply(ifs, self.web_ports, PROXY_PORT,
                                 peek=self.gate.peeker is not None,
-                                peek_log=self.peek_log is not None)  # fmt: skip
+                                peek_log=self.fast.peek_log is not None)  # fmt: skip
         elif not self.pod:
             netfilter.apply(ifs)
         return ifs
-
-    def start_peek_log(self) -> None:
-        """Web flows read in passing: their lines wait for the connection's end, which
-        NFLOG reports, and get its counters from conntrack (peeklog.py). Without them
-        the lines are written at once, without status, bytes or duration."""
-        from snitch.gateway.ctcounters import CtCounters
-        from snitch.gateway.peeklog import COPIES_BATCHED, PeekLog
-
-        peeker = self.gate.peeker
-        if peeker is None:
-            return
-        counters = CtCounters()
-        try:
-            counters.open()
-            peek_log = PeekLog(self.gate, counters, peeker.make_line)
-            reader = NflogReader(netfilter.PEEK_LOG_GROUP, peek_log.on_packet,
-                                 netfilter.PEEK_LOG_RANGE, qthresh=COPIES_BATCHED)  # fmt: skip
-            reader.open()
-        except OSError as exc:
-            log.warning("web flows read in passing are logged at once: %s", exc)
-            counters.close()
-            return
-        reader.start()
-        peek_log.start()
-        self.peek_nflog, self.peek_log = reader, peek_log
-        peeker.log = peek_log
-
-    def start_kernel_cache(self, sandbox_if: str) -> None:
-        """Enforce mode: destinations decided (and used) twice are decided by the kernel
-        from then on (kernelcache.py), their flows logged from NFLOG; while its copies
-        are lost, the cache steps aside (cacheguard.py). Without it (no libnftables)
-        every flow is queued."""
-        try:
-            from snitch.gateway.kernelcache import LibNftables
-
-            cache = KernelCache(LibNftables(), sandbox_if)
-            self.nflog = NflogReader(LOG_GROUP, self.gate.on_kernel_log, LOG_SNAPLEN, SYNC_MARK,
-                                     self.settings.nflog_buffer)  # fmt: skip
-            self.nflog.open()  # before any element can send it a packet
-            cache.install()
-            markers = MarkerSocket()
-        except (KernelCacheError, OSError) as exc:
-            log.warning("no kernel verdict cache: %s", exc)
-            if self.nflog is not None:
-                self.nflog.close()
-                self.nflog = None
-            return
-        loop = asyncio.get_running_loop()
-        cache.schedule = loop.call_soon
-        self.cache_guard = guard = CacheGuard(cache, self.bus, self.session, markers.send,
-                                              loop.call_later)  # fmt: skip
-        self.nflog.on_loss, self.nflog.on_sync = guard.lost, guard.synced
-        log.info("kernel verdict cache: NFLOG buffer %d bytes", self.nflog.rcvbuf)
-        self.gate.use_kernel(cache)
-        self.nflog.start()
-        self.heartbeat = loop.create_task(self.beat(cache))
-
-    async def beat(self, cache: KernelCache) -> None:
-        while True:
-            await asyncio.sleep(BEAT_SECONDS)
-            try:
-                cache.heartbeat()
-            except KernelCacheError as exc:
-                log.warning("kernel verdict cache heartbeat: %s", exc)
 
     async def start_mitm(self, listen_host: str, report: bool = True) -> None:
         """mitmproxy takes a second to load: its worker process (mitmproc.py) starts
@@ -433,12 +354,7 @@ class Gateway:
         self.close_queues()
         if self.mitm is not None:  # nothing more is proxied; it need not be waited for
             self.mitm.stop()
-        if self.cache_guard is not None:  # every copy of a flow it passed: read or counted
-            await self.cache_guard.drain(DRAIN_SECONDS)
-        if self.peek_nflog is not None and self.peek_log is not None:
-            await asyncio.sleep(FLUSH_CENTISECONDS / 100 + 0.03)  # the last batch of copies
-            self.peek_nflog.read()
-            await self.peek_log.settle()
+        await self.fast.drain()
         if self.fleet is not None:  # withdraw its questions, leave the fleet
             await self.fleet.close()
         self.close()
@@ -463,33 +379,14 @@ class Gateway:
         self.api.close()
         self.ports.close()
         self.close_queues()
-        if self.peek_nflog is not None:
-            self.peek_nflog.close()
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()
-        if self.nflog is not None:
-            self.nflog.read()  # what the kernel sent last
-            self.nflog.close()
-            kernel, guard = self.gate.kernel, self.cache_guard
-            self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message=(
-                f"kernel verdict cache: {kernel.added if kernel else 0} verdicts, "
-                f"{self.gate.kernel_logged} flows decided in the kernel, "
-                f"{self.nflog.overflows} NFLOG overflows, "
-                f"{self.nflog.missed} flows without a line (copies lost), "
-                f"stepped aside {guard.steps if guard else 0} times")))  # fmt: skip
+        self.fast.close()
         if self.gate.attributor is not None:  # the log lines still waiting for a process
             self.gate.attributor.close()
         self.dns.close()
         self.rules.close()
         if self.web_ports:
             read = self.gate.peeker.read_count if self.gate.peeker is not None else 0
-            more = ""
-            if self.peek_log is not None:
-                more = (
-                    f", later requests read: {self.peek_log.requests}, cut: "
-                    f"{self.peek_log.cut}, NFLOG copies lost: "
-                    f"{self.peek_nflog.missed if self.peek_nflog else 0}"
-                )
+            more = self.fast.peek_summary()
             self.bus.log(LogEntry(EntryKind.EVENT, session=self.session,
                                   message=f"web flows read in passing: {read}{more}"))  # fmt: skip
         self.bus.log(LogEntry(EntryKind.EVENT, session=self.session, message="gateway stopped"))

@@ -6,6 +6,7 @@ netfilter counters during a real run of plain-HTTP requests, each on a new conne
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import docker
@@ -45,7 +46,11 @@ def test_a_connection_read_in_passing_is_queued_once(
         gateway = run.container("gateway")
         queue = gateway.exec_run("iptables -t mangle -vnxL CODERUN_QUEUE").output.decode()
     finally:
-        run.kill()
+        run.proc.send_signal(signal.SIGINT)  # Ctrl-C: the run removes its session
+        try:
+            run.proc.wait(timeout=60)
+        finally:
+            run.kill()
     # Each connection: its empty ACK accepted in the kernel, its head queued, once.
     assert packets(queue, "CODERUN_EMPTY") >= REQUESTS, queue
     assert REQUESTS <= packets(queue, "NFQUEUE num 1") <= REQUESTS + 2, queue
