@@ -115,65 +115,78 @@ class Peeker:
             pkt.accept()  # its head goes on in the next packet
             return
         self.read_count += 1
-        if seen.partial:  # sent in pieces past the limits, its name still unread: refused
-            denied = self.refuse_unread(key, seen, packets, len(head))
-        else:
-            size = peek.head_length(head) if seen.kind == "http" else 0
-            denied = self.judge(key, seen, (first, tcp_ack(data), size))
+        # The verdict first (the connection waits for it), the log line after.
+        denial = None if seen.partial else self.refusal(key, seen)
+        denied = seen.partial or denial is not None
+        more = DENY_MARK if denied else PEEK_HTTP_MARK if seen.kind == "http" else 0
+        pkt.set_mark(PEEKED_MARK | more)
+        pkt.accept()
         if len(self._done) >= KEPT:
             del self._done[next(iter(self._done))]
         self._done.pop(key, None)
         self._done[key] = (first, denied)
-        more = DENY_MARK if denied else PEEK_HTTP_MARK if seen.kind == "http" else 0
-        pkt.set_mark(PEEKED_MARK | more)
-        pkt.accept()
+        if seen.partial:  # sent in pieces past the limits, its name still unread: refused
+            self.refuse_unread(key, seen, packets, len(head))
+        else:
+            size = peek.head_length(head) if seen.kind == "http" else 0
+            self.log_head(key, seen, (first, tcp_ack(data), size), denial)
 
     def judge(self, key: FlowKey, seen: peek.Seen, start: tuple[int, int, int] = (0, 0, 0)) -> bool:
         """Log what the head says; True when a deny rule names its SNI or Host. ``start``:
         where the head begins in each direction's sequence space (the connection's
         bytes are counted from there, peeklog.py) and an HTTP head's length."""
+        denial = self.refusal(key, seen)
+        self.log_head(key, seen, start, denial)
+        return denial is not None
+
+    def refusal(self, key: FlowKey, seen: peek.Seen) -> Decision | None:
+        """The deny rule's decision that names the head's SNI or Host (None: none does)."""
+        if seen.kind == "tls":
+            return self.name_denied(seen.sni, key.dport) if seen.sni else None
+        host = seen.host
+        if host and not is_address(host.strip("[]")):
+            return self.name_denied(host, key.dport)
+        return None
+
+    def log_head(
+        self, key: FlowKey, seen: peek.Seen, start: tuple[int, int, int],
+        denied: Decision | None,
+    ) -> None:  # fmt: skip
+        """The head's line: written at once when refused, else watched to its end."""
         gate = self.gate
         if seen.kind == "tls":
             sni = seen.sni
-            denied = self.name_denied(sni, key.dport) if sni else None
             if denied is not None:
                 verified = sni in gate.names.names_for(key.dst)
                 if not verified:
                     denied = Decision(denied.action, denied.rule_id,
                                       f"{denied.reason} ({claimed_note(sni)})")  # fmt: skip
                 gate.log_flow(key, denied, names=(sni,) if verified else ())
-                return True
+                return
             url = f"tls://{sni or self._dst(key)}:{key.dport}"
             made = self.make_line(key, [sni] if sni else [], EntryKind.TLS, sni=sni, url=url)
             self._watch(key, made, False, start)
-            return False
+            return
         if seen.kind == "http":
             host = seen.host
             port = "" if key.dport == 80 else f":{key.dport}"
             url = f"http://{host or self._dst(key)}{port}{seen.path}"
-            denied = None
-            if host and not is_address(host.strip("[]")):
-                denied = self.name_denied(host, key.dport)
             if denied is not None:
                 why = host_named(host, gate.rules.rule(denied.rule_id), denied.rule_id)
                 gate.bus.publish(Topic.LOG, self.make_line(
                     key, [host], method=seen.method, url=url, verdict="deny",
                     rule_id=denied.rule_id, rule=gate.rules.describe(denied.rule_id),
                     reason=why))  # fmt: skip
-                return True
+                return
             self._watch(key, self.make_line(key, [host or self._dst(key)], method=seen.method,
                                             url=url), True, start)  # fmt: skip
-            return False
-        if seen.host and not is_address(seen.host.strip("[]")):  # a Host in other bytes
-            denied = self.name_denied(seen.host, key.dport)
-            if denied is not None:
-                why = host_named(seen.host, gate.rules.rule(denied.rule_id), denied.rule_id)
-                gate.bus.publish(Topic.LOG, self.make_line(
-                    key, [seen.host], url=f"http://{seen.host}", verdict="deny",
-                    rule_id=denied.rule_id, rule=gate.rules.describe(denied.rule_id),
-                    reason=f"{why} (in a request this gateway does not parse)"))  # fmt: skip
-                return True
-        return False
+            return
+        if denied is not None:  # a Host in other bytes
+            why = host_named(seen.host, gate.rules.rule(denied.rule_id), denied.rule_id)
+            gate.bus.publish(Topic.LOG, self.make_line(
+                key, [seen.host], url=f"http://{seen.host}", verdict="deny",
+                rule_id=denied.rule_id, rule=gate.rules.describe(denied.rule_id),
+                reason=f"{why} (in a request this gateway does not parse)"))  # fmt: skip
 
     def refuse_unread(self, key: FlowKey, seen: peek.Seen, packets: int, size: int) -> bool:
         """A head still incomplete after ``MAX_PACKETS`` packets or ``MAX_HEAD`` bytes,

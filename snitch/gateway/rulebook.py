@@ -25,6 +25,7 @@ from snitch.core.store import RuleStore, StoreError
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
+NAMED_KEPT = 4096  # names name_denied keeps answers for (then it starts again)
 _VERSIONS = itertools.count(1)
 
 
@@ -53,6 +54,8 @@ class RuleBook:
         self._policy = Policy([])
         self._task: asyncio.Task[None] | None = None
         self._next_expiry = math.inf
+        # name_denied's answers: (version, valid until, {(name, port): decision})
+        self._named: tuple[int, float, dict[tuple[str, int], Decision | None]] = (-1, 0.0, {})
         # Called after the rules in force changed: a reload, or a rule's expiry.
         self.listeners: list[Callable[[], None]] = []
         self.reload()
@@ -141,13 +144,27 @@ class RuleBook:
 
     def name_denied(self, name: str, port: int) -> Decision | None:
         """The decision of a deny rule that names ``name`` (an SNI or a Host), judged by
-        the name alone: such a rule refuses it whatever address it goes to."""
-        decision = self.decide(Query(Proto.TCP, None, port, (name,)))
-        if decision is None or decision.action is not Action.DENY:
-            return None
-        rule = self.rule(decision.rule_id)
-        if rule is not None and rule.host is None:
-            return None  # a deny of any destination is not about this name
+        the name alone: such a rule refuses it whatever address it goes to. Kept per
+        (name, port) while the rules in force hold (same version, no expiry passed):
+        every web head read in passing asks, on the way to its verdict."""
+        now = time.time()
+        if self._named[0] != self.version or now >= self._named[1]:
+            self._named = (self.version, self._next_expiry, {})
+        known = self._named[2]
+        if (name, port) in known:
+            decision = known[(name, port)]
+        else:
+            decision = self._policy.decide(self.query(Query(Proto.TCP, None, port, (name,))))
+            if decision is not None and decision.action is not Action.DENY:
+                decision = None
+            rule = self.rule(decision.rule_id) if decision is not None else None
+            if rule is not None and rule.host is None:
+                decision = None  # a deny of any destination is not about this name
+            if len(known) >= NAMED_KEPT:
+                known.clear()
+            known[(name, port)] = decision
+        if decision is not None:
+            self.count_hit(decision.rule_id)
         return decision
 
     def has_path_rules(self) -> bool:
