@@ -31,7 +31,7 @@ from snitch.gateway.asker import claimed_note
 from snitch.gateway.netfilter import DENY_MARK, PEEK_HTTP_MARK, PEEKED_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_ack, tcp_payload, tcp_seq
 from snitch.gateway.queue import QueuedPacket
-from snitch.gateway.refusal import host_named
+from snitch.gateway.refusal import head_unread, host_named, unparsed_host
 
 if TYPE_CHECKING:
     from snitch.gateway.events import EventBus
@@ -131,14 +131,6 @@ class Peeker:
             size = peek.head_length(head) if seen.kind == "http" else 0
             self.log_head(key, seen, (first, tcp_ack(data), size), denial)
 
-    def judge(self, key: FlowKey, seen: peek.Seen, start: tuple[int, int, int] = (0, 0, 0)) -> bool:
-        """Log what the head says; True when a deny rule names its SNI or Host. ``start``:
-        where the head begins in each direction's sequence space (the connection's
-        bytes are counted from there, peeklog.py) and an HTTP head's length."""
-        denial = self.refusal(key, seen)
-        self.log_head(key, seen, start, denial)
-        return denial is not None
-
     def refusal(self, key: FlowKey, seen: peek.Seen) -> Decision | None:
         """The deny rule's decision that names the head's SNI or Host (None: none does)."""
         if seen.kind == "tls":
@@ -182,11 +174,11 @@ class Peeker:
                                             url=url), True, start)  # fmt: skip
             return
         if denied is not None:  # a Host in other bytes
-            why = host_named(seen.host, gate.rules.rule(denied.rule_id), denied.rule_id)
+            why = unparsed_host(seen.host, gate.rules.rule(denied.rule_id), denied.rule_id)
             gate.bus.publish(Topic.LOG, self.make_line(
                 key, [seen.host], url=f"http://{seen.host}", verdict="deny",
                 rule_id=denied.rule_id, rule=gate.rules.describe(denied.rule_id),
-                reason=f"{why} (in a request this gateway does not parse)"))  # fmt: skip
+                reason=why))  # fmt: skip
 
     def refuse_unread(self, key: FlowKey, seen: peek.Seen, packets: int, size: int) -> bool:
         """A head still incomplete after ``MAX_PACKETS`` packets or ``MAX_HEAD`` bytes,
@@ -196,8 +188,7 @@ class Peeker:
         scheme = "tls" if kind is EntryKind.TLS else "http"
         self.gate.bus.publish(Topic.LOG, self.make_line(
             key, [], kind, url=f"{scheme}://{self._dst(key)}:{key.dport}", verdict="deny",
-            reason=f"request head not complete after {packets} packets ({size} bytes): "
-                   "its name unread"))  # fmt: skip
+            reason=head_unread(size, packets)))  # fmt: skip
         return True
 
     def name_denied(self, name: str, port: int) -> Decision | None:

@@ -28,7 +28,7 @@ from snitch.core.settings import SecretBinding
 from snitch.gateway import peek
 from snitch.gateway.asker import claimed_note
 from snitch.gateway.netfilter import DENY_MARK
-from snitch.gateway.refusal import host_named
+from snitch.gateway.refusal import head_unread, unparsed_host
 from snitch.gateway.secrets import bound_to
 
 if TYPE_CHECKING:
@@ -122,12 +122,11 @@ class ProxyJudge:
         in force (a lenient server could read them as a request)."""
         rules = self.gate.rules
         if seen.partial:
-            reason, rule_id = f"request head not complete after {size} bytes: its name unread", None
+            reason, rule_id = head_unread(size), None
         elif seen.kind == "other" and seen.host:
             denied = rules.name_denied(seen.host, key.dport)
             if denied is not None:
-                why = host_named(seen.host, rules.rule(denied.rule_id), denied.rule_id)
-                reason = f"{why} (in a request this gateway does not parse)"
+                reason = unparsed_host(seen.host, rules.rule(denied.rule_id), denied.rule_id)
                 rule_id = denied.rule_id
             elif rules.has_path_rules():
                 reason, rule_id = "a Host in a request this gateway does not parse", None

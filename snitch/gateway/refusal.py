@@ -65,6 +65,18 @@ def host_named(host: str, rule: Rule | None, rule_id: int | None) -> str:
     return ascii_safe(f"Host {host} named by {refused_by(rule, rule_id)}")
 
 
+def unparsed_host(host: str, rule: Rule | None, rule_id: int | None) -> str:
+    """Why bytes that are no request line this gateway reads were refused by their Host
+    (a lenient server could read them as a request)."""
+    return f"{host_named(host, rule, rule_id)} (in a request this gateway does not parse)"
+
+
+def head_unread(size: int, packets: int | None = None) -> str:
+    """Why a request head still without its SNI or Host at the reading limit was refused."""
+    sent = f"{packets} packets ({size} bytes)" if packets is not None else f"{size} bytes"
+    return f"request head not complete after {sent}: its name unread"
+
+
 def how_to_allow(
     host: str, address: str, port: int, method: str, path: str, priority: int | None = None
 ) -> str:
