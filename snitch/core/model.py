@@ -17,11 +17,10 @@ from typing import Any, NamedTuple
 from snitch.core.fromdict import known_fields
 from snitch.core.grammar import Origin, format_port, format_target
 
-# Log lines are snitch.core.logentry's; these names stay importable from here only for the
-# gateway modules other work is changing at the moment (main, mitm, peeker, secrets):
-# new code imports them from snitch.core.logentry.
+# Log lines are snitch.core.logentry's; EntryKind stays importable from here only for
+# snitch/gateway/peeker.py, which other work is changing at the moment: everything else
+# imports it (and LogEntry) from snitch.core.logentry.
 from snitch.core.logentry import EntryKind as EntryKind
-from snitch.core.logentry import LogEntry as LogEntry
 
 
 class Proto(enum.StrEnum):

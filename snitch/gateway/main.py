@@ -55,7 +55,8 @@ from snitch.gateway.ports import Ports
 
 if TYPE_CHECKING:
     from snitch.gateway.mitmproc import MitmProcess
-from snitch.core.model import EntryKind, LogEntry, Mode, Rule
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Mode, Rule
 from snitch.gateway.names import NameTable
 from snitch.gateway.queue import PacketQueue
 from snitch.gateway.rebind import RebindGuard

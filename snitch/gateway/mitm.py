@@ -32,7 +32,8 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Protocol
 
-from snitch.core.model import Decision, EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Decision
 from snitch.gateway import peek
 from snitch.gateway.fakeip import FakeIPs
 from snitch.gateway.peeker import MAX_HEAD

@@ -14,7 +14,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snitch.core.model import FlowKey, LogEntry, Proto
+from snitch.core.logentry import LogEntry
+from snitch.core.model import FlowKey, Proto
 from snitch.core.settings import SECRETS_FILE
 from snitch.gateway import peek
 from snitch.gateway.mitmchannel import Channel, ChannelClosed

@@ -17,7 +17,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from snitch.core.model import Decision, LogEntry
+from snitch.core.logentry import LogEntry
+from snitch.core.model import Decision
 from snitch.gateway.refusal import Refusal
 from snitch.gateway.requestgate import Outcome, SeenRequest
 

@@ -18,7 +18,7 @@ import socket
 import sys
 from pathlib import Path
 
-from snitch.core.model import LogEntry
+from snitch.core.logentry import LogEntry
 from snitch.core.settings import SecretBinding
 from snitch.gateway import peek
 from snitch.gateway.mitm import MitmMaster, SnitchAddon

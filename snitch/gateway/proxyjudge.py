@@ -23,7 +23,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from snitch.core.model import Action, Decision, EntryKind, FlowKey, LogEntry, Proto, Query
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Decision, FlowKey, Proto, Query
 from snitch.core.settings import SecretBinding
 from snitch.gateway import peek
 from snitch.gateway.asker import claimed_note

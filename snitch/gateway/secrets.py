@@ -33,7 +33,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from snitch.core.model import Action, Decision, EntryKind, LogEntry
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Decision
 from snitch.core.settings import SecretBinding
 from snitch.gateway.requestgate import DENIED_KEY
 

@@ -15,18 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from snitch.core.model import (
-    Action,
-    Decision,
-    DecisionRequest,
-    EntryKind,
-    FlowKey,
-    LogEntry,
-    Mode,
-    Proto,
-    Query,
-    Rule,
-)
+from snitch.core.logentry import EntryKind, LogEntry
+from snitch.core.model import Action, Decision, DecisionRequest, FlowKey, Mode, Proto, Query, Rule
 from snitch.gateway.mitmchannel import Channel, ChannelClosed
 from snitch.gateway.mitmproc import MitmProcess, WorkerFailed
 from snitch.gateway.mitmserve import MitmServer
