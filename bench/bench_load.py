@@ -1,4 +1,4 @@
-"""Load benchmark: the scenarios of tests/e2e/test_load.py at full size.
+"""Load benchmark: the scenarios of tests/e2e/test_load_*.py at full size.
 
     python bench/bench_load.py            # 20 sessions at once, 1000 held flows, 100 runs;
                                           # writes the "Load" section of docs/benchmarks.md
@@ -35,15 +35,9 @@ import docker  # noqa: E402
 
 from sandbox import images  # noqa: E402
 from sandbox.internet import start_internet  # noqa: E402
-from tests.e2e.test_load import (  # noqa: E402
-    check_concurrent,
-    check_held,
-    check_runs,
-    concurrent_sessions,
-    held_flows,
-    repeated_held,
-    runs_in_a_row,
-)
+from tests.e2e.test_load_held import check_held, held_flows, repeated_held  # noqa: E402
+from tests.e2e.test_load_runs import check_runs, runs_in_a_row  # noqa: E402
+from tests.e2e.test_load_sessions import check_concurrent, concurrent_sessions  # noqa: E402
 
 SECTION = "## Load"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -132,7 +126,7 @@ def main() -> None:
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with "
         f"`python bench/bench_load.py{' --smoke' if args.smoke else ''}` (scenarios in "
-        "`tests/e2e/test_load.py`; the CI runs them at 4 / 200 / 10).",
+        "`tests/e2e/test_load_*.py`; the CI runs them at 4 / 200 / 10).",
         "",
         *(f"- {key}: {value}" for key, value in machine().items()),
         "- load average when done (1, 5, 15 min): "
