@@ -70,12 +70,14 @@ class Peeker:
         self.gate = gate
         # Heads being read: their bytes so far, packets seen, first sequence number.
         self._reading: dict[FlowKey, tuple[bytes, int, int]] = {}
-        # Connections read: their head's sequence number, and whether it was refused.
-        # Packets queued while the head's verdict was on its way (a ClientHello's second
-        # segment, a retransmission the client's TCP sent meanwhile) go as the head went:
-        # on unread, or refused; a new connection on the same 5-tuple starts elsewhere
-        # in sequence space.
-        self._done: dict[FlowKey, tuple[int, bool]] = {}
+        # Connections read: their head's sequence and acknowledgement numbers, and whether
+        # it was refused. Packets queued while the head's verdict was on its way (a
+        # ClientHello's second segment, a retransmission the client's TCP sent meanwhile)
+        # go as the head went: on unread, or refused. They acknowledge what the head did
+        # (the server has not had the head yet). A new connection on the same 5-tuple may
+        # start close by in sequence space (an ISN grows with time for one 4-tuple), but
+        # acknowledges another server ISN: its head is read.
+        self._done: dict[FlowKey, tuple[int, int, bool]] = {}
         self.read_count = 0
         self.log: PeekLog | None = None  # lines wait for their connection's end (peeklog.py)
 
@@ -91,10 +93,10 @@ class Peeker:
         if not payload:
             pkt.accept()  # a bare ACK the kernel did not take (netfilter.py: IP options)
             return
-        seq = tcp_seq(data)
+        seq, ack = tcp_seq(data), tcp_ack(data)
         done = self._done.get(key)
-        if done is not None and (seq - done[0]) % (1 << 32) < IN_FLIGHT:
-            if done[1]:
+        if done is not None and (seq - done[0]) % (1 << 32) < IN_FLIGHT and ack == done[1]:
+            if done[2]:
                 pkt.set_mark(PEEKED_MARK | DENY_MARK)
             pkt.accept()
             return
@@ -124,12 +126,12 @@ class Peeker:
         if len(self._done) >= KEPT:
             del self._done[next(iter(self._done))]
         self._done.pop(key, None)
-        self._done[key] = (first, denied)
+        self._done[key] = (first, ack, denied)
         if seen.partial:  # sent in pieces past the limits, its name still unread: refused
             self.refuse_unread(key, seen, packets, len(head))
         else:
             size = peek.head_length(head) if seen.kind == "http" else 0
-            self.log_head(key, seen, (first, tcp_ack(data), size), denial)
+            self.log_head(key, seen, (first, ack, size), denial)
 
     def refusal(self, key: FlowKey, seen: peek.Seen) -> Decision | None:
         """The deny rule's decision that names the head's SNI or Host (None: none does)."""

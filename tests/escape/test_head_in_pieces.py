@@ -1,9 +1,11 @@
 """A plain-HTTP request read in passing (snitch/gateway/peeker.py) cannot hide the Host a
 deny rule names by how it sends its head: its first segment a byte long, empty lines
 before the request line, a tab for a space, or a header at a time until the peeker
-would stop reading. Each variant is sent from a real sandbox, with TCP_NODELAY so that
-each write is its own segment, to an address an allow rule lets through; the control
-request (an allowed Host) arrives, none of the others does.
+would stop reading, or a new connection from the same port just after one with an
+allowed Host (the same 5-tuple, sequence numbers close by). Each variant is sent from a
+real sandbox, with TCP_NODELAY so that each write is its own segment, to an address an
+allow rule lets through; the control requests (an allowed Host) arrive, none of the
+others does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tests.escape.test_approver_flows import FRONTING
 pytestmark = pytest.mark.docker
 
 SENDER = """
-import socket, sys, time
+import os, socket, struct, sys, time
 ip, nonce, trickle = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def head(host, path):
     line = f"GET /{path}-{nonce} HTTP/1.1\\r\\nHost: {host}\\r\\n"
@@ -53,6 +55,25 @@ for name, parts in cases.items():
         answer = repr(exc).encode()
     print(name, answer.split(b"\\r\\n", 1)[0].decode(errors="replace"), flush=True)
     s.close()
+# A new connection from the same port at once (the same 5-tuple): its sequence numbers
+# start close to the last one's, which had an allowed head.
+port = 20000 + os.getpid() % 20000
+for name, host in (("reusefirst", "api.example.test"), ("reuse", evil)):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.settimeout(10)
+    answer = b""
+    try:
+        s.bind(("", port))
+        s.connect((ip, 80))
+        s.sendall(head(host, name))
+        while chunk := s.recv(4096):
+            answer += chunk
+    except OSError as exc:
+        answer = repr(exc).encode()
+    print(name, answer.split(b"\\r\\n", 1)[0].decode(errors="replace"), flush=True)
+    s.close()
 """
 
 
@@ -74,14 +95,14 @@ def test_a_denied_host_sent_in_pieces_is_refused(
     answers = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert answers.get("control", "").startswith("HTTP/1.") and " 200" in answers["control"], result
     arrived = internet.logs(mark)
-    assert f"/control-{nonce}" in arrived
-    for case in ("onebyte", "method", "emptyline", "tab", "trickle"):
+    assert f"/control-{nonce}" in arrived and f"/reusefirst-{nonce}" in arrived
+    for case in ("onebyte", "method", "emptyline", "tab", "trickle", "reuse"):
         assert f"{case}-{nonce}" not in arrived, (case, arrived, [e.to_dict() for e in result.log])
         assert " 200" not in answers.get(case, ""), (case, answers)
     refused = [e for e in result.log if e.verdict == "deny" and e.kind == "http"]
-    assert len(refused) == 5, [e.to_dict() for e in result.log]
+    assert len(refused) == 6, [e.to_dict() for e in result.log]
     # Read in passing, the trickled head is refused when the peeker stops reading;
     # through mitmproxy, which reads on, by its Host.
     unread = 1 if path == "read in passing" else 0
-    assert sum("evil.example.test" in e.reason for e in refused) == 5 - unread
+    assert sum("evil.example.test" in e.reason for e in refused) == 6 - unread
     assert sum("request head not complete" in e.reason for e in refused) == unread

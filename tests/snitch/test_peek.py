@@ -34,12 +34,13 @@ def client_hello(name: str | None) -> bytes:
 
 
 def segment(
-    dst: str, dport: int, payload: bytes, sport: int = 40000, flags: int = 0x18, seq: int = 1
-) -> bytes:
+    dst: str, dport: int, payload: bytes, sport: int = 40000, flags: int = 0x18, seq: int = 1,
+    ack: int = 1,
+) -> bytes:  # fmt: skip
     size = 40 + len(payload)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size, 0, 0, 64, 6, 0,
                      socket.inet_aton("10.0.0.2"), socket.inet_aton(dst))  # fmt: skip
-    return ip + struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 0x50, flags, 0, 0, 0) + payload
+    return ip + struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 0, 0, 0) + payload
 
 
 def test_the_sni_of_a_real_client_hello() -> None:
@@ -221,6 +222,27 @@ def test_a_head_is_read_in_sequence_order_and_its_verdict_holds_for_its_copies(
     again = send(request[1:], 101)  # the client's retransmission, queued meanwhile
     assert (again.verdict, again.mark) == ("refused", PEEKED_MARK | DENY_MARK)
     assert len(logged) == 1
+
+
+def test_a_new_connection_on_the_same_5_tuple_has_its_head_read(tmp_path: Path) -> None:
+    """A connection made again from the same port at once starts close by in sequence
+    space (an ISN grows with time for one 4-tuple), where the last head's late copies
+    would be let go unread; it acknowledges another server ISN: its head is read."""
+    rules = [Rule(Action.ALLOW, cidr="203.0.113.0/24"), Rule(Action.DENY, host="evil.example.test")]
+    _, peeker, logged = setup(tmp_path, rules)
+    allowed = b"GET /a HTTP/1.1\r\nHost: api.example.test\r\n\r\n"
+    first = Packet(segment("203.0.113.5", 80, allowed, seq=1000, ack=5000))
+    peeker.on_packet(first)
+    assert first.verdict == "accepted" and first.mark & PEEKED_MARK
+    late = Packet(segment("203.0.113.5", 80, allowed, seq=1000, ack=5000))
+    peeker.on_packet(late)  # its retransmission, queued meanwhile: as the head went
+    assert late.verdict == "accepted" and late.mark == 0
+    evil = b"GET /e HTTP/1.1\r\nHost: evil.example.test\r\n\r\n"
+    again = Packet(segment("203.0.113.5", 80, evil, seq=1000 + 20000, ack=5000 + 20000))
+    peeker.on_packet(again)
+    assert again.verdict == "refused"
+    denied = [e["url"] for e in logged if e.get("verdict") == "deny"]
+    assert denied == ["http://evil.example.test/e"], logged
 
 
 def test_the_rules_for_flows_read_in_passing() -> None:
