@@ -68,8 +68,10 @@ IN_FLIGHT = 1 << 24  # sequence space after a read head whose packets are its co
 class Peeker:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
-        # Heads being read: their bytes so far, packets seen, first sequence number.
-        self._reading: dict[FlowKey, tuple[bytes, int, int]] = {}
+        # Heads being read: their bytes so far, packets seen, first sequence number, and
+        # the acknowledgement number their packets carry (the server says nothing before
+        # the head: a packet acknowledging something else is another connection's).
+        self._reading: dict[FlowKey, tuple[bytes, int, int, int]] = {}
         # Connections read: their head's sequence and acknowledgement numbers, and whether
         # it was refused. Packets queued while the head's verdict was on its way (a
         # ClientHello's second segment, a retransmission the client's TCP sent meanwhile)
@@ -100,10 +102,12 @@ class Peeker:
                 pkt.set_mark(PEEKED_MARK | DENY_MARK)
             pkt.accept()
             return
-        head, packets, first = self._reading.pop(key, (b"", 0, seq))
+        head, packets, first, acked = self._reading.pop(key, (b"", 0, seq, ack))
+        if acked != ack:  # a new connection on the same 5-tuple: its own head from here
+            head, packets, first = b"", 0, seq
         offset = (seq - first) % (1 << 32)
         if offset > len(head):  # a gap before it: read in order (the client sends it again)
-            self._reading[key] = (head, packets, first)
+            self._reading[key] = (head, packets, first, ack)
             pkt.drop()
             return
         # In sequence order: a retransmission adds only what it has beyond the head so far.
@@ -113,7 +117,7 @@ class Peeker:
         if seen.partial and packets < MAX_PACKETS and len(head) < MAX_HEAD:
             if len(self._reading) >= KEPT:
                 del self._reading[next(iter(self._reading))]
-            self._reading[key] = (head, packets, first)
+            self._reading[key] = (head, packets, first, ack)
             pkt.accept()  # its head goes on in the next packet
             return
         self.read_count += 1

@@ -245,6 +245,30 @@ def test_a_new_connection_on_the_same_5_tuple_has_its_head_read(tmp_path: Path) 
     assert denied == ["http://evil.example.test/e"], logged
 
 
+def test_a_new_connection_on_the_same_5_tuple_does_not_finish_an_unread_head(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A head left half-read (no Host yet), then the same 5-tuple again: the new
+    connection's bytes start its own head, never complete the old one (which would then
+    stand, without a Host, for a request that names a denied one)."""
+    rules = [Rule(Action.ALLOW, cidr="203.0.113.0/24"), Rule(Action.DENY, host="evil.example.test")]
+    _, peeker, logged = setup(tmp_path, rules)
+    partial = b"GET /a HTTP/1.1\r\nX-Pad: "
+    first = Packet(segment("203.0.113.5", 80, partial, seq=1000, ack=5000))
+    peeker.on_packet(first)
+    assert first.verdict == "accepted" and first.mark == 0  # its head goes on
+    # The new connection's sequence numbers fall where the old head would go on: its
+    # bytes would end the old head (allowed), while its server skips the empty lines
+    # and reads a request that names the denied host.
+    evil = b"\r\n\r\nGET /e HTTP/1.1\r\nHost: evil.example.test\r\n\r\n"
+    again = Packet(segment("203.0.113.5", 80, evil, seq=1000 + len(partial), ack=25000))
+    peeker.on_packet(again)
+    assert again.verdict == "refused"
+    assert [(e.get("verdict"), e["url"]) for e in logged] == [
+        ("deny", "http://evil.example.test/e")
+    ], logged
+
+
 def test_the_rules_for_flows_read_in_passing() -> None:
     from snitch.gateway.netfilter import Interfaces, ruleset
 
