@@ -17,11 +17,6 @@ from typing import Any, NamedTuple
 from snitch.core.fromdict import known_fields
 from snitch.core.grammar import Origin, format_port, format_target
 
-# Log lines are snitch.core.logentry's; EntryKind stays importable from here only for
-# snitch/gateway/peeker.py, which other work is changing at the moment: everything else
-# imports it (and LogEntry) from snitch.core.logentry.
-from snitch.core.logentry import EntryKind as EntryKind
-
 
 class Proto(enum.StrEnum):
     TCP = "tcp"

@@ -25,7 +25,8 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from snitch.core.grammar import Topic, is_address
-from snitch.core.model import Decision, EntryKind, FlowKey
+from snitch.core.logentry import EntryKind
+from snitch.core.model import Decision, FlowKey
 from snitch.gateway import peek
 from snitch.gateway.asker import claimed_note
 from snitch.gateway.netfilter import DENY_MARK, PEEK_HTTP_MARK, PEEKED_MARK
