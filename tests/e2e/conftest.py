@@ -216,3 +216,11 @@ def pause(container: Container, deadline: float = 10.0) -> None:
             if "unable to freeze" not in str(exc) or time.monotonic() > end:
                 raise
         time.sleep(0.2)
+
+
+def queued(gateway: Container) -> int:
+    """Packets waiting in the gateway's NFQUEUE now (read from the host's /proc)."""
+    gateway.reload()
+    pid = gateway.attrs["State"]["Pid"]
+    fields = Path(f"/proc/{pid}/net/netfilter/nfnetlink_queue").read_text().split()
+    return int(fields[2]) if fields else 0

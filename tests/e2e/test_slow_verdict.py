@@ -4,7 +4,6 @@ load tests' invariant, hole 6 in docs/security.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from sandbox.internet import DemoInternet
 from snitch.core.logentry import EntryKind
 from snitch.core.logfile import read_log
-from tests.e2e.conftest import pause, wait_for
+from tests.e2e.conftest import pause, queued, wait_for
 from tests.e2e.loadkit import results
 
 pytestmark = pytest.mark.docker
@@ -28,14 +27,6 @@ with socket.create_connection((sys.argv[1], 80), timeout=30) as s:
     ok = s.recv(12).startswith(b"HTTP/1.1 200")
 print(json.dumps({"ok": ok, "seconds": time.monotonic() - start}), flush=True)
 """
-
-
-def queued(gateway: Any) -> int:
-    """Packets waiting in the gateway's NFQUEUE now (read from the host's /proc)."""
-    gateway.reload()
-    pid = gateway.attrs["State"]["Pid"]
-    fields = Path(f"/proc/{pid}/net/netfilter/nfnetlink_queue").read_text().split()
-    return int(fields[2]) if fields else 0
 
 
 def test_slow_verdict_logs_a_flow_once(
