@@ -17,7 +17,7 @@ from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import Rebound
 from snitch.gateway.kernelcache import Entry, KernelCache, KernelCacheError
 from snitch.gateway.names import NameTable
-from snitch.gateway.netfilter import DENY_MARK, PEEK_MARK
+from snitch.gateway.netfilter import DENY_MARK, GLANCE_MARK, PEEK_MARK
 from snitch.gateway.packet import BadPacket, parse_flow, tcp_flags, tcp_seq
 from snitch.gateway.queue import QueuedPacket
 from snitch.gateway.rebind import RebindGuard
@@ -254,7 +254,7 @@ class FlowGate:
         rule = self.rules.rule(decision.rule_id)
         if rule is not None and rule.once_key is not None:
             return  # one connection only
-        mark = PEEK_MARK if route == "peek" else 0
+        mark = PEEK_MARK if route == "peek" else GLANCE_MARK if route == "glance" else 0
         try:
             self.kernel.add(key, Entry(decision, verdict, names, self.rules.version), until, mark)
         except KernelCacheError as exc:
@@ -364,6 +364,8 @@ class FlowGate:
         if key.dport not in self.web_ports or key.proto is not Proto.TCP:
             return ""
         if not proxy and self.peeker is not None and not self.rules.has_path_rules():
+            if key.dport not in self.tls_ports and not self.rules.has_host_denies():
+                return "glance"  # nothing could refuse its head: copied, not held
             return "peek"
         return "park" if self._parked is not None else ""
 
@@ -377,6 +379,8 @@ class FlowGate:
             route = self._web_route(key, proxy) if key is not None and self.web_ports else ""
             if route == "peek":
                 pkt.set_mark(PEEK_MARK)
+            elif route == "glance":
+                pkt.set_mark(GLANCE_MARK)
             elif route == "park" and self._parked is not None:
                 self._parked.append(pkt)  # mitmproxy is still starting: accept when it is up
                 return

@@ -32,6 +32,7 @@ PEEK_MARK = 0x4  # an allowed web flow read in passing, not proxied (peeker.py)
 PEEKED_MARK = 0x8  # ... whose request head has been read: the rest stays in the kernel
 PEEK_HTTP_MARK = 0x10  # ... and its head was plain HTTP: its status and later requests are read
 LOGGED_MARK = 0x20  # a packet of a connection read in passing that is copied to NFLOG
+GLANCE_MARK = 0x40  # an allowed plain-HTTP flow nothing could refuse: its head copied, not held
 QUEUE_NUM = 0
 PEEK_QUEUE = 1
 # Connection marks of a web flow read in passing (peeklog.py): its end is awaited; a
@@ -130,6 +131,7 @@ def ruleset(
     peeking: list[str] = []
     peeked: list[str] = []
     pm = f"0x{PEEK_MARK:x}/0x{PEEK_MARK:x}"
+    gm = f"0x{GLANCE_MARK:x}/0x{GLANCE_MARK:x}"
     if peek and web_ports and proxy_port:
         p, done = f"0x{PEEK_MARK:x}", f"0x{PEEKED_MARK:x}"
         peeking = [f"-A CODERUN_QUEUE -p tcp --tcp-flags SYN,FIN,RST,ACK ACK "
@@ -142,8 +144,11 @@ def ruleset(
                   f"-A FORWARD -i {sbx} -m mark --mark {done}/{done} "
                   f"-j CONNMARK --and-mark 0x{0xFFFFFFFF & ~PEEK_MARK:x}"]  # fmt: skip
         if peek_log:
+            g = f"0x{GLANCE_MARK:x}"
             peeked = [f"-A FORWARD -m connmark --mark 0x{CT_READ:x}/0x{CT_READ:x} "
-                      "-j CODERUN_PEEKLOG", *peeked, *peek_log_rules(ifs)]  # fmt: skip
+                      "-j CODERUN_PEEKLOG", *peeked, *peek_log_rules(ifs),
+                      f"-A FORWARD -i {sbx} -m mark --mark {g}/{g} "
+                      f"-j CONNMARK --or-mark 0x{CT_READ | CT_STATUS | CT_REQUESTS:x}"]  # fmt: skip
     if web_ports and proxy_port:
         ports = ",".join(str(p) for p in web_ports)
         # Only connections the nat table redirected may reach the proxy port.
@@ -153,7 +158,9 @@ def ruleset(
                     f"-A PREROUTING -i {sbx} -d {gw} -j RETURN",
                     # Read in passing, not proxied (a synthetic address is still routed).
                     *([f"-A PREROUTING -i {sbx} -m mark --mark {pm} -j CODERUN_FAKE",
-                       f"-A PREROUTING -i {sbx} -m mark --mark {pm} -j RETURN"] if peek else []),
+                       f"-A PREROUTING -i {sbx} -m mark --mark {pm} -j RETURN",
+                       f"-A PREROUTING -i {sbx} -m mark --mark {gm} -j CODERUN_FAKE",
+                       f"-A PREROUTING -i {sbx} -m mark --mark {gm} -j RETURN"] if peek else []),
                     f"-A PREROUTING -i {sbx} -p tcp -m multiport --dports {ports} "
                     f"-j REDIRECT --to-ports {proxy_port}"]  # fmt: skip
     return "\n".join(

@@ -55,6 +55,7 @@ class RuleBook:
         self._task: asyncio.Task[None] | None = None
         self._next_expiry = math.inf
         # name_denied's answers: (version, valid until, {(name, port): decision})
+        self._host_denies: tuple[int, bool] = (-1, False)
         self._named: tuple[int, float, dict[tuple[str, int], Decision | None]] = (-1, 0.0, {})
         # Called after the rules in force changed: a reload, or a rule's expiry.
         self.listeners: list[Callable[[], None]] = []
@@ -166,6 +167,16 @@ class RuleBook:
         if decision is not None:
             self.count_hit(decision.rule_id)
         return decision
+
+    def has_host_denies(self) -> bool:
+        """Whether a deny rule in force names a host, or a blocklist is loaded: either
+        could refuse a web head by its Host or SNI (kept per version of the rules)."""
+        if self._host_denies[0] != self.version:
+            named = bool(self._blocklist) or any(
+                r.action is Action.DENY and r.host is not None for r in self._policy.rules
+            )
+            self._host_denies = (self.version, named)
+        return self._host_denies[1]
 
     def has_path_rules(self) -> bool:
         """Whether a rule in force looks at URL paths or methods (only a proxy sees them)."""

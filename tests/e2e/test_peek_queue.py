@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from sandbox.internet import DemoInternet
-from tests.e2e.conftest import leftovers, wait_for
+from tests.e2e.conftest import latest_log, leftovers, wait_for
 from tests.e2e.test_ask_mode import LiveRun
 
 pytestmark = pytest.mark.docker
@@ -31,12 +31,20 @@ def packets(text: str, *words: str) -> int:
     return total
 
 
-def test_a_connection_read_in_passing_is_queued_once(
+DENY_NAMED = '\n[[rule]]\naction = "deny"\nhost = "evil.example.test"\n'
+
+
+@pytest.mark.parametrize("deny_named", [True, False], ids=["a deny names a host", "none does"])
+def test_a_connection_read_in_passing_is_queued_once_or_not_at_all(
     home: Path, internet: DemoInternet, tags: dict[str, str], tmp_path: Path,
-    client: docker.DockerClient,
+    client: docker.DockerClient, deny_named: bool,
 ) -> None:  # fmt: skip
+    """While a deny rule names a host, each plain-HTTP head is held until read (one
+    queue trip: the empty ACK stays in the kernel); while none does, nothing could refuse
+    a head: it is copied to NFLOG, never held, and logged all the same."""
     policy = tmp_path / "policy.toml"
-    policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{internet.ip}"\n')
+    policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{internet.ip}"\n'
+                      + (DENY_NAMED if deny_named else ""))  # fmt: skip
     loop = (f"for i in $(seq 1 {REQUESTS}); do curl -s -o /dev/null http://{internet.ip}/q$i "
             "|| echo failed; done; echo done; sleep 120")  # fmt: skip
     run = LiveRun(home, internet, "--policy", str(policy), "--", "sh", "-c", loop)
@@ -51,7 +59,12 @@ def test_a_connection_read_in_passing_is_queued_once(
             run.proc.wait(timeout=60)
         finally:
             run.kill()
-    # Each connection: its empty ACK accepted in the kernel, its head queued, once.
-    assert packets(queue, "CODERUN_EMPTY") >= REQUESTS, queue
-    assert REQUESTS <= packets(queue, "NFQUEUE num 1") <= REQUESTS + 2, queue
+    if deny_named:  # each connection: its empty ACK accepted in the kernel, its head queued
+        assert packets(queue, "CODERUN_EMPTY") >= REQUESTS, queue
+        assert REQUESTS <= packets(queue, "NFQUEUE num 1") <= REQUESTS + 2, queue
+    else:
+        assert packets(queue, "NFQUEUE num 1") == 0, queue
+    urls = [e.url for e in latest_log(home) if e.kind == "http"]
+    for i in range(1, REQUESTS + 1):
+        assert f"http://{internet.ip}/q{i}" in urls, (i, urls)
     wait_for(lambda: leftovers(client) == [], "the session to be removed", timeout=30)

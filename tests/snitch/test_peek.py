@@ -15,7 +15,13 @@ from snitch.gateway import peek
 from snitch.gateway.events import EventBus
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.names import NameTable
-from snitch.gateway.netfilter import DENY_MARK, PEEK_HTTP_MARK, PEEK_MARK, PEEKED_MARK
+from snitch.gateway.netfilter import (
+    DENY_MARK,
+    GLANCE_MARK,
+    PEEK_HTTP_MARK,
+    PEEK_MARK,
+    PEEKED_MARK,
+)
 from snitch.gateway.peeker import MAX_PACKETS, Peeker
 from snitch.gateway.rulebook import RuleBook
 from tests.fakes import Packet
@@ -72,6 +78,7 @@ def setup(tmp_path: Path, rules: list[Rule]) -> tuple[FlowGate, Peeker, list[dic
     gate = FlowGate(RuleBook(tmp_path / "rules.db", rules, Mode.ENFORCE, "s1"), NameTable(),
                     bus, "s1")  # fmt: skip
     gate.web_ports = frozenset({80, 443})
+    gate.tls_ports = frozenset({443})
     gate.peeker = Peeker(gate)
     return gate, gate.peeker, logged
 
@@ -84,6 +91,15 @@ def test_an_allowed_web_flow_is_marked_to_be_read_not_proxied(tmp_path: Path) ->
     other = Packet(syn("203.0.113.5", 22))
     gate.on_packet(other)
     assert other.mark == 0  # not a web port
+    # Plain HTTP, and no deny rule names a host: nothing could refuse its head, which is
+    # copied to NFLOG, not held. Once one does, the head is held until read.
+    glance = Packet(syn("203.0.113.5", 80, sport=3))
+    gate.on_packet(glance)
+    assert glance.verdict == "accepted" and glance.mark == GLANCE_MARK
+    gate.rules.add_rule(Rule(Action.DENY, host="evil.example.test"))
+    held = Packet(syn("203.0.113.5", 80, sport=4))
+    gate.on_packet(held)
+    assert held.verdict == "accepted" and held.mark == PEEK_MARK
     gate.rules.add_rule(Rule(Action.DENY, host="api.example.test", path_prefix="/admin"))
     proxied = Packet(syn("203.0.113.5", 80, sport=2))
     gate.on_packet(proxied)
