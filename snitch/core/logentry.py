@@ -28,6 +28,12 @@ class CacheEvent(enum.StrEnum):
     UNREAD = "kernel-cache-unread"  # at the close, copies not read in time (not counted)
 
 
+class PeekEvent(enum.StrEnum):
+    """The ``reason`` of the event lines of web flows read in passing (gateway/glanceguard.py)."""
+
+    LOST = "web-copies-lost"  # ``dropped``: NFLOG copies of such flows lost (lines may lack)
+
+
 class EntryKind(enum.StrEnum):
     FLOW = "flow"
     DNS = "dns"

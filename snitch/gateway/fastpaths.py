@@ -5,7 +5,9 @@
   while copies are lost the cache steps aside (cacheguard.py); a heartbeat keeps it
   deciding only while the event loop runs.
 - Web flows read in passing (peeker.py): their lines wait for the connection's end,
-  which NFLOG group ``PEEK_LOG_GROUP`` reports, with conntrack's counters (peeklog.py).
+  which NFLOG group ``PEEK_LOG_GROUP`` reports, with conntrack's counters (peeklog.py);
+  plain-HTTP heads nothing could refuse are not even held while those copies are read
+  and none is lost (glanceguard.py).
 
 Either one may be missing (no libnftables, no NFLOG): the gateway then queues every flow,
 or writes a peeked flow's line at once, and says so in its log.
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from snitch.core.logentry import EntryKind, LogEntry
 from snitch.gateway import netfilter
 from snitch.gateway.cacheguard import CacheGuard, MarkerSocket
+from snitch.gateway.glanceguard import GlanceGuard
 from snitch.gateway.kernelcache import (
     BEAT_SECONDS,
     LOG_GROUP,
@@ -72,10 +75,13 @@ class FastPaths:
             log.warning("web flows read in passing are logged at once: %s", exc)
             counters.close()
             return
+        guard = GlanceGuard(self.bus, self.session, self.gate.forget_kernel)
+        reader.on_loss = guard.lost
         reader.start()
         peek_log.start()
         self.peek_nflog, self.peek_log = reader, peek_log
         peeker.log = peek_log
+        self.gate.glance = guard  # its copies are read: plain-HTTP heads may go unheld
 
     def start_kernel_cache(self, sandbox_if: str) -> None:
         """Enforce mode: destinations decided (and used) twice are decided by the kernel
@@ -124,6 +130,8 @@ class FastPaths:
             await asyncio.sleep(FLUSH_CENTISECONDS / 100 + 0.03)  # the last batch of copies
             self.peek_nflog.read()
             await self.peek_log.settle()
+        if self.gate.glance is not None:
+            self.gate.glance.report()
 
     def close(self) -> None:
         if self.peek_nflog is not None:

@@ -15,6 +15,7 @@ from snitch.core.logentry import EntryKind, LogEntry, flow_log_dict
 from snitch.core.model import Action, Decision, FlowKey, Mode, Proto, Query
 from snitch.gateway.events import EventBus
 from snitch.gateway.fakeip import Rebound
+from snitch.gateway.glanceguard import GlanceGuard
 from snitch.gateway.kernelcache import Entry, KernelCache, KernelCacheError
 from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import DENY_MARK, GLANCE_MARK, PEEK_MARK
@@ -75,6 +76,8 @@ class FlowGate:
         # Enforce: lasting verdicts also go to the kernel (kernelcache.py), whose flows
         # come back through NFLOG to ``on_kernel_log`` to be logged.
         self.kernel: KernelCache | None = None
+        # Set while the requests of unheld plain-HTTP heads are copied and read (fastpaths).
+        self.glance: GlanceGuard | None = None
         self.kernel_logged = 0  # flows the kernel decided, logged from NFLOG
         # Which sandbox process made a flow (asked of the host, attribution.py): logged
         # with the flow; awaited (briefly) only when an exe rule could decide it.
@@ -84,10 +87,11 @@ class FlowGate:
         """Hand lasting verdicts to ``cache``; it is flushed first thing whenever the
         rules change (before the revoker cuts flows) and when an address's names change."""
         self.kernel = cache
-        self.rules.listeners.insert(0, self._kernel_forget)
-        self.names.listeners.append(lambda ip: self._kernel_forget())
+        self.rules.listeners.insert(0, self.forget_kernel)
+        self.names.listeners.append(lambda ip: self.forget_kernel())
 
-    def _kernel_forget(self) -> None:
+    def forget_kernel(self) -> None:
+        """Flush the kernel cache's verdicts (they carry the route's mark too)."""
         if self.kernel is not None:
             self.kernel.clear()
 
@@ -359,13 +363,15 @@ class FlowGate:
 
     def _web_route(self, key: FlowKey, proxy: bool = False) -> str:
         """How an allowed flow goes: "peek" (forwarded, its request head read in passing),
-        "park" (to mitmproxy, which is still starting), "" (as it is: to mitmproxy when
-        on a web port)."""
+        "glance" (plain HTTP that nothing could refuse: forwarded, its requests copied to
+        NFLOG, glanceguard.py), "park" (to mitmproxy, which is still starting), "" (as
+        it is: to mitmproxy when on a web port)."""
         if key.dport not in self.web_ports or key.proto is not Proto.TCP:
             return ""
         if not proxy and self.peeker is not None and not self.rules.has_path_rules():
-            if key.dport not in self.tls_ports and not self.rules.has_host_denies():
-                return "glance"  # nothing could refuse its head: copied, not held
+            if (key.dport not in self.tls_ports and self.glance is not None
+                    and not self.rules.has_host_denies() and self.glance.open()):  # fmt: skip
+                return "glance"
             return "peek"
         return "park" if self._parked is not None else ""
 

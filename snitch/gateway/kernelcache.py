@@ -31,6 +31,8 @@ kernel removes it when the gateway process dies, however it dies; what is left i
 queue without a listener, which drops everything. A gateway that hangs (frozen, or its
 event loop stuck) stops renewing the element of the set ``alive`` that every lookup
 needs: within ``ALIVE_MS`` the map decides nothing, and new flows wait in the queue.
+(Until then the destinations it holds are reached, plain-HTTP ones too while no deny
+rule names a host: their heads are not held for reading, ``GLANCE_MARK``.)
 """
 
 from __future__ import annotations

@@ -125,12 +125,13 @@ def arrived(internet: DemoInternet, nonce: str) -> set[int]:
     return {int(m) for m in re.findall(rf"/fc-{nonce}-(\d+) ", internet.logs())}
 
 
-def write_loop(tmp_path: Path, internet: DemoInternet) -> tuple[Path, Path]:
+def write_loop(tmp_path: Path, internet: DemoInternet, more_rules: str = "") -> tuple[Path, Path]:
     script = tmp_path / "fcloop.py"
     script.write_text(LOOP)
     policy = tmp_path / "policy.toml"
     policy.write_text(
         f'[[rule]]\naction = "allow"\ncidr = "{internet.ip}/32"\nport = 80\nproto = "tcp"\n'
+        + more_rules
     )
     return script, policy
 
@@ -139,12 +140,17 @@ class CliRun:
     """``coderun run`` (enforce mode) running the probe loop, read as it goes."""
 
     def __init__(
-        self, home: Path, internet: DemoInternet, tmp_path: Path, extra: tuple[str, ...] = ()
+        self,
+        home: Path,
+        internet: DemoInternet,
+        tmp_path: Path,
+        extra: tuple[str, ...] = (),
+        more_rules: str = "",
     ) -> None:
         self.home = home
         self.nonce = uuid.uuid4().hex[:8]
         self.loop = Loop()
-        script, policy = write_loop(tmp_path, internet)
+        script, policy = write_loop(tmp_path, internet, more_rules)
         self.proc = subprocess.Popen(
             coderun_cmd(
                 "run",

@@ -14,6 +14,7 @@ from snitch.core.model import Action, Mode, Rule
 from snitch.gateway import peek
 from snitch.gateway.events import EventBus
 from snitch.gateway.flowgate import FlowGate
+from snitch.gateway.glanceguard import GlanceGuard
 from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import (
     DENY_MARK,
@@ -80,6 +81,7 @@ def setup(tmp_path: Path, rules: list[Rule]) -> tuple[FlowGate, Peeker, list[dic
     gate.web_ports = frozenset({80, 443})
     gate.tls_ports = frozenset({443})
     gate.peeker = Peeker(gate)
+    gate.glance = GlanceGuard(bus, "s1", gate.forget_kernel)  # as when the peek log runs
     return gate, gate.peeker, logged
 
 
@@ -96,6 +98,11 @@ def test_an_allowed_web_flow_is_marked_to_be_read_not_proxied(tmp_path: Path) ->
     glance = Packet(syn("203.0.113.5", 80, sport=3))
     gate.on_packet(glance)
     assert glance.verdict == "accepted" and glance.mark == GLANCE_MARK
+    guard, gate.glance = gate.glance, None  # no peek log: nothing would copy its requests
+    unread = Packet(syn("203.0.113.5", 80, sport=5))
+    gate.on_packet(unread)
+    assert unread.verdict == "accepted" and unread.mark == PEEK_MARK
+    gate.glance = guard
     gate.rules.add_rule(Rule(Action.DENY, host="evil.example.test"))
     held = Packet(syn("203.0.113.5", 80, sport=4))
     gate.on_packet(held)
