@@ -328,3 +328,32 @@ def sample_log(session: str = "s1") -> list[LogEntry]:
         flow(session, 10, "169.254.169.254", 80, [], "deny", 2, "deny 169.254.169.254/any"),
         flow(session, 5, "198.18.0.1", 443, ["api.example.test"], "pending"),
     ]
+
+
+class Clock:
+    """call_later by hand: ``advance`` runs what is due."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.due: list[tuple[float, Callable[[], None], Timer]] = []
+
+    def later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer()
+        self.due.append((self.now + delay, callback, timer))
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        ready = [d for d in self.due if d[0] <= self.now]
+        self.due = [d for d in self.due if d[0] > self.now]
+        for _, callback, timer in ready:
+            if not timer.cancelled:
+                callback()
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True

@@ -69,13 +69,15 @@ class FastPaths:
             counters.open()
             peek_log = PeekLog(self.gate, counters, peeker.make_line)
             reader = NflogReader(netfilter.PEEK_LOG_GROUP, peek_log.on_packet,
-                                 netfilter.PEEK_LOG_RANGE, qthresh=COPIES_BATCHED)  # fmt: skip
+                                 netfilter.PEEK_LOG_RANGE, buffer=self.nflog_buffer,
+                                 qthresh=COPIES_BATCHED)  # fmt: skip
             reader.open()
         except OSError as exc:
             log.warning("web flows read in passing are logged at once: %s", exc)
             counters.close()
             return
-        guard = GlanceGuard(self.bus, self.session, self.gate.forget_kernel)
+        later = asyncio.get_running_loop().call_later
+        guard = GlanceGuard(self.bus, self.session, self.gate.forget_kernel, later)
         reader.on_loss = guard.lost
         reader.start()
         peek_log.start()
@@ -131,7 +133,7 @@ class FastPaths:
             self.peek_nflog.read()
             await self.peek_log.settle()
         if self.gate.glance is not None:
-            self.gate.glance.report()
+            self.gate.glance.close()
 
     def close(self) -> None:
         if self.peek_nflog is not None:

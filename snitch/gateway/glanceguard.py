@@ -8,8 +8,9 @@ some are lost (a gap in their sequence numbers, or the kernel's ENOBUFS), the gu
 so in the log (``web-copies-lost``, ``dropped`` = how many) and holds every head again,
 where a gateway that cannot keep up holds connections back instead of losing their
 lines, until ``COOL_DOWN`` seconds pass without a loss. The kernel verdict cache is
-flushed then, since its elements carry the mark. Kept connections' later requests are
-copied the same way, so their losses are reported too.
+flushed when heads are held again and when they no longer are, since its elements carry
+the mark. Kept connections' later requests are copied the same way, so their losses are
+reported too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from snitch.core.logentry import EntryKind, LogEntry, PeekEvent
 from snitch.gateway.events import EventBus
@@ -26,15 +28,24 @@ COOL_DOWN = 3.0  # seconds without a lost copy before heads go unheld again
 REPORT_EVERY = 1.0  # at most one line per this many seconds while copies are lost
 
 
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+Later = Callable[[float, Callable[[], None]], Timer]
+
+
 class GlanceGuard:
     def __init__(
-        self, bus: EventBus, session: str, forget_cached: Callable[[], None],
+        self, bus: EventBus, session: str, forget_cached: Callable[[], None], later: Later,
         now: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.bus = bus
         self.session = session
         self.forget_cached = forget_cached  # the kernel cache's verdicts (they carry the mark)
+        self.later = later  # loop.call_later
         self.now = now
+        self._reopen: Timer | None = None
         self.lost_copies = 0  # all told
         self._held_until = 0.0
         self._unreported = 0  # ... not yet in a line
@@ -51,12 +62,26 @@ class GlanceGuard:
         if now >= self._held_until:
             self.forget_cached()
         self._held_until = now + COOL_DOWN
+        if self._reopen is not None:
+            self._reopen.cancel()
+        self._reopen = self.later(COOL_DOWN, self._reopened)
         self.lost_copies += count
         self._unreported += count
         self._pending = True
         if now >= self._next_line:
             self._next_line = now + REPORT_EVERY
             self.report()
+
+    def _reopened(self) -> None:
+        """Heads may go unheld again: the cache's verdicts that hold them are dropped."""
+        self._reopen = None
+        self.forget_cached()
+
+    def close(self) -> None:
+        if self._reopen is not None:
+            self._reopen.cancel()
+            self._reopen = None
+        self.report()
 
     def report(self) -> None:
         """Write the losses not yet in a line (also at the close)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from snitch.core.logentry import CacheEvent
@@ -13,6 +12,7 @@ from snitch.core.model import Action, Decision, FlowKey, Proto
 from snitch.gateway.cacheguard import COOL_DOWN, SYNC_RETRY, CacheGuard, marker_number
 from snitch.gateway.events import EventBus
 from snitch.gateway.kernelcache import MAP, TABLE, Entry, KernelCache
+from tests.fakes import Clock
 
 KEY = FlowKey(Proto.TCP, "10.0.0.2", 40000, "192.0.2.1", 80)
 ENTRY = Entry(Decision(Action.ALLOW, 1), "", (), 0)
@@ -24,35 +24,6 @@ class Nft:
 
     def run(self, commands: str) -> None:
         self.commands.append(commands)
-
-
-class Clock:
-    """call_later by hand: ``advance`` runs what is due."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.due: list[tuple[float, Callable[[], None], Timer]] = []
-
-    def later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer()
-        self.due.append((self.now + delay, callback, timer))
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        ready = [d for d in self.due if d[0] <= self.now]
-        self.due = [d for d in self.due if d[0] > self.now]
-        for _, callback, timer in ready:
-            if not timer.cancelled:
-                callback()
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 def marker(number: int) -> bytes:

@@ -25,7 +25,7 @@ from snitch.gateway.netfilter import (
 )
 from snitch.gateway.peeker import MAX_PACKETS, Peeker
 from snitch.gateway.rulebook import RuleBook
-from tests.fakes import Packet
+from tests.fakes import Clock, Packet
 from tests.fakes import tcp as syn
 
 
@@ -81,7 +81,7 @@ def setup(tmp_path: Path, rules: list[Rule]) -> tuple[FlowGate, Peeker, list[dic
     gate.web_ports = frozenset({80, 443})
     gate.tls_ports = frozenset({443})
     gate.peeker = Peeker(gate)
-    gate.glance = GlanceGuard(bus, "s1", gate.forget_kernel)  # as when the peek log runs
+    gate.glance = GlanceGuard(bus, "s1", gate.forget_kernel, Clock().later)  # as peek logs
     return gate, gate.peeker, logged
 
 
