@@ -357,3 +357,13 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+class Nft:
+    """libnftables by hand: the commands it was given (kernelcache.Nft)."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, commands: str) -> None:
+        self.commands.append(commands)

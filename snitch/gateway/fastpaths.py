@@ -6,8 +6,8 @@
   deciding only while the event loop runs.
 - Web flows read in passing (peeker.py): their lines wait for the connection's end,
   which NFLOG group ``PEEK_LOG_GROUP`` reports, with conntrack's counters (peeklog.py);
-  plain-HTTP heads nothing could refuse are not even held while those copies are read
-  and none is lost (glanceguard.py).
+  plain-HTTP heads nothing could refuse, on connections the kernel cache lets through,
+  are not even held while those copies are read and none is lost (glanceguard.py).
 
 Either one may be missing (no libnftables, no NFLOG): the gateway then queues every flow,
 or writes a peeked flow's line at once, and says so in its log.

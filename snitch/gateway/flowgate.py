@@ -363,9 +363,10 @@ class FlowGate:
 
     def _web_route(self, key: FlowKey, proxy: bool = False) -> str:
         """How an allowed flow goes: "peek" (forwarded, its request head read in passing),
-        "glance" (plain HTTP that nothing could refuse: forwarded, its requests copied to
-        NFLOG, glanceguard.py), "park" (to mitmproxy, which is still starting), "" (as
-        it is: to mitmproxy when on a web port)."""
+        "glance" (as "peek" here; the kernel cache's later SYNs to it: plain HTTP that
+        nothing could refuse, forwarded unheld, its requests copied to NFLOG,
+        glanceguard.py), "park" (to mitmproxy, which is still starting), "" (as it is:
+        to mitmproxy when on a web port)."""
         if key.dport not in self.web_ports or key.proto is not Proto.TCP:
             return ""
         if not proxy and self.peeker is not None and not self.rules.has_path_rules():
@@ -383,10 +384,8 @@ class FlowGate:
         through mitmproxy (a bare address on a TLS port)."""
         if decision.action is Action.ALLOW:
             route = self._web_route(key, proxy) if key is not None and self.web_ports else ""
-            if route == "peek":
+            if route in ("peek", "glance"):  # a SYN the gateway sees: its head is read
                 pkt.set_mark(PEEK_MARK)
-            elif route == "glance":
-                pkt.set_mark(GLANCE_MARK)
             elif route == "park" and self._parked is not None:
                 self._parked.append(pkt)  # mitmproxy is still starting: accept when it is up
                 return

@@ -1,7 +1,9 @@
 """When a plain-HTTP head may go unheld, and what the log says when copies are lost.
 
 While no deny rule names a host, nothing could refuse a plain-HTTP request head, so a
-connection is not held for it to be read (``GLANCE_MARK``, netfilter.py): the kernel
+connection the kernel verdict cache lets through is not held for it to be read (its
+element carries ``GLANCE_MARK``, netfilter.py; a SYN the gateway judges itself still
+has its head read, so the process attribution asked at that SYN has its time): the kernel
 copies its requests, statuses and end to NFLOG group ``PEEK_LOG_GROUP``, and peeklog.py
 writes its lines from the copies alone. That is only as complete as the copies: when
 some are lost (a gap in their sequence numbers, or the kernel's ENOBUFS), the guard says

@@ -32,7 +32,7 @@ PEEK_MARK = 0x4  # an allowed web flow read in passing, not proxied (peeker.py)
 PEEKED_MARK = 0x8  # ... whose request head has been read: the rest stays in the kernel
 PEEK_HTTP_MARK = 0x10  # ... and its head was plain HTTP: its status and later requests are read
 LOGGED_MARK = 0x20  # a packet of a connection read in passing that is copied to NFLOG
-GLANCE_MARK = 0x40  # an allowed plain-HTTP flow nothing could refuse: its head copied, not held
+GLANCE_MARK = 0x40  # a cached plain-HTTP flow nothing could refuse: its head copied, not held
 QUEUE_NUM = 0
 PEEK_QUEUE = 1
 # Connection marks of a web flow read in passing (peeklog.py): its end is awaited; a

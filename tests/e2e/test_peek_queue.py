@@ -41,13 +41,15 @@ def test_a_connection_read_in_passing_is_queued_once_or_not_at_all(
 ) -> None:  # fmt: skip
     """While a deny rule names a host, each plain-HTTP head is held until read (one
     queue trip: the empty ACK stays in the kernel); while none does, nothing could refuse
-    a head: it is copied to NFLOG, never held, and logged all the same."""
+    a head: once the kernel cache decides the destination (enforce mode, used twice), its
+    connections' heads are copied to NFLOG, never held, and logged all the same."""
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{internet.ip}"\n'
                       + (DENY_NAMED if deny_named else ""))  # fmt: skip
     loop = (f"for i in $(seq 1 {REQUESTS}); do curl -s -o /dev/null http://{internet.ip}/q$i "
             "|| echo failed; done; echo done; sleep 120")  # fmt: skip
-    run = LiveRun(home, internet, "--policy", str(policy), "--", "sh", "-c", loop)
+    run = LiveRun(home, internet, "--mode", "enforce", "--policy", str(policy), "--",
+                  "sh", "-c", loop)  # fmt: skip
     try:
         assert run.proc.stdout is not None
         assert run.proc.stdout.readline().strip() == "done"
@@ -62,8 +64,8 @@ def test_a_connection_read_in_passing_is_queued_once_or_not_at_all(
     if deny_named:  # each connection: its empty ACK accepted in the kernel, its head queued
         assert packets(queue, "CODERUN_EMPTY") >= REQUESTS, queue
         assert REQUESTS <= packets(queue, "NFQUEUE num 1") <= REQUESTS + 2, queue
-    else:
-        assert packets(queue, "NFQUEUE num 1") == 0, queue
+    else:  # the two connections the gateway decided itself (then the kernel cache did)
+        assert 2 <= packets(queue, "NFQUEUE num 1") <= 4, queue
     urls = [e.url for e in latest_log(home) if e.kind == "http"]
     for i in range(1, REQUESTS + 1):
         assert f"http://{internet.ip}/q{i}" in urls, (i, urls)

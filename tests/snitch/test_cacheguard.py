@@ -12,18 +12,10 @@ from snitch.core.model import Action, Decision, FlowKey, Proto
 from snitch.gateway.cacheguard import COOL_DOWN, SYNC_RETRY, CacheGuard, marker_number
 from snitch.gateway.events import EventBus
 from snitch.gateway.kernelcache import MAP, TABLE, Entry, KernelCache
-from tests.fakes import Clock
+from tests.fakes import Clock, Nft
 
 KEY = FlowKey(Proto.TCP, "10.0.0.2", 40000, "192.0.2.1", 80)
 ENTRY = Entry(Decision(Action.ALLOW, 1), "", (), 0)
-
-
-class Nft:
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def run(self, commands: str) -> None:
-        self.commands.append(commands)
 
 
 def marker(number: int) -> bytes:

@@ -4,6 +4,7 @@ ClientHello and of HTTP requests, the verdicts and the log lines."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 import struct
@@ -15,6 +16,7 @@ from snitch.gateway import peek
 from snitch.gateway.events import EventBus
 from snitch.gateway.flowgate import FlowGate
 from snitch.gateway.glanceguard import GlanceGuard
+from snitch.gateway.kernelcache import KernelCache
 from snitch.gateway.names import NameTable
 from snitch.gateway.netfilter import (
     DENY_MARK,
@@ -25,7 +27,7 @@ from snitch.gateway.netfilter import (
 )
 from snitch.gateway.peeker import MAX_PACKETS, Peeker
 from snitch.gateway.rulebook import RuleBook
-from tests.fakes import Clock, Packet
+from tests.fakes import Clock, Nft, Packet
 from tests.fakes import tcp as syn
 
 
@@ -85,6 +87,13 @@ def setup(tmp_path: Path, rules: list[Rule]) -> tuple[FlowGate, Peeker, list[dic
     return gate, gate.peeker, logged
 
 
+def element_marks(nft: Nft, dst: str, dport: int) -> list[int]:
+    """The extra mark bits (PEEK/GLANCE) of the elements added for ``dst:dport``."""
+    found = re.findall(rf"{re.escape(dst)} \. tcp \. {dport} timeout \d+ms : (0x[0-9a-f]+)",
+                       " ".join(nft.commands))  # fmt: skip
+    return [int(m, 16) & (PEEK_MARK | GLANCE_MARK) for m in found]
+
+
 def test_an_allowed_web_flow_is_marked_to_be_read_not_proxied(tmp_path: Path) -> None:
     gate, _, _ = setup(tmp_path, [Rule(Action.ALLOW, cidr="203.0.113.0/24")])
     pkt = Packet(syn("203.0.113.5", 443))
@@ -93,20 +102,28 @@ def test_an_allowed_web_flow_is_marked_to_be_read_not_proxied(tmp_path: Path) ->
     other = Packet(syn("203.0.113.5", 22))
     gate.on_packet(other)
     assert other.mark == 0  # not a web port
-    # Plain HTTP, and no deny rule names a host: nothing could refuse its head, which is
-    # copied to NFLOG, not held. Once one does, the head is held until read.
-    glance = Packet(syn("203.0.113.5", 80, sport=3))
-    gate.on_packet(glance)
-    assert glance.verdict == "accepted" and glance.mark == GLANCE_MARK
+    # Plain HTTP, and no deny rule names a host: nothing could refuse its head. A SYN
+    # the gateway sees has its head read all the same; the kernel cache's later ones
+    # (a destination used twice) go unheld, their requests copied to NFLOG.
+    nft = Nft()
+    gate.use_kernel(KernelCache(nft, "eth1"))
+    for sport in (3, 6):
+        glance = Packet(syn("203.0.113.5", 80, sport=sport))
+        gate.on_packet(glance)
+        assert glance.verdict == "accepted" and glance.mark == PEEK_MARK
+    assert element_marks(nft, "203.0.113.5", 80) == [GLANCE_MARK]
     guard, gate.glance = gate.glance, None  # no peek log: nothing would copy its requests
-    unread = Packet(syn("203.0.113.5", 80, sport=5))
-    gate.on_packet(unread)
-    assert unread.verdict == "accepted" and unread.mark == PEEK_MARK
+    gate.forget_kernel()
+    for sport in (5, 7):
+        gate.on_packet(Packet(syn("203.0.113.5", 80, sport=sport)))
+    assert element_marks(nft, "203.0.113.5", 80) == [GLANCE_MARK, PEEK_MARK]
     gate.glance = guard
     gate.rules.add_rule(Rule(Action.DENY, host="evil.example.test"))
-    held = Packet(syn("203.0.113.5", 80, sport=4))
-    gate.on_packet(held)
-    assert held.verdict == "accepted" and held.mark == PEEK_MARK
+    for sport in (4, 8):
+        held = Packet(syn("203.0.113.5", 80, sport=sport))
+        gate.on_packet(held)
+        assert held.verdict == "accepted" and held.mark == PEEK_MARK
+    assert element_marks(nft, "203.0.113.5", 80) == [GLANCE_MARK, PEEK_MARK, PEEK_MARK]
     gate.rules.add_rule(Rule(Action.DENY, host="api.example.test", path_prefix="/admin"))
     proxied = Packet(syn("203.0.113.5", 80, sport=2))
     gate.on_packet(proxied)
