@@ -27,6 +27,14 @@ POLICY = """
 [[rule]]
 action = "allow"
 host = "api.example.test"
+
+# With an exe rule in force every new flow waits (up to 200 ms) for its process before
+# its verdict, so even the probe's short flow is attributed on a loaded machine (without
+# one, attribution is best effort: docs/log.md). This one decides nothing here.
+[[rule]]
+action = "allow"
+host = "never.example.test"
+exe = "/usr/bin/true"
 """
 
 
