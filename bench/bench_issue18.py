@@ -87,6 +87,9 @@ disturbed: run it again):
   it as its resolver.
 """
 HERE = Path(__file__).resolve().parent
+# A deny rule that names a host (one the benchmark never asks for): while one is in force,
+# every web head is held until read, where it could be refused.
+NAMES_A_HOST = '[[rule]]\naction = "deny"\nhost = "denied.example.test"\n'
 
 TLS_CLIENT = r"""
 import json, socket, ssl, sys, time, urllib.request
@@ -180,11 +183,13 @@ def lab_figures(lab: Lab, sizes: Sizes) -> dict[str, Any]:
             lambda r: r["flows"] / 1000)  # fmt: skip
     lab.end_session(nocache)
     web = named(lab.session("gateway", web=True), "coderun")
+    held = named(lab.session("gateway", web=True, more_rules=NAMES_A_HOST),
+                 "coderun, every head held (a deny rule names a host)")  # fmt: skip
     with env(CODERUN_PEEK="0"):
         proxied = named(lab.session("gateway", web=True), "coderun, through mitmproxy")
     gw.name = "coderun, no web ports"
     log("HTTP GETs")
-    out["http"] = figures.http([direct, router, web, proxied, gw], ip, sizes.http_new,
+    out["http"] = figures.http([direct, router, web, held, proxied, gw], ip, sizes.http_new,
                                sizes.http_keep, sizes.reps)  # fmt: skip
     if sizes.profile_s:
         log("profiling the gateway under HTTP load (new connections)")
@@ -200,7 +205,7 @@ def lab_figures(lab: Lab, sizes: Sizes) -> dict[str, Any]:
         out["_kprof_http_new"] = kernel_profiles(
             [direct, router, web, gw], lambda p: p.run("http", ip, HTTP_PORT, n),
             lambda r: r["requests"] / 1000)  # fmt: skip
-    for path in (web, proxied):
+    for path in (web, held, proxied):
         lab.end_session(path)
     out["under_load"] = connect_latency(lab, sizes)
     lab.end_session(router)
@@ -364,8 +369,9 @@ def rows(out: dict[str, Any]) -> list[list[str]]:
         table_rows.append([what, fmt(base, unit), fmt(value, unit), pct(value, base),
                            f"≥ {target * 100:.0f} %" if target else "–", met(ok)])  # fmt: skip
 
-    web_paths = (("coderun", True), ("coderun, through mitmproxy", False),
-                 ("coderun, no web ports", False), ("plain router", False))  # fmt: skip
+    web_paths = (("coderun", True), ("coderun, every head held (a deny rule names a host)", False),
+                 ("coderun, through mitmproxy", False), ("coderun, no web ports", False),
+                 ("plain router", False))  # fmt: skip
     for path, gated in web_paths:
         row(f"HTTP GETs/s, new connection each — {path}", d_http_new,
             m(http["new"], path, "req_per_s"), 0.6 if gated else None, "/s")  # fmt: skip

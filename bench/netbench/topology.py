@@ -265,16 +265,17 @@ class Lab:
         client = self._container("client", ["sleep", "infinity"])
         self.direct = Path_("direct", client, fast=self.flowclient is not None)
 
-    def policy(self) -> Path:
+    def policy(self, more_rules: str = "") -> Path:
         path = self.home / "bench-policy.toml"
         path.write_text(
             f'[[rule]]\naction = "allow"\ncidr = "{self.server_ip}"\nproto = "tcp"\n'
-            'note = "the benchmark server"\n'
+            'note = "the benchmark server"\n' + more_rules
         )
         return path
 
-    def session(self, kind: str, web: bool = False) -> Path_:
-        """A started session whose sandbox idles: ``kind`` is "gateway", "bare" or "timed"."""
+    def session(self, kind: str, web: bool = False, more_rules: str = "") -> Path_:
+        """A started session whose sandbox idles: ``kind`` is "gateway", "bare" or "timed";
+        ``more_rules`` are added to its policy file."""
         gateway_image = self.tags["gateway"]
         if kind in VARIANTS:
             gateway_image = gateway_variant_image(self.client, gateway_image, *VARIANTS[kind])
@@ -286,7 +287,7 @@ class Lab:
                 web_ports=(80, 443) if web else (),
             ),
             run=RunSettings(command=("sleep", "infinity"), mode=Mode.ENFORCE),
-            policy_file=self.policy(),
+            policy_file=self.policy(more_rules),
             volumes=[f"{host}:{v['bind']}:ro" for host, v in self._volumes().items()],
         )  # fmt: skip
         session = Session(self.client, config)
