@@ -20,21 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from snitch.core.logentry import EntryKind, LogEntry, PeekEvent
+from snitch.gateway.cacheguard import Later, Timer
 from snitch.gateway.events import EventBus
 
 log = logging.getLogger(__name__)
 COOL_DOWN = 3.0  # seconds without a lost copy before heads go unheld again
 REPORT_EVERY = 1.0  # at most one line per this many seconds while copies are lost
-
-
-class Timer(Protocol):
-    def cancel(self) -> None: ...
-
-
-Later = Callable[[float, Callable[[], None]], Timer]
 
 
 class GlanceGuard:

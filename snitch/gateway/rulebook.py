@@ -54,8 +54,9 @@ class RuleBook:
         self._policy = Policy([])
         self._task: asyncio.Task[None] | None = None
         self._next_expiry = math.inf
-        # name_denied's answers: (version, valid until, {(name, port): decision})
+        # has_host_denies' answer: (version, answer)
         self._host_denies: tuple[int, bool] = (-1, False)
+        # name_denied's answers: (version, valid until, {(name, port): decision})
         self._named: tuple[int, float, dict[tuple[str, int], Decision | None]] = (-1, 0.0, {})
         # Called after the rules in force changed: a reload, or a rule's expiry.
         self.listeners: list[Callable[[], None]] = []
