@@ -429,7 +429,12 @@ def main(argv: list[str] | None = None) -> int:
             "claims it, hands the gateway its own settings and only creates and starts the "
             "sandbox. A pair serves one run and is removed after it (docs/architecture.md). "
             "In the warm rows hyperfine waits, untimed (`--prepare`), until the pool has a "
-            "pair ready again. The CLI also loads its subcommands lazily and leaves with "
+            "pair ready again. A warm run still creates, starts, waits for and removes its "
+            "own sandbox (all that `docker run --rm` does) and adds the interpreter and the "
+            "CLI (`coderun --version` alone: 158 ms, a third of a `docker run` here; "
+            "hyperfine, 2026-12-03): the ≤ 1.2× that issue 18's text names for warm runs is "
+            "out of reach on this machine, ≤ 2× is the row's target. "
+            "The CLI also loads its subcommands lazily and leaves with "
             "`os._exit` once everything is cleaned up and flushed.",
             "",
             "Where a session's time goes: the Session API driven in-process with a timer "
