@@ -49,8 +49,8 @@ disturbed: run it again):
   *through mitmproxy* is `CODERUN_PEEK=0`; *no kernel cache* `CODERUN_KERNEL_CACHE=0`;
   *no web ports* never looks at web streams; *plain router* is the same topology with
   the gateway a router without rules or queue (the routed hop's own ceiling).
-- HTTP, a new connection each (≥ 60 %): met, 62 % here and 63 % in a run half an hour
-  before (same commit, quiet machine). A connection the kernel verdict cache lets through
+- HTTP, a new connection each (≥ 60 %): met, 62 % here and 63 % in the run just before
+  it (same commit, quiet machine). A connection the kernel verdict cache lets through
   (a destination decided and used before, enforce mode) is no longer held for its head
   while no deny rule names a host and no blocklist is loaded: nothing could refuse that
   head, so the kernel copies its requests to NFLOG, as it does a kept connection's later
