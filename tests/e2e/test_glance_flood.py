@@ -12,9 +12,7 @@ and every request the server answered is an ``http`` line or among the lost copi
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from pathlib import Path
 
 import docker
@@ -26,9 +24,10 @@ from sandbox.session import Session
 from snitch.core.logentry import EntryKind, PeekEvent
 from snitch.core.model import Mode
 from snitch.core.settings import NetworkShape, RunSettings
-from tests.e2e.conftest import latest_log, leftovers, pause, wait_for
+from tests.e2e.conftest import latest_log, leftovers
+from tests.e2e.floodkit import counting_server, freeze_now_and_then, small_buffer, workers_said
 from tests.e2e.probeloop import mine
-from tests.e2e.test_kernel_cache_flood import kernel_cache_default, small_buffer
+from tests.e2e.test_kernel_cache_flood import kernel_cache_default
 
 pytestmark = pytest.mark.docker
 __all__ = ["kernel_cache_default"]  # the fixture: the kernel cache on, as by default
@@ -88,16 +87,8 @@ def test_unheld_web_heads_are_all_in_the_log_or_counted_lost(
     small_buffer(monkeypatch)
     flood = tmp_path / "flood.py"
     flood.write_text(FLOOD)
-    server = client.containers.run(
-        tags["sandbox-bash"], ["python3", "-c", SERVER, str(PORT)], detach=True,
-        network=internet.network_name, name=f"coderun-test-glance-{uuid.uuid4().hex[:8]}",
-        labels={"coderun.role": "test"},
-    )  # fmt: skip
-    session: Session | None = None
-    try:
-        wait_for(lambda: b"listening" in server.logs(), "the server", 60)
-        server.reload()
-        ip = server.attrs["NetworkSettings"]["Networks"][internet.network_name]["IPAddress"]
+    with counting_server(client, tags["sandbox-bash"], internet, SERVER, PORT) as server:
+        ip = server.ip
         policy = tmp_path / "policy.toml"
         policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{ip}/32"\nport = {PORT}\n')
         command = " & ".join(
@@ -113,26 +104,17 @@ def test_unheld_web_heads_are_all_in_the_log_or_counted_lost(
             volumes=[f"{flood}:/flood.py:ro"],
         )  # fmt: skip
         session = Session(client, config)
-        session.start()
-        assert session.sandbox is not None and session.gateway is not None
-        session.sandbox.start()
-        started = time.monotonic()
-        time.sleep(1.0)  # the flood gets going (paced by the run, not awaited on)
-        while time.monotonic() < started + FLOOD_SECONDS - 3:
-            pause(session.gateway)  # a gateway that cannot keep up, for a moment
-            time.sleep(0.3)
-            session.gateway.unpause()
-            time.sleep(1.0)
-        sandbox = session.sandbox
-        wait_for(lambda: sandbox.reload() or sandbox.status == "exited", "the flood's end", 60)
-        out = sandbox.logs(stdout=True, stderr=False).decode().splitlines()
-        workers = [json.loads(line) for line in out if line.startswith("{")]
-    finally:
-        if session is not None:
+        try:
+            session.start()
+            assert session.sandbox is not None and session.gateway is not None
+            session.sandbox.start()
+            started = time.monotonic()
+            time.sleep(1.0)  # the flood gets going (paced by the run, not awaited on)
+            freeze_now_and_then(session, started + FLOOD_SECONDS - 3)
+            workers, out = workers_said(session)
+        finally:
             session.close()
-        server.stop(timeout=10)
-        answered = json.loads(server.logs(stderr=False).decode().splitlines()[-1])["answered"]
-        server.remove(force=True)
+    answered = server.said["answered"]
     assert len(workers) == WORKERS, out
     log = latest_log(home)
     urls = {e.url for e in log if e.kind is EntryKind.HTTP and e.dst == ip}

@@ -11,12 +11,8 @@ back. Every connection the server accepted is a flow line or counted in such a l
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
@@ -26,15 +22,15 @@ from sandbox.internet import DemoInternet
 from sandbox.session import Session
 from snitch.core.logentry import CacheEvent, EntryKind
 from snitch.core.model import Mode
-from snitch.core.settings import KERNEL_CACHE_ENV, GatewaySettings, NetworkShape, RunSettings
-from tests.e2e.conftest import latest_log, leftovers, pause, wait_for
+from snitch.core.settings import KERNEL_CACHE_ENV, NetworkShape, RunSettings
+from tests.e2e.conftest import latest_log, leftovers, wait_for
+from tests.e2e.floodkit import counting_server, freeze_now_and_then, small_buffer, workers_said
 from tests.e2e.probeloop import mine
 from tests.e2e.test_kernel_cache import kernel_map
 
 pytestmark = pytest.mark.docker
 
 PORT = 7000
-SMALL_BUFFER = 64 * 1024  # a few batches of copies: a frozen gateway loses some
 WORKERS = 3
 FLOOD_SECONDS = 10
 SERVER = r"""
@@ -80,16 +76,6 @@ def kernel_cache_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KERNEL_CACHE_ENV, raising=False)  # the default: on
 
 
-def small_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This test's gateways keep few copies in the kernel (GatewaySettings.nflog_buffer)."""
-    made = Session.gateway_settings
-
-    def settings(self: Session, *args: Any, **kw: Any) -> GatewaySettings:
-        return dataclasses.replace(made(self, *args, **kw), nflog_buffer=SMALL_BUFFER)
-
-    monkeypatch.setattr(Session, "gateway_settings", settings)
-
-
 def test_a_flood_through_the_cache_is_all_in_the_log(
     home: Path,
     internet: DemoInternet,
@@ -101,16 +87,8 @@ def test_a_flood_through_the_cache_is_all_in_the_log(
     small_buffer(monkeypatch)
     flood = tmp_path / "flood.py"
     flood.write_text(FLOOD)
-    server = client.containers.run(
-        tags["sandbox-bash"], ["python3", "-c", SERVER, str(PORT)], detach=True,
-        network=internet.network_name, name=f"coderun-test-flood-{uuid.uuid4().hex[:8]}",
-        labels={"coderun.role": "test"},
-    )  # fmt: skip
-    session: Session | None = None
-    try:
-        wait_for(lambda: b"listening" in server.logs(), "the server", 60)
-        server.reload()
-        ip = server.attrs["NetworkSettings"]["Networks"][internet.network_name]["IPAddress"]
+    with counting_server(client, tags["sandbox-bash"], internet, SERVER, PORT) as server:
+        ip = server.ip
         policy = tmp_path / "policy.toml"
         policy.write_text(f'[[rule]]\naction = "allow"\ncidr = "{ip}/32"\nport = {PORT}\n')
         one = f"python3 /flood.py {ip} {PORT} {FLOOD_SECONDS}"
@@ -125,26 +103,16 @@ def test_a_flood_through_the_cache_is_all_in_the_log(
             volumes=[f"{flood}:/flood.py:ro"],
         )  # fmt: skip
         session = Session(client, config)
-        session.start()
-        assert session.sandbox is not None and session.gateway is not None
-        session.sandbox.start()
-        wait_for(lambda: f"{ip} . tcp . {PORT}" in kernel_map(session), "a cached verdict", 30)
-        started = time.monotonic()
-        while time.monotonic() < started + FLOOD_SECONDS - 3:
-            pause(session.gateway)  # a gateway that cannot keep up, for a moment
-            time.sleep(0.3)
-            session.gateway.unpause()
-            time.sleep(1.0)
-        sandbox = session.sandbox
-        wait_for(lambda: sandbox.reload() or sandbox.status == "exited", "the flood's end", 60)
-        out = sandbox.logs(stdout=True, stderr=False).decode().splitlines()
-        workers = [json.loads(line) for line in out if line.startswith("{")]
-    finally:
-        if session is not None:
+        try:
+            session.start()
+            assert session.sandbox is not None and session.gateway is not None
+            session.sandbox.start()
+            wait_for(lambda: f"{ip} . tcp . {PORT}" in kernel_map(session), "a cached verdict", 30)
+            freeze_now_and_then(session, time.monotonic() + FLOOD_SECONDS - 3)
+            workers, out = workers_said(session)
+        finally:
             session.close()
-        server.stop(timeout=10)
-        accepted = json.loads(server.logs(stderr=False).decode().splitlines()[-1])["accepted"]
-        server.remove(force=True)
+    accepted = server.said["accepted"]
     assert len(workers) == WORKERS, out
     attempts = sum(int(w["attempts"]) for w in workers)
     log = latest_log(home)
