@@ -22,6 +22,28 @@ from snitch.core.settings import GatewaySettings
 from tests.e2e.conftest import pause, wait_for
 
 SMALL_BUFFER = 64 * 1024  # a few batches of copies: a frozen gateway loses some
+_SERVER = r"""
+import json, signal, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4096)
+n = 0
+def done(*_):
+    print(json.dumps({"COUNTED": n}), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+"""
+
+
+def server_source(counted: str, per_connection: str) -> str:
+    """A server for ``counting_server`` (Python source): ``per_connection`` runs for each
+    accepted socket ``c`` (code at the loop's indentation; it adds to ``n``); stopped,
+    it prints ``{counted: n}``."""
+    return _SERVER.replace("COUNTED", counted) + per_connection
 
 
 def small_buffer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,13 @@ from snitch.core.logentry import EntryKind, PeekEvent
 from snitch.core.model import Mode
 from snitch.core.settings import NetworkShape, RunSettings
 from tests.e2e.conftest import latest_log, leftovers
-from tests.e2e.floodkit import counting_server, freeze_now_and_then, small_buffer, workers_said
+from tests.e2e.floodkit import (
+    counting_server,
+    freeze_now_and_then,
+    server_source,
+    small_buffer,
+    workers_said,
+)
 from tests.e2e.probeloop import mine
 from tests.e2e.test_kernel_cache_flood import kernel_cache_default
 
@@ -35,29 +41,19 @@ __all__ = ["kernel_cache_default"]  # the fixture: the kernel cache on, as by de
 PORT = 8080
 WORKERS = 3
 FLOOD_SECONDS = 10
-SERVER = r"""
-import json, signal, socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(4096)
-answered = 0
-def done(*_):
-    print(json.dumps({"answered": answered}), flush=True)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, done)
-print("listening", flush=True)
-while True:
-    c, _ = s.accept()
+SERVER = server_source(
+    "answered",
+    r"""
     c.settimeout(2)
     try:
         if c.recv(4096).startswith(b"GET /"):
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            answered += 1
+            n += 1
     except OSError:
         pass
     c.close()
-"""
+""",
+)
 FLOOD = r"""
 import json, socket, sys, time
 host, port, seconds, tag = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]

@@ -24,7 +24,13 @@ from snitch.core.logentry import CacheEvent, EntryKind
 from snitch.core.model import Mode
 from snitch.core.settings import KERNEL_CACHE_ENV, NetworkShape, RunSettings
 from tests.e2e.conftest import latest_log, leftovers, wait_for
-from tests.e2e.floodkit import counting_server, freeze_now_and_then, small_buffer, workers_said
+from tests.e2e.floodkit import (
+    counting_server,
+    freeze_now_and_then,
+    server_source,
+    small_buffer,
+    workers_said,
+)
 from tests.e2e.probeloop import mine
 from tests.e2e.test_kernel_cache import kernel_map
 
@@ -33,23 +39,13 @@ pytestmark = pytest.mark.docker
 PORT = 7000
 WORKERS = 3
 FLOOD_SECONDS = 10
-SERVER = r"""
-import json, signal, socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(4096)
-accepted = 0
-def done(*_):
-    print(json.dumps({"accepted": accepted}), flush=True)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, done)
-print("listening", flush=True)
-while True:
-    c, _ = s.accept()
-    accepted += 1
+SERVER = server_source(
+    "accepted",
+    """\
+    n += 1
     c.close()
-"""
+""",
+)
 FLOOD = r"""
 import json, socket, struct, sys, time
 host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])

@@ -41,11 +41,13 @@ cases = {
                + [b"X-Pad: %d\\r\\n" % i for i in range(trickle)]
                + [f"Host: {evil}\\r\\n\\r\\n".encode()],
 }
-for name, parts in cases.items():
-    s = socket.create_connection((ip, 80), timeout=10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def exchange(name, s, parts, port=0):
+    # parts sent on s (from port when given); the answer's first line printed
     answer = b""
     try:
+        if port:
+            s.bind(("", port))
+        s.connect((ip, 80))
         for part in parts:
             s.sendall(part)
             time.sleep(0.05)  # shapes the segments (one write each), no waiting on anything
@@ -55,25 +57,21 @@ for name, parts in cases.items():
         answer = repr(exc).encode()
     print(name, answer.split(b"\\r\\n", 1)[0].decode(errors="replace"), flush=True)
     s.close()
+def fresh():
+    s = socket.socket()
+    s.settimeout(10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+for name, parts in cases.items():
+    exchange(name, fresh(), parts)
 # A new connection from the same port at once (the same 5-tuple): its sequence numbers
 # start close to the last one's, which had an allowed head.
 port = 20000 + os.getpid() % 20000
 for name, host in (("reusefirst", "api.example.test"), ("reuse", evil)):
-    s = socket.socket()
+    s = fresh()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.settimeout(10)
-    answer = b""
-    try:
-        s.bind(("", port))
-        s.connect((ip, 80))
-        s.sendall(head(host, name))
-        while chunk := s.recv(4096):
-            answer += chunk
-    except OSError as exc:
-        answer = repr(exc).encode()
-    print(name, answer.split(b"\\r\\n", 1)[0].decode(errors="replace"), flush=True)
-    s.close()
+    exchange(name, s, [head(host, name)], port)
 """
 
 
